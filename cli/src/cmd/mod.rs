@@ -1,0 +1,7 @@
+pub mod evaluate;
+pub mod features;
+pub mod handbook;
+pub mod import;
+pub mod score;
+pub mod simulate;
+pub mod train;

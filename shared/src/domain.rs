@@ -1,0 +1,272 @@
+//! Domain newtypes. Each one parses, so a value that exists is valid.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use time::format_description::well_known::Rfc3339;
+use time::{OffsetDateTime, UtcOffset};
+
+/// Why a domain value did not parse. `field` names the input field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct DomainError {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+impl DomainError {
+    pub fn new(field: &'static str, reason: impl Into<String>) -> Self {
+        Self { field, reason: reason.into() }
+    }
+}
+
+const MAX_ID_LEN: usize = 128;
+
+fn parse_id(field: &'static str, raw: &str) -> Result<String, DomainError> {
+    if raw.is_empty() {
+        return Err(DomainError::new(field, "must not be empty"));
+    }
+    if raw.len() > MAX_ID_LEN {
+        return Err(DomainError::new(field, format!("must be at most {MAX_ID_LEN} bytes")));
+    }
+    // Ids end up inside storage keys, where '#' is the separator.
+    if let Some(c) = raw.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))) {
+        return Err(DomainError::new(field, format!("contains {c:?}; allowed are A-Z a-z 0-9 - _ . :")));
+    }
+    Ok(raw.to_owned())
+}
+
+macro_rules! id_newtype {
+    ($(#[$m:meta])* $name:ident, $field:literal) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn parse(raw: &str) -> Result<Self, DomainError> {
+                parse_id($field, raw).map(Self)
+            }
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+        impl TryFrom<String> for $name {
+            type Error = DomainError;
+            fn try_from(raw: String) -> Result<Self, DomainError> {
+                Self::parse(&raw)
+            }
+        }
+        impl From<$name> for String {
+            fn from(v: $name) -> String {
+                v.0
+            }
+        }
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+id_newtype!(
+    /// The caller's transaction id, unique per tenant.
+    TransactionId, "id");
+id_newtype!(
+    /// The card or customer the payment is charged to.
+    CustomerId, "customer_id");
+id_newtype!(
+    /// The terminal or merchant the payment is made at.
+    TerminalId, "terminal_id");
+id_newtype!(
+    /// A tenant: one team's isolated slice of Verdict. Only ever taken from a credential.
+    TenantId, "tenant");
+
+/// An ISO 4217 currency code: three upper-case ASCII letters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Currency([u8; 3]);
+
+impl Currency {
+    pub const EUR: Currency = Currency(*b"EUR");
+
+    pub fn parse(raw: &str) -> Result<Self, DomainError> {
+        let b = raw.as_bytes();
+        if b.len() != 3 || !b.iter().all(u8::is_ascii_uppercase) {
+            return Err(DomainError::new("currency", format!("{raw:?} is not an ISO 4217 code (three upper-case letters)")));
+        }
+        Ok(Currency([b[0], b[1], b[2]]))
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only ever built from ASCII upper-case letters.
+        std::str::from_utf8(&self.0).unwrap_or("XXX")
+    }
+
+    /// Digits after the decimal point (ISO 4217 minor unit).
+    pub fn exponent(&self) -> u32 {
+        match &self.0 {
+            b"BIF" | b"CLP" | b"DJF" | b"GNF" | b"ISK" | b"JPY" | b"KMF" | b"KRW" | b"PYG" | b"RWF" | b"UGX"
+            | b"UYI" | b"VND" | b"VUV" | b"XAF" | b"XOF" | b"XPF" => 0,
+            b"BHD" | b"IQD" | b"JOD" | b"KWD" | b"LYD" | b"OMR" | b"TND" => 3,
+            _ => 2,
+        }
+    }
+}
+
+impl TryFrom<String> for Currency {
+    type Error = DomainError;
+    fn try_from(raw: String) -> Result<Self, DomainError> {
+        Self::parse(&raw)
+    }
+}
+impl From<Currency> for String {
+    fn from(c: Currency) -> String {
+        c.as_str().to_owned()
+    }
+}
+impl fmt::Display for Currency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An amount in integer minor units of its currency. Never a float in storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Money {
+    pub minor: i64,
+    pub currency: Currency,
+}
+
+impl Money {
+    pub fn new(minor: i64, currency: Currency) -> Result<Self, DomainError> {
+        if minor < 0 {
+            return Err(DomainError::new("amount", "must not be negative"));
+        }
+        // Keeps every aggregate sum far from i64 overflow.
+        if minor > 1_000_000_000_000_000 {
+            return Err(DomainError::new("amount", "is larger than 10^18 minor units"));
+        }
+        Ok(Self { minor, currency })
+    }
+
+    /// The amount in major units, as the model sees it.
+    pub fn major(&self) -> f64 {
+        self.minor as f64 / 10f64.powi(self.currency.exponent() as i32)
+    }
+}
+
+/// A UTC instant, written as RFC 3339.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(OffsetDateTime);
+
+impl Timestamp {
+    pub fn parse(field: &'static str, raw: &str) -> Result<Self, DomainError> {
+        OffsetDateTime::parse(raw, &Rfc3339)
+            .map(|t| Timestamp(t.to_offset(UtcOffset::UTC)))
+            .map_err(|e| DomainError::new(field, format!("{raw:?} is not an RFC 3339 timestamp ({e})")))
+    }
+
+    pub fn from_unix(seconds: i64) -> Result<Self, DomainError> {
+        OffsetDateTime::from_unix_timestamp(seconds)
+            .map(Timestamp)
+            .map_err(|e| DomainError::new("occurred_at", e.to_string()))
+    }
+
+    pub fn now() -> Self {
+        Timestamp(OffsetDateTime::now_utc())
+    }
+
+    pub fn unix(&self) -> i64 {
+        self.0.unix_timestamp()
+    }
+
+    /// Days since 1970-01-01 (UTC): the aggregates' bucket.
+    pub fn epoch_day(&self) -> i32 {
+        self.unix().div_euclid(86_400) as i32
+    }
+
+    pub fn inner(&self) -> OffsetDateTime {
+        self.0
+    }
+
+    pub fn to_rfc3339(&self) -> String {
+        // Formatting a UTC OffsetDateTime as RFC 3339 cannot fail for years 0..=9999.
+        self.0.format(&Rfc3339).unwrap_or_else(|_| self.unix().to_string())
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_rfc3339())
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_rfc3339())
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        Timestamp::parse("occurred_at", &raw).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The inputs the model core needs from one transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transaction {
+    pub id: TransactionId,
+    pub occurred_at: Timestamp,
+    pub amount: Money,
+    pub customer_id: CustomerId,
+    pub terminal_id: TerminalId,
+}
+
+/// The ground truth for a transaction, kept apart from its inputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Label {
+    pub fraud: bool,
+    /// The simulator's fraud scenario (1, 2 or 3); 0 for legitimate or unknown.
+    #[serde(default)]
+    pub scenario: u8,
+}
+
+/// A transaction with its label, as the simulator and the training files hold them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabelledTransaction {
+    pub tx: Transaction,
+    pub label: Option<Label>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_reject_separator_and_empty() {
+        assert!(CustomerId::parse("card-42").is_ok());
+        assert_eq!(CustomerId::parse("a#b").unwrap_err().field, "customer_id");
+        assert!(TerminalId::parse("").is_err());
+        assert!(TransactionId::parse(&"x".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn money_uses_currency_exponent() {
+        assert_eq!(Money::new(12345, Currency::EUR).unwrap().major(), 123.45);
+        assert_eq!(Money::new(500, Currency::parse("JPY").unwrap()).unwrap().major(), 500.0);
+        assert_eq!(Money::new(1500, Currency::parse("KWD").unwrap()).unwrap().major(), 1.5);
+        assert!(Money::new(-1, Currency::EUR).is_err());
+        assert!(Currency::parse("eur").is_err());
+    }
+
+    #[test]
+    fn timestamps_normalise_to_utc() {
+        let t = Timestamp::parse("occurred_at", "2018-04-01T02:00:00+02:00").unwrap();
+        assert_eq!(t.to_rfc3339(), "2018-04-01T00:00:00Z");
+        assert_eq!(t.epoch_day(), 17622);
+        assert!(Timestamp::parse("occurred_at", "yesterday").is_err());
+    }
+}

@@ -1,0 +1,1 @@
+//! Reading and writing transaction files (CSV and NDJSON).

@@ -1,0 +1,14 @@
+//! Verdict's shared crate: the pure domain (transactions, features, models, reasons, metrics)
+//! plus, behind port traits, the adapters that persist it.
+
+pub mod domain;
+pub mod features;
+pub mod io;
+pub mod metrics;
+pub mod model;
+pub mod protocol;
+pub mod sim;
+
+pub use domain::{CustomerId, Label, Money, TerminalId, Transaction, TransactionId};
+pub use features::{EntityAggregate, FeatureVector, FEATURE_COUNT};
+pub use model::ModelArtifact;

@@ -1,0 +1,1 @@
+//! Ranking metrics: AUC ROC, average precision, card precision@k.

@@ -1,0 +1,1 @@
+//! Converts models trained in Python (LightGBM text, XGBoost JSON) into a Verdict artifact.

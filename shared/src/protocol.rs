@@ -1,0 +1,1 @@
+//! The handbook's train / delay / test protocol.

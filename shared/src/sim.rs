@@ -1,0 +1,1 @@
+//! The Fraud Detection Handbook's transaction simulator.
