@@ -5,7 +5,11 @@ mod cmd;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "verdict", version, about = "Verdict: real-time fraud scoring. Simulate data, train, evaluate, import and score models.")]
+#[command(
+    name = "verdict",
+    version,
+    about = "Verdict: real-time fraud scoring. Simulate data, train, evaluate, import and score models."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

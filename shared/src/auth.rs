@@ -21,7 +21,12 @@ pub enum Scope {
 }
 
 impl Scope {
-    pub const ALL: [Scope; 4] = [Scope::TransactionsWrite, Scope::TransactionsRead, Scope::ModelsRead, Scope::ModelsWrite];
+    pub const ALL: [Scope; 4] = [
+        Scope::TransactionsWrite,
+        Scope::TransactionsRead,
+        Scope::ModelsRead,
+        Scope::ModelsWrite,
+    ];
 
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -35,13 +40,21 @@ impl Scope {
     pub fn parse(raw: &str) -> Result<Scope, DomainError> {
         Scope::ALL.into_iter().find(|s| s.as_str() == raw).ok_or_else(|| {
             let known: Vec<_> = Scope::ALL.iter().map(|s| s.as_str()).collect();
-            DomainError::new("scopes", format!("{raw:?} is not a scope; known scopes are {}", known.join(", ")))
+            DomainError::new(
+                "scopes",
+                format!("{raw:?} is not a scope; known scopes are {}", known.join(", ")),
+            )
         })
     }
 
     /// Parses a comma-separated list.
     pub fn parse_list(raw: &str) -> Result<BTreeSet<Scope>, DomainError> {
-        let set = raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(Scope::parse).collect::<Result<BTreeSet<_>, _>>()?;
+        let set = raw
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(Scope::parse)
+            .collect::<Result<BTreeSet<_>, _>>()?;
         if set.is_empty() {
             return Err(DomainError::new("scopes", "at least one scope is required"));
         }
@@ -70,7 +83,10 @@ impl ApiKey {
 
     /// Reads the key from an `Authorization: Bearer …` header value.
     pub fn from_bearer(header: &str) -> Option<ApiKey> {
-        let token = header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("bearer "))?.trim();
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))?
+            .trim();
         (token.starts_with(KEY_PREFIX) && token.len() <= 200 && token.is_ascii()).then(|| ApiKey(token.to_owned()))
     }
 
@@ -151,7 +167,11 @@ impl KeyRecord {
         if self.expires_at.is_some_and(|t| t <= now) {
             return Err(AuthError::Expired);
         }
-        Ok(Principal { tenant: self.tenant.clone(), key_id: self.key_id.clone(), scopes: self.scopes.clone() })
+        Ok(Principal {
+            tenant: self.tenant.clone(),
+            key_id: self.key_id.clone(),
+            scopes: self.scopes.clone(),
+        })
     }
 }
 
@@ -161,12 +181,19 @@ pub fn parse_ttl(raw: &str) -> Result<Option<i64>, DomainError> {
         return Ok(None);
     }
     let (num, unit) = raw.split_at(raw.len().saturating_sub(1));
-    let n: i64 = num.parse().map_err(|_| DomainError::new("expires-in", format!("{raw:?} is not like 90d, 12h, 30m or never")))?;
+    let n: i64 = num
+        .parse()
+        .map_err(|_| DomainError::new("expires-in", format!("{raw:?} is not like 90d, 12h, 30m or never")))?;
     let secs = match unit {
         "d" => 86_400,
         "h" => 3_600,
         "m" => 60,
-        _ => return Err(DomainError::new("expires-in", format!("{raw:?}: the unit must be d, h or m"))),
+        _ => {
+            return Err(DomainError::new(
+                "expires-in",
+                format!("{raw:?}: the unit must be d, h or m"),
+            ))
+        }
     };
     if n <= 0 {
         return Err(DomainError::new("expires-in", "must be positive"));
@@ -209,9 +236,15 @@ mod tests {
         let p = rec.authenticate(99).unwrap();
         assert_eq!(p.tenant.as_str(), "acme");
         assert!(p.require(Scope::TransactionsRead).is_ok());
-        assert_eq!(p.require(Scope::TransactionsWrite), Err(AuthError::MissingScope(Scope::TransactionsWrite)));
+        assert_eq!(
+            p.require(Scope::TransactionsWrite),
+            Err(AuthError::MissingScope(Scope::TransactionsWrite))
+        );
         assert_eq!(rec.authenticate(100), Err(AuthError::Expired));
-        let revoked = KeyRecord { revoked_at: Some(50), ..rec };
+        let revoked = KeyRecord {
+            revoked_at: Some(50),
+            ..rec
+        };
         assert_eq!(revoked.authenticate(60), Err(AuthError::Revoked));
     }
 

@@ -36,14 +36,20 @@ pub struct Thresholds {
 impl Default for Thresholds {
     /// Scores are calibrated probabilities: review from 30%, block from 80%.
     fn default() -> Self {
-        Thresholds { review: 0.3, block: 0.8 }
+        Thresholds {
+            review: 0.3,
+            block: 0.8,
+        }
     }
 }
 
 impl Thresholds {
     pub fn new(review: f64, block: f64) -> Result<Self, DomainError> {
         if !(0.0..=1.0).contains(&review) || !(0.0..=1.0).contains(&block) || review > block {
-            return Err(DomainError::new("thresholds", format!("need 0 <= review ({review}) <= block ({block}) <= 1")));
+            return Err(DomainError::new(
+                "thresholds",
+                format!("need 0 <= review ({review}) <= block ({block}) <= 1"),
+            ));
         }
         Ok(Thresholds { review, block })
     }
@@ -68,7 +74,10 @@ pub struct FieldError {
 
 impl From<DomainError> for FieldError {
     fn from(e: DomainError) -> Self {
-        FieldError { field: e.field.to_owned(), message: e.reason }
+        FieldError {
+            field: e.field.to_owned(),
+            message: e.reason,
+        }
     }
 }
 
@@ -107,7 +116,10 @@ impl TransactionInputs {
             id: self.id.clone(),
             occurred_at: self.occurred_at,
             // Checked at parse time.
-            amount: Money { minor: self.amount, currency: self.currency },
+            amount: Money {
+                minor: self.amount,
+                currency: self.currency,
+            },
             customer_id: self.customer_id.clone(),
             terminal_id: self.terminal_id.clone(),
         }
@@ -135,21 +147,34 @@ const MAX_FREE_TEXT: usize = 256;
 impl ScoreRequest {
     /// Parses a JSON body, collecting every field error.
     pub fn parse_json(body: &[u8]) -> Result<ScoreRequest, Vec<FieldError>> {
-        let value: serde_json::Value = serde_json::from_slice(body)
-            .map_err(|e| vec![FieldError { field: "body".into(), message: format!("is not valid JSON: {e}") }])?;
+        let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
+            vec![FieldError {
+                field: "body".into(),
+                message: format!("is not valid JSON: {e}"),
+            }]
+        })?;
         let serde_json::Value::Object(obj) = value else {
-            return Err(vec![FieldError { field: "body".into(), message: "must be a JSON object".into() }]);
+            return Err(vec![FieldError {
+                field: "body".into(),
+                message: "must be a JSON object".into(),
+            }]);
         };
         let mut errors = Vec::new();
         let str_field = |name: &'static str, errors: &mut Vec<FieldError>| -> Option<String> {
             match obj.get(name) {
                 None | Some(serde_json::Value::Null) => {
-                    errors.push(FieldError { field: name.into(), message: "is required".into() });
+                    errors.push(FieldError {
+                        field: name.into(),
+                        message: "is required".into(),
+                    });
                     None
                 }
                 Some(serde_json::Value::String(s)) => Some(s.clone()),
                 Some(_) => {
-                    errors.push(FieldError { field: name.into(), message: "must be a string".into() });
+                    errors.push(FieldError {
+                        field: name.into(),
+                        message: "must be a string".into(),
+                    });
                     None
                 }
             }
@@ -163,11 +188,17 @@ impl ScoreRequest {
         let terminal_id = str_field("terminal_id", &mut errors).and_then(|s| take(TerminalId::parse(&s), &mut errors));
         let amount = match obj.get("amount") {
             None | Some(serde_json::Value::Null) => {
-                errors.push(FieldError { field: "amount".into(), message: "is required".into() });
+                errors.push(FieldError {
+                    field: "amount".into(),
+                    message: "is required".into(),
+                });
                 None
             }
             Some(serde_json::Value::Number(n)) => match n.as_i64() {
-                Some(a) => take(Money::new(a, currency.unwrap_or(Currency::EUR)).map(|m| m.minor), &mut errors),
+                Some(a) => take(
+                    Money::new(a, currency.unwrap_or(Currency::EUR)).map(|m| m.minor),
+                    &mut errors,
+                ),
                 None => {
                     errors.push(FieldError {
                         field: "amount".into(),
@@ -177,7 +208,10 @@ impl ScoreRequest {
                 }
             },
             Some(_) => {
-                errors.push(FieldError { field: "amount".into(), message: "must be an integer number of minor units".into() });
+                errors.push(FieldError {
+                    field: "amount".into(),
+                    message: "must be an integer number of minor units".into(),
+                });
                 None
             }
         };
@@ -187,11 +221,17 @@ impl ScoreRequest {
                 None | Some(serde_json::Value::Null) => None,
                 Some(serde_json::Value::String(s)) if s.len() <= MAX_FREE_TEXT => Some(s.clone()),
                 Some(serde_json::Value::String(_)) => {
-                    errors.push(FieldError { field: name.into(), message: format!("must be at most {MAX_FREE_TEXT} bytes") });
+                    errors.push(FieldError {
+                        field: name.into(),
+                        message: format!("must be at most {MAX_FREE_TEXT} bytes"),
+                    });
                     None
                 }
                 Some(_) => {
-                    errors.push(FieldError { field: name.into(), message: "must be a string".into() });
+                    errors.push(FieldError {
+                        field: name.into(),
+                        message: "must be a string".into(),
+                    });
                     None
                 }
             }
@@ -202,7 +242,10 @@ impl ScoreRequest {
         let country = opt_text("country", &mut errors);
         if let Some(c) = &country {
             if c.len() != 2 || !c.bytes().all(|b| b.is_ascii_uppercase()) {
-                errors.push(FieldError { field: "country".into(), message: format!("{c:?} is not an ISO 3166 alpha-2 code") });
+                errors.push(FieldError {
+                    field: "country".into(),
+                    message: format!("{c:?} is not an ISO 3166 alpha-2 code"),
+                });
             }
         }
         let mut metadata = BTreeMap::new();
@@ -210,7 +253,10 @@ impl ScoreRequest {
             None | Some(serde_json::Value::Null) => {}
             Some(serde_json::Value::Object(m)) => {
                 if m.len() > MAX_METADATA_KEYS {
-                    errors.push(FieldError { field: "metadata".into(), message: format!("has {} keys; at most {MAX_METADATA_KEYS}", m.len()) });
+                    errors.push(FieldError {
+                        field: "metadata".into(),
+                        message: format!("has {} keys; at most {MAX_METADATA_KEYS}", m.len()),
+                    });
                 }
                 for (k, v) in m {
                     match v {
@@ -221,23 +267,52 @@ impl ScoreRequest {
                             field: format!("metadata.{k}"),
                             message: format!("keys are at most 64 bytes and values at most {MAX_FREE_TEXT}"),
                         }),
-                        _ => errors.push(FieldError { field: format!("metadata.{k}"), message: "must be a string".into() }),
+                        _ => errors.push(FieldError {
+                            field: format!("metadata.{k}"),
+                            message: "must be a string".into(),
+                        }),
                     }
                 }
             }
-            Some(_) => errors.push(FieldError { field: "metadata".into(), message: "must be an object of strings".into() }),
+            Some(_) => errors.push(FieldError {
+                field: "metadata".into(),
+                message: "must be an object of strings".into(),
+            }),
         }
-        const KNOWN: [&str; 11] =
-            ["id", "occurred_at", "amount", "currency", "customer_id", "terminal_id", "ip", "device_id", "email", "country", "metadata"];
+        const KNOWN: [&str; 11] = [
+            "id",
+            "occurred_at",
+            "amount",
+            "currency",
+            "customer_id",
+            "terminal_id",
+            "ip",
+            "device_id",
+            "email",
+            "country",
+            "metadata",
+        ];
         for k in obj.keys() {
             if !KNOWN.contains(&k.as_str()) {
-                errors.push(FieldError { field: k.clone(), message: "is not a known field (put free-form data in metadata)".into() });
+                errors.push(FieldError {
+                    field: k.clone(),
+                    message: "is not a known field (put free-form data in metadata)".into(),
+                });
             }
         }
         match (id, occurred_at, amount, currency, customer_id, terminal_id) {
-            (Some(id), Some(occurred_at), Some(amount), Some(currency), Some(customer_id), Some(terminal_id)) if errors.is_empty() => {
+            (Some(id), Some(occurred_at), Some(amount), Some(currency), Some(customer_id), Some(terminal_id))
+                if errors.is_empty() =>
+            {
                 Ok(ScoreRequest {
-                    inputs: TransactionInputs { id, occurred_at, amount, currency, customer_id, terminal_id },
+                    inputs: TransactionInputs {
+                        id,
+                        occurred_at,
+                        amount,
+                        currency,
+                        customer_id,
+                        terminal_id,
+                    },
                     ip,
                     device_id,
                     email,
@@ -303,7 +378,11 @@ pub struct DecisionRecord {
 }
 
 pub fn features_map(x: &FeatureVector) -> BTreeMap<String, f64> {
-    FEATURE_NAMES.iter().zip(x.0.iter()).map(|(n, v)| (n.to_string(), *v)).collect()
+    FEATURE_NAMES
+        .iter()
+        .zip(x.0.iter())
+        .map(|(n, v)| (n.to_string(), *v))
+        .collect()
 }
 
 pub fn risk_score(score: f64) -> u8 {
@@ -340,7 +419,19 @@ mod tests {
         let body = r#"{"id":"a#b","occurred_at":"soon","amount":1.5,"currency":"eur","terminal_id":7,"country":"France","extra":1}"#;
         let errs = ScoreRequest::parse_json(body.as_bytes()).unwrap_err();
         let fields: Vec<_> = errs.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, vec!["id", "occurred_at", "currency", "customer_id", "terminal_id", "amount", "country", "extra"]);
+        assert_eq!(
+            fields,
+            vec![
+                "id",
+                "occurred_at",
+                "currency",
+                "customer_id",
+                "terminal_id",
+                "amount",
+                "country",
+                "extra"
+            ]
+        );
         assert!(errs[5].message.contains("1.5 is not an integer"), "{errs:?}");
         assert_eq!(ScoreRequest::parse_json(b"[1]").unwrap_err()[0].field, "body");
         assert_eq!(ScoreRequest::parse_json(b"{").unwrap_err()[0].field, "body");

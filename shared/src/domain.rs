@@ -15,7 +15,10 @@ pub struct DomainError {
 
 impl DomainError {
     pub fn new(field: &'static str, reason: impl Into<String>) -> Self {
-        Self { field, reason: reason.into() }
+        Self {
+            field,
+            reason: reason.into(),
+        }
     }
 }
 
@@ -29,8 +32,14 @@ fn parse_id(field: &'static str, raw: &str) -> Result<String, DomainError> {
         return Err(DomainError::new(field, format!("must be at most {MAX_ID_LEN} bytes")));
     }
     // Ids end up inside storage keys, where '#' is the separator.
-    if let Some(c) = raw.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))) {
-        return Err(DomainError::new(field, format!("contains {c:?}; allowed are A-Z a-z 0-9 - _ . :")));
+    if let Some(c) = raw
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')))
+    {
+        return Err(DomainError::new(
+            field,
+            format!("contains {c:?}; allowed are A-Z a-z 0-9 - _ . :"),
+        ));
     }
     Ok(raw.to_owned())
 }
@@ -93,7 +102,10 @@ impl Currency {
     pub fn parse(raw: &str) -> Result<Self, DomainError> {
         let b = raw.as_bytes();
         if b.len() != 3 || !b.iter().all(u8::is_ascii_uppercase) {
-            return Err(DomainError::new("currency", format!("{raw:?} is not an ISO 4217 code (three upper-case letters)")));
+            return Err(DomainError::new(
+                "currency",
+                format!("{raw:?} is not an ISO 4217 code (three upper-case letters)"),
+            ));
         }
         Ok(Currency([b[0], b[1], b[2]]))
     }

@@ -146,7 +146,9 @@ pub struct EntityAggregate {
 
 impl Default for EntityAggregate {
     fn default() -> Self {
-        Self { slots: [(i32::MIN, DayCounter::default()); RETENTION_DAYS as usize] }
+        Self {
+            slots: [(i32::MIN, DayCounter::default()); RETENTION_DAYS as usize],
+        }
     }
 }
 
@@ -177,11 +179,25 @@ impl EntityAggregate {
     }
 
     pub fn record_transaction(&mut self, day: i32, amount_minor: i64) {
-        self.add(day, &DayCounter { count: 1, amount_minor, frauds: 0 });
+        self.add(
+            day,
+            &DayCounter {
+                count: 1,
+                amount_minor,
+                frauds: 0,
+            },
+        );
     }
 
     pub fn record_fraud(&mut self, day: i32) {
-        self.add(day, &DayCounter { count: 0, amount_minor: 0, frauds: 1 });
+        self.add(
+            day,
+            &DayCounter {
+                count: 0,
+                amount_minor: 0,
+                frauds: 1,
+            },
+        );
     }
 
     /// Sum of the buckets for days `first..=last`.
@@ -242,7 +258,11 @@ pub fn compute(tx: &Transaction, customer: &EntityAggregate, terminal: &EntityAg
         let last = day - LABEL_DELAY_DAYS - 1;
         let c = terminal.window(last - w + 1, last);
         f[9 + 2 * i] = c.count as f64;
-        f[10 + 2 * i] = if c.count == 0 { 0.0 } else { c.frauds as f64 / c.count as f64 };
+        f[10 + 2 * i] = if c.count == 0 {
+            0.0
+        } else {
+            c.frauds as f64 / c.count as f64
+        };
     }
     FeatureVector(f)
 }
@@ -257,7 +277,11 @@ pub struct AggregateDelta {
 pub fn transaction_delta(tx: &Transaction) -> AggregateDelta {
     AggregateDelta {
         day: tx.occurred_at.epoch_day(),
-        counter: DayCounter { count: 1, amount_minor: tx.amount.minor, frauds: 0 },
+        counter: DayCounter {
+            count: 1,
+            amount_minor: tx.amount.minor,
+            frauds: 0,
+        },
     }
 }
 
@@ -328,8 +352,17 @@ mod tests {
     fn terminal_risk_respects_the_label_delay() {
         let mut off = OfflineFeatures::new();
         // Day 0: two transactions at t1, one fraud.
-        off.push(&tx("a", "2018-04-01T10:00:00Z", 1000, "c1", "t1"), Some(Label { fraud: true, scenario: 2 }));
-        off.push(&tx("b", "2018-04-01T11:00:00Z", 1000, "c2", "t1"), Some(Label::default()));
+        off.push(
+            &tx("a", "2018-04-01T10:00:00Z", 1000, "c1", "t1"),
+            Some(Label {
+                fraud: true,
+                scenario: 2,
+            }),
+        );
+        off.push(
+            &tx("b", "2018-04-01T11:00:00Z", 1000, "c2", "t1"),
+            Some(Label::default()),
+        );
         // Seven days later the labels are not yet known: nothing is counted.
         let f = off.push(&tx("c", "2018-04-08T12:00:00Z", 1000, "c3", "t1"), None);
         assert_eq!(f.get(Feature::TerminalTxCount1d), 0.0);
@@ -354,7 +387,17 @@ mod tests {
         // An old day cannot overwrite a newer one in the same slot.
         agg.record_transaction(100, 9);
         assert_eq!(agg.window(0, 1000).amount_minor, 7);
-        assert_eq!(agg.days(), vec![(100 + RETENTION_DAYS, DayCounter { count: 1, amount_minor: 7, frauds: 0 })]);
+        assert_eq!(
+            agg.days(),
+            vec![(
+                100 + RETENTION_DAYS,
+                DayCounter {
+                    count: 1,
+                    amount_minor: 7,
+                    frauds: 0
+                }
+            )]
+        );
     }
 
     #[test]

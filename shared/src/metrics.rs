@@ -277,7 +277,10 @@ mod tests {
             let ap = average_precision(&scores, &labels).unwrap();
             assert!(close(auc, naive_auc(&scores, &labels)), "seed {seed}: auc {auc}");
             assert!(close(ap, naive_ap(&scores, &labels)), "seed {seed}: ap {ap}");
-            assert!(auc > 0.5 && auc < 1.0 && ap > 0.0 && ap < 1.0, "seed {seed}: uninformative data");
+            assert!(
+                auc > 0.5 && auc < 1.0 && ap > 0.0 && ap < 1.0,
+                "seed {seed}: uninformative data"
+            );
         }
     }
 }

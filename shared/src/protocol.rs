@@ -74,7 +74,9 @@ pub fn split(
             let i = day - test_start;
             let customer = t.tx.customer_id.as_str();
             let known = compromised_in_training.contains(customer)
-                || first_fraud_after_training.get(customer).is_some_and(|&d| d < train_end + i);
+                || first_fraud_after_training
+                    .get(customer)
+                    .is_some_and(|&d| d < train_end + i);
             if !known {
                 out.test.push(idx);
             }
@@ -110,8 +112,11 @@ pub fn card_precision_at_k(rows: &[(i32, &str, f64, bool)], k: usize) -> Option<
     let mut detected: HashSet<&str> = HashSet::new();
     let mut sum = 0f64;
     for cards in days.values() {
-        let mut ranked: Vec<(&str, f64, bool)> =
-            cards.iter().filter(|(c, _)| !detected.contains(*c)).map(|(&c, &(s, f))| (c, s, f)).collect();
+        let mut ranked: Vec<(&str, f64, bool)> = cards
+            .iter()
+            .filter(|(c, _)| !detected.contains(*c))
+            .map(|(&c, &(s, f))| (c, s, f))
+            .collect();
         ranked.sort_by(|a, b| cmp_score(b.1, a.1).then_with(|| a.0.cmp(b.0)));
         ranked.truncate(k);
         let found: Vec<&str> = ranked.iter().filter(|c| c.2).map(|c| c.0).collect();
@@ -139,12 +144,16 @@ pub struct Evaluation {
 /// [`split`] with the model's scores. Unlabelled transactions are skipped: with no ground truth
 /// they cannot count for or against the model.
 pub fn evaluate(test: &[(&LabelledTransaction, f64)], k: usize) -> Evaluation {
-    let labelled: Vec<(&LabelledTransaction, f64, bool)> =
-        test.iter().filter_map(|&(t, s)| t.label.map(|l| (t, s, l.fraud))).collect();
+    let labelled: Vec<(&LabelledTransaction, f64, bool)> = test
+        .iter()
+        .filter_map(|&(t, s)| t.label.map(|l| (t, s, l.fraud)))
+        .collect();
     let scores: Vec<f64> = labelled.iter().map(|r| r.1).collect();
     let labels: Vec<bool> = labelled.iter().map(|r| r.2).collect();
-    let rows: Vec<(i32, &str, f64, bool)> =
-        labelled.iter().map(|&(t, s, f)| (t.tx.occurred_at.epoch_day(), t.tx.customer_id.as_str(), s, f)).collect();
+    let rows: Vec<(i32, &str, f64, bool)> = labelled
+        .iter()
+        .map(|&(t, s, f)| (t.tx.occurred_at.epoch_day(), t.tx.customer_id.as_str(), s, f))
+        .collect();
     Evaluation {
         auc: auc_roc(&scores, &labels),
         average_precision: average_precision(&scores, &labels),
@@ -283,10 +292,19 @@ mod tests {
     #[test]
     fn cp_at_k_breaks_ties_by_customer_and_handles_edges() {
         // a and b tie at 0.5; k = 1 takes "a" (legit) in either row order -> 0.
-        assert_eq!(card_precision_at_k(&[(1, "b", 0.5, true), (1, "a", 0.5, false)], 1), Some(0.0));
-        assert_eq!(card_precision_at_k(&[(1, "a", 0.5, false), (1, "b", 0.5, true)], 1), Some(0.0));
+        assert_eq!(
+            card_precision_at_k(&[(1, "b", 0.5, true), (1, "a", 0.5, false)], 1),
+            Some(0.0)
+        );
+        assert_eq!(
+            card_precision_at_k(&[(1, "a", 0.5, false), (1, "b", 0.5, true)], 1),
+            Some(0.0)
+        );
         // NaN ranks lowest: b (0.1, fraud) beats a (NaN) -> 1.
-        assert_eq!(card_precision_at_k(&[(1, "a", f64::NAN, false), (1, "b", 0.1, true)], 1), Some(1.0));
+        assert_eq!(
+            card_precision_at_k(&[(1, "a", f64::NAN, false), (1, "b", 0.1, true)], 1),
+            Some(1.0)
+        );
         assert_eq!(card_precision_at_k(&[], 100), None);
         assert_eq!(card_precision_at_k(&[(1, "a", 0.5, true)], 0), None);
     }
@@ -315,7 +333,16 @@ mod tests {
         let json = serde_json::to_value(e).unwrap();
         let mut keys: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
         keys.sort_unstable();
-        assert_eq!(keys, ["auc", "average_precision", "card_precision_at_100", "frauds", "transactions"]);
+        assert_eq!(
+            keys,
+            [
+                "auc",
+                "average_precision",
+                "card_precision_at_100",
+                "frauds",
+                "transactions"
+            ]
+        );
 
         // Empty test set: metrics null, counts zero.
         let empty = evaluate(&[], 100);

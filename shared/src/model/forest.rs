@@ -51,7 +51,16 @@ pub struct Node {
 
 impl Node {
     pub fn leaf(value: f64, cover: f64) -> Self {
-        Node { feature: 0, threshold: 0.0, left: 0, right: 0, default_left: false, missing: Missing::NanDefault, value, cover }
+        Node {
+            feature: 0,
+            threshold: 0.0,
+            left: 0,
+            right: 0,
+            default_left: false,
+            missing: Missing::NanDefault,
+            value,
+            cover,
+        }
     }
 
     pub fn is_leaf(&self) -> bool {
@@ -73,9 +82,18 @@ pub enum ForestError {
     #[error("tree {tree} node {node}: child index {child} is out of range or points backwards")]
     BadChild { tree: usize, node: usize, child: u32 },
     #[error("tree {tree} node {node}: feature index {feature} is out of range (the schema has {count} features)")]
-    BadFeature { tree: usize, node: usize, feature: u32, count: usize },
+    BadFeature {
+        tree: usize,
+        node: usize,
+        feature: u32,
+        count: usize,
+    },
     #[error("tree {tree} node {node}: {what} is not a finite number")]
-    NotFinite { tree: usize, node: usize, what: &'static str },
+    NotFinite {
+        tree: usize,
+        node: usize,
+        what: &'static str,
+    },
     #[error("base margin is not a finite number")]
     BadBase,
 }
@@ -103,21 +121,38 @@ impl Forest {
             for (i, node) in tree.nodes.iter().enumerate() {
                 if node.is_leaf() {
                     if !node.value.is_finite() {
-                        return Err(ForestError::NotFinite { tree: t, node: i, what: "leaf value" });
+                        return Err(ForestError::NotFinite {
+                            tree: t,
+                            node: i,
+                            what: "leaf value",
+                        });
                     }
                     continue;
                 }
                 for child in [node.left, node.right] {
                     // Children after parents keeps every tree acyclic.
                     if child as usize >= n || child as usize <= i {
-                        return Err(ForestError::BadChild { tree: t, node: i, child });
+                        return Err(ForestError::BadChild {
+                            tree: t,
+                            node: i,
+                            child,
+                        });
                     }
                 }
                 if node.feature as usize >= FEATURE_COUNT {
-                    return Err(ForestError::BadFeature { tree: t, node: i, feature: node.feature, count: FEATURE_COUNT });
+                    return Err(ForestError::BadFeature {
+                        tree: t,
+                        node: i,
+                        feature: node.feature,
+                        count: FEATURE_COUNT,
+                    });
                 }
                 if node.threshold.is_nan() {
-                    return Err(ForestError::NotFinite { tree: t, node: i, what: "threshold" });
+                    return Err(ForestError::NotFinite {
+                        tree: t,
+                        node: i,
+                        what: "threshold",
+                    });
                 }
             }
             // Children come after parents, so a reverse sweep sees children first.
@@ -128,7 +163,11 @@ impl Forest {
                 }
                 let (l, r) = (tree.nodes[node.left as usize], tree.nodes[node.right as usize]);
                 let cover = l.cover + r.cover;
-                let value = if cover > 0.0 { (l.value * l.cover + r.value * r.cover) / cover } else { (l.value + r.value) / 2.0 };
+                let value = if cover > 0.0 {
+                    (l.value * l.cover + r.value * r.cover) / cover
+                } else {
+                    (l.value + r.value) / 2.0
+                };
                 tree.nodes[i].value = value;
                 tree.nodes[i].cover = cover;
             }
@@ -153,7 +192,12 @@ impl Forest {
                 missing: n.missing,
             }));
         }
-        CompiledForest { nodes, roots, comparison: self.comparison, base_margin: self.base_margin }
+        CompiledForest {
+            nodes,
+            roots,
+            comparison: self.comparison,
+            base_margin: self.base_margin,
+        }
     }
 }
 
@@ -218,7 +262,11 @@ impl CompiledForest {
         for &root in &self.roots {
             let mut n = &self.nodes[root as usize];
             while n.left != LEAF {
-                let next = if go_left(n, x[n.feature as usize], self.comparison) { n.left } else { n.right };
+                let next = if go_left(n, x[n.feature as usize], self.comparison) {
+                    n.left
+                } else {
+                    n.right
+                };
                 n = &self.nodes[next as usize];
             }
             sum += n.value;
@@ -240,13 +288,21 @@ impl CompiledForest {
             bias += n.value;
             while n.left != LEAF {
                 let f = n.feature as usize;
-                let next = &self.nodes[if go_left(n, x[f], self.comparison) { n.left } else { n.right } as usize];
+                let next = &self.nodes[if go_left(n, x[f], self.comparison) {
+                    n.left
+                } else {
+                    n.right
+                } as usize];
                 contributions[f] += next.value - n.value;
                 n = next;
             }
             margin += n.value;
         }
-        Attribution { margin, bias, contributions }
+        Attribution {
+            margin,
+            bias,
+            contributions,
+        }
     }
 }
 
@@ -274,7 +330,13 @@ mod tests {
             comparison: Comparison::LessOrEqual,
             base_margin: 0.5,
             trees: vec![Tree {
-                nodes: vec![split(0, 10.0, 1, 2), split(1, 0.5, 3, 4), Node::leaf(3.0, 2.0), Node::leaf(-1.0, 1.0), Node::leaf(2.0, 1.0)],
+                nodes: vec![
+                    split(0, 10.0, 1, 2),
+                    split(1, 0.5, 3, 4),
+                    Node::leaf(3.0, 2.0),
+                    Node::leaf(-1.0, 1.0),
+                    Node::leaf(2.0, 1.0),
+                ],
             }],
         };
         f.validate().unwrap();

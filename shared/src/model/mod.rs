@@ -10,7 +10,7 @@ pub mod reasons;
 pub mod train;
 
 use crate::features::{Feature, FeatureVector, FEATURE_COUNT, FEATURE_NAMES, FEATURE_SCHEMA_VERSION};
-pub use forest::{Attribution, CompiledForest, Comparison, Forest, ForestError, Missing, Node, Tree};
+pub use forest::{Attribution, Comparison, CompiledForest, Forest, ForestError, Missing, Node, Tree};
 pub use reasons::{Reason, Reasons, MAX_REASONS};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -27,11 +27,21 @@ pub enum ModelError {
     #[error("{path}: not a Verdict model: the first line must start with {HEADER_PREFIX:?}")]
     NotAnArtifact { path: String },
     #[error("{path}: digest mismatch: header says sha256 {expected}, body hashes to {actual}; the file is corrupt or was edited")]
-    Digest { path: String, expected: String, actual: String },
+    Digest {
+        path: String,
+        expected: String,
+        actual: String,
+    },
     #[error("{path}: body is not a valid artifact: {reason}")]
     Body { path: String, reason: String },
     #[error("{path}: feature schema mismatch: the model has v{model_version} {model_names:?}, the code has v{code_version} {code_names:?}")]
-    Schema { path: String, model_version: u32, model_names: Vec<String>, code_version: u32, code_names: Vec<String> },
+    Schema {
+        path: String,
+        model_version: u32,
+        model_names: Vec<String>,
+        code_version: u32,
+        code_names: Vec<String>,
+    },
     #[error("{path}: {source}")]
     Forest { path: String, source: ForestError },
     #[error("{path}: {reason}")]
@@ -49,7 +59,10 @@ pub struct FeatureSchema {
 
 impl FeatureSchema {
     pub fn current() -> Self {
-        FeatureSchema { version: FEATURE_SCHEMA_VERSION, names: FEATURE_NAMES.iter().map(|s| s.to_string()).collect() }
+        FeatureSchema {
+            version: FEATURE_SCHEMA_VERSION,
+            names: FEATURE_NAMES.iter().map(|s| s.to_string()).collect(),
+        }
     }
 }
 
@@ -72,7 +85,11 @@ impl FeatureStats {
                 }
                 col.sort_by(f64::total_cmp);
                 let q = |p: f64| col[((col.len() - 1) as f64 * p).round() as usize];
-                FeatureStats { mean: col.iter().sum::<f64>() / col.len() as f64, p50: q(0.5), p95: q(0.95) }
+                FeatureStats {
+                    mean: col.iter().sum::<f64>() / col.len() as f64,
+                    p50: q(0.5),
+                    p95: q(0.95),
+                }
             })
             .collect()
     }
@@ -120,7 +137,10 @@ impl ModelArtifact {
     }
 
     pub fn save(&self, path: &Path) -> Result<(), ModelError> {
-        std::fs::write(path, self.to_bytes()).map_err(|source| ModelError::Io { path: path.display().to_string(), source })
+        std::fs::write(path, self.to_bytes()).map_err(|source| ModelError::Io {
+            path: path.display().to_string(),
+            source,
+        })
     }
 }
 
@@ -143,21 +163,36 @@ impl Model {
     /// Verifies and loads an artifact. `origin` names the file or object in errors.
     pub fn from_bytes(origin: &str, bytes: &[u8]) -> Result<Self, ModelError> {
         let path = origin.to_owned();
-        let nl = bytes.iter().position(|&b| b == b'\n').ok_or_else(|| ModelError::NotAnArtifact { path: path.clone() })?;
+        let nl = bytes
+            .iter()
+            .position(|&b| b == b'\n')
+            .ok_or_else(|| ModelError::NotAnArtifact { path: path.clone() })?;
         let header = std::str::from_utf8(&bytes[..nl]).map_err(|_| ModelError::NotAnArtifact { path: path.clone() })?;
-        let expected = header.strip_prefix(HEADER_PREFIX).ok_or_else(|| ModelError::NotAnArtifact { path: path.clone() })?.trim();
+        let expected = header
+            .strip_prefix(HEADER_PREFIX)
+            .ok_or_else(|| ModelError::NotAnArtifact { path: path.clone() })?
+            .trim();
         let body = &bytes[nl + 1..];
         let actual = hex::encode(Sha256::digest(body));
         if !expected.eq_ignore_ascii_case(&actual) {
-            return Err(ModelError::Digest { path, expected: expected.to_owned(), actual });
+            return Err(ModelError::Digest {
+                path,
+                expected: expected.to_owned(),
+                actual,
+            });
         }
-        let artifact: ModelArtifact =
-            serde_json::from_slice(body).map_err(|e| ModelError::Body { path: path.clone(), reason: e.to_string() })?;
+        let artifact: ModelArtifact = serde_json::from_slice(body).map_err(|e| ModelError::Body {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
         Self::from_artifact(&path, artifact, actual)
     }
 
     pub fn load(path: &Path) -> Result<Self, ModelError> {
-        let bytes = std::fs::read(path).map_err(|source| ModelError::Io { path: path.display().to_string(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
         Self::from_bytes(&path.display().to_string(), &bytes)
     }
 
@@ -167,7 +202,10 @@ impl Model {
         if artifact.format_version != ARTIFACT_FORMAT_VERSION {
             return Err(ModelError::Body {
                 path,
-                reason: format!("format_version {} is not supported (expected {ARTIFACT_FORMAT_VERSION})", artifact.format_version),
+                reason: format!(
+                    "format_version {} is not supported (expected {ARTIFACT_FORMAT_VERSION})",
+                    artifact.format_version
+                ),
             });
         }
         let code = FeatureSchema::current();
@@ -183,9 +221,16 @@ impl Model {
         if artifact.feature_stats.len() != FEATURE_COUNT {
             artifact.feature_stats = vec![FeatureStats::default(); FEATURE_COUNT];
         }
-        artifact.forest.validate().map_err(|source| ModelError::Forest { path, source })?;
+        artifact
+            .forest
+            .validate()
+            .map_err(|source| ModelError::Forest { path, source })?;
         let compiled = artifact.forest.compile();
-        Ok(Model { artifact, sha256, compiled })
+        Ok(Model {
+            artifact,
+            sha256,
+            compiled,
+        })
     }
 
     /// Builds, digests and loads an artifact in memory (what `train` and `import` return).
@@ -211,7 +256,10 @@ impl Model {
     /// Probability plus the per-feature attribution. Allocates nothing.
     pub fn score(&self, x: &FeatureVector) -> Score {
         let attribution = self.compiled.attribute(&x.0);
-        Score { probability: forest::sigmoid(attribution.margin), attribution }
+        Score {
+            probability: forest::sigmoid(attribution.margin),
+            attribution,
+        }
     }
 
     /// The `k` largest contributions by magnitude, as readable reasons. Allocates nothing.
@@ -234,7 +282,16 @@ mod tests {
             base_margin: -4.0,
             trees: vec![Tree {
                 nodes: vec![
-                    Node { feature: 0, threshold: 220.0, left: 1, right: 2, default_left: true, missing: Missing::NanDefault, value: 0.0, cover: 0.0 },
+                    Node {
+                        feature: 0,
+                        threshold: 220.0,
+                        left: 1,
+                        right: 2,
+                        default_left: true,
+                        missing: Missing::NanDefault,
+                        value: 0.0,
+                        cover: 0.0,
+                    },
                     Node::leaf(-0.5, 90.0),
                     Node::leaf(6.0, 10.0),
                 ],
@@ -250,7 +307,14 @@ mod tests {
             hyperparameters: BTreeMap::new(),
             training: BTreeMap::new(),
             metrics: BTreeMap::new(),
-            feature_stats: vec![FeatureStats { mean: 50.0, p50: 45.0, p95: 120.0 }; FEATURE_COUNT],
+            feature_stats: vec![
+                FeatureStats {
+                    mean: 50.0,
+                    p50: 45.0,
+                    p95: 120.0
+                };
+                FEATURE_COUNT
+            ],
             forest,
         }
     }
@@ -282,7 +346,10 @@ mod tests {
         let err = Model::seal(a).unwrap_err();
         let msg = err.to_string();
         assert!(matches!(err, ModelError::Schema { .. }));
-        assert!(msg.contains("the model has v1 [\"during_weekend\", \"amount\""), "{msg}");
+        assert!(
+            msg.contains("the model has v1 [\"during_weekend\", \"amount\""),
+            "{msg}"
+        );
         assert!(msg.contains("the code has v1 [\"amount\", \"during_weekend\""), "{msg}");
     }
 }

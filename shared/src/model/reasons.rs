@@ -123,7 +123,12 @@ impl Reasons {
                 continue;
             }
             let feature = Feature::ALL[i];
-            let r = Reason { feature, value: x.0[i], contribution: c, typical: stats.get(i).copied().unwrap_or_default() };
+            let r = Reason {
+                feature,
+                value: x.0[i],
+                contribution: c,
+                typical: stats.get(i).copied().unwrap_or_default(),
+            };
             // Insertion into a tiny sorted array: cheaper than sorting 15 entries.
             let mut pos = k;
             for j in 0..k {
@@ -178,13 +183,26 @@ mod tests {
         let mut x = FeatureVector::default();
         x.0[12] = 0.34;
         x.0[0] = 412.5;
-        let stats = vec![FeatureStats { mean: 0.01, p50: 0.0, p95: 0.02 }; FEATURE_COUNT];
+        let stats = vec![
+            FeatureStats {
+                mean: 0.01,
+                p50: 0.0,
+                p95: 0.02
+            };
+            FEATURE_COUNT
+        ];
         let r = Reasons::top(&x, &c, &stats, 3);
         let got: Vec<_> = r.iter().map(|r| r.feature).collect();
-        assert_eq!(got, vec![Feature::TerminalRisk7d, Feature::CustomerMeanAmount1d, Feature::Amount]);
+        assert_eq!(
+            got,
+            vec![Feature::TerminalRisk7d, Feature::CustomerMeanAmount1d, Feature::Amount]
+        );
         let first = r.iter().next().unwrap();
         assert_eq!(first.code(), "TERMINAL_RISK_7D_HIGH");
-        assert_eq!(first.to_string(), "terminal fraud rate over 7 days is 34%, far above normal (typical 1.0%); this raises the risk");
+        assert_eq!(
+            first.to_string(),
+            "terminal fraud rate over 7 days is 34%, far above normal (typical 1.0%); this raises the risk"
+        );
         let json = serde_json::to_value(r).unwrap();
         assert_eq!(json[1]["code"], "CUSTOMER_MEAN_AMOUNT_1D_LOW");
         assert_eq!(json.as_array().unwrap().len(), 3);
@@ -196,8 +214,15 @@ mod tests {
             feature: Feature::Amount,
             value: 412.5,
             contribution: 3.0,
-            typical: FeatureStats { mean: 52.0, p50: 55.0, p95: 150.0 },
+            typical: FeatureStats {
+                mean: 52.0,
+                p50: 55.0,
+                p95: 150.0,
+            },
         };
-        assert_eq!(r.to_string(), "amount is 412.50, 7.5× the typical 55.00; this raises the risk");
+        assert_eq!(
+            r.to_string(),
+            "amount is 412.50, 7.5× the typical 55.00; this raises the risk"
+        );
     }
 }

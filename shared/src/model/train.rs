@@ -1,6 +1,8 @@
 //! Gradient-boosted tree training with forust-ml, converted into a Verdict artifact.
 
-use super::{FeatureSchema, FeatureStats, Forest, ModelArtifact, ModelError, ModelSource, Node, Tree, ARTIFACT_FORMAT_VERSION};
+use super::{
+    FeatureSchema, FeatureStats, Forest, ModelArtifact, ModelError, ModelSource, Node, Tree, ARTIFACT_FORMAT_VERSION,
+};
 use crate::features::{FeatureVector, FEATURE_COUNT};
 use crate::model::Comparison;
 use forust_ml::data::Matrix;
@@ -55,11 +57,18 @@ pub fn train(
     mut training: BTreeMap<String, serde_json::Value>,
 ) -> Result<ModelArtifact, ModelError> {
     if rows.len() != labels.len() {
-        return Err(ModelError::Train(format!("{} rows but {} labels", rows.len(), labels.len())));
+        return Err(ModelError::Train(format!(
+            "{} rows but {} labels",
+            rows.len(),
+            labels.len()
+        )));
     }
     let frauds = labels.iter().filter(|&&l| l).count();
     if frauds == 0 || frauds == labels.len() {
-        return Err(ModelError::Train(format!("training needs both classes; got {frauds} frauds in {} rows", labels.len())));
+        return Err(ModelError::Train(format!(
+            "training needs both classes; got {frauds} frauds in {} rows",
+            labels.len()
+        )));
     }
     // forust wants column-major data.
     let n = rows.len();
@@ -71,7 +80,10 @@ pub fn train(
     }
     let matrix = Matrix::new(&data, n, FEATURE_COUNT);
     let y: Vec<f64> = labels.iter().map(|&l| l as u8 as f64).collect();
-    let w: Vec<f64> = labels.iter().map(|&l| if l { params.fraud_weight } else { 1.0 }).collect();
+    let w: Vec<f64> = labels
+        .iter()
+        .map(|&l| if l { params.fraud_weight } else { 1.0 })
+        .collect();
 
     let mut booster = GradientBooster::default()
         .set_objective_type(ObjectiveType::LogLoss)
@@ -85,12 +97,18 @@ pub fn train(
         .set_colsample_bytree(params.colsample_bytree)
         .set_nbins(params.nbins)
         .set_seed(params.seed)
-        .set_sample_method(if params.subsample < 1.0 { SampleMethod::Random } else { SampleMethod::None })
+        .set_sample_method(if params.subsample < 1.0 {
+            SampleMethod::Random
+        } else {
+            SampleMethod::None
+        })
         .set_initialize_base_score(true)
         // Threads would make float sums order-dependent; one thread keeps training reproducible.
         .set_parallel(false);
     let started = std::time::Instant::now();
-    booster.fit(&matrix, &y, &w, None).map_err(|e| ModelError::Train(e.to_string()))?;
+    booster
+        .fit(&matrix, &y, &w, None)
+        .map_err(|e| ModelError::Train(e.to_string()))?;
     let elapsed = started.elapsed();
 
     let trees = booster
@@ -119,10 +137,16 @@ pub fn train(
                 .collect(),
         })
         .collect();
-    let mut forest = Forest { comparison: Comparison::Less, base_margin: booster.base_score, trees };
+    let mut forest = Forest {
+        comparison: Comparison::Less,
+        base_margin: booster.base_score,
+        trees,
+    };
 
     // The converted forest must score exactly as forust does; check on a sample of the rows.
-    forest.validate().map_err(|e| ModelError::Train(format!("converted forest is invalid: {e}")))?;
+    forest
+        .validate()
+        .map_err(|e| ModelError::Train(format!("converted forest is invalid: {e}")))?;
     let compiled = forest.compile();
     let check = n.min(2000);
     let mut sample = Matrix::new(&data, n, FEATURE_COUNT);
@@ -131,7 +155,9 @@ pub fn train(
     for (i, want) in expected.iter().take(check).enumerate() {
         let got = compiled.margin(&rows[i].0);
         if (got - want).abs() > 1e-9 {
-            return Err(ModelError::Train(format!("converted forest scores row {i} as {got}, forust as {want}")));
+            return Err(ModelError::Train(format!(
+                "converted forest scores row {i} as {got}, forust as {want}"
+            )));
         }
     }
 
@@ -142,7 +168,10 @@ pub fn train(
     training.insert("rows".into(), n.into());
     training.insert("frauds".into(), frauds.into());
     training.insert("trainer".into(), "forust-ml 0.8 (LogLoss, depth-wise)".into());
-    training.insert("train_seconds".into(), serde_json::json!((elapsed.as_secs_f64() * 1000.0).round() / 1000.0));
+    training.insert(
+        "train_seconds".into(),
+        serde_json::json!((elapsed.as_secs_f64() * 1000.0).round() / 1000.0),
+    );
     Ok(ModelArtifact {
         format_version: ARTIFACT_FORMAT_VERSION,
         name: name.to_owned(),
@@ -182,7 +211,10 @@ mod tests {
     #[test]
     fn training_is_deterministic_and_matches_forust_scores() {
         let (rows, labels) = synthetic(3000, 7);
-        let params = TrainParams { trees: 30, ..TrainParams::default() };
+        let params = TrainParams {
+            trees: 30,
+            ..TrainParams::default()
+        };
         let mut a = train("t", &rows, &labels, &params, BTreeMap::new()).unwrap();
         let mut b = train("t", &rows, &labels, &params, BTreeMap::new()).unwrap();
         // Only the wall-clock facts may differ.
