@@ -8,7 +8,9 @@ pub mod features;
 pub mod io;
 pub mod metrics;
 pub mod model;
+pub mod ports;
 pub mod protocol;
+pub mod scoring;
 pub mod sim;
 
 pub use domain::{CustomerId, Label, Money, TerminalId, Transaction, TransactionId};

@@ -1,0 +1,129 @@
+//! Ports: what the domain needs from storage, as traits. Adapters implement them.
+
+use crate::auth::{KeyHash, KeyRecord};
+use crate::decision::{DecisionRecord, Thresholds};
+use crate::domain::{CustomerId, DomainError, TenantId, Transaction, TransactionId};
+use crate::features::{AggregateDelta, EntityAggregate};
+use std::future::Future;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage call failed: {0}")]
+    Unavailable(String),
+    #[error("stored item {key} is unreadable: {reason}")]
+    Corrupt { key: String, reason: String },
+    #[error("cursor is not valid for this query")]
+    BadCursor,
+    #[error("not found: {0}")]
+    NotFound(String),
+}
+
+/// A client-chosen idempotency key (`Idempotency-Key` header).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    pub fn parse(raw: &str) -> Result<Self, DomainError> {
+        let ok = !raw.is_empty() && raw.len() <= 255 && raw.bytes().all(|b| b.is_ascii_graphic());
+        if ok {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(DomainError::new("Idempotency-Key", "must be 1 to 255 printable ASCII characters"))
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What an Idempotency-Key was first used for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    pub transaction_id: TransactionId,
+    pub fingerprint: String,
+}
+
+/// Which model serves a tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveModel {
+    pub version: String,
+    /// Object key of the artifact in the model bucket.
+    pub object_key: String,
+}
+
+/// Everything one decision reads, fetched in one round trip.
+#[derive(Debug, Clone, Default)]
+pub struct ScoringSnapshot {
+    /// The caller's key, re-read so a revocation takes effect on the next request.
+    pub key: Option<KeyRecord>,
+    pub customer: EntityAggregate,
+    pub terminal: EntityAggregate,
+    /// A decision already stored under this transaction id.
+    pub existing: Option<DecisionRecord>,
+    pub idempotency: Option<IdempotencyRecord>,
+    pub thresholds: Option<Thresholds>,
+    pub active_model: Option<ActiveModel>,
+}
+
+/// Everything one decision writes, in one atomic transaction.
+pub struct DecisionCommit<'a> {
+    pub record: &'a DecisionRecord,
+    pub transaction: &'a Transaction,
+    pub idempotency_key: Option<&'a IdempotencyKey>,
+    pub delta: AggregateDelta,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitOutcome {
+    Committed,
+    /// Another request stored this transaction (or idempotency key) first; nothing was written.
+    AlreadyDecided,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// Decisions, aggregates and keys. Every method takes the tenant; the adapter scopes every key
+/// with it in one place.
+pub trait DecisionStore: Send + Sync {
+    fn key(&self, hash: &KeyHash) -> impl Future<Output = Result<Option<KeyRecord>, StoreError>> + Send;
+
+    fn load_for_scoring(
+        &self,
+        tenant: &TenantId,
+        key: &KeyHash,
+        tx: &Transaction,
+        idempotency_key: Option<&IdempotencyKey>,
+    ) -> impl Future<Output = Result<ScoringSnapshot, StoreError>> + Send;
+
+    fn commit(
+        &self,
+        tenant: &TenantId,
+        commit: &DecisionCommit<'_>,
+    ) -> impl Future<Output = Result<CommitOutcome, StoreError>> + Send;
+
+    fn decision(
+        &self,
+        tenant: &TenantId,
+        id: &TransactionId,
+    ) -> impl Future<Output = Result<Option<DecisionRecord>, StoreError>> + Send;
+
+    /// Newest first. `cursor` is the `next_cursor` of the previous page.
+    fn decisions_for_customer(
+        &self,
+        tenant: &TenantId,
+        customer: &CustomerId,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> impl Future<Output = Result<Page<DecisionRecord>, StoreError>> + Send;
+
+    fn active_model(&self, tenant: &TenantId) -> impl Future<Output = Result<Option<ActiveModel>, StoreError>> + Send;
+}
+
+/// Model artifacts by object key.
+pub trait ModelBlobs: Send + Sync {
+    fn fetch(&self, object_key: &str) -> impl Future<Output = Result<Vec<u8>, StoreError>> + Send;
+}
