@@ -2,6 +2,7 @@ pub mod evaluate;
 pub mod features;
 pub mod handbook;
 pub mod import;
+pub mod pipeline;
 pub mod progress;
 pub mod score;
 pub mod simulate;
