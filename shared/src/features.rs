@@ -224,7 +224,7 @@ impl EntityAggregate {
 pub struct FeatureDays {
     /// Customer buckets: the last 30 days including today.
     pub customer: std::ops::RangeInclusive<i32>,
-    /// Terminal buckets: 30 days ending `LABEL_DELAY_DAYS` + 1 days ago.
+    /// Terminal buckets: 30 days ending `LABEL_DELAY_DAYS` days ago.
     pub terminal: std::ops::RangeInclusive<i32>,
 }
 
@@ -232,15 +232,15 @@ pub fn feature_days(day: i32) -> FeatureDays {
     let longest = WINDOWS[WINDOWS.len() - 1];
     FeatureDays {
         customer: day - longest + 1..=day,
-        terminal: day - LABEL_DELAY_DAYS - longest..=day - LABEL_DELAY_DAYS - 1,
+        terminal: day - LABEL_DELAY_DAYS - longest + 1..=day - LABEL_DELAY_DAYS,
     }
 }
 
 /// The one feature computation. `customer` and `terminal` hold the state before `tx`.
 ///
 /// - customer windows cover days `d-w+1 ..= d` and include `tx` itself;
-/// - terminal windows cover days `d-7-w ..= d-8`, so every transaction they count is at least
-///   seven days old and its label is known.
+/// - terminal windows cover days `d-7-w+1 ..= d-7`: a day's labels are taken as known seven days
+///   later, the day-bucket form of the handbook's 7-day delay.
 pub fn compute(tx: &Transaction, customer: &EntityAggregate, terminal: &EntityAggregate) -> FeatureVector {
     let day = tx.occurred_at.epoch_day();
     let t = tx.occurred_at.inner();
@@ -255,7 +255,7 @@ pub fn compute(tx: &Transaction, customer: &EntityAggregate, terminal: &EntityAg
         f[3 + 2 * i] = count as f64;
         f[4 + 2 * i] = (c.amount_minor + tx.amount.minor) as f64 / scale / count as f64;
 
-        let last = day - LABEL_DELAY_DAYS - 1;
+        let last = day - LABEL_DELAY_DAYS;
         let c = terminal.window(last - w + 1, last);
         f[9 + 2 * i] = c.count as f64;
         f[10 + 2 * i] = if c.count == 0 {
@@ -352,29 +352,22 @@ mod tests {
     fn terminal_risk_respects_the_label_delay() {
         let mut off = OfflineFeatures::new();
         // Day 0: two transactions at t1, one fraud.
-        off.push(
-            &tx("a", "2018-04-01T10:00:00Z", 1000, "c1", "t1"),
-            Some(Label {
-                fraud: true,
-                scenario: 2,
-            }),
-        );
-        off.push(
-            &tx("b", "2018-04-01T11:00:00Z", 1000, "c2", "t1"),
-            Some(Label::default()),
-        );
-        // Seven days later the labels are not yet known: nothing is counted.
-        let f = off.push(&tx("c", "2018-04-08T12:00:00Z", 1000, "c3", "t1"), None);
+        off.push(&tx("a", "2018-04-01T10:00:00Z", 1000, "c1", "t1"), Some(Label { fraud: true, scenario: 2 }));
+        off.push(&tx("b", "2018-04-01T11:00:00Z", 1000, "c2", "t1"), Some(Label::default()));
+        // Six days later the labels are not yet known: nothing is counted.
+        let f = off.push(&tx("c", "2018-04-07T23:59:59Z", 1000, "c3", "t1"), None);
         assert_eq!(f.get(Feature::TerminalTxCount1d), 0.0);
+        assert_eq!(f.get(Feature::TerminalTxCount30d), 0.0);
         assert_eq!(f.get(Feature::TerminalRisk30d), 0.0);
-        // Eight days later day 0 is the delayed 1-day window.
-        let f = off.push(&tx("d", "2018-04-09T12:00:00Z", 1000, "c3", "t1"), None);
+        // Seven days later day 0 is the delayed 1-day window.
+        let f = off.push(&tx("d", "2018-04-08T00:00:00Z", 1000, "c3", "t1"), None);
         assert_eq!(f.get(Feature::TerminalTxCount1d), 2.0);
         assert_eq!(f.get(Feature::TerminalRisk1d), 0.5);
         assert_eq!(f.get(Feature::TerminalRisk7d), 0.5);
-        // The day-7 transaction (c) now sits in the 7-day window too, without a fraud.
-        let f = off.push(&tx("e", "2018-04-17T12:00:00Z", 1000, "c3", "t1"), None);
-        assert_eq!(f.get(Feature::TerminalTxCount7d), 2.0, "days 2..=8 hold c and d");
+        // Day 15: the 7-day window is days 2..=8 and holds c (day 6) and d (day 7), no fraud.
+        let f = off.push(&tx("e", "2018-04-16T12:00:00Z", 1000, "c3", "t1"), None);
+        assert_eq!(f.get(Feature::TerminalTxCount7d), 2.0);
+        assert_eq!(f.get(Feature::TerminalRisk7d), 0.0);
         assert_eq!(f.get(Feature::TerminalTxCount30d), 4.0);
         assert_eq!(f.get(Feature::TerminalRisk30d), 0.25);
     }
@@ -404,6 +397,6 @@ mod tests {
     fn feature_days_cover_every_window() {
         let d = feature_days(1000);
         assert_eq!(d.customer, 971..=1000);
-        assert_eq!(d.terminal, 963..=992);
+        assert_eq!(d.terminal, 964..=993);
     }
 }
