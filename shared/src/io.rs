@@ -192,6 +192,10 @@ impl TransactionReader {
                 }
                 *any = true;
                 let line = *line;
+                // Without its line break, serde_json's column points into this line.
+                while matches!(buf.last(), Some(b'\n' | b'\r')) {
+                    buf.pop();
+                }
                 return Some(parse_json(buf).map_err(|e| Stop::Row(line, e.field, e.reason)));
             },
         }
@@ -273,9 +277,9 @@ impl Columns {
         let text = |k: usize| -> Result<Option<&str>, FieldError> {
             match self.at[k] {
                 None => Ok(None),
-                Some(i) => std::str::from_utf8(&row[i])
-                    .map(Some)
-                    .map_err(|e| (Some(CSV_HEADER[k]), format!("is not valid UTF-8 (at byte {})", e.valid_up_to()))),
+                Some(i) => std::str::from_utf8(&row[i]).map(Some).map_err(|e| {
+                    (Some(CSV_HEADER[k]), format!("is not valid UTF-8 (at byte {})", e.valid_up_to() + 1))
+                }),
             }
         };
         // Required columns are always present (checked in `from_header`).
