@@ -48,6 +48,8 @@ pub enum FileError {
     UnknownFormat { file: String },
     #[error("cannot open {file}: {error}")]
     Open { file: String, error: io::Error },
+    #[error("cannot create {file}: {error}")]
+    Create { file: String, error: io::Error },
     #[error("cannot write {file}: {error}")]
     Write { file: String, error: io::Error },
     #[error(transparent)]
@@ -520,7 +522,7 @@ impl TransactionWriter<Output> {
         let path = path.as_ref();
         let kind = FileKind::from_path(path)?;
         let file = path.display().to_string();
-        let f = File::create(path).map_err(|error| FileError::Open { file: file.clone(), error })?;
+        let f = File::create(path).map_err(|error| FileError::Create { file: file.clone(), error })?;
         let f = BufWriter::with_capacity(1 << 16, f);
         let out = if kind.gzip { Output::Gzip(GzEncoder::new(f, Compression::fast())) } else { Output::Plain(f) };
         Self::new(file, kind.format, out)

@@ -500,5 +500,7 @@ fn file_errors_name_the_file() {
             d.join("data.parquet").display()
         )
     );
-    assert!(write_all(d.join("no-such-dir").join("x.csv"), &[], &mut no_progress()).is_err());
+    let target = d.join("no-such-dir").join("x.csv");
+    let e = write_all(&target, &[], &mut no_progress()).unwrap_err().to_string();
+    assert!(e.starts_with(&format!("cannot create {}: ", target.display())), "{e}");
 }

@@ -15,11 +15,11 @@ const PROGRESS_EVERY: usize = 16_384;
 #[derive(clap::Args)]
 pub struct Args {
     /// Transaction file to read: .csv, .ndjson or .jsonl, optionally followed by .gz
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     data: PathBuf,
     /// CSV file to write: `id`, the 15 features in model order, then `label_fraud` (1, 0, or empty
     /// when the row has no label)
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     out: PathBuf,
 }
 
