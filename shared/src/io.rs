@@ -108,7 +108,8 @@ pub struct TransactionReader {
 }
 
 enum Rows {
-    Csv { reader: csv::Reader<Box<dyn Read + Send>>, columns: Option<Columns>, record: csv::ByteRecord },
+    // Boxed: csv's reader carries its buffers inline.
+    Csv { reader: Box<csv::Reader<Box<dyn Read + Send>>>, columns: Option<Columns>, record: csv::ByteRecord },
     Ndjson { reader: Box<dyn BufRead + Send>, line: u64, buf: Vec<u8>, any: bool },
 }
 
@@ -129,7 +130,7 @@ impl TransactionReader {
         let rows = match format {
             Format::Csv => Rows::Csv {
                 // Row lengths are checked here, to report them with the line number.
-                reader: csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(input),
+                reader: Box::new(csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(input)),
                 columns: None,
                 record: csv::ByteRecord::new(),
             },

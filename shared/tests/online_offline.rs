@@ -85,7 +85,7 @@ fn online_features_equal_offline_features_on_a_simulated_month() {
         // A label is applied as late as it can be: just before the first day whose terminal
         // windows cover its day. Were `compute` to read a more recent day's frauds, the online
         // store would not have them yet and the two paths would differ.
-        while pending.front().is_some_and(|(d, _, _)| *d + LABEL_DELAY_DAYS + 1 <= day) {
+        while pending.front().is_some_and(|(d, _, _)| *d + LABEL_DELAY_DAYS < day) {
             let (d, c, term) = pending.pop_front().unwrap(); // front() was just Some
             online.label_fraud(c, d);
             online.label_fraud(term, d);
