@@ -157,7 +157,7 @@ impl Money {
         }
         // Keeps every aggregate sum far from i64 overflow.
         if minor > 1_000_000_000_000_000 {
-            return Err(DomainError::new("amount", "is larger than 10^18 minor units"));
+            return Err(DomainError::new("amount", "is larger than 10^15 minor units"));
         }
         Ok(Self { minor, currency })
     }

@@ -48,6 +48,8 @@ pub enum FileError {
     UnknownFormat { file: String },
     #[error("cannot open {file}: {error}")]
     Open { file: String, error: io::Error },
+    #[error("cannot create {file}: {error}")]
+    Create { file: String, error: io::Error },
     #[error("cannot write {file}: {error}")]
     Write { file: String, error: io::Error },
     #[error(transparent)]
@@ -106,7 +108,8 @@ pub struct TransactionReader {
 }
 
 enum Rows {
-    Csv { reader: csv::Reader<Box<dyn Read + Send>>, columns: Option<Columns>, record: csv::ByteRecord },
+    // Boxed: csv's reader carries its buffers inline.
+    Csv { reader: Box<csv::Reader<Box<dyn Read + Send>>>, columns: Option<Columns>, record: csv::ByteRecord },
     Ndjson { reader: Box<dyn BufRead + Send>, line: u64, buf: Vec<u8>, any: bool },
 }
 
@@ -127,7 +130,7 @@ impl TransactionReader {
         let rows = match format {
             Format::Csv => Rows::Csv {
                 // Row lengths are checked here, to report them with the line number.
-                reader: csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(input),
+                reader: Box::new(csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(input)),
                 columns: None,
                 record: csv::ByteRecord::new(),
             },
@@ -192,6 +195,10 @@ impl TransactionReader {
                 }
                 *any = true;
                 let line = *line;
+                // Without its line break, serde_json's column points into this line.
+                while matches!(buf.last(), Some(b'\n' | b'\r')) {
+                    buf.pop();
+                }
                 return Some(parse_json(buf).map_err(|e| Stop::Row(line, e.field, e.reason)));
             },
         }
@@ -273,9 +280,9 @@ impl Columns {
         let text = |k: usize| -> Result<Option<&str>, FieldError> {
             match self.at[k] {
                 None => Ok(None),
-                Some(i) => std::str::from_utf8(&row[i])
-                    .map(Some)
-                    .map_err(|e| (Some(CSV_HEADER[k]), format!("is not valid UTF-8 (at byte {})", e.valid_up_to()))),
+                Some(i) => std::str::from_utf8(&row[i]).map(Some).map_err(|e| {
+                    (Some(CSV_HEADER[k]), format!("is not valid UTF-8 (at byte {})", e.valid_up_to() + 1))
+                }),
             }
         };
         // Required columns are always present (checked in `from_header`).
@@ -516,7 +523,7 @@ impl TransactionWriter<Output> {
         let path = path.as_ref();
         let kind = FileKind::from_path(path)?;
         let file = path.display().to_string();
-        let f = File::create(path).map_err(|error| FileError::Open { file: file.clone(), error })?;
+        let f = File::create(path).map_err(|error| FileError::Create { file: file.clone(), error })?;
         let f = BufWriter::with_capacity(1 << 16, f);
         let out = if kind.gzip { Output::Gzip(GzEncoder::new(f, Compression::fast())) } else { Output::Plain(f) };
         Self::new(file, kind.format, out)

@@ -533,6 +533,18 @@ mod tests {
     }
 
     #[test]
+    fn empty_configs_give_empty_runs() {
+        for (customers, terminals, days) in [(0, 10, 5), (10, 0, 5), (10, 10, 0), (1, 1, 3)] {
+            let cfg = SimConfig { customers, terminals, days, ..SimConfig::default() };
+            let sim = Simulation::run(&cfg, &mut |_, _| {}).unwrap();
+            assert_eq!(sim.iter().count(), sim.len());
+            if customers == 0 || terminals == 0 || days == 0 {
+                assert!(sim.is_empty());
+            }
+        }
+    }
+
+    #[test]
     fn streams_are_independent_of_each_other() {
         let key = ChaCha8Rng::seed_from_u64(42).get_seed();
         let a: u64 = stream(&key, Purpose::CustomerDay, 1, 2).gen();

@@ -2,24 +2,26 @@
 
 use super::progress;
 use anyhow::Context;
+use indicatif::ProgressBar;
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
+use verdict::domain::LabelledTransaction;
 use verdict::features::{OfflineFeatures, FEATURE_NAMES};
-use verdict::io::{sort_by_time, TransactionReader};
+use verdict::io::{read_all, sort_by_time, TransactionReader};
 
 /// Rows between two progress updates.
-const PROGRESS_EVERY: usize = 16_384;
+const PROGRESS_EVERY: u64 = 16_384;
 
 #[derive(clap::Args)]
 pub struct Args {
     /// Transaction file to read: .csv, .ndjson or .jsonl, optionally followed by .gz
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     data: PathBuf,
     /// CSV file to write: `id`, the 15 features in model order, then `label_fraud` (1, 0, or empty
     /// when the row has no label)
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     out: PathBuf,
 }
 
@@ -29,47 +31,68 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         anyhow::bail!("{}: the feature matrix is written as CSV; name the file *.csv", args.out.display());
     }
 
-    let bar = progress::bar("reading");
-    let mut txs = Vec::new();
-    for (i, row) in TransactionReader::open(&args.data)?.enumerate() {
-        txs.push(row?);
-        if i % PROGRESS_EVERY == 0 {
-            bar.set_length(i as u64 + 1);
-            bar.set_position(i as u64);
+    // Features read each entity's past, so rows are walked in `sort_by_time` order. A file already
+    // in that order (as `verdict simulate` writes them) streams through in constant memory; any
+    // other is read whole and sorted.
+    let bar = progress::counter("features");
+    let rows = TransactionReader::open(&args.data)?.map(|r| r.map_err(anyhow::Error::from));
+    let rows = match write_features(rows, &args.out, &bar)? {
+        Some(rows) => rows,
+        None => {
+            bar.set_message("sorting");
+            let mut txs = read_all(&args.data)?;
+            sort_by_time(&mut txs);
+            bar.set_message("features");
+            write_features(txs.into_iter().map(Ok), &args.out, &bar)?.context("rows are out of order after sorting")?
         }
-    }
-    // Features read each entity's past, so rows must be walked in time order.
-    sort_by_time(&mut txs);
-
-    progress::phase(&bar, "features", txs.len() as u64);
-    let write_err = || format!("cannot write {}", args.out.display());
-    let mut out = BufWriter::with_capacity(1 << 16, File::create(&args.out).with_context(write_err)?);
-    writeln!(out, "id,{},label_fraud", FEATURE_NAMES.join(",")).with_context(write_err)?;
-    let mut offline = OfflineFeatures::new();
-    for (i, t) in txs.iter().enumerate() {
-        let f = offline.push(&t.tx, t.label);
-        write!(out, "{}", t.tx.id).with_context(write_err)?;
-        for v in f.as_slice() {
-            // `{}` prints the shortest text that reads back as the same f64.
-            write!(out, ",{v}").with_context(write_err)?;
-        }
-        match t.label {
-            Some(l) => writeln!(out, ",{}", u8::from(l.fraud)),
-            None => writeln!(out, ","),
-        }
-        .with_context(write_err)?;
-        if i % PROGRESS_EVERY == 0 {
-            bar.set_position(i as u64);
-        }
-    }
-    out.flush().with_context(write_err)?;
+    };
     bar.finish_and_clear();
     println!(
-        "{} rows x {} features written to {} in {:.2} s",
-        txs.len(),
+        "{rows} rows x {} features written to {} in {:.2} s",
         FEATURE_NAMES.len(),
         args.out.display(),
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Writes the matrix of `rows`, or returns `None` at the first row out of time order.
+fn write_features(
+    rows: impl Iterator<Item = anyhow::Result<LabelledTransaction>>,
+    out: &Path,
+    bar: &ProgressBar,
+) -> anyhow::Result<Option<u64>> {
+    let write_err = || format!("cannot write {}", out.display());
+    let mut w = BufWriter::with_capacity(1 << 16, File::create(out).with_context(write_err)?);
+    writeln!(w, "id,{},label_fraud", FEATURE_NAMES.join(",")).with_context(write_err)?;
+    let mut offline = OfflineFeatures::new();
+    let mut last: Option<LabelledTransaction> = None;
+    let mut n = 0;
+    bar.set_position(0);
+    for row in rows {
+        let t = row?;
+        if let Some(prev) = &last {
+            if (&t.tx.occurred_at, &t.tx.id) < (&prev.tx.occurred_at, &prev.tx.id) {
+                return Ok(None);
+            }
+        }
+        let f = offline.push(&t.tx, t.label);
+        write!(w, "{}", t.tx.id).with_context(write_err)?;
+        for v in f.as_slice() {
+            // `{}` prints the shortest text that reads back as the same f64.
+            write!(w, ",{v}").with_context(write_err)?;
+        }
+        match t.label {
+            Some(l) => writeln!(w, ",{}", u8::from(l.fraud)),
+            None => writeln!(w, ","),
+        }
+        .with_context(write_err)?;
+        n += 1;
+        if n % PROGRESS_EVERY == 0 {
+            bar.set_position(n);
+        }
+        last = Some(t);
+    }
+    w.flush().with_context(write_err)?;
+    Ok(Some(n))
 }

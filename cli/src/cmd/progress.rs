@@ -14,6 +14,17 @@ pub fn bar(message: &'static str) -> ProgressBar {
     bar
 }
 
+/// A counter for work of unknown length, such as rows streamed from a file.
+pub fn counter(message: &'static str) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    // The template is a constant; fall back to the plain spinner rather than fail a command over it.
+    let style = ProgressStyle::with_template("{msg:>11} {spinner} {human_pos} rows, {per_sec}, {elapsed_precise}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner());
+    bar.set_style(style);
+    bar.set_message(message);
+    bar
+}
+
 /// Restarts `bar` for a new phase of `len` steps.
 pub fn phase(bar: &ProgressBar, message: &'static str, len: u64) {
     bar.set_message(message);

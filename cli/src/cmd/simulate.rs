@@ -13,22 +13,22 @@ const PROGRESS_EVERY: usize = 16_384;
 #[derive(clap::Args)]
 pub struct Args {
     /// Number of customers (cards)
-    #[arg(long, default_value_t = SimConfig::default().customers)]
+    #[arg(long, value_name = "N", default_value_t = SimConfig::default().customers)]
     customers: usize,
     /// Number of terminals (merchants)
-    #[arg(long, default_value_t = SimConfig::default().terminals)]
+    #[arg(long, value_name = "M", default_value_t = SimConfig::default().terminals)]
     terminals: usize,
     /// Number of days to simulate
-    #[arg(long, default_value_t = SimConfig::default().days)]
+    #[arg(long, value_name = "D", default_value_t = SimConfig::default().days)]
     days: u32,
     /// First simulated day (YYYY-MM-DD, UTC)
-    #[arg(long, default_value = "2018-04-01", value_parser = parse_date)]
+    #[arg(long, value_name = "DATE", default_value = "2018-04-01", value_parser = parse_date)]
     start: Date,
     /// Random seed: the same seed and sizes give a byte-identical file
-    #[arg(long, default_value_t = SimConfig::default().seed)]
+    #[arg(long, value_name = "S", default_value_t = SimConfig::default().seed)]
     seed: u64,
     /// Output file: .csv, .ndjson or .jsonl, optionally followed by .gz
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     out: PathBuf,
 }
 
