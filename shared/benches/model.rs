@@ -27,12 +27,24 @@ fn fixture() -> Fixture {
     let start = time::macros::date!(2018 - 07 - 25);
     let split = protocol::split(&rows, start, 7, 7, 0);
     let train_x = split.train.iter().map(|&i| features[i]).collect();
-    let train_y = split.train.iter().map(|&i| rows[i].label.is_some_and(|l| l.fraud)).collect();
-    Fixture { rows, features, train_x, train_y }
+    let train_y = split
+        .train
+        .iter()
+        .map(|&i| rows[i].label.is_some_and(|l| l.fraud))
+        .collect();
+    Fixture {
+        rows,
+        features,
+        train_x,
+        train_y,
+    }
 }
 
 fn model(f: &Fixture, trees: usize) -> Model {
-    let params = TrainParams { trees, ..TrainParams::default() };
+    let params = TrainParams {
+        trees,
+        ..TrainParams::default()
+    };
     Model::seal(train("bench", &f.train_x, &f.train_y, &params, BTreeMap::new()).unwrap()).unwrap()
 }
 
@@ -65,7 +77,12 @@ fn percentiles(name: &str, mut run: impl FnMut()) {
     }
     ns.sort_unstable();
     let p = |q: f64| ns[((N - 1) as f64 * q) as usize] as f64 / 1000.0;
-    println!("{name}: p50 {:.2} µs, p99 {:.2} µs, p99.9 {:.2} µs over {N} calls", p(0.5), p(0.99), p(0.999));
+    println!(
+        "{name}: p50 {:.2} µs, p99 {:.2} µs, p99.9 {:.2} µs over {N} calls",
+        p(0.5),
+        p(0.99),
+        p(0.999)
+    );
 }
 
 fn benches(c: &mut Criterion) {
@@ -82,7 +99,9 @@ fn benches(c: &mut Criterion) {
             black_box((s.probability, r));
         };
         percentiles(&format!("decision/features+score+reasons/{trees} trees"), decide);
-        c.bench_function(&format!("decision/features+score+reasons/{trees}_trees"), |b| b.iter(decide));
+        c.bench_function(&format!("decision/features+score+reasons/{trees}_trees"), |b| {
+            b.iter(decide)
+        });
     }
 
     let m = model(&f, 300);
@@ -111,7 +130,18 @@ fn benches(c: &mut Criterion) {
     g.bench_function(format!("handbook_train_set/{}_rows/300_trees", f.train_x.len()), |b| {
         b.iter_batched(
             || (),
-            |_| black_box(train("bench", &f.train_x, &f.train_y, &TrainParams::default(), BTreeMap::new()).unwrap()),
+            |_| {
+                black_box(
+                    train(
+                        "bench",
+                        &f.train_x,
+                        &f.train_y,
+                        &TrainParams::default(),
+                        BTreeMap::new(),
+                    )
+                    .unwrap(),
+                )
+            },
             BatchSize::PerIteration,
         )
     });

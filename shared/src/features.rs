@@ -352,8 +352,17 @@ mod tests {
     fn terminal_risk_respects_the_label_delay() {
         let mut off = OfflineFeatures::new();
         // Day 0: two transactions at t1, one fraud.
-        off.push(&tx("a", "2018-04-01T10:00:00Z", 1000, "c1", "t1"), Some(Label { fraud: true, scenario: 2 }));
-        off.push(&tx("b", "2018-04-01T11:00:00Z", 1000, "c2", "t1"), Some(Label::default()));
+        off.push(
+            &tx("a", "2018-04-01T10:00:00Z", 1000, "c1", "t1"),
+            Some(Label {
+                fraud: true,
+                scenario: 2,
+            }),
+        );
+        off.push(
+            &tx("b", "2018-04-01T11:00:00Z", 1000, "c2", "t1"),
+            Some(Label::default()),
+        );
         // Six days later the labels are not yet known: nothing is counted.
         let f = off.push(&tx("c", "2018-04-07T23:59:59Z", 1000, "c3", "t1"), None);
         assert_eq!(f.get(Feature::TerminalTxCount1d), 0.0);

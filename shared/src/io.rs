@@ -23,8 +23,16 @@ use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::path::Path;
 
 /// The CSV columns, in the order they are written.
-pub const CSV_HEADER: [&str; 8] =
-    ["id", "occurred_at", "amount", "currency", "customer_id", "terminal_id", "label_fraud", "label_scenario"];
+pub const CSV_HEADER: [&str; 8] = [
+    "id",
+    "occurred_at",
+    "amount",
+    "currency",
+    "customer_id",
+    "terminal_id",
+    "label_fraud",
+    "label_scenario",
+];
 /// Columns a CSV file must have; the two label columns may be missing.
 const REQUIRED_COLUMNS: usize = 6;
 /// A longer NDJSON line is refused rather than buffered: a transaction is a few hundred bytes.
@@ -73,7 +81,10 @@ pub struct FileKind {
 impl FileKind {
     /// From the extension: `.csv`, `.ndjson` or `.jsonl`, each optionally followed by `.gz`.
     pub fn from_path(path: &Path) -> Result<Self, FileError> {
-        let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default();
         let (stem, gzip) = match name.strip_suffix(".gz") {
             Some(stem) => (stem, true),
             None => (name.as_str(), false),
@@ -83,7 +94,9 @@ impl FileKind {
         } else if stem.ends_with(".ndjson") || stem.ends_with(".jsonl") {
             Format::Ndjson
         } else {
-            return Err(FileError::UnknownFormat { file: path.display().to_string() });
+            return Err(FileError::UnknownFormat {
+                file: path.display().to_string(),
+            });
         };
         Ok(Self { format, gzip })
     }
@@ -94,7 +107,9 @@ impl FileKind {
 
 /// Reads a whole file into memory. Stops at the first bad row.
 pub fn read_all(path: impl AsRef<Path>) -> Result<Vec<LabelledTransaction>, FileError> {
-    TransactionReader::open(path)?.map(|r| r.map_err(FileError::from)).collect()
+    TransactionReader::open(path)?
+        .map(|r| r.map_err(FileError::from))
+        .collect()
 }
 
 /// Streams the transactions of one file, one row at a time.
@@ -109,8 +124,17 @@ pub struct TransactionReader {
 
 enum Rows {
     // Boxed: csv's reader carries its buffers inline.
-    Csv { reader: Box<csv::Reader<Box<dyn Read + Send>>>, columns: Option<Columns>, record: csv::ByteRecord },
-    Ndjson { reader: Box<dyn BufRead + Send>, line: u64, buf: Vec<u8>, any: bool },
+    Csv {
+        reader: Box<csv::Reader<Box<dyn Read + Send>>>,
+        columns: Option<Columns>,
+        record: csv::ByteRecord,
+    },
+    Ndjson {
+        reader: Box<dyn BufRead + Send>,
+        line: u64,
+        buf: Vec<u8>,
+        any: bool,
+    },
 }
 
 impl TransactionReader {
@@ -119,8 +143,15 @@ impl TransactionReader {
         let path = path.as_ref();
         let kind = FileKind::from_path(path)?;
         let file = path.display().to_string();
-        let f = File::open(path).map_err(|error| FileError::Open { file: file.clone(), error })?;
-        let raw: Box<dyn Read + Send> = if kind.gzip { Box::new(MultiGzDecoder::new(f)) } else { Box::new(f) };
+        let f = File::open(path).map_err(|error| FileError::Open {
+            file: file.clone(),
+            error,
+        })?;
+        let raw: Box<dyn Read + Send> = if kind.gzip {
+            Box::new(MultiGzDecoder::new(f))
+        } else {
+            Box::new(f)
+        };
         Ok(Self::new(file, kind.format, raw))
     }
 
@@ -130,7 +161,12 @@ impl TransactionReader {
         let rows = match format {
             Format::Csv => Rows::Csv {
                 // Row lengths are checked here, to report them with the line number.
-                reader: Box::new(csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(input)),
+                reader: Box::new(
+                    csv::ReaderBuilder::new()
+                        .has_headers(false)
+                        .flexible(true)
+                        .from_reader(input),
+                ),
                 columns: None,
                 record: csv::ByteRecord::new(),
             },
@@ -141,22 +177,41 @@ impl TransactionReader {
                 any: false,
             },
         };
-        Self { file: file.into(), rows, done: false }
+        Self {
+            file: file.into(),
+            rows,
+            done: false,
+        }
     }
 
     fn error(&self, line: u64, field: Option<&'static str>, reason: impl Into<String>) -> RowError {
-        RowError { file: self.file.clone(), line, field, reason: reason.into() }
+        RowError {
+            file: self.file.clone(),
+            line,
+            field,
+            reason: reason.into(),
+        }
     }
 
     fn next_row(&mut self) -> Option<Result<LabelledTransaction, Stop>> {
         match &mut self.rows {
-            Rows::Csv { reader, columns, record } => {
+            Rows::Csv {
+                reader,
+                columns,
+                record,
+            } => {
                 let start_line = reader.position().line();
                 match reader.read_byte_record(record) {
-                    Err(e) => Some(Err(Stop::Fatal(line_of(&e).unwrap_or(start_line), None, csv_reason(&e)))),
-                    Ok(false) if columns.is_none() => {
-                        Some(Err(Stop::Fatal(1, None, "the file is empty; expected a CSV header".into())))
-                    }
+                    Err(e) => Some(Err(Stop::Fatal(
+                        line_of(&e).unwrap_or(start_line),
+                        None,
+                        csv_reason(&e),
+                    ))),
+                    Ok(false) if columns.is_none() => Some(Err(Stop::Fatal(
+                        1,
+                        None,
+                        "the file is empty; expected a CSV header".into(),
+                    ))),
                     Ok(false) => None,
                     Ok(true) => {
                         let line = record.position().map_or(start_line, |p| p.line());
@@ -168,7 +223,10 @@ impl TransactionReader {
                                 }
                                 Err((field, reason)) => Some(Err(Stop::Fatal(line, field, reason))),
                             },
-                            Some(c) => Some(c.parse(record).map_err(|(field, reason)| Stop::Row(line, field, reason))),
+                            Some(c) => Some(
+                                c.parse(record)
+                                    .map_err(|(field, reason)| Stop::Row(line, field, reason)),
+                            ),
                         }
                     }
                 }
@@ -275,13 +333,19 @@ impl Columns {
 
     fn parse(&self, row: &csv::ByteRecord) -> Result<LabelledTransaction, FieldError> {
         if row.len() != self.len {
-            return Err((None, format!("expected {} fields as in the header, found {}", self.len, row.len())));
+            return Err((
+                None,
+                format!("expected {} fields as in the header, found {}", self.len, row.len()),
+            ));
         }
         let text = |k: usize| -> Result<Option<&str>, FieldError> {
             match self.at[k] {
                 None => Ok(None),
                 Some(i) => std::str::from_utf8(&row[i]).map(Some).map_err(|e| {
-                    (Some(CSV_HEADER[k]), format!("is not valid UTF-8 (at byte {})", e.valid_up_to() + 1))
+                    (
+                        Some(CSV_HEADER[k]),
+                        format!("is not valid UTF-8 (at byte {})", e.valid_up_to() + 1),
+                    )
                 }),
             }
         };
@@ -343,7 +407,13 @@ fn transaction(
         Money::new(amount_minor, currency).map_err(|e| (Some("amount"), format!("{amount_minor} {}", e.reason)))?;
     let customer_id = CustomerId::parse(customer_id).map_err(domain)?;
     let terminal_id = TerminalId::parse(terminal_id).map_err(domain)?;
-    Ok(Transaction { id, occurred_at, amount, customer_id, terminal_id })
+    Ok(Transaction {
+        id,
+        occurred_at,
+        amount,
+        customer_id,
+        terminal_id,
+    })
 }
 
 /// An NDJSON line or an API body that did not parse; `field` is `None` when the JSON itself is bad.
@@ -371,7 +441,10 @@ struct JsonRow {
 pub fn parse_json(bytes: &[u8]) -> Result<LabelledTransaction, JsonError> {
     let err = |field, reason: String| JsonError { field, reason };
     if let Err(e) = std::str::from_utf8(bytes) {
-        return Err(err(None, format!("is not valid UTF-8 (at byte {})", e.valid_up_to() + 1)));
+        return Err(err(
+            None,
+            format!("is not valid UTF-8 (at byte {})", e.valid_up_to() + 1),
+        ));
     }
     // serde would also accept a JSON array of the fields in order; a transaction is an object.
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
@@ -381,7 +454,11 @@ pub fn parse_json(bytes: &[u8]) -> Result<LabelledTransaction, JsonError> {
         // serde_json's message ends with its own "at line 1 column N"; give the column only.
         let msg = e.to_string();
         let msg = msg.rfind(" at line ").map_or(msg.as_str(), |i| &msg[..i]);
-        let what = if e.is_data() { "is not a transaction object" } else { "is not valid JSON" };
+        let what = if e.is_data() {
+            "is not a transaction object"
+        } else {
+            "is not valid JSON"
+        };
         err(None, format!("{what} (column {}: {msg})", e.column()))
     })?;
     let string = |field: &'static str, v: &Option<Value>| -> Result<String, JsonError> {
@@ -395,11 +472,19 @@ pub fn parse_json(bytes: &[u8]) -> Result<LabelledTransaction, JsonError> {
         Some(Value::Number(n)) => match n.as_i64() {
             Some(a) => a,
             None if n.is_u64() => return Err(err(Some("amount"), "is too large".into())),
-            None => return Err(err(Some("amount"), format!("{n} is not an integer number of minor units"))),
+            None => {
+                return Err(err(
+                    Some("amount"),
+                    format!("{n} is not an integer number of minor units"),
+                ))
+            }
         },
         None => return Err(err(Some("amount"), "is missing".into())),
         Some(other) => {
-            return Err(err(Some("amount"), format!("must be an integer number of minor units, found {}", kind(other))))
+            return Err(err(
+                Some("amount"),
+                format!("must be an integer number of minor units, found {}", kind(other)),
+            ))
         }
     };
     let tx = transaction(
@@ -418,7 +503,10 @@ pub fn parse_json(bytes: &[u8]) -> Result<LabelledTransaction, JsonError> {
                 Some(Value::Bool(b)) => *b,
                 None => return Err(err(Some("label.fraud"), "is missing".into())),
                 Some(other) => {
-                    return Err(err(Some("label.fraud"), format!("must be true or false, found {}", kind(other))))
+                    return Err(err(
+                        Some("label.fraud"),
+                        format!("must be true or false, found {}", kind(other)),
+                    ))
                 }
             },
             scenario: match o.get("scenario") {
@@ -427,7 +515,10 @@ pub fn parse_json(bytes: &[u8]) -> Result<LabelledTransaction, JsonError> {
                     parse_scenario(n.as_u64(), &n.to_string(), "label.scenario").map_err(|(f, r)| err(f, r))?
                 }
                 Some(other) => {
-                    return Err(err(Some("label.scenario"), format!("must be an integer, found {}", kind(other))))
+                    return Err(err(
+                        Some("label.scenario"),
+                        format!("must be an integer, found {}", kind(other)),
+                    ))
                 }
             },
         }),
@@ -523,23 +614,37 @@ impl TransactionWriter<Output> {
         let path = path.as_ref();
         let kind = FileKind::from_path(path)?;
         let file = path.display().to_string();
-        let f = File::create(path).map_err(|error| FileError::Create { file: file.clone(), error })?;
+        let f = File::create(path).map_err(|error| FileError::Create {
+            file: file.clone(),
+            error,
+        })?;
         let f = BufWriter::with_capacity(1 << 16, f);
-        let out = if kind.gzip { Output::Gzip(GzEncoder::new(f, Compression::fast())) } else { Output::Plain(f) };
+        let out = if kind.gzip {
+            Output::Gzip(GzEncoder::new(f, Compression::fast()))
+        } else {
+            Output::Plain(f)
+        };
         Self::new(file, kind.format, out)
     }
 
     /// Flushes, ends the gzip stream if any, and closes the file.
     pub fn finish(self) -> Result<(), FileError> {
         let file = self.file.clone();
-        self.into_inner()?.finish().map_err(|error| FileError::Write { file, error })
+        self.into_inner()?
+            .finish()
+            .map_err(|error| FileError::Write { file, error })
     }
 }
 
 impl<W: Write> TransactionWriter<W> {
     /// Writes to any sink (the CSV header at once); `file` is the name errors will give.
     pub fn new(file: impl Into<String>, format: Format, out: W) -> Result<Self, FileError> {
-        let mut w = Self { file: file.into(), format, out, row: String::with_capacity(256) };
+        let mut w = Self {
+            file: file.into(),
+            format,
+            out,
+            row: String::with_capacity(256),
+        };
         if format == Format::Csv {
             w.row.push_str(&CSV_HEADER.join(","));
             w.row.push('\n');
@@ -558,14 +663,20 @@ impl<W: Write> TransactionWriter<W> {
 
     /// Flushes and hands back the sink.
     pub fn into_inner(mut self) -> Result<W, FileError> {
-        self.out.flush().map_err(|error| FileError::Write { file: self.file.clone(), error })?;
+        self.out.flush().map_err(|error| FileError::Write {
+            file: self.file.clone(),
+            error,
+        })?;
         Ok(self.out)
     }
 
     fn flush_row(&mut self) -> Result<(), FileError> {
         let r = self.out.write_all(self.row.as_bytes());
         self.row.clear();
-        r.map_err(|error| FileError::Write { file: self.file.clone(), error })
+        r.map_err(|error| FileError::Write {
+            file: self.file.clone(),
+            error,
+        })
     }
 }
 
@@ -620,7 +731,11 @@ fn json_row(row: &mut String, t: &LabelledTransaction) {
 
 /// Sorts by time, then by id; stable, so equal rows keep their order.
 pub fn sort_by_time(txs: &mut [LabelledTransaction]) {
-    txs.sort_by(|a, b| a.tx.occurred_at.cmp(&b.tx.occurred_at).then_with(|| a.tx.id.cmp(&b.tx.id)));
+    txs.sort_by(|a, b| {
+        a.tx.occurred_at
+            .cmp(&b.tx.occurred_at)
+            .then_with(|| a.tx.id.cmp(&b.tx.id))
+    });
 }
 
 #[cfg(test)]
@@ -659,7 +774,10 @@ mod tests {
     #[test]
     fn json_errors_name_the_field() {
         let e = parse_json(br#"{"id":"a","occurred_at":"2018-04-01T10:00:00Z","amount":"5","currency":"EUR","customer_id":"c","terminal_id":"t"}"#).unwrap_err();
-        assert_eq!(e.to_string(), "amount: must be an integer number of minor units, found a string");
+        assert_eq!(
+            e.to_string(),
+            "amount: must be an integer number of minor units, found a string"
+        );
         let e = parse_json(br#"[1]"#).unwrap_err();
         assert_eq!(e.field, None);
         assert!(e.reason.starts_with("is not a transaction object"), "{}", e.reason);

@@ -28,7 +28,10 @@ impl IdempotencyKey {
         if ok {
             Ok(Self(raw.to_owned()))
         } else {
-            Err(DomainError::new("Idempotency-Key", "must be 1 to 255 printable ASCII characters"))
+            Err(DomainError::new(
+                "Idempotency-Key",
+                "must be 1 to 255 printable ASCII characters",
+            ))
         }
     }
     pub fn as_str(&self) -> &str {

@@ -69,7 +69,12 @@ pub struct Scorer<S, B> {
 
 impl<S: DecisionStore, B: ModelBlobs> Scorer<S, B> {
     pub fn new(store: S, blobs: B, fallback: Option<Arc<Model>>) -> Self {
-        Scorer { store, blobs, models: ModelCache::default(), fallback }
+        Scorer {
+            store,
+            blobs,
+            models: ModelCache::default(),
+            fallback,
+        }
     }
 
     /// The model the pointer names, loading and verifying it on first use.
@@ -81,8 +86,10 @@ impl<S: DecisionStore, B: ModelBlobs> Scorer<S, B> {
             return Ok(m);
         }
         let bytes = self.blobs.fetch(&active.object_key).await?;
-        let model = Model::from_bytes(&active.object_key, &bytes)
-            .map_err(|source| ScoreError::Model { version: active.version.clone(), source })?;
+        let model = Model::from_bytes(&active.object_key, &bytes).map_err(|source| ScoreError::Model {
+            version: active.version.clone(),
+            source,
+        })?;
         let model = Arc::new(model);
         self.models.insert(model.clone());
         Ok(model)
@@ -111,14 +118,22 @@ impl<S: DecisionStore, B: ModelBlobs> Scorer<S, B> {
 
         let model = self.model_for(snap.active_model.as_ref()).await?;
         let record = decide(&model, request, &snap, fingerprint.clone());
-        let commit = DecisionCommit { record: &record, transaction: &tx, idempotency_key, delta: transaction_delta(&tx) };
+        let commit = DecisionCommit {
+            record: &record,
+            transaction: &tx,
+            idempotency_key,
+            delta: transaction_delta(&tx),
+        };
         match self.store.commit(tenant, &commit).await? {
             CommitOutcome::Committed => Ok(Scored { record, replay: false }),
             CommitOutcome::AlreadyDecided => {
                 // Lost a race: the winner's decision stands, if it was for the same body.
                 let existing = self.store.decision(tenant, &tx.id).await?;
                 match existing {
-                    Some(d) if d.request_fingerprint == fingerprint => Ok(Scored { record: d, replay: true }),
+                    Some(d) if d.request_fingerprint == fingerprint => Ok(Scored {
+                        record: d,
+                        replay: true,
+                    }),
                     _ => Err(ScoreError::Conflict { id: tx.id.to_string() }),
                 }
             }
@@ -127,26 +142,26 @@ impl<S: DecisionStore, B: ModelBlobs> Scorer<S, B> {
 }
 
 fn replay_of(snap: &ScoringSnapshot, fingerprint: &str, request: &ScoreRequest) -> Result<Option<Scored>, ScoreError> {
-    let conflict = || ScoreError::Conflict { id: request.inputs.id.to_string() };
+    let conflict = || ScoreError::Conflict {
+        id: request.inputs.id.to_string(),
+    };
     if let Some(idem) = &snap.idempotency {
         if idem.fingerprint != fingerprint {
             return Err(conflict());
         }
     }
     match &snap.existing {
-        Some(d) if d.request_fingerprint == fingerprint => Ok(Some(Scored { record: d.clone(), replay: true })),
+        Some(d) if d.request_fingerprint == fingerprint => Ok(Some(Scored {
+            record: d.clone(),
+            replay: true,
+        })),
         Some(_) => Err(conflict()),
         None => Ok(None),
     }
 }
 
 /// The pure part: features, score, reasons and decision from what was read.
-pub fn decide(
-    model: &Model,
-    request: &ScoreRequest,
-    snap: &ScoringSnapshot,
-    fingerprint: String,
-) -> DecisionRecord {
+pub fn decide(model: &Model, request: &ScoreRequest, snap: &ScoringSnapshot, fingerprint: String) -> DecisionRecord {
     let tx = request.inputs.transaction();
     let x = features::compute(&tx, &snap.customer, &snap.terminal);
     let s = model.score(&x);
@@ -158,7 +173,10 @@ pub fn decide(
         score: s.probability,
         risk_score: risk_score(s.probability),
         reasons: reasons.iter().map(ReasonRecord::from).collect(),
-        model: ModelRef { id: model.artifact.name.clone(), version: model.version().to_owned() },
+        model: ModelRef {
+            id: model.artifact.name.clone(),
+            version: model.version().to_owned(),
+        },
         features: features_map(&x),
         inputs: serde_json::to_value(request).unwrap_or_default(),
         request_fingerprint: fingerprint,

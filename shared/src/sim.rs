@@ -54,7 +54,13 @@ pub struct SimConfig {
 
 impl Default for SimConfig {
     fn default() -> Self {
-        Self { customers: 5_000, terminals: 10_000, days: 183, start: time::macros::date!(2018 - 04 - 01), seed: 42 }
+        Self {
+            customers: 5_000,
+            terminals: 10_000,
+            days: 183,
+            start: time::macros::date!(2018 - 04 - 01),
+            seed: 42,
+        }
     }
 }
 
@@ -153,13 +159,21 @@ impl Simulation {
         scenario_1(&mut txs);
         let compromised_terminals = (0..cfg.days)
             .map(|d| {
-                draw_distinct(&mut stream(&key, Purpose::Scenario2, 0, d), cfg.terminals, SCENARIO_2_TERMINALS_PER_DAY)
+                draw_distinct(
+                    &mut stream(&key, Purpose::Scenario2, 0, d),
+                    cfg.terminals,
+                    SCENARIO_2_TERMINALS_PER_DAY,
+                )
             })
             .collect::<Vec<_>>();
         scenario_2(&mut txs, cfg.terminals, &compromised_terminals);
-        scenario_3(&mut txs, cfg.customers, cfg.days, |d| stream(&key, Purpose::Scenario3, 0, d), &mut |d| {
-            progress(cfg.customers as u64 + u64::from(d) + 1, total)
-        });
+        scenario_3(
+            &mut txs,
+            cfg.customers,
+            cfg.days,
+            |d| stream(&key, Purpose::Scenario3, 0, d),
+            &mut |d| progress(cfg.customers as u64 + u64::from(d) + 1, total),
+        );
 
         Ok(Self {
             start_unix,
@@ -179,7 +193,10 @@ impl Simulation {
     }
 
     pub fn summary(&self) -> SimSummary {
-        let mut s = SimSummary { transactions: self.txs.len() as u64, ..SimSummary::default() };
+        let mut s = SimSummary {
+            transactions: self.txs.len() as u64,
+            ..SimSummary::default()
+        };
         for t in self.txs.iter().filter(|t| t.fraud) {
             s.frauds += 1;
             s.by_scenario[usize::from(t.scenario.min(3))] += 1;
@@ -202,7 +219,10 @@ impl Simulation {
                     customer_id: self.customer_ids[t.customer as usize].clone(),
                     terminal_id: self.terminal_ids[t.terminal as usize].clone(),
                 },
-                label: Some(Label { fraud: t.fraud, scenario: t.scenario }),
+                label: Some(Label {
+                    fraud: t.fraud,
+                    scenario: t.scenario,
+                }),
             }
         })
     }
@@ -223,7 +243,10 @@ fn check(cfg: &SimConfig) -> Result<i64, SimError> {
     let start = cfg.start.midnight().assume_utc().unix_timestamp();
     let end = start + i64::from(cfg.days) * SECONDS_PER_DAY;
     if Timestamp::from_unix(start).is_err() || Timestamp::from_unix(end).is_err() {
-        return Err(invalid("days", format!("{} days from {} run past the year 9999", cfg.days, cfg.start)));
+        return Err(invalid(
+            "days",
+            format!("{} days from {} run past the year 9999", cfg.days, cfg.start),
+        ));
     }
     Ok(start)
 }
@@ -260,7 +283,13 @@ impl CustomerProfile {
         let y = rng.gen_range(0.0..GRID_SIZE);
         let mean_amount = rng.gen_range(5.0..100.0);
         let mean_tx_per_day = rng.gen_range(0.0..4.0);
-        Self { x, y, mean_amount, std_amount: mean_amount / 2.0, mean_tx_per_day }
+        Self {
+            x,
+            y,
+            mean_amount,
+            std_amount: mean_amount / 2.0,
+            mean_tx_per_day,
+        }
     }
 }
 
@@ -308,7 +337,9 @@ fn generate_customer(key: &[u8; 32], c: u32, p: &CustomerProfile, terminals: &[u
         return;
     }
     // Poisson::new refuses a zero rate (a U(0,4) draw can be 0.0): such a customer never pays.
-    let Ok(per_day) = Poisson::new(p.mean_tx_per_day) else { return };
+    let Ok(per_day) = Poisson::new(p.mean_tx_per_day) else {
+        return;
+    };
     for day in 0..days {
         let mut rng = stream(key, Purpose::CustomerDay, c, day);
         let n: f64 = per_day.sample(&mut rng);
@@ -366,7 +397,10 @@ fn scenario_2(txs: &mut [RawTx], terminals: usize, compromised: &[Vec<usize>]) {
         }
     }
     for t in txs.iter_mut() {
-        if since[t.terminal as usize].iter().any(|&d| d <= t.day && t.day < d + SCENARIO_2_DAYS) {
+        if since[t.terminal as usize]
+            .iter()
+            .any(|&d| d <= t.day && t.day < d + SCENARIO_2_DAYS)
+        {
             mark(t, 2);
         }
     }
@@ -392,8 +426,10 @@ fn scenario_3(
         })
         .collect();
     // Each compromised customer's transactions, in time order.
-    let mut history: std::collections::HashMap<u32, Vec<usize>> =
-        picks.iter().flat_map(|(_, cs, _)| cs.iter().map(|&c| (c as u32, Vec::new()))).collect();
+    let mut history: std::collections::HashMap<u32, Vec<usize>> = picks
+        .iter()
+        .flat_map(|(_, cs, _)| cs.iter().map(|&c| (c as u32, Vec::new())))
+        .collect();
     for (i, t) in txs.iter().enumerate() {
         if let Some(h) = history.get_mut(&t.customer) {
             h.push(i);
@@ -424,7 +460,9 @@ fn width(n: usize, min: usize) -> usize {
 fn ids<T>(n: usize, prefix: &str, parse: fn(&str) -> Result<T, crate::domain::DomainError>) -> Vec<T> {
     let w = width(n, 5);
     // A letter, a dash and digits: always a valid id.
-    (1..=n).map(|i| parse(&format!("{prefix}-{i:0w$}")).expect("generated ids are valid")).collect()
+    (1..=n)
+        .map(|i| parse(&format!("{prefix}-{i:0w$}")).expect("generated ids are valid"))
+        .collect()
 }
 
 #[cfg(test)]
@@ -451,8 +489,9 @@ mod tests {
     #[test]
     fn grid_finds_exactly_the_terminals_a_scan_finds() {
         let mut rng = ChaCha8Rng::seed_from_u64(7);
-        let terminals: Vec<(f64, f64)> =
-            (0..3000).map(|_| (rng.gen_range(0.0..GRID_SIZE), rng.gen_range(0.0..GRID_SIZE))).collect();
+        let terminals: Vec<(f64, f64)> = (0..3000)
+            .map(|_| (rng.gen_range(0.0..GRID_SIZE), rng.gen_range(0.0..GRID_SIZE)))
+            .collect();
         let grid = TerminalGrid::new(&terminals);
         let mut found = Vec::new();
         let mut total = 0;
@@ -489,23 +528,42 @@ mod tests {
         scenario_2(&mut txs, 2, &compromised);
         let fraud_days: Vec<u32> = txs.iter().filter(|t| t.fraud).map(|t| t.day).collect();
         assert_eq!(fraud_days, (3..31).collect::<Vec<_>>());
-        assert!(txs.iter().filter(|t| t.fraud).all(|t| t.scenario == 2 && t.terminal == 1));
+        assert!(txs
+            .iter()
+            .filter(|t| t.fraud)
+            .all(|t| t.scenario == 2 && t.terminal == 1));
     }
 
     #[test]
     fn scenario_3_multiplies_a_third_of_the_next_14_days() {
         // Customer 0: 3 transactions a day for 30 days, all of amount 1000.
-        let mut txs: Vec<RawTx> = (0..30).flat_map(|d| (0..3).map(move |k| raw(day(d) + k, 0, 0, 1000))).collect();
+        let mut txs: Vec<RawTx> = (0..30)
+            .flat_map(|d| (0..3).map(move |k| raw(day(d) + k, 0, 0, 1000)))
+            .collect();
         // One customer only, so it is the one compromised every day; count day 0's effect alone.
         let mut only_day_0 = txs.clone();
-        scenario_3(&mut only_day_0, 1, 1, |d| ChaCha8Rng::seed_from_u64(u64::from(d)), &mut |_| {});
+        scenario_3(
+            &mut only_day_0,
+            1,
+            1,
+            |d| ChaCha8Rng::seed_from_u64(u64::from(d)),
+            &mut |_| {},
+        );
         let hit: Vec<&RawTx> = only_day_0.iter().filter(|t| t.fraud).collect();
         assert_eq!(hit.len(), 14, "a third of 42 transactions");
-        assert!(hit.iter().all(|t| t.day < 14 && t.amount_minor == 5000 && t.scenario == 3));
+        assert!(hit
+            .iter()
+            .all(|t| t.day < 14 && t.amount_minor == 5000 && t.scenario == 3));
         assert!(only_day_0.iter().filter(|t| !t.fraud).all(|t| t.amount_minor == 1000));
 
         // Over 30 days the windows overlap, and a transaction picked twice is multiplied twice.
-        scenario_3(&mut txs, 1, 30, |d| ChaCha8Rng::seed_from_u64(u64::from(d)), &mut |_| {});
+        scenario_3(
+            &mut txs,
+            1,
+            30,
+            |d| ChaCha8Rng::seed_from_u64(u64::from(d)),
+            &mut |_| {},
+        );
         let mut multiplied_twice = 0;
         for t in &txs {
             let mut a = t.amount_minor;
@@ -523,7 +581,10 @@ mod tests {
 
     #[test]
     fn config_errors_name_the_field() {
-        let cfg = SimConfig { start: parse_date("9999-12-01").unwrap(), ..SimConfig::default() };
+        let cfg = SimConfig {
+            start: parse_date("9999-12-01").unwrap(),
+            ..SimConfig::default()
+        };
         let err = Simulation::run(&cfg, &mut |_, _| {}).err().unwrap();
         assert_eq!(err.to_string(), "days: 183 days from 9999-12-01 run past the year 9999");
         assert_eq!(
@@ -535,7 +596,12 @@ mod tests {
     #[test]
     fn empty_configs_give_empty_runs() {
         for (customers, terminals, days) in [(0, 10, 5), (10, 0, 5), (10, 10, 0), (1, 1, 3)] {
-            let cfg = SimConfig { customers, terminals, days, ..SimConfig::default() };
+            let cfg = SimConfig {
+                customers,
+                terminals,
+                days,
+                ..SimConfig::default()
+            };
             let sim = Simulation::run(&cfg, &mut |_, _| {}).unwrap();
             assert_eq!(sim.iter().count(), sim.len());
             if customers == 0 || terminals == 0 || days == 0 {
@@ -556,7 +622,12 @@ mod tests {
 
     #[test]
     fn small_run_is_sorted_numbered_and_in_range() {
-        let cfg = SimConfig { customers: 50, terminals: 100, days: 10, ..SimConfig::default() };
+        let cfg = SimConfig {
+            customers: 50,
+            terminals: 100,
+            days: 10,
+            ..SimConfig::default()
+        };
         let mut calls = Vec::new();
         let sim = Simulation::run(&cfg, &mut |d, t| calls.push((d, t))).unwrap();
         assert_eq!(calls.last(), Some(&(60, 60)));

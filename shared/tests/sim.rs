@@ -17,7 +17,13 @@ fn dir(test: &str) -> PathBuf {
 }
 
 fn small(seed: u64) -> SimConfig {
-    SimConfig { customers: 200, terminals: 400, days: 20, seed, ..SimConfig::default() }
+    SimConfig {
+        customers: 200,
+        terminals: 400,
+        days: 20,
+        seed,
+        ..SimConfig::default()
+    }
 }
 
 fn no_progress() -> impl FnMut(u64, u64) {
@@ -55,7 +61,10 @@ fn streaming_simulation_equals_simulate_and_summary_counts_it() {
     assert_eq!(s.transactions, txs.len() as u64);
     assert_eq!(s.frauds, txs.iter().filter(|t| t.label.unwrap().fraud).count() as u64);
     for k in 1..=3u8 {
-        assert_eq!(s.by_scenario[k as usize], txs.iter().filter(|t| t.label.unwrap().scenario == k).count() as u64);
+        assert_eq!(
+            s.by_scenario[k as usize],
+            txs.iter().filter(|t| t.label.unwrap().scenario == k).count() as u64
+        );
     }
 }
 
@@ -84,7 +93,13 @@ impl Stats {
 
 #[test]
 fn mid_size_run_is_faithful_to_the_handbook() {
-    let cfg = SimConfig { customers: 1000, terminals: 2000, days: 60, seed: 11, ..SimConfig::default() };
+    let cfg = SimConfig {
+        customers: 1000,
+        terminals: 2000,
+        days: 60,
+        seed: 11,
+        ..SimConfig::default()
+    };
     let txs = simulate(&cfg, &mut no_progress()).unwrap();
     let start = cfg.start.midnight().assume_utc().unix_timestamp();
 
@@ -105,16 +120,26 @@ fn mid_size_run_is_faithful_to_the_handbook() {
         time_of_day.push((s % 86_400) as f64);
         assert_eq!(t.tx.amount.currency, Currency::EUR);
     }
-    assert!(txs.windows(2).all(|w| w[0].tx.occurred_at <= w[1].tx.occurred_at), "not sorted by time");
+    assert!(
+        txs.windows(2).all(|w| w[0].tx.occurred_at <= w[1].tx.occurred_at),
+        "not sorted by time"
+    );
     // A normal(43200, 20000) cut at 0 and 86400 keeps its mean and has sd 0.91 · 20000.
-    println!("time of day: mean {:.0} s, sd {:.0} s", time_of_day.mean(), time_of_day.sd());
+    println!(
+        "time of day: mean {:.0} s, sd {:.0} s",
+        time_of_day.mean(),
+        time_of_day.sd()
+    );
     assert!((time_of_day.mean() - 43_200.0).abs() < 400.0);
     assert!((17_600.0..18_800.0).contains(&time_of_day.sd()));
 
     // Legitimate amounts: per customer the mean is in U(5,100) and sd/mean is 1/2.
     let mut legit: HashMap<&str, Stats> = HashMap::new();
     for t in txs.iter().filter(|t| !t.label.unwrap().fraud) {
-        legit.entry(t.tx.customer_id.as_str()).or_default().push(t.tx.amount.major());
+        legit
+            .entry(t.tx.customer_id.as_str())
+            .or_default()
+            .push(t.tx.amount.major());
     }
     let mut cv = Stats::default();
     for s in legit.values().filter(|s| s.n >= 50.0) {
@@ -135,7 +160,12 @@ fn mid_size_run_is_faithful_to_the_handbook() {
         assert_eq!(l.fraud, l.scenario != 0, "{l:?}");
         by_scenario[l.scenario as usize] += 1;
         if t.tx.amount.minor > 22_000 {
-            assert!(l.fraud, "{} has amount {} but is not fraud", t.tx.id, t.tx.amount.major());
+            assert!(
+                l.fraud,
+                "{} has amount {} but is not fraud",
+                t.tx.id,
+                t.tx.amount.major()
+            );
         }
         match l.scenario {
             1 => assert!(t.tx.amount.minor > 22_000),
@@ -157,22 +187,44 @@ fn mid_size_run_is_faithful_to_the_handbook() {
     );
     assert!(by_scenario[1] >= 10, "scenario 1: {}", by_scenario[1]);
     // Scenario 2: 2 terminals a day for 28 days, each ~0.97 transactions a day: about 2,500.
-    assert!((1_800..3_300).contains(&by_scenario[2]), "scenario 2: {}", by_scenario[2]);
+    assert!(
+        (1_800..3_300).contains(&by_scenario[2]),
+        "scenario 2: {}",
+        by_scenario[2]
+    );
     // Scenario 3: 3 customers a day, a third of their ~27 transactions in 14 days: about 1,450.
-    assert!((1_000..2_000).contains(&by_scenario[3]), "scenario 3: {}", by_scenario[3]);
+    assert!(
+        (1_000..2_000).contains(&by_scenario[3]),
+        "scenario 3: {}",
+        by_scenario[3]
+    );
     assert!((0.025..0.045).contains(&rate), "fraud rate {rate}");
-    assert!((4.0..6.5).contains(&s3_ratio.mean()), "scenario 3 amounts are {}x the customer's mean", s3_ratio.mean());
+    assert!(
+        (4.0..6.5).contains(&s3_ratio.mean()),
+        "scenario 3 amounts are {}x the customer's mean",
+        s3_ratio.mean()
+    );
 
     // Scenario 2 compromises at most 2 terminals a day.
-    let s2_terminals: std::collections::HashSet<&str> =
-        txs.iter().filter(|t| t.label.unwrap().scenario == 2).map(|t| t.tx.terminal_id.as_str()).collect();
-    assert!((60..=120).contains(&s2_terminals.len()), "{} terminals", s2_terminals.len());
+    let s2_terminals: std::collections::HashSet<&str> = txs
+        .iter()
+        .filter(|t| t.label.unwrap().scenario == 2)
+        .map(|t| t.tx.terminal_id.as_str())
+        .collect();
+    assert!(
+        (60..=120).contains(&s2_terminals.len()),
+        "{} terminals",
+        s2_terminals.len()
+    );
 }
 
 #[test]
 fn default_config_is_the_handbook_run() {
     let cfg = SimConfig::default();
-    assert_eq!((cfg.customers, cfg.terminals, cfg.days, cfg.seed), (5_000, 10_000, 183, 42));
+    assert_eq!(
+        (cfg.customers, cfg.terminals, cfg.days, cfg.seed),
+        (5_000, 10_000, 183, 42)
+    );
     assert_eq!(cfg.start, parse_date("2018-04-01").unwrap());
 }
 
@@ -193,16 +245,26 @@ fn tx(id: &str, at: &str, minor: i64, currency: &str, label: Option<Label>) -> L
 
 /// Simulated rows plus the shapes the simulator never makes.
 fn sample() -> Vec<LabelledTransaction> {
-    let mut txs =
-        simulate(&SimConfig { customers: 50, terminals: 1000, days: 5, ..SimConfig::default() }, &mut no_progress())
-            .unwrap();
+    let mut txs = simulate(
+        &SimConfig {
+            customers: 50,
+            terminals: 1000,
+            days: 5,
+            ..SimConfig::default()
+        },
+        &mut no_progress(),
+    )
+    .unwrap();
     txs.push(tx("unlabelled", "2018-04-02T10:00:00.123456789Z", 0, "JPY", None));
     txs.push(tx(
         "fraud-no-scenario",
         "2018-04-03T10:00:00Z",
         1_000_000_000_000_000,
         "KWD",
-        Some(Label { fraud: true, scenario: 0 }),
+        Some(Label {
+            fraud: true,
+            scenario: 0,
+        }),
     ));
     txs
 }
@@ -245,7 +307,10 @@ fn streaming_writer_writes_what_write_all_writes() {
         w.write(t).unwrap();
     }
     w.finish().unwrap();
-    assert_eq!(std::fs::read(d.join("a.ndjson")).unwrap(), std::fs::read(d.join("b.ndjson")).unwrap());
+    assert_eq!(
+        std::fs::read(d.join("a.ndjson")).unwrap(),
+        std::fs::read(d.join("b.ndjson")).unwrap()
+    );
     // Into memory too.
     let mut w = TransactionWriter::new("memory", verdict::io::Format::Csv, Vec::new()).unwrap();
     w.write(&txs[0]).unwrap();
@@ -273,7 +338,13 @@ fn ndjson_ignores_the_extra_fields_the_api_accepts() {
     assert_eq!(txs[0].tx.occurred_at.to_rfc3339(), "2018-04-01T10:00:00Z");
     assert_eq!(txs[0].tx.amount.minor, 1250);
     assert_eq!(txs[0].label, None);
-    assert_eq!(txs[1].label, Some(Label { fraud: true, scenario: 0 }));
+    assert_eq!(
+        txs[1].label,
+        Some(Label {
+            fraud: true,
+            scenario: 0
+        })
+    );
 }
 
 #[test]
@@ -349,7 +420,11 @@ fn bad_csv_rows_name_file_line_and_field() {
             "tx-2,2018-04-01T10:00:00Z,5,eur,c-1,t-1,0,0\n",
             r#"line 17, field currency: "eur" is not an ISO 4217 code (three upper-case letters)"#.into(),
         ),
-        ("id", "tx#2,2018-04-01T10:00:00Z,5,EUR,c-1,t-1,0,0\n", "line 17, field id: contains '#'".into()),
+        (
+            "id",
+            "tx#2,2018-04-01T10:00:00Z,5,EUR,c-1,t-1,0,0\n",
+            "line 17, field id: contains '#'".into(),
+        ),
         (
             "empty-customer",
             "tx-2,2018-04-01T10:00:00Z,5,EUR,,t-1,0,0\n",
@@ -378,16 +453,25 @@ fn bad_csv_rows_name_file_line_and_field() {
     ];
     for (test, row, expected) in cases {
         let (path, err) = first_error(&format!("csv-{test}"), "data.csv", &csv_with(row, 17));
-        assert!(err.starts_with(&format!("{path} {expected}")), "{test}: got {err:?}, expected {expected:?}");
+        assert!(
+            err.starts_with(&format!("{path} {expected}")),
+            "{test}: got {err:?}, expected {expected:?}"
+        );
         assert!(path.ends_with("data.csv"));
     }
 }
 
 #[test]
 fn the_issue_example_message_is_exact() {
-    let (path, err) =
-        first_error("example", "data.csv", &csv_with("tx-2,2018-04-01T10:00:00Z,12.5,EUR,c-1,t-1,0,0\n", 17));
-    assert_eq!(err, format!(r#"{path} line 17, field amount: "12.5" is not an integer number of minor units"#));
+    let (path, err) = first_error(
+        "example",
+        "data.csv",
+        &csv_with("tx-2,2018-04-01T10:00:00Z,12.5,EUR,c-1,t-1,0,0\n", 17),
+    );
+    assert_eq!(
+        err,
+        format!(r#"{path} line 17, field amount: "12.5" is not an integer number of minor units"#)
+    );
 }
 
 #[test]
@@ -403,13 +487,20 @@ fn bad_csv_files_are_refused_without_panicking() {
         e,
         format!("{p} line 1, field amount: column is missing from the header (expected id,occurred_at,amount,currency,customer_id,terminal_id,label_fraud,label_scenario)")
     );
-    let (p, e) = first_error("csv-twice", "h.csv", b"id,id,occurred_at,amount,currency,customer_id,terminal_id\n");
+    let (p, e) = first_error(
+        "csv-twice",
+        "h.csv",
+        b"id,id,occurred_at,amount,currency,customer_id,terminal_id\n",
+    );
     assert_eq!(e, format!("{p} line 1, field id: appears twice in the header"));
     let mut bad_utf8 = csv_with("tx-2,2018-04-01T10:00:00Z,5,EUR,c-\u{e9},t-1,0,0\n", 3);
     let at = bad_utf8.iter().position(|&b| b == 0xc3).unwrap();
     bad_utf8[at] = 0xff;
     let (p, e) = first_error("csv-utf8", "u.csv", &bad_utf8);
-    assert_eq!(e, format!("{p} line 3, field customer_id: is not valid UTF-8 (at byte 3)"));
+    assert_eq!(
+        e,
+        format!("{p} line 3, field customer_id: is not valid UTF-8 (at byte 3)")
+    );
     // A broken gzip stream is an error at the line where it breaks, not a panic.
     let (p, e) = first_error("csv-gz", "broken.csv.gz", b"\x1f\x8b\x08\x00garbage");
     assert!(e.starts_with(&format!("{p} line 1: cannot read: ")), "{e}");
@@ -420,7 +511,11 @@ fn bad_ndjson_lines_name_file_line_and_field() {
     let good = r#"{"id":"a","occurred_at":"2018-04-01T10:00:00Z","amount":1250,"currency":"EUR","customer_id":"c","terminal_id":"t"}"#;
     let with = |bad: &str| format!("{good}\n{good}\n{bad}\n{good}\n").into_bytes();
     let cases: &[(&str, &str, &str)] = &[
-        ("json", r#"{"id":"a","#, "line 3: is not valid JSON (column 10: EOF while parsing a value)"),
+        (
+            "json",
+            r#"{"id":"a","#,
+            "line 3: is not valid JSON (column 10: EOF while parsing a value)",
+        ),
         (
             "array",
             r#"["a","2018-04-01T10:00:00Z",1250,"EUR","c","t"]"#,
@@ -479,11 +574,18 @@ fn bad_ndjson_lines_name_file_line_and_field() {
     ];
     for (test, bad, expected) in cases {
         let (path, err) = first_error(&format!("ndjson-{test}"), "data.ndjson", &with(bad));
-        assert!(err.starts_with(&format!("{path} {expected}")), "{test}: got {err:?}, expected {expected:?}");
+        assert!(
+            err.starts_with(&format!("{path} {expected}")),
+            "{test}: got {err:?}, expected {expected:?}"
+        );
     }
     let (p, e) = first_error("ndjson-empty", "e.ndjson", b"\n  \n");
     assert_eq!(e, format!("{p} line 1: the file is empty"));
-    let (p, e) = first_error("ndjson-utf8", "u.jsonl", &[good.as_bytes(), b"\n{\"id\":\"\xff\"}\n"].concat());
+    let (p, e) = first_error(
+        "ndjson-utf8",
+        "u.jsonl",
+        &[good.as_bytes(), b"\n{\"id\":\"\xff\"}\n"].concat(),
+    );
     assert_eq!(e, format!("{p} line 2: is not valid UTF-8 (at byte 8)"));
 }
 
@@ -491,7 +593,10 @@ fn bad_ndjson_lines_name_file_line_and_field() {
 fn file_errors_name_the_file() {
     let d = dir("file-errors");
     let e = read_all(d.join("missing.csv")).unwrap_err().to_string();
-    assert!(e.starts_with(&format!("cannot open {}: ", d.join("missing.csv").display())), "{e}");
+    assert!(
+        e.starts_with(&format!("cannot open {}: ", d.join("missing.csv").display())),
+        "{e}"
+    );
     let e = read_all(d.join("data.parquet")).unwrap_err().to_string();
     assert_eq!(
         e,

@@ -28,7 +28,10 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
     if !args.out.to_string_lossy().to_ascii_lowercase().ends_with(".csv") {
-        anyhow::bail!("{}: the feature matrix is written as CSV; name the file *.csv", args.out.display());
+        anyhow::bail!(
+            "{}: the feature matrix is written as CSV; name the file *.csv",
+            args.out.display()
+        );
     }
 
     // Features read each entity's past, so rows are walked in `sort_by_time` order. A file already

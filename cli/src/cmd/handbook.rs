@@ -21,7 +21,10 @@ pub struct Args {
 
 pub fn run(a: Args) -> anyhow::Result<()> {
     let started = Instant::now();
-    let cfg = SimConfig { seed: a.seed, ..SimConfig::default() };
+    let cfg = SimConfig {
+        seed: a.seed,
+        ..SimConfig::default()
+    };
     let pb = super::progress::bar("simulate");
     let rows = simulate(&cfg, &mut super::progress::callback(&pb))?;
     pb.finish_and_clear();
@@ -31,7 +34,12 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let ds = Dataset::from_rows(rows);
     let features_s = t.elapsed().as_secs_f64();
 
-    let window = Window { train_start: super::pipeline::parse_date("2018-07-25")?, train_days: 7, delay_days: 7, test_days: 7 };
+    let window = Window {
+        train_start: super::pipeline::parse_date("2018-07-25")?,
+        train_days: 7,
+        delay_days: 7,
+        test_days: 7,
+    };
     let t = Instant::now();
     let mut artifact = ds.train(&window, &a.params.params())?;
     let train_s = t.elapsed().as_secs_f64();
@@ -48,7 +56,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         window.test_start()
     );
     if let Some(out) = &a.out {
-        for (k, v) in [("auc", e.auc), ("average_precision", e.average_precision), ("card_precision_at_100", e.card_precision_at_100)] {
+        for (k, v) in [
+            ("auc", e.auc),
+            ("average_precision", e.average_precision),
+            ("card_precision_at_100", e.card_precision_at_100),
+        ] {
             if let Some(v) = v {
                 artifact.metrics.insert(k.into(), v);
             }

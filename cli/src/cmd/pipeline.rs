@@ -1,7 +1,7 @@
 //! The steps the train, evaluate, handbook and score commands share.
 
-use anyhow::Context;
 use super::progress;
+use anyhow::Context;
 use std::collections::BTreeMap;
 use std::path::Path;
 use time::Date;
@@ -54,8 +54,17 @@ impl Dataset {
 
     pub fn train(&self, window: &Window, params: &TrainParams) -> anyhow::Result<ModelArtifact> {
         let split = protocol::split(&self.rows, window.train_start, window.train_days, window.delay_days, 0);
-        let labelled: Vec<usize> = split.train.into_iter().filter(|&i| self.rows[i].label.is_some()).collect();
-        anyhow::ensure!(!labelled.is_empty(), "no labelled transactions between {} and the {} days after", window.train_start, window.train_days);
+        let labelled: Vec<usize> = split
+            .train
+            .into_iter()
+            .filter(|&i| self.rows[i].label.is_some())
+            .collect();
+        anyhow::ensure!(
+            !labelled.is_empty(),
+            "no labelled transactions between {} and the {} days after",
+            window.train_start,
+            window.train_days
+        );
         let x: Vec<FeatureVector> = labelled.iter().map(|&i| self.features[i]).collect();
         let y: Vec<bool> = labelled.iter().map(|&i| self.fraud(i)).collect();
         let mut facts = BTreeMap::new();
@@ -67,9 +76,18 @@ impl Dataset {
 
     /// Scores the protocol's test set (known-compromised customers removed) and measures it.
     pub fn evaluate(&self, model: &Model, window: &Window) -> Evaluation {
-        let split = protocol::split(&self.rows, window.train_start, window.train_days, window.delay_days, window.test_days);
-        let scored: Vec<(&LabelledTransaction, f64)> =
-            split.test.iter().map(|&i| (&self.rows[i], model.probability(&self.features[i]))).collect();
+        let split = protocol::split(
+            &self.rows,
+            window.train_start,
+            window.train_days,
+            window.delay_days,
+            window.test_days,
+        );
+        let scored: Vec<(&LabelledTransaction, f64)> = split
+            .test
+            .iter()
+            .map(|&i| (&self.rows[i], model.probability(&self.features[i])))
+            .collect();
         protocol::evaluate(&scored, 100)
     }
 }

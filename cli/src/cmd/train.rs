@@ -25,7 +25,12 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let window = Window { train_start: parse_date(&a.train_start)?, train_days: a.train_days, delay_days: a.delay_days, test_days: 0 };
+    let window = Window {
+        train_start: parse_date(&a.train_start)?,
+        train_days: a.train_days,
+        delay_days: a.delay_days,
+        test_days: 0,
+    };
     let ds = Dataset::load(&a.data)?;
     let artifact = ds.train(&window, &a.params.params())?;
     artifact.save(&a.out)?;
