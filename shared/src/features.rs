@@ -1,4 +1,4 @@
-//! The handbook's 15 features, computed by one function for both paths.
+//! The handbook's 15 features plus three amount ratios, computed by one function for both paths.
 //!
 //! Online, `compute` reads the per-entity aggregates the data layer loaded for one transaction.
 //! Offline, [`OfflineFeatures`] keeps the same aggregates in memory while it walks a file in time
@@ -10,9 +10,11 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use time::Weekday;
 
-pub const FEATURE_COUNT: usize = 15;
+pub const FEATURE_COUNT: usize = 18;
+/// The first 15 features are the Fraud Detection Handbook's, in its order.
+pub const HANDBOOK_FEATURE_COUNT: usize = 15;
 /// Bumped whenever a feature's name, order or definition changes; models carry it.
-pub const FEATURE_SCHEMA_VERSION: u32 = 1;
+pub const FEATURE_SCHEMA_VERSION: u32 = 2;
 /// Window lengths in days, for both customer and terminal features.
 pub const WINDOWS: [i32; 3] = [1, 7, 30];
 /// Fraud labels arrive this many days after the transaction; terminal features only read older days.
@@ -39,6 +41,9 @@ pub enum Feature {
     TerminalRisk7d,
     TerminalTxCount30d,
     TerminalRisk30d,
+    AmountToCustomerMean1d,
+    AmountToCustomerMean7d,
+    AmountToCustomerMean30d,
 }
 
 impl Feature {
@@ -58,6 +63,9 @@ impl Feature {
         Feature::TerminalRisk7d,
         Feature::TerminalTxCount30d,
         Feature::TerminalRisk30d,
+        Feature::AmountToCustomerMean1d,
+        Feature::AmountToCustomerMean7d,
+        Feature::AmountToCustomerMean30d,
     ];
 
     pub fn index(self) -> usize {
@@ -76,9 +84,17 @@ impl Feature {
     pub fn window_days(self) -> Option<i32> {
         use Feature::*;
         match self {
-            CustomerTxCount1d | CustomerMeanAmount1d | TerminalTxCount1d | TerminalRisk1d => Some(1),
-            CustomerTxCount7d | CustomerMeanAmount7d | TerminalTxCount7d | TerminalRisk7d => Some(7),
-            CustomerTxCount30d | CustomerMeanAmount30d | TerminalTxCount30d | TerminalRisk30d => Some(30),
+            CustomerTxCount1d | CustomerMeanAmount1d | TerminalTxCount1d | TerminalRisk1d | AmountToCustomerMean1d => {
+                Some(1)
+            }
+            CustomerTxCount7d | CustomerMeanAmount7d | TerminalTxCount7d | TerminalRisk7d | AmountToCustomerMean7d => {
+                Some(7)
+            }
+            CustomerTxCount30d
+            | CustomerMeanAmount30d
+            | TerminalTxCount30d
+            | TerminalRisk30d
+            | AmountToCustomerMean30d => Some(30),
             Amount | DuringWeekend | DuringNight => None,
         }
     }
@@ -100,6 +116,9 @@ pub const FEATURE_NAMES: [&str; FEATURE_COUNT] = [
     "terminal_risk_7d",
     "terminal_tx_count_30d",
     "terminal_risk_30d",
+    "amount_to_customer_mean_1d",
+    "amount_to_customer_mean_7d",
+    "amount_to_customer_mean_30d",
 ];
 
 /// The model's input row, in [`FEATURE_NAMES`] order.
@@ -240,7 +259,9 @@ pub fn feature_days(day: i32) -> FeatureDays {
 ///
 /// - customer windows cover days `d-w+1 ..= d` and include `tx` itself;
 /// - terminal windows cover days `d-7-w+1 ..= d-7`: a day's labels are taken as known seven days
-///   later, the day-bucket form of the handbook's 7-day delay.
+///   later, the day-bucket form of the handbook's 7-day delay;
+/// - the last three features are the amount over the customer's mean amount per window. Trees
+///   only approximate a ratio with many splits, and 7 days of training data are too few for that.
 pub fn compute(tx: &Transaction, customer: &EntityAggregate, terminal: &EntityAggregate) -> FeatureVector {
     let day = tx.occurred_at.epoch_day();
     let t = tx.occurred_at.inner();
@@ -263,6 +284,10 @@ pub fn compute(tx: &Transaction, customer: &EntityAggregate, terminal: &EntityAg
         } else {
             c.frauds as f64 / c.count as f64
         };
+    }
+    for i in 0..WINDOWS.len() {
+        let mean = f[4 + 2 * i];
+        f[15 + i] = if mean > 0.0 { f[0] / mean } else { 1.0 };
     }
     FeatureVector(f)
 }

@@ -347,9 +347,9 @@ mod tests {
         let msg = err.to_string();
         assert!(matches!(err, ModelError::Schema { .. }));
         assert!(
-            msg.contains("the model has v1 [\"during_weekend\", \"amount\""),
+            msg.contains("the model has v2 [\"during_weekend\", \"amount\""),
             "{msg}"
         );
-        assert!(msg.contains("the code has v1 [\"amount\", \"during_weekend\""), "{msg}");
+        assert!(msg.contains("the code has v2 [\"amount\", \"during_weekend\""), "{msg}");
     }
 }

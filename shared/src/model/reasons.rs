@@ -76,6 +76,12 @@ impl fmt::Display for Reason {
                 window_phrase(self.feature),
                 self.ratio_phrase()
             ),
+            AmountToCustomerMean1d | AmountToCustomerMean7d | AmountToCustomerMean30d => write!(
+                f,
+                "amount is {v:.1}× the customer's mean amount over {} (typical {:.1}×); this {effect} the risk",
+                window_phrase(self.feature),
+                self.typical.p50
+            ),
             TerminalRisk1d | TerminalRisk7d | TerminalRisk30d => {
                 let pct = v * 100.0;
                 let typ = self.typical.mean * 100.0;

@@ -30,18 +30,20 @@ pub struct TrainParams {
 }
 
 impl Default for TrainParams {
+    /// Chosen by a sweep on the handbook protocol (seeds 42, 7, 2024): shallow trees, strong L2,
+    /// and frauds weighted 5x lift average precision without giving up AUC.
     fn default() -> Self {
         TrainParams {
-            trees: 300,
+            trees: 200,
             learning_rate: 0.05,
-            max_depth: 5,
+            max_depth: 3,
             min_leaf_weight: 1.0,
-            l2: 1.0,
+            l2: 20.0,
             gamma: 0.0,
             subsample: 1.0,
             colsample_bytree: 1.0,
             nbins: 256,
-            fraud_weight: 1.0,
+            fraud_weight: 5.0,
             seed: 42,
         }
     }
@@ -213,6 +215,9 @@ mod tests {
         let (rows, labels) = synthetic(3000, 7);
         let params = TrainParams {
             trees: 30,
+            max_depth: 5,
+            l2: 1.0,
+            fraud_weight: 1.0,
             ..TrainParams::default()
         };
         let mut a = train("t", &rows, &labels, &params, BTreeMap::new()).unwrap();

@@ -12,7 +12,7 @@ pub use xgboost::import_xgboost;
 
 use super::{Comparison, FeatureSchema, Forest};
 use super::{ModelArtifact, ModelError, ModelSource, Node, Tree, ARTIFACT_FORMAT_VERSION};
-use crate::features::{FEATURE_COUNT, FEATURE_NAMES};
+use crate::features::{FEATURE_COUNT, FEATURE_NAMES, HANDBOOK_FEATURE_COUNT};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
@@ -104,16 +104,18 @@ fn map_features(p: &Parsed) -> Result<Vec<Option<u32>>, String> {
     }
     let names = &p.feature_names;
     if names.is_empty() || names.iter().enumerate().all(|(i, n)| is_placeholder(n, i)) {
-        // Without names, the only safe reading is Verdict's own order, and only if the count agrees.
-        if p.num_features != FEATURE_COUNT {
+        // Without names, the only safe reading is Verdict's own order: all features, or exactly the
+        // handbook's 15 that lead it.
+        if p.num_features != FEATURE_COUNT && p.num_features != HANDBOOK_FEATURE_COUNT {
             return Err(format!(
                 "the model has {} unnamed features (no feature names in the file); Verdict maps features by name, \
-                 or positionally only when there are exactly {FEATURE_COUNT} in this order: {}",
+                 or positionally only when there are exactly {HANDBOOK_FEATURE_COUNT} or {FEATURE_COUNT} in this \
+                 order: {}",
                 p.num_features,
                 FEATURE_NAMES.join(", ")
             ));
         }
-        return Ok((0..FEATURE_COUNT as u32).map(Some).collect());
+        return Ok((0..p.num_features as u32).map(Some).collect());
     }
     if names.len() != p.num_features {
         return Err(format!(
