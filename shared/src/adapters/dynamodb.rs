@@ -812,7 +812,7 @@ impl DynamoStore {
     // -- admin: keys ----------------------------------------------------------------------------
 
     /// Stores a new API key under its hash, with the tenant's key-id entry for revocation.
-    /// Refuses to overwrite an existing key.
+    /// Refuses to overwrite an existing key or key id (generate another key then).
     pub async fn put_key(&self, hash: &KeyHash, rec: &KeyRecord) -> Result<(), StoreError> {
         let key = api_key(hash).ok_or_else(|| StoreError::NotFound("key hash is not a SHA-256 hex digest".into()))?;
         let mut index = Keys::new(&rec.tenant).key_id(&rec.key_id).to_item();
@@ -820,10 +820,7 @@ impl DynamoStore {
         if let Some(t) = rec.expires_at {
             index.insert(TTL_ATTRIBUTE.into(), n(t));
         }
-        let index = build(
-            "Put",
-            Put::builder().table_name(&self.table).set_item(Some(index)).build(),
-        )?;
+        let index = self.put_if_absent(index)?;
         self.client
             .transact_write_items()
             .transact_items(
