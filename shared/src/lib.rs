@@ -1,6 +1,7 @@
 //! Verdict's shared crate: the pure domain (transactions, features, models, reasons, metrics)
 //! plus, behind port traits, the adapters that persist it.
 
+pub mod adapters;
 pub mod auth;
 pub mod decision;
 pub mod domain;

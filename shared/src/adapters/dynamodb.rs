@@ -1,0 +1,1480 @@
+//! DynamoDB adapter: one table for everything (single-table design).
+//!
+//! | item | pk | sk | attributes |
+//! |---|---|---|---|
+//! | API key | `KEY#<sha256 hex>` | `KEY` | tenant, scopes (SS), key_id, created_at, expires_at (TTL), revoked_at |
+//! | key id → hash | `T#<tenant>#KEYID#<key_id>` | `KEYID` | hash, expires_at (TTL) |
+//! | decision | `T#<tenant>#TX#<id>` | `DECISION` | the [`DecisionRecord`]; gsi1pk `T#<tenant>#CUST#<customer>`, gsi1sk `<occurred_at>#<id>` |
+//! | idempotency | `T#<tenant>#IDEM#<key>` | `IDEM` | transaction_id, fingerprint, created_at, expires_at (TTL, +24 h) |
+//! | customer aggregate | `T#<tenant>#CUST#<id>` | `AGG` | `c<day>`, `a<day>`, `f<day>`: count, amount (minor units), frauds per epoch day |
+//! | terminal aggregate | `T#<tenant>#TERM#<id>` | `AGG` | as above |
+//! | active model | `T#<tenant>#MODEL` | `ACTIVE` | version, object_key, previous_version, activated_at |
+//! | model version | `T#<tenant>#MODEL` | `V#<version>` | [`ModelRegistration`] |
+//! | tenant config | `T#<tenant>` | `CONFIG` | review_threshold, block_threshold |
+//!
+//! Every tenant-scoped key is built by [`Keys`]; nothing else formats them. Tenant, customer,
+//! terminal and transaction ids are newtypes that cannot contain `#`. The client-chosen parts that
+//! may (idempotency key, key id, model version) only ever stand last in a key behind a fixed
+//! prefix, so they cannot reach another tenant's or another kind's items.
+
+use crate::auth::{KeyHash, KeyRecord, Scope};
+use crate::decision::{DecisionRecord, Thresholds};
+use crate::domain::{CustomerId, TenantId, TerminalId, Timestamp, TransactionId};
+use crate::features::{AggregateDelta, DayCounter, EntityAggregate, RETENTION_DAYS};
+use crate::ports::{
+    ActiveModel, CommitOutcome, DecisionCommit, DecisionStore, IdempotencyKey, IdempotencyRecord, Page,
+    ScoringSnapshot, StoreError,
+};
+use aws_sdk_dynamodb::error::{BuildError, DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+    KeysAndAttributes, Projection, ProjectionType, Put, ReturnValue, ScalarAttributeType, TableStatus,
+    TimeToLiveSpecification, TimeToLiveStatus, TransactWriteItem, Update,
+};
+use aws_sdk_dynamodb::Client;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+type Item = HashMap<String, AttributeValue>;
+
+pub const PK: &str = "pk";
+pub const SK: &str = "sk";
+pub const GSI1: &str = "gsi1";
+pub const GSI1PK: &str = "gsi1pk";
+pub const GSI1SK: &str = "gsi1sk";
+pub const TTL_ATTRIBUTE: &str = "expires_at";
+
+/// How long an idempotency record is honoured.
+pub const IDEMPOTENCY_TTL_SECS: i64 = 24 * 3600;
+/// Each aggregate update also removes this many days just past retention, so items stay bounded.
+pub const PRUNE_DAYS: i32 = 7;
+/// Retries of a BatchGetItem's unprocessed keys before giving up.
+const UNPROCESSED_RETRIES: u32 = 3;
+/// Attempts of a decision commit cancelled only by a concurrent transaction on the same items.
+const COMMIT_ATTEMPTS: u32 = 5;
+/// Longest accepted history page.
+pub const MAX_PAGE: usize = 1000;
+
+// ---------------------------------------------------------------------------------------------
+// Keys: the one place that builds storage keys.
+// ---------------------------------------------------------------------------------------------
+
+/// A primary key: partition and sort key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ItemKey {
+    pub pk: String,
+    pub sk: String,
+}
+
+impl ItemKey {
+    fn new(pk: String, sk: impl Into<String>) -> Self {
+        ItemKey { pk, sk: sk.into() }
+    }
+
+    fn to_item(&self) -> Item {
+        HashMap::from([
+            (PK.to_owned(), AttributeValue::S(self.pk.clone())),
+            (SK.to_owned(), AttributeValue::S(self.sk.clone())),
+        ])
+    }
+
+    fn of(item: &Item) -> Option<ItemKey> {
+        match (item.get(PK), item.get(SK)) {
+            (Some(AttributeValue::S(pk)), Some(AttributeValue::S(sk))) => Some(ItemKey::new(pk.clone(), sk.clone())),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ItemKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.pk, self.sk)
+    }
+}
+
+/// The storage keys of one tenant.
+#[derive(Debug, Clone, Copy)]
+pub struct Keys<'t> {
+    tenant: &'t TenantId,
+}
+
+impl<'t> Keys<'t> {
+    pub fn new(tenant: &'t TenantId) -> Self {
+        Keys { tenant }
+    }
+
+    fn scoped(&self, kind: &str, id: &str) -> String {
+        format!("T#{}#{kind}#{id}", self.tenant)
+    }
+
+    pub fn decision(&self, id: &TransactionId) -> ItemKey {
+        ItemKey::new(self.scoped("TX", id.as_str()), "DECISION")
+    }
+
+    /// The transaction id of `pk` if it is one of this tenant's decision keys.
+    pub fn decision_id(&self, pk: &str) -> Option<TransactionId> {
+        let prefix = self.scoped("TX", "");
+        TransactionId::parse(pk.strip_prefix(&prefix)?).ok()
+    }
+
+    /// The partition of a customer's decision history in `gsi1`.
+    pub fn customer_history(&self, customer: &CustomerId) -> String {
+        self.scoped("CUST", customer.as_str())
+    }
+
+    pub fn customer_aggregate(&self, customer: &CustomerId) -> ItemKey {
+        ItemKey::new(self.scoped("CUST", customer.as_str()), "AGG")
+    }
+
+    pub fn terminal_aggregate(&self, terminal: &TerminalId) -> ItemKey {
+        ItemKey::new(self.scoped("TERM", terminal.as_str()), "AGG")
+    }
+
+    pub fn idempotency(&self, key: &IdempotencyKey) -> ItemKey {
+        ItemKey::new(self.scoped("IDEM", key.as_str()), "IDEM")
+    }
+
+    pub fn key_id(&self, key_id: &str) -> ItemKey {
+        ItemKey::new(self.scoped("KEYID", key_id), "KEYID")
+    }
+
+    pub fn config(&self) -> ItemKey {
+        ItemKey::new(format!("T#{}", self.tenant), "CONFIG")
+    }
+
+    fn models(&self) -> String {
+        format!("T#{}#MODEL", self.tenant)
+    }
+
+    pub fn active_model(&self) -> ItemKey {
+        ItemKey::new(self.models(), "ACTIVE")
+    }
+
+    pub fn model_version(&self, version: &str) -> ItemKey {
+        ItemKey::new(self.models(), format!("{MODEL_VERSION_PREFIX}{version}"))
+    }
+}
+
+const MODEL_VERSION_PREFIX: &str = "V#";
+
+/// An API key's item. The one key that is not tenant-scoped: a credential is looked up before
+/// its tenant is known, and the item names the tenant.
+pub fn api_key(hash: &KeyHash) -> Option<ItemKey> {
+    let h = &hash.0;
+    let ok = h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    ok.then(|| ItemKey::new(format!("KEY#{h}"), "KEY"))
+}
+
+/// The `gsi1` sort key of a decision: fixed-width RFC 3339 (nanoseconds, `Z`) so that byte order
+/// is time order, then the id.
+pub fn history_sort_key(occurred_at: &Timestamp, id: &TransactionId) -> String {
+    let t = occurred_at.inner();
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z#{}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.nanosecond(),
+        id
+    )
+}
+
+fn day_attribute(kind: char, day: i32) -> String {
+    format!("{kind}{day}")
+}
+
+/// `c17622` → (`c`, 17622).
+fn parse_day_attribute(name: &str) -> Option<(u8, i32)> {
+    let kind = *name.as_bytes().first()?;
+    if !matches!(kind, b'c' | b'a' | b'f') {
+        return None;
+    }
+    let day = &name[1..];
+    let digits = day.strip_prefix('-').unwrap_or(day);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((kind, day.parse().ok()?))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The table definition (template.yaml declares the same; a test compares them).
+// ---------------------------------------------------------------------------------------------
+
+/// A global secondary index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexSpec {
+    pub name: &'static str,
+    pub hash_key: &'static str,
+    pub range_key: &'static str,
+    /// DynamoDB projection type: `ALL`.
+    pub projection: &'static str,
+}
+
+/// The table's shape. Billing is on demand (`PAY_PER_REQUEST`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableSpec {
+    pub hash_key: &'static str,
+    pub range_key: &'static str,
+    /// Every key attribute of the table and its indexes, all of type `S`.
+    pub string_attributes: &'static [&'static str],
+    pub indexes: &'static [IndexSpec],
+    pub ttl_attribute: &'static str,
+    pub billing_mode: &'static str,
+}
+
+pub const TABLE: TableSpec = TableSpec {
+    hash_key: PK,
+    range_key: SK,
+    string_attributes: &[PK, SK, GSI1PK, GSI1SK],
+    indexes: &[IndexSpec {
+        name: GSI1,
+        hash_key: GSI1PK,
+        range_key: GSI1SK,
+        projection: "ALL",
+    }],
+    ttl_attribute: TTL_ATTRIBUTE,
+    billing_mode: "PAY_PER_REQUEST",
+};
+
+fn build<T>(op: &'static str, r: Result<T, BuildError>) -> Result<T, StoreError> {
+    r.map_err(|e| StoreError::Unavailable(format!("DynamoDB {op}: invalid request: {e}")))
+}
+
+fn key_element(name: &str, key_type: KeyType) -> Result<KeySchemaElement, StoreError> {
+    build(
+        "CreateTable",
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(key_type)
+            .build(),
+    )
+}
+
+impl TableSpec {
+    /// A CreateTable request for this definition.
+    pub fn create_table(
+        &self,
+        client: &Client,
+        name: &str,
+    ) -> Result<aws_sdk_dynamodb::operation::create_table::builders::CreateTableFluentBuilder, StoreError> {
+        let mut req = client
+            .create_table()
+            .table_name(name)
+            .billing_mode(BillingMode::from(self.billing_mode))
+            .key_schema(key_element(self.hash_key, KeyType::Hash)?)
+            .key_schema(key_element(self.range_key, KeyType::Range)?);
+        for a in self.string_attributes {
+            req = req.attribute_definitions(build(
+                "CreateTable",
+                AttributeDefinition::builder()
+                    .attribute_name(*a)
+                    .attribute_type(ScalarAttributeType::S)
+                    .build(),
+            )?);
+        }
+        for ix in self.indexes {
+            req = req.global_secondary_indexes(build(
+                "CreateTable",
+                GlobalSecondaryIndex::builder()
+                    .index_name(ix.name)
+                    .key_schema(key_element(ix.hash_key, KeyType::Hash)?)
+                    .key_schema(key_element(ix.range_key, KeyType::Range)?)
+                    .projection(
+                        Projection::builder()
+                            .projection_type(ProjectionType::from(ix.projection))
+                            .build(),
+                    )
+                    .build(),
+            )?);
+        }
+        Ok(req)
+    }
+}
+
+/// Creates the table (and turns on TTL) unless it exists. Returns whether it was created.
+pub async fn create_table_if_missing(client: &Client, name: &str) -> Result<bool, StoreError> {
+    let created = match client.describe_table().table_name(name).send().await {
+        Ok(_) => false,
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_not_found_exception()) =>
+        {
+            match TABLE.create_table(client, name)?.send().await {
+                Ok(_) => true,
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception()) => false,
+                Err(e) => return Err(sdk_error("CreateTable", e)),
+            }
+        }
+        Err(e) => return Err(sdk_error("DescribeTable", e)),
+    };
+    // Real DynamoDB takes a few seconds to make a table ACTIVE; moto is immediate.
+    for attempt in 0.. {
+        let out = client
+            .describe_table()
+            .table_name(name)
+            .send()
+            .await
+            .map_err(|e| sdk_error("DescribeTable", e))?;
+        if out.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
+            break;
+        }
+        if attempt >= 120 {
+            return Err(StoreError::Unavailable(format!("table {name} did not become ACTIVE")));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let ttl = client
+        .describe_time_to_live()
+        .table_name(name)
+        .send()
+        .await
+        .map_err(|e| sdk_error("DescribeTimeToLive", e))?;
+    let status = ttl.time_to_live_description().and_then(|d| d.time_to_live_status());
+    if !matches!(status, Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)) {
+        let spec = build(
+            "UpdateTimeToLive",
+            TimeToLiveSpecification::builder()
+                .enabled(true)
+                .attribute_name(TABLE.ttl_attribute)
+                .build(),
+        )?;
+        client
+            .update_time_to_live()
+            .table_name(name)
+            .time_to_live_specification(spec)
+            .send()
+            .await
+            .map_err(|e| sdk_error("UpdateTimeToLive", e))?;
+    }
+    Ok(created)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors and attribute access
+// ---------------------------------------------------------------------------------------------
+
+fn sdk_error<E, R>(op: &'static str, e: SdkError<E, R>) -> StoreError
+where
+    E: std::error::Error + 'static,
+    R: fmt::Debug,
+{
+    StoreError::Unavailable(format!("DynamoDB {op}: {}", DisplayErrorContext(&e)))
+}
+
+fn corrupt(key: &impl fmt::Display, reason: impl Into<String>) -> StoreError {
+    StoreError::Corrupt {
+        key: key.to_string(),
+        reason: reason.into(),
+    }
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl fmt::Display) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn get_s<'a>(item: &'a Item, name: &str, key: &ItemKey) -> Result<&'a str, StoreError> {
+    match item.get(name) {
+        Some(AttributeValue::S(v)) => Ok(v),
+        Some(_) => Err(corrupt(key, format!("{name} is not a string"))),
+        None => Err(corrupt(key, format!("{name} is missing"))),
+    }
+}
+
+fn get_s_opt<'a>(item: &'a Item, name: &str, key: &ItemKey) -> Result<Option<&'a str>, StoreError> {
+    match item.get(name) {
+        None | Some(AttributeValue::Null(_)) => Ok(None),
+        Some(AttributeValue::S(v)) => Ok(Some(v)),
+        Some(_) => Err(corrupt(key, format!("{name} is not a string"))),
+    }
+}
+
+fn get_n_opt<T: FromStr>(item: &Item, name: &str, key: &ItemKey) -> Result<Option<T>, StoreError>
+where
+    T::Err: fmt::Display,
+{
+    match item.get(name) {
+        None | Some(AttributeValue::Null(_)) => Ok(None),
+        Some(AttributeValue::N(v)) => v
+            .parse()
+            .map(Some)
+            .map_err(|e| corrupt(key, format!("{name} = {v:?}: {e}"))),
+        Some(_) => Err(corrupt(key, format!("{name} is not a number"))),
+    }
+}
+
+fn get_n<T: FromStr>(item: &Item, name: &str, key: &ItemKey) -> Result<T, StoreError>
+where
+    T::Err: fmt::Display,
+{
+    get_n_opt(item, name, key)?.ok_or_else(|| corrupt(key, format!("{name} is missing")))
+}
+
+fn get_timestamp(item: &Item, name: &str, key: &ItemKey) -> Result<Timestamp, StoreError> {
+    let raw = get_s(item, name, key)?;
+    Timestamp::parse("timestamp", raw).map_err(|e| corrupt(key, format!("{name}: {e}")))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Item shapes
+// ---------------------------------------------------------------------------------------------
+
+fn key_record_item(key: &ItemKey, rec: &KeyRecord) -> Item {
+    let mut item = key.to_item();
+    item.insert("key_id".into(), s(&rec.key_id));
+    item.insert("tenant".into(), s(rec.tenant.as_str()));
+    if !rec.scopes.is_empty() {
+        item.insert(
+            "scopes".into(),
+            AttributeValue::Ss(rec.scopes.iter().map(|s| s.as_str().to_owned()).collect()),
+        );
+    }
+    item.insert("created_at".into(), n(rec.created_at));
+    if let Some(t) = rec.expires_at {
+        item.insert(TTL_ATTRIBUTE.into(), n(t));
+    }
+    if let Some(t) = rec.revoked_at {
+        item.insert("revoked_at".into(), n(t));
+    }
+    item
+}
+
+fn parse_key_record(item: &Item, key: &ItemKey) -> Result<KeyRecord, StoreError> {
+    let tenant = TenantId::parse(get_s(item, "tenant", key)?).map_err(|e| corrupt(key, e.to_string()))?;
+    let scopes = match item.get("scopes") {
+        None => BTreeSet::new(),
+        Some(AttributeValue::Ss(v)) => v
+            .iter()
+            .map(|raw| Scope::parse(raw))
+            .collect::<Result<_, _>>()
+            .map_err(|e| corrupt(key, e.to_string()))?,
+        Some(_) => return Err(corrupt(key, "scopes is not a string set")),
+    };
+    Ok(KeyRecord {
+        key_id: get_s(item, "key_id", key)?.to_owned(),
+        tenant,
+        scopes,
+        created_at: get_n(item, "created_at", key)?,
+        expires_at: get_n_opt(item, TTL_ATTRIBUTE, key)?,
+        revoked_at: get_n_opt(item, "revoked_at", key)?,
+    })
+}
+
+/// Day buckets from an aggregate item's `c<day>`, `a<day>` and `f<day>` attributes.
+fn parse_aggregate(item: &Item, key: &ItemKey) -> Result<EntityAggregate, StoreError> {
+    let mut days: BTreeMap<i32, DayCounter> = BTreeMap::new();
+    for (name, value) in item {
+        let Some((kind, day)) = parse_day_attribute(name) else {
+            continue;
+        };
+        let AttributeValue::N(raw) = value else {
+            return Err(corrupt(key, format!("{name} is not a number")));
+        };
+        let bad = |e: &dyn fmt::Display| corrupt(key, format!("{name} = {raw:?}: {e}"));
+        let c = days.entry(day).or_default();
+        match kind {
+            b'c' => c.count = raw.parse().map_err(|e| bad(&e))?,
+            b'a' => c.amount_minor = raw.parse().map_err(|e| bad(&e))?,
+            _ => c.frauds = raw.parse().map_err(|e| bad(&e))?,
+        }
+    }
+    Ok(EntityAggregate::from_days(days))
+}
+
+/// An UpdateExpression with its names and values.
+#[derive(Debug, Clone, PartialEq)]
+struct UpdateExpr {
+    expression: String,
+    names: HashMap<String, String>,
+    values: HashMap<String, AttributeValue>,
+}
+
+/// `ADD` the delta to `day`'s counters and `REMOVE` the [`PRUNE_DAYS`] days just past retention.
+/// The removed days all lie before `day - RETENTION_DAYS`, so no attribute is both added and
+/// removed, and none a window can still read.
+fn aggregate_update(delta: &AggregateDelta) -> UpdateExpr {
+    let AggregateDelta { day, counter } = *delta;
+    let mut names = HashMap::new();
+    let mut values = HashMap::new();
+    let mut adds = Vec::new();
+    let parts = [
+        ('c', counter.count as i128),
+        ('a', counter.amount_minor as i128),
+        ('f', counter.frauds as i128),
+    ];
+    for (i, (kind, amount)) in parts.iter().enumerate() {
+        if *amount != 0 || (i == 0 && parts.iter().all(|(_, a)| *a == 0)) {
+            names.insert(format!("#d{i}"), day_attribute(*kind, day));
+            values.insert(format!(":d{i}"), n(amount));
+            adds.push(format!("#d{i} :d{i}"));
+        }
+    }
+    let mut removes = Vec::new();
+    for k in 0..PRUNE_DAYS {
+        let old = day.saturating_sub(RETENTION_DAYS + k);
+        for kind in ['c', 'a', 'f'] {
+            let i = removes.len();
+            names.insert(format!("#p{i}"), day_attribute(kind, old));
+            removes.push(format!("#p{i}"));
+        }
+    }
+    UpdateExpr {
+        expression: format!("ADD {} REMOVE {}", adds.join(", "), removes.join(", ")),
+        names,
+        values,
+    }
+}
+
+/// Where a decision stands in its customer's history; encoded as an opaque page cursor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Cursor {
+    pk: String,
+    sk: String,
+    gsi1pk: String,
+    gsi1sk: String,
+}
+
+impl Cursor {
+    fn of(item: &Item, key: &ItemKey) -> Result<Cursor, StoreError> {
+        Ok(Cursor {
+            pk: key.pk.clone(),
+            sk: key.sk.clone(),
+            gsi1pk: get_s(item, GSI1PK, key)?.to_owned(),
+            gsi1sk: get_s(item, GSI1SK, key)?.to_owned(),
+        })
+    }
+
+    fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(self).unwrap_or_default())
+    }
+
+    /// Decodes a cursor and checks that it points into `customer`'s history of this tenant.
+    fn decode(raw: &str, keys: &Keys<'_>, customer: &CustomerId) -> Result<Cursor, StoreError> {
+        if raw.len() > 2048 {
+            return Err(StoreError::BadCursor);
+        }
+        let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| StoreError::BadCursor)?;
+        let c: Cursor = serde_json::from_slice(&bytes).map_err(|_| StoreError::BadCursor)?;
+        let id = keys.decision_id(&c.pk).ok_or(StoreError::BadCursor)?;
+        let expected = keys.decision(&id);
+        let sort_id = c.gsi1sk.rsplit_once('#').map(|(_, id)| id);
+        if c.gsi1pk != keys.customer_history(customer) || c.sk != expected.sk || sort_id != Some(id.as_str()) {
+            return Err(StoreError::BadCursor);
+        }
+        Ok(c)
+    }
+
+    fn to_item(&self) -> Item {
+        HashMap::from([
+            (PK.to_owned(), s(&self.pk)),
+            (SK.to_owned(), s(&self.sk)),
+            (GSI1PK.to_owned(), s(&self.gsi1pk)),
+            (GSI1SK.to_owned(), s(&self.gsi1sk)),
+        ])
+    }
+}
+
+fn parse_decision(item: Item, key: &ItemKey) -> Result<DecisionRecord, StoreError> {
+    serde_dynamo::aws_sdk_dynamodb_1::from_item(item).map_err(|e| corrupt(key, e.to_string()))
+}
+
+/// A registered model version, as the registry stores it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelRegistration {
+    pub version: String,
+    pub name: String,
+    /// SHA-256 of the artifact bytes, hex.
+    pub sha256: String,
+    /// The artifact's object key in the model bucket.
+    pub object_key: String,
+    /// Where it came from, e.g. `upload`, `retrain`, `import:lightgbm`.
+    pub source: String,
+    /// e.g. `registered`, `champion`, `challenger`, `rejected`.
+    pub status: String,
+    pub metrics: BTreeMap<String, f64>,
+    pub uploaded_at: Timestamp,
+    pub uploaded_by: String,
+    pub trees: u32,
+}
+
+/// The activation pointer in full.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelPointer {
+    pub version: String,
+    pub object_key: String,
+    pub previous_version: Option<String>,
+    pub activated_at: Timestamp,
+}
+
+fn parse_pointer(item: &Item, key: &ItemKey) -> Result<ModelPointer, StoreError> {
+    Ok(ModelPointer {
+        version: get_s(item, "version", key)?.to_owned(),
+        object_key: get_s(item, "object_key", key)?.to_owned(),
+        previous_version: get_s_opt(item, "previous_version", key)?.map(str::to_owned),
+        activated_at: get_timestamp(item, "activated_at", key)?,
+    })
+}
+
+fn parse_thresholds(item: &Item, key: &ItemKey) -> Result<Thresholds, StoreError> {
+    let review = get_n(item, "review_threshold", key)?;
+    let block = get_n(item, "block_threshold", key)?;
+    Thresholds::new(review, block).map_err(|e| corrupt(key, e.to_string()))
+}
+
+/// Why a TransactWriteItems was cancelled, per item.
+fn cancellation_codes(e: &SdkError<TransactWriteItemsError, impl fmt::Debug>) -> Option<Vec<String>> {
+    match e.as_service_error()? {
+        TransactWriteItemsError::TransactionCanceledException(t) => Some(
+            t.cancellation_reasons()
+                .iter()
+                .map(|r| r.code().unwrap_or("None").to_owned())
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+fn is_conditional_check_failed<E: ProvideErrorMetadata + std::error::Error + 'static, R: fmt::Debug>(
+    e: &SdkError<E, R>,
+) -> bool {
+    e.as_service_error().and_then(|s| s.code()) == Some("ConditionalCheckFailedException")
+}
+
+fn jitter(attempt: u32) -> Duration {
+    let base = 10u64 << attempt.min(5);
+    Duration::from_millis(base + rand::random::<u64>() % base)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The store
+// ---------------------------------------------------------------------------------------------
+
+/// The [`DecisionStore`] on one DynamoDB table.
+#[derive(Debug, Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoStore {
+            client,
+            table: table.into(),
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    async fn get(&self, key: &ItemKey) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key.to_item()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("GetItem", e))?;
+        Ok(out.item)
+    }
+
+    /// One BatchGetItem (strongly consistent) for up to 100 distinct keys, retrying only the
+    /// keys DynamoDB left unprocessed.
+    async fn batch_get(&self, keys: &[&ItemKey]) -> Result<HashMap<ItemKey, Item>, StoreError> {
+        let mut pending: Vec<Item> = keys.iter().map(|k| k.to_item()).collect();
+        let mut found = HashMap::with_capacity(keys.len());
+        for attempt in 0..=UNPROCESSED_RETRIES {
+            let request = build(
+                "BatchGetItem",
+                KeysAndAttributes::builder()
+                    .set_keys(Some(pending))
+                    .consistent_read(true)
+                    .build(),
+            )?;
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, request)
+                .send()
+                .await
+                .map_err(|e| sdk_error("BatchGetItem", e))?;
+            for item in out
+                .responses
+                .and_then(|mut r| r.remove(&self.table))
+                .unwrap_or_default()
+            {
+                let key = ItemKey::of(&item)
+                    .ok_or_else(|| corrupt(&self.table, "BatchGetItem returned an item without pk/sk"))?;
+                found.insert(key, item);
+            }
+            pending = out
+                .unprocessed_keys
+                .and_then(|mut u| u.remove(&self.table))
+                .map(|k| k.keys)
+                .unwrap_or_default();
+            if pending.is_empty() {
+                return Ok(found);
+            }
+            tokio::time::sleep(jitter(attempt)).await;
+        }
+        Err(StoreError::Unavailable(format!(
+            "DynamoDB BatchGetItem: {} keys still unprocessed after {UNPROCESSED_RETRIES} retries",
+            pending.len()
+        )))
+    }
+
+    fn update(&self, key: &ItemKey, u: UpdateExpr) -> Result<Update, StoreError> {
+        build(
+            "Update",
+            Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(key.to_item()))
+                .update_expression(u.expression)
+                .set_expression_attribute_names(Some(u.names))
+                .set_expression_attribute_values((!u.values.is_empty()).then_some(u.values))
+                .build(),
+        )
+    }
+
+    fn put_if_absent(&self, item: Item) -> Result<Put, StoreError> {
+        build(
+            "Put",
+            Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk)")
+                .build(),
+        )
+    }
+
+    /// The items of one decision's write transaction.
+    fn commit_items(&self, tenant: &TenantId, c: &DecisionCommit<'_>) -> Result<Vec<TransactWriteItem>, StoreError> {
+        let keys = Keys::new(tenant);
+        let tx = c.transaction;
+        let key = keys.decision(&tx.id);
+        let mut item: Item = serde_dynamo::aws_sdk_dynamodb_1::to_item(c.record)
+            .map_err(|e| StoreError::Unavailable(format!("decision {}: cannot be stored: {e}", tx.id)))?;
+        item.extend(key.to_item());
+        item.insert(GSI1PK.into(), s(keys.customer_history(&tx.customer_id)));
+        item.insert(GSI1SK.into(), s(history_sort_key(&tx.occurred_at, &tx.id)));
+        let mut items = vec![TransactWriteItem::builder().put(self.put_if_absent(item)?).build()];
+
+        if let Some(k) = c.idempotency_key {
+            let now = crate::auth::now_epoch();
+            let mut item = keys.idempotency(k).to_item();
+            item.insert("transaction_id".into(), s(tx.id.as_str()));
+            item.insert("fingerprint".into(), s(&c.record.request_fingerprint));
+            item.insert("created_at".into(), n(now));
+            item.insert(TTL_ATTRIBUTE.into(), n(now + IDEMPOTENCY_TTL_SECS));
+            // An expired record that TTL has not deleted yet may be replaced.
+            let put = build(
+                "Put",
+                Put::builder()
+                    .table_name(&self.table)
+                    .set_item(Some(item))
+                    .condition_expression("attribute_not_exists(pk) OR #exp < :now")
+                    .expression_attribute_names("#exp", TTL_ATTRIBUTE)
+                    .expression_attribute_values(":now", n(now))
+                    .build(),
+            )?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        for key in [
+            keys.customer_aggregate(&tx.customer_id),
+            keys.terminal_aggregate(&tx.terminal_id),
+        ] {
+            let update = self.update(&key, aggregate_update(&c.delta))?;
+            items.push(TransactWriteItem::builder().update(update).build());
+        }
+        Ok(items)
+    }
+
+    // -- admin: keys ----------------------------------------------------------------------------
+
+    /// Stores a new API key under its hash, with the tenant's key-id entry for revocation.
+    /// Refuses to overwrite an existing key or key id (generate another key then).
+    pub async fn put_key(&self, hash: &KeyHash, rec: &KeyRecord) -> Result<(), StoreError> {
+        let key = api_key(hash).ok_or_else(|| StoreError::NotFound("key hash is not a SHA-256 hex digest".into()))?;
+        let mut index = Keys::new(&rec.tenant).key_id(&rec.key_id).to_item();
+        index.insert("hash".into(), s(&hash.0));
+        if let Some(t) = rec.expires_at {
+            index.insert(TTL_ATTRIBUTE.into(), n(t));
+        }
+        let index = self.put_if_absent(index)?;
+        self.client
+            .transact_write_items()
+            .transact_items(
+                TransactWriteItem::builder()
+                    .put(self.put_if_absent(key_record_item(&key, rec))?)
+                    .build(),
+            )
+            .transact_items(TransactWriteItem::builder().put(index).build())
+            .send()
+            .await
+            .map_err(|e| sdk_error("TransactWriteItems (put key)", e))?;
+        Ok(())
+    }
+
+    /// Revokes a tenant's key by its id, effective from `now` (epoch seconds); a key revoked
+    /// earlier keeps its first revocation time. Returns the updated record.
+    pub async fn revoke_key(&self, tenant: &TenantId, key_id: &str, now: i64) -> Result<KeyRecord, StoreError> {
+        let not_found = || StoreError::NotFound(format!("API key {key_id}"));
+        if key_id.is_empty() || key_id.len() > 200 {
+            return Err(not_found());
+        }
+        let index_key = Keys::new(tenant).key_id(key_id);
+        let Some(index) = self.get(&index_key).await? else {
+            return Err(not_found());
+        };
+        let hash = KeyHash(get_s(&index, "hash", &index_key)?.to_owned());
+        let key = api_key(&hash).ok_or_else(|| corrupt(&index_key, "hash is not a SHA-256 hex digest"))?;
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key.to_item()))
+            .update_expression("SET revoked_at = if_not_exists(revoked_at, :now)")
+            .condition_expression("attribute_exists(pk) AND tenant = :tenant")
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":tenant", s(tenant.as_str()))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match out {
+            Ok(out) => parse_key_record(&out.attributes.unwrap_or_default(), &key),
+            Err(e) if is_conditional_check_failed(&e) => Err(not_found()),
+            Err(e) => Err(sdk_error("UpdateItem (revoke key)", e)),
+        }
+    }
+
+    // -- admin: tenant config -------------------------------------------------------------------
+
+    pub async fn set_thresholds(&self, tenant: &TenantId, t: Thresholds) -> Result<(), StoreError> {
+        let t = Thresholds::new(t.review, t.block)
+            .map_err(|e| StoreError::Unavailable(format!("thresholds not stored: {e}")))?;
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Keys::new(tenant).config().to_item()))
+            .update_expression("SET review_threshold = :r, block_threshold = :b")
+            .expression_attribute_values(":r", n(t.review))
+            .expression_attribute_values(":b", n(t.block))
+            .send()
+            .await
+            .map_err(|e| sdk_error("UpdateItem (thresholds)", e))?;
+        Ok(())
+    }
+
+    pub async fn thresholds(&self, tenant: &TenantId) -> Result<Option<Thresholds>, StoreError> {
+        let key = Keys::new(tenant).config();
+        match self.get(&key).await? {
+            Some(item) if item.contains_key("review_threshold") => Ok(Some(parse_thresholds(&item, &key)?)),
+            _ => Ok(None),
+        }
+    }
+
+    // -- admin: models --------------------------------------------------------------------------
+
+    /// Registers a model version. Registering the same version again with the same bytes
+    /// (sha256) overwrites it; with other bytes it is refused.
+    pub async fn register_model(&self, tenant: &TenantId, m: &ModelRegistration) -> Result<(), StoreError> {
+        let key = Keys::new(tenant).model_version(&m.version);
+        let mut item: Item = serde_dynamo::aws_sdk_dynamodb_1::to_item(m)
+            .map_err(|e| StoreError::Unavailable(format!("model {}: cannot be stored: {e}", m.version)))?;
+        item.extend(key.to_item());
+        let out = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk) OR sha256 = :sha")
+            .expression_attribute_values(":sha", s(&m.sha256))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(()),
+            Err(e) if is_conditional_check_failed(&e) => Err(StoreError::Unavailable(format!(
+                "model version {} is already registered with different bytes",
+                m.version
+            ))),
+            Err(e) => Err(sdk_error("PutItem (register model)", e)),
+        }
+    }
+
+    pub async fn model(&self, tenant: &TenantId, version: &str) -> Result<Option<ModelRegistration>, StoreError> {
+        let key = Keys::new(tenant).model_version(version);
+        match self.get(&key).await? {
+            Some(item) => serde_dynamo::aws_sdk_dynamodb_1::from_item(item)
+                .map(Some)
+                .map_err(|e| corrupt(&key, e.to_string())),
+            None => Ok(None),
+        }
+    }
+
+    /// Every registered version of the tenant, in version order.
+    pub async fn models(&self, tenant: &TenantId) -> Result<Vec<ModelRegistration>, StoreError> {
+        let keys = Keys::new(tenant);
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :v)")
+            .expression_attribute_values(":pk", s(keys.models()))
+            .expression_attribute_values(":v", s(MODEL_VERSION_PREFIX))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        let mut out = Vec::new();
+        while let Some(item) = pages.next().await {
+            let item = item.map_err(|e| sdk_error("Query (models)", e))?;
+            let key = ItemKey::of(&item).unwrap_or_else(|| keys.model_version("?"));
+            out.push(serde_dynamo::aws_sdk_dynamodb_1::from_item(item).map_err(|e| corrupt(&key, e.to_string()))?);
+        }
+        Ok(out)
+    }
+
+    /// The activation pointer with its history.
+    pub async fn model_pointer(&self, tenant: &TenantId) -> Result<Option<ModelPointer>, StoreError> {
+        let key = Keys::new(tenant).active_model();
+        self.get(&key).await?.map(|item| parse_pointer(&item, &key)).transpose()
+    }
+
+    /// Points the tenant at a registered version; the version it replaces becomes
+    /// `previous_version`. Refused (NotFound) unless `version` is registered with `object_key`.
+    /// Activating the version already active changes nothing.
+    pub async fn activate_model(
+        &self,
+        tenant: &TenantId,
+        version: &str,
+        object_key: &str,
+    ) -> Result<ModelPointer, StoreError> {
+        let keys = Keys::new(tenant);
+        let registry = keys.model_version(version);
+        let pointer_key = keys.active_model();
+        for _ in 0..COMMIT_ATTEMPTS {
+            let current = self.model_pointer(tenant).await?;
+            if let Some(c) = current
+                .as_ref()
+                .filter(|c| c.version == version && c.object_key == object_key)
+            {
+                return Ok(c.clone());
+            }
+            let next = ModelPointer {
+                version: version.to_owned(),
+                object_key: object_key.to_owned(),
+                previous_version: match &current {
+                    Some(c) if c.version != version => Some(c.version.clone()),
+                    Some(c) => c.previous_version.clone(),
+                    None => None,
+                },
+                activated_at: Timestamp::now(),
+            };
+            let mut item = pointer_key.to_item();
+            item.insert("version".into(), s(&next.version));
+            item.insert("object_key".into(), s(&next.object_key));
+            item.insert("activated_at".into(), s(next.activated_at.to_rfc3339()));
+            if let Some(p) = &next.previous_version {
+                item.insert("previous_version".into(), s(p));
+            }
+            // Optimistic: the pointer must still be what was read.
+            let mut put = Put::builder().table_name(&self.table).set_item(Some(item));
+            put = match &current {
+                None => put.condition_expression("attribute_not_exists(pk)"),
+                Some(c) => put
+                    .condition_expression("#v = :current")
+                    .expression_attribute_names("#v", "version")
+                    .expression_attribute_values(":current", s(&c.version)),
+            };
+            let check = build(
+                "ConditionCheck",
+                ConditionCheck::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(registry.to_item()))
+                    .condition_expression("attribute_exists(pk) AND object_key = :k")
+                    .expression_attribute_values(":k", s(object_key))
+                    .build(),
+            )?;
+            let result = self
+                .client
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().condition_check(check).build())
+                .transact_items(TransactWriteItem::builder().put(build("Put", put.build())?).build())
+                .send()
+                .await;
+            match result {
+                Ok(_) => return Ok(next),
+                Err(e) => match cancellation_codes(&e) {
+                    Some(codes) if codes.first().map(String::as_str) == Some("ConditionalCheckFailed") => {
+                        return Err(StoreError::NotFound(format!(
+                            "model version {version} registered with object key {object_key}"
+                        )));
+                    }
+                    // Someone else moved the pointer (or a transaction conflict): read again.
+                    Some(_) => continue,
+                    None => return Err(sdk_error("TransactWriteItems (activate model)", e)),
+                },
+            }
+        }
+        Err(StoreError::Unavailable(
+            "activate model: the pointer kept changing; try again".into(),
+        ))
+    }
+
+    // -- labels ---------------------------------------------------------------------------------
+
+    /// Counts a fraud label on `day` for both the customer and the terminal, atomically.
+    /// Not idempotent by itself: the caller records each label once.
+    pub async fn record_fraud_label(
+        &self,
+        tenant: &TenantId,
+        customer: &CustomerId,
+        terminal: &TerminalId,
+        day: i32,
+    ) -> Result<(), StoreError> {
+        let keys = Keys::new(tenant);
+        let delta = AggregateDelta {
+            day,
+            counter: DayCounter {
+                count: 0,
+                amount_minor: 0,
+                frauds: 1,
+            },
+        };
+        let mut req = self.client.transact_write_items();
+        for key in [keys.customer_aggregate(customer), keys.terminal_aggregate(terminal)] {
+            req = req.transact_items(
+                TransactWriteItem::builder()
+                    .update(self.update(&key, aggregate_update(&delta))?)
+                    .build(),
+            );
+        }
+        req.send()
+            .await
+            .map_err(|e| sdk_error("TransactWriteItems (fraud label)", e))?;
+        Ok(())
+    }
+
+    /// The stored aggregate of a customer (for tools and tests; scoring reads it in its batch).
+    pub async fn customer_aggregate(
+        &self,
+        tenant: &TenantId,
+        customer: &CustomerId,
+    ) -> Result<EntityAggregate, StoreError> {
+        let key = Keys::new(tenant).customer_aggregate(customer);
+        match self.get(&key).await? {
+            Some(item) => parse_aggregate(&item, &key),
+            None => Ok(EntityAggregate::default()),
+        }
+    }
+
+    /// The stored aggregate of a terminal.
+    pub async fn terminal_aggregate(
+        &self,
+        tenant: &TenantId,
+        terminal: &TerminalId,
+    ) -> Result<EntityAggregate, StoreError> {
+        let key = Keys::new(tenant).terminal_aggregate(terminal);
+        match self.get(&key).await? {
+            Some(item) => parse_aggregate(&item, &key),
+            None => Ok(EntityAggregate::default()),
+        }
+    }
+}
+
+impl DecisionStore for DynamoStore {
+    async fn key(&self, hash: &KeyHash) -> Result<Option<KeyRecord>, StoreError> {
+        let Some(key) = api_key(hash) else {
+            return Ok(None);
+        };
+        self.get(&key)
+            .await?
+            .map(|item| parse_key_record(&item, &key))
+            .transpose()
+    }
+
+    async fn load_for_scoring(
+        &self,
+        tenant: &TenantId,
+        key: &KeyHash,
+        tx: &crate::domain::Transaction,
+        idempotency_key: Option<&IdempotencyKey>,
+    ) -> Result<ScoringSnapshot, StoreError> {
+        let Some(api) = api_key(key) else {
+            // Not a hash any key could have: nothing to authenticate.
+            return Ok(ScoringSnapshot::default());
+        };
+        let keys = Keys::new(tenant);
+        let customer = keys.customer_aggregate(&tx.customer_id);
+        let terminal = keys.terminal_aggregate(&tx.terminal_id);
+        let decision = keys.decision(&tx.id);
+        let config = keys.config();
+        let active = keys.active_model();
+        let idem = idempotency_key.map(|k| keys.idempotency(k));
+        let mut wanted = vec![&api, &customer, &terminal, &decision, &config, &active];
+        wanted.extend(idem.as_ref());
+
+        let mut found = self.batch_get(&wanted).await?;
+        let mut snap = ScoringSnapshot::default();
+        if let Some(item) = found.remove(&api) {
+            snap.key = Some(parse_key_record(&item, &api)?);
+        }
+        if let Some(item) = found.remove(&customer) {
+            snap.customer = parse_aggregate(&item, &customer)?;
+        }
+        if let Some(item) = found.remove(&terminal) {
+            snap.terminal = parse_aggregate(&item, &terminal)?;
+        }
+        if let Some(item) = found.remove(&decision) {
+            snap.existing = Some(parse_decision(item, &decision)?);
+        }
+        if let Some(item) = found.remove(&config) {
+            if item.contains_key("review_threshold") {
+                snap.thresholds = Some(parse_thresholds(&item, &config)?);
+            }
+        }
+        if let Some(item) = found.remove(&active) {
+            let p = parse_pointer(&item, &active)?;
+            snap.active_model = Some(ActiveModel {
+                version: p.version,
+                object_key: p.object_key,
+            });
+        }
+        if let Some(idem) = &idem {
+            if let Some(item) = found.remove(idem) {
+                let expired =
+                    get_n_opt::<i64>(&item, TTL_ATTRIBUTE, idem)?.is_some_and(|t| t < crate::auth::now_epoch());
+                if !expired {
+                    let id = get_s(&item, "transaction_id", idem)?;
+                    snap.idempotency = Some(IdempotencyRecord {
+                        transaction_id: TransactionId::parse(id).map_err(|e| corrupt(idem, e.to_string()))?,
+                        fingerprint: get_s(&item, "fingerprint", idem)?.to_owned(),
+                    });
+                }
+            }
+        }
+        Ok(snap)
+    }
+
+    async fn commit(&self, tenant: &TenantId, commit: &DecisionCommit<'_>) -> Result<CommitOutcome, StoreError> {
+        let items = self.commit_items(tenant, commit)?;
+        let mut attempt = 0;
+        loop {
+            // The SDK sets a fresh ClientRequestToken per call and keeps it across its own
+            // retries, so a retried request that had succeeded is not applied twice.
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .send()
+                .await;
+            let e = match result {
+                Ok(_) => return Ok(CommitOutcome::Committed),
+                Err(e) => e,
+            };
+            match cancellation_codes(&e) {
+                Some(codes) if codes.iter().any(|c| c == "ConditionalCheckFailed") => {
+                    return Ok(CommitOutcome::AlreadyDecided);
+                }
+                // Only a concurrent transaction on the same items (a busy card): try again.
+                Some(codes)
+                    if attempt + 1 < COMMIT_ATTEMPTS
+                        && codes.iter().all(|c| c == "None" || c == "TransactionConflict") =>
+                {
+                    tokio::time::sleep(jitter(attempt)).await;
+                    attempt += 1;
+                }
+                _ => return Err(sdk_error("TransactWriteItems (decision)", e)),
+            }
+        }
+    }
+
+    async fn decision(&self, tenant: &TenantId, id: &TransactionId) -> Result<Option<DecisionRecord>, StoreError> {
+        let key = Keys::new(tenant).decision(id);
+        self.get(&key).await?.map(|item| parse_decision(item, &key)).transpose()
+    }
+
+    async fn decisions_for_customer(
+        &self,
+        tenant: &TenantId,
+        customer: &CustomerId,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<DecisionRecord>, StoreError> {
+        let keys = Keys::new(tenant);
+        let limit = limit.clamp(1, MAX_PAGE);
+        let start = cursor.map(|raw| Cursor::decode(raw, &keys, customer)).transpose()?;
+        // One more than asked: if it comes back there is a next page, and no empty last page.
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(GSI1)
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", GSI1PK)
+            .expression_attribute_values(":pk", s(keys.customer_history(customer)))
+            .scan_index_forward(false)
+            .limit(limit as i32 + 1)
+            .set_exclusive_start_key(start.map(|c| c.to_item()))
+            .send()
+            .await
+            .map_err(|e| sdk_error("Query (customer history)", e))?;
+        let truncated = out.last_evaluated_key.is_some();
+        let mut raw = out.items.unwrap_or_default();
+        let more = raw.len() > limit || truncated;
+        raw.truncate(limit);
+        let mut next_cursor = None;
+        if more {
+            if let Some(last) = raw.last() {
+                let key =
+                    ItemKey::of(last).ok_or_else(|| corrupt(&keys.customer_history(customer), "item without pk/sk"))?;
+                next_cursor = Some(Cursor::of(last, &key)?.encode());
+            }
+        }
+        let mut items = Vec::with_capacity(raw.len());
+        for item in raw {
+            let key =
+                ItemKey::of(&item).ok_or_else(|| corrupt(&keys.customer_history(customer), "item without pk/sk"))?;
+            if keys.decision_id(&key.pk).is_none() {
+                return Err(corrupt(&key, "not a decision of this tenant"));
+            }
+            items.push(parse_decision(item, &key)?);
+        }
+        Ok(Page { items, next_cursor })
+    }
+
+    async fn active_model(&self, tenant: &TenantId) -> Result<Option<ActiveModel>, StoreError> {
+        Ok(self.model_pointer(tenant).await?.map(|p| ActiveModel {
+            version: p.version,
+            object_key: p.object_key,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tenant(t: &str) -> TenantId {
+        TenantId::parse(t).unwrap()
+    }
+
+    #[test]
+    fn every_key_is_scoped_by_its_tenant() {
+        let t = tenant("acme");
+        let k = Keys::new(&t);
+        let id = TransactionId::parse("tx-1").unwrap();
+        let c = CustomerId::parse("c-1").unwrap();
+        assert_eq!(k.decision(&id), ItemKey::new("T#acme#TX#tx-1".into(), "DECISION"));
+        assert_eq!(k.customer_history(&c), "T#acme#CUST#c-1");
+        assert_eq!(k.customer_aggregate(&c).sk, "AGG");
+        assert_eq!(
+            k.terminal_aggregate(&TerminalId::parse("t-1").unwrap()).pk,
+            "T#acme#TERM#t-1"
+        );
+        assert_eq!(
+            k.idempotency(&IdempotencyKey::parse("a#b").unwrap()).pk,
+            "T#acme#IDEM#a#b"
+        );
+        assert_eq!(k.config(), ItemKey::new("T#acme".into(), "CONFIG"));
+        assert_eq!(k.active_model(), ItemKey::new("T#acme#MODEL".into(), "ACTIVE"));
+        assert_eq!(k.model_version("abc").sk, "V#abc");
+        assert_eq!(k.key_id("vk_1").pk, "T#acme#KEYID#vk_1");
+        assert_eq!(k.decision_id("T#acme#TX#tx-1"), Some(id));
+        assert_eq!(Keys::new(&tenant("acm")).decision_id("T#acme#TX#tx-1"), None);
+        assert_eq!(k.decision_id("T#acme#TX#"), None);
+        assert!(api_key(&KeyHash("ab".into())).is_none());
+        assert_eq!(
+            api_key(&KeyHash("a".repeat(64))).unwrap().pk,
+            format!("KEY#{}", "a".repeat(64))
+        );
+    }
+
+    #[test]
+    fn history_sort_keys_order_by_time() {
+        let id = TransactionId::parse("x").unwrap();
+        let at = |s| Timestamp::parse("t", s).unwrap();
+        let a = history_sort_key(&at("2018-08-08T10:00:00Z"), &id);
+        let b = history_sort_key(&at("2018-08-08T10:00:00.5Z"), &id);
+        let c = history_sort_key(&at("2018-08-08T10:00:01+00:00"), &id);
+        assert_eq!(a, "2018-08-08T10:00:00.000000000Z#x");
+        assert!(a < b && b < c, "{a} {b} {c}");
+    }
+
+    #[test]
+    fn aggregate_update_never_adds_and_removes_the_same_attribute() {
+        for day in [0, 63, 64, 17_622, -5] {
+            let u = aggregate_update(&AggregateDelta {
+                day,
+                counter: DayCounter {
+                    count: 1,
+                    amount_minor: 250,
+                    frauds: 1,
+                },
+            });
+            let added: Vec<_> = u
+                .names
+                .iter()
+                .filter(|(k, _)| k.starts_with("#d"))
+                .map(|(_, v)| v.clone())
+                .collect();
+            let removed: Vec<_> = u
+                .names
+                .iter()
+                .filter(|(k, _)| k.starts_with("#p"))
+                .map(|(_, v)| v.clone())
+                .collect();
+            assert_eq!(added.len(), 3);
+            assert_eq!(removed.len(), 3 * PRUNE_DAYS as usize);
+            for a in &added {
+                assert!(!removed.contains(a), "{a} is both added and removed");
+            }
+            for r in &removed {
+                let (_, d) = parse_day_attribute(r).unwrap();
+                assert!(d <= day - RETENTION_DAYS, "{r} is still within retention of {day}");
+            }
+            assert_eq!(u.values[":d1"], AttributeValue::N("250".into()));
+            assert!(u.expression.starts_with("ADD #d0 :d0, #d1 :d1, #d2 :d2 REMOVE #p0, "));
+        }
+        let label = aggregate_update(&AggregateDelta {
+            day: 10,
+            counter: DayCounter {
+                count: 0,
+                amount_minor: 0,
+                frauds: 1,
+            },
+        });
+        assert!(label.expression.starts_with("ADD #d2 :d2 REMOVE"));
+        assert_eq!(label.names["#d2"], "f10");
+    }
+
+    #[test]
+    fn aggregates_parse_and_corrupt_numbers_are_named() {
+        let key = ItemKey::new("T#a#CUST#c".into(), "AGG");
+        let mut item = key.to_item();
+        item.insert("c100".into(), n(2));
+        item.insert("a100".into(), n(750));
+        item.insert("f100".into(), n(1));
+        item.insert("c99".into(), n(1));
+        item.insert("expires_at".into(), n(5));
+        let agg = parse_aggregate(&item, &key).unwrap();
+        assert_eq!(
+            agg.days(),
+            vec![
+                (
+                    99,
+                    DayCounter {
+                        count: 1,
+                        amount_minor: 0,
+                        frauds: 0
+                    }
+                ),
+                (
+                    100,
+                    DayCounter {
+                        count: 2,
+                        amount_minor: 750,
+                        frauds: 1
+                    }
+                ),
+            ]
+        );
+        item.insert("a99".into(), s("lots"));
+        let err = parse_aggregate(&item, &key).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Corrupt { key, .. } if key == "T#a#CUST#c/AGG"),
+            "{err}"
+        );
+        assert_eq!(parse_day_attribute("c-3"), Some((b'c', -3)));
+        assert_eq!(parse_day_attribute("created_at"), None);
+        assert_eq!(parse_day_attribute("a"), None);
+    }
+
+    #[test]
+    fn cursors_only_resume_their_own_customer_of_their_own_tenant() {
+        let t = tenant("acme");
+        let k = Keys::new(&t);
+        let c1 = CustomerId::parse("c-1").unwrap();
+        let id = TransactionId::parse("tx-9").unwrap();
+        let at = Timestamp::parse("t", "2018-08-08T10:00:00Z").unwrap();
+        let key = k.decision(&id);
+        let cursor = Cursor {
+            pk: key.pk.clone(),
+            sk: key.sk.clone(),
+            gsi1pk: k.customer_history(&c1),
+            gsi1sk: history_sort_key(&at, &id),
+        };
+        let raw = cursor.encode();
+        assert_eq!(Cursor::decode(&raw, &k, &c1).unwrap(), cursor);
+        let other = CustomerId::parse("c-2").unwrap();
+        assert!(matches!(Cursor::decode(&raw, &k, &other), Err(StoreError::BadCursor)));
+        let t2 = tenant("globex");
+        assert!(matches!(
+            Cursor::decode(&raw, &Keys::new(&t2), &c1),
+            Err(StoreError::BadCursor)
+        ));
+        for junk in ["", "!!!", "e30", &URL_SAFE_NO_PAD.encode("[1]")] {
+            assert!(
+                matches!(Cursor::decode(junk, &k, &c1), Err(StoreError::BadCursor)),
+                "{junk}"
+            );
+        }
+        let mixed = Cursor {
+            gsi1sk: history_sort_key(&at, &TransactionId::parse("tx-8").unwrap()),
+            ..cursor
+        };
+        assert!(matches!(
+            Cursor::decode(&mixed.encode(), &k, &c1),
+            Err(StoreError::BadCursor)
+        ));
+    }
+
+    #[test]
+    fn key_records_round_trip_and_scopes_are_a_string_set() {
+        let rec = KeyRecord {
+            key_id: "vk_0123".into(),
+            tenant: tenant("acme"),
+            scopes: Scope::parse_list("transactions:write,models:read").unwrap(),
+            created_at: 10,
+            expires_at: Some(20),
+            revoked_at: None,
+        };
+        let key = api_key(&KeyHash("0".repeat(64))).unwrap();
+        let item = key_record_item(&key, &rec);
+        assert!(matches!(&item["scopes"], AttributeValue::Ss(v) if v.len() == 2));
+        assert_eq!(item[TTL_ATTRIBUTE], AttributeValue::N("20".into()));
+        assert_eq!(parse_key_record(&item, &key).unwrap(), rec);
+        let mut bad = item.clone();
+        bad.insert("scopes".into(), AttributeValue::Ss(vec!["admin".into()]));
+        assert!(matches!(parse_key_record(&bad, &key), Err(StoreError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn table_spec_builds_a_create_table_request() {
+        assert_eq!(TABLE.hash_key, "pk");
+        assert_eq!(TABLE.indexes[0].name, "gsi1");
+        assert_eq!(TABLE.ttl_attribute, "expires_at");
+        assert_eq!(BillingMode::from(TABLE.billing_mode), BillingMode::PayPerRequest);
+        assert_eq!(ProjectionType::from(TABLE.indexes[0].projection), ProjectionType::All);
+    }
+}

@@ -1,0 +1,201 @@
+//! The integration-test harness: the real adapters against a local moto server.
+//!
+//! - `VERDICT_TEST_ENDPOINT` (e.g. `http://127.0.0.1:5000`) points the tests at a running server.
+//! - Otherwise the first test of a binary starts moto on a free port of 127.0.0.1 from
+//!   `<repo>/.venv` (install it with `make venv`), through `tests/moto_server.py`, which is
+//!   `moto_server` handling one request at a time (see there why). It runs under a small `sh` guard whose stdin is a
+//!   pipe held by this process: when the test binary exits, however it exits, the pipe closes, the
+//!   guard's `read` returns and it kills moto. Ctrl-C reaches both, as they share the terminal's
+//!   process group.
+//! - Every [`Stack`] gets its own table and bucket (random suffix), so tests run in parallel.
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_dynamodb::config::{ConfigBag, Credentials, Intercept, RuntimeComponents};
+use aws_sdk_dynamodb::error::BoxError;
+use std::io::Read as _;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+use verdict::adapters::dynamodb::create_table_if_missing;
+use verdict::adapters::{s3_client, DynamoStore, S3Blobs};
+
+/// A running moto server and the pipe that keeps its guard alive.
+struct Moto {
+    endpoint: String,
+    _guard: Child,
+    _lifeline: ChildStdin,
+}
+
+static MOTO: OnceLock<Result<Moto, String>> = OnceLock::new();
+static ENDPOINT: OnceLock<String> = OnceLock::new();
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the repository")
+        .to_path_buf()
+}
+
+/// The endpoint every client of this test binary talks to; starts moto on first use.
+pub fn endpoint() -> String {
+    ENDPOINT
+        .get_or_init(|| match std::env::var("VERDICT_TEST_ENDPOINT") {
+            Ok(e) if !e.trim().is_empty() => e.trim().trim_end_matches('/').to_owned(),
+            _ => match MOTO.get_or_init(start_moto) {
+                Ok(m) => m.endpoint.clone(),
+                Err(e) => panic!("{e}"),
+            },
+        })
+        .clone()
+}
+
+const GUARD: &str = r#"
+"$1" "$2" -H 127.0.0.1 -p "$3" >"$4" 2>&1 &
+pid=$!
+read -r _ignored
+kill "$pid" 2>/dev/null
+wait "$pid" 2>/dev/null
+rm -f "$4"
+"#;
+
+fn start_moto() -> Result<Moto, String> {
+    let python = repo_root().join(".venv/bin/python");
+    let script = repo_root().join("tests/moto_server.py");
+    let bin = repo_root().join(".venv/bin/moto_server");
+    if !bin.exists() {
+        return Err(format!(
+            "{} is missing: run `make venv` (python3 -m venv .venv && .venv/bin/pip install -r \
+             requirements-dev.txt), or set VERDICT_TEST_ENDPOINT to a running moto server",
+            bin.display()
+        ));
+    }
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| format!("no free port on 127.0.0.1: {e}"))?
+        .port();
+    let log = std::env::temp_dir().join(format!("verdict-moto-{port}.log"));
+    let mut guard = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(GUARD)
+        .arg("verdict-moto-guard")
+        .arg(&python)
+        .arg(&script)
+        .arg(port.to_string())
+        .arg(&log)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", script.display()))?;
+    let lifeline = guard.stdin.take().ok_or("no stdin pipe to the moto guard")?;
+    let moto = Moto {
+        endpoint: format!("http://127.0.0.1:{port}"),
+        _guard: guard,
+        _lifeline: lifeline,
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(moto);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut out = String::new();
+    let _ = std::fs::File::open(&log).and_then(|mut f| f.read_to_string(&mut out));
+    Err(format!(
+        "moto did not answer on port {port} within 60 s; its log:\n{out}"
+    ))
+}
+
+/// The SDK configuration for the local stack: dummy credentials, us-east-1.
+pub async fn sdk_config() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::from_static("us-east-1"))
+        .endpoint_url(endpoint())
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "verdict-tests"))
+        .load()
+        .await
+}
+
+/// Records every DynamoDB request sent (each attempt), by operation name.
+#[derive(Debug, Clone, Default)]
+pub struct CallLog(Arc<Mutex<Vec<String>>>);
+
+impl CallLog {
+    /// The operations since the last call, e.g. `["BatchGetItem"]`.
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+impl Intercept for CallLog {
+    fn name(&self) -> &'static str {
+        "verdict-call-log"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        // DynamoDB's JSON protocol names the operation in X-Amz-Target: DynamoDB_20120810.<Op>.
+        let target = context.request().headers().get("x-amz-target").unwrap_or("?");
+        let op = target.rsplit('.').next().unwrap_or(target).to_owned();
+        self.0.lock().unwrap().push(op);
+        Ok(())
+    }
+}
+
+/// A fresh table and bucket on the local stack, with the adapters over them.
+pub struct Stack {
+    pub config: SdkConfig,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub s3: aws_sdk_s3::Client,
+    pub table: String,
+    pub bucket: String,
+    pub store: DynamoStore,
+    pub blobs: S3Blobs,
+    /// The DynamoDB requests `store` made.
+    pub calls: CallLog,
+}
+
+pub fn unique_suffix() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+impl Stack {
+    pub async fn new() -> Stack {
+        let config = sdk_config().await;
+        let calls = CallLog::default();
+        let dynamodb = aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(&config)
+                .interceptor(calls.clone())
+                .build(),
+        );
+        let s3 = s3_client(&config);
+        let suffix = unique_suffix();
+        let table = format!("verdict-test-{suffix}");
+        let bucket = format!("verdict-test-{suffix}");
+        assert!(
+            create_table_if_missing(&dynamodb, &table).await.expect("create table"),
+            "table {table} existed already"
+        );
+        let blobs = S3Blobs::new(s3.clone(), &bucket);
+        assert!(blobs.create_bucket_if_missing().await.expect("create bucket"));
+        calls.take();
+        Stack {
+            store: DynamoStore::new(dynamodb.clone(), &table),
+            config,
+            dynamodb,
+            s3,
+            table,
+            bucket,
+            blobs,
+            calls,
+        }
+    }
+}
