@@ -15,11 +15,11 @@ venv: $(VENV)/.installed
 
 ## test: everything CI runs, from a clean clone.
 test: venv
-	$(CARGO) test --workspace --release --locked
+	$(CARGO) test --workspace --locked
 	$(VENV)/bin/cfn-lint template.yaml
 
 unit:
-	$(CARGO) test --workspace --release
+	$(CARGO) test -p verdict --lib
 
 bench:
 	$(CARGO) bench -p verdict
