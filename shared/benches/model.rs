@@ -127,7 +127,12 @@ fn benches(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("train");
     g.sample_size(10).measurement_time(Duration::from_secs(60));
-    g.bench_function(format!("handbook_train_set/{}_rows/300_trees", f.train_x.len()), |b| {
+    let name = format!(
+        "handbook_train_set/{}_rows/{}_trees_default_params",
+        f.train_x.len(),
+        TrainParams::default().trees
+    );
+    g.bench_function(name, |b| {
         b.iter_batched(
             || (),
             |_| {
