@@ -642,11 +642,11 @@ async fn stored_aggregates_match_the_in_memory_ones() {
     let probe = tx("probe", "2018-08-12T03:00:00Z", 5_000, cust, term);
     let online = features::compute(&probe, &stored_c, &stored_t);
     assert_eq!(online, features::compute(&probe, &mem_c, &mem_t));
-    // Customer: 2018-07-14..=08-12 holds five plus the probe; terminal: 07-06..=08-04 holds
-    // four, one of them (07-28) labelled fraud.
+    // Customer: 2018-07-14..=08-12 holds five plus the probe; terminal: 07-07..=08-05 (seven days
+    // of label delay) holds five, two of them (07-28 and 08-05) labelled fraud.
     assert_eq!(online.get(Feature::CustomerTxCount30d), 6.0);
-    assert_eq!(online.get(Feature::TerminalTxCount30d), 4.0);
-    assert_eq!(online.get(Feature::TerminalRisk30d), 0.25);
+    assert_eq!(online.get(Feature::TerminalTxCount30d), 5.0);
+    assert_eq!(online.get(Feature::TerminalRisk30d), 0.4);
 
     // Much later: the update prunes days past retention and the features still agree.
     let late_at = "2018-09-05T12:00:00Z";
