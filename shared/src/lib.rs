@@ -3,14 +3,17 @@
 
 pub mod adapters;
 pub mod auth;
+pub mod batch;
 pub mod decision;
 pub mod domain;
 pub mod features;
 pub mod io;
+pub mod labels;
 pub mod metrics;
 pub mod model;
 pub mod ports;
 pub mod protocol;
+pub mod registry;
 pub mod scoring;
 pub mod sim;
 
