@@ -47,8 +47,12 @@ async fn main() -> ExitCode {
 
 /// JSON lines on stdout, filtered by `RUST_LOG` (else Lambda's `AWS_LAMBDA_LOG_LEVEL`, else info).
 fn init_logging() {
+    let lambda_level = std::env::var("AWS_LAMBDA_LOG_LEVEL").unwrap_or_default().to_lowercase();
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(std::env::var("AWS_LAMBDA_LOG_LEVEL").unwrap_or_default().to_lowercase()))
+        .or_else(|_| match lambda_level.trim() {
+            "" => EnvFilter::try_new("info"),
+            level => EnvFilter::try_new(level),
+        })
         .unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .json()
@@ -60,6 +64,21 @@ fn init_logging() {
 }
 
 async fn build() -> Result<App<DynamoStore, S3Blobs>, String> {
+    // lambda_runtime panics on these; say it plainly instead.
+    for name in [
+        "AWS_LAMBDA_RUNTIME_API",
+        "AWS_LAMBDA_FUNCTION_NAME",
+        "AWS_LAMBDA_FUNCTION_VERSION",
+    ] {
+        if std::env::var_os(name).is_none() {
+            return Err(format!(
+                "{name} is not set: run this under Lambda or `cargo lambda watch`"
+            ));
+        }
+    }
+    if std::env::var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE").map_or(true, |v| v.parse::<i32>().is_err()) {
+        return Err("AWS_LAMBDA_FUNCTION_MEMORY_SIZE is not a whole number of MB".into());
+    }
     let table = required("TABLE_NAME", "the DynamoDB table (template.yaml sets it)")?;
     let bucket = required("MODEL_BUCKET", "the model bucket (template.yaml sets it)")?;
     let fallback = match std::env::var("VERDICT_MODEL_PATH") {
