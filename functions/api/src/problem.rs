@@ -101,7 +101,11 @@ impl ApiError {
                 format!("Content-Type \"{ct}\" is not supported; send application/json.")
             }
             ApiError::UnsupportedMediaType(None) => "The Content-Type header is missing; send application/json.".into(),
-            ApiError::Internal(_) => "The request could not be completed. Retry with the same Idempotency-Key.".into(),
+            ApiError::Internal(_) => {
+                "The request could not be completed; retry it. A POST retried with the same Idempotency-Key is \
+                 never decided twice."
+                    .into()
+            }
         }
     }
 
