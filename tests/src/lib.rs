@@ -9,6 +9,8 @@
 //!   process group.
 //! - Every [`Stack`] gets its own table and bucket (random suffix), so tests run in parallel.
 
+pub mod api;
+
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_dynamodb::config::{ConfigBag, Credentials, Intercept, RuntimeComponents};

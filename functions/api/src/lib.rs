@@ -1,1 +1,92 @@
 //! The HTTP edge: parse the request, call the shared crate, map the result to HTTP.
+//!
+//! [`handle`] is the whole function: routing, authentication, the routes of `openapi.yaml`, and
+//! RFC 9457 problems for every failure. It never returns an error and never panics on input.
+
+mod auth;
+mod meta;
+mod models;
+mod problem;
+mod request;
+mod response;
+mod routes;
+mod store;
+mod transactions;
+mod views;
+
+pub use auth::KEY_CACHE_TTL;
+pub use meta::{openapi_json, OPENAPI_YAML};
+pub use problem::{ApiError, TYPE_405};
+pub use store::{ApiStore, ModelRegistry};
+pub use transactions::{DEFAULT_LIMIT, MAX_BODY_BYTES, MAX_LIMIT};
+
+use crate::request::Ctx;
+use crate::routes::Route;
+use lambda_http::{Body, Request, Response};
+use std::sync::Arc;
+use std::time::Instant;
+use verdict::auth::Scope;
+use verdict::domain::Timestamp;
+use verdict::model::Model;
+use verdict::ports::ModelBlobs;
+use verdict::scoring::Scorer;
+
+/// Per-container state, built once in `main`: the scorer (store, blobs, model cache, fallback
+/// model) and the API-key cache.
+pub struct App<S, B> {
+    pub scorer: Scorer<S, B>,
+    keys: auth::KeyCache,
+    /// When this container started serving; the fallback model's activation time.
+    started_at: Timestamp,
+}
+
+impl<S: ApiStore, B: ModelBlobs> App<S, B> {
+    pub fn new(store: S, blobs: B, fallback: Option<Arc<Model>>) -> Self {
+        App {
+            scorer: Scorer::new(store, blobs, fallback),
+            keys: auth::KeyCache::default(),
+            started_at: Timestamp::now(),
+        }
+    }
+}
+
+/// Answers one request. Every failure is a problem response; one log line per request.
+pub async fn handle<S: ApiStore, B: ModelBlobs>(app: &App<S, B>, req: Request) -> Response<Body> {
+    let cx = Ctx::new(&req, Instant::now());
+    let response = match dispatch(app, &req, &cx).await {
+        Ok(r) => r,
+        Err(e) => {
+            if let ApiError::Internal(cause) = &e {
+                tracing::error!(request_id = cx.request_id, path = cx.path, error = %cause, "request failed");
+            }
+            e.to_response(cx.path, cx.request_id)
+        }
+    };
+    tracing::info!(
+        request_id = cx.request_id,
+        method = %req.method(),
+        path = cx.path,
+        status = response.status().as_u16(),
+        ms = cx.elapsed_ms(),
+        "request"
+    );
+    response
+}
+
+async fn dispatch<S: ApiStore, B: ModelBlobs>(
+    app: &App<S, B>,
+    req: &Request,
+    cx: &Ctx<'_>,
+) -> Result<Response<Body>, ApiError> {
+    match routes::route(req.method(), cx.path)? {
+        Route::Health => Ok(meta::health(cx.request_id)),
+        Route::OpenApi => meta::openapi(cx.request_id),
+        Route::ScoreTransaction => transactions::score(app, req, cx).await,
+        Route::GetTransaction(id) => transactions::get(app, req, cx, id).await,
+        Route::ListTransactions => transactions::list(app, req, cx).await,
+        Route::ActiveModel => models::active(app, req, cx).await,
+        Route::GetModel(id) => models::get(app, req, cx, id).await,
+        Route::ListModels => models::not_yet(app, req, Scope::ModelsRead).await,
+        Route::ActivateModel(_) | Route::RollbackModel => models::not_yet(app, req, Scope::ModelsWrite).await,
+    }
+}

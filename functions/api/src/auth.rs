@@ -1,0 +1,120 @@
+//! Bearer API keys: parsing the header, the per-container key cache, and the fresh lookup.
+
+use crate::problem::ApiError;
+use lambda_http::http::{header, HeaderMap};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use verdict::auth::{now_epoch, ApiKey, AuthError, KeyHash, KeyRecord, Principal, Scope};
+use verdict::ports::DecisionStore;
+
+/// How long a looked-up key is trusted to name its tenant (docs/dynamodb.md, "Caching").
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(60);
+/// A container serves few keys; past this the cache starts over rather than grow.
+const KEY_CACHE_MAX: usize = 1024;
+
+/// The hash of the bearer key. The key itself is dropped here and never logged.
+pub fn bearer_hash(headers: &HeaderMap) -> Result<KeyHash, ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Err(AuthError::Missing.into());
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .and_then(ApiKey::from_bearer)
+        .ok_or(ApiError::Unauthenticated {
+            detail: "The Authorization header is not \"Bearer <API key>\".",
+            missing: false,
+        })?;
+    Ok(key.hash())
+}
+
+/// `KeyHash → KeyRecord`, for at most [`KEY_CACHE_TTL`]. Only successful lookups are cached.
+#[derive(Default)]
+pub struct KeyCache {
+    entries: Mutex<HashMap<KeyHash, (Instant, KeyRecord)>>,
+}
+
+impl KeyCache {
+    fn get(&self, hash: &KeyHash) -> Option<KeyRecord> {
+        let entries = self.entries.lock().ok()?;
+        let (at, rec) = entries.get(hash)?;
+        (at.elapsed() < KEY_CACHE_TTL).then(|| rec.clone())
+    }
+
+    fn put(&self, hash: KeyHash, rec: KeyRecord) {
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= KEY_CACHE_MAX {
+                entries.clear();
+            }
+            entries.insert(hash, (Instant::now(), rec));
+        }
+    }
+
+    /// Forgets a key the store has just refused.
+    pub fn evict(&self, hash: &KeyHash) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.remove(hash);
+        }
+    }
+
+    /// The principal for `hash`, from the cache when fresh, else from the store.
+    pub async fn principal<S: DecisionStore>(
+        &self,
+        store: &S,
+        hash: &KeyHash,
+        scope: Scope,
+    ) -> Result<Principal, ApiError> {
+        let rec = match self.get(hash) {
+            Some(rec) => rec,
+            None => {
+                let rec = store.key(hash).await?.ok_or(AuthError::Invalid)?;
+                self.put(hash.clone(), rec.clone());
+                rec
+            }
+        };
+        let principal = rec.authenticate(now_epoch()).inspect_err(|_| self.evict(hash))?;
+        principal.require(scope)?;
+        Ok(principal)
+    }
+}
+
+/// The principal for `hash`, read from the store now (routes that do not score).
+pub async fn fresh_principal<S: DecisionStore>(store: &S, hash: &KeyHash, scope: Scope) -> Result<Principal, ApiError> {
+    let rec = store.key(hash).await?.ok_or(AuthError::Invalid)?;
+    let principal = rec.authenticate(now_epoch())?;
+    principal.require(scope)?;
+    Ok(principal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lambda_http::http::HeaderValue;
+
+    #[test]
+    fn bearer_header_is_parsed_or_refused_without_echoing_it() {
+        let mut h = HeaderMap::new();
+        assert!(matches!(
+            bearer_hash(&h),
+            Err(ApiError::Unauthenticated { missing: true, .. })
+        ));
+        let key = ApiKey::generate();
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {}", key.expose())).unwrap(),
+        );
+        assert_eq!(bearer_hash(&h).unwrap(), key.hash());
+        for bad in ["Basic dXNlcjpwYXNz", "Bearer", "Bearer sk_live_123", "vk_abc"] {
+            h.insert(header::AUTHORIZATION, HeaderValue::from_static(bad));
+            match bearer_hash(&h) {
+                Err(e @ ApiError::Unauthenticated { missing: false, .. }) => {
+                    let body = e.to_response("/", "r").into_body();
+                    let body = String::from_utf8_lossy(body.as_ref()).into_owned();
+                    assert!(!body.contains("dXNlcjpwYXNz") && !body.contains("sk_live") && !body.contains("vk_abc"));
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+    }
+}

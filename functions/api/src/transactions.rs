@@ -1,0 +1,221 @@
+//! `/v1/transactions`: score one, read one, list a customer's.
+
+use crate::auth::{bearer_hash, fresh_principal};
+use crate::problem::ApiError;
+use crate::request::Ctx;
+use crate::response::ok;
+use crate::store::ApiStore;
+use crate::views::{DecisionView, PageView, StoredDecisionView};
+use crate::App;
+use lambda_http::http::{header, HeaderMap};
+use lambda_http::{Body, Request, Response};
+use verdict::auth::Scope;
+use verdict::decision::{FieldError, ScoreRequest};
+use verdict::domain::{CustomerId, TransactionId};
+use verdict::ports::{IdempotencyKey, ModelBlobs, StoreError};
+use verdict::scoring::ScoreError;
+
+/// The contract's body limit (16 KiB).
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+pub const DEFAULT_LIMIT: usize = 20;
+pub const MAX_LIMIT: usize = 100;
+const MAX_CURSOR_LEN: usize = 2048;
+const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
+
+/// `POST /v1/transactions`. Credential first, then media type, size and body, then one
+/// scoring call (one BatchGetItem, one TransactWriteItems with a warm key cache).
+pub async fn score<S: ApiStore, B: ModelBlobs>(
+    app: &App<S, B>,
+    req: &Request,
+    cx: &Ctx<'_>,
+) -> Result<Response<Body>, ApiError> {
+    let hash = bearer_hash(req.headers())?;
+    let principal = app
+        .keys
+        .principal(&app.scorer.store, &hash, Scope::TransactionsWrite)
+        .await?;
+    check_json(req.headers())?;
+    let body: &[u8] = req.body().as_ref();
+    if body.len() > MAX_BODY_BYTES {
+        return Err(ApiError::PayloadTooLarge {
+            size: body.len(),
+            limit: MAX_BODY_BYTES,
+        });
+    }
+    let mut errors = Vec::new();
+    let idempotency_key = match req.headers().get(IDEMPOTENCY_KEY) {
+        None => None,
+        Some(v) => match idempotency_key(v.as_bytes()) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                errors.push(e);
+                None
+            }
+        },
+    };
+    let request = match ScoreRequest::parse_json(body) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            errors.extend(e);
+            None
+        }
+    };
+    let Some(request) = request.filter(|_| errors.is_empty()) else {
+        return Err(ApiError::Validation(errors));
+    };
+
+    let scored = app
+        .scorer
+        .score(&principal, &hash, &request, idempotency_key.as_ref())
+        .await
+        .inspect_err(|e| {
+            // The store refused the key (revoked or expired since it was cached).
+            if matches!(e, ScoreError::Auth(_)) {
+                app.keys.evict(&hash);
+            }
+        })?;
+    let mut view = DecisionView::new(&scored.record, scored.replay);
+    if !scored.replay {
+        view = view.made_by(cx.request_id, cx.elapsed_ms());
+    }
+    Ok(ok(&view, cx.request_id))
+}
+
+/// `GET /v1/transactions/{id}`: another tenant's transaction is simply not found.
+pub async fn get<S: ApiStore, B: ModelBlobs>(
+    app: &App<S, B>,
+    req: &Request,
+    cx: &Ctx<'_>,
+    raw_id: &str,
+) -> Result<Response<Body>, ApiError> {
+    let principal = fresh_principal(&app.scorer.store, &bearer_hash(req.headers())?, Scope::TransactionsRead).await?;
+    let id = TransactionId::parse(raw_id).map_err(|e| ApiError::field("id", e.reason))?;
+    match app.scorer.store.decision(&principal.tenant, &id).await? {
+        Some(record) => Ok(ok(&StoredDecisionView::new(&record), cx.request_id)),
+        None => Err(ApiError::NotFound(format!("No transaction \"{id}\"."))),
+    }
+}
+
+/// `GET /v1/transactions?customer=…&limit=…&cursor=…`, newest first.
+pub async fn list<S: ApiStore, B: ModelBlobs>(
+    app: &App<S, B>,
+    req: &Request,
+    cx: &Ctx<'_>,
+) -> Result<Response<Body>, ApiError> {
+    let principal = fresh_principal(&app.scorer.store, &bearer_hash(req.headers())?, Scope::TransactionsRead).await?;
+    let query = cx.query();
+    let mut errors = Vec::new();
+    let customer = match query.first("customer") {
+        None => {
+            errors.push(field_error("customer", "is required"));
+            None
+        }
+        Some(raw) => CustomerId::parse(raw)
+            .map_err(|e| errors.push(field_error("customer", e.reason)))
+            .ok(),
+    };
+    let limit = match query.first("limit") {
+        None => Some(DEFAULT_LIMIT),
+        Some(raw) => match raw.parse::<usize>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => Some(n),
+            _ => {
+                errors.push(field_error("limit", "must be an integer from 1 to 100"));
+                None
+            }
+        },
+    };
+    let cursor = query.first("cursor");
+    if cursor.is_some_and(|c| c.is_empty() || c.len() > MAX_CURSOR_LEN) {
+        errors.push(field_error("cursor", "must be the next_cursor of a previous page"));
+    }
+    let (Some(customer), Some(limit), true) = (customer, limit, errors.is_empty()) else {
+        return Err(ApiError::Validation(errors));
+    };
+    let page = app
+        .scorer
+        .store
+        .decisions_for_customer(&principal.tenant, &customer, limit, cursor)
+        .await
+        .map_err(|e| match e {
+            StoreError::BadCursor => ApiError::field("cursor", "was not issued for this query"),
+            e => e.into(),
+        })?;
+    let view = PageView {
+        items: page.items.iter().map(StoredDecisionView::new).collect(),
+        next_cursor: page.next_cursor,
+    };
+    Ok(ok(&view, cx.request_id))
+}
+
+fn field_error(field: &str, message: impl Into<String>) -> FieldError {
+    FieldError {
+        field: field.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// `application/json`, optionally with `charset=utf-8`; nothing else.
+fn check_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Err(ApiError::UnsupportedMediaType(None));
+    };
+    let raw = value.to_str().unwrap_or("");
+    let mut parts = raw.split(';').map(str::trim);
+    let essence_ok = parts.next().is_some_and(|m| m.eq_ignore_ascii_case("application/json"));
+    let params_ok = parts.filter(|p| !p.is_empty()).all(|p| {
+        p.split_once('=').is_some_and(|(k, v)| {
+            k.trim().eq_ignore_ascii_case("charset") && v.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+        })
+    });
+    if essence_ok && params_ok {
+        Ok(())
+    } else {
+        let shown: String = String::from_utf8_lossy(value.as_bytes()).chars().take(100).collect();
+        Err(ApiError::UnsupportedMediaType(Some(shown)))
+    }
+}
+
+/// The contract's `Idempotency-Key`: 1 to 255 of `A-Z a-z 0-9 - _ . :`.
+fn idempotency_key(raw: &[u8]) -> Result<IdempotencyKey, FieldError> {
+    let bad = || field_error(IDEMPOTENCY_KEY, "must be 1 to 255 characters from A-Z a-z 0-9 - _ . :");
+    let allowed = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':');
+    if raw.is_empty() || raw.len() > 255 || !raw.iter().all(allowed) {
+        return Err(bad());
+    }
+    let text = std::str::from_utf8(raw).map_err(|_| bad())?;
+    IdempotencyKey::parse(text).map_err(|_| bad())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lambda_http::http::HeaderValue;
+
+    #[test]
+    fn content_type_must_be_json_with_at_most_a_utf8_charset() {
+        let check = |v: Option<&'static str>| {
+            let mut h = HeaderMap::new();
+            if let Some(v) = v {
+                h.insert(header::CONTENT_TYPE, HeaderValue::from_static(v));
+            }
+            check_json(&h).is_ok()
+        };
+        assert!(check(Some("application/json")));
+        assert!(check(Some("Application/JSON; charset=UTF-8")));
+        assert!(check(Some("application/json;charset=\"utf-8\"")));
+        assert!(!check(None));
+        assert!(!check(Some("text/plain")));
+        assert!(!check(Some("application/json; charset=latin1")));
+        assert!(!check(Some("application/jsonx")));
+        assert!(!check(Some("application/problem+json")));
+    }
+
+    #[test]
+    fn idempotency_keys_follow_the_contract_pattern() {
+        assert!(idempotency_key(b"3f2c9d0e-7b1a-4c55-9e61-2a8f0b6d4e11").is_ok());
+        assert!(idempotency_key(b"order:42.retry_1").is_ok());
+        for bad in [&b""[..], b"a#b", b"a b", b"caf\xc3\xa9", &[b'a'; 256]] {
+            assert_eq!(idempotency_key(bad).unwrap_err().field, "Idempotency-Key");
+        }
+    }
+}

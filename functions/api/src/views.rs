@@ -1,0 +1,167 @@
+//! Response bodies, shaped exactly as `openapi.yaml`'s schemas.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+use verdict::adapters::{ModelPointer, ModelRegistration};
+use verdict::decision::{DecisionRecord, ReasonRecord};
+use verdict::domain::Timestamp;
+use verdict::model::{Model, ModelSource};
+
+/// `ModelRef`: the contract's model id equals its version.
+#[derive(Debug, Serialize)]
+pub struct ModelRefView<'a> {
+    pub id: &'a str,
+    pub version: &'a str,
+}
+
+/// `Decision` (the POST answer). `request_id` and `processing_ms` are those of the request
+/// that made the decision; the stored record does not keep them, so they are `null` when the
+/// decision is not made by this request (replays, the audit trail).
+#[derive(Debug, Serialize)]
+pub struct DecisionView<'a> {
+    pub id: &'a str,
+    pub decision: &'static str,
+    pub score: f64,
+    pub risk_score: u8,
+    pub reasons: &'a [ReasonRecord],
+    pub model: ModelRefView<'a>,
+    pub features: &'a BTreeMap<String, f64>,
+    pub processing_ms: Option<f64>,
+    pub request_id: Option<&'a str>,
+    pub created_at: &'a Timestamp,
+    pub idempotent_replay: bool,
+}
+
+impl<'a> DecisionView<'a> {
+    pub fn new(r: &'a DecisionRecord, replay: bool) -> Self {
+        DecisionView {
+            id: r.id.as_str(),
+            decision: r.decision.as_str(),
+            score: r.score,
+            risk_score: r.risk_score,
+            reasons: &r.reasons,
+            model: ModelRefView {
+                id: &r.model.version,
+                version: &r.model.version,
+            },
+            features: &r.features,
+            processing_ms: None,
+            request_id: None,
+            created_at: &r.created_at,
+            idempotent_replay: replay,
+        }
+    }
+
+    /// Marks the decision as made by this request.
+    pub fn made_by(mut self, request_id: &'a str, processing_ms: f64) -> Self {
+        self.request_id = Some(request_id);
+        self.processing_ms = Some((processing_ms * 1000.0).round() / 1000.0);
+        self
+    }
+}
+
+/// `StoredDecision`: the audit trail. Labels are not stored on decisions yet, so `label` is
+/// always `null`.
+#[derive(Debug, Serialize)]
+pub struct StoredDecisionView<'a> {
+    #[serde(flatten)]
+    pub decision: DecisionView<'a>,
+    pub inputs: &'a serde_json::Value,
+    pub label: Option<()>,
+}
+
+impl<'a> StoredDecisionView<'a> {
+    pub fn new(r: &'a DecisionRecord) -> Self {
+        StoredDecisionView {
+            decision: DecisionView::new(r, false),
+            inputs: &r.inputs,
+            label: None,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct PageView<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// `Model`: a registry entry.
+#[derive(Debug, Serialize)]
+pub struct ModelView {
+    pub id: String,
+    pub version: String,
+    pub name: String,
+    pub sha256: String,
+    pub source: &'static str,
+    pub status: &'static str,
+    pub metrics: BTreeMap<String, f64>,
+    pub uploaded_at: String,
+    pub uploaded_by: String,
+    pub trees: u64,
+    pub reject_reason: Option<String>,
+}
+
+impl ModelView {
+    /// A registered model; its status follows the pointer, which is the source of truth for
+    /// what serves (the registry's own status words predate the contract's).
+    pub fn registered(m: &ModelRegistration, pointer: Option<&ModelPointer>) -> Self {
+        let status = match pointer {
+            Some(p) if p.version == m.version => "active",
+            _ if m.status == "rejected" => "rejected",
+            Some(p) if p.previous_version.as_deref() == Some(m.version.as_str()) => "retired",
+            _ if matches!(m.status.as_str(), "active" | "retired" | "champion") => "retired",
+            _ => "candidate",
+        };
+        let source = if m.source.contains("lightgbm") {
+            "lightgbm"
+        } else if m.source.contains("xgboost") {
+            "xgboost"
+        } else {
+            "verdict"
+        };
+        ModelView {
+            id: m.version.clone(),
+            version: m.version.clone(),
+            name: m.name.clone(),
+            sha256: m.sha256.clone(),
+            source,
+            status,
+            metrics: m.metrics.clone(),
+            uploaded_at: m.uploaded_at.to_rfc3339(),
+            uploaded_by: m.uploaded_by.clone(),
+            trees: m.trees.into(),
+            reject_reason: None,
+        }
+    }
+
+    /// A loaded model that is not in the registry (the function's fallback, or a pointer whose
+    /// registry entry is missing): what the artifact itself says.
+    pub fn loaded(m: &Model, uploaded_by: &str) -> Self {
+        ModelView {
+            id: m.version().to_owned(),
+            version: m.version().to_owned(),
+            name: m.artifact.name.clone(),
+            sha256: m.sha256.clone(),
+            source: match m.artifact.source {
+                ModelSource::Verdict => "verdict",
+                ModelSource::Lightgbm => "lightgbm",
+                ModelSource::Xgboost => "xgboost",
+            },
+            status: "active",
+            metrics: m.artifact.metrics.clone(),
+            uploaded_at: m.artifact.created_at.clone(),
+            uploaded_by: uploaded_by.to_owned(),
+            trees: m.tree_count() as u64,
+            reject_reason: None,
+        }
+    }
+}
+
+/// `ActiveModel`.
+#[derive(Debug, Serialize)]
+pub struct ActiveModelView {
+    pub model: ModelView,
+    pub activated_at: String,
+    pub previous_version: Option<String>,
+}
