@@ -770,3 +770,49 @@ async fn the_active_model_is_reported_and_scoring_needs_one() {
     let r = verdict_integration::api::send(&fallback, &Event::load("get-active-model").bearer(&nkey)).await;
     assert_eq!((r.status, &r.body["model"]["version"]), (200, &json!(version)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_in_never_panics_or_answers_5xx() {
+    use base64::Engine as _;
+    use rand::{Rng, SeedableRng};
+    let api = ApiStack::new().await;
+    let (_, key) = api.tenant("acme").await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    for _ in 0..150 {
+        let len = rng.gen_range(0..400);
+        let bytes: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
+        let mut e = post().bearer(&key);
+        e.0["body"] = json!(base64::engine::general_purpose::STANDARD.encode(&bytes));
+        e.0["isBase64Encoded"] = json!(true);
+        let r = api.send(&e).await;
+        assert!(r.status == 400 || r.status == 200, "{}", r.body);
+    }
+    let odd_paths = [
+        "/v1/transactions/%ff%fe",
+        "/v1/transactions/%23",
+        "//v1//health",
+        "/v1/models/../health",
+        "/v1/\u{1F600}",
+    ];
+    for path in odd_paths {
+        let r = api.send(&Event::load("get-transaction").path(path).bearer(&key)).await;
+        assert!([400, 404].contains(&r.status), "{path}: {}", r.body);
+    }
+    for q in [
+        "customer=%ff&limit=%00",
+        "customer&limit&cursor",
+        "customer=c&customer=d&limit=1&limit=x",
+        "=&&==",
+    ] {
+        let r = api.send(&Event::load("list-transactions").query(q).bearer(&key)).await;
+        assert!([200, 400].contains(&r.status), "{q}: {}", r.body);
+    }
+    for method in ["PATCH", "OPTIONS", "HEAD", "TRACE"] {
+        let r = api.send(&post().bearer(&key).method(method)).await;
+        assert_eq!(r.status, 405, "{method}");
+    }
+    let r = api
+        .send(&post().authorization(&format!("Bearer vk_{}", "a".repeat(5000))))
+        .await;
+    r.assert_problem(401, "unauthenticated");
+}
