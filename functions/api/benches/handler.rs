@@ -1,0 +1,165 @@
+//! Handler overhead without I/O: `cargo bench -p api --bench handler`.
+//!
+//! One POST /v1/transactions from events/api/post-transaction.json, end to end through the real
+//! `api::handle` — event parsing, auth, body parsing, features, 300-tree score, reasons, decision,
+//! response JSON — over a store that answers at once from memory, so what is timed is everything
+//! except the DynamoDB round trips. Prints p50/p99 over 50,000 requests, then criterion's timing.
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use lambda_http::request::LambdaRequest;
+use lambda_http::Body;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+use verdict::adapters::{ModelPointer, ModelRegistration};
+use verdict::auth::{ApiKey, KeyHash, KeyRecord, Scope};
+use verdict::decision::DecisionRecord;
+use verdict::domain::{CustomerId, TenantId, Transaction, TransactionId};
+use verdict::features::{EntityAggregate, OfflineFeatures};
+use verdict::model::train::{train, TrainParams};
+use verdict::model::Model;
+use verdict::ports::*;
+use verdict::sim::{simulate, SimConfig};
+
+/// Answers every read from memory and accepts every write: no I/O.
+struct MemoryStore {
+    key: KeyRecord,
+    customer: EntityAggregate,
+    terminal: EntityAggregate,
+}
+
+impl DecisionStore for MemoryStore {
+    async fn key(&self, _: &KeyHash) -> Result<Option<KeyRecord>, StoreError> {
+        Ok(Some(self.key.clone()))
+    }
+    async fn load_for_scoring(
+        &self,
+        _: &TenantId,
+        _: &KeyHash,
+        _: &Transaction,
+        _: Option<&IdempotencyKey>,
+    ) -> Result<ScoringSnapshot, StoreError> {
+        Ok(ScoringSnapshot {
+            key: Some(self.key.clone()),
+            customer: self.customer.clone(),
+            terminal: self.terminal.clone(),
+            ..ScoringSnapshot::default()
+        })
+    }
+    async fn commit(&self, _: &TenantId, _: &DecisionCommit<'_>) -> Result<CommitOutcome, StoreError> {
+        Ok(CommitOutcome::Committed)
+    }
+    async fn decision(&self, _: &TenantId, _: &TransactionId) -> Result<Option<DecisionRecord>, StoreError> {
+        Ok(None)
+    }
+    async fn decisions_for_customer(
+        &self,
+        _: &TenantId,
+        _: &CustomerId,
+        _: usize,
+        _: Option<&str>,
+    ) -> Result<Page<DecisionRecord>, StoreError> {
+        Ok(Page { items: vec![], next_cursor: None })
+    }
+    async fn active_model(&self, _: &TenantId) -> Result<Option<ActiveModel>, StoreError> {
+        Ok(None)
+    }
+}
+
+impl api::ModelRegistry for MemoryStore {
+    async fn model_pointer(&self, _: &TenantId) -> Result<Option<ModelPointer>, StoreError> {
+        Ok(None)
+    }
+    async fn registered_model(&self, _: &TenantId, _: &str) -> Result<Option<ModelRegistration>, StoreError> {
+        Ok(None)
+    }
+}
+
+struct NoBlobs;
+impl ModelBlobs for NoBlobs {
+    async fn fetch(&self, key: &str) -> Result<Vec<u8>, StoreError> {
+        Err(StoreError::NotFound(key.to_owned()))
+    }
+}
+
+fn model(trees: usize) -> Model {
+    let cfg = SimConfig { customers: 1000, terminals: 2000, days: 60, ..SimConfig::default() };
+    let rows = simulate(&cfg, &mut |_, _| {}).unwrap();
+    let mut off = OfflineFeatures::new();
+    let x: Vec<_> = rows.iter().map(|r| off.push(&r.tx, r.label)).collect();
+    let y: Vec<_> = rows.iter().map(|r| r.label.is_some_and(|l| l.fraud)).collect();
+    let params = TrainParams { trees, max_depth: 5, ..TrainParams::default() };
+    Model::seal(train("bench", &x, &y, &params, BTreeMap::new()).unwrap()).unwrap()
+}
+
+fn benches(c: &mut Criterion) {
+    let key = ApiKey::generate();
+    let tenant = TenantId::parse("acme").unwrap();
+    let record = KeyRecord {
+        key_id: key.key_id(),
+        tenant,
+        scopes: Scope::ALL.into_iter().collect(),
+        created_at: 0,
+        expires_at: None,
+        revoked_at: None,
+    };
+    let event_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../events/api/post-transaction.json");
+    let mut event: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(event_path).unwrap()).unwrap();
+    event["headers"]["authorization"] = format!("Bearer {}", key.expose()).into();
+    let event = serde_json::to_vec(&event).unwrap();
+    // A busy customer and terminal: every day of every window populated.
+    let body: serde_json::Value = {
+        let req: LambdaRequest = serde_json::from_slice(&event).unwrap();
+        let req = lambda_http::Request::from(req);
+        serde_json::from_slice(req.body().as_ref()).unwrap()
+    };
+    let day = verdict::domain::Timestamp::parse("occurred_at", body["occurred_at"].as_str().unwrap()).unwrap().epoch_day();
+    let (mut customer, mut terminal) = (EntityAggregate::default(), EntityAggregate::default());
+    for d in day - 40..=day {
+        customer.record_transaction(d, 5_000);
+        for _ in 0..3 {
+            terminal.record_transaction(d, 4_000);
+        }
+        if d % 5 == 0 {
+            terminal.record_fraud(d);
+        }
+    }
+    let store = MemoryStore { key: record, customer, terminal };
+    let app = api::App::new(store, NoBlobs, Some(Arc::new(model(300))));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+
+    let one = || {
+        let req: LambdaRequest = serde_json::from_slice(&event).unwrap();
+        let resp = rt.block_on(api::handle(&app, lambda_http::Request::from(req)));
+        assert!(resp.status().is_success(), "{:?}", resp.body());
+        match resp.body() {
+            Body::Text(t) => t.len(),
+            Body::Binary(b) => b.len(),
+            Body::Empty => 0,
+            _ => 0,
+        }
+    };
+    const N: usize = 50_000;
+    for _ in 0..2_000 {
+        one();
+    }
+    let mut ns: Vec<u64> = (0..N)
+        .map(|_| {
+            let t = Instant::now();
+            std::hint::black_box(one());
+            t.elapsed().as_nanos() as u64
+        })
+        .collect();
+    ns.sort_unstable();
+    let p = |q: f64| ns[((N - 1) as f64 * q) as usize] as f64 / 1000.0;
+    println!(
+        "handler POST /v1/transactions without I/O (300 trees): p50 {:.1} µs, p99 {:.1} µs, p99.9 {:.1} µs over {N} requests",
+        p(0.5),
+        p(0.99),
+        p(0.999)
+    );
+    c.bench_function("handler/post_transaction/no_io/300_trees", |b| b.iter(one));
+}
+
+criterion_group!(handler, benches);
+criterion_main!(handler);
