@@ -32,7 +32,10 @@ impl Aws {
     pub async fn require_table(&self, table: &str) -> anyhow::Result<()> {
         match self.dynamodb.describe_table().table_name(table).send().await {
             Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => {
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+            {
                 anyhow::bail!(
                     "table {table:?} does not exist at {}; create it with `verdict bootstrap --table {table} …`, \
                      or name another with --table / TABLE_NAME",

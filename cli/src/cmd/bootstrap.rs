@@ -55,7 +55,9 @@ fn source_name(s: &ModelSource) -> &'static str {
 /// S3's naming rules, checked here because moto accepts names that AWS refuses.
 fn check_bucket(flag: &str, name: &str) -> anyhow::Result<()> {
     let ok = (3..=63).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name.ends_with(|c: char| c.is_ascii_alphanumeric());
     anyhow::ensure!(
@@ -72,7 +74,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     check_bucket("--model-bucket", &a.model_bucket)?;
     check_bucket("--data-bucket", &a.data_bucket)?;
     let thresholds = match (a.review_threshold, a.block_threshold) {
-        (Some(review), Some(block)) => Some(Thresholds::new(review, block).map_err(|e| bad("--review-threshold/--block-threshold", e))?),
+        (Some(review), Some(block)) => {
+            Some(Thresholds::new(review, block).map_err(|e| bad("--review-threshold/--block-threshold", e))?)
+        }
         _ => None,
     };
     let model = match &a.model {

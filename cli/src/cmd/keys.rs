@@ -117,7 +117,11 @@ fn revoke(a: RevokeArgs) -> anyhow::Result<()> {
             Err(e) => return Err(store_error(&aws.target, e).context("cannot revoke the key")),
         };
         match record.revoked_at {
-            Some(t) if t < now => eprintln!("API key {} of tenant {tenant} was already revoked at {}", record.key_id, rfc3339(t)),
+            Some(t) if t < now => eprintln!(
+                "API key {} of tenant {tenant} was already revoked at {}",
+                record.key_id,
+                rfc3339(t)
+            ),
             Some(t) => eprintln!("revoked API key {} of tenant {tenant} at {}", record.key_id, rfc3339(t)),
             None => anyhow::bail!("the store did not record the revocation of {}", record.key_id),
         }

@@ -45,17 +45,16 @@ pub struct Args {
 /// Accepts only `http://` on 127.0.0.0/8, `localhost` or `[::1]`; returns the URL without a
 /// trailing slash.
 pub fn loopback_url(raw: &str) -> anyhow::Result<String> {
-    let rest = raw.strip_prefix("http://").ok_or_else(|| {
-        anyhow::anyhow!("--url {raw:?}: must start with http:// (the local stack speaks plain HTTP)")
-    })?;
+    let rest = raw
+        .strip_prefix("http://")
+        .ok_or_else(|| anyhow::anyhow!("--url {raw:?}: must start with http:// (the local stack speaks plain HTTP)"))?;
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     let host = match authority.strip_prefix('[') {
         Some(v6) => v6.split(']').next().unwrap_or_default(),
         None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
     };
-    let loopback = host == "localhost"
-        || host == "::1"
-        || host.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback());
+    let loopback =
+        host == "localhost" || host == "::1" || host.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback());
     anyhow::ensure!(
         loopback,
         "--url {raw:?}: only a loopback address (127.0.0.1, localhost, [::1]) may be targeted"
@@ -65,7 +64,9 @@ pub fn loopback_url(raw: &str) -> anyhow::Result<String> {
 
 fn read_key(file: Option<&PathBuf>) -> anyhow::Result<String> {
     let raw = match file {
-        Some(path) => std::fs::read_to_string(path).with_context(|| format!("cannot read the API key from {}", path.display()))?,
+        Some(path) => {
+            std::fs::read_to_string(path).with_context(|| format!("cannot read the API key from {}", path.display()))?
+        }
         None => std::env::var("VERDICT_API_KEY")
             .map_err(|_| anyhow::anyhow!("no API key: give --key-file FILE or set VERDICT_API_KEY"))?,
     };
@@ -131,7 +132,11 @@ fn summary(name: &str, mut values: Vec<f64>) -> String {
 
 /// What one response said.
 enum Outcome {
-    Decided { decision: String, replay: bool, processing_ms: Option<f64> },
+    Decided {
+        decision: String,
+        replay: bool,
+        processing_ms: Option<f64>,
+    },
     Failed(String),
 }
 
@@ -161,7 +166,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         "--count {}: must be 1 to {MAX_COUNT}",
         a.count
     );
-    anyhow::ensure!(a.max_seconds > 0 && a.timeout > 0, "--max-seconds and --timeout must be positive");
+    anyhow::ensure!(
+        a.max_seconds > 0 && a.timeout > 0,
+        "--max-seconds and --timeout must be positive"
+    );
     let key = read_key(a.key_file.as_ref())?;
     let txs = last_transactions(&a.data, a.count)?;
     anyhow::ensure!(!txs.is_empty(), "{} holds no transactions", a.data.display());
@@ -178,7 +186,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let health = format!("{base}/v1/health");
     match agent.get(&health).call() {
         Ok(r) if r.status().is_success() => {}
-        Ok(r) => anyhow::bail!("GET {health} answered HTTP {}; is the api running?", r.status().as_u16()),
+        Ok(r) => anyhow::bail!(
+            "GET {health} answered HTTP {}; is the api running?",
+            r.status().as_u16()
+        ),
         Err(e) => anyhow::bail!("GET {health}: {e}; is `make dev` (cargo lambda watch) running?"),
     }
 
@@ -220,7 +231,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         let text = response.body_mut().read_to_string().unwrap_or_default();
         let ms = t0.elapsed().as_secs_f64() * 1e3;
         match outcome(status, &text) {
-            Outcome::Decided { decision, replay, processing_ms } => {
+            Outcome::Decided {
+                decision,
+                replay,
+                processing_ms,
+            } => {
                 latencies.push(ms);
                 processing.extend(processing_ms);
                 *mix.entry(decision).or_default() += 1;
@@ -242,16 +257,36 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let parts: Vec<String> = ["approve", "review", "block"]
         .iter()
         .map(|d| d.to_string())
-        .chain(mix.keys().filter(|k| !["approve", "review", "block"].contains(&k.as_str())).cloned())
+        .chain(
+            mix.keys()
+                .filter(|k| !["approve", "review", "block"].contains(&k.as_str()))
+                .cloned(),
+        )
         .map(|d| {
             let n = mix.get(&d).copied().unwrap_or(0);
             format!("{d} {n} ({:.1}%)", 100.0 * n as f64 / decided.max(1) as f64)
         })
         .collect();
-    println!("decisions: {}{}", parts.join(", "), if replays > 0 { format!("; {replays} idempotent replays") } else { String::new() });
+    println!(
+        "decisions: {}{}",
+        parts.join(", "),
+        if replays > 0 {
+            format!("; {replays} idempotent replays")
+        } else {
+            String::new()
+        }
+    );
     println!("{}", summary("latency ms (client round trip)", latencies));
     println!("{}", summary("processing_ms (server)", processing));
-    println!("failed: {}{}", failures.len(), if unsent > 0 { format!(", not sent: {unsent}") } else { String::new() });
+    println!(
+        "failed: {}{}",
+        failures.len(),
+        if unsent > 0 {
+            format!(", not sent: {unsent}")
+        } else {
+            String::new()
+        }
+    );
     for f in failures.iter().take(SHOWN_FAILURES) {
         eprintln!("  {f}");
     }
@@ -262,7 +297,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         anyhow::bail!("stopped after {MAX_TRANSPORT_ERRORS} requests in a row got no answer from {url}");
     }
     if unsent > 0 {
-        anyhow::bail!("--max-seconds {} ran out with {unsent} transactions not sent", a.max_seconds);
+        anyhow::bail!(
+            "--max-seconds {} ran out with {unsent} transactions not sent",
+            a.max_seconds
+        );
     }
     anyhow::ensure!(failures.is_empty(), "{} of {sent} requests failed", failures.len());
     Ok(())
@@ -283,7 +321,10 @@ mod tests {
         ] {
             assert!(loopback_url(ok).is_ok(), "{ok}");
         }
-        assert_eq!(loopback_url("http://127.0.0.1:9000/a/").unwrap(), "http://127.0.0.1:9000/a");
+        assert_eq!(
+            loopback_url("http://127.0.0.1:9000/a/").unwrap(),
+            "http://127.0.0.1:9000/a"
+        );
         for bad in [
             "https://127.0.0.1:9000",
             "http://10.0.0.1:9000",
@@ -309,7 +350,10 @@ mod tests {
 
     #[test]
     fn outcomes_need_2xx_and_a_decision() {
-        assert!(matches!(outcome(200, r#"{"decision":"block","processing_ms":1.5}"#), Outcome::Decided { .. }));
+        assert!(matches!(
+            outcome(200, r#"{"decision":"block","processing_ms":1.5}"#),
+            Outcome::Decided { .. }
+        ));
         assert!(matches!(outcome(401, r#"{"type":"x"}"#), Outcome::Failed(_)));
         assert!(matches!(outcome(200, "ok"), Outcome::Failed(_)));
         assert!(matches!(outcome(200, "{}"), Outcome::Failed(_)));
