@@ -1,7 +1,8 @@
 //! template.yaml agrees with the code and the contract:
 //! - its table is the adapters' `TABLE` spec, the one `verdict bootstrap` and the tests create
 //!   locally (key schema, attribute types, GSI name, keys and projection, billing mode, TTL);
-//! - its api function serves exactly the routes of openapi.yaml.
+//! - its api function serves exactly the routes of openapi.yaml;
+//! - `cargo lambda watch`'s router (Cargo.toml) sends every path of openapi.yaml to the api.
 //!
 //! Each check returns the differences it finds; the tests assert there are none for the files in
 //! the repository, and that a deliberately drifted copy (of the template, the spec or the
@@ -459,4 +460,66 @@ fn drifted_routes_are_caught() {
     assert!(route_drift(&parse("drifted template", &v1), &o)
         .iter()
         .any(|d| d.contains("PayloadFormatVersion")));
+}
+
+/// The `"path" = "function"` lines of `[workspace.metadata.lambda.watch.router]` in Cargo.toml.
+fn watch_router(cargo_toml: &str) -> BTreeMap<String, String> {
+    let mut routes = BTreeMap::new();
+    let mut inside = false;
+    for line in cargo_toml.lines().map(str::trim) {
+        if line.starts_with('[') {
+            inside = line == "[workspace.metadata.lambda.watch.router]";
+            continue;
+        }
+        if let (true, Some((path, function))) = (inside, line.split_once('=')) {
+            let unquote = |s: &str| s.trim().trim_matches('"').to_owned();
+            routes.insert(unquote(path), unquote(function));
+        }
+    }
+    routes
+}
+
+fn router_drift(cargo_toml: &str, openapi: &Value) -> Vec<String> {
+    let router = watch_router(cargo_toml);
+    let paths: BTreeSet<String> = contract_routes(openapi)
+        .iter()
+        .filter_map(|r| r.split_once(' ').map(|(_, p)| p.to_owned()))
+        .collect();
+    let mut drift = Vec::new();
+    for p in &paths {
+        match router.get(p).map(String::as_str) {
+            Some("api") => {}
+            Some(other) => drift.push(format!("{p}: routed to {other:?}, not \"api\"")),
+            None => drift.push(format!("{p}: in openapi.yaml, not in the watch router")),
+        }
+    }
+    for p in router.keys().filter(|p| !paths.contains(*p)) {
+        drift.push(format!("{p}: in the watch router, not in openapi.yaml"));
+    }
+    drift
+}
+
+#[test]
+fn the_watch_router_sends_every_contract_path_to_the_api() {
+    let cargo = read("Cargo.toml");
+    let (otext, o) = openapi();
+    let drift = router_drift(&cargo, &o);
+    assert!(
+        drift.is_empty(),
+        "Cargo.toml's watch router and openapi.yaml disagree:\n{}",
+        drift.join("\n")
+    );
+
+    let missing = mutate(&cargo, "\"/v1/models/rollback\" = \"api\"\n", "");
+    assert!(router_drift(&missing, &o)
+        .iter()
+        .any(|d| d.starts_with("/v1/models/rollback: in openapi.yaml")));
+    let extra = mutate(
+        &otext,
+        "  /v1/health:\n",
+        "  /v1/rules:\n    get:\n      summary: x\n  /v1/health:\n",
+    );
+    assert!(router_drift(&cargo, &parse("drifted openapi", &extra))
+        .iter()
+        .any(|d| d.starts_with("/v1/rules:")));
 }
