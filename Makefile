@@ -4,14 +4,27 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CARGO ?= cargo
 
-.PHONY: test unit venv bench handbook fmt clean
+.PHONY: test unit venv dev demo bench handbook fmt clean
 
+# The local stack's tools (moto, cargo-lambda with its ziglang, cfn-lint), pinned in
+# requirements-dev.txt. The stamp is only touched once pip succeeded, so a failed install is
+# retried by the next make.
 $(VENV)/.installed: requirements-dev.txt
-	python3 -m venv $(VENV)
+	@command -v python3 >/dev/null || { echo "error: python3 is needed to create $(VENV)" >&2; exit 1; }
+	@python3 -m venv $(VENV) || { echo "error: python3 -m venv failed; on Debian/Ubuntu: apt-get install python3-venv" >&2; exit 1; }
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@$(VENV)/bin/cargo-lambda lambda --version >/dev/null
 	touch $@
 
 venv: $(VENV)/.installed
+
+## dev: the whole stack locally (moto + cargo lambda watch), with a model, a key and curl commands.
+dev: venv
+	@bash scripts/dev.sh
+
+## demo: the same stack non-interactively; scores a few hundred transactions over HTTP, then stops.
+demo: venv
+	@bash scripts/demo.sh
 
 ## test: everything CI runs, from a clean clone.
 test: venv

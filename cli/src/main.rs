@@ -31,6 +31,12 @@ enum Command {
     Import(cmd::import::Args),
     /// Score a transaction file offline, with decisions and reasons
     Score(cmd::score::Args),
+    /// Create or revoke API keys (stored as hashes in the table)
+    Keys(cmd::keys::Args),
+    /// Create the table and buckets if missing; optionally upload and activate a tenant's model
+    Bootstrap(cmd::bootstrap::Args),
+    /// Score the last transactions of a file over HTTP against the local stack; report mix and latency
+    Load(cmd::load::Args),
 }
 
 fn main() {
@@ -43,6 +49,9 @@ fn main() {
         Command::Handbook(a) => cmd::handbook::run(a),
         Command::Import(a) => cmd::import::run(a),
         Command::Score(a) => cmd::score::run(a),
+        Command::Keys(a) => cmd::keys::run(a),
+        Command::Bootstrap(a) => cmd::bootstrap::run(a),
+        Command::Load(a) => cmd::load::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -1,7 +1,11 @@
+pub mod aws;
+pub mod bootstrap;
 pub mod evaluate;
 pub mod features;
 pub mod handbook;
 pub mod import;
+pub mod keys;
+pub mod load;
 pub mod pipeline;
 pub mod progress;
 pub mod score;

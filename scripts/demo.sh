@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# `make demo`: the same stack as `make dev`, non-interactively; then scores the simulation's last
+# DEMO_COUNT transactions (300) over HTTP, prints the decision mix and latency percentiles, and
+# takes everything down. Exits non-zero if any step or any request failed.
+#
+# Environment: as scripts/dev.sh, plus DEMO_COUNT (300) and DEMO_MAX_SECONDS (300).
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
+
+# --ignore-changes: nothing is edited during a demo, so no rebuilds.
+setup_stack --ignore-changes
+
+say "scoring the last ${DEMO_COUNT:-300} simulated transactions over HTTP"
+status=0
+"$VERDICT" load --url "$API_URL" --key-file "$KEY_FILE" --data "$SIM_FILE" \
+    --count "${DEMO_COUNT:-300}" --max-seconds "${DEMO_MAX_SECONDS:-300}" || status=$?
+if ((status != 0)); then
+    warn "the demo failed (exit $status); the function's log follows"
+    tail -n 30 "$LOCAL/watch.log" >&2
+fi
+exit "$status"
