@@ -64,7 +64,9 @@ check_tools() {
         die "$VENV is missing moto_server or cargo-lambda: run \`make venv\` (or \`make dev\`, which does)"
     command -v cargo >/dev/null || die "cargo is not on PATH: install Rust (rustup) first"
     command -v setsid >/dev/null || die "setsid (util-linux) is needed to run the stack's processes"
-    # cargo finds `cargo lambda` on PATH; the pinned one in .venv comes first (and its ziglang).
+    # The pinned tools first: `cargo lambda` and what it runs (ziglang for cross builds) resolve to
+    # .venv. Watch itself is started by its path below, since cargo looks for subcommands in
+    # ~/.cargo/bin before PATH and another cargo-lambda may be installed there.
     export PATH="$VENV/bin:$PATH"
 }
 
@@ -73,14 +75,14 @@ port_open() {
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
-# True if GET $1 answers 2xx.
+# True if GET $1 answers 2xx. Never through a proxy from the environment: the target is local.
 http_ok() {
     if command -v curl >/dev/null; then
-        curl -fsS -o /dev/null --max-time 5 "$1" 2>/dev/null
+        curl -fsS -o /dev/null --noproxy '*' --max-time 5 "$1" 2>/dev/null
     else
         "$VENV/bin/python" - "$1" <<'PY' 2>/dev/null
 import sys, urllib.request
-urllib.request.urlopen(sys.argv[1], timeout=5)
+urllib.request.build_opener(urllib.request.ProxyHandler({})).open(sys.argv[1], timeout=5)
 PY
     fi
 }

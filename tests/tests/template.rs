@@ -74,6 +74,9 @@ fn key_schema(v: Option<&Value>) -> (Option<String>, Option<String>) {
     (hash, range)
 }
 
+/// A GSI's hash key, range key and projection type.
+type IndexShape = (Option<String>, Option<String>, Option<String>);
+
 /// Every way the template's table differs from `spec`.
 fn table_drift(template: &Value, spec: &TableSpec) -> Vec<String> {
     let mut drift = Vec::new();
@@ -121,16 +124,15 @@ fn table_drift(template: &Value, spec: &TableSpec) -> Vec<String> {
     }
 
     // Global secondary indexes, by name.
-    let indexes: BTreeMap<String, (Option<String>, Option<String>, Option<String>)> =
-        list(at(&props, &["GlobalSecondaryIndexes"]))
-            .iter()
-            .map(|ix| {
-                let (h, r) = key_schema(at(ix, &["KeySchema"]));
-                let projection = text(at(ix, &["Projection", "ProjectionType"]));
-                (text(at(ix, &["IndexName"])).unwrap_or_default(), (h, r, projection))
-            })
-            .collect();
-    let wanted: BTreeMap<String, (Option<String>, Option<String>, Option<String>)> = spec
+    let indexes: BTreeMap<String, IndexShape> = list(at(&props, &["GlobalSecondaryIndexes"]))
+        .iter()
+        .map(|ix| {
+            let (h, r) = key_schema(at(ix, &["KeySchema"]));
+            let projection = text(at(ix, &["Projection", "ProjectionType"]));
+            (text(at(ix, &["IndexName"])).unwrap_or_default(), (h, r, projection))
+        })
+        .collect();
+    let wanted: BTreeMap<String, IndexShape> = spec
         .indexes
         .iter()
         .map(|ix: &IndexSpec| {
