@@ -59,7 +59,10 @@ impl DecisionStore for MemoryStore {
         _: usize,
         _: Option<&str>,
     ) -> Result<Page<DecisionRecord>, StoreError> {
-        Ok(Page { items: vec![], next_cursor: None })
+        Ok(Page {
+            items: vec![],
+            next_cursor: None,
+        })
     }
     async fn active_model(&self, _: &TenantId) -> Result<Option<ActiveModel>, StoreError> {
         Ok(None)
@@ -83,12 +86,21 @@ impl ModelBlobs for NoBlobs {
 }
 
 fn model(trees: usize) -> Model {
-    let cfg = SimConfig { customers: 1000, terminals: 2000, days: 60, ..SimConfig::default() };
+    let cfg = SimConfig {
+        customers: 1000,
+        terminals: 2000,
+        days: 60,
+        ..SimConfig::default()
+    };
     let rows = simulate(&cfg, &mut |_, _| {}).unwrap();
     let mut off = OfflineFeatures::new();
     let x: Vec<_> = rows.iter().map(|r| off.push(&r.tx, r.label)).collect();
     let y: Vec<_> = rows.iter().map(|r| r.label.is_some_and(|l| l.fraud)).collect();
-    let params = TrainParams { trees, max_depth: 5, ..TrainParams::default() };
+    let params = TrainParams {
+        trees,
+        max_depth: 5,
+        ..TrainParams::default()
+    };
     Model::seal(train("bench", &x, &y, &params, BTreeMap::new()).unwrap()).unwrap()
 }
 
@@ -113,7 +125,9 @@ fn benches(c: &mut Criterion) {
         let req = lambda_http::Request::from(req);
         serde_json::from_slice(req.body().as_ref()).unwrap()
     };
-    let day = verdict::domain::Timestamp::parse("occurred_at", body["occurred_at"].as_str().unwrap()).unwrap().epoch_day();
+    let day = verdict::domain::Timestamp::parse("occurred_at", body["occurred_at"].as_str().unwrap())
+        .unwrap()
+        .epoch_day();
     let (mut customer, mut terminal) = (EntityAggregate::default(), EntityAggregate::default());
     for d in day - 40..=day {
         customer.record_transaction(d, 5_000);
@@ -124,9 +138,16 @@ fn benches(c: &mut Criterion) {
             terminal.record_fraud(d);
         }
     }
-    let store = MemoryStore { key: record, customer, terminal };
+    let store = MemoryStore {
+        key: record,
+        customer,
+        terminal,
+    };
     let app = api::App::new(store, NoBlobs, Some(Arc::new(model(300))));
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
 
     let one = || {
         let req: LambdaRequest = serde_json::from_slice(&event).unwrap();
