@@ -788,7 +788,13 @@ impl BatchScorer {
         let row = self.row;
         self.row += 1;
         let scored = row >= self.results_from;
-        let item = item.and_then(|t| self.features(line, &t.tx, scored, stored).map(|x| (t.tx, x)));
+        // The tracker's line, not csv's: csv counts a record after a blank line one line short.
+        let item = item
+            .map_err(|e| RowError {
+                line: if line > 0 { line } else { e.line },
+                ..e
+            })
+            .and_then(|t| self.features(line, &t.tx, scored, stored).map(|x| (t.tx, x)));
         if scored {
             self.counts.rows_read += 1;
         }
