@@ -1018,18 +1018,18 @@ mod tests {
                     c,2018-04-01T12:00:00Z,300,EUR,c1,t1";
         let line = Arc::new(AtomicU64::new(0));
         let input = LineTracker::new(io::Cursor::new(text.as_bytes().to_vec()), line.clone());
-        let mut r = TransactionReader::new("t.csv", Format::Csv, input);
+        let r = TransactionReader::new("t.csv", Format::Csv, input);
         let mut seen = Vec::new();
-        while let Some(item) = r.next() {
+        for item in r {
             seen.push((item.is_ok(), line.load(Ordering::Relaxed)));
         }
         assert_eq!(seen, vec![(true, 2), (false, 4), (true, 5)]);
 
         let text = "{\"id\":\"a\",\"occurred_at\":\"2018-04-01T10:00:00Z\",\"amount\":1,\"currency\":\"EUR\",\"customer_id\":\"c\",\"terminal_id\":\"t\"}\n\n\nnot json\n";
         let input = LineTracker::new(io::Cursor::new(text.as_bytes().to_vec()), line.clone());
-        let mut r = TransactionReader::new("t.ndjson", Format::Ndjson, input);
+        let r = TransactionReader::new("t.ndjson", Format::Ndjson, input);
         let mut seen = Vec::new();
-        while let Some(item) = r.next() {
+        for item in r {
             seen.push((item.map_err(|e| e.line), line.load(Ordering::Relaxed)));
         }
         assert_eq!(seen.len(), 2);

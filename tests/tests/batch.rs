@@ -798,3 +798,96 @@ async fn odd_uploads_are_recorded_failures_or_skipped_never_a_panic() {
         tenant()
     );
 }
+
+/// Sets attributes of a job item directly, to stage what a crashed invocation leaves behind.
+async fn poke_job(st: &Stack, object: &ObjectRef, sets: &[(&str, aws_sdk_dynamodb::types::AttributeValue)]) {
+    use aws_sdk_dynamodb::types::AttributeValue as V;
+    let key = verdict::adapters::dynamodb::Keys::new(&tenant()).job(&object.bucket, &object.key, &object.etag);
+    let mut req = st
+        .dynamodb
+        .update_item()
+        .table_name(&st.table)
+        .key("pk", V::S(key.pk))
+        .key("sk", V::S(key.sk));
+    let mut expr = Vec::new();
+    for (i, (name, value)) in sets.iter().enumerate() {
+        expr.push(format!("#a{i} = :v{i}"));
+        req = req
+            .expression_attribute_names(format!("#a{i}"), *name)
+            .expression_attribute_values(format!(":v{i}"), value.clone());
+    }
+    req.update_expression(format!("SET {}", expr.join(", ")))
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_died_while_finishing_finishes_on_redelivery() {
+    use aws_sdk_dynamodb::types::AttributeValue as V;
+    let (st, deps) = setup().await;
+    let (body, _, _) = big_file();
+    let object = upload(&st, "batches/incoming/acme/finish.csv", body.clone(), None).await;
+    assert!(matches!(run(&deps, s3_event(&object)).await, Status::Completed { .. }));
+    let results = get(&st, "batches/results/acme/finish.csv").await;
+    // As if it died after completing the multipart uploads but before recording completion:
+    // the uploads are gone (completed), the item still says running.
+    poke_job(
+        &st,
+        &object,
+        &[
+            ("status", V::S("running".into())),
+            ("lease_expires_at", V::N("0".into())),
+        ],
+    )
+    .await;
+    let Status::Completed { summary } = run(&deps, s3_event(&object)).await else {
+        panic!("finishing again")
+    };
+    assert_eq!(summary.timings.unwrap().invocations, 2);
+    assert!(get(&st, "batches/results/acme/finish.csv").await == results);
+    assert_eq!(job_state(&st, &object).await, Some(JobState::Completed));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_leased_to_a_live_invocation_is_left_to_it() {
+    use aws_sdk_dynamodb::types::AttributeValue as V;
+    let (st, mut deps) = setup().await;
+    deps.settings.lease = Duration::from_secs(120);
+    let object = upload(
+        &st,
+        "batches/incoming/acme/busy.csv",
+        write(Format::Csv, &simulate(10, 5, 2)),
+        None,
+    )
+    .await;
+    // Stage a job that another invocation holds, with time left on its lease.
+    assert!(matches!(run(&deps, s3_event(&object)).await, Status::Completed { .. }));
+    poke_job(
+        &st,
+        &object,
+        &[
+            ("status", V::S("running".into())),
+            ("lease_owner", V::S("someone-else".into())),
+            ("lease_expires_at", V::N((Timestamp::now().unix() + 120).to_string())),
+        ],
+    )
+    .await;
+    // Not enough time left to wait the lease out: it says so and does nothing.
+    let outcome = batch_score::handle(&deps, s3_event(&object), SystemTime::now() + Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(outcome.objects[0].status, Status::Busy);
+    let Some(JobState::Running(job)) = job_state(&st, &object).await else {
+        panic!()
+    };
+    assert_eq!(job.lease_owner, "someone-else");
+    // Once the lease has run out, the next delivery takes the job over.
+    poke_job(
+        &st,
+        &object,
+        &[("lease_expires_at", V::N((Timestamp::now().unix() - 1).to_string()))],
+    )
+    .await;
+    assert!(matches!(run(&deps, s3_event(&object)).await, Status::Completed { .. }));
+}

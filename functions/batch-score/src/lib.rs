@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use verdict::adapters::{DynamoStore, S3Blobs};
 use verdict::batch::{
     decode_event_key, normalize_etag, BatchFile, BatchJob, Checkpoint, FeatureSource, Flush, JobState, ObjectRef,
-    PinnedModel, Summary, Upload, MIN_PART_BYTES,
+    PinnedModel, Summary, Upload,
 };
 use verdict::decision::Thresholds;
 use verdict::domain::Timestamp;
@@ -584,7 +584,6 @@ impl<'d, R: Reinvoke> Job<'d, R> {
             // The previous part ended exactly at the end.
             return Ok(());
         }
-        debug_assert!(last || bytes.len() >= MIN_PART_BYTES);
         let id = match &upload.upload_id {
             Some(id) => id.clone(),
             None => {

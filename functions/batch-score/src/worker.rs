@@ -67,12 +67,12 @@ pub(crate) fn run(
     let send = |f: Flush| tx.blocking_send(f).is_ok();
     match plan.source {
         FeatureSource::File => {
-            while let Some(item) = rows.next() {
+            for item in &mut rows {
                 scorer.push(line.load(Ordering::Relaxed), item, None);
                 if scorer.flush_due() && !send(scorer.take_flush(false)) {
                     return Ok(());
                 }
-                if scorer.row() % CANCEL_CHECK_ROWS == 0 && cancel.load(Ordering::Relaxed) {
+                if scorer.row().is_multiple_of(CANCEL_CHECK_ROWS) && cancel.load(Ordering::Relaxed) {
                     return Ok(());
                 }
             }
