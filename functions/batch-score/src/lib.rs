@@ -680,3 +680,60 @@ impl<'d, R: Reinvoke> Job<'d, R> {
         fail(self.deps, &self.file, &self.job.object, self.job.size, reason).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_s3_notifications_or_resume_payloads() {
+        let v: serde_json::Value = serde_json::from_str(include_str!("../../../events/s3/batch-upload.json")).unwrap();
+        let Event::S3(e) = Event::from_value(v).unwrap() else {
+            panic!("an S3 event")
+        };
+        assert_eq!(
+            e.records[0].s3.object.key.as_deref(),
+            Some("batches/incoming/acme/2018-08-08.csv")
+        );
+
+        let r = ResumeRequest {
+            resume: ObjectRef {
+                bucket: "b".into(),
+                key: "batches/incoming/acme/x.csv".into(),
+                etag: "e-2".into(),
+            },
+        };
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"resume": {"bucket": "b", "key": "batches/incoming/acme/x.csv", "etag": "e-2"}})
+        );
+        let Event::Resume(back) = serde_json::from_value::<Event>(v).unwrap() else {
+            panic!("a resume payload")
+        };
+        assert_eq!(back, r);
+        for bad in [
+            serde_json::json!({"resume": {}}),
+            serde_json::json!({"Records": 5}),
+            serde_json::json!("x"),
+        ] {
+            assert!(matches!(Event::from_value(bad), Err(Error::BadEvent(_))));
+        }
+    }
+
+    #[test]
+    fn outcomes_serialise_with_a_status_tag() {
+        let o = ObjectOutcome {
+            bucket: "b".into(),
+            key: "k".into(),
+            status: Status::HandedOver {
+                results_rows_done: 10,
+                next_line: 12,
+            },
+        };
+        assert_eq!(
+            serde_json::to_value(&o).unwrap(),
+            serde_json::json!({"bucket": "b", "key": "k", "status": "handed_over", "results_rows_done": 10, "next_line": 12})
+        );
+    }
+}
