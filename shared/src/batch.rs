@@ -1,1 +1,1214 @@
-//! (issue 4) batch
+//! Batch scoring, the pure part: which uploads are batches, how each row is scored and written,
+//! the error report, the summary, and the checkpoint state that makes a job resumable.
+//!
+//! `functions/batch-score` does the I/O (S3 streams, multipart uploads, the DynamoDB job item);
+//! everything here is deterministic, so a resumed job writes the same bytes as a clean run.
+//!
+//! **Feature source** (object metadata `x-amz-meta-features`, default `file`):
+//! - `file`: each row's features come from the rows before it in the same file, through
+//!   [`OfflineFeatures`] (the same `features::compute` as the API). The file is self-contained: a
+//!   backfill or a replay scores the same whatever the table holds, and the output does not depend
+//!   on when it runs. The file must be in `occurred_at` order; a row that goes back in time is
+//!   refused with a row error (its features would see later rows). Memory grows with the number of
+//!   distinct customers and terminals (about 1.9 KB each), not with the number of rows.
+//! - `stored`: each row's features come from the stored per-entity aggregates in DynamoDB, read
+//!   and never written, exactly as the API would compute them for that transaction now. Rows need
+//!   no order, but the result depends on when the job runs (the aggregates move with live
+//!   traffic), and rows of the file do not see each other.
+
+use crate::decision::{risk_score, Decision, Thresholds};
+use crate::domain::{LabelledTransaction, TenantId, Timestamp, Transaction};
+use crate::features::{self, EntityAggregate, FeatureVector, OfflineFeatures};
+use crate::io::{FileKind, Format, RowError};
+use crate::model::{Model, Reasons};
+use crate::scoring::REASONS_PER_DECISION;
+use flate2::read::MultiGzDecoder;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Uploads under this prefix are batches: `batches/incoming/{tenant}/{name}.{csv|ndjson}[.gz]`.
+pub const INCOMING_PREFIX: &str = "batches/incoming/";
+/// Results go here, outside the trigger prefix so writing them never triggers a run.
+pub const RESULTS_PREFIX: &str = "batches/results/";
+/// S3 refuses a multipart part below this size, except the last.
+pub const MIN_PART_BYTES: usize = 5 * 1024 * 1024;
+/// Object metadata naming the feature source (`x-amz-meta-features`; S3 strips the prefix).
+pub const FEATURES_METADATA: &str = "features";
+
+/// Why an upload is not a batch job at all, or not one that can run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    #[error("{key}: not a batch upload; expected {INCOMING_PREFIX}{{tenant}}/{{name}}.csv or .ndjson, optionally .gz")]
+    NotABatchKey { key: String },
+    #[error("{key}: the tenant segment {tenant:?} {reason}")]
+    BadTenant {
+        key: String,
+        tenant: String,
+        reason: String,
+    },
+    #[error("{key}: unknown file type; expected .csv, .ndjson or .jsonl, optionally followed by .gz")]
+    UnknownFormat { key: String },
+    #[error("object metadata x-amz-meta-{FEATURES_METADATA}: {value:?} is not one of file, stored")]
+    BadFeatureSource { value: String },
+    #[error("object key {key:?} is not valid percent-encoding: {reason}")]
+    BadKeyEncoding { key: String, reason: String },
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keys
+
+/// An upload under [`INCOMING_PREFIX`]: its tenant and file, and where its outputs go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchFile {
+    pub tenant: TenantId,
+    /// The part after the tenant, e.g. `2018-08-08.csv.gz` (may hold further `/`).
+    pub file: String,
+    /// From the extension; `None` when it names no known format (a recorded failure).
+    pub kind: Option<FileKind>,
+}
+
+impl BatchFile {
+    /// Parses a decoded object key. A key outside the prefix or without a valid tenant is no
+    /// tenant's job (nothing can be recorded for it); an unknown extension is a job that fails.
+    pub fn parse(key: &str) -> Result<BatchFile, BatchError> {
+        let not_batch = || BatchError::NotABatchKey { key: key.to_owned() };
+        let rest = key.strip_prefix(INCOMING_PREFIX).ok_or_else(not_batch)?;
+        let (tenant, file) = rest.split_once('/').ok_or_else(not_batch)?;
+        if file.is_empty() || file.ends_with('/') {
+            return Err(not_batch());
+        }
+        let tenant = TenantId::parse(tenant).map_err(|e| BatchError::BadTenant {
+            key: key.to_owned(),
+            tenant: tenant.to_owned(),
+            reason: e.reason,
+        })?;
+        let kind = FileKind::from_path(Path::new(file)).ok();
+        Ok(BatchFile {
+            tenant,
+            file: file.to_owned(),
+            kind,
+        })
+    }
+
+    /// The file name without its format and gzip extensions (the whole file when unknown).
+    pub fn name(&self) -> &str {
+        let lower = self.file.to_ascii_lowercase();
+        let mut end = self.file.len();
+        if lower.ends_with(".gz") {
+            end -= 3;
+        }
+        for ext in [".csv", ".ndjson", ".jsonl"] {
+            if self.kind.is_some() && lower[..end].ends_with(ext) {
+                end -= ext.len();
+                break;
+            }
+        }
+        &self.file[..end]
+    }
+
+    fn results_base(&self) -> String {
+        format!("{RESULTS_PREFIX}{}/{}", self.tenant, self.name())
+    }
+
+    /// `batches/results/{tenant}/{name}.{csv|ndjson}`: the input's format, never gzipped.
+    pub fn results_key(&self) -> Option<String> {
+        let ext = match self.kind?.format {
+            Format::Csv => "csv",
+            Format::Ndjson => "ndjson",
+        };
+        Some(format!("{}.{ext}", self.results_base()))
+    }
+
+    pub fn summary_key(&self) -> String {
+        format!("{}.summary.json", self.results_base())
+    }
+
+    pub fn errors_key(&self) -> String {
+        format!("{}.errors.csv", self.results_base())
+    }
+}
+
+/// Decodes an S3 event's object key: `+` is a space and `%XX` a byte (the event's encoding).
+pub fn decode_event_key(raw: &str) -> Result<String, BatchError> {
+    let bad = |reason: &str| BatchError::BadKeyEncoding {
+        key: raw.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .ok_or_else(|| bad("a % is not followed by two hex digits"))?;
+                let hex = std::str::from_utf8(hex).map_err(|_| bad("a % is not followed by two hex digits"))?;
+                out.push(u8::from_str_radix(hex, 16).map_err(|_| bad("a % is not followed by two hex digits"))?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|_| bad("it decodes to bytes that are not UTF-8"))
+}
+
+/// An S3 ETag without the quotes S3 puts around it in headers (events carry it bare).
+pub fn normalize_etag(etag: &str) -> String {
+    etag.trim().trim_matches('"').to_owned()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Options
+
+/// Where row features come from; see the module notes for the trade-off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeatureSource {
+    /// The file's own history, in time order.
+    #[default]
+    File,
+    /// The stored per-entity aggregates, read-only.
+    Stored,
+}
+
+impl FeatureSource {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            FeatureSource::File => "file",
+            FeatureSource::Stored => "stored",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Result<FeatureSource, BatchError> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "file" => Ok(FeatureSource::File),
+            "stored" => Ok(FeatureSource::Stored),
+            _ => Err(BatchError::BadFeatureSource { value: raw.to_owned() }),
+        }
+    }
+
+    /// From the object's user metadata (keys as S3 returns them, without `x-amz-meta-`).
+    pub fn from_metadata(metadata: &HashMap<String, String>) -> Result<FeatureSource, BatchError> {
+        match metadata.iter().find(|(k, _)| k.eq_ignore_ascii_case(FEATURES_METADATA)) {
+            None => Ok(FeatureSource::default()),
+            Some((_, v)) => FeatureSource::parse(v),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Job state
+
+/// The S3 object a job works on. The etag is stored without quotes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ObjectRef {
+    pub bucket: String,
+    pub key: String,
+    pub etag: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    Running,
+    Completed,
+    Failed,
+}
+
+impl JobStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            JobStatus::Running => "running",
+            JobStatus::Completed => "completed",
+            JobStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<JobStatus> {
+        match raw {
+            "running" => Some(JobStatus::Running),
+            "completed" => Some(JobStatus::Completed),
+            "failed" => Some(JobStatus::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// One uploaded part of a multipart upload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartRef {
+    pub part_number: i32,
+    pub etag: String,
+}
+
+/// A multipart upload in progress; no id until its first part.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Upload {
+    pub upload_id: Option<String>,
+    pub parts: Vec<PartRef>,
+}
+
+impl Upload {
+    pub fn next_part_number(&self) -> i32 {
+        self.parts.len() as i32 + 1
+    }
+}
+
+/// What a job has decided so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Counts {
+    /// Data rows read, good and bad.
+    pub rows_read: u64,
+    pub rows_rejected: u64,
+    pub approve: u64,
+    pub review: u64,
+    pub block: u64,
+}
+
+impl Counts {
+    pub fn rows_scored(&self) -> u64 {
+        self.approve + self.review + self.block
+    }
+
+    fn add_decision(&mut self, d: Decision) {
+        match d {
+            Decision::Approve => self.approve += 1,
+            Decision::Review => self.review += 1,
+            Decision::Block => self.block += 1,
+        }
+    }
+}
+
+/// How far a job got. Rows are the reader's items (good or bad rows) in file order, counted from
+/// 0; each output stream is covered by its uploaded parts up to its own row.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// Bumped by every checkpoint; the conditional write's expected value.
+    pub seq: u64,
+    /// Rows whose results are in `results` parts (and in `counts`).
+    pub results_rows_done: u64,
+    /// Rows whose error-report lines are in `errors` parts.
+    pub errors_rows_done: u64,
+    /// The first input line after `results_rows_done` (1-based), for people reading the item.
+    pub next_line: u64,
+    /// Every row is in an uploaded part (or a put object): only completion is left.
+    pub reading_done: bool,
+    pub results: Upload,
+    pub errors: Upload,
+    /// As of `results_rows_done`.
+    pub counts: Counts,
+    /// Time spent working, summed over invocations.
+    pub busy_ms: u64,
+}
+
+impl Checkpoint {
+    /// The first row any stream still needs; rows before it are only replayed for features.
+    pub fn resume_row(&self) -> u64 {
+        self.results_rows_done.min(self.errors_rows_done)
+    }
+}
+
+/// The model a job is pinned to when it starts, so one file is scored by one model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinnedModel {
+    pub version: String,
+    pub object_key: String,
+}
+
+/// A job that is running (or has just finished): everything needed to resume it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchJob {
+    pub object: ObjectRef,
+    pub size: u64,
+    pub feature_source: FeatureSource,
+    pub model: PinnedModel,
+    pub thresholds: Thresholds,
+    pub checkpoint: Checkpoint,
+    pub lease_owner: String,
+    /// Epoch seconds; another invocation may take the job over from then on.
+    pub lease_expires_at: i64,
+    pub invocations: u64,
+    pub started_at: Timestamp,
+}
+
+/// A job as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobState {
+    Running(Box<BatchJob>),
+    Completed,
+    Failed { error: String },
+}
+
+// ---------------------------------------------------------------------------------------------
+// Summary
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceInfo {
+    pub bucket: String,
+    pub key: String,
+    pub etag: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Timings {
+    pub started_at: Timestamp,
+    pub completed_at: Timestamp,
+    /// Wall time from the first event to completion, hand-overs and waits included.
+    pub elapsed_ms: u64,
+    /// Time spent working, summed over invocations.
+    pub busy_ms: u64,
+    pub invocations: u64,
+    /// `rows_read` per second of `busy_ms`.
+    pub rows_per_second: f64,
+}
+
+/// `{name}.summary.json`, written beside the results when a job ends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub status: JobStatus,
+    pub tenant: String,
+    pub source: SourceInfo,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub results_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub errors_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub feature_source: Option<FeatureSource>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub model_version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub thresholds: Option<Thresholds>,
+    pub counts: Counts,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub timings: Option<Timings>,
+}
+
+impl Summary {
+    pub fn completed(file: &BatchFile, job: &BatchJob, completed_at: Timestamp) -> Summary {
+        let cp = &job.checkpoint;
+        let elapsed_ms = (completed_at.inner() - job.started_at.inner())
+            .whole_milliseconds()
+            .max(0) as u64;
+        let busy_s = cp.busy_ms as f64 / 1000.0;
+        Summary {
+            status: JobStatus::Completed,
+            tenant: file.tenant.to_string(),
+            source: SourceInfo {
+                bucket: job.object.bucket.clone(),
+                key: job.object.key.clone(),
+                etag: job.object.etag.clone(),
+                size: job.size,
+            },
+            error: None,
+            results_key: file.results_key(),
+            errors_key: Some(file.errors_key()),
+            feature_source: Some(job.feature_source),
+            model_version: Some(job.model.version.clone()),
+            thresholds: Some(job.thresholds),
+            counts: cp.counts,
+            timings: Some(Timings {
+                started_at: job.started_at,
+                completed_at,
+                elapsed_ms,
+                busy_ms: cp.busy_ms,
+                invocations: job.invocations,
+                rows_per_second: if busy_s > 0.0 {
+                    (cp.counts.rows_read as f64 / busy_s).round()
+                } else {
+                    0.0
+                },
+            }),
+        }
+    }
+
+    pub fn failed(tenant: &TenantId, source: SourceInfo, error: String) -> Summary {
+        Summary {
+            status: JobStatus::Failed,
+            tenant: tenant.to_string(),
+            source,
+            error: Some(error),
+            results_key: None,
+            errors_key: None,
+            feature_source: None,
+            model_version: None,
+            thresholds: None,
+            counts: Counts::default(),
+            timings: None,
+        }
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        // Strings, integers and finite floats only.
+        let mut v = serde_json::to_vec_pretty(self).unwrap_or_default();
+        v.push(b'\n');
+        v
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output rows
+
+/// The results file's CSV columns.
+pub const RESULT_COLUMNS: [&str; 11] = [
+    "id",
+    "decision",
+    "score",
+    "risk_score",
+    "reason_1_code",
+    "reason_1_text",
+    "reason_2_code",
+    "reason_2_text",
+    "reason_3_code",
+    "reason_3_text",
+    "model_version",
+];
+
+/// The error report's columns.
+pub const ERROR_COLUMNS: [&str; 3] = ["line", "field", "reason"];
+
+/// One scored row as the results file holds it (and as tests read it back).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResultRow {
+    pub id: String,
+    pub decision: Decision,
+    pub score: f64,
+    pub risk_score: u8,
+    pub reasons: Vec<ReasonOut>,
+    pub model_version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReasonOut {
+    pub code: String,
+    pub text: String,
+}
+
+impl ResultRow {
+    pub fn new(tx: &Transaction, decision: Decision, score: f64, reasons: &Reasons, model_version: &str) -> Self {
+        ResultRow {
+            id: tx.id.to_string(),
+            decision,
+            score,
+            risk_score: risk_score(score),
+            reasons: reasons
+                .iter()
+                .map(|r| ReasonOut {
+                    code: r.code(),
+                    text: r.to_string(),
+                })
+                .collect(),
+            model_version: model_version.to_owned(),
+        }
+    }
+
+    /// Appends the row (with its line break) in `format`.
+    pub fn write(&self, format: Format, out: &mut Vec<u8>) {
+        match format {
+            Format::Ndjson => {
+                // Strings, integers and floats: serialising cannot fail.
+                let _ = serde_json::to_writer(&mut *out, self);
+                out.push(b'\n');
+            }
+            Format::Csv => {
+                let mut line = String::with_capacity(512);
+                let _ = write!(
+                    line,
+                    "{},{},{},{}",
+                    self.id,
+                    self.decision.as_str(),
+                    self.score,
+                    self.risk_score
+                );
+                for i in 0..REASONS_PER_DECISION {
+                    line.push(',');
+                    if let Some(r) = self.reasons.get(i) {
+                        line.push_str(&r.code);
+                        line.push(',');
+                        push_csv_text(&mut line, &r.text);
+                    } else {
+                        line.push(',');
+                    }
+                }
+                line.push(',');
+                line.push_str(&self.model_version);
+                line.push('\n');
+                out.extend_from_slice(line.as_bytes());
+            }
+        }
+    }
+
+    /// Reads a results file back (for tests and tools).
+    pub fn read_all(format: Format, bytes: &[u8]) -> Result<Vec<ResultRow>, String> {
+        match format {
+            Format::Ndjson => bytes
+                .split(|b| *b == b'\n')
+                .enumerate()
+                .filter(|(_, l)| !l.is_empty())
+                .map(|(i, l)| serde_json::from_slice(l).map_err(|e| format!("line {}: {e}", i + 1)))
+                .collect(),
+            Format::Csv => {
+                let mut rdr = csv::ReaderBuilder::new().has_headers(true).from_reader(bytes);
+                let header = rdr.headers().map_err(|e| e.to_string())?.clone();
+                if header.iter().ne(RESULT_COLUMNS.iter().copied()) {
+                    return Err(format!("header is {header:?}, expected {RESULT_COLUMNS:?}"));
+                }
+                let mut rows = Vec::new();
+                for (i, rec) in rdr.records().enumerate() {
+                    let line = i + 2;
+                    let rec = rec.map_err(|e| format!("line {line}: {e}"))?;
+                    let field = |k: usize| rec.get(k).unwrap_or_default();
+                    let decision = match field(1) {
+                        "approve" => Decision::Approve,
+                        "review" => Decision::Review,
+                        "block" => Decision::Block,
+                        d => return Err(format!("line {line}: decision {d:?}")),
+                    };
+                    let reasons = (0..REASONS_PER_DECISION)
+                        .filter(|r| !field(4 + 2 * r).is_empty())
+                        .map(|r| ReasonOut {
+                            code: field(4 + 2 * r).to_owned(),
+                            text: field(5 + 2 * r).to_owned(),
+                        })
+                        .collect();
+                    rows.push(ResultRow {
+                        id: field(0).to_owned(),
+                        decision,
+                        score: field(2).parse().map_err(|e| format!("line {line}: score: {e}"))?,
+                        risk_score: field(3).parse().map_err(|e| format!("line {line}: risk_score: {e}"))?,
+                        reasons,
+                        model_version: field(10).to_owned(),
+                    });
+                }
+                Ok(rows)
+            }
+        }
+    }
+}
+
+/// A CSV field that may hold commas or quotes, always quoted.
+fn push_csv_text(out: &mut String, text: &str) {
+    out.push('"');
+    for c in text.chars() {
+        if c == '"' {
+            out.push('"');
+        }
+        out.push(c);
+    }
+    out.push('"');
+}
+
+pub fn write_result_header(format: Format, out: &mut Vec<u8>) {
+    if format == Format::Csv {
+        out.extend_from_slice(RESULT_COLUMNS.join(",").as_bytes());
+        out.push(b'\n');
+    }
+}
+
+pub fn write_error_header(out: &mut Vec<u8>) {
+    out.extend_from_slice(ERROR_COLUMNS.join(",").as_bytes());
+    out.push(b'\n');
+}
+
+/// One error-report line: `line,field,reason`.
+pub fn write_error_row(e: &RowError, out: &mut Vec<u8>) {
+    let mut line = String::with_capacity(128);
+    let _ = write!(line, "{},{},", e.line, e.field.unwrap_or(""));
+    push_csv_text(&mut line, &e.reason);
+    line.push('\n');
+    out.extend_from_slice(line.as_bytes());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading
+
+/// Decompresses when the file is gzipped.
+pub fn decoder(kind: FileKind, input: impl Read + Send + 'static) -> Box<dyn Read + Send> {
+    if kind.gzip {
+        Box::new(MultiGzDecoder::new(BufReader::with_capacity(1 << 16, input)))
+    } else {
+        Box::new(input)
+    }
+}
+
+/// Hands its input on one line at a time and counts lines, so the line of every row the
+/// transaction reader yields is known (the reader names lines only in its errors). Readers
+/// above it (csv's, a `BufReader`) stop at the end of a record, which is the end of a line.
+pub struct LineTracker<R> {
+    inner: BufReader<R>,
+    line: Arc<AtomicU64>,
+    at_line_start: bool,
+}
+
+impl<R: Read> LineTracker<R> {
+    /// `line` then holds the 1-based line of the last byte handed on (0 before any).
+    pub fn new(inner: R, line: Arc<AtomicU64>) -> Self {
+        line.store(0, Ordering::Relaxed);
+        LineTracker {
+            inner: BufReader::with_capacity(1 << 16, inner),
+            line,
+            at_line_start: true,
+        }
+    }
+}
+
+impl<R: Read> Read for LineTracker<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let avail = self.inner.fill_buf()?;
+        let n = avail.len().min(out.len());
+        if n == 0 {
+            return Ok(0);
+        }
+        let take = avail[..n].iter().position(|b| *b == b'\n').map_or(n, |i| i + 1);
+        out[..take].copy_from_slice(&avail[..take]);
+        let ends_line = avail[take - 1] == b'\n';
+        self.inner.consume(take);
+        if self.at_line_start {
+            self.line.fetch_add(1, Ordering::Relaxed);
+        }
+        self.at_line_start = ends_line;
+        Ok(take)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scoring a file
+
+/// Scores the rows of one file in order into a results buffer and an error-report buffer, and
+/// says when a part is due. Rows before the checkpoint are replayed: they rebuild the feature
+/// history (and the time-order check) but write only to the streams not yet covered.
+pub struct BatchScorer {
+    model: Arc<Model>,
+    thresholds: Thresholds,
+    format: Format,
+    source: FeatureSource,
+    part_size: usize,
+    history: OfflineFeatures,
+    latest: Option<Timestamp>,
+    results_from: u64,
+    errors_from: u64,
+    results: Vec<u8>,
+    errors: Vec<u8>,
+    results_rows_done: u64,
+    errors_rows_done: u64,
+    /// Running: after the last row pushed.
+    next_line: u64,
+    counts: Counts,
+    /// As of `results_rows_done`, what a checkpoint records.
+    done_next_line: u64,
+    done_counts: Counts,
+    row: u64,
+}
+
+/// The bytes of one checkpoint: parts to upload and where they leave the job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Flush {
+    /// A results part: at least the part size, unless `last`.
+    pub results: Option<Vec<u8>>,
+    /// An error-report part: at least the part size, unless `last`.
+    pub errors: Option<Vec<u8>>,
+    pub results_rows_done: u64,
+    pub errors_rows_done: u64,
+    pub next_line: u64,
+    /// As of `results_rows_done`.
+    pub counts: Counts,
+    pub last: bool,
+}
+
+/// What one row needs from outside: for `stored`, the entities' aggregates.
+pub struct StoredAggregates<'a> {
+    pub customer: &'a EntityAggregate,
+    pub terminal: &'a EntityAggregate,
+}
+
+impl BatchScorer {
+    /// `part_size` is raised to [`MIN_PART_BYTES`] if below it.
+    pub fn new(
+        model: Arc<Model>,
+        thresholds: Thresholds,
+        format: Format,
+        source: FeatureSource,
+        part_size: usize,
+        from: &Checkpoint,
+    ) -> Self {
+        let part_size = part_size.max(MIN_PART_BYTES);
+        let capacity = part_size + (64 << 10);
+        let mut s = BatchScorer {
+            model,
+            thresholds,
+            format,
+            source,
+            part_size,
+            history: OfflineFeatures::new(),
+            latest: None,
+            results_from: from.results_rows_done,
+            errors_from: from.errors_rows_done,
+            results: Vec::with_capacity(capacity),
+            errors: Vec::new(),
+            results_rows_done: from.results_rows_done,
+            errors_rows_done: from.errors_rows_done,
+            next_line: from.next_line,
+            counts: from.counts,
+            done_next_line: from.next_line,
+            done_counts: from.counts,
+            row: 0,
+        };
+        if from.results_rows_done == 0 {
+            write_result_header(format, &mut s.results);
+        }
+        if from.errors_rows_done == 0 {
+            write_error_header(&mut s.errors);
+        }
+        s
+    }
+
+    /// The index of the next row.
+    pub fn row(&self) -> u64 {
+        self.row
+    }
+
+    /// Whether the next row's result will be written (else it is replayed for history only).
+    pub fn next_row_scored(&self) -> bool {
+        self.row >= self.results_from
+    }
+
+    /// Takes the reader's next item. `line` is the line the row ends on; `stored` is required
+    /// for a good row that will be scored when the source is `stored`.
+    pub fn push(&mut self, line: u64, item: Result<LabelledTransaction, RowError>, stored: Option<StoredAggregates>) {
+        let row = self.row;
+        self.row += 1;
+        let scored = row >= self.results_from;
+        // The tracker's line, not csv's: csv counts a record after a blank line one line short.
+        let item = item
+            .map_err(|e| RowError {
+                line: if line > 0 { line } else { e.line },
+                ..e
+            })
+            .and_then(|t| self.features(line, &t.tx, scored, stored).map(|x| (t.tx, x)));
+        if scored {
+            self.counts.rows_read += 1;
+        }
+        match item {
+            Ok((tx, Some(x))) => {
+                let s = self.model.score(&x);
+                let decision = self.thresholds.decide(s.probability);
+                let reasons = self.model.reasons(&x, &s, REASONS_PER_DECISION);
+                ResultRow::new(&tx, decision, s.probability, &reasons, self.model.version())
+                    .write(self.format, &mut self.results);
+                self.counts.add_decision(decision);
+            }
+            Ok((_, None)) => {}
+            Err(e) => {
+                if scored {
+                    self.counts.rows_rejected += 1;
+                }
+                if row >= self.errors_from {
+                    write_error_row(&e, &mut self.errors);
+                }
+            }
+        }
+        if scored {
+            self.next_line = line + 1;
+        }
+    }
+
+    /// Features for a row, `None` when it is only replayed. In `file` mode every row goes
+    /// through the history, replayed or not, so a resumed job sees the same state.
+    fn features(
+        &mut self,
+        line: u64,
+        tx: &Transaction,
+        scored: bool,
+        stored: Option<StoredAggregates>,
+    ) -> Result<Option<FeatureVector>, RowError> {
+        match self.source {
+            FeatureSource::File => {
+                if let Some(latest) = self.latest.filter(|l| tx.occurred_at < *l) {
+                    return Err(RowError {
+                        file: String::new(),
+                        line,
+                        field: Some("occurred_at"),
+                        reason: format!(
+                            "{} is earlier than {latest} on a row above: scoring from the file's own history \
+                             needs the file sorted by occurred_at (or use x-amz-meta-features: stored)",
+                            tx.occurred_at
+                        ),
+                    });
+                }
+                self.latest = Some(tx.occurred_at);
+                // Labels in the file are ignored: a batch scores, it does not learn.
+                let x = self.history.push(tx, None);
+                Ok(scored.then_some(x))
+            }
+            FeatureSource::Stored if !scored => Ok(None),
+            FeatureSource::Stored => match stored {
+                Some(a) => Ok(Some(features::compute(tx, a.customer, a.terminal))),
+                None => Err(RowError {
+                    file: String::new(),
+                    line,
+                    field: None,
+                    reason: "internal: the stored aggregates of this row were not loaded".into(),
+                }),
+            },
+        }
+    }
+
+    /// Whether a buffer holds a full part.
+    pub fn flush_due(&self) -> bool {
+        self.results.len() >= self.part_size || self.errors.len() >= self.part_size
+    }
+
+    /// The parts that are full (all that is left when `last`), and the checkpoint after them.
+    pub fn take_flush(&mut self, last: bool) -> Flush {
+        let capacity = self.part_size + (64 << 10);
+        let mut results = None;
+        let mut errors = None;
+        if last || self.results.len() >= self.part_size {
+            results = Some(std::mem::replace(&mut self.results, Vec::with_capacity(capacity)));
+            self.results_rows_done = self.row;
+            self.done_counts = self.counts;
+            self.done_next_line = self.next_line;
+        }
+        if last || self.errors.len() >= self.part_size {
+            errors = Some(std::mem::take(&mut self.errors));
+            self.errors_rows_done = self.row;
+        }
+        Flush {
+            results,
+            errors,
+            results_rows_done: self.results_rows_done,
+            errors_rows_done: self.errors_rows_done,
+            next_line: self.done_next_line,
+            counts: self.done_counts,
+            last,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::TransactionReader;
+
+    fn tiny_model() -> Arc<Model> {
+        use crate::model::*;
+        let mut forest = Forest {
+            comparison: Comparison::LessOrEqual,
+            base_margin: -2.0,
+            trees: vec![Tree {
+                nodes: vec![
+                    Node {
+                        feature: 0,
+                        threshold: 100.0,
+                        left: 1,
+                        right: 2,
+                        default_left: true,
+                        missing: Missing::NanDefault,
+                        value: 0.0,
+                        cover: 0.0,
+                    },
+                    Node::leaf(-0.5, 90.0),
+                    Node::leaf(4.0, 10.0),
+                ],
+            }],
+        };
+        forest.validate().unwrap();
+        let artifact = ModelArtifact {
+            format_version: ARTIFACT_FORMAT_VERSION,
+            name: "tiny".into(),
+            created_at: "2026-11-24T00:00:00Z".into(),
+            source: ModelSource::Verdict,
+            feature_schema: FeatureSchema::current(),
+            hyperparameters: Default::default(),
+            training: Default::default(),
+            metrics: Default::default(),
+            feature_stats: vec![
+                FeatureStats {
+                    mean: 50.0,
+                    p50: 45.0,
+                    p95: 120.0
+                };
+                crate::features::FEATURE_COUNT
+            ],
+            forest,
+        };
+        Arc::new(Model::seal(artifact).unwrap())
+    }
+
+    #[test]
+    fn keys_parse_into_tenant_name_and_outputs() {
+        let f = BatchFile::parse("batches/incoming/acme/2018-08-08.CSV.gz").unwrap();
+        assert_eq!(f.tenant.as_str(), "acme");
+        assert_eq!(f.name(), "2018-08-08");
+        assert_eq!(
+            f.kind,
+            Some(FileKind {
+                format: Format::Csv,
+                gzip: true
+            })
+        );
+        assert_eq!(f.results_key().unwrap(), "batches/results/acme/2018-08-08.csv");
+        assert_eq!(f.summary_key(), "batches/results/acme/2018-08-08.summary.json");
+        assert_eq!(f.errors_key(), "batches/results/acme/2018-08-08.errors.csv");
+        let f = BatchFile::parse("batches/incoming/acme/sub/day.jsonl").unwrap();
+        assert_eq!(f.results_key().unwrap(), "batches/results/acme/sub/day.ndjson");
+
+        let unknown = BatchFile::parse("batches/incoming/acme/notes.txt").unwrap();
+        assert_eq!(unknown.kind, None);
+        assert_eq!(unknown.results_key(), None);
+        assert_eq!(unknown.summary_key(), "batches/results/acme/notes.txt.summary.json");
+
+        for key in [
+            "batches/incoming/acme",
+            "batches/incoming/acme/",
+            "batches/incoming//x.csv",
+            "models/incoming/acme/x.csv",
+            "",
+        ] {
+            assert!(BatchFile::parse(key).is_err(), "{key}");
+        }
+        assert!(matches!(
+            BatchFile::parse("batches/incoming/ac#me/x.csv"),
+            Err(BatchError::BadTenant { .. })
+        ));
+    }
+
+    #[test]
+    fn event_keys_are_percent_decoded() {
+        assert_eq!(
+            decode_event_key("batches/incoming/acme/my+file%2B1.csv").unwrap(),
+            "batches/incoming/acme/my file+1.csv"
+        );
+        assert_eq!(decode_event_key("a%C3%A9").unwrap(), "aé");
+        assert!(decode_event_key("a%2").is_err());
+        assert!(decode_event_key("a%zz").is_err());
+        assert!(decode_event_key("a%FF").is_err());
+        assert_eq!(normalize_etag("\"abc-2\""), "abc-2");
+    }
+
+    #[test]
+    fn feature_source_comes_from_metadata() {
+        let mut m = HashMap::new();
+        assert_eq!(FeatureSource::from_metadata(&m).unwrap(), FeatureSource::File);
+        m.insert("Features".to_owned(), " Stored ".to_owned());
+        assert_eq!(FeatureSource::from_metadata(&m).unwrap(), FeatureSource::Stored);
+        m.insert("Features".to_owned(), "live".to_owned());
+        assert_eq!(
+            FeatureSource::from_metadata(&m).unwrap_err().to_string(),
+            "object metadata x-amz-meta-features: \"live\" is not one of file, stored"
+        );
+    }
+
+    #[test]
+    fn line_tracker_knows_the_line_of_every_row() {
+        let text = "id,occurred_at,amount,currency,customer_id,terminal_id\n\
+                    a,2018-04-01T10:00:00Z,100,EUR,c1,t1\n\
+                    \n\
+                    b,2018-04-01T11:00:00Z,x,EUR,c1,t1\n\
+                    c,2018-04-01T12:00:00Z,300,EUR,c1,t1";
+        let line = Arc::new(AtomicU64::new(0));
+        let input = LineTracker::new(io::Cursor::new(text.as_bytes().to_vec()), line.clone());
+        let r = TransactionReader::new("t.csv", Format::Csv, input);
+        let mut seen = Vec::new();
+        for item in r {
+            seen.push((item.is_ok(), line.load(Ordering::Relaxed)));
+        }
+        assert_eq!(seen, vec![(true, 2), (false, 4), (true, 5)]);
+
+        let text = "{\"id\":\"a\",\"occurred_at\":\"2018-04-01T10:00:00Z\",\"amount\":1,\"currency\":\"EUR\",\"customer_id\":\"c\",\"terminal_id\":\"t\"}\n\n\nnot json\n";
+        let input = LineTracker::new(io::Cursor::new(text.as_bytes().to_vec()), line.clone());
+        let r = TransactionReader::new("t.ndjson", Format::Ndjson, input);
+        let mut seen = Vec::new();
+        for item in r {
+            seen.push((item.map_err(|e| e.line), line.load(Ordering::Relaxed)));
+        }
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[1], (Err(4), 4));
+        assert_eq!(seen[0].1, 1);
+    }
+
+    fn rows(text: &str) -> Vec<(u64, Result<LabelledTransaction, RowError>)> {
+        let line = Arc::new(AtomicU64::new(0));
+        let input = LineTracker::new(io::Cursor::new(text.as_bytes().to_vec()), line.clone());
+        let r = TransactionReader::new("t.csv", Format::Csv, input);
+        r.map(|item| (line.load(Ordering::Relaxed), item)).collect()
+    }
+
+    const FILE: &str = "id,occurred_at,amount,currency,customer_id,terminal_id\n\
+                        a,2018-04-01T10:00:00Z,5000,EUR,c1,t1\n\
+                        b,2018-04-01T11:00:00Z,50000,EUR,c1,t1\n\
+                        c,2018-04-01T09:00:00Z,100,EUR,c2,t1\n\
+                        d,2018-04-02T09:00:00Z,-1,EUR,c2,t1\n\
+                        e,2018-04-02T10:00:00Z,700,EUR,c2,t2\n";
+
+    fn score_all(from: &Checkpoint, format: Format) -> (BatchScorer, Flush) {
+        let mut s = BatchScorer::new(
+            tiny_model(),
+            Thresholds::default(),
+            format,
+            FeatureSource::File,
+            0,
+            from,
+        );
+        for (line, item) in rows(FILE) {
+            s.push(line, item, None);
+        }
+        let f = s.take_flush(true);
+        (s, f)
+    }
+
+    #[test]
+    fn scores_good_rows_and_reports_bad_ones_with_lines() {
+        let (_, f) = score_all(&Checkpoint::default(), Format::Csv);
+        assert!(f.last);
+        assert_eq!(f.results_rows_done, 5);
+        assert_eq!(
+            f.counts,
+            Counts {
+                rows_read: 5,
+                rows_rejected: 2,
+                approve: 2,
+                review: 0,
+                block: 1
+            }
+        );
+        let results = f.results.unwrap();
+        let out = ResultRow::read_all(Format::Csv, &results).unwrap();
+        assert_eq!(out.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["a", "b", "e"]);
+        assert_eq!(out[1].decision, Decision::Block);
+        assert_eq!(out[1].reasons[0].code, "AMOUNT_HIGH");
+        assert!(out[1].reasons[0].text.contains(','), "{}", out[1].reasons[0].text);
+        assert_eq!(out[0].model_version.len(), 16);
+
+        let errors = String::from_utf8(f.errors.unwrap()).unwrap();
+        let lines: Vec<_> = errors.lines().collect();
+        assert_eq!(lines[0], "line,field,reason");
+        assert!(
+            lines[1].starts_with("4,occurred_at,\"2018-04-01T09:00:00Z is earlier than"),
+            "{}",
+            lines[1]
+        );
+        assert_eq!(lines[2], "5,amount,\"-1 must not be negative\"");
+        assert_eq!(lines.len(), 3);
+    }
+
+    #[test]
+    fn a_resumed_run_writes_what_the_clean_run_wrote_after_the_checkpoint() {
+        let (_, clean) = score_all(&Checkpoint::default(), Format::Ndjson);
+        let clean_rows = clean.results.unwrap();
+        let clean_text = String::from_utf8(clean_rows).unwrap();
+        // As if rows 0..3 were in uploaded results parts and no error part was uploaded yet.
+        let mut s = BatchScorer::new(
+            tiny_model(),
+            Thresholds::default(),
+            Format::Ndjson,
+            FeatureSource::File,
+            0,
+            &Checkpoint::default(),
+        );
+        for (line, item) in rows(FILE).into_iter().take(3) {
+            s.push(line, item, None);
+        }
+        let cp = Checkpoint {
+            results_rows_done: 3,
+            next_line: s.next_line,
+            counts: s.counts,
+            ..Checkpoint::default()
+        };
+        let first = String::from_utf8(s.take_flush(true).results.unwrap()).unwrap();
+        let (_, resumed) = score_all(&cp, Format::Ndjson);
+        assert_eq!(
+            format!("{first}{}", String::from_utf8(resumed.results.unwrap()).unwrap()),
+            clean_text
+        );
+        assert_eq!(resumed.counts, clean.counts);
+        assert_eq!(resumed.errors, clean.errors);
+        assert_eq!(resumed.next_line, 7);
+    }
+
+    #[test]
+    fn parts_are_due_at_the_part_size_and_never_smaller() {
+        let mut s = BatchScorer::new(
+            tiny_model(),
+            Thresholds::default(),
+            Format::Csv,
+            FeatureSource::Stored,
+            1,
+            &Checkpoint::default(),
+        );
+        assert_eq!(s.part_size, MIN_PART_BYTES);
+        let agg = EntityAggregate::default();
+        let mut n = 0;
+        while !s.flush_due() {
+            let t = &rows(FILE)[0];
+            let item = t.1.clone();
+            s.push(
+                2,
+                item,
+                Some(StoredAggregates {
+                    customer: &agg,
+                    terminal: &agg,
+                }),
+            );
+            n += 1;
+        }
+        let f = s.take_flush(false);
+        assert!(f.results.as_ref().unwrap().len() >= MIN_PART_BYTES);
+        assert_eq!(f.errors, None);
+        assert_eq!(f.results_rows_done, n);
+        assert_eq!(f.errors_rows_done, 0);
+        assert_eq!(f.counts.rows_read, n);
+    }
+
+    #[test]
+    fn summary_serialises_with_counts_and_timings() {
+        let file = BatchFile::parse("batches/incoming/acme/x.csv").unwrap();
+        let started = Timestamp::parse("t", "2026-01-01T00:00:00Z").unwrap();
+        let job = BatchJob {
+            object: ObjectRef {
+                bucket: "b".into(),
+                key: "batches/incoming/acme/x.csv".into(),
+                etag: "e".into(),
+            },
+            size: 10,
+            feature_source: FeatureSource::File,
+            model: PinnedModel {
+                version: "v".into(),
+                object_key: "k".into(),
+            },
+            thresholds: Thresholds::default(),
+            checkpoint: Checkpoint {
+                busy_ms: 2000,
+                counts: Counts {
+                    rows_read: 10,
+                    ..Counts::default()
+                },
+                ..Checkpoint::default()
+            },
+            lease_owner: "me".into(),
+            lease_expires_at: 0,
+            invocations: 2,
+            started_at: started,
+        };
+        let done = Timestamp::parse("t", "2026-01-01T00:00:03Z").unwrap();
+        let s = Summary::completed(&file, &job, done);
+        let v: serde_json::Value = serde_json::from_slice(&s.to_json()).unwrap();
+        assert_eq!(v["status"], "completed");
+        assert_eq!(v["counts"]["rows_read"], 10);
+        assert_eq!(v["timings"]["elapsed_ms"], 3000);
+        assert_eq!(v["timings"]["rows_per_second"], 5.0);
+        assert_eq!(v["results_key"], "batches/results/acme/x.csv");
+        assert_eq!(v["feature_source"], "file");
+        assert!(v.get("error").is_none());
+    }
+}

@@ -207,6 +207,61 @@ fn parse_day_attribute(name: &str) -> Option<(u8, i32)> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Batch scoring: the job key and stored aggregates in bulk (the job item itself is in jobs.rs).
+// ---------------------------------------------------------------------------------------------
+
+impl Keys<'_> {
+    /// A job over one S3 object: `T#<tenant>#JOB#<bucket>/<key>#<etag>`. The etag (quotes
+    /// stripped) stands last and holds no `#`, so the key parses from the right.
+    pub fn job(&self, bucket: &str, object_key: &str, etag: &str) -> ItemKey {
+        let etag = etag.trim().trim_matches('"');
+        ItemKey::new(self.scoped("JOB", &format!("{bucket}/{object_key}#{etag}")), "JOB")
+    }
+}
+
+/// The most keys one BatchGetItem takes.
+pub const BATCH_GET_MAX_KEYS: usize = 100;
+
+impl DynamoStore {
+    /// Stored aggregates of many customers and terminals, read only: BatchGetItem in chunks of
+    /// [`BATCH_GET_MAX_KEYS`] distinct keys. An entity without an item is absent from the maps.
+    pub async fn aggregates(
+        &self,
+        tenant: &TenantId,
+        customers: &[CustomerId],
+        terminals: &[TerminalId],
+    ) -> Result<
+        (
+            HashMap<CustomerId, EntityAggregate>,
+            HashMap<TerminalId, EntityAggregate>,
+        ),
+        StoreError,
+    > {
+        let keys = Keys::new(tenant);
+        let mut wanted: HashMap<ItemKey, Result<&CustomerId, &TerminalId>> = HashMap::new();
+        for c in customers {
+            wanted.insert(keys.customer_aggregate(c), Ok(c));
+        }
+        for t in terminals {
+            wanted.insert(keys.terminal_aggregate(t), Err(t));
+        }
+        let all: Vec<&ItemKey> = wanted.keys().collect();
+        let (mut by_customer, mut by_terminal) = (HashMap::new(), HashMap::new());
+        for chunk in all.chunks(BATCH_GET_MAX_KEYS) {
+            for (key, item) in self.batch_get(chunk).await? {
+                let agg = parse_aggregate(&item, &key)?;
+                match wanted.get(&key) {
+                    Some(Ok(c)) => by_customer.insert((*c).clone(), agg),
+                    Some(Err(t)) => by_terminal.insert((*t).clone(), agg),
+                    None => return Err(corrupt(&key, "BatchGetItem returned a key that was not asked for")),
+                };
+            }
+        }
+        Ok((by_customer, by_terminal))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // The table definition (template.yaml declares the same; a test compares them).
 // ---------------------------------------------------------------------------------------------
 
