@@ -4,6 +4,7 @@
 //! Clients are built once per process (in a function's `main`) from [`aws_config_from_env`].
 
 pub mod dynamodb;
+pub mod model_objects;
 pub mod s3;
 
 use aws_config::environment::region::EnvironmentVariableRegionProvider;
