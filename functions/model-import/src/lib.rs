@@ -16,7 +16,7 @@
 //!
 //! Only storage failures are errors (Lambda retries the event); a bad upload is an outcome.
 
-use aws_lambda_events::event::s3::{S3Event, S3EventRecord};
+use aws_lambda_events::event::s3::S3EventRecord;
 use serde::{Deserialize, Serialize};
 use verdict::adapters::dynamodb::{
     ImportDetails, JobRef, JobStatus, Registered, STATUS_ACTIVE, STATUS_CANDIDATE, STATUS_REJECTED,
@@ -31,6 +31,7 @@ use verdict::registry::{
     UploadOptions, Validated, MAX_MANIFEST_BYTES, MAX_MODEL_BYTES,
 };
 
+pub use aws_lambda_events::event::s3::S3Event;
 pub type Error = lambda_runtime::Error;
 
 /// Clients and configuration, built once per container.
