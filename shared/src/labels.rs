@@ -607,49 +607,40 @@ pub struct LabelCounts {
     pub rejected: u64,
     pub unknown: u64,
     pub superseded: u64,
-    /// `f<day>` increments and decrements written (per transaction, not per aggregate).
-    pub fraud_added: u64,
-    pub fraud_removed: u64,
 }
 
 impl LabelCounts {
-    pub const NAMES: [&'static str; 8] = [
-        "rows_read",
-        "applied",
-        "unchanged",
-        "rejected",
-        "unknown",
-        "superseded",
-        "fraud_added",
-        "fraud_removed",
-    ];
+    pub const NAMES: [&'static str; 6] = ["rows_read", "applied", "unchanged", "rejected", "unknown", "superseded"];
 
-    pub fn get(&self, name: &str) -> Option<u64> {
+    fn field(&mut self, name: &str) -> Option<&mut u64> {
         Some(match name {
-            "rows_read" => self.rows_read,
-            "applied" => self.applied,
-            "unchanged" => self.unchanged,
-            "rejected" => self.rejected,
-            "unknown" => self.unknown,
-            "superseded" => self.superseded,
-            "fraud_added" => self.fraud_added,
-            "fraud_removed" => self.fraud_removed,
+            "rows_read" => &mut self.rows_read,
+            "applied" => &mut self.applied,
+            "unchanged" => &mut self.unchanged,
+            "rejected" => &mut self.rejected,
+            "unknown" => &mut self.unknown,
+            "superseded" => &mut self.superseded,
             _ => return None,
         })
     }
 
-    pub fn set(&mut self, name: &str, v: u64) {
-        match name {
-            "rows_read" => self.rows_read = v,
-            "applied" => self.applied = v,
-            "unchanged" => self.unchanged = v,
-            "rejected" => self.rejected = v,
-            "unknown" => self.unknown = v,
-            "superseded" => self.superseded = v,
-            "fraud_added" => self.fraud_added = v,
-            "fraud_removed" => self.fraud_removed = v,
-            _ => {}
+    /// From a checkpoint's counters (unknown names are ignored).
+    pub fn from_map(map: &std::collections::BTreeMap<String, u64>) -> Self {
+        let mut c = LabelCounts::default();
+        for (k, v) in map {
+            if let Some(f) = c.field(k) {
+                *f = *v;
+            }
         }
+        c
+    }
+
+    pub fn to_map(self) -> std::collections::BTreeMap<String, u64> {
+        let mut c = self;
+        Self::NAMES
+            .iter()
+            .map(|n| (n.to_string(), c.field(n).map_or(0, |v| *v)))
+            .collect()
     }
 }
 
@@ -899,6 +890,21 @@ mod tests {
             .unwrap_err()
             .1
             .contains("future"));
+    }
+
+    #[test]
+    fn counts_round_trip_through_a_checkpoint_map() {
+        let c = LabelCounts {
+            rows_read: 9,
+            applied: 4,
+            unchanged: 3,
+            rejected: 2,
+            unknown: 1,
+            superseded: 1,
+        };
+        let m = c.to_map();
+        assert_eq!(m.len(), 6);
+        assert_eq!(LabelCounts::from_map(&m), c);
     }
 
     #[test]

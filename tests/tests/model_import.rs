@@ -509,7 +509,7 @@ async fn corrupted_models_are_rejected_moved_aside_and_the_serving_model_keeps_s
         "four uploads and the mismatching manifest"
     );
     assert_eq!(env.keys("models/incoming/").await, ["models/incoming/acme/good.txt"]);
-    assert_eq!(env.keys("models/active/").await, [serving_key.clone()]);
+    assert_eq!(env.keys("models/active/").await, std::slice::from_ref(&serving_key));
     assert_eq!(store.models(&acme()).await.unwrap().len(), 5);
 
     // Keys that are not uploads this function imports are skipped, never a panic.
