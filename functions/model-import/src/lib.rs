@@ -351,16 +351,6 @@ async fn reject(
     deps.objects
         .copy(&up.bucket, &up.key, up.version_id.as_deref(), &object_key)
         .await?;
-    if deps.objects.exists(&up.bucket, &incoming.manifest_key()).await? {
-        deps.objects
-            .copy(
-                &up.bucket,
-                &incoming.manifest_key(),
-                None,
-                &incoming.rejected_manifest_key(),
-            )
-            .await?;
-    }
     let name = options
         .and_then(|o| o.name.clone())
         .unwrap_or_else(|| incoming.stem().to_owned());
@@ -397,8 +387,9 @@ async fn reject(
     })
 }
 
-/// A rejected upload leaves `models/incoming/` (unless a newer upload replaced it meanwhile).
-/// Repeated on a redelivery, in case the first run stopped between recording and deleting.
+/// A rejected upload leaves `models/incoming/` (unless a newer upload replaced it meanwhile),
+/// and its manifest goes with it. Repeated on a redelivery, in case the first run stopped
+/// between recording and deleting. Reads only `models/incoming/`, as the function's policy allows.
 async fn finish_move(
     deps: &Deps,
     up: &Upload,
@@ -410,7 +401,7 @@ async fn finish_move(
             let manifest = incoming.manifest_key();
             if deps
                 .objects
-                .exists(&up.bucket, &incoming.rejected_manifest_key())
+                .copy(&up.bucket, &manifest, None, &incoming.rejected_manifest_key())
                 .await?
             {
                 deps.objects.delete(&up.bucket, &manifest).await?;
