@@ -9,7 +9,10 @@
 //! | customer aggregate | `T#<tenant>#CUST#<id>` | `AGG` | `c<day>`, `a<day>`, `f<day>`: count, amount (minor units), frauds per epoch day |
 //! | terminal aggregate | `T#<tenant>#TERM#<id>` | `AGG` | as above |
 //! | active model | `T#<tenant>#MODEL` | `ACTIVE` | version, object_key, previous_version, activated_at |
-//! | model version | `T#<tenant>#MODEL` | `V#<version>` | [`ModelRegistration`] |
+//! | model version | `T#<tenant>#MODEL` | `V#<version>` | [`ModelRegistration`], plus [`ImportDetails`] for uploads |
+//! | upload bytes | `T#<tenant>#MODEL` | `SRC#<sha256>` | outcome (JSON): model-import's per-bytes idempotency |
+//! | job | `T#<tenant>#JOB#<bucket>/<key>#<etag>` | `JOB` | [`JobState`]: status, lease, checkpoint, result |
+//! | job error chunk | as the job | `ERR#<seq>` | text: lines of the job's error report, expires_at (TTL) |
 //! | tenant config | `T#<tenant>` | `CONFIG` | review_threshold, block_threshold |
 //!
 //! Every tenant-scoped key is built by [`Keys`]; nothing else formats them. Tenant, customer,
