@@ -17,6 +17,7 @@
 //!   traffic), and rows of the file do not see each other.
 
 use crate::decision::{risk_score, Decision, Thresholds};
+pub use crate::domain::{JobStatus, ObjectRef};
 use crate::domain::{LabelledTransaction, TenantId, Timestamp, Transaction};
 use crate::features::{self, EntityAggregate, FeatureVector, OfflineFeatures};
 use crate::io::{FileKind, Format, RowError};
@@ -206,41 +207,6 @@ impl FeatureSource {
 
 // ---------------------------------------------------------------------------------------------
 // Job state
-
-/// The S3 object a job works on. The etag is stored without quotes.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct ObjectRef {
-    pub bucket: String,
-    pub key: String,
-    pub etag: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JobStatus {
-    Running,
-    Completed,
-    Failed,
-}
-
-impl JobStatus {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            JobStatus::Running => "running",
-            JobStatus::Completed => "completed",
-            JobStatus::Failed => "failed",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<JobStatus> {
-        match raw {
-            "running" => Some(JobStatus::Running),
-            "completed" => Some(JobStatus::Completed),
-            "failed" => Some(JobStatus::Failed),
-            _ => None,
-        }
-    }
-}
 
 /// One uploaded part of a multipart upload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -253,6 +253,60 @@ pub struct LabelledTransaction {
     pub label: Option<Label>,
 }
 
+// ---------------------------------------------------------------------------------------------
+// S3-triggered jobs
+
+/// The S3 object a job (batch, labels, model import) works on: the same object version
+/// delivered twice is the same job. The etag is stored without quotes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ObjectRef {
+    pub bucket: String,
+    pub key: String,
+    pub etag: String,
+}
+
+impl ObjectRef {
+    /// The etag loses the quotes S3 sometimes puts around it.
+    pub fn new(bucket: impl Into<String>, key: impl Into<String>, etag: &str) -> Self {
+        ObjectRef {
+            bucket: bucket.into(),
+            key: key.into(),
+            etag: etag.trim().trim_matches('"').to_owned(),
+        }
+    }
+
+    pub fn uri(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.key)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    Running,
+    Completed,
+    Failed,
+}
+
+impl JobStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            JobStatus::Running => "running",
+            JobStatus::Completed => "completed",
+            JobStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<JobStatus> {
+        match raw {
+            "running" => Some(JobStatus::Running),
+            "completed" => Some(JobStatus::Completed),
+            "failed" => Some(JobStatus::Failed),
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -802,7 +802,7 @@ async fn odd_uploads_are_recorded_failures_or_skipped_never_a_panic() {
 /// Sets attributes of a job item directly, to stage what a crashed invocation leaves behind.
 async fn poke_job(st: &Stack, object: &ObjectRef, sets: &[(&str, aws_sdk_dynamodb::types::AttributeValue)]) {
     use aws_sdk_dynamodb::types::AttributeValue as V;
-    let key = verdict::adapters::dynamodb::Keys::new(&tenant()).job(&object.bucket, &object.key, &object.etag);
+    let key = verdict::adapters::dynamodb::Keys::new(&tenant()).job(object);
     let mut req = st
         .dynamodb
         .update_item()

@@ -9,7 +9,10 @@
 //! | customer aggregate | `T#<tenant>#CUST#<id>` | `AGG` | `c<day>`, `a<day>`, `f<day>`: count, amount (minor units), frauds per epoch day |
 //! | terminal aggregate | `T#<tenant>#TERM#<id>` | `AGG` | as above |
 //! | active model | `T#<tenant>#MODEL` | `ACTIVE` | version, object_key, previous_version, activated_at |
-//! | model version | `T#<tenant>#MODEL` | `V#<version>` | [`ModelRegistration`] |
+//! | model version | `T#<tenant>#MODEL` | `V#<version>` | [`ModelRegistration`], plus [`ImportDetails`] for uploads |
+//! | upload bytes | `T#<tenant>#MODEL` | `SRC#<sha256>` | outcome (JSON): model-import's per-bytes idempotency |
+//! | job | `T#<tenant>#JOB#<bucket>/<key>#<etag>` | `JOB` | [`JobState`]: status, lease, checkpoint, result |
+//! | job error chunk | as the job | `ERR#<seq>` | text: lines of the job's error report, expires_at (TTL) |
 //! | tenant config | `T#<tenant>` | `CONFIG` | review_threshold, block_threshold |
 //!
 //! Every tenant-scoped key is built by [`Keys`]; nothing else formats them. Tenant, customer,
@@ -20,7 +23,10 @@
 use crate::auth::{KeyHash, KeyRecord, Scope};
 use crate::decision::{DecisionRecord, Thresholds};
 use crate::domain::{CustomerId, TenantId, TerminalId, Timestamp, TransactionId};
+// The job identity and lifecycle are domain types; job functions take them from here with the store.
+pub use crate::domain::{JobStatus, ObjectRef};
 use crate::features::{AggregateDelta, DayCounter, EntityAggregate, RETENTION_DAYS};
+use crate::labels::{LabelValue, StoredLabel};
 use crate::ports::{
     ActiveModel, CommitOutcome, DecisionCommit, DecisionStore, IdempotencyKey, IdempotencyRecord, Page,
     ScoringSnapshot, StoreError,
@@ -28,7 +34,7 @@ use crate::ports::{
 use aws_sdk_dynamodb::error::{BuildError, DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
     KeysAndAttributes, Projection, ProjectionType, Put, ReturnValue, ScalarAttributeType, TableStatus,
     TimeToLiveSpecification, TimeToLiveStatus, TransactWriteItem, Update,
 };
@@ -159,9 +165,50 @@ impl<'t> Keys<'t> {
     pub fn model_version(&self, version: &str) -> ItemKey {
         ItemKey::new(self.models(), format!("{MODEL_VERSION_PREFIX}{version}"))
     }
+
+    /// The `gsi1` partition listing the tenant's models by upload time.
+    pub fn model_list(&self) -> String {
+        format!("T#{}#MODELS", self.tenant)
+    }
+
+    /// What became of an upload's bytes (model-import), by the upload's SHA-256. Beside the
+    /// versions, outside their `V#` prefix.
+    pub fn model_source(&self, sha256: &str) -> ItemKey {
+        ItemKey::new(self.models(), format!("SRC#{sha256}"))
+    }
+
+    /// One S3 object's job (batch-score, labels, model-import): `T#<tenant>#JOB#<bucket>/<key>#<etag>`.
+    /// The etag stands last, unquoted and without `#`, so the key parses from the right even
+    /// though S3 keys may contain `#`.
+    pub fn job(&self, job: &ObjectRef) -> ItemKey {
+        ItemKey::new(self.job_pk(job), "JOB")
+    }
+
+    /// A chunk of a job's error report, in the job's partition.
+    pub fn job_errors(&self, job: &ObjectRef, seq: u32) -> ItemKey {
+        ItemKey::new(self.job_pk(job), format!("ERR#{seq:06}"))
+    }
+
+    fn job_pk(&self, job: &ObjectRef) -> String {
+        self.scoped(
+            "JOB",
+            &format!(
+                "{}/{}#{}",
+                job.bucket,
+                job.key,
+                job.etag.trim_matches('"').replace('#', "")
+            ),
+        )
+    }
 }
 
 const MODEL_VERSION_PREFIX: &str = "V#";
+
+/// Registry statuses.
+pub const STATUS_CANDIDATE: &str = "candidate";
+pub const STATUS_ACTIVE: &str = "active";
+pub const STATUS_RETIRED: &str = "retired";
+pub const STATUS_REJECTED: &str = "rejected";
 
 /// An API key's item. The one key that is not tenant-scoped: a credential is looked up before
 /// its tenant is known, and the item names the tenant.
@@ -209,15 +256,6 @@ fn parse_day_attribute(name: &str) -> Option<(u8, i32)> {
 // ---------------------------------------------------------------------------------------------
 // Batch scoring: the job key and stored aggregates in bulk (the job item itself is in jobs.rs).
 // ---------------------------------------------------------------------------------------------
-
-impl Keys<'_> {
-    /// A job over one S3 object: `T#<tenant>#JOB#<bucket>/<key>#<etag>`. The etag (quotes
-    /// stripped) stands last and holds no `#`, so the key parses from the right.
-    pub fn job(&self, bucket: &str, object_key: &str, etag: &str) -> ItemKey {
-        let etag = etag.trim().trim_matches('"');
-        ItemKey::new(self.scoped("JOB", &format!("{bucket}/{object_key}#{etag}")), "JOB")
-    }
-}
 
 /// The most keys one BatchGetItem takes.
 pub const BATCH_GET_MAX_KEYS: usize = 100;
@@ -657,7 +695,7 @@ pub struct ModelRegistration {
     pub object_key: String,
     /// Where it came from, e.g. `upload`, `retrain`, `import:lightgbm`.
     pub source: String,
-    /// e.g. `registered`, `champion`, `challenger`, `rejected`.
+    /// `candidate`, `active`, `retired` or `rejected` ([`STATUS_ACTIVE`] …).
     pub status: String,
     pub metrics: BTreeMap<String, f64>,
     pub uploaded_at: Timestamp,
@@ -1016,8 +1054,9 @@ impl DynamoStore {
     }
 
     /// Points the tenant at a registered version; the version it replaces becomes
-    /// `previous_version`. Refused (NotFound) unless `version` is registered with `object_key`.
-    /// Activating the version already active changes nothing.
+    /// `previous_version`. Refused (NotFound) unless `version` is registered with `object_key` and
+    /// was not rejected. Registry statuses follow: the new version `active`, the replaced one
+    /// `retired`. Activating the version already active changes nothing.
     pub async fn activate_model(
         &self,
         tenant: &TenantId,
@@ -1027,7 +1066,8 @@ impl DynamoStore {
         let keys = Keys::new(tenant);
         let registry = keys.model_version(version);
         let pointer_key = keys.active_model();
-        for _ in 0..COMMIT_ATTEMPTS {
+        let mut retire_old = true;
+        for _ in 0..COMMIT_ATTEMPTS + 1 {
             let current = self.model_pointer(tenant).await?;
             if let Some(c) = current
                 .as_ref()
@@ -1061,29 +1101,55 @@ impl DynamoStore {
                     .expression_attribute_names("#v", "version")
                     .expression_attribute_values(":current", s(&c.version)),
             };
-            let check = build(
-                "ConditionCheck",
-                ConditionCheck::builder()
+            // The new version becomes `active` unless it was rejected; the one it replaces
+            // becomes `retired`. All in the pointer's transaction.
+            let activate = build(
+                "Update",
+                Update::builder()
                     .table_name(&self.table)
                     .set_key(Some(registry.to_item()))
-                    .condition_expression("attribute_exists(pk) AND object_key = :k")
+                    .update_expression("SET #st = :active")
+                    .condition_expression(
+                        "attribute_exists(pk) AND object_key = :k AND (attribute_not_exists(#st) OR #st <> :rejected)",
+                    )
+                    .expression_attribute_names("#st", "status")
                     .expression_attribute_values(":k", s(object_key))
+                    .expression_attribute_values(":active", s(STATUS_ACTIVE))
+                    .expression_attribute_values(":rejected", s(STATUS_REJECTED))
                     .build(),
             )?;
-            let result = self
+            let mut req = self
                 .client
                 .transact_write_items()
-                .transact_items(TransactWriteItem::builder().condition_check(check).build())
-                .transact_items(TransactWriteItem::builder().put(build("Put", put.build())?).build())
-                .send()
-                .await;
-            match result {
+                .transact_items(TransactWriteItem::builder().update(activate).build())
+                .transact_items(TransactWriteItem::builder().put(build("Put", put.build())?).build());
+            let old = current.as_ref().map(|c| c.version.as_str()).filter(|v| *v != version);
+            if let Some(old) = old.filter(|_| retire_old) {
+                let retire = build(
+                    "Update",
+                    Update::builder()
+                        .table_name(&self.table)
+                        .set_key(Some(keys.model_version(old).to_item()))
+                        .update_expression("SET #st = :retired")
+                        .condition_expression("attribute_exists(pk)")
+                        .expression_attribute_names("#st", "status")
+                        .expression_attribute_values(":retired", s(STATUS_RETIRED))
+                        .build(),
+                )?;
+                req = req.transact_items(TransactWriteItem::builder().update(retire).build());
+            }
+            match req.send().await {
                 Ok(_) => return Ok(next),
                 Err(e) => match cancellation_codes(&e) {
                     Some(codes) if codes.first().map(String::as_str) == Some("ConditionalCheckFailed") => {
                         return Err(StoreError::NotFound(format!(
-                            "model version {version} registered with object key {object_key}"
+                            "model version {version} registered with object key {object_key} and not rejected"
                         )));
+                    }
+                    // The replaced version has no registry item (registered outside the registry).
+                    Some(codes) if codes.get(2).map(String::as_str) == Some("ConditionalCheckFailed") => {
+                        retire_old = false;
+                        continue;
                     }
                     // Someone else moved the pointer (or a transaction conflict): read again.
                     Some(_) => continue,
@@ -1155,6 +1221,762 @@ impl DynamoStore {
             None => Ok(EntityAggregate::default()),
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Model import, jobs and labels
+// ---------------------------------------------------------------------------------------------
+
+/// What model-import adds to a registry item beyond [`ModelRegistration`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ImportDetails {
+    /// The uploaded object (`models/incoming/…`), its S3 version and etag.
+    pub source_key: String,
+    pub source_version_id: Option<String>,
+    pub source_etag: String,
+    /// SHA-256 of the uploaded bytes (for an accepted import, `sha256` is the artifact's).
+    pub source_sha256: String,
+    /// `verdict`, `lightgbm` or `xgboost`, as detected.
+    pub source_format: Option<String>,
+    /// How the scores were checked, e.g. "reference sample of 390 rows, …".
+    pub validation: Option<String>,
+    pub reject_code: Option<String>,
+    pub reject_reason: Option<String>,
+}
+
+const IMPORT_ATTRIBUTES: [&str; 8] = [
+    "source_key",
+    "source_version_id",
+    "source_etag",
+    "source_sha256",
+    "source_format",
+    "validation",
+    "reject_code",
+    "reject_reason",
+];
+
+impl ImportDetails {
+    fn fields(&self) -> [(&'static str, Option<&str>); 8] {
+        [
+            (IMPORT_ATTRIBUTES[0], Some(self.source_key.as_str())),
+            (IMPORT_ATTRIBUTES[1], self.source_version_id.as_deref()),
+            (IMPORT_ATTRIBUTES[2], Some(self.source_etag.as_str())),
+            (IMPORT_ATTRIBUTES[3], Some(self.source_sha256.as_str())),
+            (IMPORT_ATTRIBUTES[4], self.source_format.as_deref()),
+            (IMPORT_ATTRIBUTES[5], self.validation.as_deref()),
+            (IMPORT_ATTRIBUTES[6], self.reject_code.as_deref()),
+            (IMPORT_ATTRIBUTES[7], self.reject_reason.as_deref()),
+        ]
+    }
+
+    fn parse(item: &Item, key: &ItemKey) -> Result<Option<ImportDetails>, StoreError> {
+        let Some(source_key) = get_s_opt(item, "source_key", key)? else {
+            return Ok(None);
+        };
+        let opt = |name| get_s_opt(item, name, key).map(|v| v.map(str::to_owned));
+        Ok(Some(ImportDetails {
+            source_key: source_key.to_owned(),
+            source_version_id: opt("source_version_id")?,
+            source_etag: opt("source_etag")?.unwrap_or_default(),
+            source_sha256: opt("source_sha256")?.unwrap_or_default(),
+            source_format: opt("source_format")?,
+            validation: opt("validation")?,
+            reject_code: opt("reject_code")?,
+            reject_reason: opt("reject_reason")?,
+        }))
+    }
+}
+
+/// Whether [`DynamoStore::register_import`] created the version or found it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Registered {
+    New,
+    /// The same bytes were registered before (e.g. one artifact uploaded under two names); the
+    /// existing item, status included, is left as it is.
+    Existing(Box<ModelRegistration>),
+}
+
+/// How far a job got: what a checkpoint records and a resumed run starts from.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct JobProgress {
+    /// The first input line not yet processed (1-based; the CSV header is line 1).
+    pub next_line: u64,
+    /// Byte offset of `next_line` in the object.
+    pub next_offset: u64,
+    /// The CSV header, so a ranged resume can parse rows.
+    pub header: Option<String>,
+    pub counts: BTreeMap<String, u64>,
+    /// How many error-report chunks ([`Keys::job_errors`]) are stored.
+    pub error_chunks: u32,
+}
+
+/// A job item as read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobState {
+    pub job_type: String,
+    pub status: JobStatus,
+    pub progress: JobProgress,
+    pub invocations: u64,
+    pub started_at: String,
+    /// What the job produced, as JSON (set on completion).
+    pub result: Option<String>,
+    pub lease_owner: Option<String>,
+    pub lease_expires_at: i64,
+}
+
+/// The answer to [`DynamoStore::claim_job`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobClaim {
+    /// This invocation now holds the lease; resume from the state.
+    Claimed(JobState),
+    /// Finished earlier (completed or failed): nothing to do.
+    Done(JobState),
+    /// Another invocation holds an unexpired lease.
+    Busy { lease_expires_at: i64 },
+}
+
+/// How long a finished job's item (and its error chunks) is kept.
+pub const JOB_TTL_SECS: i64 = 30 * 24 * 3600;
+
+fn parse_job(item: &Item, key: &ItemKey) -> Result<JobState, StoreError> {
+    let status = match get_s(item, "status", key)? {
+        "running" => JobStatus::Running,
+        "completed" => JobStatus::Completed,
+        "failed" => JobStatus::Failed,
+        other => {
+            return Err(corrupt(
+                key,
+                format!("status {other:?} is not running, completed or failed"),
+            ))
+        }
+    };
+    let mut counts = BTreeMap::new();
+    match item.get("counts") {
+        None => {}
+        Some(AttributeValue::M(m)) => {
+            for (k, v) in m {
+                let AttributeValue::N(raw) = v else {
+                    return Err(corrupt(key, format!("counts.{k} is not a number")));
+                };
+                counts.insert(
+                    k.clone(),
+                    raw.parse()
+                        .map_err(|e| corrupt(key, format!("counts.{k} = {raw:?}: {e}")))?,
+                );
+            }
+        }
+        Some(_) => return Err(corrupt(key, "counts is not a map")),
+    }
+    Ok(JobState {
+        job_type: get_s(item, "job_type", key)?.to_owned(),
+        status,
+        progress: JobProgress {
+            next_line: get_n_opt(item, "next_line", key)?.unwrap_or(1),
+            next_offset: get_n_opt(item, "next_offset", key)?.unwrap_or(0),
+            header: get_s_opt(item, "header", key)?.map(str::to_owned),
+            counts,
+            error_chunks: get_n_opt(item, "error_chunks", key)?.unwrap_or(0),
+        },
+        invocations: get_n_opt(item, "invocations", key)?.unwrap_or(0),
+        started_at: get_s_opt(item, "started_at", key)?.unwrap_or_default().to_owned(),
+        result: get_s_opt(item, "result", key)?.map(str::to_owned),
+        lease_owner: get_s_opt(item, "lease_owner", key)?.map(str::to_owned),
+        lease_expires_at: get_n_opt(item, "lease_expires_at", key)?.unwrap_or(0),
+    })
+}
+
+fn counts_value(counts: &BTreeMap<String, u64>) -> AttributeValue {
+    AttributeValue::M(counts.iter().map(|(k, v)| (k.clone(), n(v))).collect())
+}
+
+/// A decision as the labels function needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelTarget {
+    pub occurred_at: Timestamp,
+    pub customer_id: CustomerId,
+    /// Absent only on decisions stored without their inputs' terminal.
+    pub terminal_id: Option<TerminalId>,
+    pub label: Option<StoredLabel>,
+}
+
+/// One label write: the new label, the one it replaces (the condition), and the fraud delta.
+#[derive(Debug, Clone, Copy)]
+pub struct LabelWrite<'a> {
+    pub label: &'a StoredLabel,
+    pub previous: Option<&'a StoredLabel>,
+    /// `ADD f<day> :fraud_delta` on each listed aggregate (+1, -1; 0 writes none).
+    pub fraud_delta: i64,
+    pub day: i32,
+    pub customer: Option<&'a CustomerId>,
+    pub terminal: Option<&'a TerminalId>,
+}
+
+/// The answer to [`DynamoStore::write_label`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LabelWriteOutcome {
+    Written,
+    /// The decision's label is no longer `previous` (or the decision is gone): read it again.
+    Changed,
+}
+
+fn label_value(l: &StoredLabel) -> AttributeValue {
+    let mut m = HashMap::from([
+        ("value".to_owned(), s(l.value.as_str())),
+        ("source".to_owned(), s(&l.source)),
+        ("labelled_at".to_owned(), s(l.labelled_at.to_rfc3339())),
+    ]);
+    if let Some(f) = &l.file {
+        m.insert("file".into(), s(f));
+    }
+    if let Some(e) = &l.etag {
+        m.insert("etag".into(), s(e));
+    }
+    if let Some(line) = l.line {
+        m.insert("line".into(), n(line));
+    }
+    AttributeValue::M(m)
+}
+
+fn parse_label(item: &Item, key: &ItemKey) -> Result<Option<StoredLabel>, StoreError> {
+    let m = match item.get("label") {
+        None | Some(AttributeValue::Null(_)) => return Ok(None),
+        Some(AttributeValue::M(m)) => m,
+        Some(_) => return Err(corrupt(key, "label is not a map")),
+    };
+    let value = get_s(m, "value", key)?;
+    let value = LabelValue::parse(value).map_err(|r| corrupt(key, format!("label.value: {r}")))?;
+    Ok(Some(StoredLabel {
+        value,
+        source: get_s_opt(m, "source", key)?.unwrap_or_default().to_owned(),
+        labelled_at: get_timestamp(m, "labelled_at", key)?,
+        file: get_s_opt(m, "file", key)?.map(str::to_owned),
+        etag: get_s_opt(m, "etag", key)?.map(str::to_owned),
+        line: get_n_opt(m, "line", key)?,
+    }))
+}
+
+fn parse_label_target(item: &Item, key: &ItemKey) -> Result<LabelTarget, StoreError> {
+    let customer = get_s(item, "customer_id", key)?;
+    let terminal = match get_s_opt(item, "terminal_id", key)? {
+        Some(t) => Some(t),
+        None => match item.get("inputs") {
+            Some(AttributeValue::M(inputs)) => get_s_opt(inputs, "terminal_id", key)?,
+            _ => None,
+        },
+    };
+    Ok(LabelTarget {
+        occurred_at: get_timestamp(item, "occurred_at", key)?,
+        customer_id: CustomerId::parse(customer).map_err(|e| corrupt(key, e.to_string()))?,
+        terminal_id: terminal
+            .map(TerminalId::parse)
+            .transpose()
+            .map_err(|e| corrupt(key, e.to_string()))?,
+        label: parse_label(item, key)?,
+    })
+}
+
+/// The newest day an aggregate item holds, if any.
+fn newest_day(item: &Item) -> Option<i32> {
+    item.keys().filter_map(|k| parse_day_attribute(k)).map(|(_, d)| d).max()
+}
+
+impl DynamoStore {
+    // -- model import ---------------------------------------------------------------------------
+
+    /// Registers an imported (or rejected) upload: the registration plus [`ImportDetails`], only
+    /// if the version is new. A version already there with the same `sha256` is left untouched.
+    pub async fn register_import(
+        &self,
+        tenant: &TenantId,
+        m: &ModelRegistration,
+        details: &ImportDetails,
+    ) -> Result<Registered, StoreError> {
+        let key = Keys::new(tenant).model_version(&m.version);
+        let mut item: Item = serde_dynamo::aws_sdk_dynamodb_1::to_item(m)
+            .map_err(|e| StoreError::Unavailable(format!("model {}: cannot be stored: {e}", m.version)))?;
+        item.extend(key.to_item());
+        item.insert(GSI1PK.into(), s(Keys::new(tenant).model_list()));
+        item.insert(
+            GSI1SK.into(),
+            s(format!("{}#{}", fixed_width(&m.uploaded_at), m.version)),
+        );
+        item.insert("id".into(), s(&m.version));
+        item.insert("kind".into(), s("model"));
+        for (name, value) in details.fields() {
+            if let Some(v) = value {
+                item.insert(name.into(), s(v));
+            }
+        }
+        let out = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(Registered::New),
+            Err(e) if is_conditional_check_failed(&e) => match self.model(tenant, &m.version).await? {
+                Some(existing) if existing.sha256 == m.sha256 => Ok(Registered::Existing(Box::new(existing))),
+                _ => Err(StoreError::Unavailable(format!(
+                    "model version {} is already registered with different bytes",
+                    m.version
+                ))),
+            },
+            Err(e) => Err(sdk_error("PutItem (register import)", e)),
+        }
+    }
+
+    /// The import attributes of a registry item (None for versions registered otherwise).
+    pub async fn import_details(&self, tenant: &TenantId, version: &str) -> Result<Option<ImportDetails>, StoreError> {
+        let key = Keys::new(tenant).model_version(version);
+        match self.get(&key).await? {
+            Some(item) => ImportDetails::parse(&item, &key),
+            None => Ok(None),
+        }
+    }
+
+    /// The recorded outcome (JSON) of an upload's bytes, by their SHA-256.
+    pub async fn source_outcome(&self, tenant: &TenantId, sha256: &str) -> Result<Option<String>, StoreError> {
+        let key = Keys::new(tenant).model_source(sha256);
+        match self.get(&key).await? {
+            Some(item) => Ok(Some(get_s(&item, "outcome", &key)?.to_owned())),
+            None => Ok(None),
+        }
+    }
+
+    /// Records an upload's outcome: per object (`job`), and per bytes (`sha256`) unless the
+    /// bytes already have one (the first outcome stands).
+    pub async fn complete_import(
+        &self,
+        tenant: &TenantId,
+        job: &ObjectRef,
+        sha256: Option<&str>,
+        outcome: &str,
+    ) -> Result<(), StoreError> {
+        let keys = Keys::new(tenant);
+        let now = Timestamp::now();
+        if let Some(sha) = sha256 {
+            let mut item = keys.model_source(sha).to_item();
+            item.insert("kind".into(), s("model_source"));
+            item.insert("outcome".into(), s(outcome));
+            item.insert("created_at".into(), s(now.to_rfc3339()));
+            match self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk)")
+                .send()
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if is_conditional_check_failed(&e) => {}
+                Err(e) => return Err(sdk_error("PutItem (model source)", e)),
+            }
+        }
+        let mut item = keys.job(job).to_item();
+        for (k, v) in [
+            ("kind", "job"),
+            ("job_type", "model"),
+            ("bucket", job.bucket.as_str()),
+            ("key", job.key.as_str()),
+            ("etag", job.etag.as_str()),
+            ("status", JobStatus::Completed.as_str()),
+            ("result", outcome),
+        ] {
+            item.insert(k.into(), s(v));
+        }
+        item.insert("started_at".into(), s(now.to_rfc3339()));
+        item.insert("completed_at".into(), s(now.to_rfc3339()));
+        item.insert(TTL_ATTRIBUTE.into(), n(now.unix() + JOB_TTL_SECS));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| sdk_error("PutItem (import job)", e))?;
+        Ok(())
+    }
+
+    // -- jobs -----------------------------------------------------------------------------------
+
+    /// The job item, if any.
+    pub async fn job(&self, tenant: &TenantId, job: &ObjectRef) -> Result<Option<JobState>, StoreError> {
+        let key = Keys::new(tenant).job(job);
+        self.get(&key).await?.map(|item| parse_job(&item, &key)).transpose()
+    }
+
+    /// Starts a job or takes over its lease. `owner` is the invocation (its request id).
+    pub async fn claim_job(
+        &self,
+        tenant: &TenantId,
+        job: &ObjectRef,
+        job_type: &str,
+        size: Option<i64>,
+        owner: &str,
+        lease_secs: i64,
+    ) -> Result<JobClaim, StoreError> {
+        let key = Keys::new(tenant).job(job);
+        let now = Timestamp::now();
+        let lease_until = now.unix() + lease_secs;
+        let mut item = key.to_item();
+        for (k, v) in [
+            ("kind", "job"),
+            ("job_type", job_type),
+            ("bucket", job.bucket.as_str()),
+            ("key", job.key.as_str()),
+            ("etag", job.etag.as_str()),
+            ("status", JobStatus::Running.as_str()),
+            ("lease_owner", owner),
+        ] {
+            item.insert(k.into(), s(v));
+        }
+        let started = now.to_rfc3339();
+        item.insert("started_at".into(), s(&started));
+        item.insert("updated_at".into(), s(&started));
+        item.insert("next_line".into(), n(1));
+        item.insert("next_offset".into(), n(0));
+        item.insert("error_chunks".into(), n(0));
+        item.insert("invocations".into(), n(1));
+        item.insert("counts".into(), AttributeValue::M(HashMap::new()));
+        item.insert("lease_expires_at".into(), n(lease_until));
+        if let Some(size) = size {
+            item.insert("size".into(), n(size));
+        }
+        let fresh = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item.clone()))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match fresh {
+            Ok(_) => return Ok(JobClaim::Claimed(parse_job(&item, &key)?)),
+            Err(e) if is_conditional_check_failed(&e) => {}
+            Err(e) => return Err(sdk_error("PutItem (claim job)", e)),
+        }
+        let took = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key.to_item()))
+            .update_expression(
+                "SET lease_owner = :me, lease_expires_at = :until, updated_at = :now_s ADD invocations :one",
+            )
+            .condition_expression(
+                "#st = :running AND (lease_owner = :me OR lease_expires_at < :now OR attribute_not_exists(lease_owner))",
+            )
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":me", s(owner))
+            .expression_attribute_values(":until", n(lease_until))
+            .expression_attribute_values(":now", n(now.unix()))
+            .expression_attribute_values(":now_s", s(now.to_rfc3339()))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":running", s(JobStatus::Running.as_str()))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match took {
+            Ok(out) => Ok(JobClaim::Claimed(parse_job(&out.attributes.unwrap_or_default(), &key)?)),
+            Err(e) if is_conditional_check_failed(&e) => {
+                let state = self
+                    .job(tenant, job)
+                    .await?
+                    .ok_or_else(|| corrupt(&key, "the job item vanished while being claimed"))?;
+                Ok(match state.status {
+                    JobStatus::Running => JobClaim::Busy {
+                        lease_expires_at: state.lease_expires_at,
+                    },
+                    _ => JobClaim::Done(state),
+                })
+            }
+            Err(e) => Err(sdk_error("UpdateItem (take over job)", e)),
+        }
+    }
+
+    /// Records progress and renews the lease, if this invocation still holds it and nobody moved
+    /// the job since `expected_next_line`. Returns false when the lease was lost.
+    pub async fn checkpoint_job(
+        &self,
+        tenant: &TenantId,
+        job: &ObjectRef,
+        owner: &str,
+        expected_next_line: u64,
+        progress: &JobProgress,
+        lease_secs: i64,
+    ) -> Result<bool, StoreError> {
+        let now = Timestamp::now();
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Keys::new(tenant).job(job).to_item()))
+            .condition_expression("lease_owner = :me AND next_line = :expected")
+            .expression_attribute_values(":me", s(owner))
+            .expression_attribute_values(":expected", n(expected_next_line))
+            .expression_attribute_values(":line", n(progress.next_line))
+            .expression_attribute_values(":offset", n(progress.next_offset))
+            .expression_attribute_values(":counts", counts_value(&progress.counts))
+            .expression_attribute_values(":chunks", n(progress.error_chunks))
+            .expression_attribute_values(":until", n(now.unix() + lease_secs))
+            .expression_attribute_values(":now", s(now.to_rfc3339()));
+        let mut set = "SET next_line = :line, next_offset = :offset, counts = :counts, error_chunks = :chunks, \
+                       lease_expires_at = :until, updated_at = :now"
+            .to_owned();
+        if let Some(h) = &progress.header {
+            set.push_str(", header = :header");
+            req = req.expression_attribute_values(":header", s(h));
+        }
+        match req.update_expression(set).send().await {
+            Ok(_) => Ok(true),
+            Err(e) if is_conditional_check_failed(&e) => Ok(false),
+            Err(e) => Err(sdk_error("UpdateItem (checkpoint job)", e)),
+        }
+    }
+
+    /// Ends a job (completed or failed) with its result JSON; the item then expires.
+    pub async fn finish_job(
+        &self,
+        tenant: &TenantId,
+        job: &ObjectRef,
+        owner: &str,
+        status: JobStatus,
+        progress: &JobProgress,
+        result: &str,
+    ) -> Result<bool, StoreError> {
+        let now = Timestamp::now();
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Keys::new(tenant).job(job).to_item()))
+            .update_expression(
+                "SET #st = :status, next_line = :line, next_offset = :offset, counts = :counts, \
+                 error_chunks = :chunks, #result = :result, completed_at = :now, updated_at = :now, \
+                 #exp = :exp REMOVE lease_owner, lease_expires_at",
+            )
+            .condition_expression("lease_owner = :me")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_names("#result", "result")
+            .expression_attribute_names("#exp", TTL_ATTRIBUTE)
+            .expression_attribute_values(":me", s(owner))
+            .expression_attribute_values(":status", s(status.as_str()))
+            .expression_attribute_values(":line", n(progress.next_line))
+            .expression_attribute_values(":offset", n(progress.next_offset))
+            .expression_attribute_values(":counts", counts_value(&progress.counts))
+            .expression_attribute_values(":chunks", n(progress.error_chunks))
+            .expression_attribute_values(":result", s(result))
+            .expression_attribute_values(":now", s(now.to_rfc3339()))
+            .expression_attribute_values(":exp", n(now.unix() + JOB_TTL_SECS))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(true),
+            Err(e) if is_conditional_check_failed(&e) => Ok(false),
+            Err(e) => Err(sdk_error("UpdateItem (finish job)", e)),
+        }
+    }
+
+    /// Gives the lease up (before a hand-over or after an error), so the next invocation need
+    /// not wait for it to expire.
+    pub async fn release_job(&self, tenant: &TenantId, job: &ObjectRef, owner: &str) -> Result<(), StoreError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Keys::new(tenant).job(job).to_item()))
+            .update_expression("SET lease_expires_at = :zero")
+            .condition_expression("lease_owner = :me")
+            .expression_attribute_values(":me", s(owner))
+            .expression_attribute_values(":zero", n(0))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(()),
+            Err(e) if is_conditional_check_failed(&e) => Ok(()),
+            Err(e) => Err(sdk_error("UpdateItem (release job)", e)),
+        }
+    }
+
+    /// Stores chunk `seq` of a job's error report (rewriting it is harmless: same rows, same text).
+    pub async fn put_job_errors(
+        &self,
+        tenant: &TenantId,
+        job: &ObjectRef,
+        seq: u32,
+        text: &str,
+    ) -> Result<(), StoreError> {
+        let mut item = Keys::new(tenant).job_errors(job, seq).to_item();
+        item.insert("kind".into(), s("job_errors"));
+        item.insert("text".into(), s(text));
+        item.insert(TTL_ATTRIBUTE.into(), n(Timestamp::now().unix() + JOB_TTL_SECS));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| sdk_error("PutItem (job errors)", e))?;
+        Ok(())
+    }
+
+    pub async fn job_errors(&self, tenant: &TenantId, job: &ObjectRef, seq: u32) -> Result<Option<String>, StoreError> {
+        let key = Keys::new(tenant).job_errors(job, seq);
+        match self.get(&key).await? {
+            Some(item) => Ok(Some(get_s(&item, "text", &key)?.to_owned())),
+            None => Ok(None),
+        }
+    }
+
+    // -- labels ---------------------------------------------------------------------------------
+
+    /// The decisions of `ids` that exist, with their current labels (BatchGetItem, 100 a call).
+    pub async fn label_targets(
+        &self,
+        tenant: &TenantId,
+        ids: &[TransactionId],
+    ) -> Result<HashMap<TransactionId, LabelTarget>, StoreError> {
+        let keys = Keys::new(tenant);
+        let mut wanted: Vec<ItemKey> = ids.iter().map(|id| keys.decision(id)).collect();
+        wanted.sort();
+        wanted.dedup();
+        let mut out = HashMap::with_capacity(wanted.len());
+        for chunk in wanted.chunks(100) {
+            let refs: Vec<&ItemKey> = chunk.iter().collect();
+            for (key, item) in self.batch_get(&refs).await? {
+                let id = keys
+                    .decision_id(&key.pk)
+                    .ok_or_else(|| corrupt(&key, "not a decision of this tenant"))?;
+                out.insert(id, parse_label_target(&item, &key)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The newest day bucket of each customer's and terminal's aggregate (absent: no item).
+    pub async fn newest_days(
+        &self,
+        tenant: &TenantId,
+        customers: &[CustomerId],
+        terminals: &[TerminalId],
+    ) -> Result<(HashMap<CustomerId, i32>, HashMap<TerminalId, i32>), StoreError> {
+        let keys = Keys::new(tenant);
+        let mut wanted: Vec<ItemKey> = customers
+            .iter()
+            .map(|c| keys.customer_aggregate(c))
+            .chain(terminals.iter().map(|t| keys.terminal_aggregate(t)))
+            .collect();
+        wanted.sort();
+        wanted.dedup();
+        let mut found = HashMap::new();
+        for chunk in wanted.chunks(100) {
+            let refs: Vec<&ItemKey> = chunk.iter().collect();
+            found.extend(self.batch_get(&refs).await?);
+        }
+        let mut c = HashMap::new();
+        for id in customers {
+            if let Some(d) = found.get(&keys.customer_aggregate(id)).and_then(newest_day) {
+                c.insert(id.clone(), d);
+            }
+        }
+        let mut t = HashMap::new();
+        for id in terminals {
+            if let Some(d) = found.get(&keys.terminal_aggregate(id)).and_then(newest_day) {
+                t.insert(id.clone(), d);
+            }
+        }
+        Ok((c, t))
+    }
+
+    /// Sets a decision's label and moves the fraud counters in one TransactWriteItems, on the
+    /// condition that the decision still carries `previous`. So each transaction's fraud is
+    /// counted once whatever repeats, races or resumes happen.
+    pub async fn write_label(
+        &self,
+        tenant: &TenantId,
+        id: &TransactionId,
+        w: &LabelWrite<'_>,
+    ) -> Result<LabelWriteOutcome, StoreError> {
+        let keys = Keys::new(tenant);
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(keys.decision(id).to_item()))
+            .update_expression("SET #label = :label")
+            .expression_attribute_names("#label", "label")
+            .expression_attribute_values(":label", label_value(w.label));
+        update = match w.previous {
+            None => update.condition_expression("attribute_exists(pk) AND attribute_not_exists(#label)"),
+            Some(p) => update
+                .condition_expression("#label.#value = :old_value AND #label.#at = :old_at")
+                .expression_attribute_names("#value", "value")
+                .expression_attribute_names("#at", "labelled_at")
+                .expression_attribute_values(":old_value", s(p.value.as_str()))
+                .expression_attribute_values(":old_at", s(p.labelled_at.to_rfc3339())),
+        };
+        let mut items = vec![TransactWriteItem::builder()
+            .update(build("Update", update.build())?)
+            .build()];
+        if w.fraud_delta != 0 {
+            let aggregates = w
+                .customer
+                .map(|c| keys.customer_aggregate(c))
+                .into_iter()
+                .chain(w.terminal.map(|t| keys.terminal_aggregate(t)));
+            for key in aggregates {
+                let u = UpdateExpr {
+                    expression: "ADD #f :d".into(),
+                    names: HashMap::from([("#f".to_owned(), day_attribute('f', w.day))]),
+                    values: HashMap::from([(":d".to_owned(), n(w.fraud_delta))]),
+                };
+                items.push(TransactWriteItem::builder().update(self.update(&key, u)?).build());
+            }
+        }
+        let mut attempt = 0;
+        loop {
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .send()
+                .await;
+            let e = match result {
+                Ok(_) => return Ok(LabelWriteOutcome::Written),
+                Err(e) => e,
+            };
+            match cancellation_codes(&e) {
+                Some(codes) if codes.first().map(String::as_str) == Some("ConditionalCheckFailed") => {
+                    return Ok(LabelWriteOutcome::Changed)
+                }
+                Some(codes)
+                    if attempt + 1 < COMMIT_ATTEMPTS
+                        && codes.iter().all(|c| c == "None" || c == "TransactionConflict") =>
+                {
+                    tokio::time::sleep(jitter(attempt)).await;
+                    attempt += 1;
+                }
+                _ => return Err(sdk_error("TransactWriteItems (label)", e)),
+            }
+        }
+    }
+}
+
+/// `ts(…)` of docs/dynamodb.md: UTC with exactly three fractional digits, so keys sort by time.
+fn fixed_width(t: &Timestamp) -> String {
+    let t = t.inner();
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
 }
 
 impl DecisionStore for DynamoStore {

@@ -212,7 +212,7 @@ fn parse_item(item: Item, key: &ItemKey) -> Result<JobState, StoreError> {
 
 impl DynamoStore {
     fn job_key(tenant: &TenantId, object: &ObjectRef) -> ItemKey {
-        Keys::new(tenant).job(&object.bucket, &object.key, &object.etag)
+        Keys::new(tenant).job(object)
     }
 
     /// The job over `object`, if one was ever started (strongly consistent).
@@ -499,7 +499,7 @@ mod tests {
     #[test]
     fn job_keys_are_tenant_scoped_and_end_with_the_bare_etag() {
         let t = TenantId::parse("acme").unwrap();
-        let k = Keys::new(&t).job("data", "batches/incoming/acme/a#b.csv", "\"abc-2\"");
+        let k = Keys::new(&t).job(&ObjectRef::new("data", "batches/incoming/acme/a#b.csv", "\"abc-2\""));
         assert_eq!(k.pk, "T#acme#JOB#data/batches/incoming/acme/a#b.csv#abc-2");
         assert_eq!(k.sk, "JOB");
         assert_eq!(k.pk.rsplit_once('#').unwrap().1, "abc-2");

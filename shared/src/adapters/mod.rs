@@ -5,6 +5,7 @@
 
 pub mod dynamodb;
 pub mod jobs;
+pub mod model_objects;
 pub mod s3;
 
 use aws_config::environment::region::EnvironmentVariableRegionProvider;
