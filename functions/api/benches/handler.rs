@@ -11,7 +11,7 @@ use lambda_http::Body;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
-use verdict::adapters::{ModelPointer, ModelRegistration};
+use verdict::adapters::{ModelPointer, RegistryEntry};
 use verdict::auth::{ApiKey, KeyHash, KeyRecord, Scope};
 use verdict::decision::DecisionRecord;
 use verdict::domain::{CustomerId, TenantId, Transaction, TransactionId};
@@ -73,8 +73,22 @@ impl api::ModelRegistry for MemoryStore {
     async fn model_pointer(&self, _: &TenantId) -> Result<Option<ModelPointer>, StoreError> {
         Ok(None)
     }
-    async fn registered_model(&self, _: &TenantId, _: &str) -> Result<Option<ModelRegistration>, StoreError> {
+    async fn registered_model(&self, _: &TenantId, _: &str) -> Result<Option<RegistryEntry>, StoreError> {
         Ok(None)
+    }
+    async fn registered_models(
+        &self,
+        _: &TenantId,
+        _: usize,
+        _: Option<&str>,
+    ) -> Result<Page<RegistryEntry>, StoreError> {
+        Ok(Page {
+            items: vec![],
+            next_cursor: None,
+        })
+    }
+    async fn activate(&self, _: &TenantId, version: &str, _: &str) -> Result<ModelPointer, StoreError> {
+        Err(StoreError::NotFound(version.to_owned()))
     }
 }
 

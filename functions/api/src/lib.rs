@@ -17,15 +17,15 @@ mod views;
 pub use auth::KEY_CACHE_TTL;
 pub use meta::{openapi_json, OPENAPI_YAML};
 pub use problem::{ApiError, TYPE_405};
+pub use request::{DEFAULT_LIMIT, MAX_LIMIT};
 pub use store::{ApiStore, ModelRegistry};
-pub use transactions::{DEFAULT_LIMIT, MAX_BODY_BYTES, MAX_LIMIT};
+pub use transactions::MAX_BODY_BYTES;
 
 use crate::request::Ctx;
 use crate::routes::Route;
 use lambda_http::{Body, Request, Response};
 use std::sync::Arc;
 use std::time::Instant;
-use verdict::auth::Scope;
 use verdict::domain::Timestamp;
 use verdict::model::Model;
 use verdict::ports::ModelBlobs;
@@ -86,7 +86,8 @@ async fn dispatch<S: ApiStore, B: ModelBlobs>(
         Route::ListTransactions => transactions::list(app, req, cx).await,
         Route::ActiveModel => models::active(app, req, cx).await,
         Route::GetModel(id) => models::get(app, req, cx, id).await,
-        Route::ListModels => models::not_yet(app, req, Scope::ModelsRead).await,
-        Route::ActivateModel(_) | Route::RollbackModel => models::not_yet(app, req, Scope::ModelsWrite).await,
+        Route::ListModels => models::list(app, req, cx).await,
+        Route::ActivateModel(id) => models::activate(app, req, cx, id).await,
+        Route::RollbackModel => models::rollback(app, req, cx).await,
     }
 }

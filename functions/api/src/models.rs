@@ -2,14 +2,16 @@
 
 use crate::auth::{bearer_hash, fresh_principal};
 use crate::problem::ApiError;
-use crate::request::Ctx;
+use crate::request::{Ctx, PageParams};
 use crate::response::ok;
 use crate::store::ApiStore;
-use crate::views::{ActiveModelView, ModelView};
+use crate::views::{ActiveModelView, ModelView, PageView};
 use crate::App;
 use lambda_http::{Body, Request, Response};
+use verdict::adapters::dynamodb::STATUS_REJECTED;
+use verdict::adapters::RegistryEntry;
 use verdict::auth::{Principal, Scope};
-use verdict::ports::{ActiveModel, ModelBlobs};
+use verdict::ports::{ActiveModel, ModelBlobs, StoreError};
 
 /// Names the fallback model's uploader in views: it came with the deployment.
 const FALLBACK_UPLOADER: &str = "deployment (VERDICT_MODEL_PATH)";
@@ -73,9 +75,7 @@ pub async fn get<S: ApiStore, B: ModelBlobs>(
     id: &str,
 ) -> Result<Response<Body>, ApiError> {
     let principal = principal(app, req, Scope::ModelsRead).await?;
-    if id.len() != 16 || !id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        return Err(ApiError::field("id", "must be 16 lower-case hex digits"));
-    }
+    check_id(id)?;
     let store = &app.scorer.store;
     let Some(model) = store.registered_model(&principal.tenant, id).await? else {
         return Err(ApiError::NotFound(format!("No model \"{id}\".")));
@@ -84,15 +84,123 @@ pub async fn get<S: ApiStore, B: ModelBlobs>(
     Ok(ok(&ModelView::registered(&model, pointer.as_ref()), cx.request_id))
 }
 
-/// `GET /v1/models`, `POST /v1/models/{id}/activate`, `POST /v1/models/rollback`: authenticated
-/// and scope-checked like the rest, then 404 until the model-management issue lands.
-pub async fn not_yet<S: ApiStore, B: ModelBlobs>(
+/// `GET /v1/models?limit=…&cursor=…`: the registry, newest upload first.
+pub async fn list<S: ApiStore, B: ModelBlobs>(
     app: &App<S, B>,
     req: &Request,
-    scope: Scope,
+    cx: &Ctx<'_>,
 ) -> Result<Response<Body>, ApiError> {
-    principal(app, req, scope).await?;
-    Err(ApiError::NotFound(
-        "Model management over HTTP is not available in this version; use the verdict CLI.".into(),
-    ))
+    let principal = principal(app, req, Scope::ModelsRead).await?;
+    let mut errors = Vec::new();
+    let Some(params) = PageParams::parse(&cx.query(), &mut errors).filter(|_| errors.is_empty()) else {
+        return Err(ApiError::Validation(errors));
+    };
+    let store = &app.scorer.store;
+    let page = store
+        .registered_models(&principal.tenant, params.limit, params.cursor.as_deref())
+        .await
+        .map_err(|e| match e {
+            StoreError::BadCursor => ApiError::field("cursor", "was not issued for this query"),
+            e => e.into(),
+        })?;
+    let pointer = store.model_pointer(&principal.tenant).await?;
+    let view = PageView {
+        items: page
+            .items
+            .iter()
+            .map(|m| ModelView::registered(m, pointer.as_ref()))
+            .collect(),
+        next_cursor: page.next_cursor,
+    };
+    Ok(ok(&view, cx.request_id))
+}
+
+/// `POST /v1/models/{id}/activate`. Scoring reads the pointer on every decision, so the next
+/// request is served by this model.
+pub async fn activate<S: ApiStore, B: ModelBlobs>(
+    app: &App<S, B>,
+    req: &Request,
+    cx: &Ctx<'_>,
+    id: &str,
+) -> Result<Response<Body>, ApiError> {
+    let principal = principal(app, req, Scope::ModelsWrite).await?;
+    check_id(id)?;
+    let Some(entry) = app.scorer.store.registered_model(&principal.tenant, id).await? else {
+        return Err(ApiError::NotFound(format!("No model \"{id}\".")));
+    };
+    switch_to(app, &principal, &entry, cx).await
+}
+
+/// `POST /v1/models/rollback`: back to `previous_version`; a second rollback undoes the first.
+pub async fn rollback<S: ApiStore, B: ModelBlobs>(
+    app: &App<S, B>,
+    req: &Request,
+    cx: &Ctx<'_>,
+) -> Result<Response<Body>, ApiError> {
+    let principal = principal(app, req, Scope::ModelsWrite).await?;
+    let store = &app.scorer.store;
+    let Some(pointer) = store.model_pointer(&principal.tenant).await? else {
+        return Err(ApiError::Conflict(
+            "No model is active for this tenant, so there is nothing to roll back.".into(),
+        ));
+    };
+    let Some(previous) = pointer.previous_version else {
+        return Err(ApiError::Conflict(format!(
+            "Model \"{}\" is active and no model was active before it.",
+            pointer.version
+        )));
+    };
+    let Some(entry) = store.registered_model(&principal.tenant, &previous).await? else {
+        return Err(ApiError::Conflict(format!(
+            "The previous model \"{previous}\" is no longer in the registry."
+        )));
+    };
+    switch_to(app, &principal, &entry, cx).await
+}
+
+/// Moves the pointer to `entry`; a rejected model, or a registration that changed meanwhile, is a
+/// conflict and the serving model stays.
+async fn switch_to<S: ApiStore, B: ModelBlobs>(
+    app: &App<S, B>,
+    principal: &Principal,
+    entry: &RegistryEntry,
+    cx: &Ctx<'_>,
+) -> Result<Response<Body>, ApiError> {
+    let m = &entry.model;
+    if m.status == STATUS_REJECTED {
+        let why = entry.reject_reason.as_deref().unwrap_or("no reason recorded");
+        return Err(ApiError::Conflict(format!(
+            "Model \"{}\" was rejected at import ({why}) and cannot be activated.",
+            m.version
+        )));
+    }
+    let pointer = match app
+        .scorer
+        .store
+        .activate(&principal.tenant, &m.version, &m.object_key)
+        .await
+    {
+        Ok(p) => p,
+        Err(StoreError::NotFound(_)) => {
+            return Err(ApiError::Conflict(format!(
+                "Model \"{}\" changed while it was being activated; retry.",
+                m.version
+            )))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    tracing::info!(tenant = %principal.tenant, version = %pointer.version, previous = ?pointer.previous_version, "model activated");
+    let view = ActiveModelView {
+        model: ModelView::registered(entry, Some(&pointer)),
+        activated_at: pointer.activated_at.to_rfc3339(),
+        previous_version: pointer.previous_version,
+    };
+    Ok(ok(&view, cx.request_id))
+}
+
+fn check_id(id: &str) -> Result<(), ApiError> {
+    if id.len() != 16 || !id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err(ApiError::field("id", "must be 16 lower-case hex digits"));
+    }
+    Ok(())
 }

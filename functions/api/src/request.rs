@@ -4,6 +4,11 @@ use lambda_http::aws_lambda_events::query_map::QueryMap;
 use lambda_http::request::RequestContext;
 use lambda_http::{Request, RequestExt};
 use std::time::Instant;
+use verdict::decision::FieldError;
+
+pub const DEFAULT_LIMIT: usize = 20;
+pub const MAX_LIMIT: usize = 100;
+const MAX_CURSOR_LEN: usize = 2048;
 
 pub struct Ctx<'r> {
     /// API Gateway's `requestContext.requestId` (else the Lambda invocation's).
@@ -48,4 +53,45 @@ fn request_id(req: &Request) -> &str {
         .or_else(|| req.lambda_context_ref().map(|c| c.request_id.as_str()))
         .filter(|id| !id.is_empty())
         .unwrap_or("-")
+}
+
+/// `limit` and `cursor` of a paginated route.
+pub struct PageParams {
+    pub limit: usize,
+    pub cursor: Option<String>,
+}
+
+impl PageParams {
+    /// Reads them from `query`; what is wrong goes to `errors` (so a route reports every field).
+    pub fn parse(query: &QueryMap, errors: &mut Vec<FieldError>) -> Option<PageParams> {
+        let limit = match query.first("limit") {
+            None => Some(DEFAULT_LIMIT),
+            Some(raw) => match raw.parse::<usize>() {
+                Ok(n) if (1..=MAX_LIMIT).contains(&n) => Some(n),
+                _ => {
+                    errors.push(field_error(
+                        "limit",
+                        format!("must be an integer from 1 to {MAX_LIMIT}"),
+                    ));
+                    None
+                }
+            },
+        };
+        let cursor = query.first("cursor");
+        if cursor.is_some_and(|c| c.is_empty() || c.len() > MAX_CURSOR_LEN) {
+            errors.push(field_error("cursor", "must be the next_cursor of a previous page"));
+            return None;
+        }
+        Some(PageParams {
+            limit: limit?,
+            cursor: cursor.map(str::to_owned),
+        })
+    }
+}
+
+pub fn field_error(field: &str, message: impl Into<String>) -> FieldError {
+    FieldError {
+        field: field.to_owned(),
+        message: message.into(),
+    }
 }

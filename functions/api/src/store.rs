@@ -1,11 +1,11 @@
-//! What the api needs from storage beyond [`DecisionStore`]: the model registry reads.
+//! What the api needs from storage beyond [`DecisionStore`]: the model registry.
 
 use std::future::Future;
-use verdict::adapters::{DynamoStore, ModelPointer, ModelRegistration};
+use verdict::adapters::{DynamoStore, ModelPointer, RegistryEntry};
 use verdict::domain::TenantId;
-use verdict::ports::{DecisionStore, StoreError};
+use verdict::ports::{DecisionStore, Page, StoreError};
 
-/// The registry reads of the model routes. A port of its own so the handler stays generic
+/// The registry behind the model routes. A port of its own so the handler stays generic
 /// (benchmarks drive it with an in-memory store).
 pub trait ModelRegistry: Send + Sync {
     fn model_pointer(&self, tenant: &TenantId)
@@ -15,7 +15,23 @@ pub trait ModelRegistry: Send + Sync {
         &self,
         tenant: &TenantId,
         version: &str,
-    ) -> impl Future<Output = Result<Option<ModelRegistration>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<RegistryEntry>, StoreError>> + Send;
+
+    /// Newest upload first; `cursor` is the `next_cursor` of the previous page.
+    fn registered_models(
+        &self,
+        tenant: &TenantId,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> impl Future<Output = Result<Page<RegistryEntry>, StoreError>> + Send;
+
+    /// Points the tenant at a registered, not rejected version (NotFound otherwise).
+    fn activate(
+        &self,
+        tenant: &TenantId,
+        version: &str,
+        object_key: &str,
+    ) -> impl Future<Output = Result<ModelPointer, StoreError>> + Send;
 }
 
 /// Everything the handler reads and writes.
@@ -28,11 +44,20 @@ impl ModelRegistry for DynamoStore {
         DynamoStore::model_pointer(self, tenant).await
     }
 
-    async fn registered_model(
+    async fn registered_model(&self, tenant: &TenantId, version: &str) -> Result<Option<RegistryEntry>, StoreError> {
+        DynamoStore::registry_entry(self, tenant, version).await
+    }
+
+    async fn registered_models(
         &self,
         tenant: &TenantId,
-        version: &str,
-    ) -> Result<Option<ModelRegistration>, StoreError> {
-        DynamoStore::model(self, tenant, version).await
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<RegistryEntry>, StoreError> {
+        DynamoStore::registry_page(self, tenant, limit, cursor).await
+    }
+
+    async fn activate(&self, tenant: &TenantId, version: &str, object_key: &str) -> Result<ModelPointer, StoreError> {
+        DynamoStore::activate_model(self, tenant, version, object_key).await
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::auth::{bearer_hash, fresh_principal};
 use crate::problem::ApiError;
-use crate::request::Ctx;
+use crate::request::{field_error, Ctx, PageParams};
 use crate::response::ok;
 use crate::store::ApiStore;
 use crate::views::{DecisionView, PageView, StoredDecisionView};
@@ -17,9 +17,6 @@ use verdict::scoring::ScoreError;
 
 /// The contract's body limit (16 KiB).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
-pub const DEFAULT_LIMIT: usize = 20;
-pub const MAX_LIMIT: usize = 100;
-const MAX_CURSOR_LEN: usize = 2048;
 const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
 
 /// `POST /v1/transactions`. Credential first, then media type, size and body, then one
@@ -114,27 +111,14 @@ pub async fn list<S: ApiStore, B: ModelBlobs>(
             .map_err(|e| errors.push(field_error("customer", e.reason)))
             .ok(),
     };
-    let limit = match query.first("limit") {
-        None => Some(DEFAULT_LIMIT),
-        Some(raw) => match raw.parse::<usize>() {
-            Ok(n) if (1..=MAX_LIMIT).contains(&n) => Some(n),
-            _ => {
-                errors.push(field_error("limit", "must be an integer from 1 to 100"));
-                None
-            }
-        },
-    };
-    let cursor = query.first("cursor");
-    if cursor.is_some_and(|c| c.is_empty() || c.len() > MAX_CURSOR_LEN) {
-        errors.push(field_error("cursor", "must be the next_cursor of a previous page"));
-    }
-    let (Some(customer), Some(limit), true) = (customer, limit, errors.is_empty()) else {
+    let page = PageParams::parse(&query, &mut errors);
+    let (Some(customer), Some(page), true) = (customer, page, errors.is_empty()) else {
         return Err(ApiError::Validation(errors));
     };
     let page = app
         .scorer
         .store
-        .decisions_for_customer(&principal.tenant, &customer, limit, cursor)
+        .decisions_for_customer(&principal.tenant, &customer, page.limit, page.cursor.as_deref())
         .await
         .map_err(|e| match e {
             StoreError::BadCursor => ApiError::field("cursor", "was not issued for this query"),
@@ -145,13 +129,6 @@ pub async fn list<S: ApiStore, B: ModelBlobs>(
         next_cursor: page.next_cursor,
     };
     Ok(ok(&view, cx.request_id))
-}
-
-fn field_error(field: &str, message: impl Into<String>) -> FieldError {
-    FieldError {
-        field: field.to_owned(),
-        message: message.into(),
-    }
 }
 
 /// `application/json`, optionally with `charset=utf-8`; nothing else.

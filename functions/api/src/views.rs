@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 use std::collections::BTreeMap;
-use verdict::adapters::{ModelPointer, ModelRegistration};
+use verdict::adapters::{ModelPointer, RegistryEntry};
 use verdict::decision::{DecisionRecord, ReasonRecord};
 use verdict::domain::Timestamp;
 use verdict::model::{Model, ModelSource};
@@ -105,7 +105,8 @@ pub struct ModelView {
 impl ModelView {
     /// A registered model; its status follows the pointer, which is the source of truth for
     /// what serves (the registry's own status words predate the contract's).
-    pub fn registered(m: &ModelRegistration, pointer: Option<&ModelPointer>) -> Self {
+    pub fn registered(entry: &RegistryEntry, pointer: Option<&ModelPointer>) -> Self {
+        let m = &entry.model;
         let status = match pointer {
             Some(p) if p.version == m.version => "active",
             _ if m.status == "rejected" => "rejected",
@@ -131,7 +132,7 @@ impl ModelView {
             uploaded_at: m.uploaded_at.to_rfc3339(),
             uploaded_by: m.uploaded_by.clone(),
             trees: m.trees.into(),
-            reject_reason: None,
+            reject_reason: entry.reject_reason.clone(),
         }
     }
 

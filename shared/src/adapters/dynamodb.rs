@@ -703,6 +703,36 @@ pub struct ModelRegistration {
     pub trees: u32,
 }
 
+/// A registry item as the API shows it: the registration and, for a refused upload, why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegistryEntry {
+    pub model: ModelRegistration,
+    pub reject_reason: Option<String>,
+}
+
+fn parse_registry_entry(item: Item, key: &ItemKey) -> Result<RegistryEntry, StoreError> {
+    let reject_reason = get_s_opt(&item, "reject_reason", key)?.map(str::to_owned);
+    let model = serde_dynamo::aws_sdk_dynamodb_1::from_item(item).map_err(|e| corrupt(key, e.to_string()))?;
+    Ok(RegistryEntry { model, reject_reason })
+}
+
+const REGISTRY_CURSOR: &str = "registry/1";
+
+fn encode_registry_cursor((uploaded_at, version): &(String, String)) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{REGISTRY_CURSOR}|{uploaded_at}|{version}"))
+}
+
+fn decode_registry_cursor(raw: &str) -> Result<(String, String), StoreError> {
+    let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| StoreError::BadCursor)?;
+    let text = String::from_utf8(bytes).map_err(|_| StoreError::BadCursor)?;
+    match text.split('|').collect::<Vec<_>>()[..] {
+        [REGISTRY_CURSOR, at, version] if at.len() == 24 && !version.is_empty() => {
+            Ok((at.to_owned(), version.to_owned()))
+        }
+        _ => Err(StoreError::BadCursor),
+    }
+}
+
 /// The activation pointer in full.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelPointer {
@@ -1045,6 +1075,58 @@ impl DynamoStore {
             out.push(serde_dynamo::aws_sdk_dynamodb_1::from_item(item).map_err(|e| corrupt(&key, e.to_string()))?);
         }
         Ok(out)
+    }
+
+    /// One registry entry with its rejection reason, if any.
+    pub async fn registry_entry(&self, tenant: &TenantId, version: &str) -> Result<Option<RegistryEntry>, StoreError> {
+        let key = Keys::new(tenant).model_version(version);
+        self.get(&key)
+            .await?
+            .map(|item| parse_registry_entry(item, &key))
+            .transpose()
+    }
+
+    /// One page of the registry, newest upload first (ties: higher version first). A tenant has
+    /// one item per uploaded model, so the partition is read whole and sorted here; the cursor is
+    /// the last entry's position in that order, which holds nothing of another tenant.
+    pub async fn registry_page(
+        &self,
+        tenant: &TenantId,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<RegistryEntry>, StoreError> {
+        let after = cursor.map(decode_registry_cursor).transpose()?;
+        let keys = Keys::new(tenant);
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :v)")
+            .expression_attribute_values(":pk", s(keys.models()))
+            .expression_attribute_values(":v", s(MODEL_VERSION_PREFIX))
+            .into_paginator()
+            .items()
+            .send();
+        let mut entries = Vec::new();
+        while let Some(item) = pages.next().await {
+            let item = item.map_err(|e| sdk_error("Query (registry)", e))?;
+            let key = ItemKey::of(&item).unwrap_or_else(|| keys.model_version("?"));
+            entries.push(parse_registry_entry(item, &key)?);
+        }
+        let position = |e: &RegistryEntry| (fixed_width(&e.model.uploaded_at), e.model.version.clone());
+        entries.sort_by_key(|e| std::cmp::Reverse(position(e)));
+        let mut items: Vec<RegistryEntry> = entries
+            .into_iter()
+            .filter(|e| after.as_ref().is_none_or(|a| position(e) < *a))
+            .take(limit + 1)
+            .collect();
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|e| encode_registry_cursor(&position(e)))
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
     }
 
     /// The activation pointer with its history.

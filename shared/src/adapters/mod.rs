@@ -13,7 +13,7 @@ use aws_config::meta::region::RegionProviderChain;
 use aws_config::profile::ProfileFileRegionProvider;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 
-pub use dynamodb::{DynamoStore, ModelPointer, ModelRegistration, TableSpec, TABLE};
+pub use dynamodb::{DynamoStore, ModelPointer, ModelRegistration, RegistryEntry, TableSpec, TABLE};
 pub use s3::S3Blobs;
 
 /// The region used when neither the environment nor a profile names one (local development).
