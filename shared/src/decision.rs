@@ -375,6 +375,15 @@ pub struct DecisionRecord {
     pub created_at: Timestamp,
     pub occurred_at: Timestamp,
     pub customer_id: CustomerId,
+    /// The request that made the decision and the time it took in the function, so a replay
+    /// and the audit trail answer what the first response did. Absent on older items.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processing_ms: Option<f64>,
+    /// Set by a labels upload on the stored item, never with the decision.
+    #[serde(skip)]
+    pub label: Option<crate::labels::StoredLabel>,
 }
 
 pub fn features_map(x: &FeatureVector) -> BTreeMap<String, f64> {

@@ -59,6 +59,23 @@ impl ModelCache {
     }
 }
 
+/// Which request a decision is made for, and when the function started on it.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin<'a> {
+    pub request_id: &'a str,
+    pub started: std::time::Instant,
+}
+
+impl<'a> Origin<'a> {
+    /// Starting now.
+    pub fn now(request_id: &'a str) -> Self {
+        Origin {
+            request_id,
+            started: std::time::Instant::now(),
+        }
+    }
+}
+
 pub struct Scorer<S, B> {
     pub store: S,
     pub blobs: B,
@@ -101,6 +118,7 @@ impl<S: DecisionStore, B: ModelBlobs> Scorer<S, B> {
         key: &KeyHash,
         request: &ScoreRequest,
         idempotency_key: Option<&IdempotencyKey>,
+        origin: &Origin<'_>,
     ) -> Result<Scored, ScoreError> {
         let tenant = &principal.tenant;
         let tx = request.inputs.transaction();
@@ -117,7 +135,9 @@ impl<S: DecisionStore, B: ModelBlobs> Scorer<S, B> {
         }
 
         let model = self.model_for(snap.active_model.as_ref()).await?;
-        let record = decide(&model, request, &snap, fingerprint.clone());
+        let mut record = decide(&model, request, &snap, fingerprint.clone());
+        record.request_id = Some(origin.request_id.to_owned());
+        record.processing_ms = Some((origin.started.elapsed().as_secs_f64() * 1e6).round() / 1e3);
         let commit = DecisionCommit {
             record: &record,
             transaction: &tx,
@@ -183,5 +203,8 @@ pub fn decide(model: &Model, request: &ScoreRequest, snap: &ScoringSnapshot, fin
         created_at: Timestamp::now(),
         occurred_at: tx.occurred_at,
         customer_id: tx.customer_id.clone(),
+        request_id: None,
+        processing_ms: None,
+        label: None,
     }
 }

@@ -105,6 +105,8 @@ async fn scores_a_transaction_and_serves_it_back_as_the_audit_trail() {
         "model",
         "features",
         "created_at",
+        "request_id",
+        "processing_ms",
     ] {
         assert_eq!(s[field], b[field], "{field}");
     }
@@ -184,9 +186,15 @@ async fn a_retry_replays_the_first_decision_and_counts_once() {
         "model",
         "features",
         "created_at",
+        "request_id",
+        "processing_ms",
     ] {
         assert_eq!(again.body[field], first.body[field], "{field}");
     }
+    assert_eq!(
+        again.body["request_id"], SAMPLE_REQUEST_ID,
+        "the first request's id, not the retry's"
+    );
     // The same body laid out differently, with the time in another offset, is the same request.
     let mut body = post().body_json();
     body["occurred_at"] = json!("2018-08-08T12:14:58+02:00");

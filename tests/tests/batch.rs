@@ -593,6 +593,9 @@ fn decision_record(t: &Transaction) -> DecisionRecord {
         created_at: Timestamp::now(),
         occurred_at: t.occurred_at,
         customer_id: t.customer_id.clone(),
+        request_id: None,
+        processing_ms: None,
+        label: None,
     }
 }
 

@@ -49,6 +49,9 @@ async fn decide(st: &Stack, t: &Transaction) {
         created_at: Timestamp::now(),
         occurred_at: t.occurred_at,
         customer_id: t.customer_id.clone(),
+        request_id: None,
+        processing_ms: None,
+        label: None,
     };
     let commit = DecisionCommit {
         record: &record,
@@ -249,6 +252,12 @@ async fn labels_update_decisions_and_fraud_aggregates_exactly_once() {
         .unwrap()
         .unwrap();
     assert_eq!(d.request_fingerprint, "fp-tx-2");
+    // The audit trail reads the label back with the decision.
+    let stored = d.label.expect("tx-2 carries its label");
+    assert_eq!(
+        (stored.value.as_str(), stored.line.is_some()),
+        (label(&st, "tx-2").await.unwrap().0.as_str(), true)
+    );
 
     // Fraud counters: each transaction once, on its own day; a relabel moves the count.
     let (d1, d2, d3) = (

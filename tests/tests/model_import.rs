@@ -19,7 +19,7 @@ use verdict::model::{
 };
 use verdict::ports::{DecisionStore, ModelBlobs, StoreError};
 use verdict::registry::sha256_hex;
-use verdict::scoring::Scorer;
+use verdict::scoring::{Origin, Scorer};
 use verdict_integration::{repo_root, Stack};
 
 use model_import::{Deps, ImportOutcome, RecordOutcome, S3Event};
@@ -276,7 +276,13 @@ async fn a_lightgbm_model_from_python_is_imported_activated_and_scores_like_pyth
     let (api, principal) = api_key(store).await;
     let scorer = Scorer::new(store.clone(), st.blobs.clone(), None);
     let before = scorer
-        .score(&principal, &api.hash(), &request("tx-before"), None)
+        .score(
+            &principal,
+            &api.hash(),
+            &request("tx-before"),
+            None,
+            &Origin::now("test"),
+        )
         .await
         .unwrap();
     assert_eq!(before.record.model.version, old);
@@ -366,7 +372,13 @@ async fn a_lightgbm_model_from_python_is_imported_activated_and_scores_like_pyth
 
     // The same scorer (no restart) now decides with the imported model, as Python would score.
     let after = scorer
-        .score(&principal, &api.hash(), &request("tx-after"), None)
+        .score(
+            &principal,
+            &api.hash(),
+            &request("tx-after"),
+            None,
+            &Origin::now("test"),
+        )
         .await
         .unwrap();
     assert_eq!(after.record.model.version, version);
@@ -400,7 +412,7 @@ async fn corrupted_models_are_rejected_moved_aside_and_the_serving_model_keeps_s
     let (api, principal) = api_key(store).await;
     let scorer = Scorer::new(store.clone(), env.st.blobs.clone(), None);
     let baseline = scorer
-        .score(&principal, &api.hash(), &request("tx-0"), None)
+        .score(&principal, &api.hash(), &request("tx-0"), None, &Origin::now("test"))
         .await
         .unwrap();
     assert_eq!(baseline.record.model.version, serving);
@@ -488,7 +500,13 @@ async fn corrupted_models_are_rejected_moved_aside_and_the_serving_model_keeps_s
             (serving.as_str(), serving_key.as_str())
         );
         let d = scorer
-            .score(&principal, &api.hash(), &request(&format!("tx-{name}")), None)
+            .score(
+                &principal,
+                &api.hash(),
+                &request(&format!("tx-{name}")),
+                None,
+                &Origin::now("test"),
+            )
             .await
             .unwrap();
         assert_eq!(d.record.model.version, serving);

@@ -19,7 +19,7 @@ use verdict::ports::{
     ActiveModel, CommitOutcome, DecisionCommit, DecisionStore, IdempotencyKey, IdempotencyRecord, ModelBlobs,
     StoreError,
 };
-use verdict::scoring::Scorer;
+use verdict::scoring::{Origin, Scorer};
 use verdict_integration::Stack;
 
 fn tenant(t: &str) -> TenantId {
@@ -67,6 +67,9 @@ fn record(t: &Transaction, fingerprint: &str) -> DecisionRecord {
         created_at: Timestamp::parse("created_at", "2026-11-24T10:00:00.123456Z").unwrap(),
         occurred_at: t.occurred_at,
         customer_id: t.customer_id.clone(),
+        request_id: None,
+        processing_ms: None,
+        label: None,
     }
 }
 
@@ -809,7 +812,10 @@ async fn the_scorer_reads_once_writes_once_and_replays() {
     let body = br#"{"id":"tx-big","occurred_at":"2018-08-08T10:00:00Z","amount":50000,"currency":"EUR",
         "customer_id":"c-1","terminal_id":"t-1"}"#;
     let request = ScoreRequest::parse_json(body).unwrap();
-    let first = scorer.score(&principal, &api.hash(), &request, None).await.unwrap();
+    let first = scorer
+        .score(&principal, &api.hash(), &request, None, &Origin::now("test"))
+        .await
+        .unwrap();
     assert!(!first.replay);
     assert_eq!(
         first.record.decision,
@@ -823,14 +829,20 @@ async fn the_scorer_reads_once_writes_once_and_replays() {
         "one read, one write"
     );
 
-    let again = scorer.score(&principal, &api.hash(), &request, None).await.unwrap();
+    let again = scorer
+        .score(&principal, &api.hash(), &request, None, &Origin::now("test"))
+        .await
+        .unwrap();
     assert!(again.replay);
     assert_eq!(again.record, first.record);
     assert_eq!(st.calls.take(), ["BatchGetItem"], "a replay only reads");
 
     let changed =
         ScoreRequest::parse_json(&String::from_utf8_lossy(body).replace("50000", "50001").into_bytes()).unwrap();
-    let err = scorer.score(&principal, &api.hash(), &changed, None).await.unwrap_err();
+    let err = scorer
+        .score(&principal, &api.hash(), &changed, None, &Origin::now("test"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, verdict::scoring::ScoreError::Conflict { .. }), "{err}");
     let day = request.inputs.occurred_at.epoch_day();
     let c = st

@@ -13,7 +13,7 @@ use verdict::auth::Scope;
 use verdict::decision::{FieldError, ScoreRequest};
 use verdict::domain::{CustomerId, TransactionId};
 use verdict::ports::{IdempotencyKey, ModelBlobs, StoreError};
-use verdict::scoring::ScoreError;
+use verdict::scoring::{Origin, ScoreError};
 
 /// The contract's body limit (16 KiB).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -61,9 +61,13 @@ pub async fn score<S: ApiStore, B: ModelBlobs>(
         return Err(ApiError::Validation(errors));
     };
 
+    let origin = Origin {
+        request_id: cx.request_id,
+        started: cx.started,
+    };
     let scored = app
         .scorer
-        .score(&principal, &hash, &request, idempotency_key.as_ref())
+        .score(&principal, &hash, &request, idempotency_key.as_ref(), &origin)
         .await
         .inspect_err(|e| {
             // The store refused the key (revoked or expired since it was cached).
@@ -71,11 +75,7 @@ pub async fn score<S: ApiStore, B: ModelBlobs>(
                 app.keys.evict(&hash);
             }
         })?;
-    let mut view = DecisionView::new(&scored.record, scored.replay);
-    if !scored.replay {
-        view = view.made_by(cx.request_id, cx.elapsed_ms());
-    }
-    Ok(ok(&view, cx.request_id))
+    Ok(ok(&DecisionView::new(&scored.record, scored.replay), cx.request_id))
 }
 
 /// `GET /v1/transactions/{id}`: another tenant's transaction is simply not found.

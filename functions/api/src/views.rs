@@ -14,9 +14,8 @@ pub struct ModelRefView<'a> {
     pub version: &'a str,
 }
 
-/// `Decision` (the POST answer). `request_id` and `processing_ms` are those of the request
-/// that made the decision; the stored record does not keep them, so they are `null` when the
-/// decision is not made by this request (replays, the audit trail).
+/// `Decision` (the POST answer). `request_id` and `processing_ms` are those of the request that
+/// made the decision, also on a replay; `null` only for decisions stored before they were kept.
 #[derive(Debug, Serialize)]
 pub struct DecisionView<'a> {
     pub id: &'a str,
@@ -45,29 +44,29 @@ impl<'a> DecisionView<'a> {
                 version: &r.model.version,
             },
             features: &r.features,
-            processing_ms: None,
-            request_id: None,
+            processing_ms: r.processing_ms,
+            request_id: r.request_id.as_deref(),
             created_at: &r.created_at,
             idempotent_replay: replay,
         }
     }
-
-    /// Marks the decision as made by this request.
-    pub fn made_by(mut self, request_id: &'a str, processing_ms: f64) -> Self {
-        self.request_id = Some(request_id);
-        self.processing_ms = Some((processing_ms * 1000.0).round() / 1000.0);
-        self
-    }
 }
 
-/// `StoredDecision`: the audit trail. Labels are not stored on decisions yet, so `label` is
-/// always `null`.
+/// `Label`.
+#[derive(Debug, Serialize)]
+pub struct LabelView<'a> {
+    pub value: &'static str,
+    pub source: &'a str,
+    pub labelled_at: String,
+}
+
+/// `StoredDecision`: the audit trail, with the label once a labels upload set one.
 #[derive(Debug, Serialize)]
 pub struct StoredDecisionView<'a> {
     #[serde(flatten)]
     pub decision: DecisionView<'a>,
     pub inputs: &'a serde_json::Value,
-    pub label: Option<()>,
+    pub label: Option<LabelView<'a>>,
 }
 
 impl<'a> StoredDecisionView<'a> {
@@ -75,11 +74,14 @@ impl<'a> StoredDecisionView<'a> {
         StoredDecisionView {
             decision: DecisionView::new(r, false),
             inputs: &r.inputs,
-            label: None,
+            label: r.label.as_ref().map(|l| LabelView {
+                value: l.value.as_str(),
+                source: &l.source,
+                labelled_at: l.labelled_at.to_rfc3339(),
+            }),
         }
     }
 }
-
 #[derive(Debug, Serialize)]
 pub struct PageView<T> {
     pub items: Vec<T>,

@@ -681,7 +681,11 @@ impl Cursor {
 }
 
 fn parse_decision(item: Item, key: &ItemKey) -> Result<DecisionRecord, StoreError> {
-    serde_dynamo::aws_sdk_dynamodb_1::from_item(item).map_err(|e| corrupt(key, e.to_string()))
+    let label = parse_label(&item, key)?;
+    let mut record: DecisionRecord =
+        serde_dynamo::aws_sdk_dynamodb_1::from_item(item).map_err(|e| corrupt(key, e.to_string()))?;
+    record.label = label;
+    Ok(record)
 }
 
 /// A registered model version, as the registry stores it.
