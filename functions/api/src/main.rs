@@ -10,7 +10,7 @@ use std::convert::Infallible;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
-use tracing_subscriber::EnvFilter;
+use verdict::adapters::lambda::{check_lambda_environment, exit_code, init_logging, required_env};
 use verdict::adapters::{aws_config_from_env, dynamodb_client, s3_client, DynamoStore, S3Blobs};
 use verdict::model::Model;
 
@@ -36,51 +36,13 @@ async fn main() -> ExitCode {
         Ok::<_, Infallible>(api::handle(app, req).await)
     }))
     .await;
-    match served {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %e, "the Lambda runtime stopped");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// JSON lines on stdout, filtered by `RUST_LOG` (else Lambda's `AWS_LAMBDA_LOG_LEVEL`, else info).
-fn init_logging() {
-    let lambda_level = std::env::var("AWS_LAMBDA_LOG_LEVEL").unwrap_or_default().to_lowercase();
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| match lambda_level.trim() {
-            "" => EnvFilter::try_new("info"),
-            level => EnvFilter::try_new(level),
-        })
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_current_span(false)
-        .with_span_list(false)
-        .init();
+    exit_code(served)
 }
 
 async fn build() -> Result<App<DynamoStore, S3Blobs>, String> {
-    // lambda_runtime panics on these; say it plainly instead.
-    for name in [
-        "AWS_LAMBDA_RUNTIME_API",
-        "AWS_LAMBDA_FUNCTION_NAME",
-        "AWS_LAMBDA_FUNCTION_VERSION",
-    ] {
-        if std::env::var_os(name).is_none() {
-            return Err(format!(
-                "{name} is not set: run this under Lambda or `cargo lambda watch`"
-            ));
-        }
-    }
-    if std::env::var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE").map_or(true, |v| v.parse::<i32>().is_err()) {
-        return Err("AWS_LAMBDA_FUNCTION_MEMORY_SIZE is not a whole number of MB".into());
-    }
-    let table = required("TABLE_NAME", "the DynamoDB table (template.yaml sets it)")?;
-    let bucket = required("MODEL_BUCKET", "the model bucket (template.yaml sets it)")?;
+    check_lambda_environment()?;
+    let table = required_env("TABLE_NAME", "the DynamoDB table (template.yaml sets it)")?;
+    let bucket = required_env("MODEL_BUCKET", "the model bucket (template.yaml sets it)")?;
     let fallback = match std::env::var("VERDICT_MODEL_PATH") {
         Ok(path) if !path.trim().is_empty() => {
             let model = Model::load(path.trim().as_ref()).map_err(|e| format!("VERDICT_MODEL_PATH: {e}"))?;
@@ -92,12 +54,4 @@ async fn build() -> Result<App<DynamoStore, S3Blobs>, String> {
     let store = DynamoStore::new(dynamodb_client(&config), table);
     let blobs = S3Blobs::new(s3_client(&config), bucket);
     Ok(App::new(store, blobs, fallback))
-}
-
-fn required(name: &str, what: &str) -> Result<String, String> {
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => Ok(v.trim().to_owned()),
-        Ok(_) => Err(format!("{name} is empty; it must name {what}")),
-        Err(_) => Err(format!("{name} is not set; it must name {what}")),
-    }
 }

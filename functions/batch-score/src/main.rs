@@ -9,7 +9,7 @@ use batch_score::{Deps, Event, LambdaReinvoker, Outcome};
 use lambda_runtime::{service_fn, LambdaEvent};
 use std::process::ExitCode;
 use std::time::{Duration, UNIX_EPOCH};
-use tracing_subscriber::EnvFilter;
+use verdict::adapters::lambda::{check_lambda_environment, exit_code, init_logging, required_env};
 use verdict::adapters::{aws_config_from_env, dynamodb_client, s3_client, DynamoStore};
 
 // Multi-threaded: the scoring thread blocks on the S3 stream while uploads run here.
@@ -35,37 +35,14 @@ async fn main() -> ExitCode {
         Ok::<_, lambda_runtime::Error>(outcome)
     }))
     .await;
-    match served {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %e, "the Lambda runtime stopped");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// JSON lines on stdout, filtered by `RUST_LOG` (else Lambda's `AWS_LAMBDA_LOG_LEVEL`, else info).
-fn init_logging() {
-    let lambda_level = std::env::var("AWS_LAMBDA_LOG_LEVEL").unwrap_or_default().to_lowercase();
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| match lambda_level.trim() {
-            "" => EnvFilter::try_new("info"),
-            level => EnvFilter::try_new(level),
-        })
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_current_span(false)
-        .with_span_list(false)
-        .init();
+    exit_code(served)
 }
 
 async fn build() -> Result<Deps<LambdaReinvoker>, String> {
-    let table = required("TABLE_NAME", "the DynamoDB table (template.yaml sets it)")?;
-    let model_bucket = required("MODEL_BUCKET", "the model bucket (template.yaml sets it)")?;
-    let function = required(
+    check_lambda_environment()?;
+    let table = required_env("TABLE_NAME", "the DynamoDB table (template.yaml sets it)")?;
+    let model_bucket = required_env("MODEL_BUCKET", "the model bucket (template.yaml sets it)")?;
+    let function = required_env(
         "AWS_LAMBDA_FUNCTION_NAME",
         "this function (Lambda sets it); run under Lambda or `cargo lambda watch`",
     )?;
@@ -73,12 +50,4 @@ async fn build() -> Result<Deps<LambdaReinvoker>, String> {
     let store = DynamoStore::new(dynamodb_client(&config), table);
     let reinvoker = LambdaReinvoker::new(aws_sdk_lambda::Client::new(&config), function);
     Ok(Deps::new(store, s3_client(&config), &model_bucket, reinvoker))
-}
-
-fn required(name: &str, what: &str) -> Result<String, String> {
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => Ok(v.trim().to_owned()),
-        Ok(_) => Err(format!("{name} is empty; it must name {what}")),
-        Err(_) => Err(format!("{name} is not set; it must name {what}")),
-    }
 }

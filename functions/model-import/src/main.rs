@@ -7,7 +7,7 @@ use aws_lambda_events::event::s3::S3Event;
 use lambda_runtime::{service_fn, LambdaEvent};
 use model_import::Deps;
 use std::process::ExitCode;
-use tracing_subscriber::EnvFilter;
+use verdict::adapters::lambda::{check_lambda_environment, exit_code, init_logging, required_env};
 use verdict::adapters::model_objects::ObjectStore;
 use verdict::adapters::{aws_config_from_env, dynamodb_client, s3_client, DynamoStore};
 
@@ -27,52 +27,17 @@ async fn main() -> ExitCode {
         model_import::handle(deps, event.payload).await
     }))
     .await;
-    match served {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %e, "the Lambda runtime stopped");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// JSON lines on stdout, filtered by `RUST_LOG` (else Lambda's `AWS_LAMBDA_LOG_LEVEL`, else info).
-fn init_logging() {
-    let lambda_level = std::env::var("AWS_LAMBDA_LOG_LEVEL").unwrap_or_default().to_lowercase();
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| match lambda_level.trim() {
-            "" => EnvFilter::try_new("info"),
-            level => EnvFilter::try_new(level),
-        })
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_current_span(false)
-        .with_span_list(false)
-        .init();
+    exit_code(served)
 }
 
 async fn build() -> Result<Deps, String> {
-    // lambda_runtime panics without it; say it plainly instead.
-    if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_none() {
-        return Err("AWS_LAMBDA_RUNTIME_API is not set: run this under Lambda or `cargo lambda watch`".into());
-    }
-    let table = required("TABLE_NAME", "the DynamoDB table (template.yaml sets it)")?;
-    let bucket = required("MODEL_BUCKET", "the model bucket (template.yaml sets it)")?;
+    check_lambda_environment()?;
+    let table = required_env("TABLE_NAME", "the DynamoDB table (template.yaml sets it)")?;
+    let bucket = required_env("MODEL_BUCKET", "the model bucket (template.yaml sets it)")?;
     let config = aws_config_from_env().await;
     Ok(Deps {
         store: DynamoStore::new(dynamodb_client(&config), table),
         objects: ObjectStore::new(s3_client(&config)),
         bucket,
     })
-}
-
-fn required(name: &str, what: &str) -> Result<String, String> {
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => Ok(v.trim().to_owned()),
-        Ok(_) => Err(format!("{name} is empty; it must name {what}")),
-        Err(_) => Err(format!("{name} is not set; it must name {what}")),
-    }
 }

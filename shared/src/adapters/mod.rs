@@ -5,6 +5,7 @@
 
 pub mod dynamodb;
 pub mod jobs;
+pub mod lambda;
 pub mod model_objects;
 pub mod s3;
 

@@ -1,0 +1,62 @@
+//! What every function's `main` does around its handler: JSON logs, its configuration from the
+//! environment, and a plain error where `lambda_runtime` would panic.
+
+use std::process::ExitCode;
+use tracing_subscriber::EnvFilter;
+
+/// JSON lines on stdout, filtered by `RUST_LOG` (else Lambda's `AWS_LAMBDA_LOG_LEVEL`, else info).
+pub fn init_logging() {
+    let lambda_level = std::env::var("AWS_LAMBDA_LOG_LEVEL").unwrap_or_default().to_lowercase();
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| match lambda_level.trim() {
+            "" => EnvFilter::try_new("info"),
+            level => EnvFilter::try_new(level),
+        })
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_current_span(false)
+        .with_span_list(false)
+        .init();
+}
+
+/// The variables `lambda_runtime` panics without, checked up front so the process says which.
+pub fn check_lambda_environment() -> Result<(), String> {
+    for name in [
+        "AWS_LAMBDA_RUNTIME_API",
+        "AWS_LAMBDA_FUNCTION_NAME",
+        "AWS_LAMBDA_FUNCTION_VERSION",
+    ] {
+        if std::env::var_os(name).is_none() {
+            return Err(format!(
+                "{name} is not set: run this under Lambda or `cargo lambda watch`"
+            ));
+        }
+    }
+    if std::env::var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE").map_or(true, |v| v.parse::<i32>().is_err()) {
+        return Err("AWS_LAMBDA_FUNCTION_MEMORY_SIZE is not a whole number of MB".into());
+    }
+    Ok(())
+}
+
+/// A required setting; `what` says what it must name, for the error.
+pub fn required_env(name: &str, what: &str) -> Result<String, String> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => Ok(v.trim().to_owned()),
+        Ok(_) => Err(format!("{name} is empty; it must name {what}")),
+        Err(_) => Err(format!("{name} is not set; it must name {what}")),
+    }
+}
+
+/// The process's exit once the runtime loop ends (it only ends on a runtime failure).
+pub fn exit_code<E: std::fmt::Display>(served: Result<(), E>) -> ExitCode {
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "the Lambda runtime stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
