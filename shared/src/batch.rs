@@ -867,48 +867,7 @@ mod tests {
     use crate::io::TransactionReader;
 
     fn tiny_model() -> Arc<Model> {
-        use crate::model::*;
-        let mut forest = Forest {
-            comparison: Comparison::LessOrEqual,
-            base_margin: -2.0,
-            trees: vec![Tree {
-                nodes: vec![
-                    Node {
-                        feature: 0,
-                        threshold: 100.0,
-                        left: 1,
-                        right: 2,
-                        default_left: true,
-                        missing: Missing::NanDefault,
-                        value: 0.0,
-                        cover: 0.0,
-                    },
-                    Node::leaf(-0.5, 90.0),
-                    Node::leaf(4.0, 10.0),
-                ],
-            }],
-        };
-        forest.validate().unwrap();
-        let artifact = ModelArtifact {
-            format_version: ARTIFACT_FORMAT_VERSION,
-            name: "tiny".into(),
-            created_at: "2026-11-24T00:00:00Z".into(),
-            source: ModelSource::Verdict,
-            feature_schema: FeatureSchema::current(),
-            hyperparameters: Default::default(),
-            training: Default::default(),
-            metrics: Default::default(),
-            feature_stats: vec![
-                FeatureStats {
-                    mean: 50.0,
-                    p50: 45.0,
-                    p95: 120.0
-                };
-                crate::features::FEATURE_COUNT
-            ],
-            forest,
-        };
-        Arc::new(Model::seal(artifact).unwrap())
+        Arc::new(Model::seal(crate::model::stump_artifact(100.0, -2.0, -0.5, 4.0)).unwrap())
     }
 
     #[test]

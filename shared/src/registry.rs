@@ -703,42 +703,12 @@ pub fn builtin_sample() -> Vec<FeatureVector> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{
-        Comparison, FeatureSchema, FeatureStats, Forest, ModelArtifact, Node, Tree, ARTIFACT_FORMAT_VERSION,
-    };
+    use crate::model::ModelArtifact;
 
     fn artifact(leaf: f64) -> ModelArtifact {
-        ModelArtifact {
-            format_version: ARTIFACT_FORMAT_VERSION,
-            name: "tiny".into(),
-            created_at: "2026-11-24T00:00:00Z".into(),
-            source: ModelSource::Verdict,
-            feature_schema: FeatureSchema::current(),
-            hyperparameters: BTreeMap::new(),
-            training: BTreeMap::new(),
-            metrics: BTreeMap::from([("auc".to_owned(), 0.9)]),
-            feature_stats: vec![FeatureStats::default(); FEATURE_COUNT],
-            forest: Forest {
-                comparison: Comparison::LessOrEqual,
-                base_margin: -2.0,
-                trees: vec![Tree {
-                    nodes: vec![
-                        Node {
-                            feature: 0,
-                            threshold: 100.0,
-                            left: 1,
-                            right: 2,
-                            default_left: true,
-                            missing: Default::default(),
-                            value: 0.0,
-                            cover: 0.0,
-                        },
-                        Node::leaf(-1.0, 10.0),
-                        Node::leaf(leaf, 1.0),
-                    ],
-                }],
-            },
-        }
+        let mut a = crate::model::stump_artifact(100.0, -2.0, -1.0, leaf);
+        a.metrics = BTreeMap::from([("auc".to_owned(), 0.9)]);
+        a
     }
 
     #[test]

@@ -13,10 +13,7 @@ use verdict::auth::{ApiKey, KeyRecord, Principal, Scope};
 use verdict::decision::ScoreRequest;
 use verdict::domain::{TenantId, Timestamp};
 use verdict::features::{FeatureVector, FEATURE_COUNT, FEATURE_NAMES, HANDBOOK_FEATURE_COUNT};
-use verdict::model::{
-    Comparison, FeatureSchema, FeatureStats, Forest, Missing, Model, ModelArtifact, ModelSource, Node, Tree,
-    ARTIFACT_FORMAT_VERSION,
-};
+use verdict::model::Model;
 use verdict::ports::{DecisionStore, ModelBlobs, StoreError};
 use verdict::registry::sha256_hex;
 use verdict::scoring::{Origin, Scorer};
@@ -86,40 +83,9 @@ fn manifest(name: &str, activate: bool, predictions: &[f64]) -> Vec<u8> {
 }
 
 fn tiny_artifact(threshold: f64) -> Vec<u8> {
-    let mut forest = Forest {
-        comparison: Comparison::LessOrEqual,
-        base_margin: -3.0,
-        trees: vec![Tree {
-            nodes: vec![
-                Node {
-                    feature: 0,
-                    threshold,
-                    left: 1,
-                    right: 2,
-                    default_left: true,
-                    missing: Missing::NanDefault,
-                    value: 0.0,
-                    cover: 100.0,
-                },
-                Node::leaf(-0.5, 90.0),
-                Node::leaf(6.0, 10.0),
-            ],
-        }],
-    };
-    forest.validate().unwrap();
-    ModelArtifact {
-        format_version: ARTIFACT_FORMAT_VERSION,
-        name: "tiny".into(),
-        created_at: "2026-11-24T00:00:00Z".into(),
-        source: ModelSource::Verdict,
-        feature_schema: FeatureSchema::current(),
-        hyperparameters: BTreeMap::new(),
-        training: BTreeMap::new(),
-        metrics: BTreeMap::from([("auc".to_owned(), 0.8)]),
-        feature_stats: vec![FeatureStats::default(); FEATURE_COUNT],
-        forest,
-    }
-    .to_bytes()
+    let mut a = verdict::model::stump_artifact(threshold, -3.0, -0.5, 6.0);
+    a.metrics = BTreeMap::from([("auc".to_owned(), 0.8)]);
+    a.to_bytes()
 }
 
 /// The sample event with this object in it, as S3 would send it (key URL-encoded).

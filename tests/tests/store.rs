@@ -11,10 +11,7 @@ use verdict::auth::{ApiKey, AuthError, KeyRecord, Principal, Scope};
 use verdict::decision::{features_map, Decision, DecisionRecord, ModelRef, ReasonRecord, ScoreRequest, Thresholds};
 use verdict::domain::{Currency, CustomerId, Money, TenantId, TerminalId, Timestamp, Transaction, TransactionId};
 use verdict::features::{self, transaction_delta, EntityAggregate, Feature, RETENTION_DAYS};
-use verdict::model::{
-    Comparison, FeatureSchema, FeatureStats, Forest, Missing, Model, ModelArtifact, ModelSource, Node, Tree,
-    ARTIFACT_FORMAT_VERSION,
-};
+use verdict::model::Model;
 use verdict::ports::{
     ActiveModel, CommitOutcome, DecisionCommit, DecisionStore, IdempotencyKey, IdempotencyRecord, ModelBlobs,
     StoreError,
@@ -744,47 +741,7 @@ async fn corrupt_items_are_reported_by_key_not_panicked_on() {
 // -- the scoring service over the real adapters ---------------------------------------------------
 
 fn tiny_model_bytes() -> Vec<u8> {
-    let mut forest = Forest {
-        comparison: Comparison::LessOrEqual,
-        base_margin: -3.0,
-        trees: vec![Tree {
-            nodes: vec![
-                Node {
-                    feature: 0,
-                    threshold: 220.0,
-                    left: 1,
-                    right: 2,
-                    default_left: true,
-                    missing: Missing::NanDefault,
-                    value: 0.0,
-                    cover: 100.0,
-                },
-                Node::leaf(-0.5, 90.0),
-                Node::leaf(6.0, 10.0),
-            ],
-        }],
-    };
-    forest.validate().unwrap();
-    ModelArtifact {
-        format_version: ARTIFACT_FORMAT_VERSION,
-        name: "tiny".into(),
-        created_at: "2026-11-24T00:00:00Z".into(),
-        source: ModelSource::Verdict,
-        feature_schema: FeatureSchema::current(),
-        hyperparameters: BTreeMap::new(),
-        training: BTreeMap::new(),
-        metrics: BTreeMap::new(),
-        feature_stats: vec![
-            FeatureStats {
-                mean: 50.0,
-                p50: 45.0,
-                p95: 120.0
-            };
-            features::FEATURE_COUNT
-        ],
-        forest,
-    }
-    .to_bytes()
+    verdict::model::stump_artifact(220.0, -3.0, -0.5, 6.0).to_bytes()
 }
 
 #[tokio::test]

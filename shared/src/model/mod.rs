@@ -272,51 +272,60 @@ impl Model {
     }
 }
 
+/// A valid one-split artifact on `amount` (feature 0): leaf `low` at or below `threshold`,
+/// `high` above, on `base_margin`. For tests and examples across the workspace, which need a
+/// model without training one.
+#[doc(hidden)]
+pub fn stump_artifact(threshold: f64, base_margin: f64, low: f64, high: f64) -> ModelArtifact {
+    let mut forest = Forest {
+        comparison: Comparison::LessOrEqual,
+        base_margin,
+        trees: vec![Tree {
+            nodes: vec![
+                Node {
+                    feature: 0,
+                    threshold,
+                    left: 1,
+                    right: 2,
+                    default_left: true,
+                    missing: Missing::NanDefault,
+                    value: 0.0,
+                    cover: 100.0,
+                },
+                Node::leaf(low, 90.0),
+                Node::leaf(high, 10.0),
+            ],
+        }],
+    };
+    // Fixed shape with valid indices: cannot fail.
+    forest.validate().expect("a stump is a valid forest");
+    ModelArtifact {
+        format_version: ARTIFACT_FORMAT_VERSION,
+        name: "tiny".into(),
+        created_at: "2026-11-24T00:00:00Z".into(),
+        source: ModelSource::Verdict,
+        feature_schema: FeatureSchema::current(),
+        hyperparameters: BTreeMap::new(),
+        training: BTreeMap::new(),
+        metrics: BTreeMap::new(),
+        feature_stats: vec![
+            FeatureStats {
+                mean: 50.0,
+                p50: 45.0,
+                p95: 120.0
+            };
+            FEATURE_COUNT
+        ],
+        forest,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     pub(crate) fn tiny_artifact() -> ModelArtifact {
-        let mut forest = Forest {
-            comparison: Comparison::LessOrEqual,
-            base_margin: -4.0,
-            trees: vec![Tree {
-                nodes: vec![
-                    Node {
-                        feature: 0,
-                        threshold: 220.0,
-                        left: 1,
-                        right: 2,
-                        default_left: true,
-                        missing: Missing::NanDefault,
-                        value: 0.0,
-                        cover: 0.0,
-                    },
-                    Node::leaf(-0.5, 90.0),
-                    Node::leaf(6.0, 10.0),
-                ],
-            }],
-        };
-        forest.validate().unwrap();
-        ModelArtifact {
-            format_version: ARTIFACT_FORMAT_VERSION,
-            name: "tiny".into(),
-            created_at: "2026-11-24T00:00:00Z".into(),
-            source: ModelSource::Verdict,
-            feature_schema: FeatureSchema::current(),
-            hyperparameters: BTreeMap::new(),
-            training: BTreeMap::new(),
-            metrics: BTreeMap::new(),
-            feature_stats: vec![
-                FeatureStats {
-                    mean: 50.0,
-                    p50: 45.0,
-                    p95: 120.0
-                };
-                FEATURE_COUNT
-            ],
-            forest,
-        }
+        stump_artifact(220.0, -4.0, -0.5, 6.0)
     }
 
     #[test]
