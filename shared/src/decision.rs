@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
+/// How far ahead of the function's clock a transaction may be dated (clock skew, time zones).
+pub const MAX_FUTURE_SECS: i64 = 24 * 3600;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Decision {
@@ -183,6 +186,18 @@ impl ScoreRequest {
         let id = str_field("id", &mut errors).and_then(|s| take(TransactionId::parse(&s), &mut errors));
         let occurred_at =
             str_field("occurred_at", &mut errors).and_then(|s| take(Timestamp::parse("occurred_at", &s), &mut errors));
+        // Aggregates keep a ring of days ending at the newest transaction: a far-future date would
+        // push a customer's and a terminal's real days out of it.
+        let occurred_at = occurred_at.filter(|t| {
+            let ahead = t.unix() - Timestamp::now().unix();
+            if ahead > MAX_FUTURE_SECS {
+                errors.push(FieldError {
+                    field: "occurred_at".into(),
+                    message: format!("is {} hours in the future; at most 24 are accepted", ahead / 3600),
+                });
+            }
+            ahead <= MAX_FUTURE_SECS
+        });
         let currency = str_field("currency", &mut errors).and_then(|s| take(Currency::parse(&s), &mut errors));
         let customer_id = str_field("customer_id", &mut errors).and_then(|s| take(CustomerId::parse(&s), &mut errors));
         let terminal_id = str_field("terminal_id", &mut errors).and_then(|s| take(TerminalId::parse(&s), &mut errors));
@@ -404,6 +419,19 @@ mod tests {
 
     const GOOD: &str = r#"{"id":"tx-1","occurred_at":"2018-08-08T10:00:00Z","amount":12345,"currency":"EUR",
         "customer_id":"c-1","terminal_id":"t-9","country":"FR","metadata":{"order":"42"}}"#;
+
+    #[test]
+    fn a_transaction_dated_more_than_a_day_ahead_is_refused() {
+        let body = |secs_ahead: i64| {
+            let at = Timestamp::from_unix(Timestamp::now().unix() + secs_ahead).unwrap();
+            GOOD.replace("2018-08-08T10:00:00Z", &at.to_rfc3339())
+        };
+        assert!(ScoreRequest::parse_json(body(3600).as_bytes()).is_ok());
+        let errors = ScoreRequest::parse_json(body(3 * 86_400).as_bytes()).unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].field, "occurred_at");
+        assert!(errors[0].message.contains("in the future"), "{}", errors[0].message);
+    }
 
     #[test]
     fn thresholds_split_the_score_range() {
