@@ -137,7 +137,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                     sha256: model.sha256.clone(),
                     object_key: object_key.clone(),
                     source: source_name(&model.artifact.source).to_owned(),
-                    status: "active".to_owned(),
+                    status: "candidate".to_owned(), // activation below makes it active
                     metrics,
                     uploaded_at: Timestamp::now(),
                     uploaded_by: "verdict bootstrap".to_owned(),
