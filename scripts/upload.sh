@@ -396,8 +396,12 @@ elif kind == "labels":
         print(f"labels: s3://{r['bucket']}/{r['key']}: {oc.replace('_', ' ')}{dup}")
         if oc == "completed":
             s = r["summary"]
-            c = s["counts"]
+            # The counts are flattened into the summary (LabelSummary).
+            names = ("rows_read", "applied", "unchanged", "rejected", "unknown", "superseded")
+            c = {k: s.get(k, 0) for k in names}
             print("  " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in c.items()))
+            print("  (applied: the label changed; unchanged: it already had it; rejected: bad rows and"
+                  " unknown transactions; superseded: older than the label stored)")
             print(f"  summary:       s3://{r['bucket']}/{s['errors_key'].rsplit('.errors.csv', 1)[0]}.summary.json")
             show_errors(r["bucket"], s["errors_key"], c.get("rejected", 0) > 0)
             if s.get("stopped_early"):
