@@ -42,9 +42,10 @@ variables as `make dev`: MOTO_PORT (5010), API_PORT (9000), TABLE_NAME, MODEL_BU
 (verdict-models-local), DATA_BUCKET (verdict-data-local).
 The event sent is kept in .local/events/ for re-delivery (a duplicate delivery is processed once).
 
-Exit status: 0 when the function accepted the file (batch completed, model accepted, labels
-completed), 3 when it ran but refused or did not finish it (failed, rejected, skipped, busy,
-handed over), 1 on any other error, 2 on bad usage.
+Exit status: 0 when the function accepted the file, now or on an earlier delivery (batch completed
+or already done, model accepted, labels completed), 3 when it ran but refused or did not finish it
+(failed, already failed, rejected, skipped, busy, handed over), 1 on any other error (the stack not
+running, an upload or invoke failure), 2 on bad usage.
 USAGE
 }
 
@@ -334,27 +335,45 @@ def show_errors(bucket, key, rejected):
     if len(lines) > 6:
         print(f"      ... {len(lines) - 6} more")
 
+def batch_summary(s):
+    c = s["counts"]
+    scored = c["approve"] + c["review"] + c["block"]
+    bucket = s["source"]["bucket"]
+    print(f"  results:       s3://{bucket}/{s['results_key']}")
+    print(f"  summary:       s3://{bucket}/{s['errors_key'].rsplit('.errors.csv', 1)[0]}.summary.json")
+    print(f"  rows read {c['rows_read']}, scored {scored}, rejected {c['rows_rejected']}; "
+          f"approve {c['approve']}, review {c['review']}, block {c['block']}")
+    t = s.get("timings") or {}
+    print(f"  model {s.get('model_version')}, features from {s.get('feature_source')}, "
+          f"{t.get('busy_ms', 0)} ms busy, {t.get('rows_per_second', 0):.0f} rows/s, "
+          f"{t.get('invocations', 1)} invocation(s)")
+    show_errors(bucket, s["errors_key"], c["rows_rejected"] > 0)
+
+def batch_summary_key(key):
+    # batches/incoming/{tenant}/{name}.{csv|ndjson|jsonl}[.gz] -> batches/results/{tenant}/{name}.summary.json
+    rest = key[len("batches/incoming/"):]
+    low = rest.lower()
+    if low.endswith(".gz"):
+        rest, low = rest[:-3], low[:-3]
+    for ext in (".csv", ".ndjson", ".jsonl"):
+        if low.endswith(ext):
+            rest = rest[: -len(ext)]
+            break
+    return f"batches/results/{rest}.summary.json"
+
 ok = True
 if kind == "batch":
     for o in out.get("objects", []):
         st = o.get("status")
         print(f"batch-score: s3://{o['bucket']}/{o['key']}: {st.replace('_', ' ')}")
         if st == "completed":
-            s = o["summary"]
-            c = s["counts"]
-            scored = c["approve"] + c["review"] + c["block"]
-            print(f"  results:       s3://{s['source']['bucket']}/{s['results_key']}")
-            print(f"  summary:       s3://{s['source']['bucket']}/{s['results_key'].rsplit('.', 1)[0]}.summary.json")
-            print(f"  rows read {c['rows_read']}, scored {scored}, rejected {c['rows_rejected']}; "
-                  f"approve {c['approve']}, review {c['review']}, block {c['block']}")
-            t = s.get("timings") or {}
-            print(f"  model {s.get('model_version')}, features from {s.get('feature_source')}, "
-                  f"{t.get('busy_ms', 0)} ms busy, {t.get('rows_per_second', 0):.0f} rows/s, "
-                  f"{t.get('invocations', 1)} invocation(s)")
-            show_errors(s["source"]["bucket"], s["errors_key"], c["rows_rejected"] > 0)
+            batch_summary(o["summary"])
         elif st == "already_done":
-            ok = False
-            print("  this object was scored before (a duplicate delivery): nothing was done")
+            print("  this object was scored before (a duplicate delivery): nothing was done now; its summary:")
+            try:
+                batch_summary(json.loads(text(o["bucket"], batch_summary_key(o["key"]))))
+            except (ValueError, KeyError):
+                print(f"  (cannot read s3://{o['bucket']}/{batch_summary_key(o['key'])})")
         elif st in ("failed", "already_failed"):
             ok = False
             print(f"  reason: {o.get('error')}")
