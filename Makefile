@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CARGO ?= cargo
 
-.PHONY: test unit venv dev demo bench handbook fmt clean
+.PHONY: test unit venv dev demo bench handbook fmt clean upload
 
 # The local stack's tools (moto, cargo-lambda with its ziglang, cfn-lint), pinned in
 # requirements-dev.txt. The stamp is only touched once pip succeeded, so a failed install is
@@ -25,6 +25,13 @@ dev: venv
 ## demo: the same stack non-interactively; scores a few hundred transactions over HTTP, then stops.
 demo: venv
 	@bash scripts/demo.sh
+
+## upload: with `make dev` running, FILE=<path> KIND=batch|model|labels [TENANT= NAME= ACTIVATE=1 FEATURES= MANIFEST=] into its S3 and through the function it triggers; alone: usage.
+upload: venv
+	@bash scripts/upload.sh $(if $(FILE),--file "$(FILE)") $(if $(KIND),--kind "$(KIND)") \
+		$(if $(TENANT),--tenant "$(TENANT)") $(if $(NAME),--name "$(NAME)") \
+		$(if $(filter-out 0 false no,$(ACTIVATE)),--activate) $(if $(FEATURES),--features "$(FEATURES)") \
+		$(if $(MANIFEST),--manifest "$(MANIFEST)")
 
 ## test: everything CI runs, from a clean clone.
 test: venv
