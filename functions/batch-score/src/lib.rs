@@ -693,7 +693,7 @@ mod tests {
         };
         assert_eq!(
             e.records[0].s3.object.key.as_deref(),
-            Some("batches/incoming/acme/2018-08-08.csv")
+            Some("batches/incoming/demo/2018-08-08.csv")
         );
 
         let r = ResumeRequest {
