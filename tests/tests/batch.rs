@@ -743,6 +743,30 @@ async fn odd_uploads_are_recorded_failures_or_skipped_never_a_panic() {
         panic!()
     };
     assert!(error.contains("no model is active for tenant globex"), "{error}");
+    // That is the tenant's state, not the file's: nothing is recorded, and the same delivery is
+    // scored once the tenant has a model.
+    assert!(job_state(&st, &other).await.is_none());
+    let globex = TenantId::parse("globex").unwrap();
+    let serving = st.store.model_pointer(&tenant()).await.unwrap().unwrap();
+    let m = model();
+    let registration = ModelRegistration {
+        version: m.version().into(),
+        name: m.artifact.name.clone(),
+        sha256: m.sha256.clone(),
+        object_key: serving.object_key.clone(),
+        source: "verdict".into(),
+        status: "candidate".into(),
+        metrics: BTreeMap::new(),
+        uploaded_at: Timestamp::now(),
+        uploaded_by: "tests".into(),
+        trees: m.tree_count() as u32,
+    };
+    st.store.register_model(&globex, &registration).await.unwrap();
+    st.store
+        .activate_model(&globex, m.version(), &serving.object_key)
+        .await
+        .unwrap();
+    assert!(matches!(run(&deps, s3_event(&other)).await, Status::Completed { .. }));
 
     // No valid tenant, or not a batch key: nothing can be recorded, nothing is.
     for key in [

@@ -262,7 +262,8 @@ async fn process<R: Reinvoke>(
             None => {
                 let job = match prepare(deps, &file, &object, head.size, &head.metadata, &owner).await? {
                     Ok(job) => job,
-                    Err(reason) => return fail(deps, &file, &object, head.size, reason).await,
+                    Err(Refusal::File(reason)) => return fail(deps, &file, &object, head.size, reason).await,
+                    Err(Refusal::Tenant(reason)) => return not_yet(deps, &file, &object, head.size, reason).await,
                 };
                 if deps.store.create_batch_job(tenant, &job).await? {
                     return Job::new(deps, file, job, owner, deadline).run_leased().await;
@@ -301,7 +302,16 @@ async fn process<R: Reinvoke>(
     }
 }
 
-/// A new job, or why the object cannot be scored (a permanent failure).
+/// Why an object cannot be scored.
+enum Refusal {
+    /// The file itself (its type, its metadata): final for these bytes under this key.
+    File(String),
+    /// The tenant's state (no model, a model that does not load): the same upload works once
+    /// that is fixed, so no job is recorded.
+    Tenant(String),
+}
+
+/// A new job, or why the object cannot be scored.
 async fn prepare<R: Reinvoke>(
     deps: &Deps<R>,
     file: &BatchFile,
@@ -309,26 +319,28 @@ async fn prepare<R: Reinvoke>(
     size: u64,
     metadata: &std::collections::HashMap<String, String>,
     owner: &str,
-) -> Result<Result<BatchJob, String>, Error> {
+) -> Result<Result<BatchJob, Refusal>, Error> {
     if file.kind.is_none() {
-        return Ok(Err(verdict::batch::BatchError::UnknownFormat {
-            key: object.key.clone(),
-        }
-        .to_string()));
+        return Ok(Err(Refusal::File(
+            verdict::batch::BatchError::UnknownFormat {
+                key: object.key.clone(),
+            }
+            .to_string(),
+        )));
     }
     let feature_source = match FeatureSource::from_metadata(metadata) {
         Ok(s) => s,
-        Err(e) => return Ok(Err(e.to_string())),
+        Err(e) => return Ok(Err(Refusal::File(e.to_string()))),
     };
     let Some(active) = deps.store.active_model(&file.tenant).await? else {
-        return Ok(Err(format!(
+        return Ok(Err(Refusal::Tenant(format!(
             "no model is active for tenant {}; upload one and activate it, then upload the file again",
             file.tenant
-        )));
+        ))));
     };
     // Loaded now so that a bad artifact fails the job before any work.
     if let Err(e) = load_model(deps, &active).await? {
-        return Ok(Err(e));
+        return Ok(Err(Refusal::Tenant(e)));
     }
     let thresholds = deps
         .store
@@ -373,6 +385,29 @@ async fn fail<R: Reinvoke>(
     if !deps.store.fail_batch_job(&file.tenant, object, size, &error).await? {
         return Ok(Status::AlreadyDone);
     }
+    failure_summary(deps, file, object, size, error).await
+}
+
+/// A refusal caused by the tenant's state: the summary says why, but no job is recorded, so a
+/// redelivery or the same upload again is scored once the tenant has a model.
+async fn not_yet<R: Reinvoke>(
+    deps: &Deps<R>,
+    file: &BatchFile,
+    object: &ObjectRef,
+    size: u64,
+    error: String,
+) -> Result<Status, Error> {
+    tracing::warn!(key = %object.key, %error, "batch not scored");
+    failure_summary(deps, file, object, size, error).await
+}
+
+async fn failure_summary<R: Reinvoke>(
+    deps: &Deps<R>,
+    file: &BatchFile,
+    object: &ObjectRef,
+    size: u64,
+    error: String,
+) -> Result<Status, Error> {
     let summary = Summary::failed(
         &file.tenant,
         verdict::batch::SourceInfo {
