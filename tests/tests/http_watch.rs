@@ -268,7 +268,14 @@ impl Watch {
                 return Err("the function did not compile under watch".into());
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            match http(self.port, "GET", "/v1/health", &[], "", left.min(Duration::from_secs(60))) {
+            match http(
+                self.port,
+                "GET",
+                &format!("{API}/v1/health"),
+                &[],
+                "",
+                left.min(Duration::from_secs(60)),
+            ) {
                 Ok(r) if r.status == 200 => return Ok(started.elapsed()),
                 Ok(r) => last = format!("{} {}", r.status, r.body),
                 Err(e) => last = e,
@@ -292,7 +299,10 @@ impl Drop for Watch {
                 Ok(Some(_)) => break,
                 Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
                 _ => {
-                    eprintln!("the watch guard did not finish within 20 s; killing it\n{}", self.log_tail());
+                    eprintln!(
+                        "the watch guard did not finish within 20 s; killing it\n{}",
+                        self.log_tail()
+                    );
                     let _ = self.guard.kill();
                     let _ = self.guard.wait();
                     break;
@@ -319,7 +329,24 @@ struct Reply {
     body: Value,
 }
 
+/// A response's status line and headers (names in lower case), and where its body starts.
+struct Head {
+    body_start: usize,
+    status: u16,
+    headers: Vec<(String, String)>,
+}
+
 impl Reply {
+    /// The body as JSON, or as a string when it is not JSON.
+    fn new(status: u16, headers: Vec<(String, String)>, body: &[u8]) -> Reply {
+        Reply {
+            status,
+            headers,
+            body: serde_json::from_slice(body)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned())),
+        }
+    }
+
     fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -328,20 +355,34 @@ impl Reply {
     }
 
     fn problem_type(&self) -> Option<&str> {
-        self.body["type"].as_str()?.strip_prefix("https://verdict.dev/problems/")
+        self.body["type"]
+            .as_str()?
+            .strip_prefix("https://verdict.dev/problems/")
     }
 }
+
+/// Where watch serves a function's URL; [workspace.metadata.lambda.watch.router] also serves the
+/// api's routes at the root.
+const API: &str = "/lambda-url/api";
 
 /// A minimal HTTP/1.1 client for 127.0.0.1: one request per connection, every step under
 /// `timeout`. The body is read by Content-Length, by chunks, or to the end of the stream, so a
 /// server that keeps the connection open after the response does not stall it.
-fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &str, timeout: Duration) -> Result<Reply, String> {
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+    timeout: Duration,
+) -> Result<Reply, String> {
     let fail = |what: &str, e: std::io::Error| format!("{method} {path}: {what}: {e}");
     let deadline = Instant::now() + timeout;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut s = TcpStream::connect_timeout(&addr, timeout.min(Duration::from_secs(5))).map_err(|e| fail("connect", e))?;
+    let mut s =
+        TcpStream::connect_timeout(&addr, timeout.min(Duration::from_secs(5))).map_err(|e| fail("connect", e))?;
     s.set_write_timeout(Some(timeout)).map_err(|e| fail("socket", e))?;
-    let mut req = format!("{method} /lambda-url/api{path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -350,42 +391,37 @@ fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &st
 
     let mut raw = Vec::new();
     let mut buf = [0u8; 16 * 1024];
-    let mut parsed: Option<(usize, u16, Vec<(String, String)>)> = None;
+    let mut head: Option<Head> = None;
     loop {
-        if let Some((start, status, head)) = &parsed {
-            if let Some(body) = complete_body(head, &raw[*start..]) {
-                return Ok(Reply {
-                    status: *status,
-                    headers: head.clone(),
-                    body: serde_json::from_slice(&body)
-                        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned())),
-                });
+        if let Some(h) = &head {
+            if let Some(body) = complete_body(&h.headers, &raw[h.body_start..]) {
+                return Ok(Reply::new(h.status, h.headers.clone(), &body));
             }
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(format!("{method} {path}: no complete response within {} s", timeout.as_secs()));
+            return Err(format!(
+                "{method} {path}: no complete response within {} s",
+                timeout.as_secs()
+            ));
         }
         s.set_read_timeout(Some(left)).map_err(|e| fail("socket", e))?;
         let n = match s.read(&mut buf) {
             Ok(n) => n,
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                return Err(format!("{method} {path}: no complete response within {} s", timeout.as_secs()))
+                return Err(format!(
+                    "{method} {path}: no complete response within {} s",
+                    timeout.as_secs()
+                ))
             }
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(e) => return Err(fail("receive", e)),
         };
         if n == 0 {
             // End of stream: a body without a length ends here; anything else is cut short.
-            return match parsed {
-                Some((start, status, head)) if header_of(&head, "content-length").is_none() && !is_chunked(&head) => {
-                    let body = &raw[start..];
-                    Ok(Reply {
-                        status,
-                        headers: head,
-                        body: serde_json::from_slice(body)
-                            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned())),
-                    })
+            return match head {
+                Some(h) if header_of(&h.headers, "content-length").is_none() && !is_chunked(&h.headers) => {
+                    Ok(Reply::new(h.status, h.headers, &raw[h.body_start..]))
                 }
                 _ => Err(format!(
                     "{method} {path}: the connection closed mid-response after {} bytes",
@@ -394,20 +430,24 @@ fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &st
             };
         }
         raw.extend_from_slice(&buf[..n]);
-        if parsed.is_none() {
+        if head.is_none() {
             if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head = String::from_utf8_lossy(&raw[..end]).into_owned();
-                let mut lines = head.split("\r\n");
+                let text = String::from_utf8_lossy(&raw[..end]).into_owned();
+                let mut lines = text.split("\r\n");
                 let status = lines
                     .next()
                     .and_then(|l| l.split_whitespace().nth(1))
                     .and_then(|s| s.parse().ok())
-                    .ok_or_else(|| format!("{method} {path}: not an HTTP status line: {head:?}"))?;
+                    .ok_or_else(|| format!("{method} {path}: not an HTTP status line: {text:?}"))?;
                 let headers = lines
                     .filter_map(|l| l.split_once(':'))
                     .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
                     .collect();
-                parsed = Some((end + 4, status, headers));
+                head = Some(Head {
+                    body_start: end + 4,
+                    status,
+                    headers,
+                });
             } else if raw.len() > 64 * 1024 {
                 return Err(format!("{method} {path}: no end of headers in 64 KiB"));
             }
@@ -471,6 +511,8 @@ fn tx(id: &str, at: &str, customer: &str, amount: i64) -> String {
 /// The requests of the test, with one place to say what went wrong.
 struct Client {
     port: u16,
+    /// [`API`], or "" for the routes watch's router serves at the root.
+    base: &'static str,
 }
 
 impl Client {
@@ -483,9 +525,20 @@ impl Client {
         if let Some(ct) = content_type {
             headers.push(("Content-Type", ct));
         }
-        let reply = http(self.port, method, path, &headers, body, REQUEST_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+        let reply = http(
+            self.port,
+            method,
+            &format!("{}{path}", self.base),
+            &headers,
+            body,
+            REQUEST_TIMEOUT,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         assert!(reply.status < 500, "{method} {path}: {} {}", reply.status, reply.body);
-        assert!(reply.header("x-request-id").is_some(), "{method} {path}: no X-Request-Id");
+        assert!(
+            reply.header("x-request-id").is_some(),
+            "{method} {path}: no X-Request-Id"
+        );
         reply
     }
 
@@ -515,7 +568,10 @@ fn the_api_answers_over_http_under_cargo_lambda_watch() {
     let ready = ready.unwrap_or_else(|e| panic!("{e}\n{}", watch.log_tail()));
     eprintln!("watch served /v1/health after {:.1} s", ready.as_secs_f64());
 
-    let api = Client { port: watch.port };
+    let api = Client {
+        port: watch.port,
+        base: API,
+    };
     let outcome = std::panic::catch_unwind(|| exercise(&api, &key, &other, &read_only));
     if let Err(panic) = outcome {
         eprintln!("{}", watch.log_tail());
@@ -531,7 +587,9 @@ fn exercise(api: &Client, key: &ApiKey, other: &ApiKey, read_only: &ApiKey) {
     let first = tx("http-1", "2018-08-08T10:00:00Z", "c-1", 50_000);
     let scored = api.post("/v1/transactions", key, &first);
     assert_eq!(scored.status, 200, "{}", scored.body);
-    assert!(scored.header("content-type").is_some_and(|c| c.starts_with("application/json")));
+    assert!(scored
+        .header("content-type")
+        .is_some_and(|c| c.starts_with("application/json")));
     assert!(["approve", "review", "block"].contains(&scored.body["decision"].as_str().unwrap()));
     assert_eq!(scored.body["id"], "http-1");
     assert_eq!(scored.body["idempotent_replay"], false);
@@ -553,7 +611,12 @@ fn exercise(api: &Client, key: &ApiKey, other: &ApiKey, read_only: &ApiKey) {
         let r = api.post(
             "/v1/transactions",
             key,
-            &tx(&format!("http-{i}"), &format!("2018-08-08T10:0{i}:00Z"), "c-1", 1_000 * i),
+            &tx(
+                &format!("http-{i}"),
+                &format!("2018-08-08T10:0{i}:00Z"),
+                "c-1",
+                1_000 * i,
+            ),
         );
         assert_eq!(r.status, 200, "{}", r.body);
     }
@@ -583,46 +646,106 @@ fn exercise(api: &Client, key: &ApiKey, other: &ApiKey, read_only: &ApiKey) {
 
     // Refusals keep their problem types over HTTP.
     let none = api.get("/v1/transactions/http-1", None);
-    assert_eq!((none.status, none.problem_type()), (401, Some("unauthenticated")), "{}", none.body);
+    assert_eq!(
+        (none.status, none.problem_type()),
+        (401, Some("unauthenticated")),
+        "{}",
+        none.body
+    );
     let bogus = http(
         api.port,
         "GET",
-        "/v1/transactions/http-1",
+        &format!("{API}/v1/transactions/http-1"),
         &[("Authorization", "Bearer vk_test_not_a_real_key")],
         "",
         REQUEST_TIMEOUT,
     )
     .unwrap();
-    assert_eq!((bogus.status, bogus.problem_type()), (401, Some("unauthenticated")), "{}", bogus.body);
-    let scope = api.post("/v1/transactions", read_only, &tx("http-ro", "2018-08-08T11:00:00Z", "c-1", 100));
-    assert_eq!((scope.status, scope.problem_type()), (403, Some("forbidden")), "{}", scope.body);
+    assert_eq!(
+        (bogus.status, bogus.problem_type()),
+        (401, Some("unauthenticated")),
+        "{}",
+        bogus.body
+    );
+    let scope = api.post(
+        "/v1/transactions",
+        read_only,
+        &tx("http-ro", "2018-08-08T11:00:00Z", "c-1", 100),
+    );
+    assert_eq!(
+        (scope.status, scope.problem_type()),
+        (403, Some("forbidden")),
+        "{}",
+        scope.body
+    );
     let text = api.call("POST", "/v1/transactions", Some(key), Some("text/plain"), "x");
-    assert_eq!((text.status, text.problem_type()), (415, Some("unsupported-media-type")), "{}", text.body);
+    assert_eq!(
+        (text.status, text.problem_type()),
+        (415, Some("unsupported-media-type")),
+        "{}",
+        text.body
+    );
     let bad = api.post("/v1/transactions", key, r#"{"id":"x"}"#);
-    assert_eq!((bad.status, bad.problem_type()), (400, Some("validation")), "{}", bad.body);
-    assert!(
-        bad.body["errors"].as_array().unwrap().iter().any(|e| e["field"] == "amount"),
+    assert_eq!(
+        (bad.status, bad.problem_type()),
+        (400, Some("validation")),
         "{}",
         bad.body
     );
-    assert_eq!(api.get("/v1/transactions/http-ro", Some(key)).status, 404, "a refused write stored nothing");
+    assert!(
+        bad.body["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["field"] == "amount"),
+        "{}",
+        bad.body
+    );
+    assert_eq!(
+        api.get("/v1/transactions/http-ro", Some(key)).status,
+        404,
+        "a refused write stored nothing"
+    );
 
     // Tenants are apart: another tenant neither reads acme's decision nor its history, and the
     // same transaction id is its own, scored afresh rather than replayed.
     let theirs = api.get("/v1/transactions/http-1", Some(other));
-    assert_eq!((theirs.status, theirs.problem_type()), (404, Some("not-found")), "{}", theirs.body);
+    assert_eq!(
+        (theirs.status, theirs.problem_type()),
+        (404, Some("not-found")),
+        "{}",
+        theirs.body
+    );
     let history = api.get("/v1/transactions?customer=c-1", Some(other));
     assert_eq!(history.status, 200, "{}", history.body);
     assert_eq!(history.body["items"], json!([]));
-    let own = api.post("/v1/transactions", other, &tx("http-1", "2018-08-09T09:00:00Z", "c-1", 700));
+    let own = api.post(
+        "/v1/transactions",
+        other,
+        &tx("http-1", "2018-08-09T09:00:00Z", "c-1", 700),
+    );
     assert_eq!(own.status, 200, "{}", own.body);
     assert_eq!(own.body["idempotent_replay"], false, "{}", own.body);
     assert_eq!(own.body["features"]["amount"], 7.0);
     let still = api.get("/v1/transactions/http-1", Some(key));
-    assert_eq!(still.body["score"], scored.body["score"], "acme's decision is untouched");
+    assert_eq!(
+        still.body["score"], scored.body["score"],
+        "acme's decision is untouched"
+    );
     assert_eq!(still.body["features"]["amount"], 500.0);
 
     let spec = api.get("/v1/openapi.json", None);
     assert_eq!(spec.status, 200);
     assert!(spec.body["paths"]["/v1/transactions"].is_object());
+
+    // The same function at the root, through [workspace.metadata.lambda.watch.router], which
+    // fills in the {id} path parameter as API Gateway does.
+    let root = Client {
+        port: api.port,
+        base: "",
+    };
+    let read = root.get("/v1/transactions/http-1", Some(key));
+    assert_eq!(read.status, 200, "{}", read.body);
+    assert_eq!(read.body["score"], scored.body["score"]);
+    assert_eq!(root.get("/v1/health", None).status, 200);
 }
