@@ -15,6 +15,11 @@ say "scoring the last ${DEMO_COUNT:-300} simulated transactions over HTTP"
 status=0
 "$VERDICT" load --url "$API_URL" --key-file "$KEY_FILE" --data "$SIM_FILE" \
     --count "${DEMO_COUNT:-300}" --max-seconds "${DEMO_MAX_SECONDS:-300}" || status=$?
+cat >&2 <<'NOTE'
+    The table started empty: customers' and terminals' histories hold only what this demo sent, so
+    most features are at cold-start values and few transactions look risky. The latency is the
+    local stack's (debug build, cargo lambda watch, moto in Python serving one request at a time).
+NOTE
 if ((status != 0)); then
     warn "the demo failed (exit $status); the function's log follows"
     tail -n 30 "$LOCAL/watch.log" >&2

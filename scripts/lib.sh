@@ -33,7 +33,8 @@ KEY_FILE="$LOCAL/api-key"
 
 MOTO_URL="http://127.0.0.1:$MOTO_PORT"
 API_URL="http://127.0.0.1:$API_PORT/lambda-url/api"
-VERDICT="$ROOT/target/debug/verdict"
+# Set by build(): cargo's target directory may be moved (CARGO_TARGET_DIR, build.target-dir).
+VERDICT=""
 
 MOTO_PID=""
 WATCH_PID=""
@@ -162,6 +163,12 @@ on_exit_stop_stack() {
 build() {
     say "building the verdict CLI and the api function (first time: several minutes)"
     (cd "$ROOT" && cargo build --locked -p verdict-cli -p api)
+    local target
+    target="$(cd "$ROOT" && cargo metadata --locked --no-deps --format-version 1 |
+        "$VENV/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')" ||
+        die "cannot read the target directory from \`cargo metadata\`"
+    VERDICT="$target/debug/verdict"
+    [[ -x "$VERDICT" ]] || die "the build left no $VERDICT"
 }
 
 start_moto() {

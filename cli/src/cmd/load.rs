@@ -122,9 +122,10 @@ fn summary(name: &str, mut values: Vec<f64>) -> String {
         return format!("{name}: none");
     }
     format!(
-        "{name}: p50 {:.1}  p90 {:.1}  p99 {:.1}  max {:.1}",
+        "{name}: p50 {:.1}  p90 {:.1}  p95 {:.1}  p99 {:.1}  max {:.1}",
         percentile(&values, 0.50),
         percentile(&values, 0.90),
+        percentile(&values, 0.95),
         percentile(&values, 0.99),
         values[values.len() - 1]
     )
