@@ -5,7 +5,7 @@
 //! first stored decision.
 
 use crate::auth::{AuthError, KeyHash, Principal};
-use crate::decision::{features_map, risk_score, DecisionRecord, ModelRef, ReasonRecord, ScoreRequest, Thresholds};
+use crate::decision::{features_map, risk_score, DecisionRecord, ModelRef, ReasonRecord, ScoreRequest};
 use crate::domain::Timestamp;
 use crate::features::{self, transaction_delta};
 use crate::model::{Model, ModelError};
@@ -185,7 +185,7 @@ pub fn decide(model: &Model, request: &ScoreRequest, snap: &ScoringSnapshot, fin
     let tx = request.inputs.transaction();
     let x = features::compute(&tx, &snap.customer, &snap.terminal);
     let s = model.score(&x);
-    let thresholds = snap.thresholds.unwrap_or_else(Thresholds::default);
+    let thresholds = snap.thresholds.unwrap_or_default();
     let reasons = model.reasons(&x, &s, REASONS_PER_DECISION);
     DecisionRecord {
         id: tx.id.clone(),

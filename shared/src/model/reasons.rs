@@ -136,16 +136,10 @@ impl Reasons {
                 typical: stats.get(i).copied().unwrap_or_default(),
             };
             // Insertion into a tiny sorted array: cheaper than sorting 15 entries.
-            let mut pos = k;
-            for j in 0..k {
-                match items[j] {
-                    Some(o) if o.contribution.abs() >= c.abs() => continue,
-                    _ => {
-                        pos = j;
-                        break;
-                    }
-                }
-            }
+            let pos = items[..k]
+                .iter()
+                .position(|o| !matches!(o, Some(o) if o.contribution.abs() >= c.abs()))
+                .unwrap_or(k);
             if pos < k {
                 for j in (pos + 1..k).rev() {
                     items[j] = items[j - 1];
