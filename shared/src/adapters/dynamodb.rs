@@ -2021,6 +2021,25 @@ impl DynamoStore {
                 items.push(TransactWriteItem::builder().update(self.update(&key, u)?).build());
             }
         }
+        match self.transact(items, "TransactWriteItems (label)").await? {
+            Transacted::Written => Ok(LabelWriteOutcome::Written),
+            // The decision's label is no longer the one read.
+            Transacted::ConditionFailed(codes)
+                if codes.first().map(String::as_str) == Some("ConditionalCheckFailed") =>
+            {
+                Ok(LabelWriteOutcome::Changed)
+            }
+            Transacted::ConditionFailed(codes) => Err(StoreError::Unavailable(format!(
+                "TransactWriteItems (label): a condition failed on an aggregate: {codes:?}"
+            ))),
+        }
+    }
+
+    /// One TransactWriteItems, retried with jitter only while it collides with another
+    /// transaction on the same items (a busy card or terminal). A failed condition is the
+    /// caller's to read. The SDK sets a fresh ClientRequestToken per call and keeps it across its
+    /// own retries, so a retried request that had succeeded is not applied twice.
+    async fn transact(&self, items: Vec<TransactWriteItem>, op: &'static str) -> Result<Transacted, StoreError> {
         let mut attempt = 0;
         loop {
             let result = self
@@ -2030,12 +2049,12 @@ impl DynamoStore {
                 .send()
                 .await;
             let e = match result {
-                Ok(_) => return Ok(LabelWriteOutcome::Written),
+                Ok(_) => return Ok(Transacted::Written),
                 Err(e) => e,
             };
             match cancellation_codes(&e) {
-                Some(codes) if codes.first().map(String::as_str) == Some("ConditionalCheckFailed") => {
-                    return Ok(LabelWriteOutcome::Changed)
+                Some(codes) if codes.iter().any(|c| c == "ConditionalCheckFailed") => {
+                    return Ok(Transacted::ConditionFailed(codes))
                 }
                 Some(codes)
                     if attempt + 1 < COMMIT_ATTEMPTS
@@ -2044,10 +2063,17 @@ impl DynamoStore {
                     tokio::time::sleep(jitter(attempt)).await;
                     attempt += 1;
                 }
-                _ => return Err(sdk_error("TransactWriteItems (label)", e)),
+                _ => return Err(sdk_error(op, e)),
             }
         }
     }
+}
+
+/// How a TransactWriteItems ended, short of an error.
+enum Transacted {
+    Written,
+    /// Cancelled: at least one condition failed. The codes, one per item, in order.
+    ConditionFailed(Vec<String>),
 }
 
 /// `ts(…)` of docs/dynamodb.md: UTC with exactly three fractional digits, so keys sort by time.
@@ -2141,34 +2167,10 @@ impl DecisionStore for DynamoStore {
 
     async fn commit(&self, tenant: &TenantId, commit: &DecisionCommit<'_>) -> Result<CommitOutcome, StoreError> {
         let items = self.commit_items(tenant, commit)?;
-        let mut attempt = 0;
-        loop {
-            // The SDK sets a fresh ClientRequestToken per call and keeps it across its own
-            // retries, so a retried request that had succeeded is not applied twice.
-            let result = self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(items.clone()))
-                .send()
-                .await;
-            let e = match result {
-                Ok(_) => return Ok(CommitOutcome::Committed),
-                Err(e) => e,
-            };
-            match cancellation_codes(&e) {
-                Some(codes) if codes.iter().any(|c| c == "ConditionalCheckFailed") => {
-                    return Ok(CommitOutcome::AlreadyDecided);
-                }
-                // Only a concurrent transaction on the same items (a busy card): try again.
-                Some(codes)
-                    if attempt + 1 < COMMIT_ATTEMPTS
-                        && codes.iter().all(|c| c == "None" || c == "TransactionConflict") =>
-                {
-                    tokio::time::sleep(jitter(attempt)).await;
-                    attempt += 1;
-                }
-                _ => return Err(sdk_error("TransactWriteItems (decision)", e)),
-            }
+        match self.transact(items, "TransactWriteItems (decision)").await? {
+            Transacted::Written => Ok(CommitOutcome::Committed),
+            // The decision or the idempotency record exists: another request decided first.
+            Transacted::ConditionFailed(_) => Ok(CommitOutcome::AlreadyDecided),
         }
     }
 
