@@ -220,7 +220,7 @@ create_key() {
     (
         umask 077
         "$VERDICT" keys create --tenant "$TENANT" \
-            --scopes transactions:write,transactions:read,models:read --expires-in 30d >"$KEY_FILE.tmp"
+            --scopes transactions:write,transactions:read,models:read,models:write --expires-in 30d >"$KEY_FILE.tmp"
     )
     mv "$KEY_FILE.tmp" "$KEY_FILE"
 }
