@@ -413,7 +413,8 @@ elif kind == "labels":
         oc = r.get("outcome")
         dup = " (a duplicate delivery: the first outcome, nothing done now)" if r.get("duplicate") else ""
         print(f"labels: s3://{r['bucket']}/{r['key']}: {oc.replace('_', ' ')}{dup}")
-        if oc == "completed":
+        if oc in ("completed", "failed"):
+            ok = ok and oc == "completed"
             s = r["summary"]
             # The counts are flattened into the summary (LabelSummary).
             names = ("rows_read", "applied", "unchanged", "rejected", "unknown", "superseded")

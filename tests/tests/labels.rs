@@ -114,6 +114,13 @@ fn summary(r: &RecordOutcome) -> &LabelSummary {
     }
 }
 
+fn failed(r: &RecordOutcome) -> &LabelSummary {
+    match &r.outcome {
+        LabelsOutcome::Failed { summary } => summary,
+        other => panic!("expected a file that stopped early, got {other:?}"),
+    }
+}
+
 async fn text(st: &Stack, key: &str) -> String {
     String::from_utf8(st.blobs.fetch(key).await.unwrap()).unwrap()
 }
@@ -541,7 +548,7 @@ async fn a_label_file_that_cannot_be_read_gets_a_report_and_stops_cleanly() {
     )
     .await;
     let r = run(&deps, &e, &Invocation::unbounded()).await;
-    let s = summary(&r);
+    let s = failed(&r);
     assert_eq!(s.counts.rows_read, 0);
     assert!(s
         .stopped_early
@@ -554,7 +561,7 @@ async fn a_label_file_that_cannot_be_read_gets_a_report_and_stops_cleanly() {
          1,,transaction_id,\"column is missing from the header (expected transaction_id,label,source,labelled_at)\"\n"
     );
     let e = put(&st, "labels/incoming/acme/labels.xlsx", b"PK\x03\x04".to_vec()).await;
-    let s = summary(&run(&deps, &e, &Invocation::unbounded()).await).clone();
+    let s = failed(&run(&deps, &e, &Invocation::unbounded()).await).clone();
     assert!(s.stopped_early.unwrap().contains("unknown file type"));
     assert_eq!(label(&st, "tx-1").await, None);
     for key in [

@@ -149,6 +149,11 @@ pub enum LabelsOutcome {
     Completed {
         summary: LabelSummary,
     },
+    /// The file stopped before its end (unreadable, gone, a bad header): the summary's
+    /// `stopped_early` says why; rows before that point were applied.
+    Failed {
+        summary: LabelSummary,
+    },
     /// Stopped at a checkpoint; `reinvoked` says whether a continuation was started.
     HandedOver {
         next_line: u64,
@@ -159,6 +164,17 @@ pub enum LabelsOutcome {
     Skipped {
         reason: String,
     },
+}
+
+impl LabelsOutcome {
+    /// Completed, or failed when the file stopped early.
+    fn finished(summary: LabelSummary) -> Self {
+        if summary.stopped_early.is_some() {
+            LabelsOutcome::Failed { summary }
+        } else {
+            LabelsOutcome::Completed { summary }
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -293,7 +309,7 @@ async fn process_record(
             let summary = state.result.as_deref().and_then(|r| serde_json::from_str(r).ok());
             tracing::info!(file = %job.uri(), "delivered again: already labelled");
             Ok(match summary {
-                Some(summary) => up.result(true, LabelsOutcome::Completed { summary }),
+                Some(summary) => up.result(true, LabelsOutcome::finished(summary)),
                 None => up.result(
                     true,
                     LabelsOutcome::Skipped {
@@ -671,7 +687,7 @@ impl Run<'_> {
             stopped_early = stopped_early.as_deref().unwrap_or(""),
             "labels applied"
         );
-        Ok(LabelsOutcome::Completed { summary })
+        Ok(LabelsOutcome::finished(summary))
     }
 }
 
