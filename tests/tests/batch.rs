@@ -401,7 +401,36 @@ async fn near_the_deadline_it_hands_over_to_itself_part_by_part() {
     let clean = upload(&st, "batches/incoming/acme/clean.csv", body.clone(), None).await;
     run(&deps, s3_event(&clean)).await;
 
-    let (summary, invocations) = run_by_handovers(&deps, s3_event(&object)).await;
+    // After one hand-over the job is running, and already ages out if nobody finishes it.
+    let first = batch_score::handle(&deps, s3_event(&object), SystemTime::now())
+        .await
+        .unwrap();
+    assert!(
+        matches!(first.objects[0].status, Status::HandedOver { .. }),
+        "{first:?}"
+    );
+    let Some(JobState::Running(_)) = job_state(&st, &object).await else {
+        panic!("job not running after a hand-over")
+    };
+    let key = verdict::adapters::dynamodb::Keys::new(&tenant()).job(&object);
+    let item = st
+        .dynamodb
+        .get_item()
+        .table_name(&st.table)
+        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(key.pk))
+        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S(key.sk))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    let expires: i64 = item["expires_at"].as_n().unwrap().parse().unwrap();
+    let in_days = (expires - Timestamp::now().unix()) as f64 / 86_400.0;
+    assert!((29.9..=30.0).contains(&in_days), "expires in {in_days} days");
+    let resume = Event::Resume(deps.reinvoker.take().remove(0));
+
+    let (summary, more) = run_by_handovers(&deps, resume).await;
+    let invocations = more + 1;
     assert!(invocations >= 4, "one part per invocation: {invocations}");
     assert_eq!(summary.timings.as_ref().unwrap().invocations, invocations as u64);
     assert!(get(&st, "batches/results/acme/big.csv").await == get(&st, "batches/results/acme/clean.csv").await);

@@ -1729,6 +1729,8 @@ impl DynamoStore {
         item.insert("invocations".into(), n(1));
         item.insert("counts".into(), AttributeValue::M(HashMap::new()));
         item.insert("lease_expires_at".into(), n(lease_until));
+        // Also a running job ages out: one abandoned mid-way is not kept forever.
+        item.insert(TTL_ATTRIBUTE.into(), n(now.unix() + JOB_TTL_SECS));
         if let Some(size) = size {
             item.insert("size".into(), n(size));
         }

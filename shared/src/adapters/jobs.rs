@@ -4,7 +4,7 @@
 //! Every progress write is conditional on the caller holding the lease and on the checkpoint
 //! sequence it last saw, so two invocations working on one job can never both advance it.
 
-use super::dynamodb::{DynamoStore, ItemKey, Keys, TTL_ATTRIBUTE};
+use super::dynamodb::{DynamoStore, ItemKey, Keys, JOB_TTL_SECS, TTL_ATTRIBUTE};
 use crate::batch::{BatchJob, Checkpoint, Counts, FeatureSource, JobState, ObjectRef, PartRef, PinnedModel, Upload};
 use crate::decision::Thresholds;
 use crate::domain::{TenantId, Timestamp};
@@ -17,8 +17,6 @@ use std::fmt;
 
 type Item = HashMap<String, AttributeValue>;
 
-/// A finished job's item is kept this long (its TTL), so a late redelivery is still a no-op.
-pub const JOB_RETENTION_SECS: i64 = 30 * 24 * 3600;
 const JOB_TYPE: &str = "batch";
 
 /// The item as stored. Flat, with the attribute names docs/dynamodb.md gives; a failed job has
@@ -268,7 +266,8 @@ impl DynamoStore {
             started_at: job.started_at.to_rfc3339(),
             updated_at: now,
             completed_at: None,
-            expires_at: None,
+            // Also a running job ages out: one abandoned mid-way is not kept forever.
+            expires_at: Some(job.started_at.unix() + JOB_TTL_SECS),
         };
         let item: Item = serde_dynamo::aws_sdk_dynamodb_1::to_item(&item)
             .map_err(|e| StoreError::Unavailable(format!("batch job {key}: cannot be stored: {e}")))?;
@@ -446,7 +445,7 @@ impl DynamoStore {
         let running = e.value(s("running"));
         e.set("status", s("completed"));
         e.set("completed_at", s(completed_at.to_rfc3339()));
-        e.set(TTL_ATTRIBUTE, n(completed_at.unix() + JOB_RETENTION_SECS));
+        e.set(TTL_ATTRIBUTE, n(completed_at.unix() + JOB_TTL_SECS));
         let condition = format!("{{status}} = {running} AND {{lease_owner}} = {me}");
         Ok(self
             .update_job(&key, e, &condition, "UpdateItem (complete)")
@@ -477,7 +476,7 @@ impl DynamoStore {
             ("status", s("failed")),
             ("error", s(error)),
             ("completed_at", s(now.to_rfc3339())),
-            (TTL_ATTRIBUTE, n(now.unix() + JOB_RETENTION_SECS)),
+            (TTL_ATTRIBUTE, n(now.unix() + JOB_TTL_SECS)),
         ] {
             e.set(attr, v);
         }
