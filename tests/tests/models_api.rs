@@ -161,6 +161,24 @@ async fn models_are_listed_activated_refused_and_rolled_back_per_tenant() {
     api.send(&activate("0123456789abcdef").bearer(&key))
         .await
         .assert_problem(404, "not-found");
+    // A registration whose artifact is gone never serves.
+    let mut orphan = registration(
+        &second_model,
+        "models/active/acme/missing.vmodel",
+        "2018-08-01T00:00:00Z",
+        "candidate",
+    );
+    orphan.version = "0ddba11000000000".into();
+    api.stack.store.register_model(&acme, &orphan).await.unwrap();
+    let r = api.send(&activate("0ddba11000000000").bearer(&key)).await;
+    r.assert_problem(409, "conflict");
+    assert!(
+        r.body["detail"].as_str().unwrap().contains("serving model stays"),
+        "{}",
+        r.body
+    );
+    let active = api.send(&Event::load("get-active-model").bearer(&key)).await;
+    assert_eq!(active.body["model"]["version"], json!(second));
     let r = api.send(&activate("NOT-HEX").bearer(&key)).await;
     r.assert_problem(400, "validation");
     assert_eq!(r.fields(), ["id"]);

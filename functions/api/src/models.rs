@@ -12,6 +12,7 @@ use verdict::adapters::dynamodb::STATUS_REJECTED;
 use verdict::adapters::RegistryEntry;
 use verdict::auth::{Principal, Scope};
 use verdict::ports::{ActiveModel, ModelBlobs, StoreError};
+use verdict::scoring::ScoreError;
 
 /// Names the fallback model's uploader in views: it came with the deployment.
 const FALLBACK_UPLOADER: &str = "deployment (VERDICT_MODEL_PATH)";
@@ -173,6 +174,24 @@ async fn switch_to<S: ApiStore, B: ModelBlobs>(
             "Model \"{}\" was rejected at import ({why}) and cannot be activated.",
             m.version
         )));
+    }
+    // Load (and cache) it first: a registered model whose artifact does not load never serves.
+    let candidate = ActiveModel {
+        version: m.version.clone(),
+        object_key: m.object_key.clone(),
+    };
+    if let Err(e) = app.scorer.model_for(Some(&candidate)).await {
+        return Err(match e {
+            ScoreError::Store(StoreError::Unavailable(cause)) => ApiError::Internal(cause),
+            ScoreError::Model { source, .. } => ApiError::Conflict(format!(
+                "Model \"{}\" does not load: {source}. The serving model stays.",
+                m.version
+            )),
+            e => ApiError::Conflict(format!(
+                "Model \"{}\" cannot be loaded: {e}. The serving model stays.",
+                m.version
+            )),
+        });
     }
     let pointer = match app
         .scorer
