@@ -193,7 +193,7 @@ impl ScoreRequest {
             if ahead > MAX_FUTURE_SECS {
                 errors.push(FieldError {
                     field: "occurred_at".into(),
-                    message: format!("is {} hours in the future; at most 24 are accepted", ahead / 3600),
+                    message: format!("{} is more than 24 hours ahead of the function's clock", t.to_rfc3339()),
                 });
             }
             ahead <= MAX_FUTURE_SECS
@@ -430,7 +430,11 @@ mod tests {
         let errors = ScoreRequest::parse_json(body(3 * 86_400).as_bytes()).unwrap_err();
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].field, "occurred_at");
-        assert!(errors[0].message.contains("in the future"), "{}", errors[0].message);
+        assert!(
+            errors[0].message.contains("more than 24 hours ahead"),
+            "{}",
+            errors[0].message
+        );
     }
 
     #[test]

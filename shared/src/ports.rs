@@ -16,6 +16,9 @@ pub enum StoreError {
     BadCursor,
     #[error("not found: {0}")]
     NotFound(String),
+    /// A conditional change lost to a concurrent one; read again and retry.
+    #[error("conflict: {0}")]
+    Conflict(String),
 }
 
 /// A client-chosen idempotency key (`Idempotency-Key` header).

@@ -3,11 +3,12 @@
 
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use verdict::adapters::dynamodb::{ImportDetails, ModelRegistration};
+use verdict::adapters::dynamodb::{Expected, ImportDetails, ModelRegistration};
 use verdict::domain::{TenantId, Timestamp};
 use verdict::features::OfflineFeatures;
 use verdict::model::train::{train, TrainParams};
 use verdict::model::Model;
+use verdict::ports::StoreError;
 use verdict::sim::{simulate, SimConfig};
 use verdict_integration::api::{trained_model, ApiStack, Event, ALL_SCOPES};
 
@@ -177,6 +178,29 @@ async fn models_are_listed_activated_refused_and_rolled_back_per_tenant() {
         "{}",
         r.body
     );
+    // An entry whose artifact is another version (a cached model of that version proves nothing).
+    let mut mismatch = registration(&second_model, &second_key, "2018-08-01T00:00:00Z", "candidate");
+    mismatch.version = "0ddba11000000001".into();
+    api.stack.store.register_model(&acme, &mismatch).await.unwrap();
+    let r = api.send(&activate("0ddba11000000001").bearer(&key)).await;
+    r.assert_problem(409, "conflict");
+    assert!(
+        r.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("is version {second}")),
+        "{}",
+        r.body
+    );
+    // A change decided on a pointer read earlier loses to a concurrent one instead of undoing it.
+    let first_key = api.stack.store.model(&acme, &first).await.unwrap().unwrap().object_key;
+    let stale = api
+        .stack
+        .store
+        .activate_model_if(&acme, &first, &first_key, Expected::Current(Some(&rejected)))
+        .await
+        .unwrap_err();
+    assert!(matches!(stale, StoreError::Conflict(_)), "{stale}");
     let active = api.send(&Event::load("get-active-model").bearer(&key)).await;
     assert_eq!(active.body["model"]["version"], json!(second));
     let r = api.send(&activate("NOT-HEX").bearer(&key)).await;

@@ -87,7 +87,13 @@ impl api::ModelRegistry for MemoryStore {
             next_cursor: None,
         })
     }
-    async fn activate(&self, _: &TenantId, version: &str, _: &str) -> Result<ModelPointer, StoreError> {
+    async fn activate(
+        &self,
+        _: &TenantId,
+        version: &str,
+        _: &str,
+        _: Option<&str>,
+    ) -> Result<ModelPointer, StoreError> {
         Err(StoreError::NotFound(version.to_owned()))
     }
 }

@@ -8,11 +8,12 @@ use crate::store::ApiStore;
 use crate::views::{ActiveModelView, ModelView, PageView};
 use crate::App;
 use lambda_http::{Body, Request, Response};
+use std::sync::Arc;
 use verdict::adapters::dynamodb::STATUS_REJECTED;
 use verdict::adapters::RegistryEntry;
 use verdict::auth::{Principal, Scope};
+use verdict::model::Model;
 use verdict::ports::{ActiveModel, ModelBlobs, StoreError};
-use verdict::scoring::ScoreError;
 
 /// Names the fallback model's uploader in views: it came with the deployment.
 const FALLBACK_UPLOADER: &str = "deployment (VERDICT_MODEL_PATH)";
@@ -126,10 +127,12 @@ pub async fn activate<S: ApiStore, B: ModelBlobs>(
 ) -> Result<Response<Body>, ApiError> {
     let principal = principal(app, req, Scope::ModelsWrite).await?;
     check_id(id)?;
-    let Some(entry) = app.scorer.store.registered_model(&principal.tenant, id).await? else {
+    let store = &app.scorer.store;
+    let Some(entry) = store.registered_model(&principal.tenant, id).await? else {
         return Err(ApiError::NotFound(format!("No model \"{id}\".")));
     };
-    switch_to(app, &principal, &entry, cx).await
+    let current = store.model_pointer(&principal.tenant).await?.map(|p| p.version);
+    switch_to(app, &principal, &entry, current.as_deref(), cx).await
 }
 
 /// `POST /v1/models/rollback`: back to `previous_version`; a second rollback undoes the first.
@@ -156,15 +159,17 @@ pub async fn rollback<S: ApiStore, B: ModelBlobs>(
             "The previous model \"{previous}\" is no longer in the registry."
         )));
     };
-    switch_to(app, &principal, &entry, cx).await
+    switch_to(app, &principal, &entry, Some(&pointer.version), cx).await
 }
 
-/// Moves the pointer to `entry`; a rejected model, or a registration that changed meanwhile, is a
-/// conflict and the serving model stays.
+/// Moves the pointer from `current` (as read by the caller) to `entry`. A rejected model, an
+/// artifact that does not load, or a pointer or registration that changed meanwhile is a
+/// conflict, and the serving model stays.
 async fn switch_to<S: ApiStore, B: ModelBlobs>(
     app: &App<S, B>,
     principal: &Principal,
     entry: &RegistryEntry,
+    current: Option<&str>,
     cx: &Ctx<'_>,
 ) -> Result<Response<Body>, ApiError> {
     let m = &entry.model;
@@ -175,31 +180,40 @@ async fn switch_to<S: ApiStore, B: ModelBlobs>(
             m.version
         )));
     }
-    // Load (and cache) it first: a registered model whose artifact does not load never serves.
-    let candidate = ActiveModel {
-        version: m.version.clone(),
-        object_key: m.object_key.clone(),
+    // This tenant's artifact, fetched and verified now (not a cached model of the same version):
+    // a registration whose artifact does not load, or is another version, never serves.
+    let unusable = |why: String| {
+        ApiError::Conflict(format!(
+            "Model \"{}\" cannot serve: {why}. The serving model stays.",
+            m.version
+        ))
     };
-    if let Err(e) = app.scorer.model_for(Some(&candidate)).await {
-        return Err(match e {
-            ScoreError::Store(StoreError::Unavailable(cause)) => ApiError::Internal(cause),
-            ScoreError::Model { source, .. } => ApiError::Conflict(format!(
-                "Model \"{}\" does not load: {source}. The serving model stays.",
-                m.version
-            )),
-            e => ApiError::Conflict(format!(
-                "Model \"{}\" cannot be loaded: {e}. The serving model stays.",
-                m.version
-            )),
-        });
+    let bytes = match app.scorer.blobs.fetch(&m.object_key).await {
+        Ok(b) => b,
+        Err(StoreError::Unavailable(cause)) => return Err(ApiError::Internal(cause)),
+        Err(e) => return Err(unusable(e.to_string())),
+    };
+    let model = Model::from_bytes(&m.object_key, &bytes).map_err(|e| unusable(e.to_string()))?;
+    if model.version() != m.version {
+        return Err(unusable(format!(
+            "its artifact {} is version {}",
+            m.object_key,
+            model.version()
+        )));
     }
+    app.scorer.models.insert(Arc::new(model));
     let pointer = match app
         .scorer
         .store
-        .activate(&principal.tenant, &m.version, &m.object_key)
+        .activate(&principal.tenant, &m.version, &m.object_key, current)
         .await
     {
         Ok(p) => p,
+        Err(StoreError::Conflict(why)) => {
+            return Err(ApiError::Conflict(format!(
+                "The active model changed while this request ran ({why}); read it again and retry."
+            )))
+        }
         Err(StoreError::NotFound(_)) => {
             return Err(ApiError::Conflict(format!(
                 "Model \"{}\" changed while it was being activated; retry.",

@@ -1,6 +1,7 @@
 //! What the api needs from storage beyond [`DecisionStore`]: the model registry.
 
 use std::future::Future;
+use verdict::adapters::dynamodb::Expected;
 use verdict::adapters::{DynamoStore, ModelPointer, RegistryEntry};
 use verdict::domain::TenantId;
 use verdict::ports::{DecisionStore, Page, StoreError};
@@ -25,12 +26,14 @@ pub trait ModelRegistry: Send + Sync {
         cursor: Option<&str>,
     ) -> impl Future<Output = Result<Page<RegistryEntry>, StoreError>> + Send;
 
-    /// Points the tenant at a registered, not rejected version (NotFound otherwise).
+    /// Points the tenant at a registered, not rejected version (NotFound otherwise), if the
+    /// pointer is still at `current` (`None`: no pointer); Conflict if it moved meanwhile.
     fn activate(
         &self,
         tenant: &TenantId,
         version: &str,
         object_key: &str,
+        current: Option<&str>,
     ) -> impl Future<Output = Result<ModelPointer, StoreError>> + Send;
 }
 
@@ -57,7 +60,13 @@ impl ModelRegistry for DynamoStore {
         DynamoStore::registry_page(self, tenant, limit, cursor).await
     }
 
-    async fn activate(&self, tenant: &TenantId, version: &str, object_key: &str) -> Result<ModelPointer, StoreError> {
-        DynamoStore::activate_model(self, tenant, version, object_key).await
+    async fn activate(
+        &self,
+        tenant: &TenantId,
+        version: &str,
+        object_key: &str,
+        current: Option<&str>,
+    ) -> Result<ModelPointer, StoreError> {
+        DynamoStore::activate_model_if(self, tenant, version, object_key, Expected::Current(current)).await
     }
 }

@@ -737,6 +737,14 @@ fn decode_registry_cursor(raw: &str) -> Result<(String, String), StoreError> {
     }
 }
 
+/// What the activation pointer must be for an activation to go ahead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expected<'a> {
+    Anything,
+    /// This version (`None`: no pointer yet).
+    Current(Option<&'a str>),
+}
+
 /// The activation pointer in full.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelPointer {
@@ -1149,6 +1157,20 @@ impl DynamoStore {
         version: &str,
         object_key: &str,
     ) -> Result<ModelPointer, StoreError> {
+        self.activate_model_if(tenant, version, object_key, Expected::Anything)
+            .await
+    }
+
+    /// [`Self::activate_model`], refused with [`StoreError::Conflict`] unless the pointer is
+    /// `expected`: a decision taken on a pointer read earlier (a rollback) never overwrites a
+    /// concurrent activation.
+    pub async fn activate_model_if(
+        &self,
+        tenant: &TenantId,
+        version: &str,
+        object_key: &str,
+        expected: Expected<'_>,
+    ) -> Result<ModelPointer, StoreError> {
         let keys = Keys::new(tenant);
         let registry = keys.model_version(version);
         let pointer_key = keys.active_model();
@@ -1160,6 +1182,16 @@ impl DynamoStore {
                 .filter(|c| c.version == version && c.object_key == object_key)
             {
                 return Ok(c.clone());
+            }
+            if let Expected::Current(want) = expected {
+                let now = current.as_ref().map(|c| c.version.as_str());
+                if now != want {
+                    return Err(StoreError::Conflict(format!(
+                        "the active model is {} now, not {}",
+                        now.unwrap_or("none"),
+                        want.unwrap_or("none")
+                    )));
+                }
             }
             let next = ModelPointer {
                 version: version.to_owned(),
