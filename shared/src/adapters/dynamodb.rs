@@ -1057,17 +1057,21 @@ impl DynamoStore {
     }
 
     pub async fn model(&self, tenant: &TenantId, version: &str) -> Result<Option<ModelRegistration>, StoreError> {
-        let key = Keys::new(tenant).model_version(version);
-        match self.get(&key).await? {
-            Some(item) => serde_dynamo::aws_sdk_dynamodb_1::from_item(item)
-                .map(Some)
-                .map_err(|e| corrupt(&key, e.to_string())),
-            None => Ok(None),
-        }
+        Ok(self.registry_entry(tenant, version).await?.map(|e| e.model))
     }
 
     /// Every registered version of the tenant, in version order.
     pub async fn models(&self, tenant: &TenantId) -> Result<Vec<ModelRegistration>, StoreError> {
+        Ok(self
+            .registry_entries(tenant)
+            .await?
+            .into_iter()
+            .map(|e| e.model)
+            .collect())
+    }
+
+    /// The tenant's whole registry partition (one item per uploaded model), in version order.
+    async fn registry_entries(&self, tenant: &TenantId) -> Result<Vec<RegistryEntry>, StoreError> {
         let keys = Keys::new(tenant);
         let mut pages = self
             .client
@@ -1084,7 +1088,7 @@ impl DynamoStore {
         while let Some(item) = pages.next().await {
             let item = item.map_err(|e| sdk_error("Query (models)", e))?;
             let key = ItemKey::of(&item).unwrap_or_else(|| keys.model_version("?"));
-            out.push(serde_dynamo::aws_sdk_dynamodb_1::from_item(item).map_err(|e| corrupt(&key, e.to_string()))?);
+            out.push(parse_registry_entry(item, &key)?);
         }
         Ok(out)
     }
@@ -1108,23 +1112,7 @@ impl DynamoStore {
         cursor: Option<&str>,
     ) -> Result<Page<RegistryEntry>, StoreError> {
         let after = cursor.map(decode_registry_cursor).transpose()?;
-        let keys = Keys::new(tenant);
-        let mut pages = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :v)")
-            .expression_attribute_values(":pk", s(keys.models()))
-            .expression_attribute_values(":v", s(MODEL_VERSION_PREFIX))
-            .into_paginator()
-            .items()
-            .send();
-        let mut entries = Vec::new();
-        while let Some(item) = pages.next().await {
-            let item = item.map_err(|e| sdk_error("Query (registry)", e))?;
-            let key = ItemKey::of(&item).unwrap_or_else(|| keys.model_version("?"));
-            entries.push(parse_registry_entry(item, &key)?);
-        }
+        let mut entries = self.registry_entries(tenant).await?;
         let position = |e: &RegistryEntry| (fixed_width(&e.model.uploaded_at), e.model.version.clone());
         entries.sort_by_key(|e| std::cmp::Reverse(position(e)));
         let mut items: Vec<RegistryEntry> = entries
