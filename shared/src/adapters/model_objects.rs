@@ -360,32 +360,10 @@ impl ObjectWriter {
     }
 }
 
-/// An S3 event's object key as stored: events URL-encode keys, with `+` for a space. A broken
-/// escape is kept as written.
+/// An S3 event's object key as stored ([`crate::batch::decode_event_key`]). A key that is not
+/// valid encoding is kept as written.
 pub fn decode_event_key(raw: &str) -> String {
-    let b = raw.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                let hex = std::str::from_utf8(&b[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
-                match hex {
-                    Some(v) => {
-                        out.push(v);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).unwrap_or_else(|_| raw.to_owned())
+    crate::batch::decode_event_key(raw).unwrap_or_else(|_| raw.to_owned())
 }
 
 /// `bucket/key[?versionId=…]` with the key percent-encoded, as CopyObject wants it.
