@@ -465,7 +465,10 @@ pub fn parse_json(bytes: &[u8]) -> Result<LabelledTransaction, JsonError> {
         match v {
             Some(Value::String(s)) => Ok(s.clone()),
             None => Err(err(Some(field), "is missing".into())),
-            Some(other) => Err(err(Some(field), format!("must be a string, found {}", kind(other)))),
+            Some(other) => Err(err(
+                Some(field),
+                format!("must be a string, found {}", json_kind(other)),
+            )),
         }
     };
     let amount = match &row.amount {
@@ -483,7 +486,7 @@ pub fn parse_json(bytes: &[u8]) -> Result<LabelledTransaction, JsonError> {
         Some(other) => {
             return Err(err(
                 Some("amount"),
-                format!("must be an integer number of minor units, found {}", kind(other)),
+                format!("must be an integer number of minor units, found {}", json_kind(other)),
             ))
         }
     };
@@ -505,7 +508,7 @@ pub fn parse_json(bytes: &[u8]) -> Result<LabelledTransaction, JsonError> {
                 Some(other) => {
                     return Err(err(
                         Some("label.fraud"),
-                        format!("must be true or false, found {}", kind(other)),
+                        format!("must be true or false, found {}", json_kind(other)),
                     ))
                 }
             },
@@ -517,17 +520,23 @@ pub fn parse_json(bytes: &[u8]) -> Result<LabelledTransaction, JsonError> {
                 Some(other) => {
                     return Err(err(
                         Some("label.scenario"),
-                        format!("must be an integer, found {}", kind(other)),
+                        format!("must be an integer, found {}", json_kind(other)),
                     ))
                 }
             },
         }),
-        Some(other) => return Err(err(Some("label"), format!("must be an object, found {}", kind(other)))),
+        Some(other) => {
+            return Err(err(
+                Some("label"),
+                format!("must be an object, found {}", json_kind(other)),
+            ))
+        }
     };
     Ok(LabelledTransaction { tx, label })
 }
 
-fn kind(v: &Value) -> &'static str {
+/// How an error names a JSON value's type.
+pub(crate) fn json_kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

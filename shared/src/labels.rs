@@ -19,12 +19,13 @@
 
 use crate::domain::TenantId;
 use crate::domain::{Timestamp, TransactionId};
-use crate::io::{Format, RowError, MAX_LINE_BYTES};
+use crate::io::{json_kind, FileKind, Format, RowError, MAX_LINE_BYTES};
 use crate::registry::{split_tenant_key, KeyError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::fmt;
 use std::io::BufRead;
+use std::path::Path;
 
 pub const INCOMING_PREFIX: &str = "labels/incoming/";
 /// Reports go here, outside the trigger prefix, so writing them never triggers the function.
@@ -137,12 +138,6 @@ pub struct LabelFile {
 }
 
 /// A label file's format and whether it is gzipped, from its name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LabelFileKind {
-    pub format: Format,
-    pub gzip: bool,
-}
-
 impl LabelFile {
     pub fn parse(key: &str) -> Result<Self, KeyError> {
         let (tenant, name) = split_tenant_key(INCOMING_PREFIX, key)?;
@@ -153,23 +148,13 @@ impl LabelFile {
         })
     }
 
-    pub fn kind(&self) -> Result<LabelFileKind, String> {
-        let lower = self.name.to_ascii_lowercase();
-        let (stem, gzip) = match lower.strip_suffix(".gz") {
-            Some(s) => (s, true),
-            None => (lower.as_str(), false),
-        };
-        let format = if stem.ends_with(".csv") {
-            Format::Csv
-        } else if stem.ends_with(".ndjson") || stem.ends_with(".jsonl") {
-            Format::Ndjson
-        } else {
-            return Err(format!(
+    pub fn kind(&self) -> Result<FileKind, String> {
+        FileKind::from_path(Path::new(&self.name)).map_err(|_| {
+            format!(
                 "{}: unknown file type; expected .csv, .ndjson or .jsonl, optionally followed by .gz",
                 self.key
-            ));
-        };
-        Ok(LabelFileKind { format, gzip })
+            )
+        })
     }
 
     /// `labels/results/<tenant>/<name without its extensions>`.
@@ -500,17 +485,6 @@ pub fn split_csv_line(line: &str) -> Result<Vec<String>, String> {
     Ok(fields)
 }
 
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 fn parse_json_row(text: &str) -> Result<LabelRow, FieldError> {
     let v: Value = serde_json::from_str(text).map_err(|e| {
         let msg = e.to_string();
@@ -518,13 +492,13 @@ fn parse_json_row(text: &str) -> Result<LabelRow, FieldError> {
         (None, format!("is not valid JSON (column {}: {msg})", e.column()))
     })?;
     let Value::Object(o) = v else {
-        return Err((None, format!("must be a JSON object, found {}", kind(&v))));
+        return Err((None, format!("must be a JSON object, found {}", json_kind(&v))));
     };
     let field = |name: &'static str| -> Result<&str, FieldError> {
         match o.get(name) {
             Some(Value::String(s)) => Ok(s),
             None | Some(Value::Null) => Err((Some(name), "is missing".into())),
-            Some(other) => Err((Some(name), format!("must be a string, found {}", kind(other)))),
+            Some(other) => Err((Some(name), format!("must be a string, found {}", json_kind(other)))),
         }
     };
     parse_row(
@@ -913,7 +887,7 @@ mod tests {
         assert_eq!(f.tenant.as_str(), "acme");
         assert_eq!(
             f.kind().unwrap(),
-            LabelFileKind {
+            FileKind {
                 format: Format::Csv,
                 gzip: true
             }

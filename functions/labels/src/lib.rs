@@ -40,10 +40,10 @@ use verdict::adapters::model_objects::{decode_event_key, ByteStream, ObjectStore
 use verdict::adapters::DynamoStore;
 use verdict::domain::{CustomerId, TenantId, TerminalId, Timestamp, TransactionId};
 use verdict::features::RETENTION_DAYS;
-use verdict::io::{Format, RowError};
+use verdict::io::{FileKind, Format, RowError};
 use verdict::labels::{
-    report_line, transition, LabelCounts, LabelFile, LabelFileKind, LabelLine, LabelReader, LabelRow, LabelSummary,
-    Provenance, Resume, StoredLabel, Transition, REPORT_HEADER,
+    report_line, transition, LabelCounts, LabelFile, LabelLine, LabelReader, LabelRow, LabelSummary, Provenance,
+    Resume, StoredLabel, Transition, REPORT_HEADER,
 };
 use verdict::ports::StoreError;
 
@@ -809,7 +809,7 @@ async fn apply_row(
 /// chunks of lines; it stops when the receiver goes away.
 fn spawn_reader(
     body: ByteStream,
-    kind: LabelFileKind,
+    kind: FileKind,
     file: String,
     resume: Resume,
     start: u64,
