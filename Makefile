@@ -35,6 +35,9 @@ upload: venv
 
 ## test: everything CI runs, from a clean clone.
 test: venv
+	$(CARGO) check -p verdict --no-default-features --locked
+	@! $(CARGO) tree -p verdict --no-default-features -e normal --prefix none --locked | grep -E '^(aws-|tokio |serde_dynamo )' \
+		|| { echo "error: the domain and services (verdict without the aws feature) depend on the AWS SDK or tokio" >&2; exit 1; }
 	$(CARGO) test --workspace --locked
 	$(VENV)/bin/cfn-lint template.yaml
 

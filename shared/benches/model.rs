@@ -6,12 +6,12 @@
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
+use verdict::domain::features::{self, EntityAggregate, FeatureVector, OfflineFeatures};
+use verdict::domain::model::train::{train, TrainParams};
+use verdict::domain::model::Model;
 use verdict::domain::LabelledTransaction;
-use verdict::features::{self, EntityAggregate, FeatureVector, OfflineFeatures};
-use verdict::model::train::{train, TrainParams};
-use verdict::model::Model;
-use verdict::protocol;
-use verdict::sim::{simulate, SimConfig};
+use verdict::offline::protocol;
+use verdict::offline::sim::{simulate, SimConfig};
 
 struct Fixture {
     rows: Vec<LabelledTransaction>,

@@ -1,22 +1,19 @@
-//! Verdict's shared crate: the pure domain (transactions, features, models, reasons, metrics)
-//! plus, behind port traits, the adapters that persist it.
+//! Verdict's shared crate, in layers that only point downwards:
+//!
+//! - [`domain`]: ids, money, time, transactions, features, models, the policy, metrics. Pure: no
+//!   AWS SDK, no async runtime.
+//! - [`ports`]: the small traits the services need from storage, objects and the platform.
+//! - [`app`]: the services (scoring, …), generic over the ports.
+//! - [`adapters`]: the ports on DynamoDB, S3 and Lambda, behind the default `aws` feature.
+//! - [`offline`]: the handbook simulator and protocol, for the CLI and the tests.
 
+#[cfg(feature = "aws")]
 pub mod adapters;
-pub mod auth;
-pub mod batch;
-pub mod decision;
+pub mod app;
 pub mod domain;
-pub mod features;
-pub mod io;
-pub mod labels;
-pub mod metrics;
-pub mod model;
+pub mod offline;
 pub mod ports;
-pub mod protocol;
-pub mod registry;
-pub mod scoring;
-pub mod sim;
 
+pub use domain::features::{EntityAggregate, FeatureVector, FEATURE_COUNT};
+pub use domain::model::ModelArtifact;
 pub use domain::{CustomerId, Label, Money, TerminalId, Transaction, TransactionId};
-pub use features::{EntityAggregate, FeatureVector, FEATURE_COUNT};
-pub use model::ModelArtifact;

@@ -5,9 +5,9 @@
 //! library's own `predict` for those rows.
 
 use std::path::PathBuf;
-use verdict::features::{FeatureVector, FEATURE_COUNT, FEATURE_NAMES, HANDBOOK_FEATURE_COUNT};
-use verdict::model::import::{import, ImportFormat};
-use verdict::model::{Comparison, Model, ModelError, ModelSource};
+use verdict::domain::features::{FeatureVector, FEATURE_COUNT, FEATURE_NAMES, HANDBOOK_FEATURE_COUNT};
+use verdict::domain::model::import::{import, ImportFormat};
+use verdict::domain::model::{Comparison, Model, ModelError, ModelSource};
 
 const TOLERANCE: f64 = 1e-6;
 

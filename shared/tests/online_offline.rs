@@ -3,12 +3,12 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::ops::RangeInclusive;
-use verdict::domain::{Currency, CustomerId, Money, TerminalId, Timestamp, Transaction, TransactionId};
-use verdict::features::{
+use verdict::domain::features::{
     compute, feature_days, transaction_delta, DayCounter, EntityAggregate, Feature, FeatureVector, OfflineFeatures,
     FEATURE_NAMES, LABEL_DELAY_DAYS,
 };
-use verdict::sim::{simulate, SimConfig};
+use verdict::domain::{Currency, CustomerId, Money, TerminalId, Timestamp, Transaction, TransactionId};
+use verdict::offline::sim::{simulate, SimConfig};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Entity {

@@ -2,11 +2,11 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use verdict::domain::io::{read_all, sort_by_time, write_all, FileError, TransactionReader, TransactionWriter};
 use verdict::domain::{
     Currency, CustomerId, Label, LabelledTransaction, Money, TerminalId, Timestamp, Transaction, TransactionId,
 };
-use verdict::io::{read_all, sort_by_time, write_all, FileError, TransactionReader, TransactionWriter};
-use verdict::sim::{parse_date, simulate, SimConfig, Simulation};
+use verdict::offline::sim::{parse_date, simulate, SimConfig, Simulation};
 
 /// A fresh directory for one test's files.
 fn dir(test: &str) -> PathBuf {
@@ -312,7 +312,7 @@ fn streaming_writer_writes_what_write_all_writes() {
         std::fs::read(d.join("b.ndjson")).unwrap()
     );
     // Into memory too.
-    let mut w = TransactionWriter::new("memory", verdict::io::Format::Csv, Vec::new()).unwrap();
+    let mut w = TransactionWriter::new("memory", verdict::domain::io::Format::Csv, Vec::new()).unwrap();
     w.write(&txs[0]).unwrap();
     let bytes = w.into_inner().unwrap();
     assert_eq!(String::from_utf8(bytes).unwrap().lines().count(), 2);

@@ -9,12 +9,12 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 use verdict::adapters::dynamodb::ModelRegistration;
 use verdict::adapters::{DynamoStore, S3Blobs};
-use verdict::auth::{ApiKey, KeyRecord, Scope};
+use verdict::domain::auth::{ApiKey, KeyRecord, Scope};
+use verdict::domain::features::OfflineFeatures;
+use verdict::domain::model::train::{train, TrainParams};
+use verdict::domain::model::Model;
 use verdict::domain::{TenantId, Timestamp};
-use verdict::features::OfflineFeatures;
-use verdict::model::train::{train, TrainParams};
-use verdict::model::Model;
-use verdict::sim::{simulate, SimConfig};
+use verdict::offline::sim::{simulate, SimConfig};
 
 pub type TestApp = ::api::App<DynamoStore, S3Blobs>;
 
@@ -105,7 +105,7 @@ impl ApiStack {
             key_id: key.key_id(),
             tenant: tenant.clone(),
             scopes: Scope::parse_list(scopes).expect("scopes"),
-            created_at: verdict::auth::now_epoch(),
+            created_at: verdict::domain::auth::now_epoch(),
             expires_at,
             revoked_at: None,
         };
@@ -118,7 +118,7 @@ impl ApiStack {
         let tenant = TenantId::parse(name).unwrap();
         self.activate_model(&tenant).await;
         let key = self
-            .key(&tenant, ALL_SCOPES, Some(verdict::auth::now_epoch() + 3600))
+            .key(&tenant, ALL_SCOPES, Some(verdict::domain::auth::now_epoch() + 3600))
             .await;
         (tenant, key)
     }

@@ -201,3 +201,28 @@ impl Stack {
         }
     }
 }
+
+/// Labels a committed transaction fraud through the labels path (`write_label`): the fraud
+/// counter of its day goes up on its customer and its terminal.
+pub async fn label_fraud(store: &DynamoStore, tenant: &verdict::domain::TenantId, tx: &verdict::Transaction) {
+    use verdict::adapters::dynamodb::{LabelWrite, LabelWriteOutcome};
+    use verdict::domain::labels::{LabelValue, StoredLabel};
+    let label = StoredLabel {
+        value: LabelValue::Fraud,
+        source: "test".into(),
+        labelled_at: tx.occurred_at,
+        file: None,
+        etag: None,
+        line: None,
+    };
+    let write = LabelWrite {
+        label: &label,
+        previous: None,
+        fraud_delta: 1,
+        day: tx.occurred_at.epoch_day(),
+        customer: Some(&tx.customer_id),
+        terminal: Some(&tx.terminal_id),
+    };
+    let outcome = store.write_label(tenant, &tx.id, &write).await.expect("write_label");
+    assert_eq!(outcome, LabelWriteOutcome::Written, "label of {}", tx.id);
+}

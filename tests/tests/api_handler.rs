@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::sync::Arc;
-use verdict::auth::{now_epoch, ApiKey};
+use verdict::domain::auth::{now_epoch, ApiKey};
 use verdict::domain::{CustomerId, TenantId, Timestamp};
 use verdict_integration::api::{trained_model, ApiStack, Event, Reply, ALL_SCOPES, PLACEHOLDER_AUTH};
 
@@ -63,7 +63,7 @@ fn assert_decision_shape(b: &Value, model_version: &str) {
     }
     let features = b["features"].as_object().unwrap();
     assert_eq!(features.len(), verdict::FEATURE_COUNT);
-    for name in verdict::features::FEATURE_NAMES {
+    for name in verdict::domain::features::FEATURE_NAMES {
         assert!(features[name].is_number(), "{name}");
     }
     assert_eq!(b["model"], json!({"id": model_version, "version": model_version}));

@@ -10,19 +10,19 @@ use std::io::Write as _;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 use verdict::adapters::dynamodb::ModelRegistration;
-use verdict::batch::{BatchFile, Counts, JobState, ObjectRef, ResultRow, Summary};
-use verdict::decision::{
+use verdict::app::scoring::{decide, REASONS_PER_DECISION};
+use verdict::domain::batch::{BatchFile, Counts, JobState, ObjectRef, ResultRow, Summary};
+use verdict::domain::decision::{
     features_map, Decision, DecisionRecord, ModelRef, ScoreRequest, Thresholds, TransactionInputs,
 };
+use verdict::domain::features::{transaction_delta, OfflineFeatures};
+use verdict::domain::io::{Format, TransactionReader, TransactionWriter};
+use verdict::domain::model::import::{import, ImportFormat};
+use verdict::domain::model::Model;
 use verdict::domain::{LabelledTransaction, TenantId, Timestamp, Transaction};
-use verdict::features::{transaction_delta, OfflineFeatures};
-use verdict::io::{Format, TransactionReader, TransactionWriter};
-use verdict::model::import::{import, ImportFormat};
-use verdict::model::Model;
+use verdict::offline::sim::{SimConfig, Simulation};
 use verdict::ports::{DecisionCommit, DecisionStore, ScoringSnapshot};
-use verdict::scoring::{decide, REASONS_PER_DECISION};
-use verdict::sim::{SimConfig, Simulation};
-use verdict_integration::{repo_root, Stack};
+use verdict_integration::{label_fraud, repo_root, Stack};
 
 const TENANT: &str = "acme";
 
@@ -649,11 +649,7 @@ async fn stored_features_are_what_the_api_would_compute_and_stay_unchanged() {
         };
         st.store.commit(&tenant(), &commit).await.unwrap();
         if r.label.is_some_and(|l| l.fraud) {
-            let day = r.tx.occurred_at.epoch_day();
-            st.store
-                .record_fraud_label(&tenant(), &r.tx.customer_id, &r.tx.terminal_id, day)
-                .await
-                .unwrap();
+            label_fraud(&st.store, &tenant(), &r.tx).await;
         }
     }
     let mut shuffled = batch.to_vec();
@@ -686,7 +682,10 @@ async fn stored_features_are_what_the_api_would_compute_and_stay_unchanged() {
     let Status::Completed { summary } = run(&deps, s3_event(&object)).await else {
         panic!()
     };
-    assert_eq!(summary.feature_source, Some(verdict::batch::FeatureSource::Stored));
+    assert_eq!(
+        summary.feature_source,
+        Some(verdict::domain::batch::FeatureSource::Stored)
+    );
     let got = ResultRow::read_all(Format::Csv, &get(&st, "batches/results/acme/stored.csv").await).unwrap();
 
     // The API's own pure path on the same aggregates.
@@ -718,7 +717,7 @@ async fn stored_features_are_what_the_api_would_compute_and_stay_unchanged() {
                 reasons: d
                     .reasons
                     .iter()
-                    .map(|r| verdict::batch::ReasonOut {
+                    .map(|r| verdict::domain::batch::ReasonOut {
                         code: r.code.clone(),
                         text: r.text.clone(),
                     })
@@ -730,7 +729,7 @@ async fn stored_features_are_what_the_api_would_compute_and_stay_unchanged() {
     assert_eq!(got, want);
     // The file's own history would have scored differently: the option matters.
     let mut sorted = shuffled.clone();
-    verdict::io::sort_by_time(&mut sorted);
+    verdict::domain::io::sort_by_time(&mut sorted);
     assert_ne!(
         expected_from_history(&sorted).iter().map(|r| r.score).sum::<f64>(),
         got.iter().map(|r| r.score).sum::<f64>()

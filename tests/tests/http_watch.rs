@@ -27,7 +27,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
-use verdict::auth::ApiKey;
+use verdict::domain::auth::ApiKey;
 use verdict_integration::api::ApiStack;
 use verdict_integration::endpoint;
 
@@ -559,7 +559,11 @@ fn the_api_answers_over_http_under_cargo_lambda_watch() {
         let (acme, key) = st.tenant("acme").await;
         let (_globex, other) = st.tenant("globex").await;
         let read_only = st
-            .key(&acme, "transactions:read", Some(verdict::auth::now_epoch() + 3600))
+            .key(
+                &acme,
+                "transactions:read",
+                Some(verdict::domain::auth::now_epoch() + 3600),
+            )
             .await;
         (st, key, other, read_only)
     });

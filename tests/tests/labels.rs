@@ -7,10 +7,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
 use verdict::adapters::dynamodb::Keys;
 use verdict::adapters::model_objects::ObjectStore;
-use verdict::decision::{features_map, Decision, DecisionRecord, ModelRef, TransactionInputs};
+use verdict::domain::decision::{features_map, Decision, DecisionRecord, ModelRef, TransactionInputs};
+use verdict::domain::features::{self, transaction_delta, EntityAggregate, Feature};
+use verdict::domain::labels::LabelSummary;
 use verdict::domain::{Currency, CustomerId, Money, TenantId, TerminalId, Timestamp, Transaction, TransactionId};
-use verdict::features::{self, transaction_delta, EntityAggregate, Feature};
-use verdict::labels::LabelSummary;
 use verdict::ports::{DecisionCommit, DecisionStore, ModelBlobs};
 use verdict_integration::{repo_root, Stack};
 

@@ -9,14 +9,14 @@ use std::collections::BTreeMap;
 use verdict::adapters::dynamodb::{STATUS_ACTIVE, STATUS_CANDIDATE, STATUS_REJECTED, STATUS_RETIRED};
 use verdict::adapters::model_objects::ObjectStore;
 use verdict::adapters::DynamoStore;
-use verdict::auth::{ApiKey, KeyRecord, Principal, Scope};
-use verdict::decision::ScoreRequest;
+use verdict::app::scoring::{Origin, Scorer};
+use verdict::domain::auth::{ApiKey, KeyRecord, Principal, Scope};
+use verdict::domain::decision::ScoreRequest;
+use verdict::domain::features::{FeatureVector, FEATURE_COUNT, FEATURE_NAMES, HANDBOOK_FEATURE_COUNT};
+use verdict::domain::model::Model;
+use verdict::domain::model_upload::sha256_hex;
 use verdict::domain::{TenantId, Timestamp};
-use verdict::features::{FeatureVector, FEATURE_COUNT, FEATURE_NAMES, HANDBOOK_FEATURE_COUNT};
-use verdict::model::Model;
 use verdict::ports::{DecisionStore, ModelBlobs, StoreError};
-use verdict::registry::sha256_hex;
-use verdict::scoring::{Origin, Scorer};
 use verdict_integration::{repo_root, Stack};
 
 use model_import::{Deps, ImportOutcome, RecordOutcome, S3Event};
@@ -83,7 +83,7 @@ fn manifest(name: &str, activate: bool, predictions: &[f64]) -> Vec<u8> {
 }
 
 fn tiny_artifact(threshold: f64) -> Vec<u8> {
-    let mut a = verdict::model::stump_artifact(threshold, -3.0, -0.5, 6.0);
+    let mut a = verdict::domain::model::stump_artifact(threshold, -3.0, -0.5, 6.0);
     a.metrics = BTreeMap::from([("auc".to_owned(), 0.8)]);
     a.to_bytes()
 }

@@ -4,12 +4,12 @@
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use verdict::adapters::dynamodb::{Expected, ImportDetails, ModelRegistration};
+use verdict::domain::features::OfflineFeatures;
+use verdict::domain::model::train::{train, TrainParams};
+use verdict::domain::model::Model;
 use verdict::domain::{TenantId, Timestamp};
-use verdict::features::OfflineFeatures;
-use verdict::model::train::{train, TrainParams};
-use verdict::model::Model;
+use verdict::offline::sim::{simulate, SimConfig};
 use verdict::ports::StoreError;
-use verdict::sim::{simulate, SimConfig};
 use verdict_integration::api::{trained_model, ApiStack, Event, ALL_SCOPES};
 
 /// A second, different model (fewer trees, another name), so activation visibly changes what

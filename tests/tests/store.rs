@@ -7,17 +7,19 @@ use base64::Engine as _;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use verdict::adapters::dynamodb::{Keys, ModelRegistration};
-use verdict::auth::{ApiKey, AuthError, KeyRecord, Principal, Scope};
-use verdict::decision::{features_map, Decision, DecisionRecord, ModelRef, ReasonRecord, ScoreRequest, Thresholds};
+use verdict::app::scoring::{Origin, Scorer};
+use verdict::domain::auth::{ApiKey, AuthError, KeyRecord, Principal, Scope};
+use verdict::domain::decision::{
+    features_map, Decision, DecisionRecord, ModelRef, ReasonRecord, ScoreRequest, Thresholds,
+};
+use verdict::domain::features::{self, transaction_delta, EntityAggregate, Feature, RETENTION_DAYS};
+use verdict::domain::model::Model;
 use verdict::domain::{Currency, CustomerId, Money, TenantId, TerminalId, Timestamp, Transaction, TransactionId};
-use verdict::features::{self, transaction_delta, EntityAggregate, Feature, RETENTION_DAYS};
-use verdict::model::Model;
 use verdict::ports::{
     ActiveModel, CommitOutcome, DecisionCommit, DecisionStore, IdempotencyKey, IdempotencyRecord, ModelBlobs,
     StoreError,
 };
-use verdict::scoring::{Origin, Scorer};
-use verdict_integration::Stack;
+use verdict_integration::{label_fraud, Stack};
 
 fn tenant(t: &str) -> TenantId {
     TenantId::parse(t).unwrap()
@@ -622,10 +624,7 @@ async fn stored_aggregates_match_the_in_memory_ones() {
         mem_c.add(d.day, &d.counter);
         mem_t.add(d.day, &d.counter);
         if i % 3 == 0 {
-            st.store
-                .record_fraud_label(&acme, &t.customer_id, &t.terminal_id, d.day)
-                .await
-                .unwrap();
+            label_fraud(&st.store, &acme, &t).await;
             mem_c.record_fraud(d.day);
             mem_t.record_fraud(d.day);
         }
@@ -741,7 +740,7 @@ async fn corrupt_items_are_reported_by_key_not_panicked_on() {
 // -- the scoring service over the real adapters ---------------------------------------------------
 
 fn tiny_model_bytes() -> Vec<u8> {
-    verdict::model::stump_artifact(220.0, -3.0, -0.5, 6.0).to_bytes()
+    verdict::domain::model::stump_artifact(220.0, -3.0, -0.5, 6.0).to_bytes()
 }
 
 #[tokio::test]
@@ -800,7 +799,10 @@ async fn the_scorer_reads_once_writes_once_and_replays() {
         .score(&principal, &api.hash(), &changed, None, &Origin::now("test"))
         .await
         .unwrap_err();
-    assert!(matches!(err, verdict::scoring::ScoreError::Conflict { .. }), "{err}");
+    assert!(
+        matches!(err, verdict::app::scoring::ScoreError::Conflict { .. }),
+        "{err}"
+    );
     let day = request.inputs.occurred_at.epoch_day();
     let c = st
         .store

@@ -14,9 +14,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use verdict::adapters::dynamodb::create_table_if_missing;
 use verdict::adapters::{DynamoStore, ModelRegistration, S3Blobs};
-use verdict::decision::Thresholds;
+use verdict::domain::decision::Thresholds;
+use verdict::domain::model::{Model, ModelSource};
 use verdict::domain::Timestamp;
-use verdict::model::{Model, ModelSource};
 
 #[derive(clap::Args)]
 pub struct Args {

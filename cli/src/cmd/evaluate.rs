@@ -1,6 +1,6 @@
 use super::pipeline::{parse_date, print_evaluation, Dataset, Window};
 use std::path::PathBuf;
-use verdict::model::Model;
+use verdict::domain::model::Model;
 
 /// Evaluate a model on the handbook protocol's test set: prints one JSON line with
 /// auc, average_precision, card_precision_at_100, transactions and frauds.

@@ -7,9 +7,9 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+use verdict::domain::features::{OfflineFeatures, FEATURE_NAMES};
+use verdict::domain::io::{read_all, sort_by_time, TransactionReader};
 use verdict::domain::LabelledTransaction;
-use verdict::features::{OfflineFeatures, FEATURE_NAMES};
-use verdict::io::{read_all, sort_by_time, TransactionReader};
 
 /// Rows between two progress updates.
 const PROGRESS_EVERY: u64 = 16_384;

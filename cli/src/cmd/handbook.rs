@@ -1,8 +1,8 @@
 use super::pipeline::{print_evaluation, Dataset, ParamArgs, Window};
 use std::path::PathBuf;
 use std::time::Instant;
-use verdict::model::Model;
-use verdict::sim::{simulate, SimConfig};
+use verdict::domain::model::Model;
+use verdict::offline::sim::{simulate, SimConfig};
 
 /// Run the whole handbook protocol at default sizes: simulate 5,000 customers x 10,000 terminals
 /// x 183 days, train on 7 days from 2018-07-25, wait 7 days, test on 7 days. The last line of

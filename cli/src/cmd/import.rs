@@ -3,8 +3,8 @@
 use anyhow::Context;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use std::path::PathBuf;
-use verdict::model::import::{import, ImportFormat};
-use verdict::model::Model;
+use verdict::domain::model::import::{import, ImportFormat};
+use verdict::domain::model::Model;
 
 #[derive(clap::Args)]
 #[command(

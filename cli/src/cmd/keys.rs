@@ -8,7 +8,7 @@
 use super::aws::{bad, block_on, parse_tenant, rfc3339, store_error, Aws};
 use anyhow::Context;
 use verdict::adapters::DynamoStore;
-use verdict::auth::{now_epoch, parse_ttl, ApiKey, KeyRecord, Scope};
+use verdict::domain::auth::{now_epoch, parse_ttl, ApiKey, KeyRecord, Scope};
 use verdict::ports::StoreError;
 
 #[derive(clap::Args)]

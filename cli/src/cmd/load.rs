@@ -10,8 +10,8 @@ use anyhow::Context;
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+use verdict::domain::io::TransactionReader;
 use verdict::domain::Transaction;
-use verdict::io::TransactionReader;
 
 /// The most requests one run sends.
 pub const MAX_COUNT: usize = 10_000;

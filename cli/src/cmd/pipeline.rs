@@ -5,11 +5,11 @@ use anyhow::Context;
 use std::collections::BTreeMap;
 use std::path::Path;
 use time::Date;
+use verdict::domain::features::{FeatureVector, OfflineFeatures};
+use verdict::domain::model::train::{train, TrainParams};
+use verdict::domain::model::{Model, ModelArtifact};
 use verdict::domain::LabelledTransaction;
-use verdict::features::{FeatureVector, OfflineFeatures};
-use verdict::model::train::{train, TrainParams};
-use verdict::model::{Model, ModelArtifact};
-use verdict::protocol::{self, Evaluation};
+use verdict::offline::protocol::{self, Evaluation};
 
 /// A time-ordered file with every row's features.
 pub struct Dataset {
@@ -24,8 +24,8 @@ pub fn parse_date(raw: &str) -> anyhow::Result<Date> {
 
 impl Dataset {
     pub fn load(path: &Path) -> anyhow::Result<Dataset> {
-        let mut rows = verdict::io::read_all(path)?;
-        verdict::io::sort_by_time(&mut rows);
+        let mut rows = verdict::domain::io::read_all(path)?;
+        verdict::domain::io::sort_by_time(&mut rows);
         Ok(Dataset::from_rows(rows))
     }
 

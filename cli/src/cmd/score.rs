@@ -2,8 +2,8 @@ use super::pipeline::Dataset;
 use anyhow::Context;
 use std::io::Write;
 use std::path::PathBuf;
-use verdict::decision::{risk_score, Thresholds};
-use verdict::model::Model;
+use verdict::domain::decision::{risk_score, Thresholds};
+use verdict::domain::model::Model;
 
 /// Score a transaction file offline: features from the file's own history, the model's score,
 /// a decision and the top reasons for every row. Writes .csv or .ndjson by extension.

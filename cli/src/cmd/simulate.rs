@@ -4,8 +4,8 @@ use super::progress;
 use anyhow::Context;
 use std::path::PathBuf;
 use std::time::Instant;
-use verdict::io::{FileKind, TransactionWriter};
-use verdict::sim::{parse_date, Date, SimConfig, Simulation};
+use verdict::domain::io::{FileKind, TransactionWriter};
+use verdict::offline::sim::{parse_date, Date, SimConfig, Simulation};
 
 /// Rows between two progress updates while writing.
 const PROGRESS_EVERY: usize = 16_384;

@@ -1,6 +1,6 @@
 use super::pipeline::{parse_date, Dataset, ParamArgs, Window};
 use std::path::PathBuf;
-use verdict::model::Model;
+use verdict::domain::model::Model;
 
 /// Train a model on the labelled transactions of a date range.
 #[derive(clap::Args)]

@@ -12,14 +12,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 use verdict::adapters::{ModelPointer, RegistryEntry};
-use verdict::auth::{ApiKey, KeyHash, KeyRecord, Scope};
-use verdict::decision::DecisionRecord;
+use verdict::domain::auth::{ApiKey, KeyHash, KeyRecord, Scope};
+use verdict::domain::decision::DecisionRecord;
+use verdict::domain::features::{EntityAggregate, OfflineFeatures};
+use verdict::domain::model::train::{train, TrainParams};
+use verdict::domain::model::Model;
 use verdict::domain::{CustomerId, TenantId, Transaction, TransactionId};
-use verdict::features::{EntityAggregate, OfflineFeatures};
-use verdict::model::train::{train, TrainParams};
-use verdict::model::Model;
+use verdict::offline::sim::{simulate, SimConfig};
 use verdict::ports::*;
-use verdict::sim::{simulate, SimConfig};
 
 /// Answers every read from memory and accepts every write: no I/O.
 struct MemoryStore {

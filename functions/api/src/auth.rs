@@ -5,7 +5,7 @@ use lambda_http::http::{header, HeaderMap};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use verdict::auth::{now_epoch, ApiKey, AuthError, KeyHash, KeyRecord, Principal, Scope};
+use verdict::domain::auth::{now_epoch, ApiKey, AuthError, KeyHash, KeyRecord, Principal, Scope};
 use verdict::ports::DecisionStore;
 
 /// How long a looked-up key is trusted to name its tenant (docs/dynamodb.md, "Caching").

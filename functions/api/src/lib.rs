@@ -26,10 +26,10 @@ use crate::routes::Route;
 use lambda_http::{Body, Request, Response};
 use std::sync::Arc;
 use std::time::Instant;
+use verdict::app::scoring::Scorer;
+use verdict::domain::model::Model;
 use verdict::domain::Timestamp;
-use verdict::model::Model;
 use verdict::ports::ModelBlobs;
-use verdict::scoring::Scorer;
 
 /// Per-container state, built once in `main`: the scorer (store, blobs, model cache, fallback
 /// model) and the API-key cache.

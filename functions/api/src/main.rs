@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use verdict::adapters::lambda::{check_lambda_environment, exit_code, init_logging, required_env};
 use verdict::adapters::{aws_config_from_env, dynamodb_client, s3_client, DynamoStore, S3Blobs};
-use verdict::model::Model;
+use verdict::domain::model::Model;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {

@@ -11,8 +11,8 @@ use lambda_http::{Body, Request, Response};
 use std::sync::Arc;
 use verdict::adapters::dynamodb::STATUS_REJECTED;
 use verdict::adapters::RegistryEntry;
-use verdict::auth::{Principal, Scope};
-use verdict::model::Model;
+use verdict::domain::auth::{Principal, Scope};
+use verdict::domain::model::Model;
 use verdict::ports::{ActiveModel, ModelBlobs, StoreError};
 
 /// Names the fallback model's uploader in views: it came with the deployment.

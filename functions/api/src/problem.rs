@@ -7,10 +7,10 @@ use crate::response::{json_response, PROBLEM_JSON};
 use lambda_http::http::{header, HeaderValue, StatusCode};
 use lambda_http::{Body, Response};
 use serde::Serialize;
-use verdict::auth::{AuthError, Scope};
-use verdict::decision::FieldError;
+use verdict::app::scoring::ScoreError;
+use verdict::domain::auth::{AuthError, Scope};
+use verdict::domain::decision::FieldError;
 use verdict::ports::StoreError;
-use verdict::scoring::ScoreError;
 
 const BASE: &str = "https://verdict.dev/problems/";
 

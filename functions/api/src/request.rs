@@ -4,7 +4,7 @@ use lambda_http::aws_lambda_events::query_map::QueryMap;
 use lambda_http::request::RequestContext;
 use lambda_http::{Request, RequestExt};
 use std::time::Instant;
-use verdict::decision::FieldError;
+use verdict::domain::decision::FieldError;
 
 pub const DEFAULT_LIMIT: usize = 20;
 pub const MAX_LIMIT: usize = 100;

@@ -9,11 +9,11 @@ use crate::views::{DecisionView, PageView, StoredDecisionView};
 use crate::App;
 use lambda_http::http::{header, HeaderMap};
 use lambda_http::{Body, Request, Response};
-use verdict::auth::Scope;
-use verdict::decision::{FieldError, ScoreRequest};
+use verdict::app::scoring::{Origin, ScoreError};
+use verdict::domain::auth::Scope;
+use verdict::domain::decision::{FieldError, ScoreRequest};
 use verdict::domain::{CustomerId, TransactionId};
 use verdict::ports::{IdempotencyKey, ModelBlobs, StoreError};
-use verdict::scoring::{Origin, ScoreError};
 
 /// The contract's body limit (16 KiB).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;

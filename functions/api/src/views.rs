@@ -3,9 +3,9 @@
 use serde::Serialize;
 use std::collections::BTreeMap;
 use verdict::adapters::{ModelPointer, RegistryEntry};
-use verdict::decision::{DecisionRecord, ReasonRecord};
+use verdict::domain::decision::{DecisionRecord, ReasonRecord};
+use verdict::domain::model::{Model, ModelSource};
 use verdict::domain::Timestamp;
-use verdict::model::{Model, ModelSource};
 
 /// `ModelRef`: the contract's model id equals its version.
 #[derive(Debug, Serialize)]

@@ -18,12 +18,12 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 use verdict::adapters::dynamodb::ModelRegistration;
+use verdict::domain::features::OfflineFeatures;
+use verdict::domain::io::TransactionWriter;
+use verdict::domain::model::train::{train, TrainParams};
+use verdict::domain::model::Model;
 use verdict::domain::TenantId;
-use verdict::features::OfflineFeatures;
-use verdict::io::TransactionWriter;
-use verdict::model::train::{train, TrainParams};
-use verdict::model::Model;
-use verdict::sim::{SimConfig, Simulation};
+use verdict::offline::sim::{SimConfig, Simulation};
 use verdict_integration::Stack;
 
 /// Follows its own hand-overs, as Lambda would.

@@ -2,9 +2,9 @@
 //! ObjectCreated) becomes `batches/results/{tenant}/{name}.{csv|ndjson}`, `{name}.summary.json`
 //! and `{name}.errors.csv`.
 //!
-//! The rows are scored by `verdict::batch` (the same features and model code as the API) on a
+//! The rows are scored by `verdict::domain::batch` (the same features and model code as the API) on a
 //! blocking thread that streams the object; this side uploads each full part and checkpoints the
-//! job item in DynamoDB (`verdict::adapters::jobs`) before the next. Near the deadline it hands
+//! job item in DynamoDB (`verdict::adapters::dynamodb::batch_jobs`) before the next. Near the deadline it hands
 //! the job to a fresh invocation of itself (`{"resume": {bucket, key, etag}}`); a redelivered S3
 //! event resumes the same way. A resumed run replays the file from the start to rebuild the
 //! feature state, writing only what no uploaded part covers, so its output is byte-identical.
@@ -21,16 +21,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc;
 use verdict::adapters::{DynamoStore, S3Blobs};
-use verdict::batch::{
+use verdict::app::scoring::{ScoreError, Scorer};
+use verdict::domain::batch::{
     decode_event_key, normalize_etag, BatchFile, BatchJob, Checkpoint, FeatureSource, Flush, JobState, ObjectRef,
     PinnedModel, Summary, Upload,
 };
-use verdict::decision::Thresholds;
+use verdict::domain::decision::Thresholds;
+use verdict::domain::io::Format;
+use verdict::domain::model::Model;
 use verdict::domain::Timestamp;
-use verdict::io::Format;
-use verdict::model::Model;
 use verdict::ports::{ActiveModel, DecisionStore, StoreError};
-use verdict::scoring::{ScoreError, Scorer};
 
 /// Tunables; [`Settings::default`] is what the deployed function uses.
 #[derive(Debug, Clone)]
@@ -322,7 +322,7 @@ async fn prepare<R: Reinvoke>(
 ) -> Result<Result<BatchJob, Refusal>, Error> {
     if file.kind.is_none() {
         return Ok(Err(Refusal::File(
-            verdict::batch::BatchError::UnknownFormat {
+            verdict::domain::batch::BatchError::UnknownFormat {
                 key: object.key.clone(),
             }
             .to_string(),
@@ -410,7 +410,7 @@ async fn failure_summary<R: Reinvoke>(
 ) -> Result<Status, Error> {
     let summary = Summary::failed(
         &file.tenant,
-        verdict::batch::SourceInfo {
+        verdict::domain::batch::SourceInfo {
             bucket: object.bucket.clone(),
             key: object.key.clone(),
             etag: object.etag.clone(),

@@ -1,4 +1,4 @@
-//! The scoring thread: streams the object, scores it through `verdict::batch::BatchScorer` and
+//! The scoring thread: streams the object, scores it through `verdict::domain::batch::BatchScorer` and
 //! sends each full part to the async side, which uploads and checkpoints it.
 
 use std::collections::{HashMap, HashSet};
@@ -7,12 +7,12 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use verdict::adapters::s3::ObjectReader;
 use verdict::adapters::DynamoStore;
-use verdict::batch::{decoder, BatchScorer, Checkpoint, FeatureSource, Flush, LineTracker, StoredAggregates};
-use verdict::decision::Thresholds;
+use verdict::domain::batch::{decoder, BatchScorer, Checkpoint, FeatureSource, Flush, LineTracker, StoredAggregates};
+use verdict::domain::decision::Thresholds;
+use verdict::domain::features::EntityAggregate;
+use verdict::domain::io::{FileKind, RowError, TransactionReader};
+use verdict::domain::model::Model;
 use verdict::domain::{CustomerId, LabelledTransaction, TenantId, TerminalId};
-use verdict::features::EntityAggregate;
-use verdict::io::{FileKind, RowError, TransactionReader};
-use verdict::model::Model;
 use verdict::ports::StoreError;
 
 /// Aggregate keys per BatchGetItem, and BatchGetItems in flight.

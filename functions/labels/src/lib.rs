@@ -1,6 +1,6 @@
 //! labels: an upload to `labels/incoming/<tenant>/…` labels the tenant's stored decisions.
 //!
-//! The file (see [`verdict::labels`] for its formats) is streamed from S3 on a blocking thread
+//! The file (see [`verdict::domain::labels`] for its formats) is streamed from S3 on a blocking thread
 //! and handled in chunks of [`Settings::chunk_rows`] rows. Per chunk: one BatchGetItem for the
 //! decisions, one more for the aggregates whose fraud counters may move, then one
 //! TransactWriteItems per row that changes a label (the decision's label, conditional on the
@@ -38,13 +38,13 @@ use verdict::adapters::dynamodb::{
 };
 use verdict::adapters::model_objects::{decode_event_key, ByteStream, ObjectStore, Version};
 use verdict::adapters::DynamoStore;
-use verdict::domain::{CustomerId, TenantId, TerminalId, Timestamp, TransactionId};
-use verdict::features::RETENTION_DAYS;
-use verdict::io::{FileKind, Format, RowError};
-use verdict::labels::{
+use verdict::domain::features::RETENTION_DAYS;
+use verdict::domain::io::{FileKind, Format, RowError};
+use verdict::domain::labels::{
     report_line, transition, LabelCounts, LabelFile, LabelLine, LabelReader, LabelRow, LabelSummary, Provenance,
     Resume, StoredLabel, Transition, REPORT_HEADER,
 };
+use verdict::domain::{CustomerId, TenantId, TerminalId, Timestamp, TransactionId};
 use verdict::ports::StoreError;
 
 pub use aws_lambda_events::event::s3::S3Event;

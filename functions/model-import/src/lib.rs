@@ -1,7 +1,7 @@
 //! model-import: an upload to `models/incoming/<tenant>/…` becomes a registered model version.
 //!
 //! For each S3 record: parse the key (the tenant is its second segment), skip what is already
-//! done, read the object and its metadata or manifest (see [`verdict::registry`] for both
+//! done, read the object and its metadata or manifest (see [`verdict::domain::model_upload`] for both
 //! formats), validate it, then either
 //!
 //! - **accept:** write the Verdict artifact to `models/active/<tenant>/<version>.vmodel`, register
@@ -23,13 +23,13 @@ use verdict::adapters::dynamodb::{
 };
 use verdict::adapters::model_objects::{decode_event_key, Fetched, ObjectStore, Version};
 use verdict::adapters::{DynamoStore, ModelRegistration};
-use verdict::domain::{TenantId, Timestamp};
-use verdict::model::ModelSource;
-use verdict::ports::StoreError;
-use verdict::registry::{
+use verdict::domain::model::ModelSource;
+use verdict::domain::model_upload::{
     detect_format, rejected_version, sha256_hex, upload_options, validate, IncomingModel, Manifest, Rejection,
     UploadOptions, Validated, MAX_MANIFEST_BYTES, MAX_MODEL_BYTES,
 };
+use verdict::domain::{TenantId, Timestamp};
+use verdict::ports::StoreError;
 
 pub use aws_lambda_events::event::s3::S3Event;
 pub type Error = lambda_runtime::Error;

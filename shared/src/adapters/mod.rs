@@ -4,7 +4,7 @@
 //! Clients are built once per process (in a function's `main`) from [`aws_config_from_env`].
 
 pub mod dynamodb;
-pub mod jobs;
+
 pub mod lambda;
 pub mod model_objects;
 pub mod s3;

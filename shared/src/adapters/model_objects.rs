@@ -360,10 +360,10 @@ impl ObjectWriter {
     }
 }
 
-/// An S3 event's object key as stored ([`crate::batch::decode_event_key`]). A key that is not
+/// An S3 event's object key as stored ([`crate::domain::batch::decode_event_key`]). A key that is not
 /// valid encoding is kept as written.
 pub fn decode_event_key(raw: &str) -> String {
-    crate::batch::decode_event_key(raw).unwrap_or_else(|_| raw.to_owned())
+    crate::domain::batch::decode_event_key(raw).unwrap_or_else(|_| raw.to_owned())
 }
 
 /// `bucket/key[?versionId=…]` with the key percent-encoded, as CopyObject wants it.

@@ -1,7 +1,7 @@
 //! S3 adapter: model artifacts by object key; for batch files, streaming reads, head and
 //! multipart uploads.
 
-use crate::batch::{normalize_etag, PartRef};
+use crate::domain::batch::{normalize_etag, PartRef};
 use crate::ports::{ModelBlobs, StoreError};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;

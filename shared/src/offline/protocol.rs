@@ -5,8 +5,8 @@
 //! transaction labelled fraud (`label == Some(Label { fraud: true, .. })`); unlabelled rows never
 //! make a customer known-compromised.
 
+use crate::domain::metrics::{auc_roc, average_precision, cmp_score};
 use crate::domain::LabelledTransaction;
-use crate::metrics::{auc_roc, average_precision, cmp_score};
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap, HashSet};

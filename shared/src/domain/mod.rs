@@ -1,4 +1,18 @@
-//! Domain newtypes. Each one parses, so a value that exists is valid.
+//! The domain: what Verdict knows about payments, pure (no AWS types, no async runtime).
+//!
+//! This module holds the newtypes that parse (ids, money, time, transactions), so a value that
+//! exists is valid; the submodules hold features, models, the policy and decisions, API keys,
+//! metrics, and the pure parts of the S3 pipelines (batch files, label files, model uploads).
+
+pub mod auth;
+pub mod batch;
+pub mod decision;
+pub mod features;
+pub mod io;
+pub mod labels;
+pub mod metrics;
+pub mod model;
+pub mod model_upload;
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

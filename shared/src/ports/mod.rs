@@ -1,9 +1,9 @@
 //! Ports: what the domain needs from storage, as traits. Adapters implement them.
 
-use crate::auth::{KeyHash, KeyRecord};
-use crate::decision::{DecisionRecord, Thresholds};
+use crate::domain::auth::{KeyHash, KeyRecord};
+use crate::domain::decision::{DecisionRecord, Thresholds};
+use crate::domain::features::{AggregateDelta, EntityAggregate};
 use crate::domain::{CustomerId, DomainError, TenantId, Transaction, TransactionId};
-use crate::features::{AggregateDelta, EntityAggregate};
 use std::future::Future;
 
 #[derive(Debug, thiserror::Error)]

@@ -3,8 +3,8 @@
 use super::{
     FeatureSchema, FeatureStats, Forest, ModelArtifact, ModelError, ModelSource, Node, Tree, ARTIFACT_FORMAT_VERSION,
 };
-use crate::features::{FeatureVector, FEATURE_COUNT};
-use crate::model::Comparison;
+use crate::domain::features::{FeatureVector, FEATURE_COUNT};
+use crate::domain::model::Comparison;
 use forust_ml::data::Matrix;
 use forust_ml::gradientbooster::GradientBooster;
 use forust_ml::objective::ObjectiveType;
@@ -191,7 +191,7 @@ pub fn train(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Model;
+    use crate::domain::model::Model;
     use rand::{Rng, SeedableRng};
 
     fn synthetic(n: usize, seed: u64) -> (Vec<FeatureVector>, Vec<bool>) {

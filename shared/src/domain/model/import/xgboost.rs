@@ -6,7 +6,7 @@
 //! `base_score` is a probability; 2.x writes it as `"5E-1"`, 3.x as `"[5E-1]"`.
 
 use super::{finish, import_error, layout, param_value, Parsed, SourceNode};
-use crate::model::{Comparison, Missing, ModelArtifact, ModelError, ModelSource, Node, Tree};
+use crate::domain::model::{Comparison, Missing, ModelArtifact, ModelError, ModelSource, Node, Tree};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -392,8 +392,8 @@ fn tree(t: usize, at: &At, num_features: usize, names: &[String]) -> Result<Tree
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::features::FeatureVector;
-    use crate::model::Model;
+    use crate::domain::features::FeatureVector;
+    use crate::domain::model::Model;
     use serde_json::json;
 
     /// Tree 0: amount < 220 ? (during_night < 0.5 ? -1 : 0.5) : 2, node ids shuffled so the

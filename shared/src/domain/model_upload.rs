@@ -24,10 +24,10 @@
 //! source library's, or else [`builtin_sample`], where every probability must be finite and in
 //! `[0, 1]`.
 
+use crate::domain::features::{FeatureVector, FEATURE_COUNT, FEATURE_NAMES};
+use crate::domain::model::import::{import, ImportFormat};
+use crate::domain::model::{Model, ModelError, ModelSource};
 use crate::domain::TenantId;
-use crate::features::{FeatureVector, FEATURE_COUNT, FEATURE_NAMES};
-use crate::model::import::{import, ImportFormat};
-use crate::model::{Model, ModelError, ModelSource};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
@@ -703,10 +703,10 @@ pub fn builtin_sample() -> Vec<FeatureVector> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::ModelArtifact;
+    use crate::domain::model::ModelArtifact;
 
     fn artifact(leaf: f64) -> ModelArtifact {
-        let mut a = crate::model::stump_artifact(100.0, -2.0, -1.0, leaf);
+        let mut a = crate::domain::model::stump_artifact(100.0, -2.0, -1.0, leaf);
         a.metrics = BTreeMap::from([("auc".to_owned(), 0.9)]);
         a
     }

@@ -7,7 +7,7 @@
 //! learning rate (and, in the first tree, the initial score), so the base margin is zero.
 
 use super::{finish, import_error, layout, param_value, Parsed, SourceNode};
-use crate::model::{Comparison, Missing, ModelArtifact, ModelError, ModelSource, Node, Tree};
+use crate::domain::model::{Comparison, Missing, ModelArtifact, ModelError, ModelSource, Node, Tree};
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 
@@ -448,8 +448,8 @@ fn truncate(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::features::{FeatureVector, FEATURE_NAMES};
-    use crate::model::Model;
+    use crate::domain::features::{FeatureVector, FEATURE_NAMES};
+    use crate::domain::model::Model;
 
     const NAMES: &str =
         "amount during_weekend during_night customer_tx_count_1d customer_mean_amount_1d customer_tx_count_7d \

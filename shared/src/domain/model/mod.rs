@@ -9,7 +9,7 @@ pub mod import;
 pub mod reasons;
 pub mod train;
 
-use crate::features::{Feature, FeatureVector, FEATURE_COUNT, FEATURE_NAMES, FEATURE_SCHEMA_VERSION};
+use crate::domain::features::{Feature, FeatureVector, FEATURE_COUNT, FEATURE_NAMES, FEATURE_SCHEMA_VERSION};
 pub use forest::{Attribution, Comparison, CompiledForest, Forest, ForestError, Missing, Node, Tree};
 pub use reasons::{Reason, Reasons, MAX_REASONS};
 use serde::{Deserialize, Serialize};

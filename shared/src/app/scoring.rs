@@ -4,11 +4,11 @@
 //! writes decision and aggregate deltas in one atomic transaction. Retries and races resolve to the
 //! first stored decision.
 
-use crate::auth::{AuthError, KeyHash, Principal};
-use crate::decision::{features_map, risk_score, DecisionRecord, ModelRef, ReasonRecord, ScoreRequest};
+use crate::domain::auth::{AuthError, KeyHash, Principal};
+use crate::domain::decision::{features_map, risk_score, DecisionRecord, ModelRef, ReasonRecord, ScoreRequest};
+use crate::domain::features::{self, transaction_delta};
+use crate::domain::model::{Model, ModelError};
 use crate::domain::Timestamp;
-use crate::features::{self, transaction_delta};
-use crate::model::{Model, ModelError};
 use crate::ports::{
     ActiveModel, CommitOutcome, DecisionCommit, DecisionStore, IdempotencyKey, ModelBlobs, ScoringSnapshot, StoreError,
 };
@@ -126,7 +126,7 @@ impl<S: DecisionStore, B: ModelBlobs> Scorer<S, B> {
         let snap = self.store.load_for_scoring(tenant, key, &tx, idempotency_key).await?;
         match &snap.key {
             Some(k) if k.tenant == *tenant => {
-                k.authenticate(crate::auth::now_epoch())?;
+                k.authenticate(crate::domain::auth::now_epoch())?;
             }
             _ => return Err(AuthError::Invalid.into()),
         }

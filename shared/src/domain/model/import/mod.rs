@@ -12,7 +12,7 @@ pub use xgboost::import_xgboost;
 
 use super::{Comparison, FeatureSchema, Forest};
 use super::{ModelArtifact, ModelError, ModelSource, Node, Tree, ARTIFACT_FORMAT_VERSION};
-use crate::features::{FEATURE_COUNT, FEATURE_NAMES, HANDBOOK_FEATURE_COUNT};
+use crate::domain::features::{FEATURE_COUNT, FEATURE_NAMES, HANDBOOK_FEATURE_COUNT};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
@@ -292,7 +292,7 @@ pub(crate) fn layout(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Missing;
+    use crate::domain::model::Missing;
 
     fn split(feature: u32) -> Node {
         Node {

@@ -17,10 +17,10 @@
 //! the transaction being scored, so a label for a recent day is stored at once but moves features
 //! only once its day is 7 days old, as in the handbook's protocol. Past decisions never change.
 
+use crate::domain::io::{json_kind, FileKind, Format, RowError, MAX_LINE_BYTES};
+use crate::domain::model_upload::{split_tenant_key, KeyError};
 use crate::domain::TenantId;
 use crate::domain::{Timestamp, TransactionId};
-use crate::io::{json_kind, FileKind, Format, RowError, MAX_LINE_BYTES};
-use crate::registry::{split_tenant_key, KeyError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::fmt;

@@ -4,9 +4,11 @@
 //! Every progress write is conditional on the caller holding the lease and on the checkpoint
 //! sequence it last saw, so two invocations working on one job can never both advance it.
 
-use super::dynamodb::{DynamoStore, ItemKey, Keys, JOB_TTL_SECS, TTL_ATTRIBUTE};
-use crate::batch::{BatchJob, Checkpoint, Counts, FeatureSource, JobState, ObjectRef, PartRef, PinnedModel, Upload};
-use crate::decision::Thresholds;
+use super::{DynamoStore, ItemKey, Keys, JOB_TTL_SECS, TTL_ATTRIBUTE};
+use crate::domain::batch::{
+    BatchJob, Checkpoint, Counts, FeatureSource, JobState, ObjectRef, PartRef, PinnedModel, Upload,
+};
+use crate::domain::decision::Thresholds;
 use crate::domain::{TenantId, Timestamp};
 use crate::ports::StoreError;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};

@@ -1,9 +1,9 @@
 //! Decisions: the policy that turns a score into approve / review / block, the scoring request
 //! as the API accepts it, and the record kept for the audit trail.
 
+use crate::domain::features::{FeatureVector, FEATURE_NAMES};
+use crate::domain::model::Reason;
 use crate::domain::{Currency, CustomerId, DomainError, Money, TerminalId, Timestamp, Transaction, TransactionId};
-use crate::features::{FeatureVector, FEATURE_NAMES};
-use crate::model::Reason;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -398,7 +398,7 @@ pub struct DecisionRecord {
     pub processing_ms: Option<f64>,
     /// Set by a labels upload on the stored item, never with the decision.
     #[serde(skip)]
-    pub label: Option<crate::labels::StoredLabel>,
+    pub label: Option<crate::domain::labels::StoredLabel>,
 }
 
 pub fn features_map(x: &FeatureVector) -> BTreeMap<String, f64> {

@@ -1,7 +1,7 @@
 //! Reason codes: the largest per-feature contributions, phrased for a fraud analyst.
 
 use super::FeatureStats;
-use crate::features::{Feature, FeatureVector, FEATURE_COUNT};
+use crate::domain::features::{Feature, FeatureVector, FEATURE_COUNT};
 use serde::ser::SerializeStruct;
 use std::fmt;
 

@@ -16,13 +16,13 @@
 //!   no order, but the result depends on when the job runs (the aggregates move with live
 //!   traffic), and rows of the file do not see each other.
 
-use crate::decision::{risk_score, Decision, Thresholds};
+use crate::app::scoring::REASONS_PER_DECISION;
+use crate::domain::decision::{risk_score, Decision, Thresholds};
+use crate::domain::features::{self, EntityAggregate, FeatureVector, OfflineFeatures};
+use crate::domain::io::{FileKind, Format, RowError};
+use crate::domain::model::{Model, Reasons};
 pub use crate::domain::{JobStatus, ObjectRef};
 use crate::domain::{LabelledTransaction, TenantId, Timestamp, Transaction};
-use crate::features::{self, EntityAggregate, FeatureVector, OfflineFeatures};
-use crate::io::{FileKind, Format, RowError};
-use crate::model::{Model, Reasons};
-use crate::scoring::REASONS_PER_DECISION;
 use flate2::read::MultiGzDecoder;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -864,10 +864,10 @@ impl BatchScorer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::io::TransactionReader;
+    use crate::domain::io::TransactionReader;
 
     fn tiny_model() -> Arc<Model> {
-        Arc::new(Model::seal(crate::model::stump_artifact(100.0, -2.0, -0.5, 4.0)).unwrap())
+        Arc::new(Model::seal(crate::domain::model::stump_artifact(100.0, -2.0, -0.5, 4.0)).unwrap())
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! its expected value (the cover-weighted mean of the leaves below it) so Saabas attributions come
 //! from the same walk that scores.
 
-use crate::features::FEATURE_COUNT;
+use crate::domain::features::FEATURE_COUNT;
 use serde::{Deserialize, Serialize};
 
 /// How a split compares a feature value with its threshold.

@@ -1,0 +1,270 @@
+//! Decisions: the scoring read (one BatchGetItem), the commit (one TransactWriteItems), history.
+
+use super::*;
+
+/// Where a decision stands in its customer's history; encoded as an opaque page cursor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct Cursor {
+    pub(super) pk: String,
+    pub(super) sk: String,
+    pub(super) gsi1pk: String,
+    pub(super) gsi1sk: String,
+}
+
+impl Cursor {
+    pub(super) fn of(item: &Item, key: &ItemKey) -> Result<Cursor, StoreError> {
+        Ok(Cursor {
+            pk: key.pk.clone(),
+            sk: key.sk.clone(),
+            gsi1pk: get_s(item, GSI1PK, key)?.to_owned(),
+            gsi1sk: get_s(item, GSI1SK, key)?.to_owned(),
+        })
+    }
+
+    pub(super) fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(self).unwrap_or_default())
+    }
+
+    /// Decodes a cursor and checks that it points into `customer`'s history of this tenant.
+    pub(super) fn decode(raw: &str, keys: &Keys<'_>, customer: &CustomerId) -> Result<Cursor, StoreError> {
+        if raw.len() > 2048 {
+            return Err(StoreError::BadCursor);
+        }
+        let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| StoreError::BadCursor)?;
+        let c: Cursor = serde_json::from_slice(&bytes).map_err(|_| StoreError::BadCursor)?;
+        let id = keys.decision_id(&c.pk).ok_or(StoreError::BadCursor)?;
+        let expected = keys.decision(&id);
+        let sort_id = c.gsi1sk.rsplit_once('#').map(|(_, id)| id);
+        if c.gsi1pk != keys.customer_history(customer) || c.sk != expected.sk || sort_id != Some(id.as_str()) {
+            return Err(StoreError::BadCursor);
+        }
+        Ok(c)
+    }
+
+    pub(super) fn to_item(&self) -> Item {
+        HashMap::from([
+            (PK.to_owned(), s(&self.pk)),
+            (SK.to_owned(), s(&self.sk)),
+            (GSI1PK.to_owned(), s(&self.gsi1pk)),
+            (GSI1SK.to_owned(), s(&self.gsi1sk)),
+        ])
+    }
+}
+
+pub(super) fn parse_decision(item: Item, key: &ItemKey) -> Result<DecisionRecord, StoreError> {
+    let label = parse_label(&item, key)?;
+    let mut record: DecisionRecord =
+        serde_dynamo::aws_sdk_dynamodb_1::from_item(item).map_err(|e| corrupt(key, e.to_string()))?;
+    record.label = label;
+    Ok(record)
+}
+
+/// A registered model version, as the registry stores it.
+
+impl DynamoStore {
+    /// The items of one decision's write transaction.
+    pub(super) fn commit_items(
+        &self,
+        tenant: &TenantId,
+        c: &DecisionCommit<'_>,
+    ) -> Result<Vec<TransactWriteItem>, StoreError> {
+        let keys = Keys::new(tenant);
+        let tx = c.transaction;
+        let key = keys.decision(&tx.id);
+        let mut item: Item = serde_dynamo::aws_sdk_dynamodb_1::to_item(c.record)
+            .map_err(|e| StoreError::Unavailable(format!("decision {}: cannot be stored: {e}", tx.id)))?;
+        item.extend(key.to_item());
+        item.insert(GSI1PK.into(), s(keys.customer_history(&tx.customer_id)));
+        item.insert(GSI1SK.into(), s(history_sort_key(&tx.occurred_at, &tx.id)));
+        let mut items = vec![TransactWriteItem::builder().put(self.put_if_absent(item)?).build()];
+
+        if let Some(k) = c.idempotency_key {
+            let now = crate::domain::auth::now_epoch();
+            let mut item = keys.idempotency(k).to_item();
+            item.insert("transaction_id".into(), s(tx.id.as_str()));
+            item.insert("fingerprint".into(), s(&c.record.request_fingerprint));
+            item.insert("created_at".into(), n(now));
+            item.insert(TTL_ATTRIBUTE.into(), n(now + IDEMPOTENCY_TTL_SECS));
+            // An expired record that TTL has not deleted yet may be replaced.
+            let put = build(
+                "Put",
+                Put::builder()
+                    .table_name(&self.table)
+                    .set_item(Some(item))
+                    .condition_expression("attribute_not_exists(pk) OR #exp < :now")
+                    .expression_attribute_names("#exp", TTL_ATTRIBUTE)
+                    .expression_attribute_values(":now", n(now))
+                    .build(),
+            )?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        for key in [
+            keys.customer_aggregate(&tx.customer_id),
+            keys.terminal_aggregate(&tx.terminal_id),
+        ] {
+            let update = self.update(&key, aggregate_update(&c.delta))?;
+            items.push(TransactWriteItem::builder().update(update).build());
+        }
+        Ok(items)
+    }
+}
+
+/// `ts(…)` of docs/dynamodb.md: UTC with exactly three fractional digits, so keys sort by time.
+pub(super) fn fixed_width(t: &Timestamp) -> String {
+    let t = t.inner();
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
+}
+
+impl DecisionStore for DynamoStore {
+    async fn key(&self, hash: &KeyHash) -> Result<Option<KeyRecord>, StoreError> {
+        let Some(key) = api_key(hash) else {
+            return Ok(None);
+        };
+        self.get(&key)
+            .await?
+            .map(|item| parse_key_record(&item, &key))
+            .transpose()
+    }
+
+    async fn load_for_scoring(
+        &self,
+        tenant: &TenantId,
+        key: &KeyHash,
+        tx: &crate::domain::Transaction,
+        idempotency_key: Option<&IdempotencyKey>,
+    ) -> Result<ScoringSnapshot, StoreError> {
+        let Some(api) = api_key(key) else {
+            // Not a hash any key could have: nothing to authenticate.
+            return Ok(ScoringSnapshot::default());
+        };
+        let keys = Keys::new(tenant);
+        let customer = keys.customer_aggregate(&tx.customer_id);
+        let terminal = keys.terminal_aggregate(&tx.terminal_id);
+        let decision = keys.decision(&tx.id);
+        let config = keys.config();
+        let active = keys.active_model();
+        let idem = idempotency_key.map(|k| keys.idempotency(k));
+        let mut wanted = vec![&api, &customer, &terminal, &decision, &config, &active];
+        wanted.extend(idem.as_ref());
+
+        let mut found = self.batch_get(&wanted).await?;
+        let mut snap = ScoringSnapshot::default();
+        if let Some(item) = found.remove(&api) {
+            snap.key = Some(parse_key_record(&item, &api)?);
+        }
+        if let Some(item) = found.remove(&customer) {
+            snap.customer = parse_aggregate(&item, &customer)?;
+        }
+        if let Some(item) = found.remove(&terminal) {
+            snap.terminal = parse_aggregate(&item, &terminal)?;
+        }
+        if let Some(item) = found.remove(&decision) {
+            snap.existing = Some(parse_decision(item, &decision)?);
+        }
+        if let Some(item) = found.remove(&config) {
+            if item.contains_key("review_threshold") {
+                snap.thresholds = Some(parse_thresholds(&item, &config)?);
+            }
+        }
+        if let Some(item) = found.remove(&active) {
+            let p = parse_pointer(&item, &active)?;
+            snap.active_model = Some(ActiveModel {
+                version: p.version,
+                object_key: p.object_key,
+            });
+        }
+        if let Some(idem) = &idem {
+            if let Some(item) = found.remove(idem) {
+                let expired =
+                    get_n_opt::<i64>(&item, TTL_ATTRIBUTE, idem)?.is_some_and(|t| t < crate::domain::auth::now_epoch());
+                if !expired {
+                    let id = get_s(&item, "transaction_id", idem)?;
+                    snap.idempotency = Some(IdempotencyRecord {
+                        transaction_id: TransactionId::parse(id).map_err(|e| corrupt(idem, e.to_string()))?,
+                        fingerprint: get_s(&item, "fingerprint", idem)?.to_owned(),
+                    });
+                }
+            }
+        }
+        Ok(snap)
+    }
+
+    async fn commit(&self, tenant: &TenantId, commit: &DecisionCommit<'_>) -> Result<CommitOutcome, StoreError> {
+        let items = self.commit_items(tenant, commit)?;
+        match self.transact(items, "TransactWriteItems (decision)").await? {
+            Transacted::Written => Ok(CommitOutcome::Committed),
+            // The decision or the idempotency record exists: another request decided first.
+            Transacted::ConditionFailed(_) => Ok(CommitOutcome::AlreadyDecided),
+        }
+    }
+
+    async fn decision(&self, tenant: &TenantId, id: &TransactionId) -> Result<Option<DecisionRecord>, StoreError> {
+        let key = Keys::new(tenant).decision(id);
+        self.get(&key).await?.map(|item| parse_decision(item, &key)).transpose()
+    }
+
+    async fn decisions_for_customer(
+        &self,
+        tenant: &TenantId,
+        customer: &CustomerId,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<DecisionRecord>, StoreError> {
+        let keys = Keys::new(tenant);
+        let limit = limit.clamp(1, MAX_PAGE);
+        let start = cursor.map(|raw| Cursor::decode(raw, &keys, customer)).transpose()?;
+        // One more than asked: if it comes back there is a next page, and no empty last page.
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(GSI1)
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", GSI1PK)
+            .expression_attribute_values(":pk", s(keys.customer_history(customer)))
+            .scan_index_forward(false)
+            .limit(limit as i32 + 1)
+            .set_exclusive_start_key(start.map(|c| c.to_item()))
+            .send()
+            .await
+            .map_err(|e| sdk_error("Query (customer history)", e))?;
+        let truncated = out.last_evaluated_key.is_some();
+        let mut raw = out.items.unwrap_or_default();
+        let more = raw.len() > limit || truncated;
+        raw.truncate(limit);
+        let mut next_cursor = None;
+        if more {
+            if let Some(last) = raw.last() {
+                let key =
+                    ItemKey::of(last).ok_or_else(|| corrupt(&keys.customer_history(customer), "item without pk/sk"))?;
+                next_cursor = Some(Cursor::of(last, &key)?.encode());
+            }
+        }
+        let mut items = Vec::with_capacity(raw.len());
+        for item in raw {
+            let key =
+                ItemKey::of(&item).ok_or_else(|| corrupt(&keys.customer_history(customer), "item without pk/sk"))?;
+            if keys.decision_id(&key.pk).is_none() {
+                return Err(corrupt(&key, "not a decision of this tenant"));
+            }
+            items.push(parse_decision(item, &key)?);
+        }
+        Ok(Page { items, next_cursor })
+    }
+
+    async fn active_model(&self, tenant: &TenantId) -> Result<Option<ActiveModel>, StoreError> {
+        Ok(self.model_pointer(tenant).await?.map(|p| ActiveModel {
+            version: p.version,
+            object_key: p.object_key,
+        }))
+    }
+}

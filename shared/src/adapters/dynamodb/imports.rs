@@ -1,0 +1,194 @@
+//! Model import: the registration of an uploaded model and the per-bytes outcome.
+
+use super::*;
+
+/// What model-import adds to a registry item beyond [`ModelRegistration`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ImportDetails {
+    /// The uploaded object (`models/incoming/…`), its S3 version and etag.
+    pub source_key: String,
+    pub source_version_id: Option<String>,
+    pub source_etag: String,
+    /// SHA-256 of the uploaded bytes (for an accepted import, `sha256` is the artifact's).
+    pub source_sha256: String,
+    /// `verdict`, `lightgbm` or `xgboost`, as detected.
+    pub source_format: Option<String>,
+    /// How the scores were checked, e.g. "reference sample of 390 rows, …".
+    pub validation: Option<String>,
+    pub reject_code: Option<String>,
+    pub reject_reason: Option<String>,
+}
+
+pub(super) const IMPORT_ATTRIBUTES: [&str; 8] = [
+    "source_key",
+    "source_version_id",
+    "source_etag",
+    "source_sha256",
+    "source_format",
+    "validation",
+    "reject_code",
+    "reject_reason",
+];
+
+impl ImportDetails {
+    pub(super) fn fields(&self) -> [(&'static str, Option<&str>); 8] {
+        [
+            (IMPORT_ATTRIBUTES[0], Some(self.source_key.as_str())),
+            (IMPORT_ATTRIBUTES[1], self.source_version_id.as_deref()),
+            (IMPORT_ATTRIBUTES[2], Some(self.source_etag.as_str())),
+            (IMPORT_ATTRIBUTES[3], Some(self.source_sha256.as_str())),
+            (IMPORT_ATTRIBUTES[4], self.source_format.as_deref()),
+            (IMPORT_ATTRIBUTES[5], self.validation.as_deref()),
+            (IMPORT_ATTRIBUTES[6], self.reject_code.as_deref()),
+            (IMPORT_ATTRIBUTES[7], self.reject_reason.as_deref()),
+        ]
+    }
+
+    pub(super) fn parse(item: &Item, key: &ItemKey) -> Result<Option<ImportDetails>, StoreError> {
+        let Some(source_key) = get_s_opt(item, "source_key", key)? else {
+            return Ok(None);
+        };
+        let opt = |name| get_s_opt(item, name, key).map(|v| v.map(str::to_owned));
+        Ok(Some(ImportDetails {
+            source_key: source_key.to_owned(),
+            source_version_id: opt("source_version_id")?,
+            source_etag: opt("source_etag")?.unwrap_or_default(),
+            source_sha256: opt("source_sha256")?.unwrap_or_default(),
+            source_format: opt("source_format")?,
+            validation: opt("validation")?,
+            reject_code: opt("reject_code")?,
+            reject_reason: opt("reject_reason")?,
+        }))
+    }
+}
+
+/// Whether [`DynamoStore::register_import`] created the version or found it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Registered {
+    New,
+    /// The same bytes were registered before (e.g. one artifact uploaded under two names); the
+    /// existing item, status included, is left as it is.
+    Existing(Box<ModelRegistration>),
+}
+
+/// How far a job got: what a checkpoint records and a resumed run starts from.
+
+impl DynamoStore {
+    /// Registers an imported (or rejected) upload: the registration plus [`ImportDetails`], only
+    /// if the version is new. A version already there with the same `sha256` is left untouched.
+    pub async fn register_import(
+        &self,
+        tenant: &TenantId,
+        m: &ModelRegistration,
+        details: &ImportDetails,
+    ) -> Result<Registered, StoreError> {
+        let key = Keys::new(tenant).model_version(&m.version);
+        let mut item: Item = serde_dynamo::aws_sdk_dynamodb_1::to_item(m)
+            .map_err(|e| StoreError::Unavailable(format!("model {}: cannot be stored: {e}", m.version)))?;
+        item.extend(key.to_item());
+        item.insert(GSI1PK.into(), s(Keys::new(tenant).model_list()));
+        item.insert(
+            GSI1SK.into(),
+            s(format!("{}#{}", fixed_width(&m.uploaded_at), m.version)),
+        );
+        item.insert("id".into(), s(&m.version));
+        item.insert("kind".into(), s("model"));
+        for (name, value) in details.fields() {
+            if let Some(v) = value {
+                item.insert(name.into(), s(v));
+            }
+        }
+        let out = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(Registered::New),
+            Err(e) if is_conditional_check_failed(&e) => match self.model(tenant, &m.version).await? {
+                Some(existing) if existing.sha256 == m.sha256 => Ok(Registered::Existing(Box::new(existing))),
+                _ => Err(StoreError::Unavailable(format!(
+                    "model version {} is already registered with different bytes",
+                    m.version
+                ))),
+            },
+            Err(e) => Err(sdk_error("PutItem (register import)", e)),
+        }
+    }
+
+    /// The import attributes of a registry item (None for versions registered otherwise).
+    pub async fn import_details(&self, tenant: &TenantId, version: &str) -> Result<Option<ImportDetails>, StoreError> {
+        let key = Keys::new(tenant).model_version(version);
+        match self.get(&key).await? {
+            Some(item) => ImportDetails::parse(&item, &key),
+            None => Ok(None),
+        }
+    }
+
+    /// The recorded outcome (JSON) of an upload's bytes, by their SHA-256.
+    pub async fn source_outcome(&self, tenant: &TenantId, sha256: &str) -> Result<Option<String>, StoreError> {
+        let key = Keys::new(tenant).model_source(sha256);
+        match self.get(&key).await? {
+            Some(item) => Ok(Some(get_s(&item, "outcome", &key)?.to_owned())),
+            None => Ok(None),
+        }
+    }
+
+    /// Records an upload's outcome: per object (`job`), and per bytes (`sha256`) unless the
+    /// bytes already have one (the first outcome stands).
+    pub async fn complete_import(
+        &self,
+        tenant: &TenantId,
+        job: &ObjectRef,
+        sha256: Option<&str>,
+        outcome: &str,
+    ) -> Result<(), StoreError> {
+        let keys = Keys::new(tenant);
+        let now = Timestamp::now();
+        if let Some(sha) = sha256 {
+            let mut item = keys.model_source(sha).to_item();
+            item.insert("kind".into(), s("model_source"));
+            item.insert("outcome".into(), s(outcome));
+            item.insert("created_at".into(), s(now.to_rfc3339()));
+            match self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk)")
+                .send()
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if is_conditional_check_failed(&e) => {}
+                Err(e) => return Err(sdk_error("PutItem (model source)", e)),
+            }
+        }
+        let mut item = keys.job(job).to_item();
+        for (k, v) in [
+            ("kind", "job"),
+            ("job_type", "model"),
+            ("bucket", job.bucket.as_str()),
+            ("key", job.key.as_str()),
+            ("etag", job.etag.as_str()),
+            ("status", JobStatus::Completed.as_str()),
+            ("result", outcome),
+        ] {
+            item.insert(k.into(), s(v));
+        }
+        item.insert("started_at".into(), s(now.to_rfc3339()));
+        item.insert("completed_at".into(), s(now.to_rfc3339()));
+        item.insert(TTL_ATTRIBUTE.into(), n(now.unix() + JOB_TTL_SECS));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| sdk_error("PutItem (import job)", e))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,185 @@
+//! Keys: the one place that builds storage keys. Every tenant-scoped key is built by [`Keys`].
+
+use super::*;
+
+/// A primary key: partition and sort key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ItemKey {
+    pub pk: String,
+    pub sk: String,
+}
+
+impl ItemKey {
+    pub(super) fn new(pk: String, sk: impl Into<String>) -> Self {
+        ItemKey { pk, sk: sk.into() }
+    }
+
+    pub(super) fn to_item(&self) -> Item {
+        HashMap::from([
+            (PK.to_owned(), AttributeValue::S(self.pk.clone())),
+            (SK.to_owned(), AttributeValue::S(self.sk.clone())),
+        ])
+    }
+
+    pub(super) fn of(item: &Item) -> Option<ItemKey> {
+        match (item.get(PK), item.get(SK)) {
+            (Some(AttributeValue::S(pk)), Some(AttributeValue::S(sk))) => Some(ItemKey::new(pk.clone(), sk.clone())),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ItemKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.pk, self.sk)
+    }
+}
+
+/// The storage keys of one tenant.
+#[derive(Debug, Clone, Copy)]
+pub struct Keys<'t> {
+    tenant: &'t TenantId,
+}
+
+impl<'t> Keys<'t> {
+    pub fn new(tenant: &'t TenantId) -> Self {
+        Keys { tenant }
+    }
+
+    pub(super) fn scoped(&self, kind: &str, id: &str) -> String {
+        format!("T#{}#{kind}#{id}", self.tenant)
+    }
+
+    pub fn decision(&self, id: &TransactionId) -> ItemKey {
+        ItemKey::new(self.scoped("TX", id.as_str()), "DECISION")
+    }
+
+    /// The transaction id of `pk` if it is one of this tenant's decision keys.
+    pub fn decision_id(&self, pk: &str) -> Option<TransactionId> {
+        let prefix = self.scoped("TX", "");
+        TransactionId::parse(pk.strip_prefix(&prefix)?).ok()
+    }
+
+    /// The partition of a customer's decision history in `gsi1`.
+    pub fn customer_history(&self, customer: &CustomerId) -> String {
+        self.scoped("CUST", customer.as_str())
+    }
+
+    pub fn customer_aggregate(&self, customer: &CustomerId) -> ItemKey {
+        ItemKey::new(self.scoped("CUST", customer.as_str()), "AGG")
+    }
+
+    pub fn terminal_aggregate(&self, terminal: &TerminalId) -> ItemKey {
+        ItemKey::new(self.scoped("TERM", terminal.as_str()), "AGG")
+    }
+
+    pub fn idempotency(&self, key: &IdempotencyKey) -> ItemKey {
+        ItemKey::new(self.scoped("IDEM", key.as_str()), "IDEM")
+    }
+
+    pub fn key_id(&self, key_id: &str) -> ItemKey {
+        ItemKey::new(self.scoped("KEYID", key_id), "KEYID")
+    }
+
+    pub fn config(&self) -> ItemKey {
+        ItemKey::new(format!("T#{}", self.tenant), "CONFIG")
+    }
+
+    pub(super) fn models(&self) -> String {
+        format!("T#{}#MODEL", self.tenant)
+    }
+
+    pub fn active_model(&self) -> ItemKey {
+        ItemKey::new(self.models(), "ACTIVE")
+    }
+
+    pub fn model_version(&self, version: &str) -> ItemKey {
+        ItemKey::new(self.models(), format!("{MODEL_VERSION_PREFIX}{version}"))
+    }
+
+    /// The `gsi1` partition listing the tenant's models by upload time.
+    pub fn model_list(&self) -> String {
+        format!("T#{}#MODELS", self.tenant)
+    }
+
+    /// What became of an upload's bytes (model-import), by the upload's SHA-256. Beside the
+    /// versions, outside their `V#` prefix.
+    pub fn model_source(&self, sha256: &str) -> ItemKey {
+        ItemKey::new(self.models(), format!("SRC#{sha256}"))
+    }
+
+    /// One S3 object's job (batch-score, labels, model-import): `T#<tenant>#JOB#<bucket>/<key>#<etag>`.
+    /// The etag stands last, unquoted and without `#`, so the key parses from the right even
+    /// though S3 keys may contain `#`.
+    pub fn job(&self, job: &ObjectRef) -> ItemKey {
+        ItemKey::new(self.job_pk(job), "JOB")
+    }
+
+    /// A chunk of a job's error report, in the job's partition.
+    pub fn job_errors(&self, job: &ObjectRef, seq: u32) -> ItemKey {
+        ItemKey::new(self.job_pk(job), format!("ERR#{seq:06}"))
+    }
+
+    pub(super) fn job_pk(&self, job: &ObjectRef) -> String {
+        self.scoped(
+            "JOB",
+            &format!(
+                "{}/{}#{}",
+                job.bucket,
+                job.key,
+                job.etag.trim_matches('"').replace('#', "")
+            ),
+        )
+    }
+}
+
+pub(super) const MODEL_VERSION_PREFIX: &str = "V#";
+
+/// Registry statuses.
+pub const STATUS_CANDIDATE: &str = "candidate";
+pub const STATUS_ACTIVE: &str = "active";
+pub const STATUS_RETIRED: &str = "retired";
+pub const STATUS_REJECTED: &str = "rejected";
+
+/// An API key's item. The one key that is not tenant-scoped: a credential is looked up before
+/// its tenant is known, and the item names the tenant.
+pub fn api_key(hash: &KeyHash) -> Option<ItemKey> {
+    let h = &hash.0;
+    let ok = h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    ok.then(|| ItemKey::new(format!("KEY#{h}"), "KEY"))
+}
+
+/// The `gsi1` sort key of a decision: fixed-width RFC 3339 (nanoseconds, `Z`) so that byte order
+/// is time order, then the id.
+pub fn history_sort_key(occurred_at: &Timestamp, id: &TransactionId) -> String {
+    let t = occurred_at.inner();
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z#{}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.nanosecond(),
+        id
+    )
+}
+
+pub(super) fn day_attribute(kind: char, day: i32) -> String {
+    format!("{kind}{day}")
+}
+
+/// `c17622` → (`c`, 17622).
+pub(super) fn parse_day_attribute(name: &str) -> Option<(u8, i32)> {
+    let kind = *name.as_bytes().first()?;
+    if !matches!(kind, b'c' | b'a' | b'f') {
+        return None;
+    }
+    let day = &name[1..];
+    let digits = day.strip_prefix('-').unwrap_or(day);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((kind, day.parse().ok()?))
+}

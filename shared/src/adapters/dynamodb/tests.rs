@@ -1,0 +1,204 @@
+use super::*;
+
+fn tenant(t: &str) -> TenantId {
+    TenantId::parse(t).unwrap()
+}
+
+#[test]
+fn every_key_is_scoped_by_its_tenant() {
+    let t = tenant("acme");
+    let k = Keys::new(&t);
+    let id = TransactionId::parse("tx-1").unwrap();
+    let c = CustomerId::parse("c-1").unwrap();
+    assert_eq!(k.decision(&id), ItemKey::new("T#acme#TX#tx-1".into(), "DECISION"));
+    assert_eq!(k.customer_history(&c), "T#acme#CUST#c-1");
+    assert_eq!(k.customer_aggregate(&c).sk, "AGG");
+    assert_eq!(
+        k.terminal_aggregate(&TerminalId::parse("t-1").unwrap()).pk,
+        "T#acme#TERM#t-1"
+    );
+    assert_eq!(
+        k.idempotency(&IdempotencyKey::parse("a#b").unwrap()).pk,
+        "T#acme#IDEM#a#b"
+    );
+    assert_eq!(k.config(), ItemKey::new("T#acme".into(), "CONFIG"));
+    assert_eq!(k.active_model(), ItemKey::new("T#acme#MODEL".into(), "ACTIVE"));
+    assert_eq!(k.model_version("abc").sk, "V#abc");
+    assert_eq!(k.key_id("vk_1").pk, "T#acme#KEYID#vk_1");
+    assert_eq!(k.decision_id("T#acme#TX#tx-1"), Some(id));
+    assert_eq!(Keys::new(&tenant("acm")).decision_id("T#acme#TX#tx-1"), None);
+    assert_eq!(k.decision_id("T#acme#TX#"), None);
+    assert!(api_key(&KeyHash("ab".into())).is_none());
+    assert_eq!(
+        api_key(&KeyHash("a".repeat(64))).unwrap().pk,
+        format!("KEY#{}", "a".repeat(64))
+    );
+}
+
+#[test]
+fn history_sort_keys_order_by_time() {
+    let id = TransactionId::parse("x").unwrap();
+    let at = |s| Timestamp::parse("t", s).unwrap();
+    let a = history_sort_key(&at("2018-08-08T10:00:00Z"), &id);
+    let b = history_sort_key(&at("2018-08-08T10:00:00.5Z"), &id);
+    let c = history_sort_key(&at("2018-08-08T10:00:01+00:00"), &id);
+    assert_eq!(a, "2018-08-08T10:00:00.000000000Z#x");
+    assert!(a < b && b < c, "{a} {b} {c}");
+}
+
+#[test]
+fn aggregate_update_never_adds_and_removes_the_same_attribute() {
+    for day in [0, 63, 64, 17_622, -5] {
+        let u = aggregate_update(&AggregateDelta {
+            day,
+            counter: DayCounter {
+                count: 1,
+                amount_minor: 250,
+                frauds: 1,
+            },
+        });
+        let added: Vec<_> = u
+            .names
+            .iter()
+            .filter(|(k, _)| k.starts_with("#d"))
+            .map(|(_, v)| v.clone())
+            .collect();
+        let removed: Vec<_> = u
+            .names
+            .iter()
+            .filter(|(k, _)| k.starts_with("#p"))
+            .map(|(_, v)| v.clone())
+            .collect();
+        assert_eq!(added.len(), 3);
+        assert_eq!(removed.len(), 3 * PRUNE_DAYS as usize);
+        for a in &added {
+            assert!(!removed.contains(a), "{a} is both added and removed");
+        }
+        for r in &removed {
+            let (_, d) = parse_day_attribute(r).unwrap();
+            assert!(d <= day - RETENTION_DAYS, "{r} is still within retention of {day}");
+        }
+        assert_eq!(u.values[":d1"], AttributeValue::N("250".into()));
+        assert!(u.expression.starts_with("ADD #d0 :d0, #d1 :d1, #d2 :d2 REMOVE #p0, "));
+    }
+    let label = aggregate_update(&AggregateDelta {
+        day: 10,
+        counter: DayCounter {
+            count: 0,
+            amount_minor: 0,
+            frauds: 1,
+        },
+    });
+    assert!(label.expression.starts_with("ADD #d2 :d2 REMOVE"));
+    assert_eq!(label.names["#d2"], "f10");
+}
+
+#[test]
+fn aggregates_parse_and_corrupt_numbers_are_named() {
+    let key = ItemKey::new("T#a#CUST#c".into(), "AGG");
+    let mut item = key.to_item();
+    item.insert("c100".into(), n(2));
+    item.insert("a100".into(), n(750));
+    item.insert("f100".into(), n(1));
+    item.insert("c99".into(), n(1));
+    item.insert("expires_at".into(), n(5));
+    let agg = parse_aggregate(&item, &key).unwrap();
+    assert_eq!(
+        agg.days(),
+        vec![
+            (
+                99,
+                DayCounter {
+                    count: 1,
+                    amount_minor: 0,
+                    frauds: 0
+                }
+            ),
+            (
+                100,
+                DayCounter {
+                    count: 2,
+                    amount_minor: 750,
+                    frauds: 1
+                }
+            ),
+        ]
+    );
+    item.insert("a99".into(), s("lots"));
+    let err = parse_aggregate(&item, &key).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Corrupt { key, .. } if key == "T#a#CUST#c/AGG"),
+        "{err}"
+    );
+    assert_eq!(parse_day_attribute("c-3"), Some((b'c', -3)));
+    assert_eq!(parse_day_attribute("created_at"), None);
+    assert_eq!(parse_day_attribute("a"), None);
+}
+
+#[test]
+fn cursors_only_resume_their_own_customer_of_their_own_tenant() {
+    let t = tenant("acme");
+    let k = Keys::new(&t);
+    let c1 = CustomerId::parse("c-1").unwrap();
+    let id = TransactionId::parse("tx-9").unwrap();
+    let at = Timestamp::parse("t", "2018-08-08T10:00:00Z").unwrap();
+    let key = k.decision(&id);
+    let cursor = Cursor {
+        pk: key.pk.clone(),
+        sk: key.sk.clone(),
+        gsi1pk: k.customer_history(&c1),
+        gsi1sk: history_sort_key(&at, &id),
+    };
+    let raw = cursor.encode();
+    assert_eq!(Cursor::decode(&raw, &k, &c1).unwrap(), cursor);
+    let other = CustomerId::parse("c-2").unwrap();
+    assert!(matches!(Cursor::decode(&raw, &k, &other), Err(StoreError::BadCursor)));
+    let t2 = tenant("globex");
+    assert!(matches!(
+        Cursor::decode(&raw, &Keys::new(&t2), &c1),
+        Err(StoreError::BadCursor)
+    ));
+    for junk in ["", "!!!", "e30", &URL_SAFE_NO_PAD.encode("[1]")] {
+        assert!(
+            matches!(Cursor::decode(junk, &k, &c1), Err(StoreError::BadCursor)),
+            "{junk}"
+        );
+    }
+    let mixed = Cursor {
+        gsi1sk: history_sort_key(&at, &TransactionId::parse("tx-8").unwrap()),
+        ..cursor
+    };
+    assert!(matches!(
+        Cursor::decode(&mixed.encode(), &k, &c1),
+        Err(StoreError::BadCursor)
+    ));
+}
+
+#[test]
+fn key_records_round_trip_and_scopes_are_a_string_set() {
+    let rec = KeyRecord {
+        key_id: "vk_0123".into(),
+        tenant: tenant("acme"),
+        scopes: Scope::parse_list("transactions:write,models:read").unwrap(),
+        created_at: 10,
+        expires_at: Some(20),
+        revoked_at: None,
+    };
+    let key = api_key(&KeyHash("0".repeat(64))).unwrap();
+    let item = key_record_item(&key, &rec);
+    assert!(matches!(&item["scopes"], AttributeValue::Ss(v) if v.len() == 2));
+    assert_eq!(item[TTL_ATTRIBUTE], AttributeValue::N("20".into()));
+    assert_eq!(parse_key_record(&item, &key).unwrap(), rec);
+    let mut bad = item.clone();
+    bad.insert("scopes".into(), AttributeValue::Ss(vec!["admin".into()]));
+    assert!(matches!(parse_key_record(&bad, &key), Err(StoreError::Corrupt { .. })));
+}
+
+#[test]
+fn table_spec_builds_a_create_table_request() {
+    assert_eq!(TABLE.hash_key, "pk");
+    assert_eq!(TABLE.indexes[0].name, "gsi1");
+    assert_eq!(TABLE.ttl_attribute, "expires_at");
+    assert_eq!(BillingMode::from(TABLE.billing_mode), BillingMode::PayPerRequest);
+    assert_eq!(ProjectionType::from(TABLE.indexes[0].projection), ProjectionType::All);
+}
