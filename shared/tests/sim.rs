@@ -240,6 +240,7 @@ fn tx(id: &str, at: &str, minor: i64, currency: &str, label: Option<Label>) -> L
             terminal_id: TerminalId::parse("t-1").unwrap(),
         },
         label,
+        extras: Default::default(),
     }
 }
 
@@ -319,14 +320,14 @@ fn streaming_writer_writes_what_write_all_writes() {
 }
 
 #[test]
-fn ndjson_ignores_the_extra_fields_the_api_accepts() {
+fn ndjson_rows_carry_the_optional_fields_the_api_accepts_and_ignore_unknown_ones() {
     let d = dir("extra-fields");
     let path = d.join("api.ndjson");
     std::fs::write(
         &path,
         concat!(
-            r#"{"metadata":{"order":[1,2]},"id":"a","occurred_at":"2018-04-01T12:00:00+02:00","amount":1250,"currency":"EUR","#,
-            r#""customer_id":"c1","terminal_id":"t1","ip":"10.0.0.1","email":"x@example.com"}"#,
+            r#"{"metadata":{"order":"42"},"id":"a","occurred_at":"2018-04-01T12:00:00+02:00","amount":1250,"currency":"EUR","#,
+            r#""customer_id":"c1","terminal_id":"t1","ip":"10.0.0.1","email":"x@example.com","colour":"red"}"#,
             "\n\n",
             r#"{"id":"b","occurred_at":"2018-04-01T12:00:00Z","amount":1,"currency":"EUR","customer_id":"c1","terminal_id":"t1","label":{"fraud":true}}"#,
             "\r\n",
@@ -338,12 +339,57 @@ fn ndjson_ignores_the_extra_fields_the_api_accepts() {
     assert_eq!(txs[0].tx.occurred_at.to_rfc3339(), "2018-04-01T10:00:00Z");
     assert_eq!(txs[0].tx.amount.minor, 1250);
     assert_eq!(txs[0].label, None);
+    assert_eq!(txs[0].extras.ip.as_deref(), Some("10.0.0.1"));
+    assert_eq!(txs[0].extras.email.as_deref(), Some("x@example.com"));
+    assert_eq!(txs[0].extras.metadata["order"], "42");
+    assert_eq!(txs[1].extras, Default::default());
     assert_eq!(
         txs[1].label,
         Some(Label {
             fraud: true,
             scenario: 0
         })
+    );
+    // The optional fields are checked as the API checks them, and the error names the field.
+    let bad = d.join("bad.ndjson");
+    std::fs::write(
+        &bad,
+        r#"{"metadata":{"order":[1,2]},"id":"a","occurred_at":"2018-04-01T12:00:00Z","amount":1,"currency":"EUR","customer_id":"c1","terminal_id":"t1"}"#,
+    )
+    .unwrap();
+    let e = read_all(&bad).unwrap_err().to_string();
+    assert!(
+        e.ends_with(r#"line 1, field metadata: key "order": must be a string, found an array"#),
+        "{e}"
+    );
+}
+
+#[test]
+fn csv_optional_columns_carry_the_request_fields() {
+    let d = dir("csv-extras");
+    let path = d.join("extras.csv");
+    std::fs::write(
+        &path,
+        "id,occurred_at,amount,currency,customer_id,terminal_id,email,country,metadata.order\n\
+         a,2018-04-01T10:00:00Z,1250,EUR,c1,t1,x@example.com,FR,42\n\
+         b,2018-04-01T11:00:00Z,1,EUR,c1,t1,,,\n",
+    )
+    .unwrap();
+    let txs = read_all(&path).unwrap();
+    assert_eq!(txs[0].extras.email.as_deref(), Some("x@example.com"));
+    assert_eq!(txs[0].extras.country.as_deref(), Some("FR"));
+    assert_eq!(txs[0].extras.metadata["order"], "42");
+    assert_eq!(txs[1].extras, Default::default(), "empty cells are absent fields");
+    let bad = d.join("bad.csv");
+    std::fs::write(
+        &bad,
+        "id,occurred_at,amount,currency,customer_id,terminal_id,country\na,2018-04-01T10:00:00Z,1,EUR,c1,t1,France\n",
+    )
+    .unwrap();
+    let e = read_all(&bad).unwrap_err().to_string();
+    assert!(
+        e.ends_with(r#"line 2, field country: "France" is not an ISO 3166 alpha-2 code"#),
+        "{e}"
     );
 }
 
@@ -524,7 +570,7 @@ fn bad_ndjson_lines_name_file_line_and_field() {
         (
             "scalar",
             "42",
-            "line 3: is not a transaction object (column 2: invalid type: integer `42`, expected struct JsonRow)",
+            "line 3: is not a transaction object (column 2: invalid type: integer `42`, expected struct JsonTransaction)",
         ),
         (
             "missing",

@@ -10,15 +10,17 @@ use std::io::Write as _;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 use verdict::adapters::dynamodb::ModelRegistration;
-use verdict::app::scoring::{decide, REASONS_PER_DECISION};
-use verdict::domain::batch::{BatchFile, Counts, JobState, ObjectRef, ResultRow, Summary};
+use verdict::app::scoring::decide;
+use verdict::domain::batch::{BatchFile, Counts, JobState, ObjectRef, ReasonOut, ResultRow, Summary};
 use verdict::domain::decision::{
-    features_map, Decision, DecisionRecord, ModelRef, ScoreRequest, Thresholds, TransactionInputs,
+    features_map, risk_score, Decision, DecisionRecord, ModelRef, ScoreRequest, TransactionInputs,
 };
 use verdict::domain::features::{transaction_delta, OfflineFeatures};
 use verdict::domain::io::{Format, TransactionReader, TransactionWriter};
 use verdict::domain::model::import::{import, ImportFormat};
 use verdict::domain::model::Model;
+use verdict::domain::pipeline::REASONS_PER_DECISION;
+use verdict::domain::policy::Thresholds;
 use verdict::domain::{LabelledTransaction, TenantId, Timestamp, Transaction};
 use verdict::offline::sim::{SimConfig, Simulation};
 use verdict::ports::{DecisionCommit, DecisionStore, ScoringSnapshot};
@@ -201,14 +203,21 @@ fn expected_from_history(rows: &[LabelledTransaction]) -> Vec<ResultRow> {
         .map(|r| {
             let x = history.push(&r.tx, None);
             let s = m.score(&x);
-            let d = thresholds().decide(s.probability);
-            ResultRow::new(
-                &r.tx,
-                d,
-                s.probability,
-                &m.reasons(&x, &s, REASONS_PER_DECISION),
-                m.version(),
-            )
+            ResultRow {
+                id: r.tx.id.to_string(),
+                decision: thresholds().decide(s.probability),
+                score: s.probability,
+                risk_score: risk_score(s.probability),
+                reasons: m
+                    .reasons(&x, &s, REASONS_PER_DECISION)
+                    .iter()
+                    .map(|r| ReasonOut {
+                        code: r.code(),
+                        text: r.to_string(),
+                    })
+                    .collect(),
+                model_version: m.version().to_owned(),
+            }
         })
         .collect()
 }
@@ -616,6 +625,7 @@ fn decision_record(t: &Transaction) -> DecisionRecord {
             id: "seed".into(),
             version: "seed".into(),
         },
+        policy_version: None,
         features: features_map(&Default::default()),
         inputs: serde_json::json!({}),
         request_fingerprint: "seed".into(),
@@ -696,11 +706,7 @@ async fn stored_features_are_what_the_api_would_compute_and_stay_unchanged() {
         .map(|(r, (c, t))| {
             let request = ScoreRequest {
                 inputs: TransactionInputs::from_transaction(&r.tx),
-                ip: None,
-                device_id: None,
-                email: None,
-                country: None,
-                metadata: BTreeMap::new(),
+                extras: Default::default(),
             };
             let snap = ScoringSnapshot {
                 customer: c.clone(),
@@ -714,14 +720,7 @@ async fn stored_features_are_what_the_api_would_compute_and_stay_unchanged() {
                 decision: d.decision,
                 score: d.score,
                 risk_score: d.risk_score,
-                reasons: d
-                    .reasons
-                    .iter()
-                    .map(|r| verdict::domain::batch::ReasonOut {
-                        code: r.code.clone(),
-                        text: r.text.clone(),
-                    })
-                    .collect(),
+                reasons: d.reasons.iter().map(ReasonOut::from).collect(),
                 model_version: d.model.version,
             }
         })

@@ -43,6 +43,7 @@ async fn decide(st: &Stack, t: &Transaction) {
             id: "m".into(),
             version: "0123456789abcdef".into(),
         },
+        policy_version: None,
         features: features_map(&x),
         inputs: serde_json::to_value(TransactionInputs::from_transaction(t)).unwrap(),
         request_fingerprint: format!("fp-{}", t.id),

@@ -10,14 +10,14 @@ use verdict::adapters::dynamodb::{Keys, ModelRegistration};
 use verdict::app::scoring::{Origin, Scorer};
 use verdict::domain::auth::{ApiKey, AuthError, KeyRecord, Principal, Scope};
 use verdict::domain::decision::{
-    features_map, Decision, DecisionRecord, ModelRef, ReasonRecord, ScoreRequest, Thresholds,
+    features_map, Decision, DecisionRecord, IdempotencyKey, ModelReason, ModelRef, ReasonRecord, ScoreRequest,
 };
 use verdict::domain::features::{self, transaction_delta, EntityAggregate, Feature, RETENTION_DAYS};
 use verdict::domain::model::Model;
+use verdict::domain::policy::Thresholds;
 use verdict::domain::{Currency, CustomerId, Money, TenantId, TerminalId, Timestamp, Transaction, TransactionId};
 use verdict::ports::{
-    ActiveModel, CommitOutcome, DecisionCommit, DecisionStore, IdempotencyKey, IdempotencyRecord, ModelBlobs,
-    StoreError,
+    ActiveModel, CommitOutcome, DecisionCommit, DecisionStore, IdempotencyRecord, ModelBlobs, StoreError,
 };
 use verdict_integration::{label_fraud, Stack};
 
@@ -43,17 +43,18 @@ fn record(t: &Transaction, fingerprint: &str) -> DecisionRecord {
         decision: Decision::Review,
         score: 0.4217,
         risk_score: 42,
-        reasons: vec![ReasonRecord {
+        reasons: vec![ReasonRecord::Model(ModelReason {
             code: "AMOUNT_HIGH".into(),
             feature: "amount".into(),
             value: t.amount.major(),
             contribution: 1.25,
             text: "amount is high".into(),
-        }],
+        })],
         model: ModelRef {
             id: "tiny".into(),
             version: "0123456789abcdef".into(),
         },
+        policy_version: None,
         features: features_map(&x),
         inputs: serde_json::json!({
             "id": t.id.as_str(),
@@ -113,7 +114,7 @@ async fn snapshot_reads_every_item_in_one_batch() {
 
     let t = tx("tx-1", "2018-08-08T10:00:00Z", 12_345, "c-1", "t-1");
     let r = record(&t, "fp-1");
-    let idem = IdempotencyKey::parse("order-42#retry").unwrap();
+    let idem = IdempotencyKey::parse("order-42:retry").unwrap();
     assert_eq!(
         st.store.commit(&acme, &commit(&r, &t, Some(&idem))).await.unwrap(),
         CommitOutcome::Committed

@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use verdict::adapters::dynamodb::create_table_if_missing;
 use verdict::adapters::{DynamoStore, ModelRegistration, S3Blobs};
-use verdict::domain::decision::Thresholds;
 use verdict::domain::model::{Model, ModelSource};
+use verdict::domain::policy::Thresholds;
 use verdict::domain::Timestamp;
 
 #[derive(clap::Args)]

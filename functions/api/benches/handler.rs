@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use verdict::adapters::{ModelPointer, RegistryEntry};
 use verdict::domain::auth::{ApiKey, KeyHash, KeyRecord, Scope};
-use verdict::domain::decision::DecisionRecord;
+use verdict::domain::decision::{DecisionRecord, IdempotencyKey};
 use verdict::domain::features::{EntityAggregate, OfflineFeatures};
 use verdict::domain::model::train::{train, TrainParams};
 use verdict::domain::model::Model;

@@ -11,13 +11,13 @@ use lambda_http::http::{header, HeaderMap};
 use lambda_http::{Body, Request, Response};
 use verdict::app::scoring::{Origin, ScoreError};
 use verdict::domain::auth::Scope;
+use verdict::domain::decision::IdempotencyKey;
 use verdict::domain::decision::{FieldError, ScoreRequest};
 use verdict::domain::{CustomerId, TransactionId};
-use verdict::ports::{IdempotencyKey, ModelBlobs, StoreError};
+use verdict::ports::{ModelBlobs, StoreError};
 
 /// The contract's body limit (16 KiB).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
-const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
 
 /// `POST /v1/transactions`. Credential first, then media type, size and body, then one
 /// scoring call (one BatchGetItem, one TransactWriteItems with a warm key cache).
@@ -40,7 +40,7 @@ pub async fn score<S: ApiStore, B: ModelBlobs>(
         });
     }
     let mut errors = Vec::new();
-    let idempotency_key = match req.headers().get(IDEMPOTENCY_KEY) {
+    let idempotency_key = match req.headers().get(IdempotencyKey::FIELD) {
         None => None,
         Some(v) => match idempotency_key(v.as_bytes()) {
             Ok(k) => Some(k),
@@ -152,15 +152,10 @@ fn check_json(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-/// The contract's `Idempotency-Key`: 1 to 255 of `A-Z a-z 0-9 - _ . :`.
+/// The `Idempotency-Key` header through its newtype (non-UTF-8 bytes become U+FFFD, which the
+/// newtype refuses like any other character outside the contract's set).
 fn idempotency_key(raw: &[u8]) -> Result<IdempotencyKey, FieldError> {
-    let bad = || field_error(IDEMPOTENCY_KEY, "must be 1 to 255 characters from A-Z a-z 0-9 - _ . :");
-    let allowed = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':');
-    if raw.is_empty() || raw.len() > 255 || !raw.iter().all(allowed) {
-        return Err(bad());
-    }
-    let text = std::str::from_utf8(raw).map_err(|_| bad())?;
-    IdempotencyKey::parse(text).map_err(|_| bad())
+    IdempotencyKey::parse(&String::from_utf8_lossy(raw)).map_err(FieldError::from)
 }
 
 #[cfg(test)]

@@ -26,9 +26,9 @@ use verdict::domain::batch::{
     decode_event_key, normalize_etag, BatchFile, BatchJob, Checkpoint, FeatureSource, Flush, JobState, ObjectRef,
     PinnedModel, Summary, Upload,
 };
-use verdict::domain::decision::Thresholds;
 use verdict::domain::io::Format;
 use verdict::domain::model::Model;
+use verdict::domain::policy::Thresholds;
 use verdict::domain::Timestamp;
 use verdict::ports::{ActiveModel, DecisionStore, StoreError};
 

@@ -8,10 +8,10 @@ use tokio::sync::mpsc;
 use verdict::adapters::s3::ObjectReader;
 use verdict::adapters::DynamoStore;
 use verdict::domain::batch::{decoder, BatchScorer, Checkpoint, FeatureSource, Flush, LineTracker, StoredAggregates};
-use verdict::domain::decision::Thresholds;
 use verdict::domain::features::EntityAggregate;
 use verdict::domain::io::{FileKind, RowError, TransactionReader};
 use verdict::domain::model::Model;
+use verdict::domain::policy::{Policy, Thresholds};
 use verdict::domain::{CustomerId, LabelledTransaction, TenantId, TerminalId};
 use verdict::ports::StoreError;
 
@@ -58,7 +58,7 @@ pub(crate) fn run(
     let mut rows = TransactionReader::new(plan.file_name.clone(), plan.kind.format, input);
     let mut scorer = BatchScorer::new(
         plan.model.clone(),
-        plan.thresholds,
+        Policy::thresholds(plan.thresholds),
         plan.kind.format,
         plan.source,
         plan.part_size,

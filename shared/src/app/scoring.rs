@@ -5,17 +5,17 @@
 //! first stored decision.
 
 use crate::domain::auth::{AuthError, KeyHash, Principal};
-use crate::domain::decision::{features_map, risk_score, DecisionRecord, ModelRef, ReasonRecord, ScoreRequest};
+use crate::domain::decision::{features_map, risk_score, DecisionRecord, IdempotencyKey, ModelRef, ScoreRequest};
 use crate::domain::features::{self, transaction_delta};
 use crate::domain::model::{Model, ModelError};
+use crate::domain::pipeline;
+use crate::domain::policy::Policy;
 use crate::domain::Timestamp;
 use crate::ports::{
-    ActiveModel, CommitOutcome, DecisionCommit, DecisionStore, IdempotencyKey, ModelBlobs, ScoringSnapshot, StoreError,
+    ActiveModel, CommitOutcome, DecisionCommit, DecisionStore, ModelBlobs, ScoringSnapshot, StoreError,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-
-pub const REASONS_PER_DECISION: usize = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScoreError {
@@ -180,31 +180,250 @@ fn replay_of(snap: &ScoringSnapshot, fingerprint: &str, request: &ScoreRequest) 
     }
 }
 
-/// The pure part: features, score, reasons and decision from what was read.
+/// The policy a snapshot names: the tenant's thresholds, else the default ones.
+pub fn policy_of(snap: &ScoringSnapshot) -> Policy {
+    Policy::thresholds(snap.thresholds.unwrap_or_default())
+}
+
+/// The pure part: features from what was read, then the one decision pipeline, as a record.
 pub fn decide(model: &Model, request: &ScoreRequest, snap: &ScoringSnapshot, fingerprint: String) -> DecisionRecord {
-    let tx = request.inputs.transaction();
+    let tx = request.transaction();
     let x = features::compute(&tx, &snap.customer, &snap.terminal);
-    let s = model.score(&x);
-    let thresholds = snap.thresholds.unwrap_or_default();
-    let reasons = model.reasons(&x, &s, REASONS_PER_DECISION);
+    let policy = policy_of(snap);
+    let d = pipeline::decide(model, &policy, &tx, &request.extras, &x);
     DecisionRecord {
-        id: tx.id.clone(),
-        decision: thresholds.decide(s.probability),
-        score: s.probability,
-        risk_score: risk_score(s.probability),
-        reasons: reasons.iter().map(ReasonRecord::from).collect(),
+        id: tx.id,
+        decision: d.decision,
+        score: d.score,
+        risk_score: risk_score(d.score),
+        reasons: d.reasons,
         model: ModelRef {
             id: model.artifact.name.clone(),
             version: model.version().to_owned(),
         },
+        policy_version: Some(policy.version().to_owned()),
         features: features_map(&x),
         inputs: serde_json::to_value(request).unwrap_or_default(),
         request_fingerprint: fingerprint,
         created_at: Timestamp::now(),
         occurred_at: tx.occurred_at,
-        customer_id: tx.customer_id.clone(),
+        customer_id: tx.customer_id,
         request_id: None,
         processing_ms: None,
         label: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::auth::{ApiKey, KeyRecord, Scope};
+    use crate::domain::decision::Decision;
+    use crate::domain::model::stump_artifact;
+    use crate::domain::policy::Thresholds;
+    use crate::domain::{CustomerId, TenantId, TerminalId};
+    use crate::ports::in_memory::{InMemoryBlobs, InMemoryDecisions};
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+
+    /// The fakes never wait, so one poll completes every future here.
+    fn run<F: Future>(f: F) -> F::Output {
+        match pin!(f).poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(v) => v,
+            Poll::Pending => panic!("an in-memory port returned Pending"),
+        }
+    }
+
+    struct Fixture {
+        scorer: Scorer<InMemoryDecisions, InMemoryBlobs>,
+        principal: Principal,
+        key: KeyHash,
+        tenant: TenantId,
+    }
+
+    /// A stump: amounts above 100.00 score about 0.95, others about 0.05.
+    fn stump() -> Model {
+        Model::seal(stump_artifact(100.0, 0.0, -3.0, 3.0)).unwrap()
+    }
+
+    fn fixture() -> Fixture {
+        let tenant = TenantId::parse("acme").unwrap();
+        let api_key = ApiKey::generate();
+        let rec = KeyRecord {
+            key_id: api_key.key_id(),
+            tenant: tenant.clone(),
+            scopes: [Scope::TransactionsWrite].into(),
+            created_at: 0,
+            expires_at: None,
+            revoked_at: None,
+        };
+        let store = InMemoryDecisions::default();
+        store.put_key(&api_key.hash(), rec.clone());
+        let principal = rec.authenticate(1).unwrap();
+        Fixture {
+            scorer: Scorer::new(store, InMemoryBlobs::default(), Some(Arc::new(stump()))),
+            principal,
+            key: api_key.hash(),
+            tenant,
+        }
+    }
+
+    fn body(id: &str, amount: i64) -> ScoreRequest {
+        let json = format!(
+            r#"{{"id":"{id}","occurred_at":"2018-08-08T10:00:00Z","amount":{amount},"currency":"EUR",
+               "customer_id":"c-1","terminal_id":"t-1"}}"#
+        );
+        ScoreRequest::parse_json(json.as_bytes()).unwrap()
+    }
+
+    impl Fixture {
+        fn score(&self, r: &ScoreRequest, idem: Option<&IdempotencyKey>) -> Result<Scored, ScoreError> {
+            run(self
+                .scorer
+                .score(&self.principal, &self.key, r, idem, &Origin::now("req-1")))
+        }
+
+        fn customer_count(&self) -> u64 {
+            let agg = self
+                .scorer
+                .store
+                .customer_aggregate(&self.tenant, &CustomerId::parse("c-1").unwrap());
+            agg.days().iter().map(|(_, c)| c.count).sum()
+        }
+    }
+
+    #[test]
+    fn a_decision_is_committed_once_and_a_retry_replays_it() {
+        let f = fixture();
+        let first = f.score(&body("tx-1", 50_000), None).unwrap();
+        assert!(!first.replay);
+        assert_eq!(first.record.decision, Decision::Block);
+        assert_eq!(
+            first.record.policy_version.as_deref(),
+            Some("thresholds:review=0.3,block=0.8")
+        );
+        assert_eq!(first.record.request_id.as_deref(), Some("req-1"));
+        assert_eq!(f.customer_count(), 1);
+
+        let again = f.score(&body("tx-1", 50_000), None).unwrap();
+        assert!(again.replay);
+        assert_eq!(again.record, first.record, "the stored decision, unchanged");
+        assert_eq!(f.customer_count(), 1, "a replay never counts twice");
+        assert_eq!(f.scorer.store.decision_count(), 1);
+    }
+
+    #[test]
+    fn the_same_id_or_idempotency_key_with_another_body_is_a_conflict() {
+        let f = fixture();
+        f.score(&body("tx-1", 1_000), None).unwrap();
+        assert!(matches!(
+            f.score(&body("tx-1", 1_001), None),
+            Err(ScoreError::Conflict { id }) if id == "tx-1"
+        ));
+        let k = IdempotencyKey::parse("order-7").unwrap();
+        f.score(&body("tx-2", 1_000), Some(&k)).unwrap();
+        assert!(matches!(
+            f.score(&body("tx-3", 1_000), Some(&k)),
+            Err(ScoreError::Conflict { .. })
+        ));
+        assert_eq!(f.scorer.store.decision_count(), 2, "a conflict writes nothing");
+        assert_eq!(f.customer_count(), 2);
+    }
+
+    #[test]
+    fn a_lost_race_answers_the_winners_decision_or_a_conflict() {
+        let f = fixture();
+        // Another request for the same body commits between this one's read and its write.
+        let winner = decide(
+            &stump(),
+            &body("tx-1", 500),
+            &ScoringSnapshot::default(),
+            body("tx-1", 500).fingerprint(),
+        );
+        let tx = body("tx-1", 500).transaction();
+        f.scorer
+            .store
+            .commit_first_on_next_commit(&f.tenant, winner.clone(), tx.clone());
+        let got = f.score(&body("tx-1", 500), None).unwrap();
+        assert!(got.replay);
+        assert_eq!(got.record, winner);
+        assert_eq!(f.customer_count(), 1, "only the winner counted");
+
+        // The winner had another body: this request must not claim the stored decision.
+        let other = decide(
+            &stump(),
+            &body("tx-2", 999),
+            &ScoringSnapshot::default(),
+            body("tx-2", 999).fingerprint(),
+        );
+        f.scorer
+            .store
+            .commit_first_on_next_commit(&f.tenant, other, body("tx-2", 999).transaction());
+        assert!(matches!(
+            f.score(&body("tx-2", 500), None),
+            Err(ScoreError::Conflict { .. })
+        ));
+    }
+
+    #[test]
+    fn the_tenants_thresholds_are_its_policy() {
+        let f = fixture();
+        f.scorer
+            .store
+            .set_thresholds(&f.tenant, Thresholds::new(0.01, 0.99).unwrap());
+        let r = f.score(&body("tx-1", 500), None).unwrap();
+        assert_eq!(r.record.decision, Decision::Review, "0.05 is above review 0.01");
+        assert_eq!(
+            r.record.policy_version.as_deref(),
+            Some("thresholds:review=0.01,block=0.99")
+        );
+    }
+
+    #[test]
+    fn a_key_of_another_tenant_or_revoked_is_refused_before_anything_is_written() {
+        let f = fixture();
+        let other = Principal {
+            tenant: TenantId::parse("globex").unwrap(),
+            ..f.principal.clone()
+        };
+        let r = run(f
+            .scorer
+            .score(&other, &f.key, &body("tx-1", 500), None, &Origin::now("r")));
+        assert!(matches!(r, Err(ScoreError::Auth(_))));
+        let mut rec = run(f.scorer.store.key(&f.key)).unwrap().unwrap();
+        rec.revoked_at = Some(1);
+        f.scorer.store.put_key(&f.key, rec);
+        assert!(matches!(f.score(&body("tx-1", 500), None), Err(ScoreError::Auth(_))));
+        assert_eq!(f.scorer.store.decision_count(), 0);
+        let t = TerminalId::parse("t-1").unwrap();
+        assert!(f.scorer.store.terminal_aggregate(&f.tenant, &t).days().is_empty());
+    }
+
+    #[test]
+    fn an_active_model_is_fetched_once_and_then_served_from_the_cache() {
+        let f = fixture();
+        let m = stump();
+        f.scorer.blobs.put("models/acme/m.vmodel", m.artifact.to_bytes());
+        let loaded = Model::from_bytes("m", &m.artifact.to_bytes()).unwrap();
+        let active = ActiveModel {
+            version: loaded.version().to_owned(),
+            object_key: "models/acme/m.vmodel".into(),
+        };
+        for _ in 0..3 {
+            assert_eq!(
+                run(f.scorer.model_for(Some(&active))).unwrap().version(),
+                loaded.version()
+            );
+        }
+        assert_eq!(f.scorer.blobs.fetches(), 1);
+        let missing = ActiveModel {
+            version: "0000000000000000".into(),
+            object_key: "models/acme/gone.vmodel".into(),
+        };
+        assert!(matches!(
+            run(f.scorer.model_for(Some(&missing))),
+            Err(ScoreError::Store(StoreError::NotFound(_)))
+        ));
     }
 }

@@ -16,11 +16,12 @@
 //!   no order, but the result depends on when the job runs (the aggregates move with live
 //!   traffic), and rows of the file do not see each other.
 
-use crate::app::scoring::REASONS_PER_DECISION;
-use crate::domain::decision::{risk_score, Decision, Thresholds};
+use crate::domain::decision::{risk_score, Decision, ReasonRecord};
 use crate::domain::features::{self, EntityAggregate, FeatureVector, OfflineFeatures};
 use crate::domain::io::{FileKind, Format, RowError};
-use crate::domain::model::{Model, Reasons};
+use crate::domain::model::Model;
+use crate::domain::pipeline::{self, Decided, REASONS_PER_DECISION};
+use crate::domain::policy::{Policy, Thresholds};
 pub use crate::domain::{JobStatus, ObjectRef};
 use crate::domain::{LabelledTransaction, TenantId, Timestamp, Transaction};
 use flate2::read::MultiGzDecoder;
@@ -305,6 +306,13 @@ pub struct BatchJob {
     pub started_at: Timestamp,
 }
 
+impl BatchJob {
+    /// The policy the job is pinned to: a resumed job decides every row as the first invocation did.
+    pub fn policy(&self) -> Policy {
+        Policy::thresholds(self.thresholds)
+    }
+}
+
 /// A job as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub enum JobState {
@@ -355,6 +363,9 @@ pub struct Summary {
     pub model_version: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub thresholds: Option<Thresholds>,
+    /// The policy every row was decided by (the pinned thresholds' policy).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub policy_version: Option<String>,
     pub counts: Counts,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub timings: Option<Timings>,
@@ -382,6 +393,7 @@ impl Summary {
             feature_source: Some(job.feature_source),
             model_version: Some(job.model.version.clone()),
             thresholds: Some(job.thresholds),
+            policy_version: Some(job.policy().version().to_owned()),
             counts: cp.counts,
             timings: Some(Timings {
                 started_at: job.started_at,
@@ -409,6 +421,7 @@ impl Summary {
             feature_source: None,
             model_version: None,
             thresholds: None,
+            policy_version: None,
             counts: Counts::default(),
             timings: None,
         }
@@ -460,19 +473,28 @@ pub struct ReasonOut {
     pub text: String,
 }
 
+impl From<&ReasonRecord> for ReasonOut {
+    fn from(r: &ReasonRecord) -> Self {
+        ReasonOut {
+            code: r.code().to_owned(),
+            text: r.text().to_owned(),
+        }
+    }
+}
+
 impl ResultRow {
-    pub fn new(tx: &Transaction, decision: Decision, score: f64, reasons: &Reasons, model_version: &str) -> Self {
+    /// The first [`REASONS_PER_DECISION`] reasons (rule hits first) as code and text.
+    pub fn new(tx: &Transaction, decided: &Decided, model_version: &str) -> Self {
         ResultRow {
             id: tx.id.to_string(),
-            decision,
-            score,
-            risk_score: risk_score(score),
-            reasons: reasons
+            decision: decided.decision,
+            score: decided.score,
+            risk_score: risk_score(decided.score),
+            reasons: decided
+                .reasons
                 .iter()
-                .map(|r| ReasonOut {
-                    code: r.code(),
-                    text: r.to_string(),
-                })
+                .take(REASONS_PER_DECISION)
+                .map(ReasonOut::from)
                 .collect(),
             model_version: model_version.to_owned(),
         }
@@ -655,7 +677,7 @@ impl<R: Read> Read for LineTracker<R> {
 /// history (and the time-order check) but write only to the streams not yet covered.
 pub struct BatchScorer {
     model: Arc<Model>,
-    thresholds: Thresholds,
+    policy: Policy,
     format: Format,
     source: FeatureSource,
     part_size: usize,
@@ -701,7 +723,7 @@ impl BatchScorer {
     /// `part_size` is raised to [`MIN_PART_BYTES`] if below it.
     pub fn new(
         model: Arc<Model>,
-        thresholds: Thresholds,
+        policy: Policy,
         format: Format,
         source: FeatureSource,
         part_size: usize,
@@ -711,7 +733,7 @@ impl BatchScorer {
         let capacity = part_size + (64 << 10);
         let mut s = BatchScorer {
             model,
-            thresholds,
+            policy,
             format,
             source,
             part_size,
@@ -760,18 +782,15 @@ impl BatchScorer {
                 line: if line > 0 { line } else { e.line },
                 ..e
             })
-            .and_then(|t| self.features(line, &t.tx, scored, stored).map(|x| (t.tx, x)));
+            .and_then(|t| self.features(line, &t.tx, scored, stored).map(|x| (t, x)));
         if scored {
             self.counts.rows_read += 1;
         }
         match item {
-            Ok((tx, Some(x))) => {
-                let s = self.model.score(&x);
-                let decision = self.thresholds.decide(s.probability);
-                let reasons = self.model.reasons(&x, &s, REASONS_PER_DECISION);
-                ResultRow::new(&tx, decision, s.probability, &reasons, self.model.version())
-                    .write(self.format, &mut self.results);
-                self.counts.add_decision(decision);
+            Ok((row, Some(x))) => {
+                let decided = pipeline::decide(&self.model, &self.policy, &row.tx, &row.extras, &x);
+                ResultRow::new(&row.tx, &decided, self.model.version()).write(self.format, &mut self.results);
+                self.counts.add_decision(decided.decision);
             }
             Ok((_, None)) => {}
             Err(e) => {
@@ -977,14 +996,7 @@ mod tests {
                         e,2018-04-02T10:00:00Z,700,EUR,c2,t2\n";
 
     fn score_all(from: &Checkpoint, format: Format) -> (BatchScorer, Flush) {
-        let mut s = BatchScorer::new(
-            tiny_model(),
-            Thresholds::default(),
-            format,
-            FeatureSource::File,
-            0,
-            from,
-        );
+        let mut s = BatchScorer::new(tiny_model(), Policy::default(), format, FeatureSource::File, 0, from);
         for (line, item) in rows(FILE) {
             s.push(line, item, None);
         }
@@ -1035,7 +1047,7 @@ mod tests {
         // As if rows 0..3 were in uploaded results parts and no error part was uploaded yet.
         let mut s = BatchScorer::new(
             tiny_model(),
-            Thresholds::default(),
+            Policy::default(),
             Format::Ndjson,
             FeatureSource::File,
             0,
@@ -1065,7 +1077,7 @@ mod tests {
     fn parts_are_due_at_the_part_size_and_never_smaller() {
         let mut s = BatchScorer::new(
             tiny_model(),
-            Thresholds::default(),
+            Policy::default(),
             Format::Csv,
             FeatureSource::Stored,
             1,

@@ -1,10 +1,11 @@
-//! Decisions: the policy that turns a score into approve / review / block, the scoring request
-//! as the API accepts it, and the record kept for the audit trail.
+//! Decisions: the scoring request as the API accepts it (and a batch row carries it), the reasons,
+//! and the record kept for the audit trail. The policy that decides is in [`crate::domain::policy`].
 
 use crate::domain::features::{FeatureVector, FEATURE_NAMES};
 use crate::domain::model::Reason;
 use crate::domain::{Currency, CustomerId, DomainError, Money, TerminalId, Timestamp, Transaction, TransactionId};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
@@ -29,45 +30,6 @@ impl Decision {
     }
 }
 
-/// Per-tenant score thresholds: below `review` approve, from `block` up block, review between.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Thresholds {
-    pub review: f64,
-    pub block: f64,
-}
-
-impl Default for Thresholds {
-    /// Scores are calibrated probabilities: review from 30%, block from 80%.
-    fn default() -> Self {
-        Thresholds {
-            review: 0.3,
-            block: 0.8,
-        }
-    }
-}
-
-impl Thresholds {
-    pub fn new(review: f64, block: f64) -> Result<Self, DomainError> {
-        if !(0.0..=1.0).contains(&review) || !(0.0..=1.0).contains(&block) || review > block {
-            return Err(DomainError::new(
-                "thresholds",
-                format!("need 0 <= review ({review}) <= block ({block}) <= 1"),
-            ));
-        }
-        Ok(Thresholds { review, block })
-    }
-
-    pub fn decide(&self, score: f64) -> Decision {
-        if score >= self.block {
-            Decision::Block
-        } else if score >= self.review {
-            Decision::Review
-        } else {
-            Decision::Approve
-        }
-    }
-}
-
 /// One field-level problem in a request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FieldError {
@@ -84,22 +46,111 @@ impl From<DomainError> for FieldError {
     }
 }
 
-/// A transaction body as `POST /v1/transactions` receives it. Parsed in full before anything
-/// is read or written, so a bad body names every bad field at once.
+/// A transaction body as `POST /v1/transactions` receives it, and as a batch row carries it.
+/// Parsed in full before anything is read or written, so a bad body names every bad field at once.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ScoreRequest {
     #[serde(flatten)]
     pub inputs: TransactionInputs,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(flatten)]
+    pub extras: RequestExtras,
+}
+
+/// The optional fields of a request: not model features, but the policy (rules and lists) reads
+/// them and the decision record keeps them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestExtras {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub country: Option<String>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,
+}
+
+pub const MAX_METADATA_KEYS: usize = 20;
+pub const MAX_METADATA_KEY_BYTES: usize = 64;
+pub const MAX_FREE_TEXT: usize = 256;
+
+impl RequestExtras {
+    /// The optional text fields by name, as the JSON body and the CSV columns name them.
+    pub const TEXT_FIELDS: [&'static str; 4] = ["ip", "device_id", "email", "country"];
+
+    fn text_mut(&mut self, name: &str) -> Option<&mut Option<String>> {
+        match name {
+            "ip" => Some(&mut self.ip),
+            "device_id" => Some(&mut self.device_id),
+            "email" => Some(&mut self.email),
+            "country" => Some(&mut self.country),
+            _ => None,
+        }
+    }
+
+    /// Sets an optional text field after checking it; an error names the field.
+    pub fn set_text(&mut self, name: &'static str, value: &str) -> Result<(), FieldError> {
+        let err = |message: String| FieldError {
+            field: name.into(),
+            message,
+        };
+        if value.len() > MAX_FREE_TEXT {
+            return Err(err(format!("must be at most {MAX_FREE_TEXT} bytes")));
+        }
+        if name == "country" && (value.len() != 2 || !value.bytes().all(|b| b.is_ascii_uppercase())) {
+            return Err(err(format!("{value:?} is not an ISO 3166 alpha-2 code")));
+        }
+        let slot = self
+            .text_mut(name)
+            .ok_or_else(|| err("is not an optional field".into()))?;
+        *slot = Some(value.to_owned());
+        Ok(())
+    }
+
+    /// Adds a metadata entry after checking it; an error names `metadata.<key>`.
+    pub fn add_metadata(&mut self, key: &str, value: &str) -> Result<(), FieldError> {
+        if key.len() > MAX_METADATA_KEY_BYTES || value.len() > MAX_FREE_TEXT {
+            return Err(FieldError {
+                field: format!("metadata.{key}"),
+                message: format!("keys are at most {MAX_METADATA_KEY_BYTES} bytes and values at most {MAX_FREE_TEXT}"),
+            });
+        }
+        if self.metadata.len() >= MAX_METADATA_KEYS && !self.metadata.contains_key(key) {
+            return Err(FieldError {
+                field: "metadata".into(),
+                message: format!("has more than {MAX_METADATA_KEYS} keys"),
+            });
+        }
+        self.metadata.insert(key.to_owned(), value.to_owned());
+        Ok(())
+    }
+}
+
+/// A client-chosen idempotency key (the `Idempotency-Key` header): 1 to 255 of
+/// `A-Z a-z 0-9 - _ . :`, as the contract says, so it can never hold a storage key separator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    pub const FIELD: &'static str = "Idempotency-Key";
+
+    pub fn parse(raw: &str) -> Result<Self, DomainError> {
+        let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':');
+        if !raw.is_empty() && raw.len() <= 255 && raw.bytes().all(allowed) {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(DomainError::new(
+                Self::FIELD,
+                "must be 1 to 255 characters from A-Z a-z 0-9 - _ . :",
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 /// The model-relevant inputs in the API's wire shape.
@@ -140,203 +191,288 @@ impl TransactionInputs {
     }
 }
 
-fn take<T>(r: Result<T, DomainError>, errors: &mut Vec<FieldError>) -> Option<T> {
-    r.map_err(|e| errors.push(e.into())).ok()
+/// The raw text of a transaction's required fields, as a CSV row or a JSON object holds them.
+#[derive(Debug, Clone, Copy)]
+pub struct TransactionFields<'a> {
+    pub id: Option<&'a str>,
+    pub occurred_at: Option<&'a str>,
+    pub amount: Option<i64>,
+    pub currency: Option<&'a str>,
+    pub customer_id: Option<&'a str>,
+    pub terminal_id: Option<&'a str>,
 }
 
-pub const MAX_METADATA_KEYS: usize = 20;
-const MAX_FREE_TEXT: usize = 256;
-
-impl ScoreRequest {
-    /// Parses a JSON body, collecting every field error.
-    pub fn parse_json(body: &[u8]) -> Result<ScoreRequest, Vec<FieldError>> {
-        let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
-            vec![FieldError {
-                field: "body".into(),
-                message: format!("is not valid JSON: {e}"),
-            }]
-        })?;
-        let serde_json::Value::Object(obj) = value else {
-            return Err(vec![FieldError {
-                field: "body".into(),
-                message: "must be a JSON object".into(),
-            }]);
-        };
-        let mut errors = Vec::new();
-        let str_field = |name: &'static str, errors: &mut Vec<FieldError>| -> Option<String> {
-            match obj.get(name) {
-                None | Some(serde_json::Value::Null) => {
-                    errors.push(FieldError {
-                        field: name.into(),
-                        message: "is required".into(),
-                    });
-                    None
-                }
-                Some(serde_json::Value::String(s)) => Some(s.clone()),
-                Some(_) => {
-                    errors.push(FieldError {
-                        field: name.into(),
-                        message: "must be a string".into(),
-                    });
-                    None
-                }
-            }
-        };
-
-        let id = str_field("id", &mut errors).and_then(|s| take(TransactionId::parse(&s), &mut errors));
-        let occurred_at =
-            str_field("occurred_at", &mut errors).and_then(|s| take(Timestamp::parse("occurred_at", &s), &mut errors));
-        // Aggregates keep a ring of days ending at the newest transaction: a far-future date would
-        // push a customer's and a terminal's real days out of it.
-        let occurred_at = occurred_at.filter(|t| {
-            let ahead = t.unix() - Timestamp::now().unix();
-            if ahead > MAX_FUTURE_SECS {
-                errors.push(FieldError {
-                    field: "occurred_at".into(),
-                    message: format!("{} is more than 24 hours ahead of the function's clock", t.to_rfc3339()),
-                });
-            }
-            ahead <= MAX_FUTURE_SECS
-        });
-        let currency = str_field("currency", &mut errors).and_then(|s| take(Currency::parse(&s), &mut errors));
-        let customer_id = str_field("customer_id", &mut errors).and_then(|s| take(CustomerId::parse(&s), &mut errors));
-        let terminal_id = str_field("terminal_id", &mut errors).and_then(|s| take(TerminalId::parse(&s), &mut errors));
-        let amount = match obj.get("amount") {
-            None | Some(serde_json::Value::Null) => {
-                errors.push(FieldError {
-                    field: "amount".into(),
-                    message: "is required".into(),
-                });
-                None
-            }
-            Some(serde_json::Value::Number(n)) => match n.as_i64() {
-                Some(a) => take(
-                    Money::new(a, currency.unwrap_or(Currency::EUR)).map(|m| m.minor),
-                    &mut errors,
-                ),
-                None => {
+impl TransactionFields<'_> {
+    /// Each field through its newtype's parser, collecting every error in the order the API
+    /// reports them. A `None` field was already reported by the caller (missing, wrong type).
+    pub fn parse(&self, errors: &mut Vec<FieldError>) -> Option<Transaction> {
+        fn take<T>(r: Result<T, DomainError>, errors: &mut Vec<FieldError>) -> Option<T> {
+            r.map_err(|e| errors.push(e.into())).ok()
+        }
+        let id = self.id.and_then(|s| take(TransactionId::parse(s), errors));
+        let occurred_at = self
+            .occurred_at
+            .and_then(|s| take(Timestamp::parse("occurred_at", s), errors));
+        let currency = self.currency.and_then(|s| take(Currency::parse(s), errors));
+        let customer_id = self.customer_id.and_then(|s| take(CustomerId::parse(s), errors));
+        let terminal_id = self.terminal_id.and_then(|s| take(TerminalId::parse(s), errors));
+        let amount = self.amount.and_then(|a| {
+            Money::new(a, currency.unwrap_or(Currency::EUR))
+                .map_err(|e| {
                     errors.push(FieldError {
                         field: "amount".into(),
-                        message: format!("{n} is not an integer number of minor units"),
-                    });
+                        message: format!("{a} {}", e.reason),
+                    })
+                })
+                .ok()
+        });
+        Some(Transaction {
+            id: id?,
+            occurred_at: occurred_at?,
+            amount: Money {
+                currency: currency?,
+                ..amount?
+            },
+            customer_id: customer_id?,
+            terminal_id: terminal_id?,
+        })
+    }
+}
+
+/// A JSON transaction as read: every field kept loose, so a wrong type is reported against its
+/// field's name. Duplicate keys are refused by serde.
+#[derive(Deserialize)]
+pub struct JsonTransaction {
+    id: Option<Value>,
+    occurred_at: Option<Value>,
+    amount: Option<Value>,
+    currency: Option<Value>,
+    customer_id: Option<Value>,
+    terminal_id: Option<Value>,
+    ip: Option<Value>,
+    device_id: Option<Value>,
+    email: Option<Value>,
+    country: Option<Value>,
+    metadata: Option<Value>,
+    /// Everything else: refused by the API, ignored (or read, like a file's `label`) in files.
+    #[serde(flatten)]
+    pub rest: serde_json::Map<String, Value>,
+}
+
+/// How an error names a JSON value's type.
+pub fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+impl JsonTransaction {
+    /// The request, or every field error. Unknown fields are left in `rest` for the caller.
+    pub fn parse(&self) -> Result<ScoreRequest, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let field_error = |field: &str, message: String| FieldError {
+            field: field.into(),
+            message,
+        };
+        let string = |name: &'static str, v: &Option<Value>, errors: &mut Vec<FieldError>| match v {
+            Some(Value::String(s)) => Some(s.clone()),
+            None => {
+                errors.push(field_error(name, "is missing".into()));
+                None
+            }
+            Some(other) => {
+                errors.push(field_error(
+                    name,
+                    format!("must be a string, found {}", json_kind(other)),
+                ));
+                None
+            }
+        };
+        let id = string("id", &self.id, &mut errors);
+        let occurred_at = string("occurred_at", &self.occurred_at, &mut errors);
+        let currency = string("currency", &self.currency, &mut errors);
+        let customer_id = string("customer_id", &self.customer_id, &mut errors);
+        let terminal_id = string("terminal_id", &self.terminal_id, &mut errors);
+        let amount = match &self.amount {
+            Some(Value::Number(n)) => match n.as_i64() {
+                Some(a) => Some(a),
+                None if n.is_u64() => {
+                    errors.push(field_error("amount", "is too large".into()));
+                    None
+                }
+                None => {
+                    errors.push(field_error(
+                        "amount",
+                        format!("{n} is not an integer number of minor units"),
+                    ));
                     None
                 }
             },
-            Some(_) => {
-                errors.push(FieldError {
-                    field: "amount".into(),
-                    message: "must be an integer number of minor units".into(),
-                });
+            None => {
+                errors.push(field_error("amount", "is missing".into()));
+                None
+            }
+            Some(other) => {
+                errors.push(field_error(
+                    "amount",
+                    format!("must be an integer number of minor units, found {}", json_kind(other)),
+                ));
                 None
             }
         };
+        let tx = TransactionFields {
+            id: id.as_deref(),
+            occurred_at: occurred_at.as_deref(),
+            amount,
+            currency: currency.as_deref(),
+            customer_id: customer_id.as_deref(),
+            terminal_id: terminal_id.as_deref(),
+        }
+        .parse(&mut errors);
 
-        let opt_text = |name: &'static str, errors: &mut Vec<FieldError>| -> Option<String> {
-            match obj.get(name) {
-                None | Some(serde_json::Value::Null) => None,
-                Some(serde_json::Value::String(s)) if s.len() <= MAX_FREE_TEXT => Some(s.clone()),
-                Some(serde_json::Value::String(_)) => {
-                    errors.push(FieldError {
-                        field: name.into(),
-                        message: format!("must be at most {MAX_FREE_TEXT} bytes"),
-                    });
-                    None
+        let mut extras = RequestExtras::default();
+        for (name, v) in
+            RequestExtras::TEXT_FIELDS
+                .into_iter()
+                .zip([&self.ip, &self.device_id, &self.email, &self.country])
+        {
+            match v {
+                None => {}
+                Some(Value::String(s)) => {
+                    if let Err(e) = extras.set_text(name, s) {
+                        errors.push(e);
+                    }
                 }
-                Some(_) => {
-                    errors.push(FieldError {
-                        field: name.into(),
-                        message: "must be a string".into(),
-                    });
-                    None
-                }
-            }
-        };
-        let ip = opt_text("ip", &mut errors);
-        let device_id = opt_text("device_id", &mut errors);
-        let email = opt_text("email", &mut errors);
-        let country = opt_text("country", &mut errors);
-        if let Some(c) = &country {
-            if c.len() != 2 || !c.bytes().all(|b| b.is_ascii_uppercase()) {
-                errors.push(FieldError {
-                    field: "country".into(),
-                    message: format!("{c:?} is not an ISO 3166 alpha-2 code"),
-                });
+                Some(other) => errors.push(field_error(
+                    name,
+                    format!("must be a string, found {}", json_kind(other)),
+                )),
             }
         }
-        let mut metadata = BTreeMap::new();
-        match obj.get("metadata") {
-            None | Some(serde_json::Value::Null) => {}
-            Some(serde_json::Value::Object(m)) => {
+        match &self.metadata {
+            None => {}
+            Some(Value::Object(m)) => {
                 if m.len() > MAX_METADATA_KEYS {
-                    errors.push(FieldError {
-                        field: "metadata".into(),
-                        message: format!("has {} keys; at most {MAX_METADATA_KEYS}", m.len()),
-                    });
-                }
-                for (k, v) in m {
-                    match v {
-                        serde_json::Value::String(s) if s.len() <= MAX_FREE_TEXT && k.len() <= 64 => {
-                            metadata.insert(k.clone(), s.clone());
+                    errors.push(field_error(
+                        "metadata",
+                        format!("has {} keys; at most {MAX_METADATA_KEYS}", m.len()),
+                    ));
+                } else {
+                    for (k, v) in m {
+                        match v {
+                            Value::String(s) => {
+                                if let Err(e) = extras.add_metadata(k, s) {
+                                    errors.push(e);
+                                }
+                            }
+                            other => errors.push(field_error(
+                                &format!("metadata.{k}"),
+                                format!("must be a string, found {}", json_kind(other)),
+                            )),
                         }
-                        serde_json::Value::String(_) => errors.push(FieldError {
-                            field: format!("metadata.{k}"),
-                            message: format!("keys are at most 64 bytes and values at most {MAX_FREE_TEXT}"),
-                        }),
-                        _ => errors.push(FieldError {
-                            field: format!("metadata.{k}"),
-                            message: "must be a string".into(),
-                        }),
                     }
                 }
             }
-            Some(_) => errors.push(FieldError {
-                field: "metadata".into(),
-                message: "must be an object of strings".into(),
-            }),
+            Some(other) => errors.push(field_error(
+                "metadata",
+                format!("must be an object of strings, found {}", json_kind(other)),
+            )),
         }
-        const KNOWN: [&str; 11] = [
-            "id",
-            "occurred_at",
-            "amount",
-            "currency",
-            "customer_id",
-            "terminal_id",
-            "ip",
-            "device_id",
-            "email",
-            "country",
-            "metadata",
-        ];
-        for k in obj.keys() {
-            if !KNOWN.contains(&k.as_str()) {
+        in_field_order(&mut errors);
+        match tx {
+            Some(tx) if errors.is_empty() => Ok(ScoreRequest {
+                inputs: TransactionInputs::from_transaction(&tx),
+                extras,
+            }),
+            _ => Err(errors),
+        }
+    }
+}
+
+/// The fields in the order errors name them: the required ones, then the optional ones.
+pub const FIELD_NAMES: [&str; 11] = [
+    "id",
+    "occurred_at",
+    "currency",
+    "customer_id",
+    "terminal_id",
+    "amount",
+    "ip",
+    "device_id",
+    "email",
+    "country",
+    "metadata",
+];
+
+/// Sorts errors by field (stable: one field's errors keep their order); unknown fields last.
+fn in_field_order(errors: &mut [FieldError]) {
+    let rank = |f: &str| {
+        let base = f.split_once('.').map_or(f, |(b, _)| b);
+        FIELD_NAMES.iter().position(|k| *k == base).unwrap_or(FIELD_NAMES.len())
+    };
+    errors.sort_by_key(|e| rank(&e.field));
+}
+
+impl ScoreRequest {
+    /// Parses a `POST /v1/transactions` body, collecting every field error. Unlike a file row, a
+    /// body may hold no unknown field and may not be dated more than a day ahead.
+    pub fn parse_json(body: &[u8]) -> Result<ScoreRequest, Vec<FieldError>> {
+        let body_error = |message: String| {
+            vec![FieldError {
+                field: "body".into(),
+                message,
+            }]
+        };
+        let first = body.iter().find(|b| !b.is_ascii_whitespace());
+        if first.is_some() && first != Some(&b'{') && serde_json::from_slice::<Value>(body).is_ok() {
+            return Err(body_error("must be a JSON object".into()));
+        }
+        let row: JsonTransaction = serde_json::from_slice(body).map_err(|e| {
+            body_error(if e.is_data() {
+                e.to_string()
+            } else {
+                format!("is not valid JSON: {e}")
+            })
+        })?;
+        let parsed = row.parse();
+        let mut errors = match &parsed {
+            Ok(_) => Vec::new(),
+            Err(e) => e.clone(),
+        };
+        // Aggregates keep a ring of days ending at the newest transaction: a far-future date would
+        // push a customer's and a terminal's real days out of it.
+        if let Ok(r) = &parsed {
+            let ahead = r.inputs.occurred_at.unix() - Timestamp::now().unix();
+            if ahead > MAX_FUTURE_SECS {
                 errors.push(FieldError {
-                    field: k.clone(),
-                    message: "is not a known field (put free-form data in metadata)".into(),
+                    field: "occurred_at".into(),
+                    message: format!(
+                        "{} is more than 24 hours ahead of the function's clock",
+                        r.inputs.occurred_at.to_rfc3339()
+                    ),
                 });
             }
         }
-        match (id, occurred_at, amount, currency, customer_id, terminal_id) {
-            (Some(id), Some(occurred_at), Some(amount), Some(currency), Some(customer_id), Some(terminal_id))
-                if errors.is_empty() =>
-            {
-                Ok(ScoreRequest {
-                    inputs: TransactionInputs {
-                        id,
-                        occurred_at,
-                        amount,
-                        currency,
-                        customer_id,
-                        terminal_id,
-                    },
-                    ip,
-                    device_id,
-                    email,
-                    country,
-                    metadata,
-                })
-            }
+        for k in row.rest.keys() {
+            errors.push(FieldError {
+                field: k.clone(),
+                message: "is not a known field (put free-form data in metadata)".into(),
+            });
+        }
+        in_field_order(&mut errors);
+        match parsed {
+            Ok(r) if errors.is_empty() => Ok(r),
             _ => Err(errors),
         }
+    }
+
+    pub fn transaction(&self) -> Transaction {
+        self.inputs.transaction()
     }
 
     /// A digest of the parsed request: the same transaction sent with other spacing or key order
@@ -346,25 +482,82 @@ impl ScoreRequest {
         hex::encode(Sha256::digest(&canonical))
     }
 }
+/// A reason as stored and returned: why the model scored what it did, or which rule decided.
+/// Serialised as a union tagged by `kind` (`model` or `rule`), here and nowhere else; a stored
+/// reason without `kind` (written before rules existed) reads as a model reason.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ReasonRecord {
+    Model(ModelReason),
+    Rule(RuleReason),
+}
 
-/// A reason as stored and returned.
+/// A feature's push on the score, phrased for an analyst.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ReasonRecord {
+pub struct ModelReason {
+    /// Stable, e.g. `TERMINAL_RISK_7D_HIGH`.
     pub code: String,
     pub feature: String,
     pub value: f64,
+    /// Log-odds; positive raises the risk.
     pub contribution: f64,
     pub text: String,
 }
 
+/// A rule that matched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleReason {
+    /// The rule's stable id, kept across versions.
+    pub rule_id: String,
+    pub rule_version: u32,
+    /// `allow`, `review`, `block` or `tag`.
+    pub action: String,
+    /// The rule's name and description, for an analyst.
+    pub text: String,
+}
+
+impl ReasonRecord {
+    /// The reason's stable code: the model reason's code, or the rule's id.
+    pub fn code(&self) -> &str {
+        match self {
+            ReasonRecord::Model(m) => &m.code,
+            ReasonRecord::Rule(r) => &r.rule_id,
+        }
+    }
+
+    pub fn text(&self) -> &str {
+        match self {
+            ReasonRecord::Model(m) => &m.text,
+            ReasonRecord::Rule(r) => &r.text,
+        }
+    }
+}
+
 impl From<&Reason> for ReasonRecord {
     fn from(r: &Reason) -> Self {
-        ReasonRecord {
+        ReasonRecord::Model(ModelReason {
             code: r.code(),
             feature: r.feature.name().to_owned(),
             value: r.value,
             contribution: r.contribution,
             text: r.to_string(),
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for ReasonRecord {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let v = Value::deserialize(d)?;
+        let kind = v.get("kind").and_then(Value::as_str).unwrap_or("model");
+        match kind {
+            "model" => ModelReason::deserialize(v)
+                .map(ReasonRecord::Model)
+                .map_err(D::Error::custom),
+            "rule" => RuleReason::deserialize(v)
+                .map(ReasonRecord::Rule)
+                .map_err(D::Error::custom),
+            other => Err(D::Error::custom(format!("unknown reason kind {other:?}"))),
         }
     }
 }
@@ -384,6 +577,10 @@ pub struct DecisionRecord {
     pub risk_score: u8,
     pub reasons: Vec<ReasonRecord>,
     pub model: ModelRef,
+    /// The policy that decided ([`crate::domain::policy::Policy::version`]). Absent on items
+    /// written before policies were versioned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_version: Option<String>,
     pub features: BTreeMap<String, f64>,
     pub inputs: serde_json::Value,
     pub request_fingerprint: String,
@@ -438,21 +635,50 @@ mod tests {
     }
 
     #[test]
-    fn thresholds_split_the_score_range() {
-        let t = Thresholds::default();
-        assert_eq!(t.decide(0.29), Decision::Approve);
-        assert_eq!(t.decide(0.3), Decision::Review);
-        assert_eq!(t.decide(0.8), Decision::Block);
-        assert!(Thresholds::new(0.9, 0.5).is_err());
+    fn risk_score_is_the_score_in_percent() {
         assert_eq!(risk_score(0.876), 88);
+        assert_eq!(risk_score(1.5), 100);
+    }
+
+    #[test]
+    fn reasons_are_a_union_tagged_by_kind_and_old_items_read_as_model_reasons() {
+        let model = ReasonRecord::Model(ModelReason {
+            code: "AMOUNT_HIGH".into(),
+            feature: "amount".into(),
+            value: 500.0,
+            contribution: 1.25,
+            text: "amount is 500.00".into(),
+        });
+        let rule = ReasonRecord::Rule(RuleReason {
+            rule_id: "high-amount".into(),
+            rule_version: 3,
+            action: "block".into(),
+            text: "High amount: over 1,000 EUR".into(),
+        });
+        let json = serde_json::to_value([&model, &rule]).unwrap();
+        assert_eq!(json[0]["kind"], "model");
+        assert_eq!(json[0]["code"], "AMOUNT_HIGH");
+        assert_eq!(json[1]["kind"], "rule");
+        assert_eq!(json[1]["rule_version"], 3);
+        let back: Vec<ReasonRecord> = serde_json::from_value(json).unwrap();
+        assert_eq!(back, vec![model.clone(), rule.clone()]);
+        // As items stored before the union hold them.
+        let old = serde_json::json!({"code": "AMOUNT_HIGH", "feature": "amount", "value": 500.0,
+            "contribution": 1.25, "text": "amount is 500.00"});
+        assert_eq!(serde_json::from_value::<ReasonRecord>(old).unwrap(), model);
+        assert!(serde_json::from_value::<ReasonRecord>(serde_json::json!({"kind": "magic"})).is_err());
+        assert_eq!(
+            (rule.code(), rule.text()),
+            ("high-amount", "High amount: over 1,000 EUR")
+        );
     }
 
     #[test]
     fn parses_a_good_body() {
         let r = ScoreRequest::parse_json(GOOD.as_bytes()).unwrap();
         assert_eq!(r.inputs.amount, 12345);
-        assert_eq!(r.transaction_for_test().amount.major(), 123.45);
-        assert_eq!(r.metadata["order"], "42");
+        assert_eq!(r.transaction().amount.major(), 123.45);
+        assert_eq!(r.extras.metadata["order"], "42");
     }
 
     #[test]
@@ -489,11 +715,5 @@ mod tests {
         assert_eq!(a.fingerprint(), b.fingerprint());
         let c = ScoreRequest::parse_json(GOOD.replace("12345", "12346").as_bytes()).unwrap();
         assert_ne!(a.fingerprint(), c.fingerprint());
-    }
-
-    impl ScoreRequest {
-        fn transaction_for_test(&self) -> Transaction {
-            self.inputs.transaction()
-        }
     }
 }

@@ -2,20 +2,20 @@
 //!
 //! CSV: header `id,occurred_at,amount,currency,customer_id,terminal_id,label_fraud,label_scenario`
 //! (the label columns are optional on read, columns may come in any order, extra ones are ignored).
-//! NDJSON: one object a line, the body the HTTP API accepts, with an optional
-//! `"label":{"fraud":…,"scenario":…}`; unknown fields are ignored.
+//! Optional CSV columns `ip,device_id,email,country` and `metadata.<key>` carry the request's
+//! optional fields. NDJSON: one object a line, the body the HTTP API accepts (read by the same
+//! parser), with an optional `"label":{"fraud":…,"scenario":…}`; unknown fields are ignored.
 //!
 //! Both are read as a stream, one row at a time. Every bad row gives a [`RowError`] that names the
 //! file, the 1-based line, the field and the reason.
 
-use crate::domain::{
-    Currency, CustomerId, DomainError, Label, LabelledTransaction, Money, TerminalId, Timestamp, Transaction,
-    TransactionId,
-};
+pub(crate) use crate::domain::decision::json_kind;
+use crate::domain::decision::{self, JsonTransaction, RequestExtras, TransactionFields};
+use crate::domain::{Label, LabelledTransaction, Timestamp, Transaction};
 use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
 use flate2::Compression;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 use std::fmt;
 use std::fs::File;
@@ -302,6 +302,10 @@ fn csv_reason(e: &csv::Error) -> String {
 struct Columns {
     /// Indexes of [`CSV_HEADER`]'s columns; the label ones may be absent.
     at: [Option<usize>; 8],
+    /// Indexes of the request's optional columns ([`RequestExtras::TEXT_FIELDS`]), if present.
+    extras: [Option<usize>; 4],
+    /// `metadata.<key>` columns: index and key.
+    metadata: Vec<(usize, String)>,
     len: usize,
 }
 
@@ -310,16 +314,29 @@ type FieldError = (Option<&'static str>, String);
 impl Columns {
     fn from_header(header: &csv::ByteRecord) -> Result<Self, FieldError> {
         let mut at = [None; 8];
+        let mut extras = [None; 4];
+        let mut metadata: Vec<(usize, String)> = Vec::new();
         for (i, raw) in header.iter().enumerate() {
             let name = std::str::from_utf8(raw)
                 .map_err(|_| (None, format!("column {} of the header is not valid UTF-8", i + 1)))?;
             // A UTF-8 byte order mark would otherwise hide the first column's name.
             let name = name.trim_start_matches('\u{feff}').trim();
+            let twice = |field: &'static str| Err((Some(field), "appears twice in the header".into()));
             if let Some(k) = CSV_HEADER.iter().position(|c| *c == name) {
                 if at[k].is_some() {
-                    return Err((Some(CSV_HEADER[k]), "appears twice in the header".into()));
+                    return twice(CSV_HEADER[k]);
                 }
                 at[k] = Some(i);
+            } else if let Some(k) = RequestExtras::TEXT_FIELDS.iter().position(|c| *c == name) {
+                if extras[k].is_some() {
+                    return twice(RequestExtras::TEXT_FIELDS[k]);
+                }
+                extras[k] = Some(i);
+            } else if let Some(key) = name.strip_prefix("metadata.") {
+                if metadata.iter().any(|(_, k)| k == key) {
+                    return twice("metadata");
+                }
+                metadata.push((i, key.to_owned()));
             }
         }
         if let Some(k) = at[..REQUIRED_COLUMNS].iter().position(Option::is_none) {
@@ -328,7 +345,12 @@ impl Columns {
                 format!("column is missing from the header (expected {})", CSV_HEADER.join(",")),
             ));
         }
-        Ok(Self { at, len: header.len() })
+        Ok(Self {
+            at,
+            extras,
+            metadata,
+            len: header.len(),
+        })
     }
 
     fn parse(&self, row: &csv::ByteRecord) -> Result<LabelledTransaction, FieldError> {
@@ -361,6 +383,28 @@ impl Columns {
             (Some("amount"), reason)
         })?;
         let tx = transaction(field(0)?, field(1)?, amount, field(3)?, field(4)?, field(5)?)?;
+        let cell = |i: usize, name: &'static str| {
+            std::str::from_utf8(&row[i]).map_err(|e| {
+                (
+                    Some(name),
+                    format!("is not valid UTF-8 (at byte {})", e.valid_up_to() + 1),
+                )
+            })
+        };
+        let mut extras = RequestExtras::default();
+        for (k, at) in self.extras.iter().enumerate() {
+            let name = RequestExtras::TEXT_FIELDS[k];
+            match at.map(|i| cell(i, name)).transpose()? {
+                None | Some("") => {}
+                Some(v) => extras.set_text(name, v).map_err(first_field)?,
+            }
+        }
+        for (i, key) in &self.metadata {
+            match cell(*i, "metadata")? {
+                "" => {}
+                v => extras.add_metadata(key, v).map_err(first_field)?,
+            }
+        }
         let label = match (text(6)?.unwrap_or_default(), text(7)?.unwrap_or_default()) {
             ("", "") => None,
             ("", _) => return Err((Some("label_scenario"), "is set but label_fraud is empty".into())),
@@ -378,7 +422,21 @@ impl Columns {
                 },
             }),
         };
-        Ok(LabelledTransaction { tx, label })
+        Ok(LabelledTransaction { tx, label, extras })
+    }
+}
+
+/// A field error of the request's parser as a row's: the field by its static name (a metadata
+/// key goes into the message).
+fn first_field(e: decision::FieldError) -> FieldError {
+    let (base, key) = e
+        .field
+        .split_once('.')
+        .map_or((e.field.as_str(), None), |(b, k)| (b, Some(k)));
+    let field = decision::FIELD_NAMES.iter().copied().find(|f| *f == base);
+    match key {
+        Some(k) => (field, format!("key {k:?}: {}", e.message)),
+        None => (field, e.message),
     }
 }
 
@@ -387,11 +445,7 @@ fn parse_scenario(n: Option<u64>, raw: &str, field: &'static str) -> Result<u8, 
         .ok_or_else(|| (Some(field), format!("{raw} is not a scenario number between 0 and 255")))
 }
 
-fn domain(e: DomainError) -> FieldError {
-    (Some(e.field), e.reason)
-}
-
-/// Builds a transaction from its fields, each through its newtype's parser.
+/// Builds a transaction from its fields through the request's parser; the first error is the row's.
 fn transaction(
     id: &str,
     occurred_at: &str,
@@ -400,20 +454,17 @@ fn transaction(
     customer_id: &str,
     terminal_id: &str,
 ) -> Result<Transaction, FieldError> {
-    let id = TransactionId::parse(id).map_err(domain)?;
-    let occurred_at = Timestamp::parse("occurred_at", occurred_at).map_err(domain)?;
-    let currency = Currency::parse(currency).map_err(domain)?;
-    let amount =
-        Money::new(amount_minor, currency).map_err(|e| (Some("amount"), format!("{amount_minor} {}", e.reason)))?;
-    let customer_id = CustomerId::parse(customer_id).map_err(domain)?;
-    let terminal_id = TerminalId::parse(terminal_id).map_err(domain)?;
-    Ok(Transaction {
-        id,
-        occurred_at,
-        amount,
-        customer_id,
-        terminal_id,
-    })
+    let mut errors = Vec::new();
+    TransactionFields {
+        id: Some(id),
+        occurred_at: Some(occurred_at),
+        amount: Some(amount_minor),
+        currency: Some(currency),
+        customer_id: Some(customer_id),
+        terminal_id: Some(terminal_id),
+    }
+    .parse(&mut errors)
+    .ok_or_else(|| first_field(errors.swap_remove(0)))
 }
 
 /// An NDJSON line or an API body that did not parse; `field` is `None` when the JSON itself is bad.
@@ -424,20 +475,9 @@ pub struct JsonError {
     pub reason: String,
 }
 
-/// The fields we read; anything else in the object is ignored. Values are kept loose so that a
-/// wrong type is reported against its field name.
-#[derive(Deserialize)]
-struct JsonRow {
-    id: Option<Value>,
-    occurred_at: Option<Value>,
-    amount: Option<Value>,
-    currency: Option<Value>,
-    customer_id: Option<Value>,
-    terminal_id: Option<Value>,
-    label: Option<Value>,
-}
-
-/// Parses one JSON transaction: an NDJSON line, or the body `POST /v1/transactions` accepts.
+/// Parses one NDJSON line: the body `POST /v1/transactions` accepts (through the same parser),
+/// with an optional `"label": {"fraud": …, "scenario": …}`. Other fields are ignored. The first
+/// error is the row's.
 pub fn parse_json(bytes: &[u8]) -> Result<LabelledTransaction, JsonError> {
     let err = |field, reason: String| JsonError { field, reason };
     if let Err(e) = std::str::from_utf8(bytes) {
@@ -450,7 +490,7 @@ pub fn parse_json(bytes: &[u8]) -> Result<LabelledTransaction, JsonError> {
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
         return Err(err(None, "is not a transaction object (found a JSON array)".into()));
     }
-    let row: JsonRow = serde_json::from_slice(bytes).map_err(|e| {
+    let row: JsonTransaction = serde_json::from_slice(bytes).map_err(|e| {
         // serde_json's message ends with its own "at line 1 column N"; give the column only.
         let msg = e.to_string();
         let msg = msg.rfind(" at line ").map_or(msg.as_str(), |i| &msg[..i]);
@@ -461,46 +501,12 @@ pub fn parse_json(bytes: &[u8]) -> Result<LabelledTransaction, JsonError> {
         };
         err(None, format!("{what} (column {}: {msg})", e.column()))
     })?;
-    let string = |field: &'static str, v: &Option<Value>| -> Result<String, JsonError> {
-        match v {
-            Some(Value::String(s)) => Ok(s.clone()),
-            None => Err(err(Some(field), "is missing".into())),
-            Some(other) => Err(err(
-                Some(field),
-                format!("must be a string, found {}", json_kind(other)),
-            )),
-        }
-    };
-    let amount = match &row.amount {
-        Some(Value::Number(n)) => match n.as_i64() {
-            Some(a) => a,
-            None if n.is_u64() => return Err(err(Some("amount"), "is too large".into())),
-            None => {
-                return Err(err(
-                    Some("amount"),
-                    format!("{n} is not an integer number of minor units"),
-                ))
-            }
-        },
-        None => return Err(err(Some("amount"), "is missing".into())),
-        Some(other) => {
-            return Err(err(
-                Some("amount"),
-                format!("must be an integer number of minor units, found {}", json_kind(other)),
-            ))
-        }
-    };
-    let tx = transaction(
-        &string("id", &row.id)?,
-        &string("occurred_at", &row.occurred_at)?,
-        amount,
-        &string("currency", &row.currency)?,
-        &string("customer_id", &row.customer_id)?,
-        &string("terminal_id", &row.terminal_id)?,
-    )
-    .map_err(|(field, reason)| err(field, reason))?;
-    let label = match &row.label {
-        None => None,
+    let request = row.parse().map_err(|mut errors| {
+        let (field, reason) = first_field(errors.swap_remove(0));
+        err(field, reason)
+    })?;
+    let label = match row.rest.get("label") {
+        None | Some(Value::Null) => None,
         Some(Value::Object(o)) => Some(Label {
             fraud: match o.get("fraud") {
                 Some(Value::Bool(b)) => *b,
@@ -532,19 +538,11 @@ pub fn parse_json(bytes: &[u8]) -> Result<LabelledTransaction, JsonError> {
             ))
         }
     };
-    Ok(LabelledTransaction { tx, label })
-}
-
-/// How an error names a JSON value's type.
-pub(crate) fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
+    Ok(LabelledTransaction {
+        tx: request.transaction(),
+        label,
+        extras: request.extras,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -716,6 +714,8 @@ struct JsonOut<'a> {
     currency: &'a str,
     customer_id: &'a str,
     terminal_id: &'a str,
+    #[serde(flatten)]
+    extras: &'a RequestExtras,
     #[serde(skip_serializing_if = "Option::is_none")]
     label: Option<Label>,
 }
@@ -729,6 +729,7 @@ fn json_row(row: &mut String, t: &LabelledTransaction) {
         currency: tx.amount.currency.as_str(),
         customer_id: tx.customer_id.as_str(),
         terminal_id: tx.terminal_id.as_str(),
+        extras: &t.extras,
         label: t.label,
     };
     // Serialising plain strings, integers and booleans cannot fail.

@@ -13,6 +13,8 @@ pub mod labels;
 pub mod metrics;
 pub mod model;
 pub mod model_upload;
+pub mod pipeline;
+pub mod policy;
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -260,11 +262,13 @@ pub struct Label {
     pub scenario: u8,
 }
 
-/// A transaction with its label, as the simulator and the training files hold them.
+/// A transaction with its label, as the simulator, the training files and batch files hold them.
+/// `extras` are the request's optional fields (ip, email, metadata…) where a file has them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LabelledTransaction {
     pub tx: Transaction,
     pub label: Option<Label>,
+    pub extras: decision::RequestExtras,
 }
 
 // ---------------------------------------------------------------------------------------------

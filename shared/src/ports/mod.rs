@@ -1,10 +1,13 @@
 //! Ports: what the domain needs from storage, as traits. Adapters implement them.
 
 use crate::domain::auth::{KeyHash, KeyRecord};
-use crate::domain::decision::{DecisionRecord, Thresholds};
+use crate::domain::decision::{DecisionRecord, IdempotencyKey};
 use crate::domain::features::{AggregateDelta, EntityAggregate};
-use crate::domain::{CustomerId, DomainError, TenantId, Transaction, TransactionId};
+use crate::domain::policy::Thresholds;
+use crate::domain::{CustomerId, TenantId, Transaction, TransactionId};
 use std::future::Future;
+
+pub mod in_memory;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -19,27 +22,6 @@ pub enum StoreError {
     /// A conditional change lost to a concurrent one; read again and retry.
     #[error("conflict: {0}")]
     Conflict(String),
-}
-
-/// A client-chosen idempotency key (`Idempotency-Key` header).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IdempotencyKey(String);
-
-impl IdempotencyKey {
-    pub fn parse(raw: &str) -> Result<Self, DomainError> {
-        let ok = !raw.is_empty() && raw.len() <= 255 && raw.bytes().all(|b| b.is_ascii_graphic());
-        if ok {
-            Ok(Self(raw.to_owned()))
-        } else {
-            Err(DomainError::new(
-                "Idempotency-Key",
-                "must be 1 to 255 printable ASCII characters",
-            ))
-        }
-    }
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
 /// What an Idempotency-Key was first used for.

@@ -44,6 +44,7 @@ impl DynamoStore {
     }
 }
 
+/// Day buckets from an aggregate item's `c<day>`, `a<day>` and `f<day>` attributes.
 pub(super) fn parse_aggregate(item: &Item, key: &ItemKey) -> Result<EntityAggregate, StoreError> {
     let mut days: BTreeMap<i32, DayCounter> = BTreeMap::new();
     for (name, value) in item {

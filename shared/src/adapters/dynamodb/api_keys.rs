@@ -43,8 +43,6 @@ pub(super) fn parse_key_record(item: &Item, key: &ItemKey) -> Result<KeyRecord, 
     })
 }
 
-/// Day buckets from an aggregate item's `c<day>`, `a<day>` and `f<day>` attributes.
-
 impl DynamoStore {
     /// Stores a new API key under its hash, with the tenant's key-id entry for revocation.
     /// Refuses to overwrite an existing key or key id (generate another key then).

@@ -8,7 +8,7 @@ use super::{DynamoStore, ItemKey, Keys, JOB_TTL_SECS, TTL_ATTRIBUTE};
 use crate::domain::batch::{
     BatchJob, Checkpoint, Counts, FeatureSource, JobState, ObjectRef, PartRef, PinnedModel, Upload,
 };
-use crate::domain::decision::Thresholds;
+use crate::domain::policy::Thresholds;
 use crate::domain::{TenantId, Timestamp};
 use crate::ports::StoreError;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};

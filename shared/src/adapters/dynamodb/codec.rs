@@ -67,6 +67,7 @@ pub(super) fn get_timestamp(item: &Item, name: &str, key: &ItemKey) -> Result<Ti
     Timestamp::parse("timestamp", raw).map_err(|e| corrupt(key, format!("{name}: {e}")))
 }
 
+/// Why a TransactWriteItems was cancelled, per item.
 pub(super) fn cancellation_codes(e: &SdkError<TransactWriteItemsError, impl fmt::Debug>) -> Option<Vec<String>> {
     match e.as_service_error()? {
         TransactWriteItemsError::TransactionCanceledException(t) => Some(

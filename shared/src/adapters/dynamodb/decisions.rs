@@ -59,8 +59,6 @@ pub(super) fn parse_decision(item: Item, key: &ItemKey) -> Result<DecisionRecord
     Ok(record)
 }
 
-/// A registered model version, as the registry stores it.
-
 impl DynamoStore {
     /// The items of one decision's write transaction.
     pub(super) fn commit_items(

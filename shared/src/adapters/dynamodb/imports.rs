@@ -71,8 +71,6 @@ pub enum Registered {
     Existing(Box<ModelRegistration>),
 }
 
-/// How far a job got: what a checkpoint records and a resumed run starts from.
-
 impl DynamoStore {
     /// Registers an imported (or rejected) upload: the registration plus [`ImportDetails`], only
     /// if the version is new. A version already there with the same `sha256` is left untouched.

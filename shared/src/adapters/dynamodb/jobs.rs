@@ -94,8 +94,6 @@ pub(super) fn counts_value(counts: &BTreeMap<String, u64>) -> AttributeValue {
     AttributeValue::M(counts.iter().map(|(k, v)| (k.clone(), n(v))).collect())
 }
 
-/// A decision as the labels function needs it.
-
 impl DynamoStore {
     /// The job item, if any.
     pub async fn job(&self, tenant: &TenantId, job: &ObjectRef) -> Result<Option<JobState>, StoreError> {

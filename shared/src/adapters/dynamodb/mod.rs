@@ -46,15 +46,15 @@ pub use table::*;
 use tenant_config::*;
 
 use crate::domain::auth::{KeyHash, KeyRecord, Scope};
-use crate::domain::decision::{DecisionRecord, Thresholds};
+use crate::domain::decision::{DecisionRecord, IdempotencyKey};
+use crate::domain::policy::Thresholds;
 use crate::domain::{CustomerId, TenantId, TerminalId, Timestamp, TransactionId};
 // The job identity and lifecycle are domain types; job functions take them from here with the store.
 use crate::domain::features::{AggregateDelta, DayCounter, EntityAggregate, RETENTION_DAYS};
 use crate::domain::labels::{LabelValue, StoredLabel};
 pub use crate::domain::{JobStatus, ObjectRef};
 use crate::ports::{
-    ActiveModel, CommitOutcome, DecisionCommit, DecisionStore, IdempotencyKey, IdempotencyRecord, Page,
-    ScoringSnapshot, StoreError,
+    ActiveModel, CommitOutcome, DecisionCommit, DecisionStore, IdempotencyRecord, Page, ScoringSnapshot, StoreError,
 };
 use aws_sdk_dynamodb::error::{BuildError, DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;

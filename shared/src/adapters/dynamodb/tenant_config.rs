@@ -8,8 +8,6 @@ pub(super) fn parse_thresholds(item: &Item, key: &ItemKey) -> Result<Thresholds,
     Thresholds::new(review, block).map_err(|e| corrupt(key, e.to_string()))
 }
 
-/// Why a TransactWriteItems was cancelled, per item.
-
 impl DynamoStore {
     pub async fn set_thresholds(&self, tenant: &TenantId, t: Thresholds) -> Result<(), StoreError> {
         let t = Thresholds::new(t.review, t.block)

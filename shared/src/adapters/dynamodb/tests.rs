@@ -18,8 +18,8 @@ fn every_key_is_scoped_by_its_tenant() {
         "T#acme#TERM#t-1"
     );
     assert_eq!(
-        k.idempotency(&IdempotencyKey::parse("a#b").unwrap()).pk,
-        "T#acme#IDEM#a#b"
+        k.idempotency(&IdempotencyKey::parse("a:b").unwrap()).pk,
+        "T#acme#IDEM#a:b"
     );
     assert_eq!(k.config(), ItemKey::new("T#acme".into(), "CONFIG"));
     assert_eq!(k.active_model(), ItemKey::new("T#acme#MODEL".into(), "ACTIVE"));

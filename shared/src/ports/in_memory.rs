@@ -1,0 +1,233 @@
+//! In-memory implementations of the ports, for the services' unit tests and benchmarks. The
+//! contract tests (here and in `tests/tests/contract_decisions.rs`) run the same assertions
+//! against these and against the DynamoDB adapter, so a fake cannot drift from the real thing.
+
+use super::{
+    ActiveModel, CommitOutcome, DecisionCommit, DecisionStore, IdempotencyRecord, ModelBlobs, Page, ScoringSnapshot,
+    StoreError,
+};
+use crate::domain::auth::{KeyHash, KeyRecord};
+use crate::domain::decision::{DecisionRecord, IdempotencyKey};
+use crate::domain::features::EntityAggregate;
+use crate::domain::policy::Thresholds;
+use crate::domain::{CustomerId, TenantId, TerminalId, Transaction, TransactionId};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard};
+
+type Scoped<K> = (TenantId, K);
+
+#[derive(Default)]
+struct State {
+    keys: HashMap<String, KeyRecord>,
+    decisions: BTreeMap<Scoped<String>, DecisionRecord>,
+    idempotency: HashMap<Scoped<String>, IdempotencyRecord>,
+    customers: HashMap<Scoped<String>, EntityAggregate>,
+    terminals: HashMap<Scoped<String>, EntityAggregate>,
+    thresholds: HashMap<TenantId, Thresholds>,
+    active_models: HashMap<TenantId, ActiveModel>,
+    /// Committed by "another request" just before the next commit (a lost race, for tests).
+    racing: Vec<(TenantId, DecisionRecord, Transaction)>,
+}
+
+/// Decisions, aggregates, keys and tenant config in memory, with the DynamoDB adapter's
+/// semantics: a commit is all or nothing and the first decision for a transaction id (or an
+/// unexpired idempotency key) wins.
+#[derive(Default)]
+pub struct InMemoryDecisions {
+    state: Mutex<State>,
+}
+
+impl InMemoryDecisions {
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panicking test thread must not hide the state from the assertions after it.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn put_key(&self, hash: &KeyHash, rec: KeyRecord) {
+        self.state().keys.insert(hash.0.clone(), rec);
+    }
+
+    pub fn set_thresholds(&self, tenant: &TenantId, t: Thresholds) {
+        self.state().thresholds.insert(tenant.clone(), t);
+    }
+
+    pub fn set_active_model(&self, tenant: &TenantId, m: ActiveModel) {
+        self.state().active_models.insert(tenant.clone(), m);
+    }
+
+    /// The next `commit` finds this decision already committed, as if a concurrent request had
+    /// won the race after this one's read.
+    pub fn commit_first_on_next_commit(&self, tenant: &TenantId, record: DecisionRecord, tx: Transaction) {
+        self.state().racing.push((tenant.clone(), record, tx));
+    }
+
+    pub fn customer_aggregate(&self, tenant: &TenantId, c: &CustomerId) -> EntityAggregate {
+        let key = (tenant.clone(), c.as_str().to_owned());
+        self.state().customers.get(&key).cloned().unwrap_or_default()
+    }
+
+    pub fn terminal_aggregate(&self, tenant: &TenantId, t: &TerminalId) -> EntityAggregate {
+        let key = (tenant.clone(), t.as_str().to_owned());
+        self.state().terminals.get(&key).cloned().unwrap_or_default()
+    }
+
+    pub fn decision_count(&self) -> usize {
+        self.state().decisions.len()
+    }
+}
+
+impl State {
+    fn commit(&mut self, tenant: &TenantId, c: &DecisionCommit<'_>) -> CommitOutcome {
+        let tx = c.transaction;
+        let id_key = (tenant.clone(), tx.id.as_str().to_owned());
+        let idem_key = c.idempotency_key.map(|k| (tenant.clone(), k.as_str().to_owned()));
+        if self.decisions.contains_key(&id_key) || idem_key.as_ref().is_some_and(|k| self.idempotency.contains_key(k)) {
+            return CommitOutcome::AlreadyDecided;
+        }
+        self.decisions.insert(id_key, c.record.clone());
+        if let Some(k) = idem_key {
+            self.idempotency.insert(
+                k,
+                IdempotencyRecord {
+                    transaction_id: tx.id.clone(),
+                    fingerprint: c.record.request_fingerprint.clone(),
+                },
+            );
+        }
+        for map_key in [
+            (&mut self.customers, tx.customer_id.as_str()),
+            (&mut self.terminals, tx.terminal_id.as_str()),
+        ] {
+            let (map, entity) = map_key;
+            map.entry((tenant.clone(), entity.to_owned()))
+                .or_default()
+                .add(c.delta.day, &c.delta.counter);
+        }
+        CommitOutcome::Committed
+    }
+}
+
+impl DecisionStore for InMemoryDecisions {
+    async fn key(&self, hash: &KeyHash) -> Result<Option<KeyRecord>, StoreError> {
+        Ok(self.state().keys.get(&hash.0).cloned())
+    }
+
+    async fn load_for_scoring(
+        &self,
+        tenant: &TenantId,
+        key: &KeyHash,
+        tx: &Transaction,
+        idempotency_key: Option<&IdempotencyKey>,
+    ) -> Result<ScoringSnapshot, StoreError> {
+        let s = self.state();
+        let scoped = |k: &str| (tenant.clone(), k.to_owned());
+        Ok(ScoringSnapshot {
+            key: s.keys.get(&key.0).cloned(),
+            customer: s
+                .customers
+                .get(&scoped(tx.customer_id.as_str()))
+                .cloned()
+                .unwrap_or_default(),
+            terminal: s
+                .terminals
+                .get(&scoped(tx.terminal_id.as_str()))
+                .cloned()
+                .unwrap_or_default(),
+            existing: s.decisions.get(&scoped(tx.id.as_str())).cloned(),
+            idempotency: idempotency_key.and_then(|k| s.idempotency.get(&scoped(k.as_str())).cloned()),
+            thresholds: s.thresholds.get(tenant).copied(),
+            active_model: s.active_models.get(tenant).cloned(),
+        })
+    }
+
+    async fn commit(&self, tenant: &TenantId, commit: &DecisionCommit<'_>) -> Result<CommitOutcome, StoreError> {
+        let mut s = self.state();
+        for (t, record, tx) in std::mem::take(&mut s.racing) {
+            let winner = DecisionCommit {
+                record: &record,
+                transaction: &tx,
+                idempotency_key: commit.idempotency_key,
+                delta: crate::domain::features::transaction_delta(&tx),
+            };
+            s.commit(&t, &winner);
+        }
+        Ok(s.commit(tenant, commit))
+    }
+
+    async fn decision(&self, tenant: &TenantId, id: &TransactionId) -> Result<Option<DecisionRecord>, StoreError> {
+        Ok(self
+            .state()
+            .decisions
+            .get(&(tenant.clone(), id.as_str().to_owned()))
+            .cloned())
+    }
+
+    /// Newest first by `occurred_at` then id, as the adapter's index sorts. The cursor is the
+    /// offset of the next item, which is enough for a fake that nothing writes to mid-page.
+    async fn decisions_for_customer(
+        &self,
+        tenant: &TenantId,
+        customer: &CustomerId,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<DecisionRecord>, StoreError> {
+        let from = match cursor {
+            None => 0,
+            Some(c) => c
+                .strip_prefix("mem:")
+                .and_then(|n| n.parse::<usize>().ok())
+                .ok_or(StoreError::BadCursor)?,
+        };
+        let s = self.state();
+        let mut all: Vec<&DecisionRecord> = s
+            .decisions
+            .iter()
+            .filter(|((t, _), d)| t == tenant && d.customer_id == *customer)
+            .map(|(_, d)| d)
+            .collect();
+        all.sort_by(|a, b| (b.occurred_at, &b.id).cmp(&(a.occurred_at, &a.id)));
+        let items: Vec<DecisionRecord> = all.iter().skip(from).take(limit).map(|d| (*d).clone()).collect();
+        let next = from + items.len();
+        Ok(Page {
+            next_cursor: (next < all.len()).then(|| format!("mem:{next}")),
+            items,
+        })
+    }
+
+    async fn active_model(&self, tenant: &TenantId) -> Result<Option<ActiveModel>, StoreError> {
+        Ok(self.state().active_models.get(tenant).cloned())
+    }
+}
+
+/// Model artifacts by object key, in memory.
+#[derive(Default)]
+pub struct InMemoryBlobs {
+    objects: Mutex<HashMap<String, Vec<u8>>>,
+    fetches: Mutex<usize>,
+}
+
+impl InMemoryBlobs {
+    pub fn put(&self, key: &str, bytes: Vec<u8>) {
+        self.objects
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.to_owned(), bytes);
+    }
+
+    /// How many fetches were made (a cache test counts them).
+    pub fn fetches(&self) -> usize {
+        *self.fetches.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl ModelBlobs for InMemoryBlobs {
+    async fn fetch(&self, object_key: &str) -> Result<Vec<u8>, StoreError> {
+        *self.fetches.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        self.objects
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(object_key)
+            .cloned()
+            .ok_or_else(|| StoreError::NotFound(object_key.to_owned()))
+    }
+}
