@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CARGO ?= cargo
 
-.PHONY: test unit venv dev demo bench handbook fmt clean upload
+.PHONY: test unit venv dev demo bench handbook fmt clean upload one-build
 
 # The local stack's tools (moto, cargo-lambda with its ziglang, cfn-lint), pinned in
 # requirements-dev.txt. The stamp is only touched once pip succeeded, so a failed install is
@@ -38,8 +38,38 @@ test: venv
 	$(CARGO) check -p verdict --no-default-features --locked
 	@! $(CARGO) tree -p verdict --no-default-features -e normal --prefix none --locked | grep -E '^(aws-|tokio |serde_dynamo )' \
 		|| { echo "error: the domain and services (verdict without the aws feature) depend on the AWS SDK or tokio" >&2; exit 1; }
+	@$(MAKE) --no-print-directory one-build
 	$(CARGO) test --workspace --locked
 	$(VENV)/bin/cfn-lint template.yaml
+
+# One build: the builds below reuse the artifacts of `cargo test --workspace` only while cargo
+# resolves every dependency to the same features in each (workspace-hack/Cargo.toml pins them).
+# A dependency whose features differ is compiled again, with everything above it (the AWS SDK).
+# `cargo tree` resolves as the build would (dev edges: as the tests do) and builds nothing. Checked:
+# `-p api` (tests/tests/http_watch.rs under watch), the workspace without dev-dependencies (`make
+# dev`: watch runs `cargo run --bin api`), the CLI alone and with the api (scripts/lib.sh), and
+# the integration tests alone. `cargo test -p verdict` alone still builds criterion's own clap.
+ONE_BUILD := "watch in tests/http_watch.rs (cargo run -p api):-p api" \
+	"watch in make dev (cargo run --bin api):--workspace" \
+	"cargo build -p verdict-cli:-p verdict-cli" \
+	"scripts/lib.sh (cargo build -p verdict-cli -p api):-p verdict-cli -p api" \
+	"cargo test -p verdict-integration:-p verdict-integration -e dev"
+one-build:
+	@features() { $(CARGO) tree --locked --prefix none -f '{p} {f}' -e normal,build "$$@" | grep -v ' (/' | sed 's/ (\*)$$//' | sort -u; }; \
+	ref="$$(features --workspace -e dev)" || exit 1; \
+	status=0; \
+	for sel in $(ONE_BUILD); do \
+		got="$$(features $${sel#*:})" || exit 1; \
+		extra="$$(comm -13 <(echo "$$ref") <(echo "$$got"))"; \
+		[[ -z "$$extra" ]] && continue; \
+		status=1; \
+		echo "error: $${sel%%:*} resolves dependencies to other features than \`cargo test --workspace\`, so it would compile them and everything above them again; pin the tests' features in workspace-hack/Cargo.toml:" >&2; \
+		while read -r name version _; do \
+			echo "  $$name $$version: here  [$$(echo "$$got" | awk -v n="$$name" -v v="$$version" '$$1 == n && $$2 == v { $$1 = $$2 = ""; sub(/^ +/, ""); print }' | paste -sd' ')]" >&2; \
+			echo "  $$name $$version: tests [$$(echo "$$ref" | awk -v n="$$name" -v v="$$version" '$$1 == n && $$2 == v { $$1 = $$2 = ""; sub(/^ +/, ""); print }' | paste -sd' ')]" >&2; \
+		done <<<"$$extra"; \
+	done; \
+	exit $$status
 
 unit:
 	$(CARGO) test -p verdict --lib

@@ -17,7 +17,9 @@ TENANT="${VERDICT_TENANT:-demo}"
 TABLE_NAME="${TABLE_NAME:-verdict-local}"
 MODEL_BUCKET="${MODEL_BUCKET:-verdict-models-local}"
 DATA_BUCKET="${DATA_BUCKET:-verdict-data-local}"
-# The first build of the api under watch compiles the AWS SDK: minutes on a small machine.
+# build() compiles the CLI and the api before watch starts, into the artifacts watch reuses (one
+# build: workspace-hack/Cargo.toml), so watch's first request compiles nothing; the bound is for a
+# watch that has to compile after all (an edited source).
 READY_TIMEOUT="${READY_TIMEOUT:-1200}"
 
 # A small simulated history: about 4,000 transactions a day (240,000 in all, ~1% fraud), enough
@@ -160,6 +162,8 @@ on_exit_stop_stack() {
     trap 'stop_stack; exit 143' TERM
 }
 
+# The same artifacts as `cargo test --workspace` and as watch's `cargo run --bin api`: after one of
+# them, the others compile no dependency (`make one-build` checks this).
 build() {
     say "building the verdict CLI and the api function (first time: several minutes)"
     (cd "$ROOT" && cargo build --locked -p verdict-cli -p api)

@@ -4,8 +4,9 @@
 //! scores, replays, reads back, pages, refuses and keeps tenants apart, all over 127.0.0.1.
 //!
 //! Bounded and self-cleaning:
-//! - watch builds the function on the first request (under `cargo test --workspace` that rebuilds
-//!   `verdict` and `api` with `-p api`'s features: about a minute here); readiness is bounded by
+//! - watch builds the function on the first request: after this test's own build only the api
+//!   binary, since `-p api` resolves every dependency to the features the tests do (one build:
+//!   workspace-hack/Cargo.toml, checked by `make one-build`); readiness is bounded by
 //!   [`READY_WITHIN`], and every request has connect, read and write timeouts;
 //! - watch runs under a small bash watchdog ([`GUARD`]) in its own process group. It stops watch
 //!   and every process watch started (the function runs in a session of its own, so a process
@@ -31,8 +32,8 @@ use verdict::domain::auth::ApiKey;
 use verdict_integration::api::ApiStack;
 use verdict_integration::endpoint;
 
-/// The first request builds the function under watch; on a cold target directory that compiles
-/// the AWS SDK (minutes on two cores).
+/// The first request builds the function under watch: the api binary only (seconds), unless the
+/// dependencies' features drift apart from the tests' again (then the AWS SDK: minutes on two cores).
 const READY_WITHIN: Duration = Duration::from_secs(900);
 /// One request, once the function is up.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
