@@ -13,6 +13,7 @@ pub mod labels;
 pub mod metrics;
 pub mod model;
 pub mod model_upload;
+pub mod registry;
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

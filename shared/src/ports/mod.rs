@@ -6,6 +6,8 @@ use crate::domain::features::{AggregateDelta, EntityAggregate};
 use crate::domain::{CustomerId, DomainError, TenantId, Transaction, TransactionId};
 use std::future::Future;
 
+pub mod registry;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("storage call failed: {0}")]
