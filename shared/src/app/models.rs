@@ -310,12 +310,10 @@ pub enum ImportError {
 }
 
 impl ImportError {
-    /// Whether delivering the same event again can succeed.
+    /// Whether delivering the same event again can succeed: after a storage failure it can; a
+    /// version registered with other bytes (a conflict) or a corrupt item stays as it is.
     pub fn retryable(&self) -> bool {
-        matches!(
-            self,
-            ImportError::Store(StoreError::Unavailable(_) | StoreError::Conflict(_))
-        )
+        matches!(self, ImportError::Store(StoreError::Unavailable(_)))
     }
 }
 
@@ -865,6 +863,12 @@ mod tests {
             objects.keys(BUCKET, "models/active/"),
             [format!("models/active/acme/{version}.vmodel")]
         );
+    }
+
+    #[test]
+    fn only_storage_failures_are_worth_a_redelivery() {
+        assert!(ImportError::Store(StoreError::Unavailable("timeout".into())).retryable());
+        assert!(!ImportError::Store(StoreError::Conflict("other bytes".into())).retryable());
     }
 
     #[test]
