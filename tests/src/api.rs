@@ -7,12 +7,12 @@ use lambda_http::request::LambdaRequest;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
-use verdict::adapters::dynamodb::ModelRegistration;
 use verdict::adapters::{DynamoStore, S3Blobs};
 use verdict::domain::auth::{ApiKey, KeyRecord, Scope};
 use verdict::domain::features::OfflineFeatures;
 use verdict::domain::model::train::{train, TrainParams};
 use verdict::domain::model::Model;
+use verdict::domain::registry::{ModelRegistration, ModelStatus};
 use verdict::domain::{TenantId, Timestamp};
 use verdict::offline::sim::{simulate, SimConfig};
 
@@ -79,7 +79,7 @@ impl ApiStack {
             sha256: model.sha256.clone(),
             object_key: object_key.clone(),
             source: "verdict".into(),
-            status: "candidate".into(),
+            status: ModelStatus::Candidate,
             metrics: BTreeMap::from([("auc".into(), 0.9)]),
             uploaded_at: Timestamp::parse("t", "2018-08-07T16:20:31Z").unwrap(),
             uploaded_by: "api-tests".into(),

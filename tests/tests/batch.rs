@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
-use verdict::adapters::dynamodb::ModelRegistration;
 use verdict::app::scoring::decide;
 use verdict::domain::batch::{BatchFile, Counts, JobState, ObjectRef, ReasonOut, ResultRow, Summary};
 use verdict::domain::decision::{
@@ -21,6 +20,7 @@ use verdict::domain::model::import::{import, ImportFormat};
 use verdict::domain::model::Model;
 use verdict::domain::pipeline::REASONS_PER_DECISION;
 use verdict::domain::policy::Thresholds;
+use verdict::domain::registry::{ModelRegistration, ModelStatus};
 use verdict::domain::{LabelledTransaction, TenantId, Timestamp, Transaction};
 use verdict::offline::sim::{SimConfig, Simulation};
 use verdict::ports::{DecisionCommit, DecisionStore, ScoringSnapshot};
@@ -87,7 +87,7 @@ async fn setup() -> (Stack, Deps<Recorder>) {
                 sha256: m.sha256.clone(),
                 object_key: object_key.clone(),
                 source: "import:lightgbm".into(),
-                status: "registered".into(),
+                status: ModelStatus::Candidate,
                 metrics: BTreeMap::new(),
                 uploaded_at: Timestamp::now(),
                 uploaded_by: "tests".into(),
@@ -782,7 +782,7 @@ async fn odd_uploads_are_recorded_failures_or_skipped_never_a_panic() {
         sha256: m.sha256.clone(),
         object_key: serving.object_key.clone(),
         source: "verdict".into(),
-        status: "candidate".into(),
+        status: ModelStatus::Candidate,
         metrics: BTreeMap::new(),
         uploaded_at: Timestamp::now(),
         uploaded_by: "tests".into(),

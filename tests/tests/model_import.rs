@@ -6,7 +6,6 @@
 
 use aws_sdk_s3::primitives::ByteStream;
 use std::collections::BTreeMap;
-use verdict::adapters::dynamodb::{STATUS_ACTIVE, STATUS_CANDIDATE, STATUS_REJECTED, STATUS_RETIRED};
 use verdict::adapters::model_objects::ObjectStore;
 use verdict::adapters::DynamoStore;
 use verdict::app::scoring::{Origin, Scorer};
@@ -15,6 +14,7 @@ use verdict::domain::decision::ScoreRequest;
 use verdict::domain::features::{FeatureVector, FEATURE_COUNT, FEATURE_NAMES, HANDBOOK_FEATURE_COUNT};
 use verdict::domain::model::Model;
 use verdict::domain::model_upload::sha256_hex;
+use verdict::domain::registry::ModelStatus;
 use verdict::domain::{TenantId, Timestamp};
 use verdict::ports::{DecisionStore, ModelBlobs, StoreError};
 use verdict_integration::{repo_root, Stack};
@@ -173,7 +173,7 @@ impl Env {
     }
 }
 
-fn accepted(r: &RecordOutcome) -> (&str, &str, &str, Option<&str>) {
+fn accepted(r: &RecordOutcome) -> (&str, ModelStatus, &str, Option<&str>) {
     match &r.outcome {
         ImportOutcome::Accepted {
             version,
@@ -181,7 +181,7 @@ fn accepted(r: &RecordOutcome) -> (&str, &str, &str, Option<&str>) {
             object_key,
             previous_version,
             ..
-        } => (version, status, object_key, previous_version.as_deref()),
+        } => (version, *status, object_key, previous_version.as_deref()),
         other => panic!("expected an accepted import, got {other:?}"),
     }
 }
@@ -238,7 +238,7 @@ async fn a_lightgbm_model_from_python_is_imported_activated_and_scores_like_pyth
         .await;
     let (old, status, _, _) = accepted(&first);
     let old = old.to_owned();
-    assert_eq!(status, STATUS_ACTIVE);
+    assert_eq!(status, ModelStatus::Active);
     let (api, principal) = api_key(store).await;
     let scorer = Scorer::new(store.clone(), st.blobs.clone(), None);
     let before = scorer
@@ -269,7 +269,7 @@ async fn a_lightgbm_model_from_python_is_imported_activated_and_scores_like_pyth
     assert!(!r.duplicate);
     assert_eq!(r.key, key, "the event's URL-encoded key is decoded");
     let (version, status, object_key, previous) = accepted(&r);
-    assert_eq!(status, STATUS_ACTIVE);
+    assert_eq!(status, ModelStatus::Active);
     assert_eq!(previous, Some(old.as_str()));
     assert_eq!(object_key, format!("models/active/acme/{version}.vmodel"));
     match &r.outcome {
@@ -306,7 +306,7 @@ async fn a_lightgbm_model_from_python_is_imported_activated_and_scores_like_pyth
     // Registry item.
     let reg = store.model(&acme(), version).await.unwrap().expect("registered");
     assert_eq!(reg.name, "handbook-lgbm");
-    assert_eq!(reg.status, STATUS_ACTIVE);
+    assert_eq!(reg.status, ModelStatus::Active);
     assert_eq!(reg.source, "lightgbm");
     assert_eq!(reg.sha256, model.sha256);
     assert_eq!(
@@ -328,7 +328,7 @@ async fn a_lightgbm_model_from_python_is_imported_activated_and_scores_like_pyth
     assert_eq!(details.reject_reason, None);
     assert_eq!(
         store.model(&acme(), &old).await.unwrap().unwrap().status,
-        STATUS_RETIRED
+        ModelStatus::Retired
     );
 
     // The pointer moved and remembers what it replaced.
@@ -446,7 +446,7 @@ async fn corrupted_models_are_rejected_moved_aside_and_the_serving_model_keeps_s
             .await
             .unwrap()
             .expect("a registry item for the rejection");
-        assert_eq!(reg.status, STATUS_REJECTED);
+        assert_eq!(reg.status, ModelStatus::Rejected);
         assert_eq!(reg.object_key, format!("models/rejected/acme/{name}"));
         assert_eq!(reg.sha256, sha256_hex(bytes));
         assert_eq!(reg.uploaded_by, PRINCIPAL);
@@ -485,7 +485,7 @@ async fn corrupted_models_are_rejected_moved_aside_and_the_serving_model_keeps_s
     }
     assert_eq!(
         store.model(&acme(), &serving).await.unwrap().unwrap().status,
-        STATUS_ACTIVE
+        ModelStatus::Active
     );
     assert_eq!(
         env.keys("models/rejected/").await.len(),
@@ -521,9 +521,9 @@ async fn the_same_object_or_bytes_delivered_twice_is_processed_once() {
     let (etag, size) = env.put(key, &lgb, &[("name", "cand")]).await;
     let first = env.deliver(key, &etag, size).await;
     let (version, status, _, _) = accepted(&first);
-    assert_eq!(status, STATUS_CANDIDATE);
+    assert_eq!(status, ModelStatus::Candidate);
     let registered = store.model(&acme(), version).await.unwrap().unwrap();
-    assert_eq!(registered.status, STATUS_CANDIDATE);
+    assert_eq!(registered.status, ModelStatus::Candidate);
     assert_eq!(
         store.model_pointer(&acme()).await.unwrap(),
         None,

@@ -1,16 +1,19 @@
 //! Model management over `functions/api`'s real handler against moto: the registry listed newest
-//! first with pages, activation, refusal of a rejected model, rollback (twice), and tenant isolation.
+//! first with pages, activation, refusal of a rejected model, rollback (twice), and tenant isolation;
+//! and the registry port's contract suite on the DynamoDB adapter (the fake runs it in shared).
 
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use verdict::adapters::dynamodb::{Expected, ImportDetails, ModelRegistration};
 use verdict::domain::features::OfflineFeatures;
 use verdict::domain::model::train::{train, TrainParams};
 use verdict::domain::model::Model;
+use verdict::domain::registry::{ImportDetails, ModelRegistration, ModelStatus};
 use verdict::domain::{TenantId, Timestamp};
 use verdict::offline::sim::{simulate, SimConfig};
+use verdict::ports::registry::{ExpectedPointer, ModelRegistry};
 use verdict::ports::StoreError;
 use verdict_integration::api::{trained_model, ApiStack, Event, ALL_SCOPES};
+use verdict_integration::Stack;
 
 /// A second, different model (fewer trees, another name), so activation visibly changes what
 /// scores.
@@ -33,14 +36,14 @@ fn challenger() -> Model {
     Model::seal(train("challenger", &x, &y, &params, BTreeMap::new()).unwrap()).unwrap()
 }
 
-fn registration(model: &Model, object_key: &str, uploaded_at: &str, status: &str) -> ModelRegistration {
+fn registration(model: &Model, object_key: &str, uploaded_at: &str, status: ModelStatus) -> ModelRegistration {
     ModelRegistration {
         version: model.version().to_owned(),
         name: model.artifact.name.clone(),
         sha256: model.sha256.clone(),
         object_key: object_key.to_owned(),
         source: "verdict".into(),
-        status: status.into(),
+        status,
         metrics: BTreeMap::new(),
         uploaded_at: Timestamp::parse("t", uploaded_at).unwrap(),
         uploaded_by: "models-api-test".into(),
@@ -84,7 +87,12 @@ async fn models_are_listed_activated_refused_and_rolled_back_per_tenant() {
         .store
         .register_model(
             &acme,
-            &registration(&second_model, &second_key, "2018-08-08T09:00:00Z", "candidate"),
+            &registration(
+                &second_model,
+                &second_key,
+                "2018-08-08T09:00:00Z",
+                ModelStatus::Candidate,
+            ),
         )
         .await
         .unwrap();
@@ -93,7 +101,7 @@ async fn models_are_listed_activated_refused_and_rolled_back_per_tenant() {
         &second_model,
         "models/rejected/acme/bad.txt",
         "2018-08-09T09:00:00Z",
-        "rejected",
+        ModelStatus::Rejected,
     );
     bad.version = rejected.clone();
     bad.sha256 = "00c0ffee".repeat(8);
@@ -167,7 +175,7 @@ async fn models_are_listed_activated_refused_and_rolled_back_per_tenant() {
         &second_model,
         "models/active/acme/missing.vmodel",
         "2018-08-01T00:00:00Z",
-        "candidate",
+        ModelStatus::Candidate,
     );
     orphan.version = "0ddba11000000000".into();
     api.stack.store.register_model(&acme, &orphan).await.unwrap();
@@ -179,7 +187,12 @@ async fn models_are_listed_activated_refused_and_rolled_back_per_tenant() {
         r.body
     );
     // An entry whose artifact is another version (a cached model of that version proves nothing).
-    let mut mismatch = registration(&second_model, &second_key, "2018-08-01T00:00:00Z", "candidate");
+    let mut mismatch = registration(
+        &second_model,
+        &second_key,
+        "2018-08-01T00:00:00Z",
+        ModelStatus::Candidate,
+    );
     mismatch.version = "0ddba11000000001".into();
     api.stack.store.register_model(&acme, &mismatch).await.unwrap();
     let r = api.send(&activate("0ddba11000000001").bearer(&key)).await;
@@ -197,7 +210,7 @@ async fn models_are_listed_activated_refused_and_rolled_back_per_tenant() {
     let stale = api
         .stack
         .store
-        .activate_model_if(&acme, &first, &first_key, Expected::Current(Some(&rejected)))
+        .activate(&acme, &first, &first_key, ExpectedPointer::At(Some(&rejected)))
         .await
         .unwrap_err();
     assert!(matches!(stale, StoreError::Conflict(_)), "{stale}");
@@ -253,4 +266,17 @@ async fn models_are_listed_activated_refused_and_rolled_back_per_tenant() {
     r.assert_problem(409, "conflict");
     let pointer = api.stack.store.model_pointer(&acme).await.unwrap().unwrap();
     assert_eq!(pointer.version, second);
+}
+
+/// The same suite the in-memory fake passes (shared's unit tests), so the fake the model services
+/// are tested over keeps what DynamoDB does.
+#[tokio::test]
+async fn the_dynamodb_adapter_keeps_the_registry_contract() {
+    let st = Stack::new().await;
+    verdict::ports::registry::contract::registry_contract(
+        &st.store,
+        &TenantId::parse("acme").unwrap(),
+        &TenantId::parse("globex").unwrap(),
+    )
+    .await;
 }

@@ -6,7 +6,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
-use verdict::adapters::dynamodb::{Keys, ModelRegistration};
+use verdict::adapters::dynamodb::Keys;
 use verdict::app::scoring::{Origin, Scorer};
 use verdict::domain::auth::{ApiKey, AuthError, KeyRecord, Principal, Scope};
 use verdict::domain::decision::{
@@ -15,6 +15,7 @@ use verdict::domain::decision::{
 use verdict::domain::features::{self, transaction_delta, EntityAggregate, Feature, RETENTION_DAYS};
 use verdict::domain::model::Model;
 use verdict::domain::policy::Thresholds;
+use verdict::domain::registry::{ModelRegistration, ModelStatus};
 use verdict::domain::{Currency, CustomerId, Money, TenantId, TerminalId, Timestamp, Transaction, TransactionId};
 use verdict::ports::{
     ActiveModel, CommitOutcome, DecisionCommit, DecisionStore, IdempotencyRecord, ModelBlobs, StoreError,
@@ -526,7 +527,7 @@ fn registration(version: &str, object_key: &str) -> ModelRegistration {
         sha256: format!("{version}-sha"),
         object_key: object_key.into(),
         source: "upload".into(),
-        status: "registered".into(),
+        status: ModelStatus::Candidate,
         metrics: BTreeMap::from([("auc".into(), 0.8812), ("ap".into(), 0.7)]),
         uploaded_at: Timestamp::parse("t", "2026-11-24T09:00:00Z").unwrap(),
         uploaded_by: "ci".into(),

@@ -13,9 +13,10 @@ use anyhow::Context;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use verdict::adapters::dynamodb::create_table_if_missing;
-use verdict::adapters::{DynamoStore, ModelRegistration, S3Blobs};
+use verdict::adapters::{DynamoStore, S3Blobs};
 use verdict::domain::model::{Model, ModelSource};
 use verdict::domain::policy::Thresholds;
+use verdict::domain::registry::{ModelRegistration, ModelStatus};
 use verdict::domain::Timestamp;
 
 #[derive(clap::Args)]
@@ -137,7 +138,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                     sha256: model.sha256.clone(),
                     object_key: object_key.clone(),
                     source: source_name(&model.artifact.source).to_owned(),
-                    status: "candidate".to_owned(), // activation below makes it active
+                    status: ModelStatus::Candidate, // activation below makes it active
                     metrics,
                     uploaded_at: Timestamp::now(),
                     uploaded_by: "verdict bootstrap".to_owned(),

@@ -11,14 +11,15 @@ use lambda_http::Body;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
-use verdict::adapters::{ModelPointer, RegistryEntry};
 use verdict::domain::auth::{ApiKey, KeyHash, KeyRecord, Scope};
 use verdict::domain::decision::{DecisionRecord, IdempotencyKey};
 use verdict::domain::features::{EntityAggregate, OfflineFeatures};
 use verdict::domain::model::train::{train, TrainParams};
 use verdict::domain::model::Model;
+use verdict::domain::registry::{ModelPointer, RegistryEntry};
 use verdict::domain::{CustomerId, TenantId, Transaction, TransactionId};
 use verdict::offline::sim::{simulate, SimConfig};
+use verdict::ports::registry::{ExpectedPointer, ModelRegistry};
 use verdict::ports::*;
 
 /// Answers every read from memory and accepts every write: no I/O.
@@ -69,19 +70,14 @@ impl DecisionStore for MemoryStore {
     }
 }
 
-impl api::ModelRegistry for MemoryStore {
+impl ModelRegistry for MemoryStore {
     async fn model_pointer(&self, _: &TenantId) -> Result<Option<ModelPointer>, StoreError> {
         Ok(None)
     }
-    async fn registered_model(&self, _: &TenantId, _: &str) -> Result<Option<RegistryEntry>, StoreError> {
+    async fn registry_entry(&self, _: &TenantId, _: &str) -> Result<Option<RegistryEntry>, StoreError> {
         Ok(None)
     }
-    async fn registered_models(
-        &self,
-        _: &TenantId,
-        _: usize,
-        _: Option<&str>,
-    ) -> Result<Page<RegistryEntry>, StoreError> {
+    async fn registry_page(&self, _: &TenantId, _: usize, _: Option<&str>) -> Result<Page<RegistryEntry>, StoreError> {
         Ok(Page {
             items: vec![],
             next_cursor: None,
@@ -92,7 +88,7 @@ impl api::ModelRegistry for MemoryStore {
         _: &TenantId,
         version: &str,
         _: &str,
-        _: Option<&str>,
+        _: ExpectedPointer<'_>,
     ) -> Result<ModelPointer, StoreError> {
         Err(StoreError::NotFound(version.to_owned()))
     }

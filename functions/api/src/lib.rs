@@ -18,7 +18,7 @@ pub use auth::KEY_CACHE_TTL;
 pub use meta::{openapi_json, OPENAPI_YAML};
 pub use problem::{ApiError, TYPE_405};
 pub use request::{DEFAULT_LIMIT, MAX_LIMIT};
-pub use store::{ApiStore, ModelRegistry};
+pub use store::ApiStore;
 pub use transactions::MAX_BODY_BYTES;
 
 use crate::request::Ctx;

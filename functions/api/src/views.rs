@@ -2,9 +2,9 @@
 
 use serde::Serialize;
 use std::collections::BTreeMap;
-use verdict::adapters::{ModelPointer, RegistryEntry};
 use verdict::domain::decision::{DecisionRecord, ReasonRecord};
 use verdict::domain::model::{Model, ModelSource};
+use verdict::domain::registry::{ModelStatus, RegistryEntry};
 use verdict::domain::Timestamp;
 
 /// `ModelRef`: the contract's model id equals its version.
@@ -98,7 +98,7 @@ pub struct ModelView {
     pub name: String,
     pub sha256: String,
     pub source: &'static str,
-    pub status: &'static str,
+    pub status: ModelStatus,
     pub metrics: BTreeMap<String, f64>,
     pub uploaded_at: String,
     pub uploaded_by: String,
@@ -107,17 +107,9 @@ pub struct ModelView {
 }
 
 impl ModelView {
-    /// A registered model; its status follows the pointer, which is the source of truth for
-    /// what serves (the registry's own status words predate the contract's).
-    pub fn registered(entry: &RegistryEntry, pointer: Option<&ModelPointer>) -> Self {
+    /// A registered model, with the status it has under the pointer.
+    pub fn registered(entry: &RegistryEntry, status: ModelStatus) -> Self {
         let m = &entry.model;
-        let status = match pointer {
-            Some(p) if p.version == m.version => "active",
-            _ if m.status == "rejected" => "rejected",
-            Some(p) if p.previous_version.as_deref() == Some(m.version.as_str()) => "retired",
-            _ if matches!(m.status.as_str(), "active" | "retired" | "champion") => "retired",
-            _ => "candidate",
-        };
         let source = if m.source.contains("lightgbm") {
             "lightgbm"
         } else if m.source.contains("xgboost") {
@@ -153,7 +145,7 @@ impl ModelView {
                 ModelSource::Lightgbm => "lightgbm",
                 ModelSource::Xgboost => "xgboost",
             },
-            status: "active",
+            status: ModelStatus::Active,
             metrics: m.artifact.metrics.clone(),
             uploaded_at: m.artifact.created_at.clone(),
             uploaded_by: uploaded_by.to_owned(),

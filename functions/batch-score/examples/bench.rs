@@ -17,11 +17,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
-use verdict::adapters::dynamodb::ModelRegistration;
 use verdict::domain::features::OfflineFeatures;
 use verdict::domain::io::TransactionWriter;
 use verdict::domain::model::train::{train, TrainParams};
 use verdict::domain::model::Model;
+use verdict::domain::registry::{ModelRegistration, ModelStatus};
 use verdict::domain::TenantId;
 use verdict::offline::sim::{SimConfig, Simulation};
 use verdict_integration::Stack;
@@ -122,7 +122,7 @@ async fn bench(file: &Path, model_path: &PathBuf, rows: u64, format: &str) {
                 sha256: model.sha256.clone(),
                 object_key: object_key.clone(),
                 source: "bench".into(),
-                status: "registered".into(),
+                status: ModelStatus::Candidate,
                 metrics: BTreeMap::new(),
                 uploaded_at: verdict::domain::Timestamp::now(),
                 uploaded_by: "bench".into(),

@@ -8,13 +8,15 @@ pub mod dynamodb;
 pub mod lambda;
 pub mod model_objects;
 pub mod s3;
+// Model import's port on ObjectStore; belongs in the one S3 adapter once there is one.
+mod upload_objects;
 
 use aws_config::environment::region::EnvironmentVariableRegionProvider;
 use aws_config::meta::region::RegionProviderChain;
 use aws_config::profile::ProfileFileRegionProvider;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 
-pub use dynamodb::{DynamoStore, ModelPointer, ModelRegistration, RegistryEntry, TableSpec, TABLE};
+pub use dynamodb::{DynamoStore, TableSpec, TABLE};
 pub use s3::S3Blobs;
 
 /// The region used when neither the environment nor a profile names one (local development).

@@ -76,10 +76,6 @@ impl Feature {
         FEATURE_NAMES[self as usize]
     }
 
-    pub fn from_index(i: usize) -> Option<Feature> {
-        Feature::ALL.get(i).copied()
-    }
-
     /// The window in days, for the windowed features.
     pub fn window_days(self) -> Option<i32> {
         use Feature::*;
@@ -132,10 +128,6 @@ impl FeatureVector {
 
     pub fn as_slice(&self) -> &[f64] {
         &self.0
-    }
-
-    pub fn named(&self) -> impl Iterator<Item = (&'static str, f64)> + '_ {
-        FEATURE_NAMES.iter().copied().zip(self.0.iter().copied())
     }
 }
 

@@ -15,6 +15,7 @@ pub mod model;
 pub mod model_upload;
 pub mod pipeline;
 pub mod policy;
+pub mod registry;
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -8,6 +8,7 @@ use crate::domain::{CustomerId, TenantId, Transaction, TransactionId};
 use std::future::Future;
 
 pub mod in_memory;
+pub mod registry;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

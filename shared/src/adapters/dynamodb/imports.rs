@@ -1,23 +1,8 @@
 //! Model import: the registration of an uploaded model and the per-bytes outcome.
 
 use super::*;
-
-/// What model-import adds to a registry item beyond [`ModelRegistration`].
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ImportDetails {
-    /// The uploaded object (`models/incoming/…`), its S3 version and etag.
-    pub source_key: String,
-    pub source_version_id: Option<String>,
-    pub source_etag: String,
-    /// SHA-256 of the uploaded bytes (for an accepted import, `sha256` is the artifact's).
-    pub source_sha256: String,
-    /// `verdict`, `lightgbm` or `xgboost`, as detected.
-    pub source_format: Option<String>,
-    /// How the scores were checked, e.g. "reference sample of 390 rows, …".
-    pub validation: Option<String>,
-    pub reject_code: Option<String>,
-    pub reject_reason: Option<String>,
-}
+use crate::domain::registry::{ImportDetails, ModelRegistration, Registered};
+use crate::ports::registry::ModelImports;
 
 pub(super) const IMPORT_ATTRIBUTES: [&str; 8] = [
     "source_key",
@@ -30,45 +15,35 @@ pub(super) const IMPORT_ATTRIBUTES: [&str; 8] = [
     "reject_reason",
 ];
 
-impl ImportDetails {
-    pub(super) fn fields(&self) -> [(&'static str, Option<&str>); 8] {
-        [
-            (IMPORT_ATTRIBUTES[0], Some(self.source_key.as_str())),
-            (IMPORT_ATTRIBUTES[1], self.source_version_id.as_deref()),
-            (IMPORT_ATTRIBUTES[2], Some(self.source_etag.as_str())),
-            (IMPORT_ATTRIBUTES[3], Some(self.source_sha256.as_str())),
-            (IMPORT_ATTRIBUTES[4], self.source_format.as_deref()),
-            (IMPORT_ATTRIBUTES[5], self.validation.as_deref()),
-            (IMPORT_ATTRIBUTES[6], self.reject_code.as_deref()),
-            (IMPORT_ATTRIBUTES[7], self.reject_reason.as_deref()),
-        ]
-    }
-
-    pub(super) fn parse(item: &Item, key: &ItemKey) -> Result<Option<ImportDetails>, StoreError> {
-        let Some(source_key) = get_s_opt(item, "source_key", key)? else {
-            return Ok(None);
-        };
-        let opt = |name| get_s_opt(item, name, key).map(|v| v.map(str::to_owned));
-        Ok(Some(ImportDetails {
-            source_key: source_key.to_owned(),
-            source_version_id: opt("source_version_id")?,
-            source_etag: opt("source_etag")?.unwrap_or_default(),
-            source_sha256: opt("source_sha256")?.unwrap_or_default(),
-            source_format: opt("source_format")?,
-            validation: opt("validation")?,
-            reject_code: opt("reject_code")?,
-            reject_reason: opt("reject_reason")?,
-        }))
-    }
+/// The import attributes of a registry item, in [`IMPORT_ATTRIBUTES`] order.
+pub(super) fn import_fields(d: &ImportDetails) -> [(&'static str, Option<&str>); 8] {
+    [
+        (IMPORT_ATTRIBUTES[0], Some(d.source_key.as_str())),
+        (IMPORT_ATTRIBUTES[1], d.source_version_id.as_deref()),
+        (IMPORT_ATTRIBUTES[2], Some(d.source_etag.as_str())),
+        (IMPORT_ATTRIBUTES[3], Some(d.source_sha256.as_str())),
+        (IMPORT_ATTRIBUTES[4], d.source_format.as_deref()),
+        (IMPORT_ATTRIBUTES[5], d.validation.as_deref()),
+        (IMPORT_ATTRIBUTES[6], d.reject_code.as_deref()),
+        (IMPORT_ATTRIBUTES[7], d.reject_reason.as_deref()),
+    ]
 }
 
-/// Whether [`DynamoStore::register_import`] created the version or found it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Registered {
-    New,
-    /// The same bytes were registered before (e.g. one artifact uploaded under two names); the
-    /// existing item, status included, is left as it is.
-    Existing(Box<ModelRegistration>),
+pub(super) fn parse_import_details(item: &Item, key: &ItemKey) -> Result<Option<ImportDetails>, StoreError> {
+    let Some(source_key) = get_s_opt(item, "source_key", key)? else {
+        return Ok(None);
+    };
+    let opt = |name| get_s_opt(item, name, key).map(|v| v.map(str::to_owned));
+    Ok(Some(ImportDetails {
+        source_key: source_key.to_owned(),
+        source_version_id: opt("source_version_id")?,
+        source_etag: opt("source_etag")?.unwrap_or_default(),
+        source_sha256: opt("source_sha256")?.unwrap_or_default(),
+        source_format: opt("source_format")?,
+        validation: opt("validation")?,
+        reject_code: opt("reject_code")?,
+        reject_reason: opt("reject_reason")?,
+    }))
 }
 
 impl DynamoStore {
@@ -84,14 +59,9 @@ impl DynamoStore {
         let mut item: Item = serde_dynamo::aws_sdk_dynamodb_1::to_item(m)
             .map_err(|e| StoreError::Unavailable(format!("model {}: cannot be stored: {e}", m.version)))?;
         item.extend(key.to_item());
-        item.insert(GSI1PK.into(), s(Keys::new(tenant).model_list()));
-        item.insert(
-            GSI1SK.into(),
-            s(format!("{}#{}", fixed_width(&m.uploaded_at), m.version)),
-        );
         item.insert("id".into(), s(&m.version));
         item.insert("kind".into(), s("model"));
-        for (name, value) in details.fields() {
+        for (name, value) in import_fields(details) {
             if let Some(v) = value {
                 item.insert(name.into(), s(v));
             }
@@ -108,10 +78,7 @@ impl DynamoStore {
             Ok(_) => Ok(Registered::New),
             Err(e) if is_conditional_check_failed(&e) => match self.model(tenant, &m.version).await? {
                 Some(existing) if existing.sha256 == m.sha256 => Ok(Registered::Existing(Box::new(existing))),
-                _ => Err(StoreError::Unavailable(format!(
-                    "model version {} is already registered with different bytes",
-                    m.version
-                ))),
+                _ => Err(different_bytes(&m.version)),
             },
             Err(e) => Err(sdk_error("PutItem (register import)", e)),
         }
@@ -121,7 +88,7 @@ impl DynamoStore {
     pub async fn import_details(&self, tenant: &TenantId, version: &str) -> Result<Option<ImportDetails>, StoreError> {
         let key = Keys::new(tenant).model_version(version);
         match self.get(&key).await? {
-            Some(item) => ImportDetails::parse(&item, &key),
+            Some(item) => parse_import_details(&item, &key),
             None => Ok(None),
         }
     }
@@ -188,5 +155,42 @@ impl DynamoStore {
             .await
             .map_err(|e| sdk_error("PutItem (import job)", e))?;
         Ok(())
+    }
+}
+
+impl ModelImports for DynamoStore {
+    async fn import_outcome(&self, tenant: &TenantId, upload: &ObjectRef) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .job(tenant, upload)
+            .await?
+            .filter(|j| j.status == JobStatus::Completed)
+            .and_then(|j| j.result))
+    }
+
+    async fn source_outcome(&self, tenant: &TenantId, sha256: &str) -> Result<Option<String>, StoreError> {
+        DynamoStore::source_outcome(self, tenant, sha256).await
+    }
+
+    async fn register_import(
+        &self,
+        tenant: &TenantId,
+        registration: &ModelRegistration,
+        details: &ImportDetails,
+    ) -> Result<Registered, StoreError> {
+        DynamoStore::register_import(self, tenant, registration, details).await
+    }
+
+    async fn import_details(&self, tenant: &TenantId, version: &str) -> Result<Option<ImportDetails>, StoreError> {
+        DynamoStore::import_details(self, tenant, version).await
+    }
+
+    async fn complete_import(
+        &self,
+        tenant: &TenantId,
+        upload: &ObjectRef,
+        sha256: Option<&str>,
+        outcome: &str,
+    ) -> Result<(), StoreError> {
+        DynamoStore::complete_import(self, tenant, upload, sha256, outcome).await
     }
 }

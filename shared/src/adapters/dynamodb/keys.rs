@@ -97,11 +97,6 @@ impl<'t> Keys<'t> {
         ItemKey::new(self.models(), format!("{MODEL_VERSION_PREFIX}{version}"))
     }
 
-    /// The `gsi1` partition listing the tenant's models by upload time.
-    pub fn model_list(&self) -> String {
-        format!("T#{}#MODELS", self.tenant)
-    }
-
     /// What became of an upload's bytes (model-import), by the upload's SHA-256. Beside the
     /// versions, outside their `V#` prefix.
     pub fn model_source(&self, sha256: &str) -> ItemKey {
@@ -134,12 +129,6 @@ impl<'t> Keys<'t> {
 }
 
 pub(super) const MODEL_VERSION_PREFIX: &str = "V#";
-
-/// Registry statuses.
-pub const STATUS_CANDIDATE: &str = "candidate";
-pub const STATUS_ACTIVE: &str = "active";
-pub const STATUS_RETIRED: &str = "retired";
-pub const STATUS_REJECTED: &str = "rejected";
 
 /// An API key's item. The one key that is not tenant-scoped: a credential is looked up before
 /// its tenant is known, and the item names the tenant.

@@ -9,7 +9,7 @@
 //! | customer aggregate | `T#<tenant>#CUST#<id>` | `AGG` | `c<day>`, `a<day>`, `f<day>`: count, amount (minor units), frauds per epoch day |
 //! | terminal aggregate | `T#<tenant>#TERM#<id>` | `AGG` | as above |
 //! | active model | `T#<tenant>#MODEL` | `ACTIVE` | version, object_key, previous_version, activated_at |
-//! | model version | `T#<tenant>#MODEL` | `V#<version>` | [`ModelRegistration`], plus [`ImportDetails`] for uploads |
+//! | model version | `T#<tenant>#MODEL` | `V#<version>` | [`ModelRegistration`](crate::domain::registry::ModelRegistration), plus [`ImportDetails`](crate::domain::registry::ImportDetails) for uploads |
 //! | upload bytes | `T#<tenant>#MODEL` | `SRC#<sha256>` | outcome (JSON): model-import's per-bytes idempotency |
 //! | job | `T#<tenant>#JOB#<bucket>/<key>#<etag>` | `JOB` | [`JobState`]: status, lease, checkpoint, result |
 //! | job error chunk | as the job | `ERR#<seq>` | text: lines of the job's error report, expires_at (TTL) |
@@ -37,11 +37,10 @@ pub use aggregates::*;
 use api_keys::*;
 use codec::*;
 use decisions::*;
-pub use imports::*;
 pub use jobs::*;
 pub use keys::*;
 pub use labels::*;
-pub use registry::*;
+use registry::*;
 pub use table::*;
 use tenant_config::*;
 

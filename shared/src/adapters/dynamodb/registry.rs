@@ -1,30 +1,14 @@
 //! The model registry: one item per model version, and the activation pointer.
 
 use super::*;
+use crate::domain::registry::{ModelPointer, ModelRegistration, ModelStatus, RegistryEntry};
+use crate::ports::registry::{ExpectedPointer, ModelRegistry};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ModelRegistration {
-    pub version: String,
-    pub name: String,
-    /// SHA-256 of the artifact bytes, hex.
-    pub sha256: String,
-    /// The artifact's object key in the model bucket.
-    pub object_key: String,
-    /// Where it came from, e.g. `upload`, `retrain`, `import:lightgbm`.
-    pub source: String,
-    /// `candidate`, `active`, `retired` or `rejected` ([`STATUS_ACTIVE`] …).
-    pub status: String,
-    pub metrics: BTreeMap<String, f64>,
-    pub uploaded_at: Timestamp,
-    pub uploaded_by: String,
-    pub trees: u32,
-}
-
-/// A registry item as the API shows it: the registration and, for a refused upload, why.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RegistryEntry {
-    pub model: ModelRegistration,
-    pub reject_reason: Option<String>,
+/// The same version with other bytes: a permanent refusal, not a storage failure.
+pub(super) fn different_bytes(version: &str) -> StoreError {
+    StoreError::Conflict(format!(
+        "model version {version} is already registered with different bytes"
+    ))
 }
 
 pub(super) fn parse_registry_entry(item: Item, key: &ItemKey) -> Result<RegistryEntry, StoreError> {
@@ -48,23 +32,6 @@ pub(super) fn decode_registry_cursor(raw: &str) -> Result<(String, String), Stor
         }
         _ => Err(StoreError::BadCursor),
     }
-}
-
-/// What the activation pointer must be for an activation to go ahead.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Expected<'a> {
-    Anything,
-    /// This version (`None`: no pointer yet).
-    Current(Option<&'a str>),
-}
-
-/// The activation pointer in full.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ModelPointer {
-    pub version: String,
-    pub object_key: String,
-    pub previous_version: Option<String>,
-    pub activated_at: Timestamp,
 }
 
 pub(super) fn parse_pointer(item: &Item, key: &ItemKey) -> Result<ModelPointer, StoreError> {
@@ -95,10 +62,7 @@ impl DynamoStore {
             .await;
         match out {
             Ok(_) => Ok(()),
-            Err(e) if is_conditional_check_failed(&e) => Err(StoreError::Unavailable(format!(
-                "model version {} is already registered with different bytes",
-                m.version
-            ))),
+            Err(e) if is_conditional_check_failed(&e) => Err(different_bytes(&m.version)),
             Err(e) => Err(sdk_error("PutItem (register model)", e)),
         }
     }
@@ -182,29 +146,25 @@ impl DynamoStore {
         self.get(&key).await?.map(|item| parse_pointer(&item, &key)).transpose()
     }
 
-    /// Points the tenant at a registered version; the version it replaces becomes
-    /// `previous_version`. Refused (NotFound) unless `version` is registered with `object_key` and
-    /// was not rejected. Registry statuses follow: the new version `active`, the replaced one
-    /// `retired`. Activating the version already active changes nothing.
+    /// [`ModelRegistry::activate`] whatever the pointer is now (bootstrap, tests).
     pub async fn activate_model(
         &self,
         tenant: &TenantId,
         version: &str,
         object_key: &str,
     ) -> Result<ModelPointer, StoreError> {
-        self.activate_model_if(tenant, version, object_key, Expected::Anything)
+        self.activate_pointer(tenant, version, object_key, ExpectedPointer::Anything)
             .await
     }
 
-    /// [`Self::activate_model`], refused with [`StoreError::Conflict`] unless the pointer is
-    /// `expected`: a decision taken on a pointer read earlier (a rollback) never overwrites a
-    /// concurrent activation.
-    pub async fn activate_model_if(
+    /// [`ModelRegistry::activate`]: one optimistic transaction (pointer, new status, old
+    /// status), read again and retried while only the pointer moved underneath.
+    async fn activate_pointer(
         &self,
         tenant: &TenantId,
         version: &str,
         object_key: &str,
-        expected: Expected<'_>,
+        expected: ExpectedPointer<'_>,
     ) -> Result<ModelPointer, StoreError> {
         let keys = Keys::new(tenant);
         let registry = keys.model_version(version);
@@ -218,7 +178,7 @@ impl DynamoStore {
             {
                 return Ok(c.clone());
             }
-            if let Expected::Current(want) = expected {
+            if let ExpectedPointer::At(want) = expected {
                 let now = current.as_ref().map(|c| c.version.as_str());
                 if now != want {
                     return Err(StoreError::Conflict(format!(
@@ -267,8 +227,8 @@ impl DynamoStore {
                     )
                     .expression_attribute_names("#st", "status")
                     .expression_attribute_values(":k", s(object_key))
-                    .expression_attribute_values(":active", s(STATUS_ACTIVE))
-                    .expression_attribute_values(":rejected", s(STATUS_REJECTED))
+                    .expression_attribute_values(":active", s(ModelStatus::Active.as_str()))
+                    .expression_attribute_values(":rejected", s(ModelStatus::Rejected.as_str()))
                     .build(),
             )?;
             let mut req = self
@@ -286,7 +246,7 @@ impl DynamoStore {
                         .update_expression("SET #st = :retired")
                         .condition_expression("attribute_exists(pk)")
                         .expression_attribute_names("#st", "status")
-                        .expression_attribute_values(":retired", s(STATUS_RETIRED))
+                        .expression_attribute_values(":retired", s(ModelStatus::Retired.as_str()))
                         .build(),
                 )?;
                 req = req.transact_items(TransactWriteItem::builder().update(retire).build());
@@ -313,5 +273,34 @@ impl DynamoStore {
         Err(StoreError::Unavailable(
             "activate model: the pointer kept changing; try again".into(),
         ))
+    }
+}
+
+impl ModelRegistry for DynamoStore {
+    async fn model_pointer(&self, tenant: &TenantId) -> Result<Option<ModelPointer>, StoreError> {
+        DynamoStore::model_pointer(self, tenant).await
+    }
+
+    async fn registry_entry(&self, tenant: &TenantId, version: &str) -> Result<Option<RegistryEntry>, StoreError> {
+        DynamoStore::registry_entry(self, tenant, version).await
+    }
+
+    async fn registry_page(
+        &self,
+        tenant: &TenantId,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<RegistryEntry>, StoreError> {
+        DynamoStore::registry_page(self, tenant, limit, cursor).await
+    }
+
+    async fn activate(
+        &self,
+        tenant: &TenantId,
+        version: &str,
+        object_key: &str,
+        expected: ExpectedPointer<'_>,
+    ) -> Result<ModelPointer, StoreError> {
+        self.activate_pointer(tenant, version, object_key, expected).await
     }
 }

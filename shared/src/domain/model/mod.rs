@@ -9,7 +9,7 @@ pub mod import;
 pub mod reasons;
 pub mod train;
 
-use crate::domain::features::{Feature, FeatureVector, FEATURE_COUNT, FEATURE_NAMES, FEATURE_SCHEMA_VERSION};
+use crate::domain::features::{FeatureVector, FEATURE_COUNT, FEATURE_NAMES, FEATURE_SCHEMA_VERSION};
 pub use forest::{Attribution, Comparison, CompiledForest, Forest, ForestError, Missing, Node, Tree};
 pub use reasons::{Reason, Reasons, MAX_REASONS};
 use serde::{Deserialize, Serialize};
@@ -265,10 +265,6 @@ impl Model {
     /// The `k` largest contributions by magnitude, as readable reasons. Allocates nothing.
     pub fn reasons(&self, x: &FeatureVector, score: &Score, k: usize) -> Reasons {
         Reasons::top(x, &score.attribution.contributions, &self.artifact.feature_stats, k)
-    }
-
-    pub fn stats(&self, f: Feature) -> FeatureStats {
-        self.artifact.feature_stats[f.index()]
     }
 }
 

@@ -1,0 +1,172 @@
+//! Ports of the model registry and of model import: what model activation and model import need
+//! from storage and from the model bucket.
+
+use crate::domain::registry::{ImportDetails, ModelPointer, ModelRegistration, Registered, RegistryEntry};
+use crate::domain::{ObjectRef, TenantId};
+use crate::ports::{Page, StoreError};
+use std::collections::HashMap;
+use std::future::Future;
+
+pub mod contract;
+pub mod fake;
+
+/// What the activation pointer must be for an activation to go ahead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpectedPointer<'a> {
+    /// Whatever it is (model import's "activate on upload").
+    Anything,
+    /// At this version (`None`: no pointer yet): a change decided on a pointer read earlier
+    /// never overwrites a concurrent one.
+    At(Option<&'a str>),
+}
+
+/// The registry: one registration per version, and the pointer. Every method takes the tenant.
+pub trait ModelRegistry: Send + Sync {
+    fn model_pointer(&self, tenant: &TenantId)
+        -> impl Future<Output = Result<Option<ModelPointer>, StoreError>> + Send;
+
+    /// One version with its rejection reason, if any.
+    fn registry_entry(
+        &self,
+        tenant: &TenantId,
+        version: &str,
+    ) -> impl Future<Output = Result<Option<RegistryEntry>, StoreError>> + Send;
+
+    /// Newest upload first (ties: higher version first); `cursor` is the `next_cursor` of the
+    /// previous page ([`StoreError::BadCursor`] if it is not one).
+    fn registry_page(
+        &self,
+        tenant: &TenantId,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> impl Future<Output = Result<Page<RegistryEntry>, StoreError>> + Send;
+
+    /// Points the tenant at `version`; the version it replaces becomes `previous_version`, and
+    /// the statuses follow (the new one active, the replaced one retired), atomically with the
+    /// pointer. [`StoreError::NotFound`] unless `version` is registered with `object_key` and not
+    /// rejected; [`StoreError::Conflict`] if the pointer is not `expected`. Activating the version
+    /// already active changes nothing and answers the pointer as it is.
+    fn activate(
+        &self,
+        tenant: &TenantId,
+        version: &str,
+        object_key: &str,
+        expected: ExpectedPointer<'_>,
+    ) -> impl Future<Output = Result<ModelPointer, StoreError>> + Send;
+}
+
+/// What model import records: registrations with their [`ImportDetails`], and the outcome of each
+/// upload, per object and per uploaded bytes, which is what makes a redelivery change nothing.
+/// Outcomes are opaque text (the service's JSON).
+pub trait ModelImports: ModelRegistry {
+    /// The outcome recorded for this object (bucket, key, etag), once its import completed.
+    fn import_outcome(
+        &self,
+        tenant: &TenantId,
+        upload: &ObjectRef,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
+    /// The first outcome recorded for these uploaded bytes (by their SHA-256).
+    fn source_outcome(
+        &self,
+        tenant: &TenantId,
+        sha256: &str,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
+    /// Registers the version only if it is new. One already there with the same `sha256` is left
+    /// untouched ([`Registered::Existing`]); with other bytes it is [`StoreError::Conflict`].
+    fn register_import(
+        &self,
+        tenant: &TenantId,
+        registration: &ModelRegistration,
+        details: &ImportDetails,
+    ) -> impl Future<Output = Result<Registered, StoreError>> + Send;
+
+    /// The import attributes of a version (None for versions registered otherwise).
+    fn import_details(
+        &self,
+        tenant: &TenantId,
+        version: &str,
+    ) -> impl Future<Output = Result<Option<ImportDetails>, StoreError>> + Send;
+
+    /// Records an upload's outcome: per object, and per bytes (`sha256`) unless these bytes
+    /// already have one (the first outcome stands).
+    fn complete_import(
+        &self,
+        tenant: &TenantId,
+        upload: &ObjectRef,
+        sha256: Option<&str>,
+        outcome: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Which version of an object to read: the event's version id, else its etag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectVersion<'a> {
+    pub version_id: Option<&'a str>,
+    pub etag: Option<&'a str>,
+}
+
+impl ObjectVersion<'_> {
+    pub const LATEST: ObjectVersion<'static> = ObjectVersion {
+        version_id: None,
+        etag: None,
+    };
+}
+
+/// An object read whole, with its user metadata (keys lower case, without `x-amz-meta-`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    pub bytes: Vec<u8>,
+    pub metadata: HashMap<String, String>,
+}
+
+/// The answer to [`UploadObjects::get`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchedObject {
+    Found(StoredObject),
+    /// No such object, or not the version asked for (it was replaced since the event).
+    Missing,
+    /// Larger than asked for; not read.
+    TooLarge {
+        size: u64,
+    },
+}
+
+/// The model bucket as model import uses it. The bucket is given per call, since S3 events name it.
+pub trait UploadObjects: Send + Sync {
+    fn get(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: ObjectVersion<'_>,
+        max_bytes: u64,
+    ) -> impl Future<Output = Result<FetchedObject, StoreError>> + Send;
+
+    fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        bytes: Vec<u8>,
+        content_type: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Copies `from` (at `version_id`, else the latest) to `to`; false when `from` does not exist.
+    fn copy(
+        &self,
+        bucket: &str,
+        from: &str,
+        version_id: Option<&str>,
+        to: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Deletes the object only while it still has `etag`; whether it did.
+    fn delete_if_unchanged(
+        &self,
+        bucket: &str,
+        key: &str,
+        etag: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    fn delete(&self, bucket: &str, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+}

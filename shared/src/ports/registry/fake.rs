@@ -1,0 +1,443 @@
+//! In-memory fakes of the registry, import and object ports (and of [`ModelBlobs`]), for the
+//! services' unit tests and the contract suite ([`super::contract`]), which holds them to what
+//! the DynamoDB adapter does.
+//!
+//! Always compiled rather than behind a cargo feature: a feature that only the tests enable would
+//! make the tests, `cargo lambda watch` and the CLI build the shared crate differently.
+
+use crate::domain::registry::{ImportDetails, ModelPointer, ModelRegistration, ModelStatus, Registered, RegistryEntry};
+use crate::domain::{ObjectRef, TenantId, Timestamp};
+use crate::ports::registry::{
+    ExpectedPointer, FetchedObject, ModelImports, ModelRegistry, ObjectVersion, StoredObject, UploadObjects,
+};
+use crate::ports::{ModelBlobs, Page, StoreError};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard};
+
+struct StoredVersion {
+    registration: ModelRegistration,
+    details: Option<ImportDetails>,
+}
+
+impl StoredVersion {
+    fn entry(&self) -> RegistryEntry {
+        RegistryEntry {
+            model: self.registration.clone(),
+            reject_reason: self.details.as_ref().and_then(|d| d.reject_reason.clone()),
+        }
+    }
+}
+
+#[derive(Default)]
+struct RegistryState {
+    versions: BTreeMap<(TenantId, String), StoredVersion>,
+    pointers: HashMap<TenantId, ModelPointer>,
+    sources: HashMap<(TenantId, String), String>,
+    uploads: HashMap<(TenantId, ObjectRef), String>,
+}
+
+/// The registry, the pointer and the import records of every tenant, in memory.
+#[derive(Default)]
+pub struct InMemoryRegistry {
+    state: Mutex<RegistryState>,
+}
+
+const CURSOR: &str = "registry/1";
+
+fn different_bytes(version: &str) -> StoreError {
+    StoreError::Conflict(format!(
+        "model version {version} is already registered with different bytes"
+    ))
+}
+
+/// The page order of the adapter: upload time to the millisecond, then version; newest first.
+fn position(m: &ModelRegistration) -> (i128, String) {
+    (
+        m.uploaded_at.inner().unix_timestamp_nanos() / 1_000_000,
+        m.version.clone(),
+    )
+}
+
+impl InMemoryRegistry {
+    fn state(&self) -> MutexGuard<'_, RegistryState> {
+        // A test that panicked while holding the lock has failed already.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// As the adapter's `register_model`: the same version again with the same bytes replaces
+    /// it (import details dropped); with other bytes it is refused.
+    pub fn register_model(&self, tenant: &TenantId, m: &ModelRegistration) -> Result<(), StoreError> {
+        let mut st = self.state();
+        let key = (tenant.clone(), m.version.clone());
+        if st.versions.get(&key).is_some_and(|v| v.registration.sha256 != m.sha256) {
+            return Err(different_bytes(&m.version));
+        }
+        st.versions.insert(
+            key,
+            StoredVersion {
+                registration: m.clone(),
+                details: None,
+            },
+        );
+        Ok(())
+    }
+
+    /// [`ModelRegistry::activate`], at once: tests call it to move the pointer "concurrently".
+    pub fn activate_now(
+        &self,
+        tenant: &TenantId,
+        version: &str,
+        object_key: &str,
+        expected: ExpectedPointer<'_>,
+    ) -> Result<ModelPointer, StoreError> {
+        let mut st = self.state();
+        let current = st.pointers.get(tenant).cloned();
+        if let Some(c) = current
+            .as_ref()
+            .filter(|c| c.version == version && c.object_key == object_key)
+        {
+            return Ok(c.clone());
+        }
+        if let ExpectedPointer::At(want) = expected {
+            let now = current.as_ref().map(|c| c.version.as_str());
+            if now != want {
+                return Err(StoreError::Conflict(format!(
+                    "the active model is {} now, not {}",
+                    now.unwrap_or("none"),
+                    want.unwrap_or("none")
+                )));
+            }
+        }
+        let usable = st
+            .versions
+            .get(&(tenant.clone(), version.to_owned()))
+            .is_some_and(|v| v.registration.object_key == object_key && v.registration.status != ModelStatus::Rejected);
+        if !usable {
+            return Err(StoreError::NotFound(format!(
+                "model version {version} registered with object key {object_key} and not rejected"
+            )));
+        }
+        let next = ModelPointer {
+            version: version.to_owned(),
+            object_key: object_key.to_owned(),
+            previous_version: match &current {
+                Some(c) if c.version != version => Some(c.version.clone()),
+                Some(c) => c.previous_version.clone(),
+                None => None,
+            },
+            activated_at: Timestamp::now(),
+        };
+        if let Some(v) = st.versions.get_mut(&(tenant.clone(), version.to_owned())) {
+            v.registration.status = ModelStatus::Active;
+        }
+        if let Some(old) = current.filter(|c| c.version != version) {
+            if let Some(v) = st.versions.get_mut(&(tenant.clone(), old.version)) {
+                v.registration.status = ModelStatus::Retired;
+            }
+        }
+        st.pointers.insert(tenant.clone(), next.clone());
+        Ok(next)
+    }
+
+    /// How many versions the tenant has registered.
+    pub fn version_count(&self, tenant: &TenantId) -> usize {
+        self.state().versions.keys().filter(|(t, _)| t == tenant).count()
+    }
+}
+
+impl ModelRegistry for InMemoryRegistry {
+    async fn model_pointer(&self, tenant: &TenantId) -> Result<Option<ModelPointer>, StoreError> {
+        Ok(self.state().pointers.get(tenant).cloned())
+    }
+
+    async fn registry_entry(&self, tenant: &TenantId, version: &str) -> Result<Option<RegistryEntry>, StoreError> {
+        Ok(self
+            .state()
+            .versions
+            .get(&(tenant.clone(), version.to_owned()))
+            .map(StoredVersion::entry))
+    }
+
+    async fn registry_page(
+        &self,
+        tenant: &TenantId,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<RegistryEntry>, StoreError> {
+        let after = match cursor {
+            None => None,
+            Some(raw) => match raw.split('|').collect::<Vec<_>>()[..] {
+                [CURSOR, at, version] if !version.is_empty() => Some((
+                    at.parse::<i128>().map_err(|_| StoreError::BadCursor)?,
+                    version.to_owned(),
+                )),
+                _ => return Err(StoreError::BadCursor),
+            },
+        };
+        let mut entries: Vec<RegistryEntry> = self
+            .state()
+            .versions
+            .iter()
+            .filter(|((t, _), _)| t == tenant)
+            .map(|(_, v)| v.entry())
+            .collect();
+        entries.sort_by_key(|e| std::cmp::Reverse(position(&e.model)));
+        let mut items: Vec<RegistryEntry> = entries
+            .into_iter()
+            .filter(|e| after.as_ref().is_none_or(|a| position(&e.model) < *a))
+            .take(limit + 1)
+            .collect();
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|e| {
+                let (at, version) = position(&e.model);
+                format!("{CURSOR}|{at}|{version}")
+            })
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    async fn activate(
+        &self,
+        tenant: &TenantId,
+        version: &str,
+        object_key: &str,
+        expected: ExpectedPointer<'_>,
+    ) -> Result<ModelPointer, StoreError> {
+        self.activate_now(tenant, version, object_key, expected)
+    }
+}
+
+impl ModelImports for InMemoryRegistry {
+    async fn import_outcome(&self, tenant: &TenantId, upload: &ObjectRef) -> Result<Option<String>, StoreError> {
+        Ok(self.state().uploads.get(&(tenant.clone(), upload.clone())).cloned())
+    }
+
+    async fn source_outcome(&self, tenant: &TenantId, sha256: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.state().sources.get(&(tenant.clone(), sha256.to_owned())).cloned())
+    }
+
+    async fn register_import(
+        &self,
+        tenant: &TenantId,
+        registration: &ModelRegistration,
+        details: &ImportDetails,
+    ) -> Result<Registered, StoreError> {
+        let mut st = self.state();
+        let key = (tenant.clone(), registration.version.clone());
+        match st.versions.get(&key) {
+            Some(v) if v.registration.sha256 == registration.sha256 => {
+                Ok(Registered::Existing(Box::new(v.registration.clone())))
+            }
+            Some(_) => Err(different_bytes(&registration.version)),
+            None => {
+                st.versions.insert(
+                    key,
+                    StoredVersion {
+                        registration: registration.clone(),
+                        details: Some(details.clone()),
+                    },
+                );
+                Ok(Registered::New)
+            }
+        }
+    }
+
+    async fn import_details(&self, tenant: &TenantId, version: &str) -> Result<Option<ImportDetails>, StoreError> {
+        Ok(self
+            .state()
+            .versions
+            .get(&(tenant.clone(), version.to_owned()))
+            .and_then(|v| v.details.clone()))
+    }
+
+    async fn complete_import(
+        &self,
+        tenant: &TenantId,
+        upload: &ObjectRef,
+        sha256: Option<&str>,
+        outcome: &str,
+    ) -> Result<(), StoreError> {
+        let mut st = self.state();
+        if let Some(sha) = sha256 {
+            st.sources
+                .entry((tenant.clone(), sha.to_owned()))
+                .or_insert_with(|| outcome.to_owned());
+        }
+        st.uploads.insert((tenant.clone(), upload.clone()), outcome.to_owned());
+        Ok(())
+    }
+}
+
+type Hook = Box<dyn FnOnce() + Send>;
+
+/// Model artifacts by object key. A hook can run before the next fetch, e.g. to move the
+/// pointer while an activation is loading its artifact.
+#[derive(Default)]
+pub struct InMemoryBlobs {
+    objects: Mutex<HashMap<String, Vec<u8>>>,
+    before_fetch: Mutex<Option<Hook>>,
+}
+
+impl InMemoryBlobs {
+    pub fn put(&self, object_key: &str, bytes: Vec<u8>) {
+        lock(&self.objects).insert(object_key.to_owned(), bytes);
+    }
+
+    pub fn before_next_fetch(&self, hook: impl FnOnce() + Send + 'static) {
+        *lock(&self.before_fetch) = Some(Box::new(hook));
+    }
+}
+
+impl ModelBlobs for InMemoryBlobs {
+    async fn fetch(&self, object_key: &str) -> Result<Vec<u8>, StoreError> {
+        let hook = lock(&self.before_fetch).take();
+        if let Some(hook) = hook {
+            hook();
+        }
+        lock(&self.objects)
+            .get(object_key)
+            .cloned()
+            .ok_or_else(|| StoreError::NotFound(object_key.to_owned()))
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[derive(Debug, Clone)]
+struct FakeObject {
+    bytes: Vec<u8>,
+    metadata: HashMap<String, String>,
+    etag: String,
+}
+
+/// Buckets of objects with metadata and etags, unversioned (version ids are ignored).
+#[derive(Default)]
+pub struct InMemoryObjects {
+    objects: Mutex<BTreeMap<(String, String), FakeObject>>,
+}
+
+fn etag_of(bytes: &[u8]) -> String {
+    hex::encode(&Sha256::digest(bytes)[..16])
+}
+
+impl InMemoryObjects {
+    /// Stores an object as an upload would (metadata keys lower-cased, as S3 returns them);
+    /// returns its etag.
+    pub fn upload(&self, bucket: &str, key: &str, bytes: &[u8], metadata: &[(&str, &str)]) -> String {
+        let etag = etag_of(bytes);
+        let object = FakeObject {
+            bytes: bytes.to_vec(),
+            metadata: metadata
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), (*v).to_owned()))
+                .collect(),
+            etag: etag.clone(),
+        };
+        lock(&self.objects).insert((bucket.to_owned(), key.to_owned()), object);
+        etag
+    }
+
+    pub fn object(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
+        lock(&self.objects)
+            .get(&(bucket.to_owned(), key.to_owned()))
+            .map(|o| o.bytes.clone())
+    }
+
+    /// The keys under `prefix`, in order.
+    pub fn keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        lock(&self.objects)
+            .keys()
+            .filter(|(b, k)| b == bucket && k.starts_with(prefix))
+            .map(|(_, k)| k.clone())
+            .collect()
+    }
+}
+
+impl UploadObjects for InMemoryObjects {
+    async fn get(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: ObjectVersion<'_>,
+        max_bytes: u64,
+    ) -> Result<FetchedObject, StoreError> {
+        let objects = lock(&self.objects);
+        let Some(o) = objects.get(&(bucket.to_owned(), key.to_owned())) else {
+            return Ok(FetchedObject::Missing);
+        };
+        if version.etag.is_some_and(|e| e.trim_matches('"') != o.etag) {
+            return Ok(FetchedObject::Missing);
+        }
+        if o.bytes.len() as u64 > max_bytes {
+            return Ok(FetchedObject::TooLarge {
+                size: o.bytes.len() as u64,
+            });
+        }
+        Ok(FetchedObject::Found(StoredObject {
+            bytes: o.bytes.clone(),
+            metadata: o.metadata.clone(),
+        }))
+    }
+
+    async fn put(&self, bucket: &str, key: &str, bytes: Vec<u8>, _content_type: &str) -> Result<(), StoreError> {
+        self.upload(bucket, key, &bytes, &[]);
+        Ok(())
+    }
+
+    async fn copy(&self, bucket: &str, from: &str, _version_id: Option<&str>, to: &str) -> Result<bool, StoreError> {
+        let mut objects = lock(&self.objects);
+        let Some(o) = objects.get(&(bucket.to_owned(), from.to_owned())).cloned() else {
+            return Ok(false);
+        };
+        objects.insert((bucket.to_owned(), to.to_owned()), o);
+        Ok(true)
+    }
+
+    async fn delete_if_unchanged(&self, bucket: &str, key: &str, etag: &str) -> Result<bool, StoreError> {
+        let mut objects = lock(&self.objects);
+        let k = (bucket.to_owned(), key.to_owned());
+        if objects.get(&k).is_some_and(|o| o.etag == etag.trim_matches('"')) {
+            objects.remove(&k);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    async fn delete(&self, bucket: &str, key: &str) -> Result<(), StoreError> {
+        lock(&self.objects).remove(&(bucket.to_owned(), key.to_owned()));
+        Ok(())
+    }
+}
+
+/// Runs a future of the fakes to completion. They never wait, so one poll finishes them; this
+/// keeps the services' unit tests free of an async runtime.
+#[cfg(test)]
+pub(crate) fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    use std::task::{Context, Poll, Waker};
+    let mut f = std::pin::pin!(f);
+    match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(v) => v,
+        Poll::Pending => panic!("a fake waited; the fakes answer at once"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fake_keeps_the_registry_contract() {
+        let registry = InMemoryRegistry::default();
+        block_on(super::super::contract::registry_contract(
+            &registry,
+            &TenantId::parse("acme").unwrap(),
+            &TenantId::parse("globex").unwrap(),
+        ));
+    }
+}
