@@ -621,7 +621,7 @@ fn source_name(s: &ModelSource) -> &'static str {
 mod tests {
     use super::*;
     use crate::domain::model::stump_artifact;
-    use crate::ports::registry::fake::{block_on, InMemoryBlobs, InMemoryObjects, InMemoryRegistry};
+    use crate::ports::in_memory::{block_on, InMemoryBlobs, InMemoryObjects, InMemoryRegistry};
     use std::collections::BTreeMap;
 
     const BUCKET: &str = "models";

@@ -222,18 +222,7 @@ mod tests {
     use crate::domain::model::stump_artifact;
     use crate::domain::policy::Thresholds;
     use crate::domain::{CustomerId, TenantId, TerminalId};
-    use crate::ports::in_memory::{InMemoryBlobs, InMemoryDecisions};
-    use std::future::Future;
-    use std::pin::pin;
-    use std::task::{Context, Poll, Waker};
-
-    /// The fakes never wait, so one poll completes every future here.
-    fn run<F: Future>(f: F) -> F::Output {
-        match pin!(f).poll(&mut Context::from_waker(Waker::noop())) {
-            Poll::Ready(v) => v,
-            Poll::Pending => panic!("an in-memory port returned Pending"),
-        }
-    }
+    use crate::ports::in_memory::{block_on as run, InMemoryBlobs, InMemoryDecisions};
 
     struct Fixture {
         scorer: Scorer<InMemoryDecisions, InMemoryBlobs>,

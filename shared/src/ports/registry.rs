@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use std::future::Future;
 
 pub mod contract;
-pub mod fake;
 
 /// What the activation pointer must be for an activation to go ahead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,18 +1,17 @@
-//! In-memory implementations of the ports, for the services' unit tests and benchmarks. The
-//! contract tests (here and in `tests/tests/contract_decisions.rs`) run the same assertions
-//! against these and against the DynamoDB adapter, so a fake cannot drift from the real thing.
+//! Decisions, keys, aggregates and tenant config in memory. `tests/tests/contract_decisions.rs`
+//! runs the same contract against this fake and the DynamoDB adapter.
 
-use super::{
-    ActiveModel, CommitOutcome, DecisionCommit, DecisionStore, IdempotencyRecord, ModelBlobs, Page, ScoringSnapshot,
-    StoreError,
-};
+use super::lock;
 use crate::domain::auth::{KeyHash, KeyRecord};
 use crate::domain::decision::{DecisionRecord, IdempotencyKey};
 use crate::domain::features::EntityAggregate;
 use crate::domain::policy::Thresholds;
 use crate::domain::{CustomerId, TenantId, TerminalId, Transaction, TransactionId};
+use crate::ports::{
+    ActiveModel, CommitOutcome, DecisionCommit, DecisionStore, IdempotencyRecord, Page, ScoringSnapshot, StoreError,
+};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 
 type Scoped<K> = (TenantId, K);
 
@@ -38,9 +37,8 @@ pub struct InMemoryDecisions {
 }
 
 impl InMemoryDecisions {
-    fn state(&self) -> MutexGuard<'_, State> {
-        // A panicking test thread must not hide the state from the assertions after it.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        lock(&self.state)
     }
 
     pub fn put_key(&self, hash: &KeyHash, rec: KeyRecord) {
@@ -196,38 +194,5 @@ impl DecisionStore for InMemoryDecisions {
 
     async fn active_model(&self, tenant: &TenantId) -> Result<Option<ActiveModel>, StoreError> {
         Ok(self.state().active_models.get(tenant).cloned())
-    }
-}
-
-/// Model artifacts by object key, in memory.
-#[derive(Default)]
-pub struct InMemoryBlobs {
-    objects: Mutex<HashMap<String, Vec<u8>>>,
-    fetches: Mutex<usize>,
-}
-
-impl InMemoryBlobs {
-    pub fn put(&self, key: &str, bytes: Vec<u8>) {
-        self.objects
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key.to_owned(), bytes);
-    }
-
-    /// How many fetches were made (a cache test counts them).
-    pub fn fetches(&self) -> usize {
-        *self.fetches.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-impl ModelBlobs for InMemoryBlobs {
-    async fn fetch(&self, object_key: &str) -> Result<Vec<u8>, StoreError> {
-        *self.fetches.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-        self.objects
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(object_key)
-            .cloned()
-            .ok_or_else(|| StoreError::NotFound(object_key.to_owned()))
     }
 }

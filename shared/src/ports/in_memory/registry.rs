@@ -1,16 +1,17 @@
-//! In-memory fakes of the registry, import and object ports (and of [`ModelBlobs`]), for the
-//! services' unit tests and the contract suite ([`super::contract`]), which holds them to what
+//! In-memory fakes of the registry, import and object ports, for the
+//! services' unit tests and the contract suite ([`crate::ports::registry::contract`]), which holds them to what
 //! the DynamoDB adapter does.
 //!
 //! Always compiled rather than behind a cargo feature: a feature that only the tests enable would
 //! make the tests, `cargo lambda watch` and the CLI build the shared crate differently.
 
+use super::lock;
 use crate::domain::registry::{ImportDetails, ModelPointer, ModelRegistration, ModelStatus, Registered, RegistryEntry};
 use crate::domain::{ObjectRef, TenantId, Timestamp};
 use crate::ports::registry::{
     ExpectedPointer, FetchedObject, ModelImports, ModelRegistry, ObjectVersion, StoredObject, UploadObjects,
 };
-use crate::ports::{ModelBlobs, Page, StoreError};
+use crate::ports::{Page, StoreError};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
@@ -272,43 +273,6 @@ impl ModelImports for InMemoryRegistry {
     }
 }
 
-type Hook = Box<dyn FnOnce() + Send>;
-
-/// Model artifacts by object key. A hook can run before the next fetch, e.g. to move the
-/// pointer while an activation is loading its artifact.
-#[derive(Default)]
-pub struct InMemoryBlobs {
-    objects: Mutex<HashMap<String, Vec<u8>>>,
-    before_fetch: Mutex<Option<Hook>>,
-}
-
-impl InMemoryBlobs {
-    pub fn put(&self, object_key: &str, bytes: Vec<u8>) {
-        lock(&self.objects).insert(object_key.to_owned(), bytes);
-    }
-
-    pub fn before_next_fetch(&self, hook: impl FnOnce() + Send + 'static) {
-        *lock(&self.before_fetch) = Some(Box::new(hook));
-    }
-}
-
-impl ModelBlobs for InMemoryBlobs {
-    async fn fetch(&self, object_key: &str) -> Result<Vec<u8>, StoreError> {
-        let hook = lock(&self.before_fetch).take();
-        if let Some(hook) = hook {
-            hook();
-        }
-        lock(&self.objects)
-            .get(object_key)
-            .cloned()
-            .ok_or_else(|| StoreError::NotFound(object_key.to_owned()))
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 #[derive(Debug, Clone)]
 struct FakeObject {
     bytes: Vec<u8>,
@@ -418,15 +382,6 @@ impl UploadObjects for InMemoryObjects {
 /// Runs a future of the fakes to completion. They never wait, so one poll finishes them; this
 /// keeps the services' unit tests free of an async runtime.
 #[cfg(test)]
-pub(crate) fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    use std::task::{Context, Poll, Waker};
-    let mut f = std::pin::pin!(f);
-    match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(v) => v,
-        Poll::Pending => panic!("a fake waited; the fakes answer at once"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -434,7 +389,7 @@ mod tests {
     #[test]
     fn the_fake_keeps_the_registry_contract() {
         let registry = InMemoryRegistry::default();
-        block_on(super::super::contract::registry_contract(
+        super::super::block_on(crate::ports::registry::contract::registry_contract(
             &registry,
             &TenantId::parse("acme").unwrap(),
             &TenantId::parse("globex").unwrap(),
