@@ -240,7 +240,7 @@ fn tx(id: &str, at: &str, minor: i64, currency: &str, label: Option<Label>) -> L
             terminal_id: TerminalId::parse("t-1").unwrap(),
         },
         label,
-        extras: Default::default(),
+        extras: None,
     }
 }
 
@@ -339,10 +339,10 @@ fn ndjson_rows_carry_the_optional_fields_the_api_accepts_and_ignore_unknown_ones
     assert_eq!(txs[0].tx.occurred_at.to_rfc3339(), "2018-04-01T10:00:00Z");
     assert_eq!(txs[0].tx.amount.minor, 1250);
     assert_eq!(txs[0].label, None);
-    assert_eq!(txs[0].extras.ip.as_deref(), Some("10.0.0.1"));
-    assert_eq!(txs[0].extras.email.as_deref(), Some("x@example.com"));
-    assert_eq!(txs[0].extras.metadata["order"], "42");
-    assert_eq!(txs[1].extras, Default::default());
+    assert_eq!(txs[0].extras().ip.as_deref(), Some("10.0.0.1"));
+    assert_eq!(txs[0].extras().email.as_deref(), Some("x@example.com"));
+    assert_eq!(txs[0].extras().metadata["order"], "42");
+    assert!(txs[1].extras.is_none());
     assert_eq!(
         txs[1].label,
         Some(Label {
@@ -376,10 +376,10 @@ fn csv_optional_columns_carry_the_request_fields() {
     )
     .unwrap();
     let txs = read_all(&path).unwrap();
-    assert_eq!(txs[0].extras.email.as_deref(), Some("x@example.com"));
-    assert_eq!(txs[0].extras.country.as_deref(), Some("FR"));
-    assert_eq!(txs[0].extras.metadata["order"], "42");
-    assert_eq!(txs[1].extras, Default::default(), "empty cells are absent fields");
+    assert_eq!(txs[0].extras().email.as_deref(), Some("x@example.com"));
+    assert_eq!(txs[0].extras().country.as_deref(), Some("FR"));
+    assert_eq!(txs[0].extras().metadata["order"], "42");
+    assert!(txs[1].extras.is_none(), "empty cells are absent fields");
     let bad = d.join("bad.csv");
     std::fs::write(
         &bad,

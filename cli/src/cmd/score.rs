@@ -47,7 +47,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let pb = super::progress::bar("score");
     pb.set_length(ds.rows.len() as u64);
     for (i, (row, x)) in ds.rows.iter().zip(&ds.features).enumerate() {
-        let decided = pipeline::decide(&model, &policy, &row.tx, &row.extras, x);
+        let decided = pipeline::decide(&model, &policy, &row.tx, row.extras(), x);
         mix[decided.decision as usize] += 1;
         ResultRow::new(&row.tx, &decided, model.version()).write(format, &mut buf);
         if buf.len() >= 1 << 16 {

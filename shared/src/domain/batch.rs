@@ -483,7 +483,8 @@ impl From<&ReasonRecord> for ReasonOut {
 }
 
 impl ResultRow {
-    /// The first [`REASONS_PER_DECISION`] reasons (rule hits first) as code and text.
+    /// Every reason as code and text, as the API keeps them: rule hits first, then the model's
+    /// [`REASONS_PER_DECISION`]. The CSV form has columns for the first [`REASONS_PER_DECISION`].
     pub fn new(tx: &Transaction, decided: &Decided, model_version: &str) -> Self {
         ResultRow {
             id: tx.id.to_string(),
@@ -493,7 +494,6 @@ impl ResultRow {
             reasons: decided
                 .reasons
                 .iter()
-                .take(REASONS_PER_DECISION)
                 .map(ReasonOut::from)
                 .collect(),
             model_version: model_version.to_owned(),
@@ -788,7 +788,7 @@ impl BatchScorer {
         }
         match item {
             Ok((row, Some(x))) => {
-                let decided = pipeline::decide(&self.model, &self.policy, &row.tx, &row.extras, &x);
+                let decided = pipeline::decide(&self.model, &self.policy, &row.tx, row.extras(), &x);
                 ResultRow::new(&row.tx, &decided, self.model.version()).write(self.format, &mut self.results);
                 self.counts.add_decision(decided.decision);
             }

@@ -77,6 +77,19 @@ pub const MAX_METADATA_KEY_BYTES: usize = 64;
 pub const MAX_FREE_TEXT: usize = 256;
 
 impl RequestExtras {
+    pub const NONE: RequestExtras = RequestExtras {
+        ip: None,
+        device_id: None,
+        email: None,
+        country: None,
+        metadata: BTreeMap::new(),
+    };
+
+    /// Boxed, or `None` when no field is set.
+    pub fn boxed(self) -> Option<Box<RequestExtras>> {
+        (self != RequestExtras::NONE).then(|| Box::new(self))
+    }
+
     /// The optional text fields by name, as the JSON body and the CSV columns name them.
     pub const TEXT_FIELDS: [&'static str; 4] = ["ip", "device_id", "email", "country"];
 
@@ -445,16 +458,17 @@ impl ScoreRequest {
             Err(e) => e.clone(),
         };
         // Aggregates keep a ring of days ending at the newest transaction: a far-future date would
-        // push a customer's and a terminal's real days out of it.
-        if let Ok(r) = &parsed {
-            let ahead = r.inputs.occurred_at.unix() - Timestamp::now().unix();
-            if ahead > MAX_FUTURE_SECS {
+        // push a customer's and a terminal's real days out of it. Checked whatever else is wrong, so
+        // a bad body names every bad field at once.
+        let occurred_at = match &row.occurred_at {
+            Some(Value::String(s)) => Timestamp::parse("occurred_at", s).ok(),
+            _ => None,
+        };
+        if let Some(at) = occurred_at {
+            if at.unix() - Timestamp::now().unix() > MAX_FUTURE_SECS {
                 errors.push(FieldError {
                     field: "occurred_at".into(),
-                    message: format!(
-                        "{} is more than 24 hours ahead of the function's clock",
-                        r.inputs.occurred_at.to_rfc3339()
-                    ),
+                    message: format!("{} is more than 24 hours ahead of the function's clock", at.to_rfc3339()),
                 });
             }
         }
@@ -704,6 +718,35 @@ mod tests {
         assert_eq!(ScoreRequest::parse_json(b"{").unwrap_err()[0].field, "body");
         let neg = GOOD.replace("12345", "-5");
         assert_eq!(ScoreRequest::parse_json(neg.as_bytes()).unwrap_err()[0].field, "amount");
+    }
+
+    #[test]
+    fn the_fingerprint_of_a_body_is_pinned() {
+        // Stored decisions keep this digest: a change to the canonical form would turn every retry of
+        // an earlier decision into a 409. Change it only with a migration. It is the SHA-256 of
+        // {"id":"tx-1","occurred_at":"2018-08-08T10:00:00Z","amount":12345,"currency":"EUR",
+        //  "customer_id":"c-1","terminal_id":"t-9","country":"FR","metadata":{"order":"42"}}
+        // (fields in struct order, absent optional fields omitted), as before the pipeline change.
+        let r = ScoreRequest::parse_json(GOOD.as_bytes()).unwrap();
+        assert_eq!(r.fingerprint(), "1ee8709770ac928aaba581a7225c989d62c7962b9829069b6e27ff12a72e6f50");
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_and_a_future_date_is_named_beside_other_errors() {
+        let dup = GOOD.replace(r#""id":"tx-1","#, r#""id":"tx-1","id":"tx-2","#);
+        let e = ScoreRequest::parse_json(dup.as_bytes()).unwrap_err();
+        assert_eq!(e[0].field, "body");
+        assert!(e[0].message.contains("duplicate field `id`"), "{e:?}");
+        let ahead = Timestamp::from_unix(Timestamp::now().unix() + 3 * 86_400).unwrap();
+        let body = GOOD
+            .replace("2018-08-08T10:00:00Z", &ahead.to_rfc3339())
+            .replace(r#""EUR""#, r#""eur""#);
+        let fields: Vec<_> = ScoreRequest::parse_json(body.as_bytes())
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(fields, ["occurred_at", "currency"]);
     }
 
     #[test]

@@ -422,7 +422,11 @@ impl Columns {
                 },
             }),
         };
-        Ok(LabelledTransaction { tx, label, extras })
+        Ok(LabelledTransaction {
+            tx,
+            label,
+            extras: extras.boxed(),
+        })
     }
 }
 
@@ -541,7 +545,7 @@ pub fn parse_json(bytes: &[u8]) -> Result<LabelledTransaction, JsonError> {
     Ok(LabelledTransaction {
         tx: request.transaction(),
         label,
-        extras: request.extras,
+        extras: request.extras.boxed(),
     })
 }
 
@@ -729,7 +733,7 @@ fn json_row(row: &mut String, t: &LabelledTransaction) {
         currency: tx.amount.currency.as_str(),
         customer_id: tx.customer_id.as_str(),
         terminal_id: tx.terminal_id.as_str(),
-        extras: &t.extras,
+        extras: t.extras(),
         label: t.label,
     };
     // Serialising plain strings, integers and booleans cannot fail.

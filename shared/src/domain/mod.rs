@@ -264,12 +264,21 @@ pub struct Label {
 }
 
 /// A transaction with its label, as the simulator, the training files and batch files hold them.
-/// `extras` are the request's optional fields (ip, email, metadata…) where a file has them.
+/// `extras` are the request's optional fields (ip, email, metadata…) where a file has them: boxed
+/// and absent when empty, so the millions of rows of a simulation or training file stay small.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LabelledTransaction {
     pub tx: Transaction,
     pub label: Option<Label>,
-    pub extras: decision::RequestExtras,
+    pub extras: Option<Box<decision::RequestExtras>>,
+}
+
+static NO_EXTRAS: decision::RequestExtras = decision::RequestExtras::NONE;
+
+impl LabelledTransaction {
+    pub fn extras(&self) -> &decision::RequestExtras {
+        self.extras.as_deref().unwrap_or(&NO_EXTRAS)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

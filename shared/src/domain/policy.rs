@@ -69,8 +69,8 @@ pub struct Outcome {
     pub reasons: Vec<ReasonRecord>,
 }
 
-/// A tenant's policy, at one version. Cheap to clone; built once per tenant configuration, not per
-/// request.
+/// A tenant's policy, at one version. Built from the tenant's configuration for each decision
+/// (the version is one short string), so nothing cached can outlive a configuration change.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
     thresholds: Thresholds,

@@ -185,7 +185,7 @@ mod tests {
                 terminal_id: TerminalId::parse("t1").unwrap(),
             },
             label: label.map(|fraud| Label { fraud, scenario: 0 }),
-            extras: Default::default(),
+            extras: None,
         }
     }
 

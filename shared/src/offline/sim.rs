@@ -223,7 +223,7 @@ impl Simulation {
                     fraud: t.fraud,
                     scenario: t.scenario,
                 }),
-                extras: Default::default(),
+                extras: None,
             }
         })
     }

@@ -30,7 +30,8 @@ struct State {
 
 /// Decisions, aggregates, keys and tenant config in memory, with the DynamoDB adapter's
 /// semantics: a commit is all or nothing and the first decision for a transaction id (or an
-/// unexpired idempotency key) wins.
+/// idempotency key) wins. Unlike the adapter it has no clock: idempotency records never expire,
+/// and aggregates are the in-memory ring (`EntityAggregate::add`), so tests feed days in order.
 #[derive(Default)]
 pub struct InMemoryDecisions {
     state: Mutex<State>,
@@ -144,7 +145,7 @@ impl DecisionStore for InMemoryDecisions {
             let winner = DecisionCommit {
                 record: &record,
                 transaction: &tx,
-                idempotency_key: commit.idempotency_key,
+                idempotency_key: None,
                 delta: crate::domain::features::transaction_delta(&tx),
             };
             s.commit(&t, &winner);
@@ -169,6 +170,8 @@ impl DecisionStore for InMemoryDecisions {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page<DecisionRecord>, StoreError> {
+        // As the adapter: at least one item a page, at most its longest page.
+        let limit = limit.clamp(1, 1000);
         let from = match cursor {
             None => 0,
             Some(c) => c
