@@ -9,10 +9,10 @@
 //! event resumes the same way. A resumed run replays the file from the start to rebuild the
 //! feature state, writing only what no uploaded part covers, so its output is byte-identical.
 
-mod reinvoke;
 mod worker;
 
-pub use reinvoke::{LambdaReinvoker, Reinvoke};
+pub use verdict::adapters::LambdaReinvoker;
+pub use verdict::ports::reinvoke::{Reinvoke, ReinvokeError};
 
 use aws_lambda_events::event::s3::S3Event;
 use serde::{Deserialize, Serialize};
@@ -20,16 +20,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc;
-use verdict::adapters::{DynamoStore, S3Blobs};
+use verdict::adapters::lambda::uploaded_object;
+use verdict::adapters::{DynamoStore, ObjectStore, S3Blobs};
 use verdict::app::scoring::{ScoreError, Scorer};
 use verdict::domain::batch::{
-    decode_event_key, normalize_etag, BatchFile, BatchJob, Checkpoint, FeatureSource, Flush, JobState, ObjectRef,
-    PinnedModel, Summary, Upload,
+    BatchFile, BatchJob, BatchProgress, Checkpoint, FeatureSource, Flush, ObjectRef, PinnedModel, Summary, Upload,
 };
 use verdict::domain::decision::Thresholds;
 use verdict::domain::io::Format;
 use verdict::domain::model::Model;
+use verdict::domain::JobStatus;
 use verdict::domain::Timestamp;
+use verdict::ports::jobs::{Claim, Job, JobEnd, JobStore, JobType, LeaseOwner, NewJob};
 use verdict::ports::{ActiveModel, DecisionStore, StoreError};
 
 /// Tunables; [`Settings::default`] is what the deployed function uses.
@@ -63,7 +65,7 @@ impl Default for Settings {
 /// Clients and caches, built once per container.
 pub struct Deps<R> {
     pub store: DynamoStore,
-    pub s3: aws_sdk_s3::Client,
+    pub objects: ObjectStore,
     /// Loads and caches the pinned model from the model bucket.
     pub scorer: Scorer<DynamoStore, S3Blobs>,
     pub reinvoker: R,
@@ -76,7 +78,7 @@ impl<R: Reinvoke> Deps<R> {
         Deps {
             scorer: Scorer::new(store.clone(), blobs, None),
             store,
-            s3,
+            objects: ObjectStore::new(s3),
             reinvoker,
             settings: Settings::default(),
         }
@@ -183,27 +185,28 @@ pub async fn handle<R: Reinvoke>(deps: &Deps<R>, event: Event, deadline: SystemT
         }
         Event::S3(e) => {
             for record in e.records {
-                let bucket = record.s3.bucket.name.clone().unwrap_or_default();
-                let raw = record.s3.object.key.clone().unwrap_or_default();
                 let created = record
                     .event_name
                     .as_deref()
                     .is_none_or(|n| n.starts_with("ObjectCreated"));
-                let key = match (record.s3.object.url_decoded_key.clone(), decode_event_key(&raw)) {
-                    (Some(k), _) | (None, Ok(k)) => k,
-                    (None, Err(e)) => {
-                        objects.push(skipped(bucket, raw, e.to_string()));
+                let up = match uploaded_object(&record) {
+                    Ok(up) => up,
+                    Err((e, up)) => {
+                        objects.push(skipped(up.bucket, up.key, e.to_string()));
                         continue;
                     }
                 };
-                if !created || bucket.is_empty() {
+                if !created || up.bucket.is_empty() {
                     let reason = format!("not an ObjectCreated record: {:?}", record.event_name);
-                    objects.push(skipped(bucket, key, reason));
+                    objects.push(skipped(up.bucket, up.key, reason));
                     continue;
                 }
-                let etag = record.s3.object.e_tag.as_deref().filter(|e| !e.is_empty());
-                let status = process(deps, &bucket, &key, etag, deadline).await?;
-                objects.push(ObjectOutcome { bucket, key, status });
+                let status = process(deps, &up.bucket, &up.key, up.etag(), deadline).await?;
+                objects.push(ObjectOutcome {
+                    bucket: up.bucket,
+                    key: up.key,
+                    status,
+                });
             }
         }
     }
@@ -239,67 +242,107 @@ async fn process<R: Reinvoke>(
         Ok(f) => f,
         Err(e) => return Ok(skipped(bucket.into(), key.into(), e.to_string()).status),
     };
-    let blobs = S3Blobs::new(deps.s3.clone(), bucket);
-    let Some(head) = blobs.head(key).await? else {
+    let Some(head) = deps.objects.head(bucket, key).await? else {
         return Ok(Status::Superseded);
     };
-    if event_etag.is_some_and(|e| normalize_etag(e) != head.etag) {
+    if event_etag.is_some_and(|e| ObjectRef::new("", "", e).etag != head.etag) {
         return Ok(Status::Superseded);
     }
-    let object = ObjectRef {
-        bucket: bucket.to_owned(),
-        key: key.to_owned(),
-        etag: head.etag.clone(),
-    };
-    let owner = format!("{:016x}", rand::random::<u64>());
+    let object = ObjectRef::new(bucket, key, &head.etag);
+    let owner = LeaseOwner::fresh();
     let tenant = &file.tenant;
     let lease_secs = deps.settings.lease.as_secs() as i64;
     let mut waited = false;
     loop {
-        match deps.store.batch_job(tenant, &object).await? {
-            Some(JobState::Completed) => return Ok(Status::AlreadyDone),
-            Some(JobState::Failed { error }) => return Ok(Status::AlreadyFailed { error }),
-            None => {
-                let job = match prepare(deps, &file, &object, head.size, &head.metadata, &owner).await? {
-                    Ok(job) => job,
-                    Err(Refusal::File(reason)) => return fail(deps, &file, &object, head.size, reason).await,
-                    Err(Refusal::Tenant(reason)) => return not_yet(deps, &file, &object, head.size, reason).await,
+        let Some(job) = deps.store.read_job::<BatchProgress>(tenant, &object).await? else {
+            let progress = match prepare(deps, &file, &object, &head.metadata).await? {
+                Ok(p) => p,
+                Err(Refusal::File(reason)) => match fail_unstarted(deps, &file, &object, head.size, reason).await? {
+                    Some(status) => return Ok(status),
+                    None => continue, // Another delivery created the job first: read it again.
+                },
+                Err(Refusal::Tenant(reason)) => return not_yet(deps, &file, &object, head.size, reason).await,
+            };
+            let started_at = Timestamp::now();
+            let new = NewJob {
+                object: &object,
+                job_type: JobType::Batch,
+                size: Some(head.size),
+                owner: &owner,
+                lease_expires_at: now_epoch() + lease_secs,
+                started_at,
+                progress: &progress,
+            };
+            if deps.store.create_job(tenant, &new).await? {
+                let job = BatchJob {
+                    object: object.clone(),
+                    size: head.size,
+                    progress,
+                    invocations: 1,
+                    started_at,
                 };
-                if deps.store.create_batch_job(tenant, &job).await? {
-                    return Job::new(deps, file, job, owner, deadline).run_leased().await;
-                }
-                // Another delivery created it first: read it again.
+                return Leased::new(deps, file, job, 0, owner, deadline).run_leased().await;
             }
-            Some(JobState::Running(job)) => {
-                let now = now_epoch();
-                if job.lease_owner != owner && job.lease_expires_at > now {
-                    // Held by another invocation: alive (it will checkpoint, which renews the
-                    // lease) or dead (the lease runs out). Wait once for it to run out.
-                    let wait = Duration::from_secs((job.lease_expires_at - now + 1) as u64);
-                    if waited || remaining(deadline) < wait + deps.settings.handover_margin {
-                        return Ok(Status::Busy);
-                    }
-                    tokio::time::sleep(wait).await;
-                    waited = true;
-                    if let Some(JobState::Running(again)) = deps.store.batch_job(tenant, &object).await? {
-                        if again.checkpoint.seq != job.checkpoint.seq || again.lease_expires_at != job.lease_expires_at
-                        {
-                            return Ok(Status::Busy);
-                        }
-                    }
-                    continue;
-                }
-                return match deps
-                    .store
-                    .claim_batch_job(tenant, &object, &owner, now + lease_secs, now)
-                    .await?
-                {
-                    Some(job) => Job::new(deps, file, job, owner, deadline).run_leased().await,
-                    None => Ok(Status::Busy),
-                };
+            // Another delivery created it first: read it again.
+            continue;
+        };
+        match job.status {
+            JobStatus::Completed => return Ok(Status::AlreadyDone),
+            JobStatus::Failed => {
+                return Ok(Status::AlreadyFailed {
+                    error: job.error.unwrap_or_default(),
+                })
             }
+            JobStatus::Running => {}
         }
+        let now = now_epoch();
+        if !job.lease_free_for(&owner, now) {
+            // Held by another invocation: alive (it will checkpoint, which renews the lease)
+            // or dead (the lease runs out). Wait once for it to run out.
+            let wait = Duration::from_secs((job.lease_expires_at - now + 1) as u64);
+            if waited || remaining(deadline) < wait + deps.settings.handover_margin {
+                return Ok(Status::Busy);
+            }
+            tokio::time::sleep(wait).await;
+            waited = true;
+            if let Some(again) = deps.store.read_job::<BatchProgress>(tenant, &object).await? {
+                if again.seq != job.seq || again.lease_expires_at != job.lease_expires_at {
+                    return Ok(Status::Busy);
+                }
+            }
+            continue;
+        }
+        return match deps
+            .store
+            .claim_job::<BatchProgress>(tenant, &object, &owner, now + lease_secs, now)
+            .await?
+        {
+            Claim::Claimed(job) => match running(job, head.size) {
+                Some((job, seq)) => Leased::new(deps, file, job, seq, owner, deadline).run_leased().await,
+                None => Ok(Status::Busy),
+            },
+            Claim::Ended(job) if job.status == JobStatus::Completed => Ok(Status::AlreadyDone),
+            Claim::Ended(job) => Ok(Status::AlreadyFailed {
+                error: job.error.unwrap_or_default(),
+            }),
+            Claim::Busy { .. } | Claim::Missing => Ok(Status::Busy),
+        };
     }
+}
+
+/// A claimed job as the runner works on it, and its checkpoint sequence.
+fn running(job: Job<BatchProgress>, head_size: u64) -> Option<(BatchJob, u64)> {
+    let seq = job.seq;
+    Some((
+        BatchJob {
+            size: job.size.unwrap_or(head_size),
+            progress: job.progress?,
+            invocations: job.invocations,
+            started_at: job.started_at,
+            object: job.object,
+        },
+        seq,
+    ))
 }
 
 /// Why an object cannot be scored.
@@ -311,15 +354,13 @@ enum Refusal {
     Tenant(String),
 }
 
-/// A new job, or why the object cannot be scored.
+/// What a new job pins, or why the object cannot be scored.
 async fn prepare<R: Reinvoke>(
     deps: &Deps<R>,
     file: &BatchFile,
     object: &ObjectRef,
-    size: u64,
     metadata: &std::collections::HashMap<String, String>,
-    owner: &str,
-) -> Result<Result<BatchJob, Refusal>, Error> {
+) -> Result<Result<BatchProgress, Refusal>, Error> {
     if file.kind.is_none() {
         return Ok(Err(Refusal::File(
             verdict::domain::batch::BatchError::UnknownFormat {
@@ -347,9 +388,7 @@ async fn prepare<R: Reinvoke>(
         .thresholds(&file.tenant)
         .await?
         .unwrap_or_else(Thresholds::default);
-    Ok(Ok(BatchJob {
-        object: object.clone(),
-        size,
+    Ok(Ok(BatchProgress {
         feature_source,
         model: PinnedModel {
             version: active.version,
@@ -357,10 +396,6 @@ async fn prepare<R: Reinvoke>(
         },
         thresholds,
         checkpoint: Checkpoint::default(),
-        lease_owner: owner.to_owned(),
-        lease_expires_at: now_epoch() + deps.settings.lease.as_secs() as i64,
-        invocations: 1,
-        started_at: Timestamp::now(),
     }))
 }
 
@@ -373,19 +408,28 @@ async fn load_model<R: Reinvoke>(deps: &Deps<R>, active: &ActiveModel) -> Result
     }
 }
 
-/// Records a job that cannot run, with a summary saying why.
-async fn fail<R: Reinvoke>(
+/// Records a job that cannot start, with a summary saying why. `None` when a job exists
+/// already (another delivery created it).
+async fn fail_unstarted<R: Reinvoke>(
     deps: &Deps<R>,
     file: &BatchFile,
     object: &ObjectRef,
     size: u64,
     error: String,
-) -> Result<Status, Error> {
+) -> Result<Option<Status>, Error> {
     tracing::warn!(key = %object.key, %error, "batch job failed");
-    if !deps.store.fail_batch_job(&file.tenant, object, size, &error).await? {
-        return Ok(Status::AlreadyDone);
+    let end = JobEnd::Failed {
+        error: error.clone(),
+        result: None,
+    };
+    let recorded = deps
+        .store
+        .record_job_end(&file.tenant, object, JobType::Batch, Some(size), &end, Timestamp::now())
+        .await?;
+    if !recorded {
+        return Ok(None);
     }
-    failure_summary(deps, file, object, size, error).await
+    failure_summary(deps, file, object, size, error).await.map(Some)
 }
 
 /// A refusal caused by the tenant's state: the summary says why, but no job is recorded, so a
@@ -418,8 +462,14 @@ async fn failure_summary<R: Reinvoke>(
         },
         error.clone(),
     );
-    S3Blobs::new(deps.s3.clone(), &object.bucket)
-        .put_with(&file.summary_key(), summary.to_json(), "application/json", &[])
+    deps.objects
+        .put_with(
+            &object.bucket,
+            &file.summary_key(),
+            summary.to_json(),
+            "application/json",
+            &[],
+        )
         .await?;
     Ok(Status::Failed { error })
 }
@@ -435,12 +485,13 @@ impl Drop for CancelOnDrop {
 }
 
 /// A job whose lease this invocation holds.
-struct Job<'d, R> {
+struct Leased<'d, R> {
     deps: &'d Deps<R>,
-    blobs: S3Blobs,
     file: BatchFile,
     job: BatchJob,
-    owner: String,
+    /// The checkpoint sequence last recorded.
+    seq: u64,
+    owner: LeaseOwner,
     deadline: SystemTime,
     started: Instant,
 }
@@ -450,17 +501,28 @@ const NDJSON_TYPE: &str = "application/x-ndjson";
 /// Output objects name the input version they came from; completion checks it on a retry.
 const SOURCE_ETAG_METADATA: &str = "source-etag";
 
-impl<'d, R: Reinvoke> Job<'d, R> {
-    fn new(deps: &'d Deps<R>, file: BatchFile, job: BatchJob, owner: String, deadline: SystemTime) -> Self {
-        Job {
-            blobs: S3Blobs::new(deps.s3.clone(), &job.object.bucket),
+impl<'d, R: Reinvoke> Leased<'d, R> {
+    fn new(
+        deps: &'d Deps<R>,
+        file: BatchFile,
+        job: BatchJob,
+        seq: u64,
+        owner: LeaseOwner,
+        deadline: SystemTime,
+    ) -> Self {
+        Leased {
             deps,
             file,
             job,
+            seq,
             owner,
             deadline,
             started: Instant::now(),
         }
+    }
+
+    fn bucket(&self) -> &str {
+        &self.job.object.bucket
     }
 
     /// Runs, and on a transient error lets the next invocation take over at once.
@@ -470,7 +532,7 @@ impl<'d, R: Reinvoke> Job<'d, R> {
             let _ = self
                 .deps
                 .store
-                .release_batch_job(&self.file.tenant, &self.job.object, &self.owner)
+                .release_job(&self.file.tenant, &self.job.object, &self.owner)
                 .await;
         }
         result
@@ -482,8 +544,8 @@ impl<'d, R: Reinvoke> Job<'d, R> {
 
     async fn run(&mut self) -> Result<Status, Error> {
         let pinned = ActiveModel {
-            version: self.job.model.version.clone(),
-            object_key: self.job.model.object_key.clone(),
+            version: self.job.progress.model.version.clone(),
+            object_key: self.job.progress.model.object_key.clone(),
         };
         let model = match load_model(self.deps, &pinned).await? {
             Ok(m) => m,
@@ -492,8 +554,14 @@ impl<'d, R: Reinvoke> Job<'d, R> {
         let Some(kind) = self.file.kind else {
             return self.fail("unknown file type".into()).await;
         };
-        if !self.job.checkpoint.reading_done {
-            let Some(reader) = self.blobs.open(&self.job.object.key, &self.job.object.etag).await? else {
+        if !self.job.progress.checkpoint.reading_done {
+            let object = &self.job.object;
+            let Some(reader) = self
+                .deps
+                .objects
+                .open(&object.bucket, &object.key, &object.etag)
+                .await?
+            else {
                 self.fail("the object was deleted or overwritten while it was being scored".into())
                     .await?;
                 return Ok(Status::Superseded);
@@ -504,10 +572,10 @@ impl<'d, R: Reinvoke> Job<'d, R> {
             let plan = worker::Plan {
                 kind,
                 model,
-                thresholds: self.job.thresholds,
-                source: self.job.feature_source,
+                thresholds: self.job.progress.thresholds,
+                source: self.job.progress.feature_source,
                 part_size: self.deps.settings.part_size,
-                checkpoint: self.job.checkpoint.clone(),
+                checkpoint: self.job.progress.checkpoint.clone(),
                 store: self.deps.store.clone(),
                 tenant: self.file.tenant.clone(),
                 handle: tokio::runtime::Handle::current(),
@@ -528,7 +596,7 @@ impl<'d, R: Reinvoke> Job<'d, R> {
                         _ = tokio::time::sleep(heartbeat) => {
                             // The file is replaying or the parts are slow: keep the lease.
                             let t = &self.file.tenant;
-                            if !self.deps.store.renew_batch_lease(t, &self.job.object, &self.owner, self.lease_until()).await? {
+                            if !self.deps.store.renew_lease(t, &self.job.object, &self.owner, self.lease_until()).await? {
                                 return Ok(Status::Busy);
                             }
                             continue;
@@ -569,12 +637,12 @@ impl<'d, R: Reinvoke> Job<'d, R> {
         let results_type = if format == Format::Csv { CSV_TYPE } else { NDJSON_TYPE };
         let results_key = self.file.results_key().unwrap_or_default();
         let errors_key = self.file.errors_key();
-        let mut cp = self.job.checkpoint.clone();
+        let mut progress = self.job.progress.clone();
+        let cp = &mut progress.checkpoint;
         self.upload(&results_key, results_type, &mut cp.results, flush.results, flush.last)
             .await?;
         self.upload(&errors_key, CSV_TYPE, &mut cp.errors, flush.errors, flush.last)
             .await?;
-        cp.seq += 1;
         cp.results_rows_done = flush.results_rows_done;
         cp.errors_rows_done = flush.errors_rows_done;
         cp.next_line = flush.next_line;
@@ -585,16 +653,18 @@ impl<'d, R: Reinvoke> Job<'d, R> {
         let recorded = self
             .deps
             .store
-            .checkpoint_batch_job(
+            .checkpoint_job(
                 &self.file.tenant,
                 &self.job.object,
                 &self.owner,
-                &cp,
+                self.seq,
+                &progress,
                 self.lease_until(),
             )
             .await?;
         if recorded {
-            self.job.checkpoint = cp;
+            self.job.progress = progress;
+            self.seq += 1;
         }
         Ok(recorded)
     }
@@ -612,8 +682,9 @@ impl<'d, R: Reinvoke> Job<'d, R> {
             return Ok(());
         };
         let meta = [(SOURCE_ETAG_METADATA, self.job.object.etag.as_str())];
+        let objects = &self.deps.objects;
         if last && upload.upload_id.is_none() {
-            return Ok(self.blobs.put_with(key, bytes, content_type, &meta).await?);
+            return Ok(objects.put_with(self.bucket(), key, bytes, content_type, &meta).await?);
         }
         if bytes.is_empty() {
             // The previous part ended exactly at the end.
@@ -622,14 +693,15 @@ impl<'d, R: Reinvoke> Job<'d, R> {
         let id = match &upload.upload_id {
             Some(id) => id.clone(),
             None => {
-                let id = self.blobs.create_multipart(key, content_type, &meta).await?;
+                let id = objects
+                    .create_multipart(self.bucket(), key, content_type, &meta)
+                    .await?;
                 upload.upload_id = Some(id.clone());
                 id
             }
         };
-        let part = self
-            .blobs
-            .upload_part(key, &id, upload.next_part_number(), bytes)
+        let part = objects
+            .upload_part(self.bucket(), key, &id, upload.next_part_number(), bytes)
             .await?;
         upload.parts.push(part);
         Ok(())
@@ -637,22 +709,23 @@ impl<'d, R: Reinvoke> Job<'d, R> {
 
     async fn hand_over(&self) -> Result<Status, Error> {
         let t = &self.file.tenant;
-        self.deps
-            .store
-            .release_batch_job(t, &self.job.object, &self.owner)
-            .await?;
+        self.deps.store.release_job(t, &self.job.object, &self.owner).await?;
         let request = ResumeRequest {
             resume: self.job.object.clone(),
         };
+        let payload = serde_json::to_value(&request).map_err(|e| Error::Reinvoke {
+            key: self.job.object.key.clone(),
+            reason: e.to_string(),
+        })?;
         self.deps
             .reinvoker
-            .reinvoke(&request)
+            .reinvoke(&payload)
             .await
-            .map_err(|reason| Error::Reinvoke {
+            .map_err(|e| Error::Reinvoke {
                 key: self.job.object.key.clone(),
-                reason,
+                reason: e.to_string(),
             })?;
-        let cp = &self.job.checkpoint;
+        let cp = &self.job.progress.checkpoint;
         tracing::info!(key = %self.job.object.key, rows_done = cp.results_rows_done, "handed over");
         Ok(Status::HandedOver {
             results_rows_done: cp.results_rows_done,
@@ -665,20 +738,28 @@ impl<'d, R: Reinvoke> Job<'d, R> {
     async fn finish(&mut self) -> Result<Status, Error> {
         let results_key = self.file.results_key().unwrap_or_default();
         let errors_key = self.file.errors_key();
-        let cp = self.job.checkpoint.clone();
+        let cp = self.job.progress.checkpoint.clone();
         self.complete(&results_key, &cp.results).await?;
         self.complete(&errors_key, &cp.errors).await?;
         let completed_at = Timestamp::now();
         let summary = Summary::completed(&self.file, &self.job, completed_at);
         let meta = [(SOURCE_ETAG_METADATA, self.job.object.etag.as_str())];
-        self.blobs
-            .put_with(&self.file.summary_key(), summary.to_json(), "application/json", &meta)
+        self.deps
+            .objects
+            .put_with(
+                self.bucket(),
+                &self.file.summary_key(),
+                summary.to_json(),
+                "application/json",
+                &meta,
+            )
             .await?;
         let t = &self.file.tenant;
+        let end = JobEnd::Completed { result: None };
         if !self
             .deps
             .store
-            .complete_batch_job(t, &self.job.object, &self.owner, completed_at)
+            .finish_job::<BatchProgress>(t, &self.job.object, &self.owner, &end, None, completed_at)
             .await?
         {
             return Ok(Status::Busy);
@@ -693,11 +774,15 @@ impl<'d, R: Reinvoke> Job<'d, R> {
         let Some(id) = &upload.upload_id else {
             return Ok(()); // Put whole.
         };
-        if self.blobs.complete_multipart(key, id, &upload.parts).await? {
+        let objects = &self.deps.objects;
+        if objects
+            .complete_multipart(self.bucket(), key, id, &upload.parts)
+            .await?
+        {
             return Ok(());
         }
         // Completed by an earlier invocation that died before recording it?
-        let ours = self.blobs.head(key).await?.is_some_and(|h| {
+        let ours = objects.head(self.bucket(), key).await?.is_some_and(|h| {
             h.metadata.get(SOURCE_ETAG_METADATA).map(String::as_str) == Some(self.job.object.etag.as_str())
         });
         if ours {
@@ -711,8 +796,23 @@ impl<'d, R: Reinvoke> Job<'d, R> {
         }
     }
 
+    /// Ends the job as failed (the lease is ours), with a summary saying why.
     async fn fail(&self, reason: String) -> Result<Status, Error> {
-        fail(self.deps, &self.file, &self.job.object, self.job.size, reason).await
+        tracing::warn!(key = %self.job.object.key, error = %reason, "batch job failed");
+        let end = JobEnd::Failed {
+            error: reason.clone(),
+            result: None,
+        };
+        let t = &self.file.tenant;
+        if !self
+            .deps
+            .store
+            .finish_job::<BatchProgress>(t, &self.job.object, &self.owner, &end, None, Timestamp::now())
+            .await?
+        {
+            return Ok(Status::Busy);
+        }
+        failure_summary(self.deps, &self.file, &self.job.object, self.job.size, reason).await
     }
 }
 

@@ -21,7 +21,8 @@ use serde::{Deserialize, Serialize};
 use verdict::adapters::dynamodb::{
     ImportDetails, JobStatus, ObjectRef, Registered, STATUS_ACTIVE, STATUS_CANDIDATE, STATUS_REJECTED,
 };
-use verdict::adapters::model_objects::{decode_event_key, Fetched, ObjectStore, Version};
+use verdict::adapters::lambda::uploaded_object;
+use verdict::adapters::s3::{Fetched, ObjectStore, Version};
 use verdict::adapters::{DynamoStore, ModelRegistration};
 use verdict::domain::model::ModelSource;
 use verdict::domain::model_upload::{
@@ -119,13 +120,13 @@ struct Upload {
 
 impl Upload {
     fn of(record: &S3EventRecord) -> Upload {
-        let object = &record.s3.object;
+        // A key that is not valid encoding is kept as written (it then names no model upload).
+        let object = uploaded_object(record).unwrap_or_else(|(_, as_written)| as_written);
         Upload {
-            bucket: record.s3.bucket.name.clone().unwrap_or_default(),
-            key: decode_event_key(object.key.as_deref().unwrap_or_default()),
-            etag: object.e_tag.clone().unwrap_or_default().trim_matches('"').to_owned(),
-            // Unversioned buckets send no version id (or the string "null").
-            version_id: object.version_id.clone().filter(|v| !v.is_empty() && v != "null"),
+            bucket: object.bucket,
+            key: object.key,
+            etag: object.etag,
+            version_id: object.version_id,
             uploaded_by: record
                 .principal_id
                 .principal_id

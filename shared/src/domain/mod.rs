@@ -13,6 +13,7 @@ pub mod labels;
 pub mod metrics;
 pub mod model;
 pub mod model_upload;
+pub mod objects;
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -285,7 +286,7 @@ impl ObjectRef {
         ObjectRef {
             bucket: bucket.into(),
             key: key.into(),
-            etag: etag.trim().trim_matches('"').to_owned(),
+            etag: objects::normalize_etag(etag),
         }
     }
 
@@ -294,6 +295,7 @@ impl ObjectRef {
     }
 }
 
+/// A job's status, as stored on its item and written in its summary (serde is its one parser).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
@@ -308,15 +310,6 @@ impl JobStatus {
             JobStatus::Running => "running",
             JobStatus::Completed => "completed",
             JobStatus::Failed => "failed",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<JobStatus> {
-        match raw {
-            "running" => Some(JobStatus::Running),
-            "completed" => Some(JobStatus::Completed),
-            "failed" => Some(JobStatus::Failed),
-            _ => None,
         }
     }
 }
