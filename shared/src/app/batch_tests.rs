@@ -21,10 +21,18 @@ fn now_or_never<F: Future>(f: F) -> F::Output {
     }
 }
 
+/// (bucket, key)
+type Path = (String, String);
+/// Bytes, etag, metadata.
+type Stored = (Vec<u8>, String, HashMap<String, String>);
+/// Where an upload goes, and its parts by number.
+type Multipart = (Path, BTreeMap<i32, Vec<u8>>);
+
 #[derive(Default)]
 struct MemObjects {
-    objects: Mutex<HashMap<(String, String), (Vec<u8>, String, HashMap<String, String>)>>,
-    uploads: Mutex<HashMap<String, ((String, String), BTreeMap<i32, Vec<u8>>)>>,
+    objects: Mutex<HashMap<Path, Stored>>,
+    /// By upload id.
+    uploads: Mutex<HashMap<String, Multipart>>,
 }
 
 impl MemObjects {
