@@ -6,7 +6,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
 use verdict::adapters::dynamodb::Keys;
-use verdict::adapters::model_objects::ObjectStore;
+use verdict::adapters::ObjectStore;
 use verdict::domain::decision::{features_map, Decision, DecisionRecord, ModelRef, TransactionInputs};
 use verdict::domain::features::{self, transaction_delta, EntityAggregate, Feature};
 use verdict::domain::labels::LabelSummary;

@@ -6,8 +6,8 @@
 
 use aws_sdk_s3::primitives::ByteStream;
 use std::collections::BTreeMap;
-use verdict::adapters::model_objects::ObjectStore;
 use verdict::adapters::DynamoStore;
+use verdict::adapters::ObjectStore;
 use verdict::app::scoring::{Origin, Scorer};
 use verdict::domain::auth::{ApiKey, KeyRecord, Principal, Scope};
 use verdict::domain::decision::ScoreRequest;

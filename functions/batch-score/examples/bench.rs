@@ -11,7 +11,7 @@
 //! count in this process's peak.
 
 use aws_sdk_s3::primitives::ByteStream;
-use batch_score::{Deps, Event, Reinvoke, ResumeRequest, Status};
+use batch_score::{Deps, Event, Reinvoke, ReinvokeError, ResumeRequest, Status};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -31,8 +31,13 @@ use verdict_integration::Stack;
 struct Queue(Mutex<Vec<ResumeRequest>>);
 
 impl Reinvoke for Queue {
-    async fn reinvoke(&self, request: &ResumeRequest) -> Result<(), String> {
-        self.0.lock().map_err(|e| e.to_string())?.push(request.clone());
+    async fn reinvoke(&self, payload: &serde_json::Value) -> Result<(), ReinvokeError> {
+        let failed = |reason: String| ReinvokeError {
+            function: "bench".into(),
+            reason,
+        };
+        let request = serde_json::from_value(payload.clone()).map_err(|e| failed(e.to_string()))?;
+        self.0.lock().map_err(|e| failed(e.to_string()))?.push(request);
         Ok(())
     }
 }

@@ -2,68 +2,35 @@
 //! ObjectCreated) becomes `batches/results/{tenant}/{name}.{csv|ndjson}`, `{name}.summary.json`
 //! and `{name}.errors.csv`.
 //!
-//! The rows are scored by `verdict::domain::batch` (the same features and model code as the API) on a
-//! blocking thread that streams the object; this side uploads each full part and checkpoints the
-//! job item in DynamoDB (`verdict::adapters::dynamodb::batch_jobs`) before the next. Near the deadline it hands
-//! the job to a fresh invocation of itself (`{"resume": {bucket, key, etag}}`); a redelivered S3
-//! event resumes the same way. A resumed run replays the file from the start to rebuild the
-//! feature state, writing only what no uploaded part covers, so its output is byte-identical.
+//! This crate parses the trigger (an S3 event, or the `{"resume": {bucket, key, etag}}` payload it
+//! sends itself to continue a job), calls the batch runner ([`verdict::app::batch`]: the lease
+//! state machine, checkpoints, hand-over, completion) per object and maps its outcome. It also
+//! gives the runner its platform: the scoring thread ([`worker`], tokio's `spawn_blocking` and a
+//! channel) and the model and thresholds reads.
 
-mod reinvoke;
 mod worker;
 
-pub use reinvoke::{LambdaReinvoker, Reinvoke};
+pub use verdict::adapters::LambdaReinvoker;
+pub use verdict::app::batch::{ResumeRequest, Settings, Status};
+pub use verdict::ports::reinvoke::{Reinvoke, ReinvokeError};
 
 use aws_lambda_events::event::s3::S3Event;
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
-use tokio::sync::mpsc;
-use verdict::adapters::{DynamoStore, S3Blobs};
+use std::time::SystemTime;
+use verdict::adapters::lambda::uploaded_object;
+use verdict::adapters::{DynamoStore, ObjectStore, S3Blobs};
+use verdict::app::batch::{BatchModels, BatchRunError, BatchRunner};
 use verdict::app::scoring::{ScoreError, Scorer};
-use verdict::domain::batch::{
-    decode_event_key, normalize_etag, BatchFile, BatchJob, Checkpoint, FeatureSource, Flush, JobState, ObjectRef,
-    PinnedModel, Summary, Upload,
-};
-use verdict::domain::io::Format;
 use verdict::domain::model::Model;
 use verdict::domain::policy::Thresholds;
-use verdict::domain::Timestamp;
+use verdict::domain::TenantId;
 use verdict::ports::{ActiveModel, DecisionStore, StoreError};
-
-/// Tunables; [`Settings::default`] is what the deployed function uses.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// Bytes per multipart part (raised to 5 MiB if below).
-    pub part_size: usize,
-    /// How long a job's lease lasts after each checkpoint; a crashed invocation's job can be
-    /// taken over after this.
-    pub lease: Duration,
-    /// Hand over when less than this is left before the deadline.
-    pub handover_margin: Duration,
-    /// Rows per BatchGetItem round of the `stored` feature source.
-    pub stored_chunk_rows: usize,
-    /// Entities whose stored aggregates are kept in memory (about 2 KB each).
-    pub aggregate_cache: usize,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            part_size: 8 << 20,
-            lease: Duration::from_secs(120),
-            handover_margin: Duration::from_secs(60),
-            stored_chunk_rows: 2_000,
-            aggregate_cache: 20_000,
-        }
-    }
-}
 
 /// Clients and caches, built once per container.
 pub struct Deps<R> {
     pub store: DynamoStore,
-    pub s3: aws_sdk_s3::Client,
+    pub objects: ObjectStore,
     /// Loads and caches the pinned model from the model bucket.
     pub scorer: Scorer<DynamoStore, S3Blobs>,
     pub reinvoker: R,
@@ -76,17 +43,28 @@ impl<R: Reinvoke> Deps<R> {
         Deps {
             scorer: Scorer::new(store.clone(), blobs, None),
             store,
-            s3,
+            objects: ObjectStore::new(s3),
             reinvoker,
             settings: Settings::default(),
         }
     }
 }
 
-/// The payload this function sends itself to continue a job.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ResumeRequest {
-    pub resume: ObjectRef,
+/// The model and thresholds a new job pins, from the table and the model bucket.
+struct Models<'a>(&'a Scorer<DynamoStore, S3Blobs>);
+
+impl BatchModels for Models<'_> {
+    async fn active_model(&self, tenant: &TenantId) -> Result<Option<ActiveModel>, StoreError> {
+        self.0.store.active_model(tenant).await
+    }
+
+    async fn thresholds(&self, tenant: &TenantId) -> Result<Option<Thresholds>, StoreError> {
+        self.0.store.thresholds(tenant).await
+    }
+
+    async fn load(&self, model: &ActiveModel) -> Result<Arc<Model>, ScoreError> {
+        self.0.model_for(Some(model)).await
+    }
 }
 
 /// What the function is invoked with.
@@ -131,594 +109,75 @@ pub struct ObjectOutcome {
     pub status: Status,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-pub enum Status {
-    /// Scored to the end; the summary as written to S3.
-    Completed { summary: Box<Summary> },
-    /// Checkpointed and re-invoked to continue.
-    HandedOver { results_rows_done: u64, next_line: u64 },
-    /// The job finished earlier: a duplicate delivery, nothing done.
-    AlreadyDone,
-    /// The job cannot run; recorded on the job item and in the summary.
-    Failed { error: String },
-    /// It failed earlier; nothing done.
-    AlreadyFailed { error: String },
-    /// Another invocation holds the job and is making progress.
-    Busy,
-    /// The object is gone or was overwritten since the event (the new upload has its own).
-    Superseded,
-    /// Not a batch upload (outside the prefix, or no valid tenant): nothing can be recorded.
-    Skipped { reason: String },
-}
-
-/// Failures that the invocation should be retried for (Lambda retries, then the DLQ). Bad
-/// input is never one: it is a [`Status::Failed`] or a row in the error report.
+/// Failures that the invocation should be retried for (Lambda retries, then the DLQ).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("the event is neither an S3 event nor a resume payload: {0}")]
     BadEvent(String),
     #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("{0}")]
-    Read(String),
-    #[error("re-invoking the function to continue {key}: {reason}")]
-    Reinvoke { key: String, reason: String },
-    #[error("the scoring thread of {key} stopped: {reason}")]
-    Worker { key: String, reason: String },
+    Run(#[from] BatchRunError),
 }
 
 /// Handles one invocation. `deadline` is when Lambda stops it (tests pass their own).
 pub async fn handle<R: Reinvoke>(deps: &Deps<R>, event: Event, deadline: SystemTime) -> Result<Outcome, Error> {
+    let models = Models(&deps.scorer);
+    let platform = worker::TokioScoring {
+        store: deps.store.clone(),
+        stored_chunk_rows: deps.settings.stored_chunk_rows.max(1),
+        aggregate_cache: deps.settings.aggregate_cache,
+    };
+    let runner = BatchRunner {
+        jobs: &deps.store,
+        objects: &deps.objects,
+        models: &models,
+        platform: &platform,
+        reinvoke: &deps.reinvoker,
+        settings: &deps.settings,
+    };
     let mut objects = Vec::new();
     match event {
         Event::Resume(r) => {
             let o = r.resume;
-            let status = process(deps, &o.bucket, &o.key, Some(&o.etag), deadline).await?;
-            objects.push(ObjectOutcome {
-                bucket: o.bucket,
-                key: o.key,
-                status,
-            });
+            let status = runner.process(&o.bucket, &o.key, Some(&o.etag), deadline).await?;
+            objects.push(outcome(o.bucket, o.key, status));
         }
         Event::S3(e) => {
             for record in e.records {
-                let bucket = record.s3.bucket.name.clone().unwrap_or_default();
-                let raw = record.s3.object.key.clone().unwrap_or_default();
                 let created = record
                     .event_name
                     .as_deref()
                     .is_none_or(|n| n.starts_with("ObjectCreated"));
-                let key = match (record.s3.object.url_decoded_key.clone(), decode_event_key(&raw)) {
-                    (Some(k), _) | (None, Ok(k)) => k,
-                    (None, Err(e)) => {
-                        objects.push(skipped(bucket, raw, e.to_string()));
+                let up = match uploaded_object(&record) {
+                    Ok(up) => up,
+                    Err((e, up)) => {
+                        objects.push(outcome(up.bucket, up.key, Status::Skipped { reason: e.to_string() }));
                         continue;
                     }
                 };
-                if !created || bucket.is_empty() {
+                let status = if !created || up.bucket.is_empty() {
                     let reason = format!("not an ObjectCreated record: {:?}", record.event_name);
-                    objects.push(skipped(bucket, key, reason));
-                    continue;
-                }
-                let etag = record.s3.object.e_tag.as_deref().filter(|e| !e.is_empty());
-                let status = process(deps, &bucket, &key, etag, deadline).await?;
-                objects.push(ObjectOutcome { bucket, key, status });
+                    Status::Skipped { reason }
+                } else {
+                    runner.process(&up.bucket, &up.key, up.etag(), deadline).await?
+                };
+                objects.push(outcome(up.bucket, up.key, status));
             }
         }
     }
     Ok(Outcome { objects })
 }
 
-fn skipped(bucket: String, key: String, reason: String) -> ObjectOutcome {
-    tracing::warn!(%bucket, %key, %reason, "not a batch job");
-    ObjectOutcome {
-        bucket,
-        key,
-        status: Status::Skipped { reason },
+fn outcome(bucket: String, key: String, status: Status) -> ObjectOutcome {
+    if let Status::Skipped { reason } = &status {
+        tracing::warn!(%bucket, %key, %reason, "not a batch job");
     }
-}
-
-fn remaining(deadline: SystemTime) -> Duration {
-    deadline.duration_since(SystemTime::now()).unwrap_or_default()
-}
-
-fn now_epoch() -> i64 {
-    Timestamp::now().unix()
-}
-
-/// One object: find or create its job, take the lease, and work on it.
-async fn process<R: Reinvoke>(
-    deps: &Deps<R>,
-    bucket: &str,
-    key: &str,
-    event_etag: Option<&str>,
-    deadline: SystemTime,
-) -> Result<Status, Error> {
-    let file = match BatchFile::parse(key) {
-        Ok(f) => f,
-        Err(e) => return Ok(skipped(bucket.into(), key.into(), e.to_string()).status),
-    };
-    let blobs = S3Blobs::new(deps.s3.clone(), bucket);
-    let Some(head) = blobs.head(key).await? else {
-        return Ok(Status::Superseded);
-    };
-    if event_etag.is_some_and(|e| normalize_etag(e) != head.etag) {
-        return Ok(Status::Superseded);
-    }
-    let object = ObjectRef {
-        bucket: bucket.to_owned(),
-        key: key.to_owned(),
-        etag: head.etag.clone(),
-    };
-    let owner = format!("{:016x}", rand::random::<u64>());
-    let tenant = &file.tenant;
-    let lease_secs = deps.settings.lease.as_secs() as i64;
-    let mut waited = false;
-    loop {
-        match deps.store.batch_job(tenant, &object).await? {
-            Some(JobState::Completed) => return Ok(Status::AlreadyDone),
-            Some(JobState::Failed { error }) => return Ok(Status::AlreadyFailed { error }),
-            None => {
-                let job = match prepare(deps, &file, &object, head.size, &head.metadata, &owner).await? {
-                    Ok(job) => job,
-                    Err(Refusal::File(reason)) => return fail(deps, &file, &object, head.size, reason).await,
-                    Err(Refusal::Tenant(reason)) => return not_yet(deps, &file, &object, head.size, reason).await,
-                };
-                if deps.store.create_batch_job(tenant, &job).await? {
-                    return Job::new(deps, file, job, owner, deadline).run_leased().await;
-                }
-                // Another delivery created it first: read it again.
-            }
-            Some(JobState::Running(job)) => {
-                let now = now_epoch();
-                if job.lease_owner != owner && job.lease_expires_at > now {
-                    // Held by another invocation: alive (it will checkpoint, which renews the
-                    // lease) or dead (the lease runs out). Wait once for it to run out.
-                    let wait = Duration::from_secs((job.lease_expires_at - now + 1) as u64);
-                    if waited || remaining(deadline) < wait + deps.settings.handover_margin {
-                        return Ok(Status::Busy);
-                    }
-                    tokio::time::sleep(wait).await;
-                    waited = true;
-                    if let Some(JobState::Running(again)) = deps.store.batch_job(tenant, &object).await? {
-                        if again.checkpoint.seq != job.checkpoint.seq || again.lease_expires_at != job.lease_expires_at
-                        {
-                            return Ok(Status::Busy);
-                        }
-                    }
-                    continue;
-                }
-                return match deps
-                    .store
-                    .claim_batch_job(tenant, &object, &owner, now + lease_secs, now)
-                    .await?
-                {
-                    Some(job) => Job::new(deps, file, job, owner, deadline).run_leased().await,
-                    None => Ok(Status::Busy),
-                };
-            }
-        }
-    }
-}
-
-/// Why an object cannot be scored.
-enum Refusal {
-    /// The file itself (its type, its metadata): final for these bytes under this key.
-    File(String),
-    /// The tenant's state (no model, a model that does not load): the same upload works once
-    /// that is fixed, so no job is recorded.
-    Tenant(String),
-}
-
-/// A new job, or why the object cannot be scored.
-async fn prepare<R: Reinvoke>(
-    deps: &Deps<R>,
-    file: &BatchFile,
-    object: &ObjectRef,
-    size: u64,
-    metadata: &std::collections::HashMap<String, String>,
-    owner: &str,
-) -> Result<Result<BatchJob, Refusal>, Error> {
-    if file.kind.is_none() {
-        return Ok(Err(Refusal::File(
-            verdict::domain::batch::BatchError::UnknownFormat {
-                key: object.key.clone(),
-            }
-            .to_string(),
-        )));
-    }
-    let feature_source = match FeatureSource::from_metadata(metadata) {
-        Ok(s) => s,
-        Err(e) => return Ok(Err(Refusal::File(e.to_string()))),
-    };
-    let Some(active) = deps.store.active_model(&file.tenant).await? else {
-        return Ok(Err(Refusal::Tenant(format!(
-            "no model is active for tenant {}; upload one and activate it, then upload the file again",
-            file.tenant
-        ))));
-    };
-    // Loaded now so that a bad artifact fails the job before any work.
-    if let Err(e) = load_model(deps, &active).await? {
-        return Ok(Err(Refusal::Tenant(e)));
-    }
-    let thresholds = deps
-        .store
-        .thresholds(&file.tenant)
-        .await?
-        .unwrap_or_else(Thresholds::default);
-    Ok(Ok(BatchJob {
-        object: object.clone(),
-        size,
-        feature_source,
-        model: PinnedModel {
-            version: active.version,
-            object_key: active.object_key,
-        },
-        thresholds,
-        checkpoint: Checkpoint::default(),
-        lease_owner: owner.to_owned(),
-        lease_expires_at: now_epoch() + deps.settings.lease.as_secs() as i64,
-        invocations: 1,
-        started_at: Timestamp::now(),
-    }))
-}
-
-/// The model, or why it cannot be used (permanent); storage trouble is an `Err`.
-async fn load_model<R: Reinvoke>(deps: &Deps<R>, active: &ActiveModel) -> Result<Result<Arc<Model>, String>, Error> {
-    match deps.scorer.model_for(Some(active)).await {
-        Ok(m) => Ok(Ok(m)),
-        Err(ScoreError::Store(StoreError::Unavailable(e))) => Err(StoreError::Unavailable(e).into()),
-        Err(e) => Ok(Err(format!("model {}: {e}", active.version))),
-    }
-}
-
-/// Records a job that cannot run, with a summary saying why.
-async fn fail<R: Reinvoke>(
-    deps: &Deps<R>,
-    file: &BatchFile,
-    object: &ObjectRef,
-    size: u64,
-    error: String,
-) -> Result<Status, Error> {
-    tracing::warn!(key = %object.key, %error, "batch job failed");
-    if !deps.store.fail_batch_job(&file.tenant, object, size, &error).await? {
-        return Ok(Status::AlreadyDone);
-    }
-    failure_summary(deps, file, object, size, error).await
-}
-
-/// A refusal caused by the tenant's state: the summary says why, but no job is recorded, so a
-/// redelivery or the same upload again is scored once the tenant has a model.
-async fn not_yet<R: Reinvoke>(
-    deps: &Deps<R>,
-    file: &BatchFile,
-    object: &ObjectRef,
-    size: u64,
-    error: String,
-) -> Result<Status, Error> {
-    tracing::warn!(key = %object.key, %error, "batch not scored");
-    failure_summary(deps, file, object, size, error).await
-}
-
-async fn failure_summary<R: Reinvoke>(
-    deps: &Deps<R>,
-    file: &BatchFile,
-    object: &ObjectRef,
-    size: u64,
-    error: String,
-) -> Result<Status, Error> {
-    let summary = Summary::failed(
-        &file.tenant,
-        verdict::domain::batch::SourceInfo {
-            bucket: object.bucket.clone(),
-            key: object.key.clone(),
-            etag: object.etag.clone(),
-            size,
-        },
-        error.clone(),
-    );
-    S3Blobs::new(deps.s3.clone(), &object.bucket)
-        .put_with(&file.summary_key(), summary.to_json(), "application/json", &[])
-        .await?;
-    Ok(Status::Failed { error })
-}
-
-/// Sets the flag when dropped, so the scoring thread stops when this invocation's future is
-/// dropped (a timeout) or returns early.
-struct CancelOnDrop(Arc<AtomicBool>);
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-}
-
-/// A job whose lease this invocation holds.
-struct Job<'d, R> {
-    deps: &'d Deps<R>,
-    blobs: S3Blobs,
-    file: BatchFile,
-    job: BatchJob,
-    owner: String,
-    deadline: SystemTime,
-    started: Instant,
-}
-
-const CSV_TYPE: &str = "text/csv";
-const NDJSON_TYPE: &str = "application/x-ndjson";
-/// Output objects name the input version they came from; completion checks it on a retry.
-const SOURCE_ETAG_METADATA: &str = "source-etag";
-
-impl<'d, R: Reinvoke> Job<'d, R> {
-    fn new(deps: &'d Deps<R>, file: BatchFile, job: BatchJob, owner: String, deadline: SystemTime) -> Self {
-        Job {
-            blobs: S3Blobs::new(deps.s3.clone(), &job.object.bucket),
-            deps,
-            file,
-            job,
-            owner,
-            deadline,
-            started: Instant::now(),
-        }
-    }
-
-    /// Runs, and on a transient error lets the next invocation take over at once.
-    async fn run_leased(mut self) -> Result<Status, Error> {
-        let result = self.run().await;
-        if result.is_err() {
-            let _ = self
-                .deps
-                .store
-                .release_batch_job(&self.file.tenant, &self.job.object, &self.owner)
-                .await;
-        }
-        result
-    }
-
-    fn lease_until(&self) -> i64 {
-        now_epoch() + self.deps.settings.lease.as_secs() as i64
-    }
-
-    async fn run(&mut self) -> Result<Status, Error> {
-        let pinned = ActiveModel {
-            version: self.job.model.version.clone(),
-            object_key: self.job.model.object_key.clone(),
-        };
-        let model = match load_model(self.deps, &pinned).await? {
-            Ok(m) => m,
-            Err(reason) => return self.fail(reason).await,
-        };
-        let Some(kind) = self.file.kind else {
-            return self.fail("unknown file type".into()).await;
-        };
-        if !self.job.checkpoint.reading_done {
-            let Some(reader) = self.blobs.open(&self.job.object.key, &self.job.object.etag).await? else {
-                self.fail("the object was deleted or overwritten while it was being scored".into())
-                    .await?;
-                return Ok(Status::Superseded);
-            };
-            let (tx, mut rx) = mpsc::channel::<Flush>(1);
-            let cancel = Arc::new(AtomicBool::new(false));
-            let _stop = CancelOnDrop(cancel.clone());
-            let plan = worker::Plan {
-                kind,
-                model,
-                thresholds: self.job.thresholds,
-                source: self.job.feature_source,
-                part_size: self.deps.settings.part_size,
-                checkpoint: self.job.checkpoint.clone(),
-                store: self.deps.store.clone(),
-                tenant: self.file.tenant.clone(),
-                handle: tokio::runtime::Handle::current(),
-                stored_chunk_rows: self.deps.settings.stored_chunk_rows.max(1),
-                aggregate_cache: self.deps.settings.aggregate_cache,
-                file_name: format!("s3://{}/{}", self.job.object.bucket, self.job.object.key),
-            };
-            let worker = tokio::task::spawn_blocking(move || worker::run(plan, reader, tx, cancel));
-            let heartbeat = self.deps.settings.lease / 3;
-            // Busy time counts from the start of the invocation (claim, model, open).
-            let mut marked = self.started;
-            loop {
-                let flush = if heartbeat.is_zero() {
-                    rx.recv().await
-                } else {
-                    tokio::select! {
-                        f = rx.recv() => f,
-                        _ = tokio::time::sleep(heartbeat) => {
-                            // The file is replaying or the parts are slow: keep the lease.
-                            let t = &self.file.tenant;
-                            if !self.deps.store.renew_batch_lease(t, &self.job.object, &self.owner, self.lease_until()).await? {
-                                return Ok(Status::Busy);
-                            }
-                            continue;
-                        }
-                    }
-                };
-                let Some(flush) = flush else {
-                    drop(rx);
-                    let reason = match worker.await {
-                        Ok(Err(worker::WorkerError::Read(reason))) => return Err(Error::Read(reason)),
-                        Ok(Err(worker::WorkerError::Store(e))) => return Err(e.into()),
-                        Ok(Ok(())) => "it ended without the last part".to_owned(),
-                        Err(e) => e.to_string(),
-                    };
-                    return Err(Error::Worker {
-                        key: self.job.object.key.clone(),
-                        reason,
-                    });
-                };
-                let last = flush.last;
-                if !self.checkpoint(flush, &mut marked).await? {
-                    return Ok(Status::Busy);
-                }
-                if last {
-                    break;
-                }
-                if remaining(self.deadline) <= self.deps.settings.handover_margin {
-                    return self.hand_over().await;
-                }
-            }
-        }
-        self.finish().await
-    }
-
-    /// Uploads a flush's parts, then records them. `false` when the lease was lost.
-    async fn checkpoint(&mut self, flush: Flush, marked: &mut Instant) -> Result<bool, Error> {
-        let format = self.file.kind.map_or(Format::Csv, |k| k.format);
-        let results_type = if format == Format::Csv { CSV_TYPE } else { NDJSON_TYPE };
-        let results_key = self.file.results_key().unwrap_or_default();
-        let errors_key = self.file.errors_key();
-        let mut cp = self.job.checkpoint.clone();
-        self.upload(&results_key, results_type, &mut cp.results, flush.results, flush.last)
-            .await?;
-        self.upload(&errors_key, CSV_TYPE, &mut cp.errors, flush.errors, flush.last)
-            .await?;
-        cp.seq += 1;
-        cp.results_rows_done = flush.results_rows_done;
-        cp.errors_rows_done = flush.errors_rows_done;
-        cp.next_line = flush.next_line;
-        cp.counts = flush.counts;
-        cp.reading_done = flush.last;
-        cp.busy_ms += marked.elapsed().as_millis() as u64;
-        *marked = Instant::now();
-        let recorded = self
-            .deps
-            .store
-            .checkpoint_batch_job(
-                &self.file.tenant,
-                &self.job.object,
-                &self.owner,
-                &cp,
-                self.lease_until(),
-            )
-            .await?;
-        if recorded {
-            self.job.checkpoint = cp;
-        }
-        Ok(recorded)
-    }
-
-    /// One stream's bytes: the next part, or the whole object when it never needed a part.
-    async fn upload(
-        &self,
-        key: &str,
-        content_type: &str,
-        upload: &mut Upload,
-        bytes: Option<Vec<u8>>,
-        last: bool,
-    ) -> Result<(), Error> {
-        let Some(bytes) = bytes else {
-            return Ok(());
-        };
-        let meta = [(SOURCE_ETAG_METADATA, self.job.object.etag.as_str())];
-        if last && upload.upload_id.is_none() {
-            return Ok(self.blobs.put_with(key, bytes, content_type, &meta).await?);
-        }
-        if bytes.is_empty() {
-            // The previous part ended exactly at the end.
-            return Ok(());
-        }
-        let id = match &upload.upload_id {
-            Some(id) => id.clone(),
-            None => {
-                let id = self.blobs.create_multipart(key, content_type, &meta).await?;
-                upload.upload_id = Some(id.clone());
-                id
-            }
-        };
-        let part = self
-            .blobs
-            .upload_part(key, &id, upload.next_part_number(), bytes)
-            .await?;
-        upload.parts.push(part);
-        Ok(())
-    }
-
-    async fn hand_over(&self) -> Result<Status, Error> {
-        let t = &self.file.tenant;
-        self.deps
-            .store
-            .release_batch_job(t, &self.job.object, &self.owner)
-            .await?;
-        let request = ResumeRequest {
-            resume: self.job.object.clone(),
-        };
-        self.deps
-            .reinvoker
-            .reinvoke(&request)
-            .await
-            .map_err(|reason| Error::Reinvoke {
-                key: self.job.object.key.clone(),
-                reason,
-            })?;
-        let cp = &self.job.checkpoint;
-        tracing::info!(key = %self.job.object.key, rows_done = cp.results_rows_done, "handed over");
-        Ok(Status::HandedOver {
-            results_rows_done: cp.results_rows_done,
-            next_line: cp.next_line,
-        })
-    }
-
-    /// Completes the uploads, writes the summary and marks the job done. Each step can be
-    /// repeated by a later invocation if this one dies.
-    async fn finish(&mut self) -> Result<Status, Error> {
-        let results_key = self.file.results_key().unwrap_or_default();
-        let errors_key = self.file.errors_key();
-        let cp = self.job.checkpoint.clone();
-        self.complete(&results_key, &cp.results).await?;
-        self.complete(&errors_key, &cp.errors).await?;
-        let completed_at = Timestamp::now();
-        let summary = Summary::completed(&self.file, &self.job, completed_at);
-        let meta = [(SOURCE_ETAG_METADATA, self.job.object.etag.as_str())];
-        self.blobs
-            .put_with(&self.file.summary_key(), summary.to_json(), "application/json", &meta)
-            .await?;
-        let t = &self.file.tenant;
-        if !self
-            .deps
-            .store
-            .complete_batch_job(t, &self.job.object, &self.owner, completed_at)
-            .await?
-        {
-            return Ok(Status::Busy);
-        }
-        tracing::info!(key = %self.job.object.key, counts = ?summary.counts, "completed");
-        Ok(Status::Completed {
-            summary: Box::new(summary),
-        })
-    }
-
-    async fn complete(&self, key: &str, upload: &Upload) -> Result<(), Error> {
-        let Some(id) = &upload.upload_id else {
-            return Ok(()); // Put whole.
-        };
-        if self.blobs.complete_multipart(key, id, &upload.parts).await? {
-            return Ok(());
-        }
-        // Completed by an earlier invocation that died before recording it?
-        let ours = self.blobs.head(key).await?.is_some_and(|h| {
-            h.metadata.get(SOURCE_ETAG_METADATA).map(String::as_str) == Some(self.job.object.etag.as_str())
-        });
-        if ours {
-            Ok(())
-        } else {
-            Err(StoreError::Unavailable(format!(
-                "multipart upload {id} of s3://{}/{key} is gone and the object there is not this job's",
-                self.job.object.bucket
-            ))
-            .into())
-        }
-    }
-
-    async fn fail(&self, reason: String) -> Result<Status, Error> {
-        fail(self.deps, &self.file, &self.job.object, self.job.size, reason).await
-    }
+    ObjectOutcome { bucket, key, status }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use verdict::domain::batch::ObjectRef;
 
     #[test]
     fn events_are_s3_notifications_or_resume_payloads() {

@@ -1,19 +1,108 @@
 //! The scoring thread: streams the object, scores it through `verdict::domain::batch::BatchScorer` and
-//! sends each full part to the async side, which uploads and checkpoints it.
+//! sends each full part to the batch runner, which uploads and checkpoints it. This is the
+//! runner's [`ScoringPlatform`] on tokio (`spawn_blocking`, a channel, the heartbeat timer), and
+//! the `stored` feature source's parallel aggregate reads.
 
 use std::collections::{HashMap, HashSet};
+use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc;
-use verdict::adapters::s3::ObjectReader;
 use verdict::adapters::DynamoStore;
+use verdict::app::batch::{Scored, ScoringPlan, ScoringPlatform, ScoringRun, ScoringStop};
 use verdict::domain::batch::{decoder, BatchScorer, Checkpoint, FeatureSource, Flush, LineTracker, StoredAggregates};
 use verdict::domain::features::EntityAggregate;
 use verdict::domain::io::{FileKind, RowError, TransactionReader};
 use verdict::domain::model::Model;
-use verdict::domain::policy::{Policy, Thresholds};
+use verdict::domain::policy::Policy;
 use verdict::domain::{CustomerId, LabelledTransaction, TenantId, TerminalId};
+use verdict::ports::objects::ReadFailure;
 use verdict::ports::StoreError;
+
+/// The runner's scoring threads, on the tokio runtime this is called from.
+pub(crate) struct TokioScoring {
+    pub store: DynamoStore,
+    pub stored_chunk_rows: usize,
+    pub aggregate_cache: usize,
+}
+
+/// Sets the flag when dropped, so the scoring thread stops when the run is dropped (the
+/// invocation's future is dropped, or it returns early).
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+pub(crate) struct TokioRun {
+    rx: mpsc::Receiver<Flush>,
+    worker: Option<tokio::task::JoinHandle<Result<(), WorkerError>>>,
+    _stop: CancelOnDrop,
+}
+
+impl ScoringPlatform for TokioScoring {
+    type Run = TokioRun;
+
+    fn start<R: Read + Send + 'static>(&self, plan: ScoringPlan, reader: R, failure: ReadFailure) -> TokioRun {
+        let (tx, rx) = mpsc::channel::<Flush>(1);
+        let cancel = Arc::new(AtomicBool::new(false));
+        let plan = Plan {
+            kind: plan.kind,
+            model: plan.model,
+            policy: plan.policy,
+            source: plan.source,
+            part_size: plan.part_size,
+            checkpoint: plan.checkpoint,
+            store: self.store.clone(),
+            tenant: plan.tenant,
+            handle: tokio::runtime::Handle::current(),
+            stored_chunk_rows: self.stored_chunk_rows,
+            aggregate_cache: self.aggregate_cache,
+            file_name: plan.file_name,
+        };
+        let stop = cancel.clone();
+        let worker = tokio::task::spawn_blocking(move || run(plan, reader, failure, tx, stop));
+        TokioRun {
+            rx,
+            worker: Some(worker),
+            _stop: CancelOnDrop(cancel),
+        }
+    }
+
+    async fn sleep(&self, d: Duration) {
+        tokio::time::sleep(d).await
+    }
+}
+
+impl ScoringRun for TokioRun {
+    async fn next(&mut self, heartbeat: Duration) -> Scored {
+        let flush = if heartbeat.is_zero() {
+            self.rx.recv().await
+        } else {
+            tokio::select! {
+                f = self.rx.recv() => f,
+                _ = tokio::time::sleep(heartbeat) => return Scored::Tick,
+            }
+        };
+        if let Some(f) = flush {
+            return Scored::Flush(f);
+        }
+        self.rx.close();
+        let stop = match self.worker.take() {
+            None => ScoringStop::Other("it has stopped already".into()),
+            Some(worker) => match worker.await {
+                Ok(Err(WorkerError::Read(reason))) => ScoringStop::Read(reason),
+                Ok(Err(WorkerError::Store(e))) => ScoringStop::Store(e),
+                Ok(Ok(())) => ScoringStop::Other("it ended without the last part".into()),
+                Err(e) => ScoringStop::Other(e.to_string()),
+            },
+        };
+        Scored::Stopped(stop)
+    }
+}
 
 /// Aggregate keys per BatchGetItem, and BatchGetItems in flight.
 const KEYS_PER_READ: usize = 100;
@@ -21,10 +110,10 @@ const READS_IN_FLIGHT: usize = 8;
 /// Rows between looks at the cancel flag.
 const CANCEL_CHECK_ROWS: u64 = 1024;
 
-pub(crate) struct Plan {
+struct Plan {
     pub kind: FileKind,
     pub model: Arc<Model>,
-    pub thresholds: Thresholds,
+    pub policy: Policy,
     pub source: FeatureSource,
     pub part_size: usize,
     pub checkpoint: Checkpoint,
@@ -37,7 +126,7 @@ pub(crate) struct Plan {
 }
 
 #[derive(Debug)]
-pub(crate) enum WorkerError {
+enum WorkerError {
     /// The object could not be read (after retries): try the invocation again.
     Read(String),
     Store(StoreError),
@@ -46,19 +135,19 @@ pub(crate) enum WorkerError {
 type Item = (u64, Result<LabelledTransaction, RowError>);
 
 /// Runs until the file ends (then sends the last flush), the receiver goes away, or `cancel`.
-pub(crate) fn run(
+fn run<R: Read + Send + 'static>(
     plan: Plan,
-    reader: ObjectReader,
+    reader: R,
+    failure: ReadFailure,
     tx: mpsc::Sender<Flush>,
     cancel: Arc<AtomicBool>,
 ) -> Result<(), WorkerError> {
-    let failure = reader.failure();
     let line = Arc::new(AtomicU64::new(0));
     let input = LineTracker::new(decoder(plan.kind, reader), line.clone());
     let mut rows = TransactionReader::new(plan.file_name.clone(), plan.kind.format, input);
     let mut scorer = BatchScorer::new(
         plan.model.clone(),
-        Policy::thresholds(plan.thresholds),
+        plan.policy.clone(),
         plan.kind.format,
         plan.source,
         plan.part_size,

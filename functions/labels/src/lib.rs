@@ -21,8 +21,6 @@
 //! transaction_id, field, reason) and `<name>.summary.json` ([`LabelSummary`]).
 
 use aws_lambda_events::event::s3::S3EventRecord;
-use aws_sdk_lambda::primitives::Blob;
-use aws_sdk_lambda::types::InvocationType;
 use flate2::read::MultiGzDecoder;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -33,11 +31,10 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::io::SyncIoBridge;
-use verdict::adapters::dynamodb::{
-    JobClaim, JobProgress, JobState, JobStatus, LabelTarget, LabelWrite, LabelWriteOutcome, ObjectRef,
-};
-use verdict::adapters::model_objects::{decode_event_key, ByteStream, ObjectStore, Version};
-use verdict::adapters::DynamoStore;
+use verdict::adapters::dynamodb::{LabelTarget, LabelWrite, LabelWriteOutcome, ObjectRef};
+use verdict::adapters::lambda::uploaded_object;
+use verdict::adapters::s3::{ByteStream, ObjectStore, Version};
+use verdict::adapters::{DynamoStore, LambdaReinvoker};
 use verdict::domain::features::RETENTION_DAYS;
 use verdict::domain::io::{FileKind, Format, RowError};
 use verdict::domain::labels::{
@@ -45,12 +42,40 @@ use verdict::domain::labels::{
     Resume, StoredLabel, Transition, REPORT_HEADER,
 };
 use verdict::domain::{CustomerId, TenantId, TerminalId, Timestamp, TransactionId};
+use verdict::ports::jobs::{Claim, Job, JobEnd, JobStore, JobType, LeaseOwner, NewJob};
+use verdict::ports::reinvoke::Reinvoke;
 use verdict::ports::StoreError;
 
 pub use aws_lambda_events::event::s3::S3Event;
 pub type Error = lambda_runtime::Error;
 
-pub const JOB_TYPE: &str = "labels";
+/// How far a label file's job got: the payload of its job item ([`verdict::ports::jobs`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LabelProgress {
+    /// The first input line not yet processed (1-based; the CSV header is line 1).
+    pub next_line: u64,
+    /// Byte offset of `next_line` in the object.
+    pub next_offset: u64,
+    /// The CSV header, so a ranged resume can parse rows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
+    pub counts: BTreeMap<String, u64>,
+    /// How many error-report chunks are stored.
+    pub error_chunks: u32,
+}
+
+impl Default for LabelProgress {
+    fn default() -> Self {
+        LabelProgress {
+            next_line: 1,
+            next_offset: 0,
+            header: None,
+            counts: BTreeMap::new(),
+            error_chunks: 0,
+        }
+    }
+}
 
 /// Tuning; the defaults suit a 512 MB function with a 15-minute timeout.
 #[derive(Debug, Clone)]
@@ -76,27 +101,6 @@ impl Default for Settings {
     }
 }
 
-/// Invokes this function again, asynchronously, to continue a job.
-pub struct Reinvoker {
-    pub client: aws_sdk_lambda::Client,
-    pub function_name: String,
-}
-
-impl Reinvoker {
-    async fn invoke(&self, event: &S3Event) -> Result<(), LabelsError> {
-        let payload = serde_json::to_vec(event).map_err(LabelsError::Encode)?;
-        self.client
-            .invoke()
-            .function_name(&self.function_name)
-            .invocation_type(InvocationType::Event)
-            .payload(Blob::new(payload))
-            .send()
-            .await
-            .map_err(|e| LabelsError::Reinvoke(aws_sdk_lambda::error::DisplayErrorContext(&e).to_string()))?;
-        Ok(())
-    }
-}
-
 /// Clients and configuration, built once per container.
 pub struct Deps {
     pub store: DynamoStore,
@@ -104,14 +108,14 @@ pub struct Deps {
     /// The data bucket (`DATA_BUCKET`); events from any other bucket are skipped.
     pub bucket: String,
     /// None: a run that must stop early returns `handed_over` and waits for a redelivery.
-    pub reinvoke: Option<Reinvoker>,
+    pub reinvoke: Option<LambdaReinvoker>,
     pub settings: Settings,
 }
 
 /// One invocation's identity and limits.
 #[derive(Debug, Clone)]
 pub struct Invocation {
-    /// Owns the job's lease: the Lambda request id.
+    /// The Lambda request id, for the logs (a lease is owned by a fresh id per invocation).
     pub request_id: String,
     pub deadline: Option<SystemTime>,
     /// Stop (and hand over) after this many rows: for tests and local runs.
@@ -232,17 +236,18 @@ struct Upload {
     key: String,
     etag: String,
     version_id: Option<String>,
-    size: Option<i64>,
+    size: Option<u64>,
 }
 
 impl Upload {
     fn of(record: &S3EventRecord) -> Upload {
-        let object = &record.s3.object;
+        // A key that is not valid encoding is kept as written (it then names no label file).
+        let object = uploaded_object(record).unwrap_or_else(|(_, as_written)| as_written);
         Upload {
-            bucket: record.s3.bucket.name.clone().unwrap_or_default(),
-            key: decode_event_key(object.key.as_deref().unwrap_or_default()),
-            etag: object.e_tag.clone().unwrap_or_default().trim_matches('"').to_owned(),
-            version_id: object.version_id.clone().filter(|v| !v.is_empty() && v != "null"),
+            bucket: object.bucket,
+            key: object.key,
+            etag: object.etag,
+            version_id: object.version_id,
             size: object.size,
         }
     }
@@ -287,12 +292,39 @@ async fn process_record(
     };
     let job = ObjectRef::new(&up.bucket, &up.key, &up.etag);
     let lease = deps.settings.lease_secs;
-    let claim = || {
-        deps.store
-            .claim_job(&file.tenant, &job, JOB_TYPE, up.size, &inv.request_id, lease)
+    let owner = LeaseOwner::fresh();
+    let started_at = Timestamp::now();
+    let new = NewJob {
+        object: &job,
+        job_type: JobType::Labels,
+        size: up.size,
+        owner: &owner,
+        lease_expires_at: started_at.unix() + lease,
+        started_at,
+        progress: &LabelProgress::default(),
+    };
+    let claim = || async {
+        if deps.store.create_job(&file.tenant, &new).await? {
+            return Ok::<_, StoreError>(Claim::Claimed(Job {
+                object: job.clone(),
+                job_type: JobType::Labels,
+                size: up.size,
+                status: verdict::domain::JobStatus::Running,
+                progress: Some(LabelProgress::default()),
+                error: None,
+                result: None,
+                lease_owner: Some(owner.to_string()),
+                lease_expires_at: new.lease_expires_at,
+                seq: 0,
+                invocations: 1,
+                started_at,
+            }));
+        }
+        let now = Timestamp::now().unix();
+        deps.store.claim_job(&file.tenant, &job, &owner, now + lease, now).await
     };
     let mut claimed = claim().await?;
-    if let JobClaim::Busy { lease_expires_at } = claimed {
+    if let Claim::Busy { lease_expires_at } = claimed {
         // Its holder may have died: its lease runs out within `lease` seconds.
         let wait = (lease_expires_at - Timestamp::now().unix() + 1).clamp(0, lease + 1) as u64;
         let wait = Duration::from_secs(wait);
@@ -305,7 +337,12 @@ async fn process_record(
         }
     }
     match claimed {
-        JobClaim::Done(state) => {
+        Claim::Missing => Err(StoreError::Corrupt {
+            key: job.uri(),
+            reason: "the job item vanished while being claimed".into(),
+        }
+        .into()),
+        Claim::Ended(state) => {
             let summary = state.result.as_deref().and_then(|r| serde_json::from_str(r).ok());
             tracing::info!(file = %job.uri(), "delivered again: already labelled");
             Ok(match summary {
@@ -318,14 +355,15 @@ async fn process_record(
                 ),
             })
         }
-        JobClaim::Busy { .. } => {
+        Claim::Busy { .. } => {
             tracing::info!(file = %job.uri(), "another invocation is labelling this file");
             Ok(up.result(false, LabelsOutcome::Busy))
         }
-        JobClaim::Claimed(state) => {
+        Claim::Claimed(state) => {
             let run = Run {
                 deps,
                 inv,
+                owner: &owner,
                 file: &file,
                 up: &up,
                 job: &job,
@@ -335,15 +373,18 @@ async fn process_record(
                 Ok(o) => o,
                 Err(e) => {
                     // Let a retry take over at once.
-                    let _ = deps.store.release_job(&file.tenant, &job, &inv.request_id).await;
+                    let _ = deps.store.release_job(&file.tenant, &job, &owner).await;
                     return Err(e);
                 }
             };
             if let LabelsOutcome::HandedOver { next_line, .. } = outcome {
-                deps.store.release_job(&file.tenant, &job, &inv.request_id).await?;
+                deps.store.release_job(&file.tenant, &job, &owner).await?;
                 let reinvoked = match &deps.reinvoke {
                     Some(r) => {
-                        r.invoke(event).await?;
+                        let payload = serde_json::to_value(event).map_err(LabelsError::Encode)?;
+                        r.reinvoke(&payload)
+                            .await
+                            .map_err(|e| LabelsError::Reinvoke(e.to_string()))?;
                         true
                     }
                     None => false,
@@ -381,6 +422,7 @@ enum RowResult {
 struct Run<'a> {
     deps: &'a Deps,
     inv: &'a Invocation,
+    owner: &'a LeaseOwner,
     file: &'a LabelFile,
     up: &'a Upload,
     job: &'a ObjectRef,
@@ -388,11 +430,12 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
-    async fn go(&self, state: JobState) -> Result<LabelsOutcome, LabelsError> {
+    async fn go(&self, state: Job<LabelProgress>) -> Result<LabelsOutcome, LabelsError> {
         let tenant = &self.file.tenant;
-        let owner = &self.inv.request_id;
+        let owner = self.owner;
         let settings = &self.deps.settings;
-        let mut progress = state.progress.clone();
+        let mut progress = state.progress.clone().unwrap_or_default();
+        let mut seq = state.seq;
         let mut counts = LabelCounts::from_map(&progress.counts);
         let kind = match self.file.kind() {
             Ok(k) => k,
@@ -429,7 +472,6 @@ impl Run<'_> {
         let mut stopped_early = None;
         let mut finished = false;
         while let Some(chunk) = rx.recv().await {
-            let expected = progress.next_line;
             let mut report: Vec<(u64, String)> = Vec::new();
             let mut valid = Vec::new();
             let mut transient = None;
@@ -491,7 +533,7 @@ impl Run<'_> {
                 let text: String = report.into_iter().map(|(_, l)| l).collect();
                 self.deps
                     .store
-                    .put_job_errors(tenant, self.job, progress.error_chunks, &text)
+                    .put_report_chunk(tenant, self.job, progress.error_chunks, &text)
                     .await?;
                 progress.error_chunks += 1;
             }
@@ -500,11 +542,13 @@ impl Run<'_> {
                 finished = true;
                 break;
             }
+            let lease_until = Timestamp::now().unix() + settings.lease_secs;
             let saved = self
                 .deps
                 .store
-                .checkpoint_job(tenant, self.job, owner, expected, &progress, settings.lease_secs)
+                .checkpoint_job(tenant, self.job, owner, seq, &progress, lease_until)
                 .await?;
+            seq += 1;
             if !saved {
                 tracing::warn!(file = %self.uri, "the job's lease was taken over; stopping");
                 return Ok(LabelsOutcome::Busy);
@@ -616,8 +660,8 @@ impl Run<'_> {
     /// Writes the error report and the summary, and closes the job.
     async fn finish(
         &self,
-        state: &JobState,
-        progress: &mut JobProgress,
+        state: &Job<LabelProgress>,
+        progress: &mut LabelProgress,
         counts: LabelCounts,
         extra_errors: Option<String>,
         stopped_early: Option<String>,
@@ -626,7 +670,7 @@ impl Run<'_> {
         if let Some(text) = extra_errors {
             self.deps
                 .store
-                .put_job_errors(tenant, self.job, progress.error_chunks, &text)
+                .put_report_chunk(tenant, self.job, progress.error_chunks, &text)
                 .await?;
             progress.error_chunks += 1;
         }
@@ -638,7 +682,7 @@ impl Run<'_> {
             let text = self
                 .deps
                 .store
-                .job_errors(tenant, self.job, seq)
+                .report_chunk(tenant, self.job, seq)
                 .await?
                 .ok_or_else(|| StoreError::Unavailable(format!("{}: error chunk {seq} is missing", self.uri)))?;
             w.write(text.as_bytes()).await?;
@@ -652,7 +696,7 @@ impl Run<'_> {
             errors_key,
             stopped_early: stopped_early.clone(),
             invocations: state.invocations,
-            started_at: state.started_at.clone(),
+            started_at: state.started_at.to_rfc3339(),
             completed_at: Timestamp::now().to_rfc3339(),
         };
         let json = serde_json::to_string_pretty(&summary).map_err(LabelsError::Encode)?;
@@ -665,15 +709,17 @@ impl Run<'_> {
                 "application/json",
             )
             .await?;
-        let status = if stopped_early.is_some() {
-            JobStatus::Failed
-        } else {
-            JobStatus::Completed
+        let end = match &stopped_early {
+            Some(reason) => JobEnd::Failed {
+                error: reason.clone(),
+                result: Some(json),
+            },
+            None => JobEnd::Completed { result: Some(json) },
         };
         let closed = self
             .deps
             .store
-            .finish_job(tenant, self.job, &self.inv.request_id, status, progress, &json)
+            .finish_job(tenant, self.job, self.owner, &end, Some(&*progress), Timestamp::now())
             .await?;
         if !closed {
             return Ok(LabelsOutcome::Busy);

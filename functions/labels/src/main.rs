@@ -4,13 +4,12 @@
 //! filter, default `info`), `AWS_LAMBDA_FUNCTION_NAME` (set by Lambda; the function re-invokes
 //! itself under that name to continue a long file) and the usual AWS variables.
 
-use labels::{Deps, Invocation, Reinvoker, Settings};
+use labels::{Deps, Invocation, Settings};
 use lambda_runtime::{service_fn, LambdaEvent};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 use verdict::adapters::lambda::{check_lambda_environment, exit_code, init_logging, required_env};
-use verdict::adapters::model_objects::ObjectStore;
-use verdict::adapters::{aws_config_from_env, dynamodb_client, s3_client, DynamoStore};
+use verdict::adapters::{aws_config_from_env, dynamodb_client, s3_client, DynamoStore, LambdaReinvoker, ObjectStore};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -44,10 +43,7 @@ async fn build() -> Result<Deps, String> {
     let reinvoke = std::env::var("AWS_LAMBDA_FUNCTION_NAME")
         .ok()
         .filter(|n| !n.trim().is_empty())
-        .map(|function_name| Reinvoker {
-            client: aws_sdk_lambda::Client::new(&config),
-            function_name,
-        });
+        .map(|function_name| LambdaReinvoker::new(aws_sdk_lambda::Client::new(&config), function_name));
     Ok(Deps {
         store: DynamoStore::new(dynamodb_client(&config), table),
         objects: ObjectStore::new(s3_client(&config)),

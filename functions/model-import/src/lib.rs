@@ -10,8 +10,9 @@
 
 use aws_lambda_events::event::s3::S3EventRecord;
 use serde::{Deserialize, Serialize};
-use verdict::adapters::model_objects::{decode_event_key, ObjectStore};
+use verdict::adapters::lambda::uploaded_object;
 use verdict::adapters::DynamoStore;
+use verdict::adapters::ObjectStore;
 use verdict::app::models::{ModelImporter, ModelUpload};
 use verdict::domain::Timestamp;
 
@@ -37,7 +38,8 @@ pub async fn handle(deps: &Deps, event: S3Event) -> Result<Outcome, Error> {
     let importer = ModelImporter::new(&deps.store, &deps.objects, &deps.bucket);
     let mut records = Vec::with_capacity(event.records.len());
     for record in &event.records {
-        let r = importer.import(&upload_of(record)).await.map_err(|e| {
+        // Boxed: the import future is deep enough to overflow the compiler's layout query inline.
+        let r = Box::pin(importer.import(&upload_of(record))).await.map_err(|e| {
             tracing::error!(error = %e, retryable = e.retryable(), "model import failed; the event will be retried");
             e
         })?;
@@ -48,13 +50,13 @@ pub async fn handle(deps: &Deps, event: S3Event) -> Result<Outcome, Error> {
 
 /// The object an S3 record names.
 fn upload_of(record: &S3EventRecord) -> ModelUpload {
-    let object = &record.s3.object;
+    // A key that is not valid encoding is kept as written (it then names no model upload).
+    let object = uploaded_object(record).unwrap_or_else(|(_, as_written)| as_written);
     ModelUpload {
-        bucket: record.s3.bucket.name.clone().unwrap_or_default(),
-        key: decode_event_key(object.key.as_deref().unwrap_or_default()),
-        etag: object.e_tag.clone().unwrap_or_default().trim_matches('"').to_owned(),
-        // Unversioned buckets send no version id (or the string "null").
-        version_id: object.version_id.clone().filter(|v| !v.is_empty() && v != "null"),
+        bucket: object.bucket,
+        key: object.key,
+        etag: object.etag,
+        version_id: object.version_id,
         uploaded_by: record
             .principal_id
             .principal_id

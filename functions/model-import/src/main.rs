@@ -8,7 +8,7 @@ use lambda_runtime::{service_fn, LambdaEvent};
 use model_import::Deps;
 use std::process::ExitCode;
 use verdict::adapters::lambda::{check_lambda_environment, exit_code, init_logging, required_env};
-use verdict::adapters::model_objects::ObjectStore;
+use verdict::adapters::ObjectStore;
 use verdict::adapters::{aws_config_from_env, dynamodb_client, s3_client, DynamoStore};
 
 #[tokio::main]

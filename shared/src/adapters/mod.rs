@@ -1,15 +1,14 @@
-//! Adapters: the ports implemented on AWS. DynamoDB holds decisions, aggregates, keys and the
-//! model pointer ([`dynamodb`]); S3 holds model artifacts ([`s3`]).
+//! Adapters: the ports implemented on AWS. DynamoDB holds decisions, aggregates, keys, the
+//! model pointer and job leases ([`dynamodb`]); S3 holds files and model artifacts ([`s3`]);
+//! [`lambda`] is the Lambda glue (S3 event records, re-invoking, logging).
 //!
 //! Clients are built once per process (in a function's `main`) from [`aws_config_from_env`].
 
 pub mod dynamodb;
 
 pub mod lambda;
-pub mod model_objects;
 pub mod s3;
 // Model import's port on ObjectStore; belongs in the one S3 adapter once there is one.
-mod upload_objects;
 
 use aws_config::environment::region::EnvironmentVariableRegionProvider;
 use aws_config::meta::region::RegionProviderChain;
@@ -17,7 +16,8 @@ use aws_config::profile::ProfileFileRegionProvider;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 
 pub use dynamodb::{DynamoStore, TableSpec, TABLE};
-pub use s3::S3Blobs;
+pub use lambda::LambdaReinvoker;
+pub use s3::{ObjectStore, S3Blobs};
 
 /// The region used when neither the environment nor a profile names one (local development).
 pub const DEFAULT_REGION: &str = "us-east-1";

@@ -2,5 +2,6 @@
 //! [`crate::ports`], so they run against DynamoDB and S3 in a function and against in-memory fakes
 //! in unit tests.
 
+pub mod batch;
 pub mod models;
 pub mod scoring;

@@ -57,8 +57,6 @@ pub enum BatchError {
     UnknownFormat { key: String },
     #[error("object metadata x-amz-meta-{FEATURES_METADATA}: {value:?} is not one of file, stored")]
     BadFeatureSource { value: String },
-    #[error("object key {key:?} is not valid percent-encoding: {reason}")]
-    BadKeyEncoding { key: String, reason: String },
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -133,38 +131,6 @@ impl BatchFile {
     pub fn errors_key(&self) -> String {
         format!("{}.errors.csv", self.results_base())
     }
-}
-
-/// Decodes an S3 event's object key: `+` is a space and `%XX` a byte (the event's encoding).
-pub fn decode_event_key(raw: &str) -> Result<String, BatchError> {
-    let bad = |reason: &str| BatchError::BadKeyEncoding {
-        key: raw.to_owned(),
-        reason: reason.to_owned(),
-    };
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = bytes
-                    .get(i + 1..i + 3)
-                    .ok_or_else(|| bad("a % is not followed by two hex digits"))?;
-                let hex = std::str::from_utf8(hex).map_err(|_| bad("a % is not followed by two hex digits"))?;
-                out.push(u8::from_str_radix(hex, 16).map_err(|_| bad("a % is not followed by two hex digits"))?);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).map_err(|_| bad("it decodes to bytes that are not UTF-8"))
-}
-
-/// An S3 ETag without the quotes S3 puts around it in headers (events carry it bare).
-pub fn normalize_etag(etag: &str) -> String {
-    etag.trim().trim_matches('"').to_owned()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -258,8 +224,6 @@ impl Counts {
 /// 0; each output stream is covered by its uploaded parts up to its own row.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Checkpoint {
-    /// Bumped by every checkpoint; the conditional write's expected value.
-    pub seq: u64,
     /// Rows whose results are in `results` parts (and in `counts`).
     pub results_rows_done: u64,
     /// Rows whose error-report lines are in `errors` parts.
@@ -290,35 +254,117 @@ pub struct PinnedModel {
     pub object_key: String,
 }
 
-/// A job that is running (or has just finished): everything needed to resume it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BatchJob {
-    pub object: ObjectRef,
-    pub size: u64,
+/// What a batch job pins when it starts, and how far it got: the payload of its job item
+/// ([`crate::ports::jobs`]). Its serde form is the item's flat attributes (docs/dynamodb.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(into = "StoredProgress", try_from = "StoredProgress")]
+pub struct BatchProgress {
     pub feature_source: FeatureSource,
     pub model: PinnedModel,
     pub thresholds: Thresholds,
     pub checkpoint: Checkpoint,
-    pub lease_owner: String,
-    /// Epoch seconds; another invocation may take the job over from then on.
-    pub lease_expires_at: i64,
-    pub invocations: u64,
-    pub started_at: Timestamp,
 }
 
-impl BatchJob {
+impl BatchProgress {
     /// The policy the job is pinned to: a resumed job decides every row as the first invocation did.
     pub fn policy(&self) -> Policy {
         Policy::thresholds(self.thresholds)
     }
 }
 
-/// A job as stored.
+/// [`BatchProgress`] as stored: flat, with the attribute names of docs/dynamodb.md.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredProgress {
+    feature_source: FeatureSource,
+    model_version: String,
+    model_object_key: String,
+    review_threshold: f64,
+    block_threshold: f64,
+    #[serde(default)]
+    results_rows_done: u64,
+    #[serde(default)]
+    errors_rows_done: u64,
+    #[serde(default)]
+    next_line: u64,
+    #[serde(default)]
+    reading_done: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    results_upload_id: Option<String>,
+    #[serde(default)]
+    results_parts: Vec<PartRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    errors_upload_id: Option<String>,
+    #[serde(default)]
+    errors_parts: Vec<PartRef>,
+    #[serde(default)]
+    counts: Counts,
+    #[serde(default)]
+    busy_ms: u64,
+}
+
+impl From<BatchProgress> for StoredProgress {
+    fn from(p: BatchProgress) -> Self {
+        let cp = p.checkpoint;
+        StoredProgress {
+            feature_source: p.feature_source,
+            model_version: p.model.version,
+            model_object_key: p.model.object_key,
+            review_threshold: p.thresholds.review,
+            block_threshold: p.thresholds.block,
+            results_rows_done: cp.results_rows_done,
+            errors_rows_done: cp.errors_rows_done,
+            next_line: cp.next_line,
+            reading_done: cp.reading_done,
+            results_upload_id: cp.results.upload_id,
+            results_parts: cp.results.parts,
+            errors_upload_id: cp.errors.upload_id,
+            errors_parts: cp.errors.parts,
+            counts: cp.counts,
+            busy_ms: cp.busy_ms,
+        }
+    }
+}
+
+impl TryFrom<StoredProgress> for BatchProgress {
+    type Error = String;
+
+    fn try_from(s: StoredProgress) -> Result<Self, String> {
+        let thresholds = Thresholds::new(s.review_threshold, s.block_threshold).map_err(|e| e.to_string())?;
+        Ok(BatchProgress {
+            feature_source: s.feature_source,
+            model: PinnedModel {
+                version: s.model_version,
+                object_key: s.model_object_key,
+            },
+            thresholds,
+            checkpoint: Checkpoint {
+                results_rows_done: s.results_rows_done,
+                errors_rows_done: s.errors_rows_done,
+                next_line: s.next_line,
+                reading_done: s.reading_done,
+                results: Upload {
+                    upload_id: s.results_upload_id,
+                    parts: s.results_parts,
+                },
+                errors: Upload {
+                    upload_id: s.errors_upload_id,
+                    parts: s.errors_parts,
+                },
+                counts: s.counts,
+                busy_ms: s.busy_ms,
+            },
+        })
+    }
+}
+
+/// A running (or just finished) batch job, as its summary describes it.
 #[derive(Debug, Clone, PartialEq)]
-pub enum JobState {
-    Running(Box<BatchJob>),
-    Completed,
-    Failed { error: String },
+pub struct BatchJob {
+    pub object: ObjectRef,
+    pub size: u64,
+    pub progress: BatchProgress,
+    pub invocations: u64,
+    pub started_at: Timestamp,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -373,7 +419,8 @@ pub struct Summary {
 
 impl Summary {
     pub fn completed(file: &BatchFile, job: &BatchJob, completed_at: Timestamp) -> Summary {
-        let cp = &job.checkpoint;
+        let p = &job.progress;
+        let cp = &p.checkpoint;
         let elapsed_ms = (completed_at.inner() - job.started_at.inner())
             .whole_milliseconds()
             .max(0) as u64;
@@ -390,10 +437,10 @@ impl Summary {
             error: None,
             results_key: file.results_key(),
             errors_key: Some(file.errors_key()),
-            feature_source: Some(job.feature_source),
-            model_version: Some(job.model.version.clone()),
-            thresholds: Some(job.thresholds),
-            policy_version: Some(job.policy().version().to_owned()),
+            feature_source: Some(p.feature_source),
+            model_version: Some(p.model.version.clone()),
+            thresholds: Some(p.thresholds),
+            policy_version: Some(p.policy().version().to_owned()),
             counts: cp.counts,
             timings: Some(Timings {
                 started_at: job.started_at,
@@ -491,11 +538,7 @@ impl ResultRow {
             decision: decided.decision,
             score: decided.score,
             risk_score: risk_score(decided.score),
-            reasons: decided
-                .reasons
-                .iter()
-                .map(ReasonOut::from)
-                .collect(),
+            reasons: decided.reasons.iter().map(ReasonOut::from).collect(),
             model_version: model_version.to_owned(),
         }
     }
@@ -928,19 +971,6 @@ mod tests {
     }
 
     #[test]
-    fn event_keys_are_percent_decoded() {
-        assert_eq!(
-            decode_event_key("batches/incoming/acme/my+file%2B1.csv").unwrap(),
-            "batches/incoming/acme/my file+1.csv"
-        );
-        assert_eq!(decode_event_key("a%C3%A9").unwrap(), "aé");
-        assert!(decode_event_key("a%2").is_err());
-        assert!(decode_event_key("a%zz").is_err());
-        assert!(decode_event_key("a%FF").is_err());
-        assert_eq!(normalize_etag("\"abc-2\""), "abc-2");
-    }
-
-    #[test]
     fn feature_source_comes_from_metadata() {
         let mut m = HashMap::new();
         assert_eq!(FeatureSource::from_metadata(&m).unwrap(), FeatureSource::File);
@@ -1118,22 +1148,22 @@ mod tests {
                 etag: "e".into(),
             },
             size: 10,
-            feature_source: FeatureSource::File,
-            model: PinnedModel {
-                version: "v".into(),
-                object_key: "k".into(),
-            },
-            thresholds: Thresholds::default(),
-            checkpoint: Checkpoint {
-                busy_ms: 2000,
-                counts: Counts {
-                    rows_read: 10,
-                    ..Counts::default()
+            progress: BatchProgress {
+                feature_source: FeatureSource::File,
+                model: PinnedModel {
+                    version: "v".into(),
+                    object_key: "k".into(),
                 },
-                ..Checkpoint::default()
+                thresholds: Thresholds::default(),
+                checkpoint: Checkpoint {
+                    busy_ms: 2000,
+                    counts: Counts {
+                        rows_read: 10,
+                        ..Counts::default()
+                    },
+                    ..Checkpoint::default()
+                },
             },
-            lease_owner: "me".into(),
-            lease_expires_at: 0,
             invocations: 2,
             started_at: started,
         };

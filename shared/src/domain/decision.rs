@@ -468,7 +468,10 @@ impl ScoreRequest {
             if at.unix() - Timestamp::now().unix() > MAX_FUTURE_SECS {
                 errors.push(FieldError {
                     field: "occurred_at".into(),
-                    message: format!("{} is more than 24 hours ahead of the function's clock", at.to_rfc3339()),
+                    message: format!(
+                        "{} is more than 24 hours ahead of the function's clock",
+                        at.to_rfc3339()
+                    ),
                 });
             }
         }
@@ -728,7 +731,10 @@ mod tests {
         //  "customer_id":"c-1","terminal_id":"t-9","country":"FR","metadata":{"order":"42"}}
         // (fields in struct order, absent optional fields omitted), as before the pipeline change.
         let r = ScoreRequest::parse_json(GOOD.as_bytes()).unwrap();
-        assert_eq!(r.fingerprint(), "1ee8709770ac928aaba581a7225c989d62c7962b9829069b6e27ff12a72e6f50");
+        assert_eq!(
+            r.fingerprint(),
+            "1ee8709770ac928aaba581a7225c989d62c7962b9829069b6e27ff12a72e6f50"
+        );
     }
 
     #[test]

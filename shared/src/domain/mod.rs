@@ -13,6 +13,7 @@ pub mod labels;
 pub mod metrics;
 pub mod model;
 pub mod model_upload;
+pub mod objects;
 pub mod pipeline;
 pub mod policy;
 pub mod registry;
@@ -299,7 +300,7 @@ impl ObjectRef {
         ObjectRef {
             bucket: bucket.into(),
             key: key.into(),
-            etag: etag.trim().trim_matches('"').to_owned(),
+            etag: objects::normalize_etag(etag),
         }
     }
 
@@ -308,6 +309,7 @@ impl ObjectRef {
     }
 }
 
+/// A job's status, as stored on its item and written in its summary (serde is its one parser).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
@@ -322,15 +324,6 @@ impl JobStatus {
             JobStatus::Running => "running",
             JobStatus::Completed => "completed",
             JobStatus::Failed => "failed",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<JobStatus> {
-        match raw {
-            "running" => Some(JobStatus::Running),
-            "completed" => Some(JobStatus::Completed),
-            "failed" => Some(JobStatus::Failed),
-            _ => None,
         }
     }
 }

@@ -1,5 +1,9 @@
 //! Ports: what the domain needs from storage, as traits. Adapters implement them.
 
+pub mod jobs;
+pub mod objects;
+pub mod reinvoke;
+
 use crate::domain::auth::{KeyHash, KeyRecord};
 use crate::domain::decision::{DecisionRecord, IdempotencyKey};
 use crate::domain::features::{AggregateDelta, EntityAggregate};

@@ -11,7 +11,7 @@
 //! | active model | `T#<tenant>#MODEL` | `ACTIVE` | version, object_key, previous_version, activated_at |
 //! | model version | `T#<tenant>#MODEL` | `V#<version>` | [`ModelRegistration`](crate::domain::registry::ModelRegistration), plus [`ImportDetails`](crate::domain::registry::ImportDetails) for uploads |
 //! | upload bytes | `T#<tenant>#MODEL` | `SRC#<sha256>` | outcome (JSON): model-import's per-bytes idempotency |
-//! | job | `T#<tenant>#JOB#<bucket>/<key>#<etag>` | `JOB` | [`JobState`]: status, lease, checkpoint, result |
+//! | job | `T#<tenant>#JOB#<bucket>/<key>#<etag>` | `JOB` | [`Job`](crate::ports::jobs::Job): status, lease, sequence, the kind's progress, result ([`jobs`]) |
 //! | job error chunk | as the job | `ERR#<seq>` | text: lines of the job's error report, expires_at (TTL) |
 //! | tenant config | `T#<tenant>` | `CONFIG` | review_threshold, block_threshold |
 //!
@@ -22,7 +22,6 @@
 
 mod aggregates;
 mod api_keys;
-mod batch_jobs;
 mod codec;
 mod decisions;
 mod imports;

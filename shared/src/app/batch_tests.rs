@@ -1,0 +1,338 @@
+//! The runner's lease state machine over in-memory ports: hand-overs, a live holder, a dead
+//! holder's expired lease, completion, redelivery.
+
+use super::*;
+use crate::domain::batch::{Counts, PartRef};
+use crate::domain::model::stump_artifact;
+use crate::ports::jobs::memory::MemoryJobs;
+use crate::ports::objects::ObjectHead;
+use crate::ports::reinvoke::ReinvokeError;
+use std::collections::BTreeMap;
+use std::io::Cursor;
+use std::sync::Mutex;
+use std::task::{Context, Poll, Waker};
+
+/// Every fake answers at once, so one poll runs the runner to its end.
+fn now_or_never<F: Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(v) => v,
+        Poll::Pending => panic!("a fake waited"),
+    }
+}
+
+/// (bucket, key)
+type Path = (String, String);
+/// Bytes, etag, metadata.
+type Stored = (Vec<u8>, String, HashMap<String, String>);
+/// Where an upload goes, and its parts by number.
+type Multipart = (Path, BTreeMap<i32, Vec<u8>>);
+
+#[derive(Default)]
+struct MemObjects {
+    objects: Mutex<HashMap<Path, Stored>>,
+    /// By upload id.
+    uploads: Mutex<HashMap<String, Multipart>>,
+}
+
+impl MemObjects {
+    fn put(&self, bucket: &str, key: &str, bytes: Vec<u8>, etag: &str) {
+        self.objects
+            .lock()
+            .unwrap()
+            .insert((bucket.into(), key.into()), (bytes, etag.into(), HashMap::new()));
+    }
+
+    fn bytes(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
+        let objects = self.objects.lock().unwrap();
+        objects.get(&(bucket.to_owned(), key.to_owned())).map(|o| o.0.clone())
+    }
+}
+
+impl Objects for MemObjects {
+    type Reader = Cursor<Vec<u8>>;
+
+    async fn head(&self, bucket: &str, key: &str) -> Result<Option<ObjectHead>, StoreError> {
+        let objects = self.objects.lock().unwrap();
+        Ok(objects
+            .get(&(bucket.to_owned(), key.to_owned()))
+            .map(|(b, e, m)| ObjectHead {
+                etag: e.clone(),
+                size: b.len() as u64,
+                metadata: m.clone(),
+            }))
+    }
+
+    async fn open(
+        &self,
+        bucket: &str,
+        key: &str,
+        etag: &str,
+    ) -> Result<Option<(Self::Reader, ReadFailure)>, StoreError> {
+        let objects = self.objects.lock().unwrap();
+        Ok(objects
+            .get(&(bucket.to_owned(), key.to_owned()))
+            .filter(|o| o.1 == etag)
+            .map(|o| (Cursor::new(o.0.clone()), ReadFailure::default())))
+    }
+
+    async fn put_with(
+        &self,
+        bucket: &str,
+        key: &str,
+        bytes: Vec<u8>,
+        _content_type: &str,
+        _metadata: &[(&str, &str)],
+    ) -> Result<(), StoreError> {
+        self.put(bucket, key, bytes, "put");
+        Ok(())
+    }
+
+    async fn create_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        _content_type: &str,
+        _metadata: &[(&str, &str)],
+    ) -> Result<String, StoreError> {
+        let mut uploads = self.uploads.lock().unwrap();
+        let id = format!("u{}", uploads.len());
+        uploads.insert(id.clone(), ((bucket.into(), key.into()), BTreeMap::new()));
+        Ok(id)
+    }
+
+    async fn upload_part(
+        &self,
+        _bucket: &str,
+        _key: &str,
+        upload_id: &str,
+        part_number: i32,
+        bytes: Vec<u8>,
+    ) -> Result<PartRef, StoreError> {
+        let mut uploads = self.uploads.lock().unwrap();
+        let upload = uploads
+            .get_mut(upload_id)
+            .ok_or_else(|| StoreError::NotFound(upload_id.into()))?;
+        upload.1.insert(part_number, bytes);
+        Ok(PartRef {
+            part_number,
+            etag: format!("p{part_number}"),
+        })
+    }
+
+    async fn complete_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[PartRef],
+    ) -> Result<bool, StoreError> {
+        let Some((_, stored)) = self.uploads.lock().unwrap().remove(upload_id) else {
+            return Ok(false);
+        };
+        let bytes = parts.iter().flat_map(|p| stored[&p.part_number].clone()).collect();
+        self.put(bucket, key, bytes, "completed");
+        Ok(true)
+    }
+}
+
+struct OneModel;
+
+impl BatchModels for OneModel {
+    async fn active_model(&self, _tenant: &TenantId) -> Result<Option<ActiveModel>, StoreError> {
+        Ok(Some(ActiveModel {
+            version: "v1".into(),
+            object_key: "models/active/acme/v1.vmodel".into(),
+        }))
+    }
+
+    async fn thresholds(&self, _tenant: &TenantId) -> Result<Option<Thresholds>, StoreError> {
+        Ok(None)
+    }
+
+    async fn load(&self, _model: &ActiveModel) -> Result<Arc<Model>, ScoreError> {
+        Ok(Arc::new(Model::seal(stump_artifact(100.0, -2.0, -0.5, 4.0)).unwrap()))
+    }
+}
+
+/// A file of `ROWS` rows, one flush per row from the checkpoint on; the runner does not look
+/// inside the bytes.
+struct Scripted;
+
+const ROWS: u64 = 4;
+
+struct ScriptedRun {
+    next_row: u64,
+}
+
+impl ScoringPlatform for Scripted {
+    type Run = ScriptedRun;
+
+    fn start<Rd: Read + Send + 'static>(&self, plan: ScoringPlan, _reader: Rd, _failure: ReadFailure) -> ScriptedRun {
+        ScriptedRun {
+            next_row: plan.checkpoint.results_rows_done,
+        }
+    }
+
+    async fn sleep(&self, _d: Duration) {}
+}
+
+impl ScoringRun for ScriptedRun {
+    async fn next(&mut self, _heartbeat: Duration) -> Scored {
+        let row = self.next_row;
+        self.next_row += 1;
+        Scored::Flush(Flush {
+            results: Some(format!("row {row}\n").into_bytes()),
+            errors: None,
+            results_rows_done: row + 1,
+            errors_rows_done: row + 1,
+            next_line: row + 3,
+            counts: Counts {
+                rows_read: row + 1,
+                approve: row + 1,
+                ..Counts::default()
+            },
+            last: row + 1 == ROWS,
+        })
+    }
+}
+
+#[derive(Default)]
+struct Recorder(Mutex<Vec<serde_json::Value>>);
+
+impl Reinvoke for Recorder {
+    async fn reinvoke(&self, payload: &serde_json::Value) -> Result<(), ReinvokeError> {
+        self.0.lock().unwrap().push(payload.clone());
+        Ok(())
+    }
+}
+
+const BUCKET: &str = "data";
+const KEY: &str = "batches/incoming/acme/day.csv";
+
+#[test]
+fn a_job_is_handed_over_part_by_part_waits_for_a_live_holder_and_takes_over_an_expired_lease() {
+    let (jobs, objects, reinvoke) = (MemoryJobs::default(), MemObjects::default(), Recorder::default());
+    objects.put(BUCKET, KEY, b"id,...\n".to_vec(), "e1");
+    let settings = Settings {
+        // Every invocation is near its deadline: it hands over after each part.
+        handover_margin: Duration::from_secs(3600),
+        ..Settings::default()
+    };
+    let runner = BatchRunner {
+        jobs: &jobs,
+        objects: &objects,
+        models: &OneModel,
+        platform: &Scripted,
+        reinvoke: &reinvoke,
+        settings: &settings,
+    };
+    let deadline = SystemTime::now() + Duration::from_secs(600);
+    let tenant = TenantId::parse("acme").unwrap();
+    let object = ObjectRef::new(BUCKET, KEY, "e1");
+    let run = |etag: Option<&str>| now_or_never(runner.process(BUCKET, KEY, etag, deadline)).unwrap();
+    let job = || {
+        now_or_never(jobs.read_job::<BatchProgress>(&tenant, &object))
+            .unwrap()
+            .unwrap()
+    };
+
+    // The first invocation creates the job, records one part and hands over.
+    assert_eq!(
+        run(Some("\"e1\"")),
+        Status::HandedOver {
+            results_rows_done: 1,
+            next_line: 3
+        }
+    );
+    let resumes = std::mem::take(&mut *reinvoke.0.lock().unwrap());
+    assert_eq!(
+        resumes,
+        [serde_json::json!({"resume": {"bucket": BUCKET, "key": KEY, "etag": "e1"}})]
+    );
+    let after_first = job();
+    assert_eq!(
+        (after_first.seq, after_first.lease_expires_at),
+        (1, 0),
+        "checkpointed, then released"
+    );
+
+    // A live holder (another invocation that claimed it meanwhile) is left alone: too little time
+    // to wait its lease out. Nothing moves.
+    let now = Timestamp::now().unix();
+    jobs.set_lease(&tenant, &object, "live-holder", now + 120);
+    assert_eq!(run(None), Status::Busy);
+    assert_eq!(job().seq, 1);
+    assert!(reinvoke.0.lock().unwrap().is_empty());
+
+    // That holder died: once its lease has expired the next delivery takes over from the
+    // checkpoint, not from the start.
+    jobs.set_lease(&tenant, &object, "live-holder", now - 1);
+    assert_eq!(
+        run(None),
+        Status::HandedOver {
+            results_rows_done: 2,
+            next_line: 4
+        }
+    );
+    let taken = job();
+    assert_eq!((taken.seq, taken.invocations), (2, 2));
+    assert_ne!(taken.lease_owner.as_deref(), Some("live-holder"));
+
+    // The resume payloads carry it to the end.
+    let mut invocations = 2;
+    let summary = loop {
+        let queued = std::mem::take(&mut *reinvoke.0.lock().unwrap());
+        assert_eq!(queued.len(), 1, "one re-invocation per hand-over");
+        let resume: ResumeRequest = serde_json::from_value(queued[0].clone()).unwrap();
+        invocations += 1;
+        match run(Some(&resume.resume.etag)) {
+            Status::HandedOver { .. } => {}
+            Status::Completed { summary } => break summary,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(invocations, ROWS);
+    assert_eq!(summary.counts.rows_read, ROWS);
+    assert_eq!(summary.timings.as_ref().unwrap().invocations, ROWS);
+    assert_eq!(
+        objects.bytes(BUCKET, "batches/results/acme/day.csv").unwrap(),
+        b"row 0\nrow 1\nrow 2\nrow 3\n",
+        "every part once, in order"
+    );
+    assert!(objects.bytes(BUCKET, "batches/results/acme/day.summary.json").is_some());
+    let done = job();
+    assert_eq!((done.status, done.lease_owner), (JobStatus::Completed, None));
+
+    // Delivered again: nothing to do.
+    assert_eq!(run(Some("e1")), Status::AlreadyDone);
+    // Overwritten since the event: the event is not for this version.
+    assert_eq!(run(Some("e0")), Status::Superseded);
+}
+
+#[test]
+fn a_file_that_cannot_be_a_job_is_recorded_failed_once() {
+    let (jobs, objects, reinvoke) = (MemoryJobs::default(), MemObjects::default(), Recorder::default());
+    let key = "batches/incoming/acme/notes.txt";
+    objects.put(BUCKET, key, b"hello".to_vec(), "e1");
+    let settings = Settings::default();
+    let runner = BatchRunner {
+        jobs: &jobs,
+        objects: &objects,
+        models: &OneModel,
+        platform: &Scripted,
+        reinvoke: &reinvoke,
+        settings: &settings,
+    };
+    let deadline = SystemTime::now() + Duration::from_secs(600);
+    let Status::Failed { error } = now_or_never(runner.process(BUCKET, key, None, deadline)).unwrap() else {
+        panic!("an unknown file type fails")
+    };
+    assert!(error.contains("unknown file type"), "{error}");
+    let summary_key = BatchFile::parse(key).unwrap().summary_key();
+    assert!(objects.bytes(BUCKET, &summary_key).is_some());
+    assert_eq!(
+        now_or_never(runner.process(BUCKET, key, None, deadline)).unwrap(),
+        Status::AlreadyFailed { error }
+    );
+}
