@@ -2,4 +2,5 @@
 //! [`crate::ports`], so they run against DynamoDB and S3 in a function and against in-memory fakes
 //! in unit tests.
 
+pub mod labels;
 pub mod scoring;
