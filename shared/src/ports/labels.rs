@@ -412,3 +412,156 @@ pub mod memory {
         }
     }
 }
+
+pub mod contract {
+    //! The label-write rules as one test body, run against [`super::memory::MemoryLabels`] (unit
+    //! tests) and against the DynamoDB adapter on moto (tests/tests/labels.rs). It panics on the
+    //! first broken rule.
+
+    use super::*;
+    use crate::domain::labels::LabelValue;
+
+    /// A decision the caller stored (unlabelled) before calling [`label_rules`].
+    pub struct Seeded {
+        pub id: TransactionId,
+        pub occurred_at: Timestamp,
+        pub customer: CustomerId,
+        pub terminal: TerminalId,
+    }
+
+    fn label(value: LabelValue, at: &str) -> StoredLabel {
+        StoredLabel {
+            value,
+            source: "cb".into(),
+            labelled_at: Timestamp::parse("t", at).unwrap(),
+            file: Some("s3://b/k".into()),
+            etag: Some("e".into()),
+            line: Some(2),
+        }
+    }
+
+    pub async fn label_rules<S: LabelStore>(store: &S, tenant: &TenantId, d: &Seeded, unknown: &TransactionId) {
+        let ids = [d.id.clone(), unknown.clone()];
+        let targets = store.label_targets(tenant, &ids).await.unwrap();
+        assert_eq!(targets.len(), 1, "only stored decisions are targets");
+        let t = &targets[&d.id];
+        assert_eq!(
+            (&t.occurred_at, &t.customer_id, t.terminal_id.as_ref(), &t.label),
+            (&d.occurred_at, &d.customer, Some(&d.terminal), &None)
+        );
+        let day = d.occurred_at.epoch_day();
+        let newest = store
+            .newest_days(tenant, &[d.customer.clone()], &[d.terminal.clone()])
+            .await
+            .unwrap();
+        assert_eq!(newest.customers.get(&d.customer), Some(&day));
+        assert_eq!(newest.terminals.get(&d.terminal), Some(&day));
+
+        fn write<'a>(
+            label: &'a StoredLabel,
+            previous: Option<&'a StoredLabel>,
+            fraud_delta: i64,
+            day: i32,
+        ) -> LabelWrite<'a> {
+            LabelWrite {
+                label,
+                previous,
+                fraud_delta,
+                day,
+                customer: None,
+                terminal: None,
+            }
+        }
+        let fraud = &label(LabelValue::Fraud, "2030-01-01T00:00:00Z");
+        let legit = &label(LabelValue::Legit, "2030-01-02T00:00:00Z");
+        let stale = &label(LabelValue::Fraud, "2029-01-01T00:00:00Z");
+        let mut first = write(fraud, None, 1, day);
+        first.customer = Some(&d.customer);
+        first.terminal = Some(&d.terminal);
+        assert_eq!(
+            store.write_label(tenant, &d.id, &first).await.unwrap(),
+            LabelWriteOutcome::Written
+        );
+        assert_eq!(
+            store.write_label(tenant, &d.id, &first).await.unwrap(),
+            LabelWriteOutcome::Changed,
+            "no label any more: the first write wins once"
+        );
+        assert_eq!(
+            store
+                .write_label(tenant, &d.id, &write(legit, Some(stale), -1, day))
+                .await
+                .unwrap(),
+            LabelWriteOutcome::Changed,
+            "a previous label that is not the stored one"
+        );
+        assert_eq!(
+            store
+                .write_label(tenant, unknown, &write(fraud, None, 0, day))
+                .await
+                .unwrap(),
+            LabelWriteOutcome::Changed,
+            "no such decision"
+        );
+        let got = store.label_targets(tenant, &ids).await.unwrap();
+        assert_eq!(got[&d.id].label.as_ref(), Some(fraud));
+        assert_eq!(
+            store
+                .write_label(tenant, &d.id, &write(legit, Some(fraud), 0, day))
+                .await
+                .unwrap(),
+            LabelWriteOutcome::Written
+        );
+        let got = store.label_targets(tenant, &ids).await.unwrap();
+        assert_eq!(got[&d.id].label.as_ref(), Some(legit), "the label with its provenance");
+        let newest = store
+            .newest_days(tenant, &[d.customer.clone()], &[d.terminal.clone()])
+            .await
+            .unwrap();
+        assert_eq!(
+            newest.customers.get(&d.customer),
+            Some(&day),
+            "a fraud count adds no newer day"
+        );
+        let other = TenantId::parse(&format!("{tenant}-other")).unwrap();
+        assert!(
+            store.label_targets(&other, &ids).await.unwrap().is_empty(),
+            "tenant-scoped"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::task::{Context, Poll, Waker};
+
+    #[test]
+    fn the_in_memory_store_keeps_the_label_rules() {
+        let store = memory::MemoryLabels::default();
+        let tenant = TenantId::parse("acme").unwrap();
+        let d = contract::Seeded {
+            id: TransactionId::parse("tx-1").unwrap(),
+            occurred_at: Timestamp::parse("t", "2018-08-01T10:00:00Z").unwrap(),
+            customer: CustomerId::parse("c-1").unwrap(),
+            terminal: TerminalId::parse("t-1").unwrap(),
+        };
+        store.add_decision(
+            &tenant,
+            &d.id,
+            LabelTarget {
+                occurred_at: d.occurred_at,
+                customer_id: d.customer.clone(),
+                terminal_id: Some(d.terminal.clone()),
+                label: None,
+            },
+        );
+        let unknown = TransactionId::parse("tx-none").unwrap();
+        let f = std::pin::pin!(contract::label_rules(&store, &tenant, &d, &unknown));
+        // The fake never waits.
+        assert!(matches!(
+            f.poll(&mut Context::from_waker(Waker::noop())),
+            Poll::Ready(())
+        ));
+    }
+}
