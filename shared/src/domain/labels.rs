@@ -529,17 +529,26 @@ fn header_columns(header: &str) -> Result<([usize; 4], usize), FieldError> {
 }
 
 /// The fields of one CSV line, by the `csv` crate (RFC 4180 quoting, `""` escapes). A line is a
-/// record: checkpoints are line offsets, so a quoted field may not span lines; an unclosed
-/// quote takes the rest of the line, which then has too few fields.
+/// record: checkpoints are line offsets, so a quoted field may not span lines.
 fn csv_fields(line: &str) -> Result<Vec<String>, String> {
+    // A line break and a marker record follow the line: a quote left open swallows them.
+    let mut input = String::with_capacity(line.len() + 2);
+    input.push_str(line);
+    input.push_str("\n.");
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
-        .buffer_capacity(line.len().max(64))
-        .from_reader(line.as_bytes());
-    let mut record = csv::StringRecord::new();
-    match reader.read_record(&mut record) {
-        Ok(_) => Ok(record.iter().map(str::to_owned).collect()),
+        // Only `\n` ends a record, as only `\n` ends a line; a stray `\r` is text.
+        .terminator(csv::Terminator::Any(b'\n'))
+        .buffer_capacity(input.len().max(64))
+        .from_reader(input.as_bytes());
+    let (mut record, mut marker) = (csv::StringRecord::new(), csv::StringRecord::new());
+    let read = reader
+        .read_record(&mut record)
+        .and_then(|_| reader.read_record(&mut marker));
+    match read {
+        Ok(true) => Ok(record.iter().map(str::to_owned).collect()),
+        Ok(false) => Err("a quoted field is not closed on this line (fields may not span lines)".into()),
         Err(e) => Err(e.to_string()),
     }
 }
@@ -761,8 +770,7 @@ mod tests {
             "{}",
             errs[4]
         );
-        // The unclosed quote took the rest of the line.
-        assert_eq!(errs[5], "f.csv line 10: expected 5 fields as in the header, found 1");
+        assert!(errs[5].contains("line 10: a quoted field is not closed"), "{}", errs[5]);
         assert!(rows.iter().all(|r| !r.2));
     }
 
@@ -965,5 +973,7 @@ mod tests {
         assert_eq!(report_line(5, Some("tx"), None, "two\nlines"), "5,tx,,\"two\nlines\"\n");
         assert_eq!(csv_fields("a,\"\",c").unwrap(), ["a", "", "c"]);
         assert_eq!(csv_fields("\"x \"\"y\"\"\",z").unwrap(), ["x \"y\"", "z"]);
+        assert_eq!(csv_fields("a\rb,c").unwrap(), ["a\rb", "c"]);
+        assert!(csv_fields("a,\"b").unwrap_err().contains("not closed"));
     }
 }
