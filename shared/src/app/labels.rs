@@ -1078,6 +1078,47 @@ mod tests {
         assert_eq!(w.frauds("c-1", "t-1"), (BTreeMap::new(), BTreeMap::from([(d1, 1)])));
     }
 
+    #[test]
+    fn a_write_that_lost_the_race_reads_again_and_counts_nothing_twice() {
+        let w = World::new(100);
+        w.decide("tx-1", "2018-08-01T10:00:00Z", "c-1", "t-1");
+        w.decide("tx-2", "2018-08-01T11:00:00Z", "c-1", "t-1");
+        let d1 = day("2018-08-01T00:00:00Z");
+        let theirs = |value, at: &str| StoredLabel {
+            value,
+            source: "analyst".into(),
+            labelled_at: ts(at),
+            file: Some("s3://data/other.csv".into()),
+            etag: Some("e".into()),
+            line: Some(2),
+        };
+        // tx-1: another file labels it fraud first; ours (fraud too) is then unchanged.
+        w.store.race_next_write(
+            &acme(),
+            &id("tx-1"),
+            theirs(LabelValue::Fraud, "2018-08-19T00:00:00Z"),
+            1,
+        );
+        let s = w.complete(&w.upload("a.csv", &format!("{HEADER}tx-1,fraud,cb,2018-08-20T00:00:00Z\n")));
+        assert_eq!((s.counts.applied, s.counts.unchanged), (0, 1));
+        assert_eq!(
+            w.frauds("c-1", "t-1").1,
+            BTreeMap::from([(d1, 1)]),
+            "counted once, by them"
+        );
+        // tx-2: a later legit gets in first; our older fraud is superseded and counts nothing.
+        w.store.race_next_write(
+            &acme(),
+            &id("tx-2"),
+            theirs(LabelValue::Legit, "2018-08-25T00:00:00Z"),
+            0,
+        );
+        let s = w.complete(&w.upload("b.csv", &format!("{HEADER}tx-2,fraud,cb,2018-08-20T00:00:00Z\n")));
+        assert_eq!((s.counts.applied, s.counts.superseded), (0, 1));
+        assert_eq!(w.frauds("c-1", "t-1").1, BTreeMap::from([(d1, 1)]));
+        assert_eq!(w.store.label(&acme(), &id("tx-2")).unwrap().value, LabelValue::Legit);
+    }
+
     /// 12 rows over 6 transactions, fraud and legit mixed, one unknown.
     fn twelve(w: &World) -> String {
         let mut text = String::from(HEADER);

@@ -152,6 +152,8 @@ pub mod memory {
         decisions: Mutex<HashMap<(String, TransactionId), LabelTarget>>,
         /// Per aggregate: the days it holds, with their fraud counts.
         days: Mutex<HashMap<(String, Entity), BTreeMap<i32, i64>>>,
+        /// A write another labeller gets in just before the next one.
+        race: Mutex<Option<(String, TransactionId, StoredLabel, i64)>>,
     }
 
     fn poisoned<T>(_: T) -> StoreError {
@@ -188,6 +190,12 @@ pub mod memory {
                 .or_default()
                 .entry(day)
                 .or_insert(0);
+        }
+
+        /// Test hook: just before the next label write, another labeller sets `label` on `id`
+        /// (moving its aggregates' fraud counts by `fraud_delta`): a race the caller lost.
+        pub fn race_next_write(&self, tenant: &TenantId, id: &TransactionId, label: StoredLabel, fraud_delta: i64) {
+            *self.race.lock().unwrap() = Some((tenant.to_string(), id.clone(), label, fraud_delta));
         }
 
         pub fn label(&self, tenant: &TenantId, id: &TransactionId) -> Option<StoredLabel> {
@@ -267,6 +275,20 @@ pub mod memory {
             w: &LabelWrite<'_>,
         ) -> Result<LabelWriteOutcome, StoreError> {
             let mut decisions = self.decisions.lock().map_err(poisoned)?;
+            let race = self.race.lock().map_err(poisoned)?.take();
+            if let Some((t, rid, label, delta)) = race {
+                if let Some(target) = decisions.get_mut(&(t.clone(), rid)) {
+                    target.label = Some(label);
+                    let day = target.occurred_at.epoch_day();
+                    let mut days = self.days.lock().map_err(poisoned)?;
+                    let entities = [Entity::Customer(target.customer_id.clone())]
+                        .into_iter()
+                        .chain(target.terminal_id.clone().map(Entity::Terminal));
+                    for e in entities {
+                        *days.entry((t.clone(), e)).or_default().entry(day).or_insert(0) += delta;
+                    }
+                }
+            }
             let Some(target) = decisions.get_mut(&(tenant.to_string(), id.clone())) else {
                 return Ok(LabelWriteOutcome::Changed);
             };
