@@ -368,7 +368,7 @@ struct Run<'r, 'a, S, J, F, R, P> {
 }
 
 /// What every row of a chunk is checked and written with.
-struct Chunk<'r> {
+struct RowContext<'r> {
     tenant: &'r TenantId,
     file: &'r str,
     etag: &'r str,
@@ -574,7 +574,7 @@ where
                 out.push((line, row.transaction_id.to_string(), RowResult::Unknown));
             }
         }
-        let chunk = Chunk {
+        let chunk = RowContext {
             tenant,
             file: &self.uri,
             etag: &self.up.etag,
@@ -696,7 +696,7 @@ fn stored_label(row: &LabelRow, file: &str, etag: &str, line: u64) -> StoredLabe
 /// The rows of one transaction, in file order.
 async fn apply_group<S: LabelStore>(
     store: &S,
-    chunk: &Chunk<'_>,
+    chunk: &RowContext<'_>,
     id: TransactionId,
     mut target: LabelTarget,
     rows: Vec<(u64, LabelRow)>,
@@ -711,7 +711,7 @@ async fn apply_group<S: LabelStore>(
 
 async fn apply_row<S: LabelStore>(
     store: &S,
-    chunk: &Chunk<'_>,
+    chunk: &RowContext<'_>,
     id: &TransactionId,
     target: &mut LabelTarget,
     line: u64,

@@ -473,7 +473,11 @@ pub mod contract {
         );
         let day = d.occurred_at.epoch_day();
         let newest = store
-            .newest_days(tenant, &[d.customer.clone()], &[d.terminal.clone()])
+            .newest_days(
+                tenant,
+                std::slice::from_ref(&d.customer),
+                std::slice::from_ref(&d.terminal),
+            )
             .await
             .unwrap();
         assert_eq!(newest.customers.get(&d.customer), Some(&day));
@@ -537,7 +541,11 @@ pub mod contract {
         let got = store.label_targets(tenant, &ids).await.unwrap();
         assert_eq!(got[&d.id].label.as_ref(), Some(legit), "the label with its provenance");
         let newest = store
-            .newest_days(tenant, &[d.customer.clone()], &[d.terminal.clone()])
+            .newest_days(
+                tenant,
+                std::slice::from_ref(&d.customer),
+                std::slice::from_ref(&d.terminal),
+            )
             .await
             .unwrap();
         assert_eq!(
