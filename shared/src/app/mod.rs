@@ -3,5 +3,6 @@
 //! in unit tests.
 
 pub mod batch;
+pub mod labels;
 pub mod models;
 pub mod scoring;

@@ -21,10 +21,11 @@ use crate::domain::io::{json_kind, FileKind, Format, RowError, MAX_LINE_BYTES};
 use crate::domain::model_upload::{split_tenant_key, KeyError};
 use crate::domain::TenantId;
 use crate::domain::{Timestamp, TransactionId};
+use flate2::read::MultiGzDecoder;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::fmt;
-use std::io::BufRead;
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 pub const INCOMING_PREFIX: &str = "labels/incoming/";
@@ -203,6 +204,68 @@ pub struct Resume {
     pub header: Option<String>,
 }
 
+/// How far a label file's job got: the payload of its job item ([`crate::ports::jobs`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LabelProgress {
+    /// The first input line not yet processed (1-based; the CSV header is line 1).
+    pub next_line: u64,
+    /// Byte offset of `next_line` in the object.
+    pub next_offset: u64,
+    /// The CSV header, so a ranged resume can parse rows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
+    pub counts: std::collections::BTreeMap<String, u64>,
+    /// How many error-report chunks are stored.
+    pub error_chunks: u32,
+}
+
+impl Default for LabelProgress {
+    fn default() -> Self {
+        LabelProgress {
+            next_line: 1,
+            next_offset: 0,
+            header: None,
+            counts: std::collections::BTreeMap::new(),
+            error_chunks: 0,
+        }
+    }
+}
+
+/// Up to a chunk's worth of lines and the position after them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelChunk {
+    pub lines: Vec<LabelLine>,
+    pub next_line: u64,
+    pub next_offset: u64,
+    pub header: Option<String>,
+    /// Nothing follows (the file ended or a fatal line stopped it).
+    pub end: bool,
+}
+
+/// A reader of a label file's (possibly gzipped) bytes, from a resume point: `start_offset` is
+/// the first byte of `input` in the file (0 unless `at.ranged`).
+pub fn open_reader(
+    file: impl Into<String>,
+    kind: FileKind,
+    input: impl Read + Send + 'static,
+    at: &Resume,
+    start_offset: u64,
+) -> LabelReader<BufReader<Box<dyn Read + Send>>> {
+    let input: Box<dyn Read + Send> = if kind.gzip {
+        Box::new(MultiGzDecoder::new(input))
+    } else {
+        Box::new(input)
+    };
+    LabelReader::resume(
+        file,
+        kind.format,
+        BufReader::with_capacity(1 << 16, input),
+        at,
+        start_offset,
+    )
+}
+
 /// Streams the rows of one label file.
 pub struct LabelReader<R> {
     file: String,
@@ -268,6 +331,29 @@ impl<R: BufRead> LabelReader<R> {
     /// The next line to read and its byte offset: where a checkpoint resumes.
     pub fn position(&self) -> (u64, u64) {
         (self.line + 1, self.offset)
+    }
+
+    /// Reads up to `rows` lines (at least one).
+    pub fn next_chunk(&mut self, rows: usize) -> LabelChunk {
+        let mut lines = Vec::with_capacity(rows.max(1));
+        let mut end = false;
+        while lines.len() < rows.max(1) {
+            match self.next() {
+                Some(l) => lines.push(l),
+                None => {
+                    end = true;
+                    break;
+                }
+            }
+        }
+        let (next_line, next_offset) = LabelReader::position(self);
+        LabelChunk {
+            lines,
+            next_line,
+            next_offset,
+            header: self.header.clone(),
+            end,
+        }
     }
 
     fn error(&self, line: u64, field: Option<&'static str>, reason: impl Into<String>) -> RowError {
@@ -404,7 +490,7 @@ impl<R: BufRead> Iterator for LabelReader<R> {
 
 impl<R> LabelReader<R> {
     fn parse_csv(&self, text: &str) -> Result<LabelRow, FieldError> {
-        let fields = split_csv_line(text).map_err(|r| (None, r))?;
+        let fields = csv_fields(text).map_err(|r| (None, r))?;
         if fields.len() != self.width {
             return Err((
                 None,
@@ -423,7 +509,7 @@ impl<R> LabelReader<R> {
 
 /// Column positions of the four fields, and the header's width.
 fn header_columns(header: &str) -> Result<([usize; 4], usize), FieldError> {
-    let names = split_csv_line(header.trim_start_matches('\u{feff}')).map_err(|r| (None, format!("header: {r}")))?;
+    let names = csv_fields(header.trim_start_matches('\u{feff}')).map_err(|r| (None, format!("header: {r}")))?;
     let mut at = [usize::MAX; 4];
     for (i, name) in names.iter().enumerate() {
         if let Some(k) = CSV_COLUMNS.iter().position(|c| c.eq_ignore_ascii_case(name.trim())) {
@@ -442,47 +528,29 @@ fn header_columns(header: &str) -> Result<([usize; 4], usize), FieldError> {
     Ok((at, names.len()))
 }
 
-/// Splits one CSV line (RFC 4180 quoting with `""` escapes).
-pub fn split_csv_line(line: &str) -> Result<Vec<String>, String> {
-    let mut fields = Vec::new();
-    let mut cur = String::new();
-    let mut chars = line.chars().peekable();
-    let mut quoted = false;
-    let mut was_quoted = false;
-    while let Some(c) = chars.next() {
-        if quoted {
-            match c {
-                '"' if chars.peek() == Some(&'"') => {
-                    chars.next();
-                    cur.push('"');
-                }
-                '"' => quoted = false,
-                _ => cur.push(c),
-            }
-        } else {
-            match c {
-                ',' => {
-                    fields.push(std::mem::take(&mut cur));
-                    was_quoted = false;
-                }
-                '"' if cur.trim().is_empty() && !was_quoted => {
-                    cur.clear();
-                    quoted = true;
-                    was_quoted = true;
-                }
-                '"' => return Err(format!("a quote inside the unquoted field {:?}", cur)),
-                _ if was_quoted && !c.is_whitespace() => {
-                    return Err("text after a closing quote".into());
-                }
-                _ => cur.push(c),
-            }
-        }
+/// The fields of one CSV line, by the `csv` crate (RFC 4180 quoting, `""` escapes). A line is a
+/// record: checkpoints are line offsets, so a quoted field may not span lines.
+fn csv_fields(line: &str) -> Result<Vec<String>, String> {
+    // A line break and a marker record follow the line: a quote left open swallows them.
+    let mut input = String::with_capacity(line.len() + 2);
+    input.push_str(line);
+    input.push_str("\n.");
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        // Only `\n` ends a record, as only `\n` ends a line; a stray `\r` is text.
+        .terminator(csv::Terminator::Any(b'\n'))
+        .buffer_capacity(input.len().max(64))
+        .from_reader(input.as_bytes());
+    let (mut record, mut marker) = (csv::StringRecord::new(), csv::StringRecord::new());
+    let read = reader
+        .read_record(&mut record)
+        .and_then(|_| reader.read_record(&mut marker));
+    match read {
+        Ok(true) => Ok(record.iter().map(str::to_owned).collect()),
+        Ok(false) => Err("a quoted field is not closed on this line (fields may not span lines)".into()),
+        Err(e) => Err(e.to_string()),
     }
-    if quoted {
-        return Err("a quoted field is not closed on this line (fields may not span lines)".into());
-    }
-    fields.push(cur);
-    Ok(fields)
 }
 
 fn parse_json_row(text: &str) -> Result<LabelRow, FieldError> {
@@ -634,22 +702,23 @@ pub struct LabelSummary {
     pub completed_at: String,
 }
 
-/// One line of the error report (CSV, [`REPORT_HEADER`]).
+/// One line of the error report (CSV, [`REPORT_HEADER`]), quoted by the `csv` crate where needed.
 pub fn report_line(line: u64, transaction_id: Option<&str>, field: Option<&str>, reason: &str) -> String {
-    format!(
-        "{line},{},{},{}\n",
-        csv_field(transaction_id.unwrap_or_default()),
-        csv_field(field.unwrap_or_default()),
-        csv_field(reason)
-    )
-}
-
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_owned()
-    }
+    let mut w = csv::WriterBuilder::new()
+        .has_headers(false)
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::with_capacity(64 + reason.len()));
+    let line = line.to_string();
+    let record = [
+        line.as_str(),
+        transaction_id.unwrap_or_default(),
+        field.unwrap_or_default(),
+        reason,
+    ];
+    // Writing into a Vec cannot fail, and the fields are valid UTF-8, so the bytes are too.
+    let _ = w.write_record(record);
+    let bytes = w.into_inner().unwrap_or_default();
+    String::from_utf8(bytes).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -900,7 +969,11 @@ mod tests {
             report_line(3, Some("tx-1"), Some("label"), "a \"b\", c"),
             "3,tx-1,label,\"a \"\"b\"\", c\"\n"
         );
-        assert_eq!(split_csv_line("a,\"\",c").unwrap(), ["a", "", "c"]);
-        assert!(split_csv_line("a,\"b\"x,c").is_err());
+        assert_eq!(report_line(4, None, None, "plain"), "4,,,plain\n");
+        assert_eq!(report_line(5, Some("tx"), None, "two\nlines"), "5,tx,,\"two\nlines\"\n");
+        assert_eq!(csv_fields("a,\"\",c").unwrap(), ["a", "", "c"]);
+        assert_eq!(csv_fields("\"x \"\"y\"\"\",z").unwrap(), ["x \"y\"", "z"]);
+        assert_eq!(csv_fields("a\rb,c").unwrap(), ["a\rb", "c"]);
+        assert!(csv_fields("a,\"b").unwrap_err().contains("not closed"));
     }
 }

@@ -2,34 +2,9 @@
 
 use super::*;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LabelTarget {
-    pub occurred_at: Timestamp,
-    pub customer_id: CustomerId,
-    /// Absent only on decisions stored without their inputs' terminal.
-    pub terminal_id: Option<TerminalId>,
-    pub label: Option<StoredLabel>,
-}
-
-/// One label write: the new label, the one it replaces (the condition), and the fraud delta.
-#[derive(Debug, Clone, Copy)]
-pub struct LabelWrite<'a> {
-    pub label: &'a StoredLabel,
-    pub previous: Option<&'a StoredLabel>,
-    /// `ADD f<day> :fraud_delta` on each listed aggregate (+1, -1; 0 writes none).
-    pub fraud_delta: i64,
-    pub day: i32,
-    pub customer: Option<&'a CustomerId>,
-    pub terminal: Option<&'a TerminalId>,
-}
-
-/// The answer to [`DynamoStore::write_label`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LabelWriteOutcome {
-    Written,
-    /// The decision's label is no longer `previous` (or the decision is gone): read it again.
-    Changed,
-}
+// The types are the port's; re-exported so callers of the store find them with it.
+use crate::ports::labels::LabelStore;
+pub use crate::ports::labels::{LabelTarget, LabelWrite, LabelWriteOutcome, NewestDays};
 
 pub(super) fn label_value(l: &StoredLabel) -> AttributeValue {
     let mut m = HashMap::from([
@@ -122,7 +97,7 @@ impl DynamoStore {
         tenant: &TenantId,
         customers: &[CustomerId],
         terminals: &[TerminalId],
-    ) -> Result<(HashMap<CustomerId, i32>, HashMap<TerminalId, i32>), StoreError> {
+    ) -> Result<NewestDays, StoreError> {
         let keys = Keys::new(tenant);
         let mut wanted: Vec<ItemKey> = customers
             .iter()
@@ -148,7 +123,10 @@ impl DynamoStore {
                 t.insert(id.clone(), d);
             }
         }
-        Ok((c, t))
+        Ok(NewestDays {
+            customers: c,
+            terminals: t,
+        })
     }
 
     /// Sets a decision's label and moves the fraud counters in one TransactWriteItems, on the
@@ -206,5 +184,33 @@ impl DynamoStore {
                 "TransactWriteItems (label): a condition failed on an aggregate: {codes:?}"
             ))),
         }
+    }
+}
+
+impl LabelStore for DynamoStore {
+    async fn label_targets(
+        &self,
+        tenant: &TenantId,
+        ids: &[TransactionId],
+    ) -> Result<HashMap<TransactionId, LabelTarget>, StoreError> {
+        DynamoStore::label_targets(self, tenant, ids).await
+    }
+
+    async fn newest_days(
+        &self,
+        tenant: &TenantId,
+        customers: &[CustomerId],
+        terminals: &[TerminalId],
+    ) -> Result<NewestDays, StoreError> {
+        DynamoStore::newest_days(self, tenant, customers, terminals).await
+    }
+
+    async fn write_label(
+        &self,
+        tenant: &TenantId,
+        id: &TransactionId,
+        write: &LabelWrite<'_>,
+    ) -> Result<LabelWriteOutcome, StoreError> {
+        DynamoStore::write_label(self, tenant, id, write).await
     }
 }
