@@ -557,6 +557,17 @@ where
         let results_type = if format == Format::Csv { CSV_TYPE } else { NDJSON_TYPE };
         let results_key = self.file.results_key().unwrap_or_default();
         let errors_key = self.file.errors_key();
+        // The upload id is shared through the checkpoint: a part uploaded by an owner that lost the
+        // lease would replace the new holder's part of the same number. Confirm the lease first
+        // (one UpdateItem per part of at least 5 MiB).
+        let renewed = self
+            .runner
+            .jobs
+            .renew_lease(&self.file.tenant, &self.job.object, &self.owner, self.lease_until())
+            .await?;
+        if !renewed {
+            return Ok(false);
+        }
         let mut progress = self.job.progress.clone();
         let cp = &mut progress.checkpoint;
         self.upload(&results_key, results_type, &mut cp.results, flush.results, flush.last)

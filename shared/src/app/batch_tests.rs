@@ -336,3 +336,79 @@ fn a_file_that_cannot_be_a_job_is_recorded_failed_once() {
         Status::AlreadyFailed { error }
     );
 }
+
+/// Scores like [`Scripted`], but runs a hook before the first flush (another invocation taking
+/// the lease over while this one was scoring).
+struct Interrupted(Arc<dyn Fn() + Send + Sync>);
+
+struct InterruptedRun {
+    hook: Option<Arc<dyn Fn() + Send + Sync>>,
+    inner: ScriptedRun,
+}
+
+impl ScoringPlatform for Interrupted {
+    type Run = InterruptedRun;
+
+    fn start<Rd: Read + Send + 'static>(&self, plan: ScoringPlan, reader: Rd, failure: ReadFailure) -> InterruptedRun {
+        InterruptedRun {
+            hook: Some(self.0.clone()),
+            inner: Scripted.start(plan, reader, failure),
+        }
+    }
+
+    async fn sleep(&self, _d: Duration) {}
+}
+
+impl ScoringRun for InterruptedRun {
+    async fn next(&mut self, heartbeat: Duration) -> Scored {
+        if let Some(hook) = self.hook.take() {
+            hook();
+        }
+        self.inner.next(heartbeat).await
+    }
+}
+
+#[test]
+fn an_owner_that_lost_its_lease_uploads_no_part_and_records_nothing() {
+    let jobs = Arc::new(MemoryJobs::default());
+    let (objects, reinvoke) = (MemObjects::default(), Recorder::default());
+    objects.put(BUCKET, KEY, b"id,...\n".to_vec(), "e1");
+    let tenant = TenantId::parse("acme").unwrap();
+    let object = ObjectRef::new(BUCKET, KEY, "e1");
+    let thief = {
+        let (jobs, tenant, object) = (jobs.clone(), tenant.clone(), object.clone());
+        move || jobs.set_lease(&tenant, &object, "new-holder", Timestamp::now().unix() + 600)
+    };
+    let platform = Interrupted(Arc::new(thief));
+    let settings = Settings {
+        handover_margin: Duration::from_secs(3600),
+        ..Settings::default()
+    };
+    let runner = BatchRunner {
+        jobs: &*jobs,
+        objects: &objects,
+        models: &OneModel,
+        platform: &platform,
+        reinvoke: &reinvoke,
+        settings: &settings,
+    };
+    let deadline = SystemTime::now() + Duration::from_secs(600);
+    let status = now_or_never(runner.process(BUCKET, KEY, Some("e1"), deadline)).unwrap();
+    assert_eq!(status, Status::Busy);
+    assert!(
+        objects
+            .uploads
+            .lock()
+            .unwrap()
+            .values()
+            .all(|(_, parts)| parts.is_empty()),
+        "no part was uploaded"
+    );
+    assert!(objects.bytes(BUCKET, "batches/results/acme/day.csv").is_none());
+    let job = now_or_never(jobs.read_job::<BatchProgress>(&tenant, &object))
+        .unwrap()
+        .unwrap();
+    assert_eq!(job.seq, 0, "no checkpoint recorded");
+    assert_eq!(job.lease_owner.as_deref(), Some("new-holder"));
+    assert!(reinvoke.0.lock().unwrap().is_empty());
+}
