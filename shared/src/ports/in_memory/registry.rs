@@ -7,6 +7,7 @@
 
 use super::lock;
 use crate::domain::registry::{ImportDetails, ModelPointer, ModelRegistration, ModelStatus, Registered, RegistryEntry};
+use crate::domain::objects::normalize_etag;
 use crate::domain::{ObjectRef, TenantId, Timestamp};
 use crate::ports::registry::{
     ExpectedPointer, FetchedObject, ModelImports, ModelRegistry, ObjectVersion, StoredObject, UploadObjects,
@@ -335,7 +336,7 @@ impl UploadObjects for InMemoryObjects {
         let Some(o) = objects.get(&(bucket.to_owned(), key.to_owned())) else {
             return Ok(FetchedObject::Missing);
         };
-        if version.etag.is_some_and(|e| e.trim_matches('"') != o.etag) {
+        if version.etag.is_some_and(|e| normalize_etag(e) != o.etag) {
             return Ok(FetchedObject::Missing);
         }
         if o.bytes.len() as u64 > max_bytes {
@@ -366,7 +367,7 @@ impl UploadObjects for InMemoryObjects {
     async fn delete_if_unchanged(&self, bucket: &str, key: &str, etag: &str) -> Result<bool, StoreError> {
         let mut objects = lock(&self.objects);
         let k = (bucket.to_owned(), key.to_owned());
-        if objects.get(&k).is_some_and(|o| o.etag == etag.trim_matches('"')) {
+        if objects.get(&k).is_some_and(|o| o.etag == normalize_etag(etag)) {
             objects.remove(&k);
             return Ok(true);
         }
