@@ -36,7 +36,7 @@ impl Seed for verdict::adapters::DynamoStore {
     }
 }
 
-fn tx(id: &str, at: &str, minor: i64, customer: &str) -> Transaction {
+pub fn tx(id: &str, at: &str, minor: i64, customer: &str) -> Transaction {
     Transaction {
         id: TransactionId::parse(id).unwrap(),
         occurred_at: Timestamp::parse("occurred_at", at).unwrap(),
@@ -46,8 +46,8 @@ fn tx(id: &str, at: &str, minor: i64, customer: &str) -> Transaction {
     }
 }
 
-/// A record with both kinds of reason, so the round trip covers the union.
-fn record(t: &Transaction, fingerprint: &str) -> DecisionRecord {
+/// A record with both kinds of reason (rule first), so the round trip covers the union.
+pub fn record(t: &Transaction, fingerprint: &str) -> DecisionRecord {
     let x = features::compute(t, &EntityAggregate::default(), &EntityAggregate::default());
     DecisionRecord {
         id: t.id.clone(),
