@@ -3,9 +3,9 @@
 //!
 //! The file is read in chunks of [`Settings::chunk_rows`] rows ([`LabelFiles`]). Per chunk: the
 //! decisions the rows name ([`LabelStore::label_targets`]), the newest day of the aggregates
-//! whose fraud counters may move ([`LabelStore::newest_days`]), then one conditional write per
-//! row that changes a label ([`LabelStore::write_label`]), then one checkpoint (and the
-//! chunk's error lines, if any).
+//! whose fraud counters may move ([`LabelStore::newest_days`]; read again for a row whose
+//! write lost a race), then one conditional write per row that changes a label
+//! ([`LabelStore::write_label`]), then one checkpoint (and the chunk's error lines, if any).
 //!
 //! Exactly once: the conditional label write makes every transaction's fraud count move once
 //! per change of label, whatever repeats (the same row twice, the file delivered twice, a run
@@ -17,6 +17,8 @@
 //! Resumable: progress ([`LabelProgress`]) is checkpointed per object version under a lease
 //! ([`JobStore`]). A redelivery or a retry resumes from the checkpoint; near the deadline the
 //! job is released and handed to a continuation ([`Reinvoke`]) with the same event.
+//! Every output (an error chunk, the report, the summary) is written only after renewing the
+//! lease: an invocation whose job was taken over writes nothing more, its taker does.
 //!
 //! Output, outside the trigger prefix: `labels/results/<tenant>/<name>.errors.csv` (line,
 //! transaction_id, field, reason) and `<name>.summary.json` ([`LabelSummary`]).
@@ -372,7 +374,9 @@ struct RowContext<'r> {
     tenant: &'r TenantId,
     file: &'r str,
     etag: &'r str,
+    /// The newest days of the aggregates the first pass expected to move (`asked`).
     newest: NewestDays,
+    asked: (BTreeSet<CustomerId>, BTreeSet<TerminalId>),
     now: Timestamp,
 }
 
@@ -490,6 +494,10 @@ where
                 progress.header = chunk.header;
             }
             if !report.is_empty() {
+                // A taker-over rewrites this chunk from our last checkpoint: never clobber it.
+                if !self.still_ours().await? {
+                    return Ok(LabelsOutcome::Busy);
+                }
                 let text: String = report.into_iter().map(|(_, l)| l).collect();
                 jobs.put_report_chunk(tenant, self.job, progress.error_chunks, &text)
                     .await?;
@@ -537,8 +545,10 @@ where
         let store = self.app.store;
         let ids: Vec<TransactionId> = rows.iter().map(|(_, r)| r.transaction_id.clone()).collect();
         let mut targets = store.label_targets(tenant, &ids).await?;
+        let now = Timestamp::now();
 
-        // Which aggregates may move: play the rows on the labels just read.
+        // Which aggregates may move: play the rows on the labels just read, skipping the rows
+        // `apply_row` refuses before writing.
         let mut labels: HashMap<&TransactionId, Option<StoredLabel>> =
             targets.iter().map(|(id, t)| (id, t.label.clone())).collect();
         let mut customers = BTreeSet::new();
@@ -547,6 +557,9 @@ where
             let (Some(t), Some(label)) = (targets.get(&row.transaction_id), labels.get_mut(&row.transaction_id)) else {
                 continue;
             };
+            if t.terminal_id.is_none() || row.check_times(&t.occurred_at, &now).is_err() {
+                continue;
+            }
             if let Transition::Apply { fraud_delta } = transition(label.as_ref(), row, self.provenance(*line)) {
                 if fraud_delta != 0 {
                     customers.insert(t.customer_id.clone());
@@ -559,8 +572,8 @@ where
         let newest = if customers.is_empty() {
             NewestDays::default()
         } else {
-            let c: Vec<CustomerId> = customers.into_iter().collect();
-            let t: Vec<TerminalId> = terminals.into_iter().collect();
+            let c: Vec<CustomerId> = customers.iter().cloned().collect();
+            let t: Vec<TerminalId> = terminals.iter().cloned().collect();
             store.newest_days(tenant, &c, &t).await?
         };
 
@@ -579,7 +592,8 @@ where
             file: &self.uri,
             etag: &self.up.etag,
             newest,
-            now: Timestamp::now(),
+            asked: (customers, terminals),
+            now,
         };
         let writes: Vec<_> = groups
             .into_iter()
@@ -593,6 +607,21 @@ where
         }
         out.sort_by_key(|(line, _, _)| *line);
         Ok(out)
+    }
+
+    /// Renews the lease before an output is written: `false` once another invocation took it
+    /// over (it resumes from our last checkpoint and writes the outputs itself).
+    async fn still_ours(&self) -> Result<bool, LabelsError> {
+        let until = Timestamp::now().unix() + self.app.settings.lease_secs;
+        let held = self
+            .app
+            .jobs
+            .renew_lease(&self.file.tenant, self.job, self.owner, until)
+            .await?;
+        if !held {
+            tracing::warn!(file = %self.uri, "the job's lease was taken over; writing nothing");
+        }
+        Ok(held)
     }
 
     fn provenance(&self, line: u64) -> Provenance<'_> {
@@ -615,6 +644,9 @@ where
         let tenant = &self.file.tenant;
         let jobs = self.app.jobs;
         let files = self.app.files;
+        if !self.still_ours().await? {
+            return Ok(LabelsOutcome::Busy);
+        }
         if let Some(text) = extra_errors {
             jobs.put_report_chunk(tenant, self.job, progress.error_chunks, &text)
                 .await?;
@@ -644,6 +676,10 @@ where
             completed_at: Timestamp::now().to_rfc3339(),
         };
         let json = serde_json::to_string_pretty(&summary).map_err(LabelsError::Encode)?;
+        // Rebuilding a long report takes time: confirm again before the summary.
+        if !self.still_ours().await? {
+            return Ok(LabelsOutcome::Busy);
+        }
         files
             .put(
                 &self.up.bucket,
@@ -734,6 +770,10 @@ async fn apply_row<S: LabelStore>(
         etag: chunk.etag,
         line,
     };
+    // Read again after a lost race: the first pass may not have read these aggregates (it saw
+    // no delta), and their windows may have moved since.
+    let mut retried = false;
+    let mut fresh = None;
     for _ in 0..LABEL_ATTEMPTS {
         let fraud_delta = match transition(target.label.as_ref(), row, from) {
             Transition::Apply { fraud_delta } => fraud_delta,
@@ -741,9 +781,23 @@ async fn apply_row<S: LabelStore>(
             Transition::Unchanged => return Ok(RowResult::Unchanged),
             Transition::Superseded => return Ok(RowResult::Superseded),
         };
+        let asked = chunk.asked.0.contains(&target.customer_id) && chunk.asked.1.contains(&terminal);
+        if fraud_delta != 0 && (retried || !asked) {
+            fresh = Some(
+                store
+                    .newest_days(
+                        chunk.tenant,
+                        std::slice::from_ref(&target.customer_id),
+                        std::slice::from_ref(&terminal),
+                    )
+                    .await?,
+            );
+        }
+        let newest = fresh.as_ref().unwrap_or(&chunk.newest);
         let day = target.occurred_at.epoch_day();
         // A day that left an aggregate's window is never read again; counting it would only
-        // leave an attribute behind that pruning no longer reaches.
+        // leave an attribute behind that pruning no longer reaches. Absent from what was read:
+        // the aggregate does not exist yet, so the day is the newest.
         let live = |newest: Option<&i32>| newest.is_none_or(|n| day > n - RETENTION_DAYS);
         let new = stored_label(row, chunk.file, chunk.etag, line);
         let write = LabelWrite {
@@ -751,8 +805,8 @@ async fn apply_row<S: LabelStore>(
             previous: target.label.as_ref(),
             fraud_delta,
             day,
-            customer: live(chunk.newest.customers.get(&target.customer_id)).then_some(&target.customer_id),
-            terminal: live(chunk.newest.terminals.get(&terminal)).then_some(&terminal),
+            customer: live(newest.customers.get(&target.customer_id)).then_some(&target.customer_id),
+            terminal: live(newest.terminals.get(&terminal)).then_some(&terminal),
         };
         match store.write_label(chunk.tenant, id, &write).await? {
             LabelWriteOutcome::Written => {
@@ -764,7 +818,10 @@ async fn apply_row<S: LabelStore>(
                 .await?
                 .remove(id)
             {
-                Some(fresh) => *target = fresh,
+                Some(now) => {
+                    *target = now;
+                    retried = true;
+                }
                 None => return Ok(RowResult::Unknown),
             },
         }
@@ -1117,6 +1174,189 @@ mod tests {
         assert_eq!((s.counts.applied, s.counts.superseded), (0, 1));
         assert_eq!(w.frauds("c-1", "t-1").1, BTreeMap::from([(d1, 1)]));
         assert_eq!(w.store.label(&acme(), &id("tx-2")).unwrap().value, LabelValue::Legit);
+    }
+
+    #[test]
+    fn a_lost_race_that_leaves_a_delta_reads_the_retention_windows_again() {
+        let w = World::new(100);
+        w.decide("tx-1", "2018-08-01T10:00:00Z", "c-1", "t-1");
+        let d1 = day("2018-08-01T00:00:00Z");
+        // The customer and the terminal paid again later: 08-01 has left both windows.
+        w.decide("tx-late", "2018-10-04T10:00:00Z", "c-1", "t-1");
+        let late = day("2018-10-04T00:00:00Z");
+        assert_eq!(late, d1 + RETENTION_DAYS);
+        let theirs = |at: &str| StoredLabel {
+            value: LabelValue::Fraud,
+            source: "analyst".into(),
+            labelled_at: ts(at),
+            file: Some("s3://data/other.csv".into()),
+            etag: Some("e".into()),
+            line: Some(2),
+        };
+        // Our legit on an unlabelled decision moves nothing, so no window is read first; their
+        // fraud gets in (counting nowhere, its day being out), and our retry takes one back.
+        w.store
+            .race_next_write(&acme(), &id("tx-1"), theirs("2018-08-19T00:00:00Z"), 0);
+        let s = w.complete(&w.upload("a.csv", &format!("{HEADER}tx-1,legit,cb,2018-08-20T00:00:00Z\n")));
+        assert_eq!(s.counts.applied, 1);
+        assert_eq!(w.store.label(&acme(), &id("tx-1")).unwrap().value, LabelValue::Legit);
+        assert_eq!(
+            w.frauds("c-1", "t-1"),
+            (BTreeMap::new(), BTreeMap::new()),
+            "a day out of retention takes nothing back"
+        );
+
+        // The same race on a day still in the windows: the retry does take their fraud back.
+        w.decide("tx-2", "2018-10-04T11:00:00Z", "c-1", "t-1");
+        w.store
+            .race_next_write(&acme(), &id("tx-2"), theirs("2018-10-05T00:00:00Z"), 1);
+        let s = w.complete(&w.upload("b.csv", &format!("{HEADER}tx-2,legit,cb,2018-10-06T00:00:00Z\n")));
+        assert_eq!(s.counts.applied, 1);
+        assert_eq!(
+            w.frauds("c-1", "t-1"),
+            (BTreeMap::new(), BTreeMap::new()),
+            "+1 theirs, -1 ours"
+        );
+    }
+
+    #[test]
+    fn a_refused_row_does_not_hide_the_next_rows_delta_from_the_retention_read() {
+        let w = World::new(100);
+        w.decide("tx-1", "2018-08-01T10:00:00Z", "c-1", "t-1");
+        w.decide("tx-late", "2018-10-04T10:00:00Z", "c-1", "t-1");
+        // Played as if applied, the future legit would make the fraud look superseded.
+        let s = w.complete(&w.upload(
+            "a.csv",
+            &format!("{HEADER}tx-1,legit,cb,2999-01-01T00:00:00Z\ntx-1,fraud,cb,2018-08-20T00:00:00Z\n"),
+        ));
+        assert_eq!((s.counts.rejected, s.counts.applied), (1, 1));
+        assert_eq!(w.store.label(&acme(), &id("tx-1")).unwrap().value, LabelValue::Fraud);
+        assert_eq!(
+            w.frauds("c-1", "t-1"),
+            (BTreeMap::new(), BTreeMap::new()),
+            "08-01 is out of both windows"
+        );
+    }
+
+    /// The store, running `then` right after the next label write: another invocation acts
+    /// while this one is between its rows and its outputs.
+    struct AfterWrite<'a> {
+        store: &'a MemoryLabels,
+        then: Mutex<Option<Box<dyn FnOnce() + Send + 'a>>>,
+    }
+
+    impl LabelStore for AfterWrite<'_> {
+        async fn label_targets(
+            &self,
+            tenant: &TenantId,
+            ids: &[TransactionId],
+        ) -> Result<HashMap<TransactionId, LabelTarget>, StoreError> {
+            self.store.label_targets(tenant, ids).await
+        }
+
+        async fn newest_days(
+            &self,
+            tenant: &TenantId,
+            customers: &[CustomerId],
+            terminals: &[TerminalId],
+        ) -> Result<NewestDays, StoreError> {
+            self.store.newest_days(tenant, customers, terminals).await
+        }
+
+        async fn write_label(
+            &self,
+            tenant: &TenantId,
+            id: &TransactionId,
+            write: &LabelWrite<'_>,
+        ) -> Result<LabelWriteOutcome, StoreError> {
+            let r = self.store.write_label(tenant, id, write).await;
+            let then = self.then.lock().unwrap().take();
+            if let Some(f) = then {
+                f();
+            }
+            r
+        }
+    }
+
+    impl World {
+        /// Runs `up` with `then` run after its first label write.
+        fn run_stalling<'a>(&'a self, up: &UploadedObject, then: impl FnOnce() + Send + 'a) -> LabelsOutcome {
+            let store = AfterWrite {
+                store: &self.store,
+                then: Mutex::new(Some(Box::new(then))),
+            };
+            let app = LabelApplier {
+                store: &store,
+                jobs: &*self.jobs,
+                files: &self.files,
+                reinvoke: Some(&self.reinvoke),
+                sleep: &self.waits,
+                bucket: BUCKET,
+                settings: &self.settings,
+            };
+            now_or_never(app.apply_upload(up, &serde_json::json!({}), &Invocation::unbounded()))
+                .unwrap()
+                .outcome
+        }
+    }
+
+    /// One applied row and one unknown (an error line), in one chunk: the file's last.
+    const TWO_ROWS: &str = "tx-1,fraud,cb,2018-08-20T00:00:00Z\ntx-9,fraud,cb,2018-08-20T00:00:00Z\n";
+
+    #[test]
+    fn a_holder_whose_lease_was_taken_over_after_its_last_row_writes_no_report_and_no_summary() {
+        let w = World::new(100);
+        w.decide("tx-1", "2018-08-01T10:00:00Z", "c-1", "t-1");
+        let up = w.upload("late.csv", &format!("{HEADER}{TWO_ROWS}"));
+        let (job, file) = (up.object_ref(), LabelFile::parse(&up.key).unwrap());
+        let (jobs, tenant, object) = (w.jobs.clone(), acme(), job.clone());
+        let later = Timestamp::now().unix() + 60;
+        let outcome = w.run_stalling(&up, move || jobs.set_lease(&tenant, &object, "taker", later));
+        assert_eq!(outcome, LabelsOutcome::Busy);
+        assert_eq!(w.store.label(&acme(), &id("tx-1")).unwrap().value, LabelValue::Fraud);
+        assert_eq!(
+            now_or_never(w.jobs.report_chunk(&acme(), &job, 0)).unwrap(),
+            None,
+            "no report chunk"
+        );
+        assert_eq!(w.files.text(BUCKET, &file.errors_key()), None, "no errors.csv");
+        assert_eq!(w.files.text(BUCKET, &file.summary_key()), None, "no summary");
+
+        // The taker's lease runs out unused: the next run resumes and writes them.
+        w.jobs.set_lease(&acme(), &job, "taker", 0);
+        let s = w.complete(&up);
+        assert_eq!((s.counts.applied, s.counts.unknown), (1, 1));
+        assert!(w.files.text(BUCKET, &file.summary_key()).is_some());
+        assert_eq!(
+            w.files.text(BUCKET, &file.errors_key()).unwrap(),
+            "line,transaction_id,field,reason\n3,tx-9,transaction_id,no decision is stored for this transaction id\n"
+        );
+    }
+
+    #[test]
+    fn a_holder_that_wakes_after_its_taker_finished_leaves_the_takers_outputs() {
+        let w = World::new(100);
+        w.decide("tx-1", "2018-08-01T10:00:00Z", "c-1", "t-1");
+        let up = w.upload("late.csv", &format!("{HEADER}{TWO_ROWS}"));
+        let (job, file) = (up.object_ref(), LabelFile::parse(&up.key).unwrap());
+        // The first holder stalls past its lease after its last row; the taker does the file.
+        let taker = Mutex::new(None);
+        let outcome = w.run_stalling(&up, || {
+            w.jobs.set_lease(&acme(), &job, "stalled", 0);
+            *taker.lock().unwrap() = Some(w.complete(&up));
+        });
+        assert_eq!(outcome, LabelsOutcome::Busy);
+        let taker = taker.into_inner().unwrap().expect("the taker ran");
+        assert_eq!(taker.invocations, 2);
+        assert_eq!(
+            w.files.text(BUCKET, &file.summary_key()),
+            Some(serde_json::to_string_pretty(&taker).unwrap()),
+            "the taker's summary stays"
+        );
+        assert_eq!(
+            w.files.text(BUCKET, &file.errors_key()).unwrap(),
+            "line,transaction_id,field,reason\n3,tx-9,transaction_id,no decision is stored for this transaction id\n"
+        );
     }
 
     /// 12 rows over 6 transactions, fraud and legit mixed, one unknown.
