@@ -8,7 +8,10 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use verdict::domain::features::{self, EntityAggregate, FeatureVector, OfflineFeatures};
 use verdict::domain::model::train::{train, TrainParams};
+use verdict::domain::decision::RequestExtras;
 use verdict::domain::model::Model;
+use verdict::domain::pipeline;
+use verdict::domain::policy::{Policy, Thresholds};
 use verdict::domain::LabelledTransaction;
 use verdict::offline::protocol;
 use verdict::offline::sim::{simulate, SimConfig};
@@ -103,6 +106,17 @@ fn benches(c: &mut Criterion) {
             b.iter(decide)
         });
     }
+
+    // The one pipeline as the API, batch and the CLI run it: features, score, the model's
+    // reasons as records, and the policy (the default thresholds, with its version built).
+    let m = model(&f, 300);
+    let pipeline = || {
+        let x = features::compute(black_box(&tx), black_box(&cust), black_box(&term));
+        let policy = Policy::thresholds(Thresholds::default());
+        let d = pipeline::decide(&m, &policy, &tx, &RequestExtras::NONE, &x);
+        black_box((d, policy.version().len()));
+    };
+    percentiles("decision/pipeline (features+score+reason records+policy)/300 trees", pipeline);
 
     let m = model(&f, 300);
     let mut g = c.benchmark_group("batch");
