@@ -66,21 +66,12 @@ impl DynamoStore {
                 item.insert(name.into(), s(v));
             }
         }
-        let out = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        match out {
-            Ok(_) => Ok(Registered::New),
-            Err(e) if is_conditional_check_failed(&e) => match self.model(tenant, &m.version).await? {
-                Some(existing) if existing.sha256 == m.sha256 => Ok(Registered::Existing(Box::new(existing))),
-                _ => Err(different_bytes(&m.version)),
-            },
-            Err(e) => Err(sdk_error("PutItem (register import)", e)),
+        if self.put_item_if_absent(item, "PutItem (register import)").await? {
+            return Ok(Registered::New);
+        }
+        match self.model(tenant, &m.version).await? {
+            Some(existing) if existing.sha256 == m.sha256 => Ok(Registered::Existing(Box::new(existing))),
+            _ => Err(different_bytes(&m.version)),
         }
     }
 

@@ -190,22 +190,6 @@ impl DynamoStore {
         }
     }
 
-    async fn put_job_if_absent(&self, item: Item, op: &'static str) -> Result<bool, StoreError> {
-        let out = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        match out {
-            Ok(_) => Ok(true),
-            Err(e) if is_conditional_check_failed(&e) => Ok(false),
-            Err(e) => Err(sdk_error(op, e)),
-        }
-    }
-
     /// The job's status and result, without its progress (model-import's duplicate check).
     pub async fn job(&self, tenant: &TenantId, object: &ObjectRef) -> Result<Option<Job<IgnoredAny>>, StoreError> {
         self.read_job(tenant, object).await
@@ -240,7 +224,7 @@ impl JobStore for DynamoStore {
         item.insert("updated_at".into(), s(&started));
         // Also a running job ages out: one abandoned mid-way is not kept forever.
         item.insert(TTL_ATTRIBUTE.into(), n(job.started_at.unix() + JOB_TTL_SECS));
-        self.put_job_if_absent(item, "PutItem (create job)").await
+        self.put_item_if_absent(item, "PutItem (create job)").await
     }
 
     async fn claim_job<P: DeserializeOwned + Send>(
@@ -398,7 +382,7 @@ impl JobStore for DynamoStore {
             item.insert(attr.into(), s(&at_s));
         }
         item.insert(TTL_ATTRIBUTE.into(), n(at.unix() + JOB_TTL_SECS));
-        self.put_job_if_absent(item, "PutItem (record job end)").await
+        self.put_item_if_absent(item, "PutItem (record job end)").await
     }
 
     async fn put_report_chunk(

@@ -199,6 +199,23 @@ impl DynamoStore {
     /// transaction on the same items (a busy card or terminal). A failed condition is the
     /// caller's to read. The SDK sets a fresh ClientRequestToken per call and keeps it across its
     /// own retries, so a retried request that had succeeded is not applied twice.
+    /// One PutItem conditional on `attribute_not_exists(pk)`: `false` when the item exists.
+    pub(super) async fn put_item_if_absent(&self, item: Item, op: &'static str) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(true),
+            Err(e) if is_conditional_check_failed(&e) => Ok(false),
+            Err(e) => Err(sdk_error(op, e)),
+        }
+    }
+
     async fn transact(&self, items: Vec<TransactWriteItem>, op: &'static str) -> Result<Transacted, StoreError> {
         let mut attempt = 0;
         loop {
