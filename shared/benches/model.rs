@@ -6,9 +6,9 @@
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
+use verdict::domain::decision::RequestExtras;
 use verdict::domain::features::{self, EntityAggregate, FeatureVector, OfflineFeatures};
 use verdict::domain::model::train::{train, TrainParams};
-use verdict::domain::decision::RequestExtras;
 use verdict::domain::model::Model;
 use verdict::domain::pipeline;
 use verdict::domain::policy::{Policy, Thresholds};
@@ -116,7 +116,10 @@ fn benches(c: &mut Criterion) {
         let d = pipeline::decide(&m, &policy, &tx, &RequestExtras::NONE, &x);
         black_box((d, policy.version().len()));
     };
-    percentiles("decision/pipeline (features+score+reason records+policy)/300 trees", pipeline);
+    percentiles(
+        "decision/pipeline (features+score+reason records+policy)/300 trees",
+        pipeline,
+    );
 
     let m = model(&f, 300);
     let mut g = c.benchmark_group("batch");

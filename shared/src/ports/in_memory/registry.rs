@@ -6,8 +6,8 @@
 //! make the tests, `cargo lambda watch` and the CLI build the shared crate differently.
 
 use super::lock;
-use crate::domain::registry::{ImportDetails, ModelPointer, ModelRegistration, ModelStatus, Registered, RegistryEntry};
 use crate::domain::objects::normalize_etag;
+use crate::domain::registry::{ImportDetails, ModelPointer, ModelRegistration, ModelStatus, Registered, RegistryEntry};
 use crate::domain::{ObjectRef, TenantId, Timestamp};
 use crate::ports::registry::{
     ExpectedPointer, FetchedObject, ModelImports, ModelRegistry, ObjectVersion, StoredObject, UploadObjects,
