@@ -75,7 +75,7 @@ pub fn record(t: &Transaction, fingerprint: &str) -> DecisionRecord {
         },
         policy_version: Some("thresholds:review=0.3,block=0.8".into()),
         features: features_map(&x),
-        inputs: serde_json::json!({"id": t.id.as_str()}),
+        inputs: serde_json::json!({"id": t.id.as_str()}).into(),
         request_fingerprint: fingerprint.into(),
         created_at: Timestamp::parse("t", "2018-08-08T10:00:01Z").unwrap(),
         occurred_at: t.occurred_at,

@@ -215,7 +215,7 @@ fn expected_from_history(rows: &[LabelledTransaction]) -> Vec<ResultRow> {
                     .reasons(&x, &s, REASONS_PER_DECISION)
                     .iter()
                     .map(|r| ReasonOut {
-                        code: r.code(),
+                        code: r.code().to_owned(),
                         text: r.to_string(),
                     })
                     .collect(),
@@ -634,7 +634,7 @@ fn decision_record(t: &Transaction) -> DecisionRecord {
         },
         policy_version: None,
         features: features_map(&Default::default()),
-        inputs: serde_json::json!({}),
+        inputs: serde_json::json!({}).into(),
         request_fingerprint: "seed".into(),
         created_at: Timestamp::now(),
         occurred_at: t.occurred_at,

@@ -45,7 +45,9 @@ async fn decide(st: &Stack, t: &Transaction) {
         },
         policy_version: None,
         features: features_map(&x),
-        inputs: serde_json::to_value(TransactionInputs::from_transaction(t)).unwrap(),
+        inputs: serde_json::to_value(TransactionInputs::from_transaction(t))
+            .unwrap()
+            .into(),
         request_fingerprint: format!("fp-{}", t.id),
         created_at: Timestamp::now(),
         occurred_at: t.occurred_at,

@@ -63,7 +63,8 @@ fn record(t: &Transaction, fingerprint: &str) -> DecisionRecord {
             "currency": "EUR",
             "metadata": {"order": "42", "nested": {"n": 1.5}},
             "note": null,
-        }),
+        })
+        .into(),
         request_fingerprint: fingerprint.into(),
         created_at: Timestamp::parse("created_at", "2026-11-24T10:00:00.123456Z").unwrap(),
         occurred_at: t.occurred_at,

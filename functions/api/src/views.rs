@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 use std::collections::BTreeMap;
-use verdict::domain::decision::{DecisionRecord, ReasonRecord};
+use verdict::domain::decision::{DecisionInputs, DecisionRecord, FeatureValues, ReasonRecord};
 use verdict::domain::model::{Model, ModelSource};
 use verdict::domain::registry::{ModelStatus, RegistryEntry};
 use verdict::domain::Timestamp;
@@ -25,7 +25,7 @@ pub struct DecisionView<'a> {
     pub reasons: &'a [ReasonRecord],
     pub model: ModelRefView<'a>,
     pub policy_version: Option<&'a str>,
-    pub features: &'a BTreeMap<String, f64>,
+    pub features: &'a FeatureValues,
     pub processing_ms: Option<f64>,
     pub request_id: Option<&'a str>,
     pub created_at: &'a Timestamp,
@@ -67,7 +67,7 @@ pub struct LabelView<'a> {
 pub struct StoredDecisionView<'a> {
     #[serde(flatten)]
     pub decision: DecisionView<'a>,
-    pub inputs: &'a serde_json::Value,
+    pub inputs: &'a DecisionInputs,
     pub label: Option<LabelView<'a>>,
 }
 

@@ -5,7 +5,9 @@
 //! first stored decision.
 
 use crate::domain::auth::{AuthError, KeyHash, Principal};
-use crate::domain::decision::{features_map, risk_score, DecisionRecord, IdempotencyKey, ModelRef, ScoreRequest};
+use crate::domain::decision::{
+    features_map, risk_score, DecisionInputs, DecisionRecord, IdempotencyKey, ModelRef, ScoreRequest,
+};
 use crate::domain::features::{self, transaction_delta};
 use crate::domain::model::{Model, ModelError};
 use crate::domain::pipeline;
@@ -203,7 +205,7 @@ pub fn decide(model: &Model, request: &ScoreRequest, snap: &ScoringSnapshot, fin
         },
         policy_version: Some(policy.version().to_owned()),
         features: features_map(&x),
-        inputs: serde_json::to_value(request).unwrap_or_default(),
+        inputs: DecisionInputs::Request(Box::new(request.clone())),
         request_fingerprint: fingerprint,
         created_at: Timestamp::now(),
         occurred_at: tx.occurred_at,

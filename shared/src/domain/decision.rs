@@ -1,13 +1,15 @@
 //! Decisions: the scoring request as the API accepts it (and a batch row carries it), the reasons,
 //! and the record kept for the audit trail. The policy that decides is in [`crate::domain::policy`].
 
-use crate::domain::features::{FeatureVector, FEATURE_NAMES};
+use crate::domain::features::{FeatureVector, FEATURE_COUNT, FEATURE_NAMES};
 use crate::domain::model::Reason;
 use crate::domain::{Currency, CustomerId, DomainError, Money, TerminalId, Timestamp, Transaction, TransactionId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 /// How far ahead of the function's clock a transaction may be dated (clock skew, time zones).
 pub const MAX_FUTURE_SECS: i64 = 24 * 3600;
@@ -512,9 +514,10 @@ pub enum ReasonRecord {
 /// A feature's push on the score, phrased for an analyst.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelReason {
-    /// Stable, e.g. `TERMINAL_RISK_7D_HIGH`.
-    pub code: String,
-    pub feature: String,
+    /// Stable, e.g. `TERMINAL_RISK_7D_HIGH`. Borrowed from the model's tables when computed,
+    /// owned when read back.
+    pub code: Cow<'static, str>,
+    pub feature: Cow<'static, str>,
     pub value: f64,
     /// Log-odds; positive raises the risk.
     pub contribution: f64,
@@ -553,8 +556,8 @@ impl ReasonRecord {
 impl From<&Reason> for ReasonRecord {
     fn from(r: &Reason) -> Self {
         ReasonRecord::Model(ModelReason {
-            code: r.code(),
-            feature: r.feature.name().to_owned(),
+            code: Cow::Borrowed(r.code()),
+            feature: Cow::Borrowed(r.feature.name()),
             value: r.value,
             contribution: r.contribution,
             text: r.to_string(),
@@ -598,8 +601,8 @@ pub struct DecisionRecord {
     /// written before policies were versioned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_version: Option<String>,
-    pub features: BTreeMap<String, f64>,
-    pub inputs: serde_json::Value,
+    pub features: FeatureValues,
+    pub inputs: DecisionInputs,
     pub request_fingerprint: String,
     pub created_at: Timestamp,
     pub occurred_at: Timestamp,
@@ -615,12 +618,104 @@ pub struct DecisionRecord {
     pub label: Option<crate::domain::labels::StoredLabel>,
 }
 
-pub fn features_map(x: &FeatureVector) -> BTreeMap<String, f64> {
-    FEATURE_NAMES
-        .iter()
-        .zip(x.0.iter())
-        .map(|(n, v)| (n.to_string(), *v))
-        .collect()
+/// The features a decision was made on, by name: a JSON object with its keys in name order.
+/// Computed ones borrow the static names (no allocation per feature); stored ones own theirs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FeatureValues(Vec<(Cow<'static, str>, f64)>);
+
+impl FeatureValues {
+    pub fn get(&self, name: &str) -> Option<f64> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Serialize for FeatureValues {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(n, v)| (n.as_ref(), v)))
+    }
+}
+
+impl<'de> Deserialize<'de> for FeatureValues {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let by_name = BTreeMap::<String, f64>::deserialize(d)?;
+        Ok(FeatureValues(
+            by_name.into_iter().map(|(n, v)| (Cow::Owned(n), v)).collect(),
+        ))
+    }
+}
+
+pub fn features_map(x: &FeatureVector) -> FeatureValues {
+    // Feature indices in name order, sorted once.
+    static BY_NAME: LazyLock<[usize; FEATURE_COUNT]> = LazyLock::new(|| {
+        let mut order: [usize; FEATURE_COUNT] = std::array::from_fn(|i| i);
+        order.sort_by_key(|&i| FEATURE_NAMES[i]);
+        order
+    });
+    FeatureValues(
+        BY_NAME
+            .iter()
+            .map(|&i| (Cow::Borrowed(FEATURE_NAMES[i]), x.0[i]))
+            .collect(),
+    )
+}
+
+/// The request a decision was made for, as its record keeps it: the parsed request when the
+/// decision is made, or the JSON as stored when read back (kept loose, so that an item written
+/// by an older version, or odd, still reads).
+#[derive(Debug, Clone)]
+pub enum DecisionInputs {
+    Request(Box<ScoreRequest>),
+    Stored(Value),
+}
+
+impl DecisionInputs {
+    /// As JSON (a copy for a computed request).
+    pub fn to_json(&self) -> Value {
+        match self {
+            DecisionInputs::Request(r) => serde_json::to_value(r).unwrap_or_default(),
+            DecisionInputs::Stored(v) => v.clone(),
+        }
+    }
+}
+
+impl From<Value> for DecisionInputs {
+    fn from(v: Value) -> Self {
+        DecisionInputs::Stored(v)
+    }
+}
+
+/// Equal when they serialise alike, whichever side was read back.
+impl PartialEq for DecisionInputs {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (DecisionInputs::Request(a), DecisionInputs::Request(b)) => a == b,
+            (DecisionInputs::Stored(a), DecisionInputs::Stored(b)) => a == b,
+            _ => self.to_json() == other.to_json(),
+        }
+    }
+}
+
+impl Serialize for DecisionInputs {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            DecisionInputs::Request(r) => r.serialize(s),
+            DecisionInputs::Stored(v) => v.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for DecisionInputs {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Value::deserialize(d).map(DecisionInputs::Stored)
+    }
 }
 
 pub fn risk_score(score: f64) -> u8 {
@@ -764,5 +859,31 @@ mod tests {
         assert_eq!(a.fingerprint(), b.fingerprint());
         let c = ScoreRequest::parse_json(GOOD.replace("12345", "12346").as_bytes()).unwrap();
         assert_ne!(a.fingerprint(), c.fingerprint());
+    }
+
+    #[test]
+    fn feature_values_serialise_like_the_name_ordered_map_they_replace_and_read_back() {
+        let x = FeatureVector(std::array::from_fn(|i| i as f64 * 1.5));
+        let by_name: BTreeMap<String, f64> = FEATURE_NAMES.iter().zip(x.0).map(|(n, v)| (n.to_string(), v)).collect();
+        let values = features_map(&x);
+        let json = serde_json::to_string(&values).unwrap();
+        assert_eq!(json, serde_json::to_string(&by_name).unwrap());
+        let back: FeatureValues = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, values);
+        assert_eq!(back.get("amount"), Some(0.0));
+        assert_eq!(back.len(), FEATURE_COUNT);
+    }
+
+    #[test]
+    fn inputs_serialise_as_the_request_and_equal_their_stored_copy() {
+        let r = ScoreRequest::parse_json(GOOD.as_bytes()).unwrap();
+        let computed = DecisionInputs::Request(Box::new(r.clone()));
+        let json = serde_json::to_value(&computed).unwrap();
+        assert_eq!(json, serde_json::to_value(&r).unwrap());
+        let stored: DecisionInputs = serde_json::from_value(json.clone()).unwrap();
+        assert!(matches!(stored, DecisionInputs::Stored(_)));
+        assert_eq!(stored, computed);
+        let other = DecisionInputs::Stored(serde_json::json!({"id": "tx-2"}));
+        assert_ne!(other, computed);
     }
 }

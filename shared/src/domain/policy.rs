@@ -10,6 +10,7 @@ use crate::domain::decision::{Decision, ReasonRecord, RequestExtras};
 use crate::domain::features::FeatureVector;
 use crate::domain::{DomainError, Transaction};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 
 /// Per-tenant score thresholds: below `review` approve, from `block` up block, review between.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -74,8 +75,11 @@ pub struct Outcome {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
     thresholds: Thresholds,
-    version: String,
+    version: Cow<'static, str>,
 }
+
+/// The default thresholds' version, spelled as [`Policy::thresholds`] spells any other.
+const DEFAULT_VERSION: &str = "thresholds:review=0.3,block=0.8";
 
 impl Default for Policy {
     fn default() -> Self {
@@ -86,10 +90,17 @@ impl Default for Policy {
 impl Policy {
     /// The thresholds alone: the default policy.
     pub fn thresholds(thresholds: Thresholds) -> Policy {
-        Policy {
-            version: format!("thresholds:review={},block={}", thresholds.review, thresholds.block),
-            thresholds,
-        }
+        // Most tenants keep the defaults: their version is not formatted per decision.
+        let version = if thresholds == Thresholds::default() {
+            Cow::Borrowed(DEFAULT_VERSION)
+        } else {
+            Cow::Owned(Self::spell(thresholds))
+        };
+        Policy { version, thresholds }
+    }
+
+    fn spell(t: Thresholds) -> String {
+        format!("thresholds:review={},block={}", t.review, t.block)
     }
 
     /// Names exactly what decided: two decisions with the same policy version and the same score
@@ -126,6 +137,7 @@ mod tests {
     #[test]
     fn the_version_names_the_thresholds() {
         assert_eq!(Policy::default().version(), "thresholds:review=0.3,block=0.8");
+        assert_eq!(Policy::spell(Thresholds::default()), DEFAULT_VERSION);
         let p = Policy::thresholds(Thresholds::new(0.25, 0.9).unwrap());
         assert_eq!(p.version(), "thresholds:review=0.25,block=0.9");
         assert_ne!(p.version(), Policy::default().version());

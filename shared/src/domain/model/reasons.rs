@@ -3,6 +3,7 @@
 use super::FeatureStats;
 use crate::domain::features::{Feature, FeatureVector, FEATURE_COUNT};
 use std::fmt;
+use std::sync::LazyLock;
 
 pub const MAX_REASONS: usize = 5;
 
@@ -16,10 +17,13 @@ pub struct Reason {
 }
 
 impl Reason {
-    /// A stable code, e.g. `TERMINAL_RISK_7D_HIGH`.
-    pub fn code(&self) -> String {
-        let dir = if self.contribution >= 0.0 { "HIGH" } else { "LOW" };
-        format!("{}_{dir}", self.feature.name().to_ascii_uppercase())
+    /// A stable code, e.g. `TERMINAL_RISK_7D_HIGH`: the feature's name in capitals, then the
+    /// direction. Built once, since every decision names its reasons.
+    pub fn code(&self) -> &'static str {
+        static CODES: LazyLock<[[String; 2]; FEATURE_COUNT]> = LazyLock::new(|| {
+            Feature::ALL.map(|f| ["HIGH", "LOW"].map(|dir| format!("{}_{dir}", f.name().to_ascii_uppercase())))
+        });
+        &CODES[self.feature as usize][usize::from(self.contribution < 0.0)]
     }
 
     fn ratio_phrase(&self) -> String {
