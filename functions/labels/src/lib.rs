@@ -7,7 +7,7 @@
 
 pub mod files;
 
-use files::{S3LabelFiles, TokioSleep};
+use files::{BlockingReading, TokioSleep};
 use serde::{Deserialize, Serialize};
 use verdict::adapters::lambda::uploaded_object;
 use verdict::adapters::s3::ObjectStore;
@@ -50,11 +50,11 @@ pub async fn handle_with(deps: &Deps, event: S3Event, inv: &Invocation) -> Resul
         .collect();
     // A continuation carries the whole event.
     let continuation = serde_json::to_value(&event).map_err(LabelsError::Encode)?;
-    let files = S3LabelFiles::new(deps.objects.clone());
     let applier = LabelApplier {
         store: &deps.store,
         jobs: &deps.store,
-        files: &files,
+        objects: &deps.objects,
+        reading: &BlockingReading,
         reinvoke: deps.reinvoke.as_ref(),
         sleep: &TokioSleep,
         bucket: &deps.bucket,

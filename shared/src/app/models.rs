@@ -10,9 +10,8 @@ use crate::domain::model_upload::{
 };
 use crate::domain::registry::{ImportDetails, ModelPointer, ModelRegistration, ModelStatus, Registered, RegistryEntry};
 use crate::domain::{ObjectRef, TenantId, Timestamp};
-use crate::ports::registry::{
-    ExpectedPointer, FetchedObject, ModelImports, ModelRegistry, ObjectVersion, UploadObjects,
-};
+use crate::ports::objects::{FetchedObject, ObjectVersion, Objects};
+use crate::ports::registry::{ExpectedPointer, ModelImports, ModelRegistry};
 use crate::ports::{ModelBlobs, Page, StoreError};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -331,7 +330,7 @@ pub struct ModelImporter<'a, R, O> {
     bucket: &'a str,
 }
 
-impl<'a, R: ModelImports, O: UploadObjects> ModelImporter<'a, R, O> {
+impl<'a, R: ModelImports, O: Objects> ModelImporter<'a, R, O> {
     pub fn new(registry: &'a R, objects: &'a O, bucket: &'a str) -> Self {
         ModelImporter {
             registry,
@@ -488,7 +487,13 @@ impl<'a, R: ModelImports, O: UploadObjects> ModelImporter<'a, R, O> {
         };
         // The artifact first: a registry item never names a missing object.
         self.objects
-            .put(&up.bucket, &object_key, v.artifact_bytes, "application/octet-stream")
+            .put(
+                &up.bucket,
+                &object_key,
+                v.artifact_bytes,
+                "application/octet-stream",
+                &[],
+            )
             .await?;
         let (mut status, object_key) = match self.registry.register_import(tenant, &registration, &details).await? {
             Registered::New => (ModelStatus::Candidate, object_key),

@@ -2,8 +2,8 @@
 //! ([`crate::ports::jobs`]) and re-invoking ([`crate::ports::reinvoke`]):
 //! - [`LabelStore`]: the decisions a file labels and the fraud counters a label moves
 //!   (DynamoDB: `adapters/dynamodb/labels.rs`);
-//! - [`LabelFiles`]: the label file's rows from a resume point, and the reports (S3, read on a
-//!   blocking thread: the labels function implements it);
+//! - [`LabelReading`]: where the label file (opened through [`crate::ports::objects`]) is
+//!   parsed into chunks, since reading it blocks;
 //! - [`Sleep`]: waiting for a live lease to run out, so the service needs no runtime.
 
 use crate::domain::io::FileKind;
@@ -12,6 +12,7 @@ use crate::domain::{CustomerId, TenantId, TerminalId, Timestamp, TransactionId};
 use crate::ports::StoreError;
 use std::collections::HashMap;
 use std::future::Future;
+use std::io::Read;
 use std::time::Duration;
 
 /// A stored decision as labelling sees it.
@@ -77,19 +78,14 @@ pub trait LabelStore: Send + Sync {
     ) -> impl Future<Output = Result<LabelWriteOutcome, StoreError>> + Send;
 }
 
-/// One label file version to read, from where its job got.
+/// How to parse one label file, from where its job got.
 #[derive(Debug, Clone)]
-pub struct LabelSource<'a> {
-    pub bucket: &'a str,
-    pub key: &'a str,
-    /// Pins the read (the event's version id); else `etag` does.
-    pub version_id: Option<&'a str>,
-    pub etag: &'a str,
+pub struct ReadPlan {
     /// `s3://bucket/key`: the name row errors give.
-    pub file: &'a str,
+    pub file: String,
     pub kind: FileKind,
     pub resume: Resume,
-    /// The first byte to read: `resume`'s offset when ranged, else 0.
+    /// The input's first byte in the file: `resume`'s offset when ranged, else 0.
     pub offset: u64,
     /// Lines per [`LabelChunk`].
     pub chunk_rows: usize,
@@ -101,29 +97,13 @@ pub trait LabelChunks: Send {
     fn next(&mut self) -> impl Future<Output = Option<LabelChunk>> + Send;
 }
 
-/// A report being written in parts (a large error report stays out of memory).
-pub trait ReportWriter: Send {
-    fn write(&mut self, bytes: &[u8]) -> impl Future<Output = Result<(), StoreError>> + Send;
-    fn finish(self) -> impl Future<Output = Result<(), StoreError>> + Send;
-}
-
-/// The label file and the reports beside it. Buckets are given per call, as events name them.
-pub trait LabelFiles: Send + Sync {
+/// Where a label file is parsed ([`crate::domain::labels::open_reader`]): somewhere a read may
+/// block, since the object reader ([`crate::ports::objects::Objects::open`]) and gzip are
+/// synchronous.
+pub trait LabelReading: Send + Sync {
     type Chunks: LabelChunks;
-    type Writer: ReportWriter;
 
-    /// `None` when the object is gone or was replaced by a newer upload.
-    fn open(&self, source: &LabelSource<'_>) -> impl Future<Output = Result<Option<Self::Chunks>, StoreError>> + Send;
-
-    fn writer(&self, bucket: &str, key: &str, content_type: &str) -> Self::Writer;
-
-    fn put(
-        &self,
-        bucket: &str,
-        key: &str,
-        bytes: Vec<u8>,
-        content_type: &str,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn start<R: Read + Send + 'static>(&self, plan: ReadPlan, input: R) -> Self::Chunks;
 }
 
 /// Waiting, from the runtime the caller runs on.
@@ -132,14 +112,14 @@ pub trait Sleep: Send + Sync {
 }
 
 pub mod memory {
-    //! [`LabelStore`] and [`LabelFiles`] in memory, for the label applier's unit tests. The
+    //! [`LabelStore`] and [`LabelReading`] in memory, for the label applier's unit tests. The
     //! store keeps DynamoDB's rules: the conditional label write, `ADD f<day>` on each listed
     //! aggregate, an aggregate's newest day being the newest day it holds.
 
     use super::*;
     use crate::domain::labels::open_reader;
     use std::collections::{BTreeMap, VecDeque};
-    use std::sync::{Arc, Mutex};
+    use std::sync::Mutex;
 
     #[derive(Debug, Clone, PartialEq, Eq, Hash)]
     enum Entity {
@@ -320,42 +300,20 @@ pub mod memory {
         }
     }
 
-    type Objects = Arc<Mutex<HashMap<(String, String), (Vec<u8>, String)>>>;
-
-    /// Objects by bucket and key, each with an etag; what was opened from where.
+    /// Parses a whole file at once when started, and records where each read started.
     #[derive(Debug, Default)]
-    pub struct MemoryFiles {
-        objects: Objects,
-        /// `(offset, next_line)` of every open.
-        opens: Mutex<Vec<(u64, u64)>>,
+    pub struct InlineReading {
+        /// `(offset, next_line)` of every start.
+        starts: Mutex<Vec<(u64, u64)>>,
     }
 
-    impl MemoryFiles {
-        /// Stores an object; returns its etag (a digest of the bytes, as S3's is).
-        pub fn upload(&self, bucket: &str, key: &str, bytes: Vec<u8>) -> String {
-            use sha2::{Digest, Sha256};
-            let etag = hex::encode(&Sha256::digest(&bytes)[..16]);
-            self.objects
-                .lock()
-                .unwrap()
-                .insert((bucket.to_owned(), key.to_owned()), (bytes, etag.clone()));
-            etag
-        }
-
-        pub fn text(&self, bucket: &str, key: &str) -> Option<String> {
-            self.objects
-                .lock()
-                .unwrap()
-                .get(&(bucket.to_owned(), key.to_owned()))
-                .map(|(b, _)| String::from_utf8_lossy(b).into_owned())
-        }
-
-        pub fn opens(&self) -> Vec<(u64, u64)> {
-            self.opens.lock().unwrap().clone()
+    impl InlineReading {
+        pub fn starts(&self) -> Vec<(u64, u64)> {
+            self.starts.lock().unwrap().clone()
         }
     }
 
-    /// A file's chunks, read in full when opened.
+    /// A file's chunks, all read when started.
     pub struct MemoryChunks(VecDeque<LabelChunk>);
 
     impl LabelChunks for MemoryChunks {
@@ -364,73 +322,24 @@ pub mod memory {
         }
     }
 
-    pub struct MemoryReport {
-        objects: Objects,
-        at: (String, String),
-        bytes: Vec<u8>,
-    }
-
-    impl ReportWriter for MemoryReport {
-        async fn write(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
-            self.bytes.extend_from_slice(bytes);
-            Ok(())
-        }
-
-        async fn finish(self) -> Result<(), StoreError> {
-            self.objects
-                .lock()
-                .map_err(poisoned)?
-                .insert(self.at, (self.bytes, String::new()));
-            Ok(())
-        }
-    }
-
-    impl LabelFiles for MemoryFiles {
+    impl LabelReading for InlineReading {
         type Chunks = MemoryChunks;
-        type Writer = MemoryReport;
 
-        async fn open(&self, s: &LabelSource<'_>) -> Result<Option<MemoryChunks>, StoreError> {
-            let bytes = match self
-                .objects
-                .lock()
-                .map_err(poisoned)?
-                .get(&(s.bucket.to_owned(), s.key.to_owned()))
-            {
-                Some((bytes, etag)) if *etag == s.etag => bytes.clone(),
-                _ => return Ok(None),
-            };
-            self.opens
-                .lock()
-                .map_err(poisoned)?
-                .push((s.offset, s.resume.next_line));
-            let rest = bytes.get(s.offset as usize..).unwrap_or_default().to_vec();
-            let mut reader = open_reader(s.file, s.kind, std::io::Cursor::new(rest), &s.resume, s.offset);
+        fn start<R: Read + Send + 'static>(&self, plan: ReadPlan, input: R) -> MemoryChunks {
+            if let Ok(mut starts) = self.starts.lock() {
+                starts.push((plan.offset, plan.resume.next_line));
+            }
+            let mut reader = open_reader(plan.file, plan.kind, input, &plan.resume, plan.offset);
             let mut chunks = VecDeque::new();
             loop {
-                let c = reader.next_chunk(s.chunk_rows);
+                let c = reader.next_chunk(plan.chunk_rows);
                 let end = c.end;
                 chunks.push_back(c);
                 if end {
                     break;
                 }
             }
-            Ok(Some(MemoryChunks(chunks)))
-        }
-
-        fn writer(&self, bucket: &str, key: &str, _content_type: &str) -> MemoryReport {
-            MemoryReport {
-                objects: self.objects.clone(),
-                at: (bucket.to_owned(), key.to_owned()),
-                bytes: Vec::new(),
-            }
-        }
-
-        async fn put(&self, bucket: &str, key: &str, bytes: Vec<u8>, _content_type: &str) -> Result<(), StoreError> {
-            self.objects
-                .lock()
-                .map_err(poisoned)?
-                .insert((bucket.to_owned(), key.to_owned()), (bytes, String::new()));
-            Ok(())
+            MemoryChunks(chunks)
         }
     }
 }

@@ -1,10 +1,9 @@
 //! Ports of the model registry and of model import: what model activation and model import need
-//! from storage and from the model bucket.
+//! from storage (the model bucket is [`crate::ports::objects`]).
 
 use crate::domain::registry::{ImportDetails, ModelPointer, ModelRegistration, Registered, RegistryEntry};
 use crate::domain::{ObjectRef, TenantId};
 use crate::ports::{Page, StoreError};
-use std::collections::HashMap;
 use std::future::Future;
 
 pub mod contract;
@@ -97,75 +96,4 @@ pub trait ModelImports: ModelRegistry {
         sha256: Option<&str>,
         outcome: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-}
-
-/// Which version of an object to read: the event's version id, else its etag.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ObjectVersion<'a> {
-    pub version_id: Option<&'a str>,
-    pub etag: Option<&'a str>,
-}
-
-impl ObjectVersion<'_> {
-    pub const LATEST: ObjectVersion<'static> = ObjectVersion {
-        version_id: None,
-        etag: None,
-    };
-}
-
-/// An object read whole, with its user metadata (keys lower case, without `x-amz-meta-`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredObject {
-    pub bytes: Vec<u8>,
-    pub metadata: HashMap<String, String>,
-}
-
-/// The answer to [`UploadObjects::get`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FetchedObject {
-    Found(StoredObject),
-    /// No such object, or not the version asked for (it was replaced since the event).
-    Missing,
-    /// Larger than asked for; not read.
-    TooLarge {
-        size: u64,
-    },
-}
-
-/// The model bucket as model import uses it. The bucket is given per call, since S3 events name it.
-pub trait UploadObjects: Send + Sync {
-    fn get(
-        &self,
-        bucket: &str,
-        key: &str,
-        version: ObjectVersion<'_>,
-        max_bytes: u64,
-    ) -> impl Future<Output = Result<FetchedObject, StoreError>> + Send;
-
-    fn put(
-        &self,
-        bucket: &str,
-        key: &str,
-        bytes: Vec<u8>,
-        content_type: &str,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// Copies `from` (at `version_id`, else the latest) to `to`; false when `from` does not exist.
-    fn copy(
-        &self,
-        bucket: &str,
-        from: &str,
-        version_id: Option<&str>,
-        to: &str,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-
-    /// Deletes the object only while it still has `etag`; whether it did.
-    fn delete_if_unchanged(
-        &self,
-        bucket: &str,
-        key: &str,
-        etag: &str,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-
-    fn delete(&self, bucket: &str, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
 }

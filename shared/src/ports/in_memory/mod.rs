@@ -3,10 +3,12 @@
 //! the DynamoDB and S3 adapters do, so a fake cannot drift from the real thing.
 
 mod decisions;
+mod objects;
 mod registry;
 
 pub use decisions::InMemoryDecisions;
-pub use registry::{InMemoryObjects, InMemoryRegistry};
+pub use objects::InMemoryObjects;
+pub use registry::InMemoryRegistry;
 
 use crate::ports::{ModelBlobs, StoreError};
 use std::collections::HashMap;
