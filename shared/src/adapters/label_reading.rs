@@ -1,16 +1,16 @@
-//! The label applier's runtime ports on tokio: the label file parsed on a blocking thread (the
-//! object reader and gzip are synchronous), read ahead by two chunks; sleeping.
+//! [`LabelReading`] on tokio: the label file parsed on a blocking thread (the object reader and
+//! gzip are synchronous), read ahead by two chunks while the applier writes the last one.
 
+use crate::domain::labels::{open_reader, LabelChunk};
+use crate::ports::labels::{LabelChunks, LabelReading, ReadPlan};
 use std::io::Read;
-use std::time::Duration;
 use tokio::sync::mpsc;
-use verdict::domain::labels::{open_reader, LabelChunk};
-use verdict::ports::labels::{LabelChunks, LabelReading, ReadPlan, Sleep};
 
 /// Chunks read ahead of the one being applied.
 const READ_AHEAD: usize = 2;
 
-pub struct BlockingReading;
+/// Call [`LabelReading::start`] inside a tokio runtime.
+pub struct TokioLabelReading;
 
 /// Chunks from the reading thread; dropping this stops it at its next send.
 pub struct ReadAhead {
@@ -23,7 +23,7 @@ impl LabelChunks for ReadAhead {
     }
 }
 
-impl LabelReading for BlockingReading {
+impl LabelReading for TokioLabelReading {
     type Chunks = ReadAhead;
 
     fn start<R: Read + Send + 'static>(&self, plan: ReadPlan, input: R) -> ReadAhead {
@@ -39,13 +39,5 @@ impl LabelReading for BlockingReading {
             }
         });
         ReadAhead { rx }
-    }
-}
-
-pub struct TokioSleep;
-
-impl Sleep for TokioSleep {
-    async fn sleep(&self, duration: Duration) {
-        tokio::time::sleep(duration).await
     }
 }
