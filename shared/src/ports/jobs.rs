@@ -768,6 +768,25 @@ pub mod contract {
             )
             .await
             .unwrap());
+
+        // Model import's record of an object: a completed end with its result; the first stands.
+        let imported = ObjectRef::new(bucket, format!("{prefix}/m.txt"), "e-3");
+        let outcome = |text: &str| JobEnd::Completed {
+            result: Some(text.to_owned()),
+        };
+        assert!(store
+            .record_job_end(tenant, &imported, JobType::Model, None, &outcome("first"), now)
+            .await
+            .unwrap());
+        assert!(!store
+            .record_job_end(tenant, &imported, JobType::Model, None, &outcome("second"), now)
+            .await
+            .unwrap());
+        let job = store.read_job::<Progress>(tenant, &imported).await.unwrap().unwrap();
+        assert_eq!(
+            (job.status, job.job_type, job.size, job.result.as_deref()),
+            (JobStatus::Completed, JobType::Model, None, Some("first"))
+        );
         assert_eq!(store.report_chunk(tenant, &object, 0).await.unwrap(), None);
         store.put_report_chunk(tenant, &object, 0, "1,x\n").await.unwrap();
         store.put_report_chunk(tenant, &object, 1, "2,y\n").await.unwrap();

@@ -2,7 +2,7 @@
 //! from storage (the model bucket is [`crate::ports::objects`]).
 
 use crate::domain::registry::{ImportDetails, ModelPointer, ModelRegistration, Registered, RegistryEntry};
-use crate::domain::{ObjectRef, TenantId};
+use crate::domain::TenantId;
 use crate::ports::{Page, StoreError};
 use std::future::Future;
 
@@ -53,17 +53,10 @@ pub trait ModelRegistry: Send + Sync {
     ) -> impl Future<Output = Result<ModelPointer, StoreError>> + Send;
 }
 
-/// What model import records: registrations with their [`ImportDetails`], and the outcome of each
-/// upload, per object and per uploaded bytes, which is what makes a redelivery change nothing.
-/// Outcomes are opaque text (the service's JSON).
+/// What model import records besides the object's job ([`crate::ports::jobs`]): registrations
+/// with their [`ImportDetails`], and the outcome per uploaded bytes, which is what makes the same
+/// bytes under another name change nothing. Outcomes are opaque text (the service's JSON).
 pub trait ModelImports: ModelRegistry {
-    /// The outcome recorded for this object (bucket, key, etag), once its import completed.
-    fn import_outcome(
-        &self,
-        tenant: &TenantId,
-        upload: &ObjectRef,
-    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
-
     /// The first outcome recorded for these uploaded bytes (by their SHA-256).
     fn source_outcome(
         &self,
@@ -87,13 +80,11 @@ pub trait ModelImports: ModelRegistry {
         version: &str,
     ) -> impl Future<Output = Result<Option<ImportDetails>, StoreError>> + Send;
 
-    /// Records an upload's outcome: per object, and per bytes (`sha256`) unless these bytes
-    /// already have one (the first outcome stands).
-    fn complete_import(
+    /// Records the outcome of these bytes (`sha256`) unless they have one: the first stands.
+    fn record_source_outcome(
         &self,
         tenant: &TenantId,
-        upload: &ObjectRef,
-        sha256: Option<&str>,
+        sha256: &str,
         outcome: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }

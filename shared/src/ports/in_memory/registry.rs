@@ -6,7 +6,7 @@
 //! make the tests, `cargo lambda watch` and the CLI build the shared crate differently.
 
 use crate::domain::registry::{ImportDetails, ModelPointer, ModelRegistration, ModelStatus, Registered, RegistryEntry};
-use crate::domain::{ObjectRef, TenantId, Timestamp};
+use crate::domain::{TenantId, Timestamp};
 use crate::ports::registry::{ExpectedPointer, ModelImports, ModelRegistry};
 use crate::ports::{Page, StoreError};
 use std::collections::{BTreeMap, HashMap};
@@ -31,10 +31,9 @@ struct RegistryState {
     versions: BTreeMap<(TenantId, String), StoredVersion>,
     pointers: HashMap<TenantId, ModelPointer>,
     sources: HashMap<(TenantId, String), String>,
-    uploads: HashMap<(TenantId, ObjectRef), String>,
 }
 
-/// The registry, the pointer and the import records of every tenant, in memory.
+/// The registry, the pointer and the per-bytes import outcomes of every tenant, in memory.
 #[derive(Default)]
 pub struct InMemoryRegistry {
     state: Mutex<RegistryState>,
@@ -209,10 +208,6 @@ impl ModelRegistry for InMemoryRegistry {
 }
 
 impl ModelImports for InMemoryRegistry {
-    async fn import_outcome(&self, tenant: &TenantId, upload: &ObjectRef) -> Result<Option<String>, StoreError> {
-        Ok(self.state().uploads.get(&(tenant.clone(), upload.clone())).cloned())
-    }
-
     async fn source_outcome(&self, tenant: &TenantId, sha256: &str) -> Result<Option<String>, StoreError> {
         Ok(self.state().sources.get(&(tenant.clone(), sha256.to_owned())).cloned())
     }
@@ -251,20 +246,11 @@ impl ModelImports for InMemoryRegistry {
             .and_then(|v| v.details.clone()))
     }
 
-    async fn complete_import(
-        &self,
-        tenant: &TenantId,
-        upload: &ObjectRef,
-        sha256: Option<&str>,
-        outcome: &str,
-    ) -> Result<(), StoreError> {
-        let mut st = self.state();
-        if let Some(sha) = sha256 {
-            st.sources
-                .entry((tenant.clone(), sha.to_owned()))
-                .or_insert_with(|| outcome.to_owned());
-        }
-        st.uploads.insert((tenant.clone(), upload.clone()), outcome.to_owned());
+    async fn record_source_outcome(&self, tenant: &TenantId, sha256: &str, outcome: &str) -> Result<(), StoreError> {
+        self.state()
+            .sources
+            .entry((tenant.clone(), sha256.to_owned()))
+            .or_insert_with(|| outcome.to_owned());
         Ok(())
     }
 }
