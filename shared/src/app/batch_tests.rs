@@ -4,8 +4,7 @@
 use super::*;
 use crate::domain::batch::Counts;
 use crate::domain::model::stump_artifact;
-use crate::ports::in_memory::InMemoryObjects;
-use crate::ports::jobs::memory::MemoryJobs;
+use crate::ports::in_memory::{InMemoryJobs, InMemoryObjects};
 use crate::ports::reinvoke::ReinvokeError;
 use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
@@ -95,7 +94,7 @@ const KEY: &str = "batches/incoming/acme/day.csv";
 
 #[test]
 fn a_job_is_handed_over_part_by_part_waits_for_a_live_holder_and_takes_over_an_expired_lease() {
-    let (jobs, objects, reinvoke) = (MemoryJobs::default(), InMemoryObjects::default(), Recorder::default());
+    let (jobs, objects, reinvoke) = (InMemoryJobs::default(), InMemoryObjects::default(), Recorder::default());
     let e1 = objects.upload(BUCKET, KEY, b"id,...\n", &[]);
     let settings = Settings {
         // Every invocation is near its deadline: it hands over after each part.
@@ -197,7 +196,7 @@ fn a_job_is_handed_over_part_by_part_waits_for_a_live_holder_and_takes_over_an_e
 
 #[test]
 fn a_file_that_cannot_be_a_job_is_recorded_failed_once() {
-    let (jobs, objects, reinvoke) = (MemoryJobs::default(), InMemoryObjects::default(), Recorder::default());
+    let (jobs, objects, reinvoke) = (InMemoryJobs::default(), InMemoryObjects::default(), Recorder::default());
     let key = "batches/incoming/acme/notes.txt";
     objects.upload(BUCKET, key, b"hello", &[]);
     let settings = Settings::default();
@@ -255,7 +254,7 @@ impl ScoringRun for InterruptedRun {
 
 #[test]
 fn an_owner_that_lost_its_lease_uploads_no_part_and_records_nothing() {
-    let jobs = Arc::new(MemoryJobs::default());
+    let jobs = Arc::new(InMemoryJobs::default());
     let (objects, reinvoke) = (InMemoryObjects::default(), Recorder::default());
     let e1 = objects.upload(BUCKET, KEY, b"id,...\n", &[]);
     let tenant = TenantId::parse("acme").unwrap();

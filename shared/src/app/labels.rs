@@ -892,9 +892,7 @@ where
 mod tests {
     use super::*;
     use crate::domain::labels::LabelValue;
-    use crate::ports::in_memory::InMemoryObjects;
-    use crate::ports::jobs::memory::MemoryJobs;
-    use crate::ports::labels::memory::{InlineReading, MemoryLabels};
+    use crate::ports::in_memory::{InMemoryJobs, InMemoryLabels, InMemoryObjects, InlineReading};
     use crate::ports::reinvoke::ReinvokeError;
     use std::sync::{Arc, Mutex};
     use std::task::{Context, Waker};
@@ -937,8 +935,8 @@ mod tests {
     }
 
     struct World {
-        store: MemoryLabels,
-        jobs: Arc<MemoryJobs>,
+        store: InMemoryLabels,
+        jobs: Arc<InMemoryJobs>,
         objects: InMemoryObjects,
         reading: InlineReading,
         reinvoke: Continuations,
@@ -969,7 +967,7 @@ mod tests {
     impl World {
         fn new(chunk_rows: usize) -> Self {
             World {
-                store: MemoryLabels::default(),
+                store: InMemoryLabels::default(),
                 jobs: Arc::default(),
                 objects: InMemoryObjects::default(),
                 reading: InlineReading::default(),
@@ -1009,7 +1007,8 @@ mod tests {
 
         fn applier(
             &self,
-        ) -> LabelApplier<'_, MemoryLabels, MemoryJobs, InMemoryObjects, InlineReading, Continuations, Waits> {
+        ) -> LabelApplier<'_, InMemoryLabels, InMemoryJobs, InMemoryObjects, InlineReading, Continuations, Waits>
+        {
             LabelApplier {
                 store: &self.store,
                 jobs: &self.jobs,
@@ -1262,7 +1261,7 @@ mod tests {
     /// The store, running `then` right after the next label write: another invocation acts
     /// while this one is between its rows and its outputs.
     struct AfterWrite<'a> {
-        store: &'a MemoryLabels,
+        store: &'a InMemoryLabels,
         then: Mutex<Option<Box<dyn FnOnce() + Send + 'a>>>,
     }
 

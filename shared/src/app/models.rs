@@ -639,8 +639,7 @@ fn source_name(s: &ModelSource) -> &'static str {
 mod tests {
     use super::*;
     use crate::domain::model::stump_artifact;
-    use crate::ports::in_memory::{block_on, InMemoryBlobs, InMemoryObjects, InMemoryRegistry};
-    use crate::ports::jobs::memory::MemoryJobs;
+    use crate::ports::in_memory::{block_on, InMemoryBlobs, InMemoryJobs, InMemoryObjects, InMemoryRegistry};
     use std::collections::BTreeMap;
 
     const BUCKET: &str = "models";
@@ -780,7 +779,7 @@ mod tests {
         block_on(service.activate(&acme(), &a)).unwrap();
 
         // A rejection, recorded by an import of junk.
-        let (jobs, objects) = (MemoryJobs::default(), InMemoryObjects::default());
+        let (jobs, objects) = (InMemoryJobs::default(), InMemoryObjects::default());
         let importer = ModelImporter::new(&registry, &jobs, &objects, BUCKET);
         let junk = upload(&objects, "models/incoming/acme/junk.bin", b"not a model", &[]);
         let ImportOutcome::Rejected { version: rejected, .. } = block_on(importer.import(&junk)).unwrap().outcome
@@ -855,7 +854,7 @@ mod tests {
     fn the_same_bytes_imported_twice_are_registered_once() {
         let (registry, jobs, objects) = (
             InMemoryRegistry::default(),
-            MemoryJobs::default(),
+            InMemoryJobs::default(),
             InMemoryObjects::default(),
         );
         let importer = ModelImporter::new(&registry, &jobs, &objects, BUCKET);
@@ -898,7 +897,7 @@ mod tests {
     fn a_rejected_upload_is_recorded_and_moved_aside_with_its_manifest() {
         let (registry, jobs, objects) = (
             InMemoryRegistry::default(),
-            MemoryJobs::default(),
+            InMemoryJobs::default(),
             InMemoryObjects::default(),
         );
         let importer = ModelImporter::new(&registry, &jobs, &objects, BUCKET);

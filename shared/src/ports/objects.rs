@@ -156,8 +156,9 @@ pub trait Objects: Send + Sync {
         bytes: Vec<u8>,
     ) -> impl Future<Output = Result<PartRef, StoreError>> + Send;
 
-    /// Completes an upload from its parts, in order. `false` when the upload no longer exists
-    /// (completed or aborted before).
+    /// Completes an upload from its parts, in order. Completing it again answers `true` while
+    /// the object is still its result (as S3 does); `false` when the upload no longer exists
+    /// (aborted, or completed and replaced since).
     fn complete_multipart(
         &self,
         bucket: &str,

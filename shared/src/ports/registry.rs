@@ -6,8 +6,6 @@ use crate::domain::TenantId;
 use crate::ports::{Page, StoreError};
 use std::future::Future;
 
-pub mod contract;
-
 /// What the activation pointer must be for an activation to go ahead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExpectedPointer<'a> {

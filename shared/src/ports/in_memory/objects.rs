@@ -37,6 +37,8 @@ pub struct InMemoryObjects {
     objects: Mutex<BTreeMap<Path, Stored>>,
     /// By upload id.
     uploads: Mutex<HashMap<String, Multipart>>,
+    /// Completed uploads: where, and the etag of the object they made.
+    completed: Mutex<HashMap<String, (Path, String)>>,
     next_upload: Mutex<u64>,
 }
 
@@ -215,7 +217,9 @@ impl Objects for InMemoryObjects {
         let upload = uploads
             .get_mut(upload_id)
             .filter(|u| u.at == path(bucket, key))
-            .ok_or_else(|| StoreError::NotFound(format!("multipart upload {upload_id} of s3://{bucket}/{key}")))?;
+            .ok_or_else(|| {
+                StoreError::Unavailable(format!("no multipart upload {upload_id} of s3://{bucket}/{key}"))
+            })?;
         let etag = digest(&bytes);
         upload.parts.insert(part_number, bytes);
         Ok(PartRef { part_number, etag })
@@ -228,9 +232,13 @@ impl Objects for InMemoryObjects {
         upload_id: &str,
         parts: &[PartRef],
     ) -> Result<bool, StoreError> {
+        let at = path(bucket, key);
         let mut uploads = lock(&self.uploads);
-        let Some(upload) = uploads.get(upload_id).filter(|u| u.at == path(bucket, key)) else {
-            return Ok(false);
+        let Some(upload) = uploads.get(upload_id).filter(|u| u.at == at) else {
+            // Completed before: done while the object there is still what it made, as on S3.
+            let done = lock(&self.completed).get(upload_id).cloned();
+            let current = lock(&self.objects).get(&at).map(|o| o.etag.clone());
+            return Ok(done.is_some_and(|(p, etag)| p == at && current == Some(etag)));
         };
         let mut bytes = Vec::new();
         let mut etags = Vec::new();
@@ -248,10 +256,12 @@ impl Objects for InMemoryObjects {
         let Some(upload) = uploads.remove(upload_id) else {
             return Ok(false);
         };
+        let etag = format!("{}-{}", digest(etags.concat().as_bytes()), parts.len());
+        lock(&self.completed).insert(upload_id.to_owned(), (upload.at.clone(), etag.clone()));
         let object = Stored {
             bytes,
             metadata: upload.metadata,
-            etag: format!("{}-{}", digest(etags.concat().as_bytes()), parts.len()),
+            etag,
         };
         lock(&self.objects).insert(upload.at, object);
         Ok(true)

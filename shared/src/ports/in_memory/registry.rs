@@ -1,9 +1,5 @@
-//! In-memory fakes of the registry and import ports, for the services' unit tests and the
-//! contract suite ([`crate::ports::registry::contract`]), which holds them to what the DynamoDB
-//! adapter does.
-//!
-//! Always compiled rather than behind a cargo feature: a feature that only the tests enable would
-//! make the tests, `cargo lambda watch` and the CLI build the shared crate differently.
+//! In-memory fakes of the registry and import ports, held to what the DynamoDB adapter does by
+//! [`crate::ports::contract::registry`].
 
 use crate::domain::registry::{ImportDetails, ModelPointer, ModelRegistration, ModelStatus, Registered, RegistryEntry};
 use crate::domain::{TenantId, Timestamp};
@@ -252,20 +248,5 @@ impl ModelImports for InMemoryRegistry {
             .entry((tenant.clone(), sha256.to_owned()))
             .or_insert_with(|| outcome.to_owned());
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_fake_keeps_the_registry_contract() {
-        let registry = InMemoryRegistry::default();
-        super::super::block_on(crate::ports::registry::contract::registry_contract(
-            &registry,
-            &TenantId::parse("acme").unwrap(),
-            &TenantId::parse("globex").unwrap(),
-        ));
     }
 }

@@ -1,6 +1,7 @@
-//! The contract of [`ModelRegistry`] and [`ModelImports`]: one suite, run against the in-memory
-//! fake (shared's unit tests) and against the DynamoDB adapter on moto (tests/tests/), so the
-//! fake the services are tested over cannot drift from the real thing.
+//! The contract of [`ModelRegistry`](crate::ports::registry::ModelRegistry) and [`ModelImports`]:
+//! one suite, run against [`InMemoryRegistry`](crate::ports::in_memory::InMemoryRegistry) and
+//! against the DynamoDB adapter on moto, so the fake the services are tested over cannot drift
+//! from the real thing.
 //!
 //! It panics on the first broken promise, like any test body. `tenant` and `other` must be two
 //! tenants with nothing registered yet.
