@@ -1,7 +1,7 @@
 //! The S3 adapter, one for every function: the [`Objects`] port on [`ObjectStore`] (any bucket,
 //! given per call since S3 events name it), and the model bucket's artifacts by key
 //! ([`S3Blobs`], the [`ModelBlobs`] port). Every read is one GetObject request builder
-//! ([`ObjectStore::get_object`]); streamed reads are one blocking reader ([`ObjectReader`]) that
+//! (`ObjectStore::get_object`); streamed reads are one blocking reader ([`ObjectReader`]) that
 //! resumes a broken body with a ranged GET pinned to the version.
 
 use crate::domain::batch::PartRef;

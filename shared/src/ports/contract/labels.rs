@@ -1,6 +1,6 @@
 //! The label store's contract: the label-write rules as one test body, run against
-//! [`InMemoryLabels`](crate::ports::in_memory::InMemoryLabels) and against the DynamoDB adapter on
-//! moto. It panics on the first broken rule.
+//! [`InMemoryLabels`] and against the DynamoDB adapter on moto. It panics on the first broken
+//! rule.
 
 use crate::domain::decision::TransactionInputs;
 use crate::domain::features::transaction_delta;
