@@ -2,7 +2,8 @@
 //!
 //! - [`domain`]: ids, money, time, transactions, features, models, the policy, metrics. Pure: no
 //!   AWS SDK, no async runtime.
-//! - [`ports`]: the small traits the services need from storage, objects and the platform.
+//! - [`ports`]: the small traits the services need from storage, objects and the platform; one
+//!   in-memory fake of each ([`ports::in_memory`]) and one contract suite of each ([`ports::contract`]).
 //! - [`app`]: the services (scoring, …), generic over the ports.
 //! - [`adapters`]: the ports on DynamoDB, S3 and Lambda, behind the default `aws` feature.
 //! - [`offline`]: the handbook simulator and protocol, for the CLI and the tests.

@@ -10,7 +10,6 @@
 //! - Every [`Stack`] gets its own table and bucket (random suffix), so tests run in parallel.
 
 pub mod api;
-pub mod contract;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;

@@ -1,18 +1,36 @@
-//! The DecisionStore contract (tests/src/contract.rs) against the in-memory fake and against the
-//! DynamoDB adapter on moto.
+//! The DecisionStore contract (`verdict::ports::contract::decisions`) against the in-memory fake
+//! and against the DynamoDB adapter on moto.
 
+use verdict::adapters::DynamoStore;
+use verdict::domain::auth::{KeyHash, KeyRecord};
+use verdict::domain::policy::Thresholds;
+use verdict::domain::TenantId;
+use verdict::ports::contract::decisions::{self as contract, Seed};
 use verdict::ports::in_memory::InMemoryDecisions;
-use verdict_integration::{contract, Stack};
+use verdict_integration::Stack;
+
+/// The admin writes the contract needs, on the adapter (the CLI's calls).
+struct Admin<'a>(&'a DynamoStore);
+
+impl Seed for Admin<'_> {
+    async fn seed_key(&self, hash: &KeyHash, rec: &KeyRecord) {
+        self.0.put_key(hash, rec).await.expect("put_key");
+    }
+    async fn seed_thresholds(&self, tenant: &TenantId, t: Thresholds) {
+        self.0.set_thresholds(tenant, t).await.expect("set_thresholds");
+    }
+}
 
 #[tokio::test]
 async fn the_in_memory_fake_keeps_the_decision_store_contract() {
-    contract::decision_store(&InMemoryDecisions::default()).await;
+    let fake = InMemoryDecisions::default();
+    contract::decision_store(&fake, &fake).await;
 }
 
 #[tokio::test]
 async fn the_dynamodb_adapter_keeps_the_decision_store_contract() {
     let st = Stack::new().await;
-    contract::decision_store(&st.store).await;
+    contract::decision_store(&st.store, &Admin(&st.store)).await;
 }
 
 /// A decision item as written before the reason union and policy versions (no `kind` on its model
@@ -22,7 +40,6 @@ async fn decision_items_written_before_the_union_still_read() {
     use aws_sdk_dynamodb::types::AttributeValue;
     use verdict::adapters::dynamodb::Keys;
     use verdict::domain::decision::ReasonRecord;
-    use verdict::domain::TenantId;
     use verdict::ports::{DecisionCommit, DecisionStore};
 
     let st = Stack::new().await;

@@ -610,23 +610,3 @@ async fn files_labelling_the_same_transactions_at_once_count_each_fraud_once() {
     };
     assert_eq!(customers, 40);
 }
-
-#[tokio::test]
-async fn the_dynamodb_store_keeps_the_label_rules_of_the_fake() {
-    let st = Stack::new().await;
-    let t = tx("tx-c1", "2018-08-01T10:00:00Z", 1_000, "c-c1", "t-c1");
-    decide(&st, &t).await;
-    let seeded = verdict::ports::labels::contract::Seeded {
-        id: t.id.clone(),
-        occurred_at: t.occurred_at,
-        customer: t.customer_id.clone(),
-        terminal: t.terminal_id.clone(),
-    };
-    verdict::ports::labels::contract::label_rules(
-        &st.store,
-        &acme(),
-        &seeded,
-        &TransactionId::parse("tx-none").unwrap(),
-    )
-    .await;
-}

@@ -1,6 +1,5 @@
 //! Model management over `functions/api`'s real handler against moto: the registry listed newest
-//! first with pages, activation, refusal of a rejected model, rollback (twice), and tenant isolation;
-//! and the registry port's contract suite on the DynamoDB adapter (the fake runs it in shared).
+//! first with pages, activation, refusal of a rejected model, rollback (twice), and tenant isolation.
 
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -13,7 +12,6 @@ use verdict::offline::sim::{simulate, SimConfig};
 use verdict::ports::registry::{ExpectedPointer, ModelRegistry};
 use verdict::ports::StoreError;
 use verdict_integration::api::{trained_model, ApiStack, Event, ALL_SCOPES};
-use verdict_integration::Stack;
 
 /// A second, different model (fewer trees, another name), so activation visibly changes what
 /// scores.
@@ -266,17 +264,4 @@ async fn models_are_listed_activated_refused_and_rolled_back_per_tenant() {
     r.assert_problem(409, "conflict");
     let pointer = api.stack.store.model_pointer(&acme).await.unwrap().unwrap();
     assert_eq!(pointer.version, second);
-}
-
-/// The same suite the in-memory fake passes (shared's unit tests), so the fake the model services
-/// are tested over keeps what DynamoDB does.
-#[tokio::test]
-async fn the_dynamodb_adapter_keeps_the_registry_contract() {
-    let st = Stack::new().await;
-    verdict::ports::registry::contract::registry_contract(
-        &st.store,
-        &TenantId::parse("acme").unwrap(),
-        &TenantId::parse("globex").unwrap(),
-    )
-    .await;
 }

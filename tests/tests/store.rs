@@ -815,11 +815,3 @@ async fn the_scorer_reads_once_writes_once_and_replays() {
         .window(day, day);
     assert_eq!((c.count, c.amount_minor), (1, 50_000));
 }
-
-/// The job lease rules (`verdict::ports::jobs::contract`), on DynamoDB: the same body the
-/// in-memory store passes in the crate's unit tests.
-#[tokio::test]
-async fn job_leases_keep_the_contract_on_dynamodb() {
-    let st = Stack::new().await;
-    verdict::ports::jobs::contract::lease_rules(&st.store, &tenant("acme"), &st.bucket, "labels/incoming/acme").await;
-}

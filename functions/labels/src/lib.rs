@@ -2,18 +2,17 @@
 //!
 //! This parses the S3 event, runs [`verdict::app::labels::LabelApplier`] (the job lease, the
 //! rows, the label transitions, the retention rule, the reports) over DynamoDB, S3 and Lambda,
-//! and maps its outcome. [`files`] is the S3 side of the service's ports: the file read on a
-//! blocking thread, the reports written, and waiting on tokio.
+//! and maps its outcome.
 
-pub mod files;
-
-use files::{S3LabelFiles, TokioSleep};
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use verdict::adapters::label_reading::TokioLabelReading;
 use verdict::adapters::lambda::uploaded_object;
 use verdict::adapters::s3::ObjectStore;
 use verdict::adapters::{DynamoStore, LambdaReinvoker};
 use verdict::app::labels::LabelApplier;
 use verdict::domain::objects::UploadedObject;
+use verdict::ports::labels::Sleep;
 
 pub use aws_lambda_events::event::s3::S3Event;
 pub use verdict::app::labels::{Invocation, LabelsError, LabelsOutcome, RecordOutcome, Settings};
@@ -50,11 +49,11 @@ pub async fn handle_with(deps: &Deps, event: S3Event, inv: &Invocation) -> Resul
         .collect();
     // A continuation carries the whole event.
     let continuation = serde_json::to_value(&event).map_err(LabelsError::Encode)?;
-    let files = S3LabelFiles::new(deps.objects.clone());
     let applier = LabelApplier {
         store: &deps.store,
         jobs: &deps.store,
-        files: &files,
+        objects: &deps.objects,
+        reading: &TokioLabelReading,
         reinvoke: deps.reinvoke.as_ref(),
         sleep: &TokioSleep,
         bucket: &deps.bucket,
@@ -65,4 +64,12 @@ pub async fn handle_with(deps: &Deps, event: S3Event, inv: &Invocation) -> Resul
         .await
         .inspect_err(|e| tracing::error!(error = %e, "labels failed; the event will be retried"))?;
     Ok(Outcome { records })
+}
+
+pub struct TokioSleep;
+
+impl Sleep for TokioSleep {
+    async fn sleep(&self, duration: Duration) {
+        tokio::time::sleep(duration).await
+    }
 }

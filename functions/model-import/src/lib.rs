@@ -35,7 +35,7 @@ pub struct Outcome {
 
 /// The function: every record of the event, in order.
 pub async fn handle(deps: &Deps, event: S3Event) -> Result<Outcome, Error> {
-    let importer = ModelImporter::new(&deps.store, &deps.objects, &deps.bucket);
+    let importer = ModelImporter::new(&deps.store, &deps.store, &deps.objects, &deps.bucket);
     let mut records = Vec::with_capacity(event.records.len());
     for record in &event.records {
         // Boxed: the import future is deep enough to overflow the compiler's layout query inline.

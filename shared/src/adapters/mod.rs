@@ -1,14 +1,14 @@
-//! Adapters: the ports implemented on AWS. DynamoDB holds decisions, aggregates, keys, the
-//! model pointer and job leases ([`dynamodb`]); S3 holds files and model artifacts ([`s3`]);
-//! [`lambda`] is the Lambda glue (S3 event records, re-invoking, logging).
+//! Adapters: the ports implemented on AWS and tokio. DynamoDB holds decisions, aggregates, keys,
+//! the model pointer and job leases ([`dynamodb`]); S3 holds files and model artifacts ([`s3`]);
+//! [`lambda`] is the Lambda glue (S3 event records, re-invoking, logging); [`label_reading`]
+//! parses a label file on a blocking thread.
 //!
 //! Clients are built once per process (in a function's `main`) from [`aws_config_from_env`].
 
 pub mod dynamodb;
-
+pub mod label_reading;
 pub mod lambda;
 pub mod s3;
-// Model import's port on ObjectStore; belongs in the one S3 adapter once there is one.
 
 use aws_config::environment::region::EnvironmentVariableRegionProvider;
 use aws_config::meta::region::RegionProviderChain;

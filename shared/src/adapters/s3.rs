@@ -1,24 +1,23 @@
-//! The S3 adapter, one for every function: whole objects with their metadata, ranged streams,
-//! blocking readers that resume a broken stream, puts, copies, deletes, streamed writers and
-//! multipart uploads ([`ObjectStore`], the bucket given per call since S3 events name it), and
-//! the model bucket's artifacts by key ([`S3Blobs`], the [`ModelBlobs`] port).
+//! The S3 adapter, one for every function: the [`Objects`] port on [`ObjectStore`] (any bucket,
+//! given per call since S3 events name it), and the model bucket's artifacts by key
+//! ([`S3Blobs`], the [`ModelBlobs`] port). Every read is one GetObject request builder
+//! (`ObjectStore::get_object`); streamed reads are one blocking reader ([`ObjectReader`]) that
+//! resumes a broken body with a ranged GET pinned to the version.
 
 use crate::domain::batch::PartRef;
 use crate::domain::objects::normalize_etag;
-use crate::ports::objects::{ObjectHead, Objects, ReadFailure};
+use crate::ports::objects::{FetchedObject, ObjectHead, ObjectVersion, Objects, ReadFailure, StoredObject};
 use crate::ports::{ModelBlobs, StoreError};
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-pub use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::operation::get_object::builders::GetObjectFluentBuilder;
+use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{BucketLocationConstraint, CompletedMultipartUpload, CompletedPart, CreateBucketConfiguration};
 use aws_sdk_s3::Client;
-use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Read};
 use std::time::Duration;
 
-/// Parts of a streamed writer are this big (S3 needs at least 5 MiB for every part but the last).
-pub const PART_BYTES: usize = 8 << 20;
 /// Ranged GETs a read makes after the body stream breaks, before it gives up.
 const READ_RETRIES: u32 = 3;
 
@@ -56,46 +55,16 @@ fn if_match(etag: &str) -> String {
     format!("\"{}\"", normalize_etag(etag))
 }
 
-/// An object read whole.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Object {
-    pub bytes: Vec<u8>,
-    /// User metadata, keys without `x-amz-meta-`, lower case (as S3 returns them).
-    pub metadata: HashMap<String, String>,
-    pub etag: Option<String>,
-    pub version_id: Option<String>,
-}
-
-/// The answer to [`ObjectStore::get`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Fetched {
-    Found(Object),
-    /// No such object, or it changed since the event (its etag no longer matches).
-    Missing,
-    TooLarge {
-        size: u64,
-    },
-}
-
-/// Which version of an object to read: the event's version id, else its etag.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Version<'a> {
-    pub version_id: Option<&'a str>,
-    pub etag: Option<&'a str>,
-}
-
-impl Version<'_> {
-    pub const LATEST: Version<'static> = Version {
-        version_id: None,
-        etag: None,
-    };
-
-    fn if_match(&self) -> Option<String> {
-        match (self.version_id, self.etag) {
-            (None, Some(e)) if !e.is_empty() => Some(if_match(e)),
-            _ => None,
-        }
+/// The `If-Match` that pins a read of `version`: none when a version id pins it already.
+fn version_if_match(version: ObjectVersion<'_>) -> Option<String> {
+    match (version.version_id, version.etag) {
+        (None, Some(e)) if !e.is_empty() => Some(if_match(e)),
+        _ => None,
     }
+}
+
+fn content_length(n: Option<i64>) -> u64 {
+    n.unwrap_or(0).max(0) as u64
 }
 
 /// S3, any bucket.
@@ -109,127 +78,16 @@ impl ObjectStore {
         ObjectStore { client }
     }
 
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
-    /// Reads a whole object and its metadata, refusing (unread) one larger than `max_bytes`.
-    pub async fn get(
-        &self,
-        bucket: &str,
-        key: &str,
-        version: Version<'_>,
-        max_bytes: u64,
-    ) -> Result<Fetched, StoreError> {
-        let out = self
-            .client
+    /// The one GetObject request: `version` pinned (its id, else `If-Match` on its etag), from
+    /// byte `offset` on.
+    fn get_object(&self, bucket: &str, key: &str, version: ObjectVersion<'_>, offset: u64) -> GetObjectFluentBuilder {
+        self.client
             .get_object()
             .bucket(bucket)
             .key(key)
             .set_version_id(version.version_id.map(str::to_owned))
-            .set_if_match(version.if_match())
-            .send()
-            .await;
-        let out = match out {
-            Ok(out) => out,
-            Err(e) if is_missing(&e) || is_changed(&e) => return Ok(Fetched::Missing),
-            Err(e) => return Err(sdk_error("GetObject", &url(bucket, key), e)),
-        };
-        let size = out.content_length().unwrap_or(0).max(0) as u64;
-        if size > max_bytes {
-            return Ok(Fetched::TooLarge { size });
-        }
-        let metadata = out.metadata().cloned().unwrap_or_default();
-        let etag = out.e_tag().map(normalize_etag);
-        let version_id = out.version_id().map(str::to_owned);
-        let body = out.body.collect().await.map_err(|e| {
-            StoreError::Unavailable(format!("S3 GetObject {}: reading the body: {e}", url(bucket, key)))
-        })?;
-        let bytes = body.into_bytes().to_vec();
-        if bytes.len() as u64 > max_bytes {
-            return Ok(Fetched::TooLarge {
-                size: bytes.len() as u64,
-            });
-        }
-        Ok(Fetched::Found(Object {
-            bytes,
-            metadata,
-            etag,
-            version_id,
-        }))
-    }
-
-    /// The object's bytes from `offset` on, as a stream; None when it is gone or changed.
-    pub async fn stream(
-        &self,
-        bucket: &str,
-        key: &str,
-        version: Version<'_>,
-        offset: u64,
-    ) -> Result<Option<ByteStream>, StoreError> {
-        let out = self
-            .client
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .set_version_id(version.version_id.map(str::to_owned))
-            .set_if_match(version.if_match())
+            .set_if_match(version_if_match(version))
             .set_range((offset > 0).then(|| format!("bytes={offset}-")))
-            .send()
-            .await;
-        match out {
-            Ok(out) => Ok(Some(out.body)),
-            // Resuming exactly at the end of the object.
-            Err(e) if code(&e) == Some("InvalidRange") => Ok(Some(ByteStream::from_static(b""))),
-            Err(e) if is_missing(&e) || is_changed(&e) => Ok(None),
-            Err(e) => Err(sdk_error("GetObject", &url(bucket, key), e)),
-        }
-    }
-
-    /// The object's etag, size and metadata; `None` if there is no such object.
-    pub async fn head(&self, bucket: &str, key: &str) -> Result<Option<ObjectHead>, StoreError> {
-        match self.client.head_object().bucket(bucket).key(key).send().await {
-            Ok(out) => Ok(Some(ObjectHead {
-                etag: normalize_etag(out.e_tag().unwrap_or_default()),
-                size: out.content_length().unwrap_or(0).max(0) as u64,
-                metadata: out.metadata().cloned().unwrap_or_default(),
-            })),
-            Err(e) if is_missing(&e) => Ok(None),
-            Err(e) => Err(sdk_error("HeadObject", &url(bucket, key), e)),
-        }
-    }
-
-    /// Starts streaming the object if it still has `etag` as a blocking reader; `None` if it is
-    /// gone or has changed. Call from async code (inside a tokio runtime); read the result on a
-    /// blocking thread.
-    pub async fn open(&self, bucket: &str, key: &str, etag: &str) -> Result<Option<ObjectReader>, StoreError> {
-        let etag = normalize_etag(etag);
-        let out = match self
-            .client
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .if_match(if_match(&etag))
-            .send()
-            .await
-        {
-            Ok(out) => out,
-            Err(e) if is_missing(&e) || is_changed(&e) => return Ok(None),
-            Err(e) => return Err(sdk_error("GetObject", &url(bucket, key), e)),
-        };
-        Ok(Some(ObjectReader {
-            client: self.client.clone(),
-            bucket: bucket.to_owned(),
-            key: key.to_owned(),
-            etag,
-            size: out.content_length().unwrap_or(0).max(0) as u64,
-            handle: tokio::runtime::Handle::current(),
-            body: out.body,
-            chunk: Vec::new(),
-            pos: 0,
-            offset: 0,
-            failure: ReadFailure::default(),
-        }))
     }
 
     async fn put_object(
@@ -256,12 +114,124 @@ impl ObjectStore {
         Ok(())
     }
 
-    pub async fn put(&self, bucket: &str, key: &str, bytes: Vec<u8>, content_type: &str) -> Result<(), StoreError> {
-        self.put_object(bucket, key, bytes, Some(content_type), &[]).await
+    /// Creates the bucket unless it exists. Returns whether it was created.
+    pub async fn create_bucket_if_missing(&self, bucket: &str) -> Result<bool, StoreError> {
+        let target = format!("s3://{bucket}");
+        match self.client.head_bucket().bucket(bucket).send().await {
+            Ok(_) => return Ok(false),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => {}
+            Err(e) => return Err(sdk_error("HeadBucket", &target, e)),
+        }
+        let mut req = self.client.create_bucket().bucket(bucket);
+        // us-east-1 is the one region that takes no location constraint.
+        if let Some(region) = self.client.config().region().map(|r| r.as_ref().to_owned()) {
+            if region != "us-east-1" {
+                req = req.create_bucket_configuration(
+                    CreateBucketConfiguration::builder()
+                        .location_constraint(BucketLocationConstraint::from(region.as_str()))
+                        .build(),
+                );
+            }
+        }
+        match req.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_bucket_already_owned_by_you()) => Ok(false),
+            Err(e) => Err(sdk_error("CreateBucket", &target, e)),
+        }
     }
 
-    /// A put with user metadata (keys without `x-amz-meta-`).
-    pub async fn put_with(
+    /// A whole object, `NotFound` when there is none.
+    async fn fetch(&self, bucket: &str, key: &str) -> Result<Vec<u8>, StoreError> {
+        match self.get(bucket, key, ObjectVersion::LATEST, u64::MAX).await? {
+            FetchedObject::Found(o) => Ok(o.bytes),
+            FetchedObject::Missing | FetchedObject::TooLarge { .. } => Err(StoreError::NotFound(url(bucket, key))),
+        }
+    }
+}
+
+impl Objects for ObjectStore {
+    type Reader = ObjectReader;
+
+    async fn head(&self, bucket: &str, key: &str) -> Result<Option<ObjectHead>, StoreError> {
+        match self.client.head_object().bucket(bucket).key(key).send().await {
+            Ok(out) => Ok(Some(ObjectHead {
+                etag: normalize_etag(out.e_tag().unwrap_or_default()),
+                size: content_length(out.content_length()),
+                metadata: out.metadata().cloned().unwrap_or_default(),
+            })),
+            Err(e) if is_missing(&e) => Ok(None),
+            Err(e) => Err(sdk_error("HeadObject", &url(bucket, key), e)),
+        }
+    }
+
+    async fn get(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: ObjectVersion<'_>,
+        max_bytes: u64,
+    ) -> Result<FetchedObject, StoreError> {
+        let out = match self.get_object(bucket, key, version, 0).send().await {
+            Ok(out) => out,
+            Err(e) if is_missing(&e) || is_changed(&e) => return Ok(FetchedObject::Missing),
+            Err(e) => return Err(sdk_error("GetObject", &url(bucket, key), e)),
+        };
+        let size = content_length(out.content_length());
+        if size > max_bytes {
+            return Ok(FetchedObject::TooLarge { size });
+        }
+        let metadata = out.metadata().cloned().unwrap_or_default();
+        let body = out.body.collect().await.map_err(|e| {
+            StoreError::Unavailable(format!("S3 GetObject {}: reading the body: {e}", url(bucket, key)))
+        })?;
+        let bytes = body.into_bytes().to_vec();
+        if bytes.len() as u64 > max_bytes {
+            return Ok(FetchedObject::TooLarge {
+                size: bytes.len() as u64,
+            });
+        }
+        Ok(FetchedObject::Found(StoredObject { bytes, metadata }))
+    }
+
+    /// Call from async code (inside a tokio runtime); read the result on a blocking thread.
+    async fn open(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: ObjectVersion<'_>,
+        offset: u64,
+    ) -> Result<Option<(ObjectReader, ReadFailure)>, StoreError> {
+        let handle = tokio::runtime::Handle::try_current()
+            .map_err(|e| StoreError::Unavailable(format!("reading {} needs a tokio runtime: {e}", url(bucket, key))))?;
+        let (body, size) = match self.get_object(bucket, key, version, offset).send().await {
+            Ok(out) => {
+                let size = offset + content_length(out.content_length());
+                (out.body, size)
+            }
+            // Resuming exactly at the end of the object.
+            Err(e) if offset > 0 && code(&e) == Some("InvalidRange") => (ByteStream::from_static(b""), offset),
+            Err(e) if is_missing(&e) || is_changed(&e) => return Ok(None),
+            Err(e) => return Err(sdk_error("GetObject", &url(bucket, key), e)),
+        };
+        let failure = ReadFailure::default();
+        let reader = ObjectReader {
+            store: self.clone(),
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            version_id: version.version_id.map(str::to_owned),
+            etag: version.etag.map(normalize_etag),
+            size,
+            handle,
+            body,
+            chunk: Vec::new(),
+            pos: 0,
+            offset,
+            failure: failure.clone(),
+        };
+        Ok(Some((reader, failure)))
+    }
+
+    async fn put(
         &self,
         bucket: &str,
         key: &str,
@@ -272,8 +242,7 @@ impl ObjectStore {
         self.put_object(bucket, key, bytes, Some(content_type), metadata).await
     }
 
-    /// Copies an object (metadata included) within the bucket. False when the source is gone.
-    pub async fn copy(&self, bucket: &str, from: &str, version_id: Option<&str>, to: &str) -> Result<bool, StoreError> {
+    async fn copy(&self, bucket: &str, from: &str, version_id: Option<&str>, to: &str) -> Result<bool, StoreError> {
         let out = self
             .client
             .copy_object()
@@ -289,19 +258,13 @@ impl ObjectStore {
         }
     }
 
-    /// Deletes the object only while its current version still has `etag`, so a newer upload
-    /// to the same key survives. Returns whether it deleted.
-    pub async fn delete_if_unchanged(&self, bucket: &str, key: &str, etag: &str) -> Result<bool, StoreError> {
-        let current = Version {
-            version_id: None,
-            etag: Some(etag),
-        };
+    async fn delete_if_unchanged(&self, bucket: &str, key: &str, etag: &str) -> Result<bool, StoreError> {
         match self
             .client
             .head_object()
             .bucket(bucket)
             .key(key)
-            .set_if_match(current.if_match())
+            .set_if_match(version_if_match(ObjectVersion::etag(etag)))
             .send()
             .await
         {
@@ -313,8 +276,8 @@ impl ObjectStore {
         Ok(true)
     }
 
-    /// Deletes the current object (in a versioned bucket: adds a delete marker). Idempotent.
-    pub async fn delete(&self, bucket: &str, key: &str) -> Result<(), StoreError> {
+    /// In a versioned bucket: adds a delete marker. Idempotent.
+    async fn delete(&self, bucket: &str, key: &str) -> Result<(), StoreError> {
         self.client
             .delete_object()
             .bucket(bucket)
@@ -325,22 +288,7 @@ impl ObjectStore {
         Ok(())
     }
 
-    /// A writer that streams into one object: one PutObject if it stays small, else a
-    /// multipart upload of [`PART_BYTES`] parts.
-    pub fn writer(&self, bucket: &str, key: &str, content_type: &str) -> ObjectWriter {
-        ObjectWriter {
-            store: self.clone(),
-            bucket: bucket.to_owned(),
-            key: key.to_owned(),
-            content_type: content_type.to_owned(),
-            buffer: Vec::new(),
-            upload_id: None,
-            parts: Vec::new(),
-        }
-    }
-
-    /// Starts a multipart upload; returns its id.
-    pub async fn create_multipart(
+    async fn create_multipart(
         &self,
         bucket: &str,
         key: &str,
@@ -365,8 +313,7 @@ impl ObjectStore {
         })
     }
 
-    /// Uploads (or replaces) one part. Every part but the last must be at least 5 MiB.
-    pub async fn upload_part(
+    async fn upload_part(
         &self,
         bucket: &str,
         key: &str,
@@ -391,9 +338,7 @@ impl ObjectStore {
         })
     }
 
-    /// Completes an upload from its parts, in order. `Ok(false)` when the upload no longer
-    /// exists (completed or aborted before).
-    pub async fn complete_multipart(
+    async fn complete_multipart(
         &self,
         bucket: &str,
         key: &str,
@@ -427,139 +372,6 @@ impl ObjectStore {
             Err(e) if code(&e) == Some("NoSuchUpload") => Ok(false),
             Err(e) => Err(sdk_error("CompleteMultipartUpload", &url(bucket, key), e)),
         }
-    }
-
-    pub async fn abort_multipart(&self, bucket: &str, key: &str, upload_id: &str) -> Result<(), StoreError> {
-        match self
-            .client
-            .abort_multipart_upload()
-            .bucket(bucket)
-            .key(key)
-            .upload_id(upload_id)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if code(&e) == Some("NoSuchUpload") => Ok(()),
-            Err(e) => Err(sdk_error("AbortMultipartUpload", &url(bucket, key), e)),
-        }
-    }
-
-    /// The parts S3 holds for an upload, in order (first page of up to 1,000).
-    pub async fn list_parts(&self, bucket: &str, key: &str, upload_id: &str) -> Result<Vec<PartRef>, StoreError> {
-        let out = self
-            .client
-            .list_parts()
-            .bucket(bucket)
-            .key(key)
-            .upload_id(upload_id)
-            .send()
-            .await
-            .map_err(|e| sdk_error("ListParts", &url(bucket, key), e))?;
-        Ok(out
-            .parts()
-            .iter()
-            .map(|p| PartRef {
-                part_number: p.part_number().unwrap_or(0),
-                etag: p.e_tag().unwrap_or_default().to_owned(),
-            })
-            .collect())
-    }
-
-    /// Creates the bucket unless it exists. Returns whether it was created.
-    pub async fn create_bucket_if_missing(&self, bucket: &str) -> Result<bool, StoreError> {
-        let target = format!("s3://{bucket}");
-        match self.client.head_bucket().bucket(bucket).send().await {
-            Ok(_) => return Ok(false),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => {}
-            Err(e) => return Err(sdk_error("HeadBucket", &target, e)),
-        }
-        let mut req = self.client.create_bucket().bucket(bucket);
-        // us-east-1 is the one region that takes no location constraint.
-        if let Some(region) = self.client.config().region().map(|r| r.as_ref().to_owned()) {
-            if region != "us-east-1" {
-                req = req.create_bucket_configuration(
-                    CreateBucketConfiguration::builder()
-                        .location_constraint(BucketLocationConstraint::from(region.as_str()))
-                        .build(),
-                );
-            }
-        }
-        match req.send().await {
-            Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_bucket_already_owned_by_you()) => Ok(false),
-            Err(e) => Err(sdk_error("CreateBucket", &target, e)),
-        }
-    }
-
-    /// A whole object, `NotFound` when there is none.
-    async fn fetch(&self, bucket: &str, key: &str) -> Result<Vec<u8>, StoreError> {
-        match self.get(bucket, key, Version::LATEST, u64::MAX).await? {
-            Fetched::Found(o) => Ok(o.bytes),
-            Fetched::Missing | Fetched::TooLarge { .. } => Err(StoreError::NotFound(url(bucket, key))),
-        }
-    }
-}
-
-impl Objects for ObjectStore {
-    type Reader = ObjectReader;
-
-    async fn head(&self, bucket: &str, key: &str) -> Result<Option<ObjectHead>, StoreError> {
-        ObjectStore::head(self, bucket, key).await
-    }
-
-    async fn open(
-        &self,
-        bucket: &str,
-        key: &str,
-        etag: &str,
-    ) -> Result<Option<(ObjectReader, ReadFailure)>, StoreError> {
-        Ok(ObjectStore::open(self, bucket, key, etag).await?.map(|r| {
-            let failure = r.failure();
-            (r, failure)
-        }))
-    }
-
-    async fn put_with(
-        &self,
-        bucket: &str,
-        key: &str,
-        bytes: Vec<u8>,
-        content_type: &str,
-        metadata: &[(&str, &str)],
-    ) -> Result<(), StoreError> {
-        ObjectStore::put_with(self, bucket, key, bytes, content_type, metadata).await
-    }
-
-    async fn create_multipart(
-        &self,
-        bucket: &str,
-        key: &str,
-        content_type: &str,
-        metadata: &[(&str, &str)],
-    ) -> Result<String, StoreError> {
-        ObjectStore::create_multipart(self, bucket, key, content_type, metadata).await
-    }
-
-    async fn upload_part(
-        &self,
-        bucket: &str,
-        key: &str,
-        upload_id: &str,
-        part_number: i32,
-        bytes: Vec<u8>,
-    ) -> Result<PartRef, StoreError> {
-        ObjectStore::upload_part(self, bucket, key, upload_id, part_number, bytes).await
-    }
-
-    async fn complete_multipart(
-        &self,
-        bucket: &str,
-        key: &str,
-        upload_id: &str,
-        parts: &[PartRef],
-    ) -> Result<bool, StoreError> {
-        ObjectStore::complete_multipart(self, bucket, key, upload_id, parts).await
     }
 }
 
@@ -605,12 +417,14 @@ impl ModelBlobs for S3Blobs {
 
 /// An object's body as a blocking [`Read`], for a parser on a blocking thread
 /// (`tokio::task::spawn_blocking`): never call it on an async worker thread. Only the bytes in
-/// flight are held. A broken stream is resumed with a ranged GET pinned to the etag.
+/// flight are held. A broken stream is resumed with a ranged GET of the same version.
 pub struct ObjectReader {
-    client: Client,
+    store: ObjectStore,
     bucket: String,
     key: String,
-    etag: String,
+    version_id: Option<String>,
+    etag: Option<String>,
+    /// The object's size; `offset` is where the next byte read is in it.
     size: u64,
     handle: tokio::runtime::Handle,
     body: ByteStream,
@@ -621,21 +435,17 @@ pub struct ObjectReader {
 }
 
 impl ObjectReader {
-    pub fn failure(&self) -> ReadFailure {
-        self.failure.clone()
-    }
-
     fn reopen(&mut self, why: String) -> io::Result<()> {
         let mut last = why;
         for attempt in 0..READ_RETRIES {
             std::thread::sleep(Duration::from_millis(200 << attempt));
+            let version = ObjectVersion {
+                version_id: self.version_id.as_deref(),
+                etag: self.etag.as_deref(),
+            };
             let get = self
-                .client
-                .get_object()
-                .bucket(&self.bucket)
-                .key(&self.key)
-                .if_match(if_match(&self.etag))
-                .range(format!("bytes={}-", self.offset))
+                .store
+                .get_object(&self.bucket, &self.key, version, self.offset)
                 .send();
             match self.handle.block_on(get) {
                 Ok(out) => {
@@ -681,72 +491,6 @@ impl Read for ObjectReader {
     }
 }
 
-/// See [`ObjectStore::writer`]. Call [`ObjectWriter::finish`]; a dropped writer leaves an
-/// incomplete multipart upload, which the bucket's lifecycle rule aborts after 7 days.
-pub struct ObjectWriter {
-    store: ObjectStore,
-    bucket: String,
-    key: String,
-    content_type: String,
-    buffer: Vec<u8>,
-    upload_id: Option<String>,
-    parts: Vec<PartRef>,
-}
-
-impl ObjectWriter {
-    pub async fn write(&mut self, data: &[u8]) -> Result<(), StoreError> {
-        self.buffer.extend_from_slice(data);
-        if self.buffer.len() >= PART_BYTES {
-            self.upload_part().await?;
-        }
-        Ok(())
-    }
-
-    async fn upload_part(&mut self) -> Result<(), StoreError> {
-        let upload_id = match &self.upload_id {
-            Some(id) => id.clone(),
-            None => {
-                let id = self
-                    .store
-                    .create_multipart(&self.bucket, &self.key, &self.content_type, &[])
-                    .await?;
-                self.upload_id = Some(id.clone());
-                id
-            }
-        };
-        let number = self.parts.len() as i32 + 1;
-        let body = std::mem::take(&mut self.buffer);
-        let part = self
-            .store
-            .upload_part(&self.bucket, &self.key, &upload_id, number, body)
-            .await?;
-        self.parts.push(part);
-        Ok(())
-    }
-
-    pub async fn finish(mut self) -> Result<(), StoreError> {
-        let Some(upload_id) = self.upload_id.clone() else {
-            let body = std::mem::take(&mut self.buffer);
-            return self.store.put(&self.bucket, &self.key, body, &self.content_type).await;
-        };
-        if !self.buffer.is_empty() {
-            self.upload_part().await?;
-        }
-        if self
-            .store
-            .complete_multipart(&self.bucket, &self.key, &upload_id, &self.parts)
-            .await?
-        {
-            Ok(())
-        } else {
-            Err(StoreError::Unavailable(format!(
-                "S3 CompleteMultipartUpload {}: upload {upload_id} is gone",
-                url(&self.bucket, &self.key)
-            )))
-        }
-    }
-}
-
 /// `bucket/key[?versionId=…]` with the key percent-encoded, as CopyObject wants it.
 fn copy_source(bucket: &str, key: &str, version_id: Option<&str>) -> String {
     let mut s = format!("{bucket}/");
@@ -762,49 +506,6 @@ fn copy_source(bucket: &str, key: &str, version_id: Option<&str>) -> String {
         s.push_str(v);
     }
     s
-}
-
-// [`UploadObjects`]: model import's view of the model bucket, on the same adapter.
-
-use crate::ports::registry::{FetchedObject, ObjectVersion, StoredObject, UploadObjects};
-
-impl UploadObjects for ObjectStore {
-    async fn get(
-        &self,
-        bucket: &str,
-        key: &str,
-        version: ObjectVersion<'_>,
-        max_bytes: u64,
-    ) -> Result<FetchedObject, StoreError> {
-        let version = Version {
-            version_id: version.version_id,
-            etag: version.etag,
-        };
-        Ok(match ObjectStore::get(self, bucket, key, version, max_bytes).await? {
-            Fetched::Found(o) => FetchedObject::Found(StoredObject {
-                bytes: o.bytes,
-                metadata: o.metadata,
-            }),
-            Fetched::Missing => FetchedObject::Missing,
-            Fetched::TooLarge { size } => FetchedObject::TooLarge { size },
-        })
-    }
-
-    async fn put(&self, bucket: &str, key: &str, bytes: Vec<u8>, content_type: &str) -> Result<(), StoreError> {
-        ObjectStore::put(self, bucket, key, bytes, content_type).await
-    }
-
-    async fn copy(&self, bucket: &str, from: &str, version_id: Option<&str>, to: &str) -> Result<bool, StoreError> {
-        ObjectStore::copy(self, bucket, from, version_id, to).await
-    }
-
-    async fn delete_if_unchanged(&self, bucket: &str, key: &str, etag: &str) -> Result<bool, StoreError> {
-        ObjectStore::delete_if_unchanged(self, bucket, key, etag).await
-    }
-
-    async fn delete(&self, bucket: &str, key: &str) -> Result<(), StoreError> {
-        ObjectStore::delete(self, bucket, key).await
-    }
 }
 
 #[cfg(test)]
@@ -824,11 +525,12 @@ mod tests {
     fn if_match_quotes_a_bare_or_quoted_etag_once() {
         assert_eq!(if_match("abc-2"), "\"abc-2\"");
         assert_eq!(if_match("\"abc-2\""), "\"abc-2\"");
-        assert_eq!(Version::LATEST.if_match(), None);
-        let v = Version {
+        assert_eq!(version_if_match(ObjectVersion::LATEST), None);
+        assert_eq!(version_if_match(ObjectVersion::etag("e")).as_deref(), Some("\"e\""));
+        let v = ObjectVersion {
             version_id: Some("v1"),
             etag: Some("e"),
         };
-        assert_eq!(v.if_match(), None, "a version id pins the read already");
+        assert_eq!(version_if_match(v), None, "a version id pins the read already");
     }
 }

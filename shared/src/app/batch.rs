@@ -17,7 +17,7 @@ use crate::domain::model::Model;
 use crate::domain::policy::{Policy, Thresholds};
 use crate::domain::{JobStatus, TenantId, Timestamp};
 use crate::ports::jobs::{Claim, Job, JobEnd, JobStore, JobType, LeaseOwner, NewJob};
-use crate::ports::objects::{Objects, ReadFailure};
+use crate::ports::objects::{ObjectVersion, Objects, ReadFailure};
 use crate::ports::reinvoke::Reinvoke;
 use crate::ports::{ActiveModel, StoreError};
 use serde::{Deserialize, Serialize};
@@ -400,7 +400,7 @@ where
         };
         let summary = Summary::failed(&file.tenant, source, error.clone());
         self.objects
-            .put_with(
+            .put(
                 &object.bucket,
                 &file.summary_key(),
                 summary.to_json(),
@@ -489,7 +489,7 @@ where
             let Some((reader, failure)) = self
                 .runner
                 .objects
-                .open(&object.bucket, &object.key, &object.etag)
+                .open(&object.bucket, &object.key, ObjectVersion::etag(&object.etag), 0)
                 .await?
             else {
                 self.fail("the object was deleted or overwritten while it was being scored".into())
@@ -615,7 +615,7 @@ where
         let meta = [(SOURCE_ETAG_METADATA, self.job.object.etag.as_str())];
         let objects = self.runner.objects;
         if last && upload.upload_id.is_none() {
-            return Ok(objects.put_with(self.bucket(), key, bytes, content_type, &meta).await?);
+            return Ok(objects.put(self.bucket(), key, bytes, content_type, &meta).await?);
         }
         if bytes.is_empty() {
             // The previous part ended exactly at the end.
@@ -675,7 +675,7 @@ where
         let meta = [(SOURCE_ETAG_METADATA, self.job.object.etag.as_str())];
         self.runner
             .objects
-            .put_with(
+            .put(
                 self.bucket(),
                 &self.file.summary_key(),
                 summary.to_json(),

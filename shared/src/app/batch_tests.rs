@@ -2,13 +2,10 @@
 //! holder's expired lease, completion, redelivery.
 
 use super::*;
-use crate::domain::batch::{Counts, PartRef};
+use crate::domain::batch::Counts;
 use crate::domain::model::stump_artifact;
-use crate::ports::jobs::memory::MemoryJobs;
-use crate::ports::objects::ObjectHead;
+use crate::ports::in_memory::{InMemoryJobs, InMemoryObjects};
 use crate::ports::reinvoke::ReinvokeError;
-use std::collections::BTreeMap;
-use std::io::Cursor;
 use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 
@@ -18,121 +15,6 @@ fn now_or_never<F: Future>(f: F) -> F::Output {
     match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
         Poll::Ready(v) => v,
         Poll::Pending => panic!("a fake waited"),
-    }
-}
-
-/// (bucket, key)
-type Path = (String, String);
-/// Bytes, etag, metadata.
-type Stored = (Vec<u8>, String, HashMap<String, String>);
-/// Where an upload goes, and its parts by number.
-type Multipart = (Path, BTreeMap<i32, Vec<u8>>);
-
-#[derive(Default)]
-struct MemObjects {
-    objects: Mutex<HashMap<Path, Stored>>,
-    /// By upload id.
-    uploads: Mutex<HashMap<String, Multipart>>,
-}
-
-impl MemObjects {
-    fn put(&self, bucket: &str, key: &str, bytes: Vec<u8>, etag: &str) {
-        self.objects
-            .lock()
-            .unwrap()
-            .insert((bucket.into(), key.into()), (bytes, etag.into(), HashMap::new()));
-    }
-
-    fn bytes(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
-        let objects = self.objects.lock().unwrap();
-        objects.get(&(bucket.to_owned(), key.to_owned())).map(|o| o.0.clone())
-    }
-}
-
-impl Objects for MemObjects {
-    type Reader = Cursor<Vec<u8>>;
-
-    async fn head(&self, bucket: &str, key: &str) -> Result<Option<ObjectHead>, StoreError> {
-        let objects = self.objects.lock().unwrap();
-        Ok(objects
-            .get(&(bucket.to_owned(), key.to_owned()))
-            .map(|(b, e, m)| ObjectHead {
-                etag: e.clone(),
-                size: b.len() as u64,
-                metadata: m.clone(),
-            }))
-    }
-
-    async fn open(
-        &self,
-        bucket: &str,
-        key: &str,
-        etag: &str,
-    ) -> Result<Option<(Self::Reader, ReadFailure)>, StoreError> {
-        let objects = self.objects.lock().unwrap();
-        Ok(objects
-            .get(&(bucket.to_owned(), key.to_owned()))
-            .filter(|o| o.1 == etag)
-            .map(|o| (Cursor::new(o.0.clone()), ReadFailure::default())))
-    }
-
-    async fn put_with(
-        &self,
-        bucket: &str,
-        key: &str,
-        bytes: Vec<u8>,
-        _content_type: &str,
-        _metadata: &[(&str, &str)],
-    ) -> Result<(), StoreError> {
-        self.put(bucket, key, bytes, "put");
-        Ok(())
-    }
-
-    async fn create_multipart(
-        &self,
-        bucket: &str,
-        key: &str,
-        _content_type: &str,
-        _metadata: &[(&str, &str)],
-    ) -> Result<String, StoreError> {
-        let mut uploads = self.uploads.lock().unwrap();
-        let id = format!("u{}", uploads.len());
-        uploads.insert(id.clone(), ((bucket.into(), key.into()), BTreeMap::new()));
-        Ok(id)
-    }
-
-    async fn upload_part(
-        &self,
-        _bucket: &str,
-        _key: &str,
-        upload_id: &str,
-        part_number: i32,
-        bytes: Vec<u8>,
-    ) -> Result<PartRef, StoreError> {
-        let mut uploads = self.uploads.lock().unwrap();
-        let upload = uploads
-            .get_mut(upload_id)
-            .ok_or_else(|| StoreError::NotFound(upload_id.into()))?;
-        upload.1.insert(part_number, bytes);
-        Ok(PartRef {
-            part_number,
-            etag: format!("p{part_number}"),
-        })
-    }
-
-    async fn complete_multipart(
-        &self,
-        bucket: &str,
-        key: &str,
-        upload_id: &str,
-        parts: &[PartRef],
-    ) -> Result<bool, StoreError> {
-        let Some((_, stored)) = self.uploads.lock().unwrap().remove(upload_id) else {
-            return Ok(false);
-        };
-        let bytes = parts.iter().flat_map(|p| stored[&p.part_number].clone()).collect();
-        self.put(bucket, key, bytes, "completed");
-        Ok(true)
     }
 }
 
@@ -212,8 +94,8 @@ const KEY: &str = "batches/incoming/acme/day.csv";
 
 #[test]
 fn a_job_is_handed_over_part_by_part_waits_for_a_live_holder_and_takes_over_an_expired_lease() {
-    let (jobs, objects, reinvoke) = (MemoryJobs::default(), MemObjects::default(), Recorder::default());
-    objects.put(BUCKET, KEY, b"id,...\n".to_vec(), "e1");
+    let (jobs, objects, reinvoke) = (InMemoryJobs::default(), InMemoryObjects::default(), Recorder::default());
+    let e1 = objects.upload(BUCKET, KEY, b"id,...\n", &[]);
     let settings = Settings {
         // Every invocation is near its deadline: it hands over after each part.
         handover_margin: Duration::from_secs(3600),
@@ -229,7 +111,7 @@ fn a_job_is_handed_over_part_by_part_waits_for_a_live_holder_and_takes_over_an_e
     };
     let deadline = SystemTime::now() + Duration::from_secs(600);
     let tenant = TenantId::parse("acme").unwrap();
-    let object = ObjectRef::new(BUCKET, KEY, "e1");
+    let object = ObjectRef::new(BUCKET, KEY, &e1);
     let run = |etag: Option<&str>| now_or_never(runner.process(BUCKET, KEY, etag, deadline)).unwrap();
     let job = || {
         now_or_never(jobs.read_job::<BatchProgress>(&tenant, &object))
@@ -239,7 +121,7 @@ fn a_job_is_handed_over_part_by_part_waits_for_a_live_holder_and_takes_over_an_e
 
     // The first invocation creates the job, records one part and hands over.
     assert_eq!(
-        run(Some("\"e1\"")),
+        run(Some(&format!("\"{e1}\""))),
         Status::HandedOver {
             results_rows_done: 1,
             next_line: 3
@@ -248,7 +130,7 @@ fn a_job_is_handed_over_part_by_part_waits_for_a_live_holder_and_takes_over_an_e
     let resumes = std::mem::take(&mut *reinvoke.0.lock().unwrap());
     assert_eq!(
         resumes,
-        [serde_json::json!({"resume": {"bucket": BUCKET, "key": KEY, "etag": "e1"}})]
+        [serde_json::json!({"resume": {"bucket": BUCKET, "key": KEY, "etag": e1}})]
     );
     let after_first = job();
     assert_eq!(
@@ -296,25 +178,27 @@ fn a_job_is_handed_over_part_by_part_waits_for_a_live_holder_and_takes_over_an_e
     assert_eq!(summary.counts.rows_read, ROWS);
     assert_eq!(summary.timings.as_ref().unwrap().invocations, ROWS);
     assert_eq!(
-        objects.bytes(BUCKET, "batches/results/acme/day.csv").unwrap(),
+        objects.object(BUCKET, "batches/results/acme/day.csv").unwrap(),
         b"row 0\nrow 1\nrow 2\nrow 3\n",
         "every part once, in order"
     );
-    assert!(objects.bytes(BUCKET, "batches/results/acme/day.summary.json").is_some());
+    assert!(objects
+        .object(BUCKET, "batches/results/acme/day.summary.json")
+        .is_some());
     let done = job();
     assert_eq!((done.status, done.lease_owner), (JobStatus::Completed, None));
 
     // Delivered again: nothing to do.
-    assert_eq!(run(Some("e1")), Status::AlreadyDone);
+    assert_eq!(run(Some(&e1)), Status::AlreadyDone);
     // Overwritten since the event: the event is not for this version.
     assert_eq!(run(Some("e0")), Status::Superseded);
 }
 
 #[test]
 fn a_file_that_cannot_be_a_job_is_recorded_failed_once() {
-    let (jobs, objects, reinvoke) = (MemoryJobs::default(), MemObjects::default(), Recorder::default());
+    let (jobs, objects, reinvoke) = (InMemoryJobs::default(), InMemoryObjects::default(), Recorder::default());
     let key = "batches/incoming/acme/notes.txt";
-    objects.put(BUCKET, key, b"hello".to_vec(), "e1");
+    objects.upload(BUCKET, key, b"hello", &[]);
     let settings = Settings::default();
     let runner = BatchRunner {
         jobs: &jobs,
@@ -330,7 +214,7 @@ fn a_file_that_cannot_be_a_job_is_recorded_failed_once() {
     };
     assert!(error.contains("unknown file type"), "{error}");
     let summary_key = BatchFile::parse(key).unwrap().summary_key();
-    assert!(objects.bytes(BUCKET, &summary_key).is_some());
+    assert!(objects.object(BUCKET, &summary_key).is_some());
     assert_eq!(
         now_or_never(runner.process(BUCKET, key, None, deadline)).unwrap(),
         Status::AlreadyFailed { error }
@@ -370,11 +254,11 @@ impl ScoringRun for InterruptedRun {
 
 #[test]
 fn an_owner_that_lost_its_lease_uploads_no_part_and_records_nothing() {
-    let jobs = Arc::new(MemoryJobs::default());
-    let (objects, reinvoke) = (MemObjects::default(), Recorder::default());
-    objects.put(BUCKET, KEY, b"id,...\n".to_vec(), "e1");
+    let jobs = Arc::new(InMemoryJobs::default());
+    let (objects, reinvoke) = (InMemoryObjects::default(), Recorder::default());
+    let e1 = objects.upload(BUCKET, KEY, b"id,...\n", &[]);
     let tenant = TenantId::parse("acme").unwrap();
-    let object = ObjectRef::new(BUCKET, KEY, "e1");
+    let object = ObjectRef::new(BUCKET, KEY, &e1);
     let thief = {
         let (jobs, tenant, object) = (jobs.clone(), tenant.clone(), object.clone());
         move || jobs.set_lease(&tenant, &object, "new-holder", Timestamp::now().unix() + 600)
@@ -393,18 +277,10 @@ fn an_owner_that_lost_its_lease_uploads_no_part_and_records_nothing() {
         settings: &settings,
     };
     let deadline = SystemTime::now() + Duration::from_secs(600);
-    let status = now_or_never(runner.process(BUCKET, KEY, Some("e1"), deadline)).unwrap();
+    let status = now_or_never(runner.process(BUCKET, KEY, Some(&e1), deadline)).unwrap();
     assert_eq!(status, Status::Busy);
-    assert!(
-        objects
-            .uploads
-            .lock()
-            .unwrap()
-            .values()
-            .all(|(_, parts)| parts.is_empty()),
-        "no part was uploaded"
-    );
-    assert!(objects.bytes(BUCKET, "batches/results/acme/day.csv").is_none());
+    assert_eq!(objects.pending_parts(), 0, "no part was uploaded");
+    assert!(objects.object(BUCKET, "batches/results/acme/day.csv").is_none());
     let job = now_or_never(jobs.read_job::<BatchProgress>(&tenant, &object))
         .unwrap()
         .unwrap();

@@ -1,7 +1,8 @@
 //! The label applier: an upload to `labels/incoming/<tenant>/…` labels the tenant's stored
 //! decisions (see [`crate::domain::labels`] for the file formats).
 //!
-//! The file is read in chunks of [`Settings::chunk_rows`] rows ([`LabelFiles`]). Per chunk: the
+//! The file is read in chunks of [`Settings::chunk_rows`] rows ([`Objects::open`], parsed where
+//! [`LabelReading`] puts it). Per chunk: the
 //! decisions the rows name ([`LabelStore::label_targets`]), the newest day of the aggregates
 //! whose fraud counters may move ([`LabelStore::newest_days`]; read again for a row whose
 //! write lost a race), then one conditional write per row that changes a label
@@ -23,7 +24,7 @@
 //! Output, outside the trigger prefix: `labels/results/<tenant>/<name>.errors.csv` (line,
 //! transaction_id, field, reason) and `<name>.summary.json` ([`LabelSummary`]).
 //!
-//! Runtime-agnostic: reading runs wherever [`LabelFiles`] puts it, waiting goes through
+//! Runtime-agnostic: parsing runs wherever [`LabelReading`] puts it, waiting goes through
 //! [`Sleep`], and the writes of different transactions run concurrently inside this task
 //! ([`try_join_bounded`]), with no spawning.
 
@@ -37,9 +38,9 @@ use crate::domain::objects::UploadedObject;
 use crate::domain::{CustomerId, JobStatus, ObjectRef, TenantId, TerminalId, Timestamp, TransactionId};
 use crate::ports::jobs::{Claim, Job, JobEnd, JobStore, JobType, LeaseOwner, NewJob};
 use crate::ports::labels::{
-    LabelChunks, LabelFiles, LabelSource, LabelStore, LabelTarget, LabelWrite, LabelWriteOutcome, NewestDays,
-    ReportWriter, Sleep,
+    LabelChunks, LabelReading, LabelStore, LabelTarget, LabelWrite, LabelWriteOutcome, NewestDays, ReadPlan, Sleep,
 };
+use crate::ports::objects::{ObjectVersion, ObjectWriter, Objects};
 use crate::ports::reinvoke::Reinvoke;
 use crate::ports::StoreError;
 use serde::{Deserialize, Serialize};
@@ -167,10 +168,12 @@ pub enum LabelsError {
 }
 
 /// The label applier over its ports. The store and the jobs are usually the same table.
-pub struct LabelApplier<'a, S, J, F, R, P> {
+pub struct LabelApplier<'a, S, J, O, F, R, P> {
     pub store: &'a S,
     pub jobs: &'a J,
-    pub files: &'a F,
+    /// The label file, and the reports beside it.
+    pub objects: &'a O,
+    pub reading: &'a F,
     /// None: a run that must stop early returns `handed_over` and waits for a redelivery.
     pub reinvoke: Option<&'a R>,
     pub sleep: &'a P,
@@ -179,11 +182,12 @@ pub struct LabelApplier<'a, S, J, F, R, P> {
     pub settings: &'a Settings,
 }
 
-impl<S, J, F, R, P> LabelApplier<'_, S, J, F, R, P>
+impl<S, J, O, F, R, P> LabelApplier<'_, S, J, O, F, R, P>
 where
     S: LabelStore,
     J: JobStore,
-    F: LabelFiles,
+    O: Objects,
+    F: LabelReading,
     R: Reinvoke,
     P: Sleep,
 {
@@ -359,8 +363,8 @@ enum RowResult {
 }
 
 /// One claimed job being worked.
-struct Run<'r, 'a, S, J, F, R, P> {
-    app: &'r LabelApplier<'a, S, J, F, R, P>,
+struct Run<'r, 'a, S, J, O, F, R, P> {
+    app: &'r LabelApplier<'a, S, J, O, F, R, P>,
     inv: &'r Invocation,
     owner: &'r LeaseOwner,
     file: &'r LabelFile,
@@ -383,11 +387,12 @@ struct RowContext<'r> {
 /// Conditional writes retried after the decision's label changed under us.
 const LABEL_ATTEMPTS: u32 = 5;
 
-impl<S, J, F, R, P> Run<'_, '_, S, J, F, R, P>
+impl<S, J, O, F, R, P> Run<'_, '_, S, J, O, F, R, P>
 where
     S: LabelStore,
     J: JobStore,
-    F: LabelFiles,
+    O: Objects,
+    F: LabelReading,
     R: Reinvoke,
     P: Sleep,
 {
@@ -409,28 +414,37 @@ where
         };
         // A plain file resumes at the checkpoint's byte; a gzipped one is read from the top.
         let ranged = !kind.gzip;
-        let source = LabelSource {
-            bucket: &self.up.bucket,
-            key: &self.up.key,
+        let offset = if ranged { progress.next_offset } else { 0 };
+        let version = ObjectVersion {
             version_id: self.up.version_id.as_deref(),
-            etag: &self.up.etag,
-            file: &self.uri,
-            kind,
-            resume: Resume {
-                next_line: progress.next_line,
-                ranged,
-                header: progress.header.clone(),
-            },
-            offset: if ranged { progress.next_offset } else { 0 },
-            chunk_rows: settings.chunk_rows,
+            etag: Some(&self.up.etag),
         };
-        let Some(mut chunks) = self.app.files.open(&source).await? else {
+        // The parser turns a read that gave up into a transient fatal line: no need for the
+        // reader's failure.
+        let Some((input, _)) = self
+            .app
+            .objects
+            .open(&self.up.bucket, &self.up.key, version, offset)
+            .await?
+        else {
             let reason = format!(
                 "{}: the object no longer exists or was replaced by a newer upload",
                 self.uri
             );
             return self.finish(&state, &mut progress, counts, None, Some(reason)).await;
         };
+        let plan = ReadPlan {
+            file: self.uri.clone(),
+            kind,
+            resume: Resume {
+                next_line: progress.next_line,
+                ranged,
+                header: progress.header.clone(),
+            },
+            offset,
+            chunk_rows: settings.chunk_rows,
+        };
+        let mut chunks = self.app.reading.start(plan, input);
 
         let mut rows_this_run = 0u64;
         let mut stopped_early = None;
@@ -643,7 +657,7 @@ where
     ) -> Result<LabelsOutcome, LabelsError> {
         let tenant = &self.file.tenant;
         let jobs = self.app.jobs;
-        let files = self.app.files;
+        let objects = self.app.objects;
         if !self.still_ours().await? {
             return Ok(LabelsOutcome::Busy);
         }
@@ -654,7 +668,7 @@ where
         }
         progress.counts = counts.to_map();
         let errors_key = self.file.errors_key();
-        let mut w = files.writer(&self.up.bucket, &errors_key, "text/csv");
+        let mut w = ObjectWriter::new(objects, &self.up.bucket, &errors_key, "text/csv");
         w.write(REPORT_HEADER.as_bytes()).await?;
         for seq in 0..progress.error_chunks {
             let text = jobs
@@ -680,12 +694,13 @@ where
         if !self.still_ours().await? {
             return Ok(LabelsOutcome::Busy);
         }
-        files
+        objects
             .put(
                 &self.up.bucket,
                 &self.file.summary_key(),
                 json.clone().into_bytes(),
                 "application/json",
+                &[],
             )
             .await?;
         let end = match &stopped_early {
@@ -877,8 +892,7 @@ where
 mod tests {
     use super::*;
     use crate::domain::labels::LabelValue;
-    use crate::ports::jobs::memory::MemoryJobs;
-    use crate::ports::labels::memory::{MemoryFiles, MemoryLabels};
+    use crate::ports::in_memory::{InMemoryJobs, InMemoryLabels, InMemoryObjects, InlineReading};
     use crate::ports::reinvoke::ReinvokeError;
     use std::sync::{Arc, Mutex};
     use std::task::{Context, Waker};
@@ -921,9 +935,10 @@ mod tests {
     }
 
     struct World {
-        store: MemoryLabels,
-        jobs: Arc<MemoryJobs>,
-        files: MemoryFiles,
+        store: InMemoryLabels,
+        jobs: Arc<InMemoryJobs>,
+        objects: InMemoryObjects,
+        reading: InlineReading,
         reinvoke: Continuations,
         waits: Waits,
         settings: Settings,
@@ -952,9 +967,10 @@ mod tests {
     impl World {
         fn new(chunk_rows: usize) -> Self {
             World {
-                store: MemoryLabels::default(),
+                store: InMemoryLabels::default(),
                 jobs: Arc::default(),
-                files: MemoryFiles::default(),
+                objects: InMemoryObjects::default(),
+                reading: InlineReading::default(),
                 reinvoke: Continuations::default(),
                 waits: Waits::default(),
                 settings: Settings {
@@ -979,7 +995,7 @@ mod tests {
 
         fn upload(&self, name: &str, text: &str) -> UploadedObject {
             let key = format!("labels/incoming/acme/{name}");
-            let etag = self.files.upload(BUCKET, &key, text.as_bytes().to_vec());
+            let etag = self.objects.upload(BUCKET, &key, text.as_bytes(), &[]);
             UploadedObject {
                 bucket: BUCKET.into(),
                 key,
@@ -989,11 +1005,15 @@ mod tests {
             }
         }
 
-        fn applier(&self) -> LabelApplier<'_, MemoryLabels, MemoryJobs, MemoryFiles, Continuations, Waits> {
+        fn applier(
+            &self,
+        ) -> LabelApplier<'_, InMemoryLabels, InMemoryJobs, InMemoryObjects, InlineReading, Continuations, Waits>
+        {
             LabelApplier {
                 store: &self.store,
                 jobs: &self.jobs,
-                files: &self.files,
+                objects: &self.objects,
+                reading: &self.reading,
                 reinvoke: Some(&self.reinvoke),
                 sleep: &self.waits,
                 bucket: BUCKET,
@@ -1084,7 +1104,7 @@ mod tests {
         assert_eq!((c.applied, c.unchanged, c.unknown), (2, 1, 1));
         let counters = (w.frauds("c-1", "t-1"), w.frauds("c-2", "t-1"));
         assert_eq!(counters.0 .1.values().sum::<i64>(), 2, "t-1: each fraud once");
-        let report = w.files.text(BUCKET, "labels/results/acme/a.errors.csv").unwrap();
+        let report = w.objects.text(BUCKET, "labels/results/acme/a.errors.csv").unwrap();
         assert_eq!(
             report,
             "line,transaction_id,field,reason\n5,tx-9,transaction_id,no decision is stored for this transaction id\n"
@@ -1094,7 +1114,7 @@ mod tests {
         let again = w.run(&up, &Invocation::unbounded());
         assert!(again.duplicate);
         assert_eq!(again.outcome, LabelsOutcome::Completed { summary: first });
-        assert_eq!(w.files.opens().len(), 1, "the file is not read again");
+        assert_eq!(w.reading.starts().len(), 1, "the file is not read again");
         // The same rows in another file: every label is there already.
         let other = w.complete(&w.upload("b.csv", &text));
         assert_eq!((other.counts.applied, other.counts.unchanged), (0, 3));
@@ -1113,7 +1133,7 @@ mod tests {
         assert_eq!((s.counts.applied, s.counts.rejected), (0, 2));
         assert_eq!(w.store.label(&acme(), &id("tx-1")), None);
         assert_eq!(w.frauds("c-1", "t-1"), (BTreeMap::new(), BTreeMap::new()));
-        let report = w.files.text(BUCKET, &s.errors_key).unwrap();
+        let report = w.objects.text(BUCKET, &s.errors_key).unwrap();
         assert_eq!(
             report,
             "line,transaction_id,field,reason\n\
@@ -1241,7 +1261,7 @@ mod tests {
     /// The store, running `then` right after the next label write: another invocation acts
     /// while this one is between its rows and its outputs.
     struct AfterWrite<'a> {
-        store: &'a MemoryLabels,
+        store: &'a InMemoryLabels,
         then: Mutex<Option<Box<dyn FnOnce() + Send + 'a>>>,
     }
 
@@ -1288,7 +1308,8 @@ mod tests {
             let app = LabelApplier {
                 store: &store,
                 jobs: &*self.jobs,
-                files: &self.files,
+                objects: &self.objects,
+                reading: &self.reading,
                 reinvoke: Some(&self.reinvoke),
                 sleep: &self.waits,
                 bucket: BUCKET,
@@ -1319,16 +1340,16 @@ mod tests {
             None,
             "no report chunk"
         );
-        assert_eq!(w.files.text(BUCKET, &file.errors_key()), None, "no errors.csv");
-        assert_eq!(w.files.text(BUCKET, &file.summary_key()), None, "no summary");
+        assert_eq!(w.objects.text(BUCKET, &file.errors_key()), None, "no errors.csv");
+        assert_eq!(w.objects.text(BUCKET, &file.summary_key()), None, "no summary");
 
         // The taker's lease runs out unused: the next run resumes and writes them.
         w.jobs.set_lease(&acme(), &job, "taker", 0);
         let s = w.complete(&up);
         assert_eq!((s.counts.applied, s.counts.unknown), (1, 1));
-        assert!(w.files.text(BUCKET, &file.summary_key()).is_some());
+        assert!(w.objects.text(BUCKET, &file.summary_key()).is_some());
         assert_eq!(
-            w.files.text(BUCKET, &file.errors_key()).unwrap(),
+            w.objects.text(BUCKET, &file.errors_key()).unwrap(),
             "line,transaction_id,field,reason\n3,tx-9,transaction_id,no decision is stored for this transaction id\n"
         );
     }
@@ -1349,12 +1370,12 @@ mod tests {
         let taker = taker.into_inner().unwrap().expect("the taker ran");
         assert_eq!(taker.invocations, 2);
         assert_eq!(
-            w.files.text(BUCKET, &file.summary_key()),
+            w.objects.text(BUCKET, &file.summary_key()),
             Some(serde_json::to_string_pretty(&taker).unwrap()),
             "the taker's summary stays"
         );
         assert_eq!(
-            w.files.text(BUCKET, &file.errors_key()).unwrap(),
+            w.objects.text(BUCKET, &file.errors_key()).unwrap(),
             "line,transaction_id,field,reason\n3,tx-9,transaction_id,no decision is stored for this transaction id\n"
         );
     }
@@ -1449,7 +1470,7 @@ mod tests {
             "{waited:?}"
         );
         assert_eq!(
-            w.files.opens().last(),
+            w.reading.starts().last(),
             Some(&(text_offset(&text, 10), 10)),
             "ranged resume"
         );
@@ -1457,8 +1478,8 @@ mod tests {
         assert_eq!(summary.invocations, 3);
         assert_eq!(w.store.terminal_frauds(&acme(), &term("t-1")), want_frauds);
         assert_eq!(
-            w.files.text(BUCKET, &summary.errors_key),
-            clean.files.text(BUCKET, &want.errors_key)
+            w.objects.text(BUCKET, &summary.errors_key),
+            clean.objects.text(BUCKET, &want.errors_key)
         );
     }
 

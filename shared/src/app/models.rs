@@ -9,10 +9,10 @@ use crate::domain::model_upload::{
     UploadOptions, Validated, MAX_MANIFEST_BYTES, MAX_MODEL_BYTES,
 };
 use crate::domain::registry::{ImportDetails, ModelPointer, ModelRegistration, ModelStatus, Registered, RegistryEntry};
-use crate::domain::{ObjectRef, TenantId, Timestamp};
-use crate::ports::registry::{
-    ExpectedPointer, FetchedObject, ModelImports, ModelRegistry, ObjectVersion, UploadObjects,
-};
+use crate::domain::{JobStatus, ObjectRef, TenantId, Timestamp};
+use crate::ports::jobs::{JobEnd, JobStore, JobType};
+use crate::ports::objects::{FetchedObject, ObjectVersion, Objects};
+use crate::ports::registry::{ExpectedPointer, ModelImports, ModelRegistry};
 use crate::ports::{ModelBlobs, Page, StoreError};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -320,21 +320,23 @@ impl ImportError {
 /// Model import: validate, then register (or record the rejection and move the upload aside),
 /// optionally activate.
 ///
-/// Idempotency: the outcome is recorded per object (bucket, key, etag) and per uploaded bytes
-/// (SHA-256). A second delivery of the same object, or the same bytes under another key, changes
+/// Idempotency: the outcome is recorded per object (bucket, key, etag: the object's job, ended at
+/// once) and per uploaded bytes (SHA-256). A second delivery of the same object, or the same bytes under another key, changes
 /// nothing and answers with the first outcome. Every step before that record is safe to repeat,
 /// so an invocation that dies half-way is simply retried.
-pub struct ModelImporter<'a, R, O> {
+pub struct ModelImporter<'a, R, J, O> {
     registry: &'a R,
+    jobs: &'a J,
     objects: &'a O,
     /// The model bucket; uploads to any other bucket are skipped.
     bucket: &'a str,
 }
 
-impl<'a, R: ModelImports, O: UploadObjects> ModelImporter<'a, R, O> {
-    pub fn new(registry: &'a R, objects: &'a O, bucket: &'a str) -> Self {
+impl<'a, R: ModelImports, J: JobStore, O: Objects> ModelImporter<'a, R, J, O> {
+    pub fn new(registry: &'a R, jobs: &'a J, objects: &'a O, bucket: &'a str) -> Self {
         ModelImporter {
             registry,
+            jobs,
             objects,
             bucket,
         }
@@ -368,7 +370,9 @@ impl<'a, R: ModelImports, O: UploadObjects> ModelImporter<'a, R, O> {
         let job = ObjectRef::new(&up.bucket, &up.key, &up.etag);
         let origin = job.uri();
 
-        let done = self.registry.import_outcome(tenant, &job).await?;
+        // A model job never runs: its item is only ever an end. Its progress is never read.
+        let done = self.jobs.read_job::<serde::de::IgnoredAny>(tenant, &job).await?;
+        let done = done.filter(|j| j.status == JobStatus::Completed).and_then(|j| j.result);
         if let Some(first) = done.and_then(|r| serde_json::from_str::<ImportOutcome>(&r).ok()) {
             tracing::info!(%origin, "delivered again: already imported");
             self.finish_move(up, &incoming, &first).await?;
@@ -488,7 +492,13 @@ impl<'a, R: ModelImports, O: UploadObjects> ModelImporter<'a, R, O> {
         };
         // The artifact first: a registry item never names a missing object.
         self.objects
-            .put(&up.bucket, &object_key, v.artifact_bytes, "application/octet-stream")
+            .put(
+                &up.bucket,
+                &object_key,
+                v.artifact_bytes,
+                "application/octet-stream",
+                &[],
+            )
             .await?;
         let (mut status, object_key) = match self.registry.register_import(tenant, &registration, &details).await? {
             Registered::New => (ModelStatus::Candidate, object_key),
@@ -596,6 +606,8 @@ impl<'a, R: ModelImports, O: UploadObjects> ModelImporter<'a, R, O> {
         Ok(())
     }
 
+    /// Per bytes (unless these bytes have an outcome already), then per object: the object's job
+    /// ends with it. Either record stays as first written.
     async fn record_outcome(
         &self,
         tenant: &TenantId,
@@ -604,7 +616,13 @@ impl<'a, R: ModelImports, O: UploadObjects> ModelImporter<'a, R, O> {
         outcome: &ImportOutcome,
     ) -> Result<(), ImportError> {
         let json = serde_json::to_string(outcome).map_err(|e| ImportError::Encode(job.uri(), e))?;
-        self.registry.complete_import(tenant, job, sha, &json).await?;
+        if let Some(sha) = sha {
+            self.registry.record_source_outcome(tenant, sha, &json).await?;
+        }
+        let end = JobEnd::Completed { result: Some(json) };
+        self.jobs
+            .record_job_end(tenant, job, JobType::Model, None, &end, Timestamp::now())
+            .await?;
         Ok(())
     }
 }
@@ -621,7 +639,7 @@ fn source_name(s: &ModelSource) -> &'static str {
 mod tests {
     use super::*;
     use crate::domain::model::stump_artifact;
-    use crate::ports::in_memory::{block_on, InMemoryBlobs, InMemoryObjects, InMemoryRegistry};
+    use crate::ports::in_memory::{block_on, InMemoryBlobs, InMemoryJobs, InMemoryObjects, InMemoryRegistry};
     use std::collections::BTreeMap;
 
     const BUCKET: &str = "models";
@@ -761,8 +779,8 @@ mod tests {
         block_on(service.activate(&acme(), &a)).unwrap();
 
         // A rejection, recorded by an import of junk.
-        let objects = InMemoryObjects::default();
-        let importer = ModelImporter::new(&registry, &objects, BUCKET);
+        let (jobs, objects) = (InMemoryJobs::default(), InMemoryObjects::default());
+        let importer = ModelImporter::new(&registry, &jobs, &objects, BUCKET);
         let junk = upload(&objects, "models/incoming/acme/junk.bin", b"not a model", &[]);
         let ImportOutcome::Rejected { version: rejected, .. } = block_on(importer.import(&junk)).unwrap().outcome
         else {
@@ -834,8 +852,12 @@ mod tests {
 
     #[test]
     fn the_same_bytes_imported_twice_are_registered_once() {
-        let (registry, objects) = (InMemoryRegistry::default(), InMemoryObjects::default());
-        let importer = ModelImporter::new(&registry, &objects, BUCKET);
+        let (registry, jobs, objects) = (
+            InMemoryRegistry::default(),
+            InMemoryJobs::default(),
+            InMemoryObjects::default(),
+        );
+        let importer = ModelImporter::new(&registry, &jobs, &objects, BUCKET);
         let bytes = artifact(220.0);
         let first = block_on(importer.import(&upload(&objects, "models/incoming/acme/a.vmodel", &bytes, &[]))).unwrap();
         let ImportOutcome::Accepted { version, status, .. } = &first.outcome else {
@@ -873,8 +895,12 @@ mod tests {
 
     #[test]
     fn a_rejected_upload_is_recorded_and_moved_aside_with_its_manifest() {
-        let (registry, objects) = (InMemoryRegistry::default(), InMemoryObjects::default());
-        let importer = ModelImporter::new(&registry, &objects, BUCKET);
+        let (registry, jobs, objects) = (
+            InMemoryRegistry::default(),
+            InMemoryJobs::default(),
+            InMemoryObjects::default(),
+        );
+        let importer = ModelImporter::new(&registry, &jobs, &objects, BUCKET);
         objects.upload(
             BUCKET,
             "models/incoming/acme/x.bin.manifest.json",

@@ -1,5 +1,6 @@
 //! Ports: what the domain needs from storage, as traits. Adapters implement them.
 
+pub mod contract;
 pub mod jobs;
 pub mod labels;
 pub mod objects;

@@ -1,13 +1,10 @@
 //! Ports of the model registry and of model import: what model activation and model import need
-//! from storage and from the model bucket.
+//! from storage (the model bucket is [`crate::ports::objects`]).
 
 use crate::domain::registry::{ImportDetails, ModelPointer, ModelRegistration, Registered, RegistryEntry};
-use crate::domain::{ObjectRef, TenantId};
+use crate::domain::TenantId;
 use crate::ports::{Page, StoreError};
-use std::collections::HashMap;
 use std::future::Future;
-
-pub mod contract;
 
 /// What the activation pointer must be for an activation to go ahead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,17 +51,10 @@ pub trait ModelRegistry: Send + Sync {
     ) -> impl Future<Output = Result<ModelPointer, StoreError>> + Send;
 }
 
-/// What model import records: registrations with their [`ImportDetails`], and the outcome of each
-/// upload, per object and per uploaded bytes, which is what makes a redelivery change nothing.
-/// Outcomes are opaque text (the service's JSON).
+/// What model import records besides the object's job ([`crate::ports::jobs`]): registrations
+/// with their [`ImportDetails`], and the outcome per uploaded bytes, which is what makes the same
+/// bytes under another name change nothing. Outcomes are opaque text (the service's JSON).
 pub trait ModelImports: ModelRegistry {
-    /// The outcome recorded for this object (bucket, key, etag), once its import completed.
-    fn import_outcome(
-        &self,
-        tenant: &TenantId,
-        upload: &ObjectRef,
-    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
-
     /// The first outcome recorded for these uploaded bytes (by their SHA-256).
     fn source_outcome(
         &self,
@@ -88,84 +78,11 @@ pub trait ModelImports: ModelRegistry {
         version: &str,
     ) -> impl Future<Output = Result<Option<ImportDetails>, StoreError>> + Send;
 
-    /// Records an upload's outcome: per object, and per bytes (`sha256`) unless these bytes
-    /// already have one (the first outcome stands).
-    fn complete_import(
+    /// Records the outcome of these bytes (`sha256`) unless they have one: the first stands.
+    fn record_source_outcome(
         &self,
         tenant: &TenantId,
-        upload: &ObjectRef,
-        sha256: Option<&str>,
+        sha256: &str,
         outcome: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-}
-
-/// Which version of an object to read: the event's version id, else its etag.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ObjectVersion<'a> {
-    pub version_id: Option<&'a str>,
-    pub etag: Option<&'a str>,
-}
-
-impl ObjectVersion<'_> {
-    pub const LATEST: ObjectVersion<'static> = ObjectVersion {
-        version_id: None,
-        etag: None,
-    };
-}
-
-/// An object read whole, with its user metadata (keys lower case, without `x-amz-meta-`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredObject {
-    pub bytes: Vec<u8>,
-    pub metadata: HashMap<String, String>,
-}
-
-/// The answer to [`UploadObjects::get`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FetchedObject {
-    Found(StoredObject),
-    /// No such object, or not the version asked for (it was replaced since the event).
-    Missing,
-    /// Larger than asked for; not read.
-    TooLarge {
-        size: u64,
-    },
-}
-
-/// The model bucket as model import uses it. The bucket is given per call, since S3 events name it.
-pub trait UploadObjects: Send + Sync {
-    fn get(
-        &self,
-        bucket: &str,
-        key: &str,
-        version: ObjectVersion<'_>,
-        max_bytes: u64,
-    ) -> impl Future<Output = Result<FetchedObject, StoreError>> + Send;
-
-    fn put(
-        &self,
-        bucket: &str,
-        key: &str,
-        bytes: Vec<u8>,
-        content_type: &str,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// Copies `from` (at `version_id`, else the latest) to `to`; false when `from` does not exist.
-    fn copy(
-        &self,
-        bucket: &str,
-        from: &str,
-        version_id: Option<&str>,
-        to: &str,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-
-    /// Deletes the object only while it still has `etag`; whether it did.
-    fn delete_if_unchanged(
-        &self,
-        bucket: &str,
-        key: &str,
-        etag: &str,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-
-    fn delete(&self, bucket: &str, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
 }

@@ -93,71 +93,24 @@ impl DynamoStore {
         }
     }
 
-    /// Records an upload's outcome: per object (`job`), and per bytes (`sha256`) unless the
-    /// bytes already have one (the first outcome stands).
-    pub async fn complete_import(
+    /// Records the outcome of an upload's bytes unless they have one (the first outcome stands).
+    /// The per-object record is the object's job, ended through the job store.
+    pub async fn record_source_outcome(
         &self,
         tenant: &TenantId,
-        job: &ObjectRef,
-        sha256: Option<&str>,
+        sha256: &str,
         outcome: &str,
     ) -> Result<(), StoreError> {
-        let keys = Keys::new(tenant);
-        let now = Timestamp::now();
-        if let Some(sha) = sha256 {
-            let mut item = keys.model_source(sha).to_item();
-            item.insert("kind".into(), s("model_source"));
-            item.insert("outcome".into(), s(outcome));
-            item.insert("created_at".into(), s(now.to_rfc3339()));
-            match self
-                .client
-                .put_item()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .condition_expression("attribute_not_exists(pk)")
-                .send()
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if is_conditional_check_failed(&e) => {}
-                Err(e) => return Err(sdk_error("PutItem (model source)", e)),
-            }
-        }
-        let mut item = keys.job(job).to_item();
-        for (k, v) in [
-            ("kind", "job"),
-            ("job_type", "model"),
-            ("bucket", job.bucket.as_str()),
-            ("key", job.key.as_str()),
-            ("etag", job.etag.as_str()),
-            ("status", JobStatus::Completed.as_str()),
-            ("result", outcome),
-        ] {
-            item.insert(k.into(), s(v));
-        }
-        item.insert("started_at".into(), s(now.to_rfc3339()));
-        item.insert("completed_at".into(), s(now.to_rfc3339()));
-        item.insert(TTL_ATTRIBUTE.into(), n(now.unix() + JOB_TTL_SECS));
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| sdk_error("PutItem (import job)", e))?;
+        let mut item = Keys::new(tenant).model_source(sha256).to_item();
+        item.insert("kind".into(), s("model_source"));
+        item.insert("outcome".into(), s(outcome));
+        item.insert("created_at".into(), s(Timestamp::now().to_rfc3339()));
+        self.put_item_if_absent(item, "PutItem (model source)").await?;
         Ok(())
     }
 }
 
 impl ModelImports for DynamoStore {
-    async fn import_outcome(&self, tenant: &TenantId, upload: &ObjectRef) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .job(tenant, upload)
-            .await?
-            .filter(|j| j.status == JobStatus::Completed)
-            .and_then(|j| j.result))
-    }
-
     async fn source_outcome(&self, tenant: &TenantId, sha256: &str) -> Result<Option<String>, StoreError> {
         DynamoStore::source_outcome(self, tenant, sha256).await
     }
@@ -175,13 +128,7 @@ impl ModelImports for DynamoStore {
         DynamoStore::import_details(self, tenant, version).await
     }
 
-    async fn complete_import(
-        &self,
-        tenant: &TenantId,
-        upload: &ObjectRef,
-        sha256: Option<&str>,
-        outcome: &str,
-    ) -> Result<(), StoreError> {
-        DynamoStore::complete_import(self, tenant, upload, sha256, outcome).await
+    async fn record_source_outcome(&self, tenant: &TenantId, sha256: &str, outcome: &str) -> Result<(), StoreError> {
+        DynamoStore::record_source_outcome(self, tenant, sha256, outcome).await
     }
 }

@@ -1,5 +1,5 @@
-//! Decisions, keys, aggregates and tenant config in memory. `tests/tests/contract_decisions.rs`
-//! runs the same contract against this fake and the DynamoDB adapter.
+//! Decisions, keys, aggregates and tenant config in memory, held to what the DynamoDB adapter
+//! does by [`crate::ports::contract::decisions`].
 
 use super::lock;
 use crate::domain::auth::{KeyHash, KeyRecord};

@@ -1,12 +1,21 @@
-//! In-memory implementations of the ports, for the services' unit tests and the api benchmark.
-//! Contract suites (`ports::registry::contract`, `tests/src/contract.rs`) hold each fake to what
-//! the DynamoDB and S3 adapters do, so a fake cannot drift from the real thing.
+//! In-memory implementations of the ports, in one place: for the services' unit tests and the api
+//! benchmark. The contract suites ([`crate::ports::contract`]) hold each fake to what the DynamoDB
+//! and S3 adapters do, so a fake cannot drift from the real thing.
+//!
+//! Always compiled rather than behind a cargo feature: a feature that only the tests enable would
+//! make the tests, `cargo lambda watch` and the CLI build the shared crate differently.
 
 mod decisions;
+mod jobs;
+mod labels;
+mod objects;
 mod registry;
 
 pub use decisions::InMemoryDecisions;
-pub use registry::{InMemoryObjects, InMemoryRegistry};
+pub use jobs::InMemoryJobs;
+pub use labels::{InMemoryLabels, InlineReading};
+pub use objects::InMemoryObjects;
+pub use registry::InMemoryRegistry;
 
 use crate::ports::{ModelBlobs, StoreError};
 use std::collections::HashMap;

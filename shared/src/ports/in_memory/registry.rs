@@ -1,19 +1,10 @@
-//! In-memory fakes of the registry, import and object ports, for the
-//! services' unit tests and the contract suite ([`crate::ports::registry::contract`]), which holds them to what
-//! the DynamoDB adapter does.
-//!
-//! Always compiled rather than behind a cargo feature: a feature that only the tests enable would
-//! make the tests, `cargo lambda watch` and the CLI build the shared crate differently.
+//! In-memory fakes of the registry and import ports, held to what the DynamoDB adapter does by
+//! [`crate::ports::contract::registry`].
 
-use super::lock;
-use crate::domain::objects::normalize_etag;
 use crate::domain::registry::{ImportDetails, ModelPointer, ModelRegistration, ModelStatus, Registered, RegistryEntry};
-use crate::domain::{ObjectRef, TenantId, Timestamp};
-use crate::ports::registry::{
-    ExpectedPointer, FetchedObject, ModelImports, ModelRegistry, ObjectVersion, StoredObject, UploadObjects,
-};
+use crate::domain::{TenantId, Timestamp};
+use crate::ports::registry::{ExpectedPointer, ModelImports, ModelRegistry};
 use crate::ports::{Page, StoreError};
-use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
@@ -36,10 +27,9 @@ struct RegistryState {
     versions: BTreeMap<(TenantId, String), StoredVersion>,
     pointers: HashMap<TenantId, ModelPointer>,
     sources: HashMap<(TenantId, String), String>,
-    uploads: HashMap<(TenantId, ObjectRef), String>,
 }
 
-/// The registry, the pointer and the import records of every tenant, in memory.
+/// The registry, the pointer and the per-bytes import outcomes of every tenant, in memory.
 #[derive(Default)]
 pub struct InMemoryRegistry {
     state: Mutex<RegistryState>,
@@ -214,10 +204,6 @@ impl ModelRegistry for InMemoryRegistry {
 }
 
 impl ModelImports for InMemoryRegistry {
-    async fn import_outcome(&self, tenant: &TenantId, upload: &ObjectRef) -> Result<Option<String>, StoreError> {
-        Ok(self.state().uploads.get(&(tenant.clone(), upload.clone())).cloned())
-    }
-
     async fn source_outcome(&self, tenant: &TenantId, sha256: &str) -> Result<Option<String>, StoreError> {
         Ok(self.state().sources.get(&(tenant.clone(), sha256.to_owned())).cloned())
     }
@@ -256,144 +242,11 @@ impl ModelImports for InMemoryRegistry {
             .and_then(|v| v.details.clone()))
     }
 
-    async fn complete_import(
-        &self,
-        tenant: &TenantId,
-        upload: &ObjectRef,
-        sha256: Option<&str>,
-        outcome: &str,
-    ) -> Result<(), StoreError> {
-        let mut st = self.state();
-        if let Some(sha) = sha256 {
-            st.sources
-                .entry((tenant.clone(), sha.to_owned()))
-                .or_insert_with(|| outcome.to_owned());
-        }
-        st.uploads.insert((tenant.clone(), upload.clone()), outcome.to_owned());
+    async fn record_source_outcome(&self, tenant: &TenantId, sha256: &str, outcome: &str) -> Result<(), StoreError> {
+        self.state()
+            .sources
+            .entry((tenant.clone(), sha256.to_owned()))
+            .or_insert_with(|| outcome.to_owned());
         Ok(())
-    }
-}
-
-#[derive(Debug, Clone)]
-struct FakeObject {
-    bytes: Vec<u8>,
-    metadata: HashMap<String, String>,
-    etag: String,
-}
-
-/// Buckets of objects with metadata and etags, unversioned (version ids are ignored).
-#[derive(Default)]
-pub struct InMemoryObjects {
-    objects: Mutex<BTreeMap<(String, String), FakeObject>>,
-}
-
-fn etag_of(bytes: &[u8]) -> String {
-    hex::encode(&Sha256::digest(bytes)[..16])
-}
-
-impl InMemoryObjects {
-    /// Stores an object as an upload would (metadata keys lower-cased, as S3 returns them);
-    /// returns its etag.
-    pub fn upload(&self, bucket: &str, key: &str, bytes: &[u8], metadata: &[(&str, &str)]) -> String {
-        let etag = etag_of(bytes);
-        let object = FakeObject {
-            bytes: bytes.to_vec(),
-            metadata: metadata
-                .iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), (*v).to_owned()))
-                .collect(),
-            etag: etag.clone(),
-        };
-        lock(&self.objects).insert((bucket.to_owned(), key.to_owned()), object);
-        etag
-    }
-
-    pub fn object(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
-        lock(&self.objects)
-            .get(&(bucket.to_owned(), key.to_owned()))
-            .map(|o| o.bytes.clone())
-    }
-
-    /// The keys under `prefix`, in order.
-    pub fn keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
-        lock(&self.objects)
-            .keys()
-            .filter(|(b, k)| b == bucket && k.starts_with(prefix))
-            .map(|(_, k)| k.clone())
-            .collect()
-    }
-}
-
-impl UploadObjects for InMemoryObjects {
-    async fn get(
-        &self,
-        bucket: &str,
-        key: &str,
-        version: ObjectVersion<'_>,
-        max_bytes: u64,
-    ) -> Result<FetchedObject, StoreError> {
-        let objects = lock(&self.objects);
-        let Some(o) = objects.get(&(bucket.to_owned(), key.to_owned())) else {
-            return Ok(FetchedObject::Missing);
-        };
-        if version.etag.is_some_and(|e| normalize_etag(e) != o.etag) {
-            return Ok(FetchedObject::Missing);
-        }
-        if o.bytes.len() as u64 > max_bytes {
-            return Ok(FetchedObject::TooLarge {
-                size: o.bytes.len() as u64,
-            });
-        }
-        Ok(FetchedObject::Found(StoredObject {
-            bytes: o.bytes.clone(),
-            metadata: o.metadata.clone(),
-        }))
-    }
-
-    async fn put(&self, bucket: &str, key: &str, bytes: Vec<u8>, _content_type: &str) -> Result<(), StoreError> {
-        self.upload(bucket, key, &bytes, &[]);
-        Ok(())
-    }
-
-    async fn copy(&self, bucket: &str, from: &str, _version_id: Option<&str>, to: &str) -> Result<bool, StoreError> {
-        let mut objects = lock(&self.objects);
-        let Some(o) = objects.get(&(bucket.to_owned(), from.to_owned())).cloned() else {
-            return Ok(false);
-        };
-        objects.insert((bucket.to_owned(), to.to_owned()), o);
-        Ok(true)
-    }
-
-    async fn delete_if_unchanged(&self, bucket: &str, key: &str, etag: &str) -> Result<bool, StoreError> {
-        let mut objects = lock(&self.objects);
-        let k = (bucket.to_owned(), key.to_owned());
-        if objects.get(&k).is_some_and(|o| o.etag == normalize_etag(etag)) {
-            objects.remove(&k);
-            return Ok(true);
-        }
-        Ok(false)
-    }
-
-    async fn delete(&self, bucket: &str, key: &str) -> Result<(), StoreError> {
-        lock(&self.objects).remove(&(bucket.to_owned(), key.to_owned()));
-        Ok(())
-    }
-}
-
-/// Runs a future of the fakes to completion. They never wait, so one poll finishes them; this
-/// keeps the services' unit tests free of an async runtime.
-#[cfg(test)]
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_fake_keeps_the_registry_contract() {
-        let registry = InMemoryRegistry::default();
-        super::super::block_on(crate::ports::registry::contract::registry_contract(
-            &registry,
-            &TenantId::parse("acme").unwrap(),
-            &TenantId::parse("globex").unwrap(),
-        ));
     }
 }

@@ -1,12 +1,13 @@
-//! The contract of [`ModelRegistry`] and [`ModelImports`]: one suite, run against the in-memory
-//! fake (shared's unit tests) and against the DynamoDB adapter on moto (tests/tests/), so the
-//! fake the services are tested over cannot drift from the real thing.
+//! The contract of [`ModelRegistry`](crate::ports::registry::ModelRegistry) and [`ModelImports`]:
+//! one suite, run against [`InMemoryRegistry`](crate::ports::in_memory::InMemoryRegistry) and
+//! against the DynamoDB adapter on moto, so the fake the services are tested over cannot drift
+//! from the real thing.
 //!
 //! It panics on the first broken promise, like any test body. `tenant` and `other` must be two
 //! tenants with nothing registered yet.
 
 use crate::domain::registry::{ImportDetails, ModelRegistration, ModelStatus, Registered};
-use crate::domain::{ObjectRef, TenantId, Timestamp};
+use crate::domain::{TenantId, Timestamp};
 use crate::ports::registry::{ExpectedPointer, ModelImports};
 use crate::ports::StoreError;
 use std::collections::BTreeMap;
@@ -187,26 +188,17 @@ pub async fn registry_contract<R: ModelImports>(store: &R, tenant: &TenantId, ot
         (ModelStatus::Retired, ModelStatus::Active)
     );
 
-    // Outcomes: per object, and per bytes where the first one stands.
-    let up = |key: &str| ObjectRef::new("bucket", format!("models/incoming/{tenant}/{key}"), "\"e1\"");
-    assert_eq!(store.import_outcome(tenant, &up("x.txt")).await.unwrap(), None);
+    // Outcomes per bytes: the first one stands. (Per object, the outcome is the object's job
+    // end: the job store's contract.)
     assert_eq!(store.source_outcome(tenant, "sha-1").await.unwrap(), None);
     store
-        .complete_import(tenant, &up("x.txt"), Some("sha-1"), r#"{"outcome":"first"}"#)
+        .record_source_outcome(tenant, "sha-1", r#"{"outcome":"first"}"#)
         .await
         .unwrap();
     store
-        .complete_import(tenant, &up("y.txt"), Some("sha-1"), r#"{"outcome":"second"}"#)
+        .record_source_outcome(tenant, "sha-1", r#"{"outcome":"second"}"#)
         .await
         .unwrap();
-    store
-        .complete_import(tenant, &up("z.txt"), None, r#"{"outcome":"third"}"#)
-        .await
-        .unwrap();
-    let outcome = |key: &'static str| async move { store.import_outcome(tenant, &up(key)).await.unwrap() };
-    assert_eq!(outcome("x.txt").await.as_deref(), Some(r#"{"outcome":"first"}"#));
-    assert_eq!(outcome("y.txt").await.as_deref(), Some(r#"{"outcome":"second"}"#));
-    assert_eq!(outcome("z.txt").await.as_deref(), Some(r#"{"outcome":"third"}"#));
     assert_eq!(
         store.source_outcome(tenant, "sha-1").await.unwrap().as_deref(),
         Some(r#"{"outcome":"first"}"#)
@@ -216,7 +208,6 @@ pub async fn registry_contract<R: ModelImports>(store: &R, tenant: &TenantId, ot
     assert_eq!(store.model_pointer(other).await.unwrap(), None);
     assert_eq!(store.registry_entry(other, A).await.unwrap(), None);
     assert!(store.registry_page(other, 10, None).await.unwrap().items.is_empty());
-    assert_eq!(store.import_outcome(other, &up("x.txt")).await.unwrap(), None);
     assert_eq!(store.source_outcome(other, "sha-1").await.unwrap(), None);
     assert!(matches!(
         store.activate(other, A, &a.object_key, ExpectedPointer::Anything).await,

@@ -1,18 +1,19 @@
-//! Contract tests of the ports: one body of assertions, run against the in-memory fake and the
-//! DynamoDB adapter on moto (`tests/tests/contract_decisions.rs`), so the fake the services' unit
+//! The [`DecisionStore`] contract: one body of assertions, run against
+//! [`InMemoryDecisions`] and against the DynamoDB adapter on moto, so the fake the services' unit
 //! tests rely on behaves as the real adapter does.
 
-use verdict::domain::auth::{ApiKey, KeyHash, KeyRecord, Scope};
-use verdict::domain::decision::{
+use crate::domain::auth::{ApiKey, KeyHash, KeyRecord, Scope};
+use crate::domain::decision::{
     features_map, Decision, DecisionRecord, IdempotencyKey, ModelReason, ModelRef, ReasonRecord, RuleReason,
 };
-use verdict::domain::features::{self, transaction_delta, EntityAggregate};
-use verdict::domain::policy::Thresholds;
-use verdict::domain::{Currency, CustomerId, Money, TenantId, TerminalId, Timestamp, Transaction, TransactionId};
-use verdict::ports::in_memory::InMemoryDecisions;
-use verdict::ports::{CommitOutcome, DecisionCommit, DecisionStore};
+use crate::domain::features::{self, transaction_delta, EntityAggregate};
+use crate::domain::policy::Thresholds;
+use crate::domain::{Currency, CustomerId, Money, TenantId, TerminalId, Timestamp, Transaction, TransactionId};
+use crate::ports::in_memory::InMemoryDecisions;
+use crate::ports::{CommitOutcome, DecisionCommit, DecisionStore};
 
-/// What a contract test sets up beyond the port (admin writes the functions do not make).
+/// What a contract test sets up beyond the port (admin writes the functions do not make): the
+/// store itself for the fake, a wrapper of the adapter in the integration tests.
 pub trait Seed {
     fn seed_key(&self, hash: &KeyHash, rec: &KeyRecord) -> impl std::future::Future<Output = ()>;
     fn seed_thresholds(&self, tenant: &TenantId, t: Thresholds) -> impl std::future::Future<Output = ()>;
@@ -24,15 +25,6 @@ impl Seed for InMemoryDecisions {
     }
     async fn seed_thresholds(&self, tenant: &TenantId, t: Thresholds) {
         self.set_thresholds(tenant, t);
-    }
-}
-
-impl Seed for verdict::adapters::DynamoStore {
-    async fn seed_key(&self, hash: &KeyHash, rec: &KeyRecord) {
-        self.put_key(hash, rec).await.expect("put_key");
-    }
-    async fn seed_thresholds(&self, tenant: &TenantId, t: Thresholds) {
-        self.set_thresholds(tenant, t).await.expect("set_thresholds");
     }
 }
 
@@ -96,7 +88,7 @@ fn commit<'a>(r: &'a DecisionRecord, t: &'a Transaction, idem: Option<&'a Idempo
 }
 
 /// Decisions, keys, aggregates, idempotency, history paging and tenant isolation.
-pub async fn decision_store<S: DecisionStore + Seed>(store: &S) {
+pub async fn decision_store<S: DecisionStore>(store: &S, seed: &impl Seed) {
     let acme = TenantId::parse("acme").unwrap();
     let globex = TenantId::parse("globex").unwrap();
     let key = ApiKey::generate();
@@ -109,9 +101,9 @@ pub async fn decision_store<S: DecisionStore + Seed>(store: &S) {
         revoked_at: None,
     };
     assert_eq!(store.key(&key.hash()).await.unwrap(), None);
-    store.seed_key(&key.hash(), &rec).await;
+    seed.seed_key(&key.hash(), &rec).await;
     assert_eq!(store.key(&key.hash()).await.unwrap(), Some(rec.clone()));
-    store.seed_thresholds(&acme, Thresholds::new(0.2, 0.7).unwrap()).await;
+    seed.seed_thresholds(&acme, Thresholds::new(0.2, 0.7).unwrap()).await;
 
     // Nothing yet: an empty snapshot with the key and the tenant's config.
     let t1 = tx("tx-1", "2018-08-08T10:00:00Z", 12_345, "c-1");

@@ -1,0 +1,68 @@
+//! The ports' contract suites, one per port: a body of assertions that the in-memory fake
+//! ([`crate::ports::in_memory`]) and the adapter (DynamoDB or S3, on moto:
+//! `tests/tests/contract_*.rs`) must both pass, so the fakes the services are tested over cannot
+//! drift from the real thing. Each panics on the first broken promise, like a test body.
+//!
+//! Compiled always, not under `cfg(test)`: the integration tests call them, and a feature only
+//! they enabled would make the tests, `cargo lambda watch` and the CLI build this crate apart.
+
+pub mod decisions;
+pub mod jobs;
+pub mod labels;
+pub mod objects;
+pub mod registry;
+
+#[cfg(test)]
+mod tests {
+    //! Each fake against its contract, without moto.
+
+    use super::*;
+    use crate::domain::TenantId;
+    use crate::ports::in_memory::{block_on, InMemoryDecisions, InMemoryJobs, InMemoryObjects, InMemoryRegistry};
+
+    fn acme() -> TenantId {
+        TenantId::parse("acme").unwrap()
+    }
+
+    #[test]
+    fn the_decisions_fake_keeps_the_contract() {
+        let store = InMemoryDecisions::default();
+        block_on(decisions::decision_store(&store, &store));
+    }
+
+    #[test]
+    fn the_jobs_fake_keeps_the_contract() {
+        block_on(jobs::lease_rules(
+            &InMemoryJobs::default(),
+            &acme(),
+            "data",
+            "labels/incoming/acme",
+        ));
+    }
+
+    #[test]
+    fn the_labels_fake_keeps_the_contract() {
+        let (store, seeded) = labels::seeded_fake(&acme());
+        block_on(labels::label_rules(&store, &acme(), &seeded, &labels::unknown()));
+    }
+
+    #[test]
+    fn the_registry_fake_keeps_the_contract() {
+        let other = TenantId::parse("globex").unwrap();
+        block_on(registry::registry_contract(
+            &InMemoryRegistry::default(),
+            &acme(),
+            &other,
+        ));
+    }
+
+    #[test]
+    fn the_objects_fake_keeps_the_contract() {
+        block_on(objects::objects_contract(
+            &InMemoryObjects::default(),
+            "data",
+            "contract",
+            objects::drain_inline,
+        ));
+    }
+}
