@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::SystemTime;
 use verdict::adapters::lambda::uploaded_object;
-use verdict::adapters::{DynamoStore, ObjectStore, S3Blobs};
+use verdict::adapters::{DynamoStore, ObjectStore, S3Blobs, TokioSleep};
 use verdict::app::batch::{BatchModels, BatchRunError, BatchRunner};
 use verdict::app::scoring::{ScoreError, Scorer};
 use verdict::domain::model::Model;
@@ -132,6 +132,7 @@ pub async fn handle<R: Reinvoke>(deps: &Deps<R>, event: Event, deadline: SystemT
         models: &models,
         platform: &platform,
         reinvoke: &deps.reinvoker,
+        sleep: &TokioSleep,
         settings: &deps.settings,
     };
     let mut objects = Vec::new();

@@ -71,10 +71,6 @@ impl ScoringPlatform for TokioScoring {
             _stop: CancelOnDrop(cancel),
         }
     }
-
-    async fn sleep(&self, d: Duration) {
-        tokio::time::sleep(d).await
-    }
 }
 
 impl ScoringRun for TokioRun {

@@ -2,12 +2,11 @@
 //! and parsed on a blocking thread (gzip and the line parser are synchronous), read ahead by
 //! two chunks; the reports through the S3 adapter's writer; sleeping.
 
-use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::io::SyncIoBridge;
 use verdict::adapters::s3::{ObjectStore, ObjectWriter, Version};
 use verdict::domain::labels::{open_reader, LabelChunk};
-use verdict::ports::labels::{LabelChunks, LabelFiles, LabelSource, ReportWriter, Sleep};
+use verdict::ports::labels::{LabelChunks, LabelFiles, LabelSource, ReportWriter};
 use verdict::ports::StoreError;
 
 /// Chunks read ahead of the one being applied.
@@ -91,13 +90,5 @@ impl LabelFiles for S3LabelFiles {
 
     async fn put(&self, bucket: &str, key: &str, bytes: Vec<u8>, content_type: &str) -> Result<(), StoreError> {
         self.objects.put(bucket, key, bytes, content_type).await
-    }
-}
-
-pub struct TokioSleep;
-
-impl Sleep for TokioSleep {
-    async fn sleep(&self, duration: Duration) {
-        tokio::time::sleep(duration).await
     }
 }

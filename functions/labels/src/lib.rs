@@ -7,11 +7,11 @@
 
 pub mod files;
 
-use files::{S3LabelFiles, TokioSleep};
+use files::S3LabelFiles;
 use serde::{Deserialize, Serialize};
 use verdict::adapters::lambda::uploaded_object;
 use verdict::adapters::s3::ObjectStore;
-use verdict::adapters::{DynamoStore, LambdaReinvoker};
+use verdict::adapters::{DynamoStore, LambdaReinvoker, TokioSleep};
 use verdict::app::labels::LabelApplier;
 use verdict::domain::objects::UploadedObject;
 

@@ -1,12 +1,14 @@
-//! Adapters: the ports implemented on AWS. DynamoDB holds decisions, aggregates, keys, the
-//! model pointer and job leases ([`dynamodb`]); S3 holds files and model artifacts ([`s3`]);
-//! [`lambda`] is the Lambda glue (S3 event records, re-invoking, logging).
+//! Adapters: the ports implemented on AWS and tokio. DynamoDB holds decisions, aggregates, keys,
+//! the model pointer and job leases ([`dynamodb`]); S3 holds files and model artifacts ([`s3`]);
+//! [`lambda`] is the Lambda glue (S3 event records, re-invoking, logging); [`runtime`] is waiting
+//! on tokio.
 //!
 //! Clients are built once per process (in a function's `main`) from [`aws_config_from_env`].
 
 pub mod dynamodb;
 
 pub mod lambda;
+pub mod runtime;
 pub mod s3;
 // Model import's port on ObjectStore; belongs in the one S3 adapter once there is one.
 
@@ -17,6 +19,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 
 pub use dynamodb::{DynamoStore, TableSpec, TABLE};
 pub use lambda::LambdaReinvoker;
+pub use runtime::TokioSleep;
 pub use s3::{ObjectStore, S3Blobs};
 
 /// The region used when neither the environment nor a profile names one (local development).

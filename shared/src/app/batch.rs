@@ -4,8 +4,8 @@
 //! The lease state machine is here: find, create or take over the job; wait once for a live
 //! holder; work; checkpoint each part after uploading it; hand over near the deadline; finish.
 //! Scoring the rows ([`crate::domain::batch::BatchScorer`]) runs on a thread the platform owns
-//! ([`ScoringPlatform`]: spawning it, the channel of flushes, sleeping), so this stays
-//! runtime-agnostic.
+//! ([`ScoringPlatform`]: spawning it, the channel of flushes) and waiting goes through [`Sleep`],
+//! so this stays runtime-agnostic.
 
 use crate::app::scoring::ScoreError;
 use crate::domain::batch::{
@@ -19,7 +19,7 @@ use crate::domain::{JobStatus, TenantId, Timestamp};
 use crate::ports::jobs::{Claim, Job, JobEnd, JobStore, JobType, LeaseOwner, NewJob};
 use crate::ports::objects::{Objects, ReadFailure};
 use crate::ports::reinvoke::Reinvoke;
-use crate::ports::{ActiveModel, StoreError};
+use crate::ports::{ActiveModel, Sleep, StoreError};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::future::Future;
@@ -143,20 +143,21 @@ pub trait ScoringRun: Send {
     fn next(&mut self, heartbeat: Duration) -> impl Future<Output = Scored> + Send;
 }
 
-/// The runtime the runner needs: a blocking thread for the rows, and sleeping.
+/// The runtime the runner needs: a blocking thread for the rows.
 pub trait ScoringPlatform: Send + Sync {
     type Run: ScoringRun;
     fn start<R: Read + Send + 'static>(&self, plan: ScoringPlan, reader: R, failure: ReadFailure) -> Self::Run;
-    fn sleep(&self, d: Duration) -> impl Future<Output = ()> + Send;
 }
 
 /// The runner over its ports; cheap to build per invocation from borrowed parts.
-pub struct BatchRunner<'a, J, O, M, P, R> {
+pub struct BatchRunner<'a, J, O, M, P, R, S> {
     pub jobs: &'a J,
     pub objects: &'a O,
     pub models: &'a M,
     pub platform: &'a P,
     pub reinvoke: &'a R,
+    /// Waits once for a live holder's lease to run out.
+    pub sleep: &'a S,
     pub settings: &'a Settings,
 }
 
@@ -182,13 +183,14 @@ enum Refusal {
     Tenant(String),
 }
 
-impl<'a, J, O, M, P, R> BatchRunner<'a, J, O, M, P, R>
+impl<'a, J, O, M, P, R, S> BatchRunner<'a, J, O, M, P, R, S>
 where
     J: JobStore,
     O: Objects,
     M: BatchModels,
     P: ScoringPlatform,
     R: Reinvoke,
+    S: Sleep,
 {
     /// One object: find or create its job, take the lease, and work on it. `event_etag` is the
     /// version the event named (a resume names its job's); `deadline` is when the invocation
@@ -267,7 +269,7 @@ where
                 if waited || remaining(deadline) < wait + self.settings.handover_margin {
                     return Ok(Status::Busy);
                 }
-                self.platform.sleep(wait).await;
+                self.sleep.sleep(wait).await;
                 waited = true;
                 if let Some(again) = self.jobs.read_job::<BatchProgress>(tenant, &object).await? {
                     if again.seq != job.seq || again.lease_expires_at != job.lease_expires_at {
@@ -301,7 +303,7 @@ where
         seq: u64,
         owner: LeaseOwner,
         deadline: SystemTime,
-    ) -> Leased<'a, J, O, M, P, R> {
+    ) -> Leased<'a, J, O, M, P, R, S> {
         Leased {
             runner: self,
             file,
@@ -428,8 +430,8 @@ fn running(job: Job<BatchProgress>, head_size: u64) -> Option<(BatchJob, u64)> {
 }
 
 /// A job whose lease this invocation holds.
-struct Leased<'a, J, O, M, P, R> {
-    runner: &'a BatchRunner<'a, J, O, M, P, R>,
+struct Leased<'a, J, O, M, P, R, S> {
+    runner: &'a BatchRunner<'a, J, O, M, P, R, S>,
     file: BatchFile,
     job: BatchJob,
     /// The checkpoint sequence last recorded.
@@ -439,13 +441,14 @@ struct Leased<'a, J, O, M, P, R> {
     started: Instant,
 }
 
-impl<J, O, M, P, R> Leased<'_, J, O, M, P, R>
+impl<J, O, M, P, R, S> Leased<'_, J, O, M, P, R, S>
 where
     J: JobStore,
     O: Objects,
     M: BatchModels,
     P: ScoringPlatform,
     R: Reinvoke,
+    S: Sleep,
 {
     fn bucket(&self) -> &str {
         &self.job.object.bucket

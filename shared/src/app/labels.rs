@@ -38,10 +38,10 @@ use crate::domain::{CustomerId, JobStatus, ObjectRef, TenantId, TerminalId, Time
 use crate::ports::jobs::{Claim, Job, JobEnd, JobStore, JobType, LeaseOwner, NewJob};
 use crate::ports::labels::{
     LabelChunks, LabelFiles, LabelSource, LabelStore, LabelTarget, LabelWrite, LabelWriteOutcome, NewestDays,
-    ReportWriter, Sleep,
+    ReportWriter,
 };
 use crate::ports::reinvoke::Reinvoke;
-use crate::ports::StoreError;
+use crate::ports::{Sleep, StoreError};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;

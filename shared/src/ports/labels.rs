@@ -3,8 +3,9 @@
 //! - [`LabelStore`]: the decisions a file labels and the fraud counters a label moves
 //!   (DynamoDB: `adapters/dynamodb/labels.rs`);
 //! - [`LabelFiles`]: the label file's rows from a resume point, and the reports (S3, read on a
-//!   blocking thread: the labels function implements it);
-//! - [`Sleep`]: waiting for a live lease to run out, so the service needs no runtime.
+//!   blocking thread: the labels function implements it).
+//!
+//! Waiting for a live lease to run out goes through [`crate::ports::Sleep`].
 
 use crate::domain::io::FileKind;
 use crate::domain::labels::{LabelChunk, Resume, StoredLabel};
@@ -12,7 +13,6 @@ use crate::domain::{CustomerId, TenantId, TerminalId, Timestamp, TransactionId};
 use crate::ports::StoreError;
 use std::collections::HashMap;
 use std::future::Future;
-use std::time::Duration;
 
 /// A stored decision as labelling sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,11 +124,6 @@ pub trait LabelFiles: Send + Sync {
         bytes: Vec<u8>,
         content_type: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-}
-
-/// Waiting, from the runtime the caller runs on.
-pub trait Sleep: Send + Sync {
-    fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send;
 }
 
 pub mod memory {

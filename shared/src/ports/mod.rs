@@ -11,6 +11,7 @@ use crate::domain::features::{AggregateDelta, EntityAggregate};
 use crate::domain::policy::Thresholds;
 use crate::domain::{CustomerId, TenantId, Transaction, TransactionId};
 use std::future::Future;
+use std::time::Duration;
 
 pub mod in_memory;
 pub mod registry;
@@ -120,4 +121,10 @@ pub trait DecisionStore: Send + Sync {
 /// Model artifacts by object key.
 pub trait ModelBlobs: Send + Sync {
     fn fetch(&self, object_key: &str) -> impl Future<Output = Result<Vec<u8>, StoreError>> + Send;
+}
+
+/// Waiting, on the runtime the caller runs on (tokio: `adapters::runtime::TokioSleep`), so the
+/// services that wait for a live lease to run out need none.
+pub trait Sleep: Send + Sync {
+    fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send;
 }
