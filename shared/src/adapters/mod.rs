@@ -1,10 +1,11 @@
 //! Adapters: the ports implemented on AWS and tokio. DynamoDB holds decisions, aggregates, keys,
 //! the model pointer and job leases ([`dynamodb`]); S3 holds files and model artifacts ([`s3`]);
 //! [`lambda`] is the Lambda glue (S3 event records, re-invoking, logging); [`runtime`] is waiting
-//! on tokio.
+//! on tokio; [`batch`] is the batch runner's scoring thread on tokio and its models.
 //!
 //! Clients are built once per process (in a function's `main`) from [`aws_config_from_env`].
 
+pub mod batch;
 pub mod dynamodb;
 
 pub mod lambda;
@@ -17,6 +18,7 @@ use aws_config::meta::region::RegionProviderChain;
 use aws_config::profile::ProfileFileRegionProvider;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 
+pub use batch::TokioScoring;
 pub use dynamodb::{DynamoStore, TableSpec, TABLE};
 pub use lambda::LambdaReinvoker;
 pub use runtime::TokioSleep;

@@ -22,11 +22,11 @@ use crate::domain::io::{FileKind, Format, RowError};
 use crate::domain::model::Model;
 use crate::domain::pipeline::{self, Decided, REASONS_PER_DECISION};
 use crate::domain::policy::{Policy, Thresholds};
+use crate::domain::{CustomerId, LabelledTransaction, TenantId, TerminalId, Timestamp, Transaction};
 pub use crate::domain::{JobStatus, ObjectRef};
-use crate::domain::{LabelledTransaction, TenantId, Timestamp, Transaction};
 use flate2::read::MultiGzDecoder;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
@@ -762,6 +762,123 @@ pub struct StoredAggregates<'a> {
     pub terminal: &'a EntityAggregate,
 }
 
+/// Entity keys per bulk aggregate read: one DynamoDB BatchGetItem's worth.
+pub const KEYS_PER_READ: usize = 100;
+
+/// One bulk read of stored aggregates: at most [`KEYS_PER_READ`] entities, customers first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AggregateRead {
+    pub customers: Vec<CustomerId>,
+    pub terminals: Vec<TerminalId>,
+}
+
+/// The stored aggregates a `stored` job has read, kept for the job: an entity is read once while
+/// it stays cached. Bounded (each is about 2 KB): when a chunk's entities would not fit beside
+/// what it holds, the cache is emptied first, so it holds at most `capacity` entities, or one
+/// chunk's when that alone is more.
+#[derive(Debug)]
+pub struct AggregateCache {
+    customers: HashMap<CustomerId, EntityAggregate>,
+    terminals: HashMap<TerminalId, EntityAggregate>,
+    capacity: usize,
+    empty: EntityAggregate,
+}
+
+impl AggregateCache {
+    pub fn new(capacity: usize) -> Self {
+        AggregateCache {
+            customers: HashMap::new(),
+            terminals: HashMap::new(),
+            capacity,
+            empty: EntityAggregate::default(),
+        }
+    }
+
+    /// Entities held.
+    pub fn len(&self) -> usize {
+        self.customers.len() + self.terminals.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The reads that bring the entities of `rows` into the cache, in groups of
+    /// [`KEYS_PER_READ`]; none when all are cached. Empties the cache first when the missing ones
+    /// would not fit, and then asks for all of them.
+    pub fn reads<'t>(&mut self, rows: impl Iterator<Item = &'t Transaction> + Clone) -> Vec<AggregateRead> {
+        let (customers, terminals) = self.missing(rows.clone());
+        if customers.is_empty() && terminals.is_empty() {
+            return Vec::new();
+        }
+        let (customers, terminals) = if self.len() + customers.len() + terminals.len() > self.capacity {
+            self.customers.clear();
+            self.terminals.clear();
+            // The chunk's entities that were cached are gone too.
+            self.missing(rows)
+        } else {
+            (customers, terminals)
+        };
+        let keys: Vec<Result<CustomerId, TerminalId>> = customers
+            .into_iter()
+            .map(Ok)
+            .chain(terminals.into_iter().map(Err))
+            .collect();
+        keys.chunks(KEYS_PER_READ)
+            .map(|group| {
+                let mut read = AggregateRead::default();
+                for k in group {
+                    match k {
+                        Ok(c) => read.customers.push(c.clone()),
+                        Err(t) => read.terminals.push(t.clone()),
+                    }
+                }
+                read
+            })
+            .collect()
+    }
+
+    /// Distinct entities of `rows` not cached, in the order they first appear.
+    fn missing<'t>(&self, rows: impl Iterator<Item = &'t Transaction>) -> (Vec<CustomerId>, Vec<TerminalId>) {
+        let (mut seen_c, mut seen_t) = (HashSet::new(), HashSet::new());
+        let (mut customers, mut terminals) = (Vec::new(), Vec::new());
+        for t in rows {
+            if !self.customers.contains_key(&t.customer_id) && seen_c.insert(&t.customer_id) {
+                customers.push(t.customer_id.clone());
+            }
+            if !self.terminals.contains_key(&t.terminal_id) && seen_t.insert(&t.terminal_id) {
+                terminals.push(t.terminal_id.clone());
+            }
+        }
+        (customers, terminals)
+    }
+
+    /// What `read` found. An entity it did not find has no stored history: an empty aggregate.
+    pub fn insert(
+        &mut self,
+        read: AggregateRead,
+        mut customers: HashMap<CustomerId, EntityAggregate>,
+        mut terminals: HashMap<TerminalId, EntityAggregate>,
+    ) {
+        for c in read.customers {
+            let agg = customers.remove(&c).unwrap_or_default();
+            self.customers.insert(c, agg);
+        }
+        for t in read.terminals {
+            let agg = terminals.remove(&t).unwrap_or_default();
+            self.terminals.insert(t, agg);
+        }
+    }
+
+    /// The row's aggregates; empty for an entity that was never read.
+    pub fn get(&self, tx: &Transaction) -> StoredAggregates<'_> {
+        StoredAggregates {
+            customer: self.customers.get(&tx.customer_id).unwrap_or(&self.empty),
+            terminal: self.terminals.get(&tx.terminal_id).unwrap_or(&self.empty),
+        }
+    }
+}
+
 impl BatchScorer {
     /// `part_size` is raised to [`MIN_PART_BYTES`] if below it.
     pub fn new(
@@ -1135,6 +1252,28 @@ mod tests {
         assert_eq!(f.results_rows_done, n);
         assert_eq!(f.errors_rows_done, 0);
         assert_eq!(f.counts.rows_read, n);
+    }
+
+    #[test]
+    fn aggregate_reads_group_new_entities_by_the_hundred_customers_first() {
+        let tx = |i: usize, terminal: usize| Transaction {
+            customer_id: CustomerId::parse(&format!("c{i}")).unwrap(),
+            terminal_id: TerminalId::parse(&format!("t{terminal}")).unwrap(),
+            ..rows(FILE)[0].1.clone().unwrap().tx
+        };
+        // 150 customers and 60 terminals, each seen twice.
+        let chunk: Vec<Transaction> = (0..300).map(|i| tx(i % 150, i % 60)).collect();
+        let mut cache = AggregateCache::new(1000);
+        let reads = cache.reads(chunk.iter());
+        let sizes: Vec<(usize, usize)> = reads.iter().map(|r| (r.customers.len(), r.terminals.len())).collect();
+        assert_eq!(sizes, [(100, 0), (50, 50), (0, 10)]);
+        assert_eq!(reads[0].customers[0].as_str(), "c0", "in the order they first appear");
+        for r in reads {
+            cache.insert(r, HashMap::new(), HashMap::new());
+        }
+        assert_eq!(cache.len(), 210);
+        assert!(cache.reads(chunk.iter()).is_empty(), "all cached: nothing to read");
+        assert_eq!(*cache.get(&chunk[0]).customer, EntityAggregate::default());
     }
 
     #[test]
