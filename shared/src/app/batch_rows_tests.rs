@@ -177,7 +177,7 @@ fn rows_before_the_checkpoint_are_replayed_without_reading_their_entities() {
     assert_eq!(reads(&store), want, "c8, t8 and row b's t9 are never read");
     // A resumed job's results continue the file: no header.
     let mut results = Vec::new();
-    write_result_header(Format::Csv, &mut results);
+    write_result_header(Format::Csv, &mut Default::default(), &mut results);
     results.extend_from_slice(flushes.last().unwrap().results.as_deref().unwrap());
     let got = ResultRow::read_all(Format::Csv, &results).unwrap();
     assert_eq!(got.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["c", "d"]);
