@@ -7,6 +7,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+use verdict::domain::csv_line::CsvLine;
 use verdict::domain::features::{OfflineFeatures, FEATURE_NAMES};
 use verdict::domain::io::{read_all, sort_by_time, TransactionReader};
 use verdict::domain::LabelledTransaction;
@@ -67,7 +68,11 @@ fn write_features(
 ) -> anyhow::Result<Option<u64>> {
     let write_err = || format!("cannot write {}", out.display());
     let mut w = BufWriter::with_capacity(1 << 16, File::create(out).with_context(write_err)?);
-    writeln!(w, "id,{},label_fraud", FEATURE_NAMES.join(",")).with_context(write_err)?;
+    // One line at a time through the csv crate, into `line`.
+    let (mut csv, mut line) = (CsvLine::new(), Vec::with_capacity(512));
+    let header = std::iter::once("id").chain(FEATURE_NAMES).chain(["label_fraud"]);
+    csv.record(&mut line, header);
+    w.write_all(&line).with_context(write_err)?;
     let mut offline = OfflineFeatures::new();
     let mut last: Option<LabelledTransaction> = None;
     let mut n = 0;
@@ -80,16 +85,18 @@ fn write_features(
             }
         }
         let f = offline.push(&t.tx, t.label);
-        write!(w, "{}", t.tx.id).with_context(write_err)?;
+        line.clear();
+        csv.field(&mut line, t.tx.id.as_str());
         for v in f.as_slice() {
-            // `{}` prints the shortest text that reads back as the same f64.
-            write!(w, ",{v}").with_context(write_err)?;
+            // `Display` prints the shortest text that reads back as the same f64.
+            csv.display(&mut line, v);
         }
         match t.label {
-            Some(l) => writeln!(w, ",{}", u8::from(l.fraud)),
-            None => writeln!(w, ","),
+            Some(l) => csv.display(&mut line, u8::from(l.fraud)),
+            None => csv.field(&mut line, ""),
         }
-        .with_context(write_err)?;
+        csv.end(&mut line);
+        w.write_all(&line).with_context(write_err)?;
         n += 1;
         if n % PROGRESS_EVERY == 0 {
             bar.set_position(n);

@@ -3,6 +3,7 @@ use anyhow::Context;
 use std::io::Write;
 use std::path::PathBuf;
 use verdict::domain::batch::{write_result_header, ResultRow};
+use verdict::domain::csv_line::CsvLine;
 use verdict::domain::io::Format;
 use verdict::domain::model::Model;
 use verdict::domain::pipeline;
@@ -42,14 +43,15 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let file = std::fs::File::create(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
     let mut w = std::io::BufWriter::new(file);
     let mut buf = Vec::with_capacity(1 << 16);
-    write_result_header(format, &mut buf);
+    let mut csv = CsvLine::new();
+    write_result_header(format, &mut csv, &mut buf);
     let mut mix = [0usize; 3];
     let pb = super::progress::bar("score");
     pb.set_length(ds.rows.len() as u64);
     for (i, (row, x)) in ds.rows.iter().zip(&ds.features).enumerate() {
         let decided = pipeline::decide(&model, &policy, &row.tx, row.extras(), x);
         mix[decided.decision as usize] += 1;
-        ResultRow::new(&row.tx, &decided, model.version()).write(format, &mut buf);
+        ResultRow::new(&row.tx, &decided, model.version()).write(format, &mut csv, &mut buf);
         if buf.len() >= 1 << 16 {
             w.write_all(&buf)?;
             buf.clear();

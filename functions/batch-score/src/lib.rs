@@ -4,11 +4,9 @@
 //!
 //! This crate parses the trigger (an S3 event, or the `{"resume": {bucket, key, etag}}` payload it
 //! sends itself to continue a job), calls the batch runner ([`verdict::app::batch`]: the lease
-//! state machine, checkpoints, hand-over, completion) per object and maps its outcome. It also
-//! gives the runner its platform: the scoring thread ([`worker`], tokio's `spawn_blocking` and a
-//! channel) and the model and thresholds reads.
-
-mod worker;
+//! state machine, checkpoints, hand-over, completion, the rows and their stored aggregates) per
+//! object and maps its outcome. The runner's platform (the scoring thread on tokio, the pinned
+//! models) is [`verdict::adapters::batch`].
 
 pub use verdict::adapters::LambdaReinvoker;
 pub use verdict::app::batch::{ResumeRequest, Settings, Status};
@@ -16,16 +14,11 @@ pub use verdict::ports::reinvoke::{Reinvoke, ReinvokeError};
 
 use aws_lambda_events::event::s3::S3Event;
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
 use std::time::SystemTime;
 use verdict::adapters::lambda::uploaded_object;
-use verdict::adapters::{DynamoStore, ObjectStore, S3Blobs};
-use verdict::app::batch::{BatchModels, BatchRunError, BatchRunner};
-use verdict::app::scoring::{ScoreError, Scorer};
-use verdict::domain::model::Model;
-use verdict::domain::policy::Thresholds;
-use verdict::domain::TenantId;
-use verdict::ports::{ActiveModel, DecisionStore, StoreError};
+use verdict::adapters::{DynamoStore, ObjectStore, S3Blobs, TokioScoring, TokioSleep};
+use verdict::app::batch::{BatchRunError, BatchRunner};
+use verdict::app::scoring::Scorer;
 
 /// Clients and caches, built once per container.
 pub struct Deps<R> {
@@ -33,6 +26,8 @@ pub struct Deps<R> {
     pub objects: ObjectStore,
     /// Loads and caches the pinned model from the model bucket.
     pub scorer: Scorer<DynamoStore, S3Blobs>,
+    /// The scoring thread; the `stored` source reads the table.
+    pub platform: TokioScoring<DynamoStore>,
     pub reinvoker: R,
     pub settings: Settings,
 }
@@ -42,28 +37,12 @@ impl<R: Reinvoke> Deps<R> {
         let blobs = S3Blobs::new(s3.clone(), model_bucket);
         Deps {
             scorer: Scorer::new(store.clone(), blobs, None),
+            platform: TokioScoring::new(store.clone()),
             store,
             objects: ObjectStore::new(s3),
             reinvoker,
             settings: Settings::default(),
         }
-    }
-}
-
-/// The model and thresholds a new job pins, from the table and the model bucket.
-struct Models<'a>(&'a Scorer<DynamoStore, S3Blobs>);
-
-impl BatchModels for Models<'_> {
-    async fn active_model(&self, tenant: &TenantId) -> Result<Option<ActiveModel>, StoreError> {
-        self.0.store.active_model(tenant).await
-    }
-
-    async fn thresholds(&self, tenant: &TenantId) -> Result<Option<Thresholds>, StoreError> {
-        self.0.store.thresholds(tenant).await
-    }
-
-    async fn load(&self, model: &ActiveModel) -> Result<Arc<Model>, ScoreError> {
-        self.0.model_for(Some(model)).await
     }
 }
 
@@ -120,18 +99,13 @@ pub enum Error {
 
 /// Handles one invocation. `deadline` is when Lambda stops it (tests pass their own).
 pub async fn handle<R: Reinvoke>(deps: &Deps<R>, event: Event, deadline: SystemTime) -> Result<Outcome, Error> {
-    let models = Models(&deps.scorer);
-    let platform = worker::TokioScoring {
-        store: deps.store.clone(),
-        stored_chunk_rows: deps.settings.stored_chunk_rows.max(1),
-        aggregate_cache: deps.settings.aggregate_cache,
-    };
     let runner = BatchRunner {
         jobs: &deps.store,
         objects: &deps.objects,
-        models: &models,
-        platform: &platform,
+        models: &deps.scorer,
+        platform: &deps.platform,
         reinvoke: &deps.reinvoker,
+        sleep: &TokioSleep,
         settings: &deps.settings,
     };
     let mut objects = Vec::new();

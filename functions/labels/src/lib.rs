@@ -5,14 +5,12 @@
 //! and maps its outcome.
 
 use serde::{Deserialize, Serialize};
-use std::time::Duration;
 use verdict::adapters::label_reading::TokioLabelReading;
 use verdict::adapters::lambda::uploaded_object;
 use verdict::adapters::s3::ObjectStore;
-use verdict::adapters::{DynamoStore, LambdaReinvoker};
+use verdict::adapters::{DynamoStore, LambdaReinvoker, TokioSleep};
 use verdict::app::labels::LabelApplier;
 use verdict::domain::objects::UploadedObject;
-use verdict::ports::labels::Sleep;
 
 pub use aws_lambda_events::event::s3::S3Event;
 pub use verdict::app::labels::{Invocation, LabelsError, LabelsOutcome, RecordOutcome, Settings};
@@ -64,12 +62,4 @@ pub async fn handle_with(deps: &Deps, event: S3Event, inv: &Invocation) -> Resul
         .await
         .inspect_err(|e| tracing::error!(error = %e, "labels failed; the event will be retried"))?;
     Ok(Outcome { records })
-}
-
-pub struct TokioSleep;
-
-impl Sleep for TokioSleep {
-    async fn sleep(&self, duration: Duration) {
-        tokio::time::sleep(duration).await
-    }
 }

@@ -1,13 +1,16 @@
 //! Adapters: the ports implemented on AWS and tokio. DynamoDB holds decisions, aggregates, keys,
 //! the model pointer and job leases ([`dynamodb`]); S3 holds files and model artifacts ([`s3`]);
 //! [`lambda`] is the Lambda glue (S3 event records, re-invoking, logging); [`label_reading`]
-//! parses a label file on a blocking thread.
+//! parses a label file on a blocking thread; [`runtime`] is waiting on tokio; [`batch`] is the
+//! batch runner's scoring thread on tokio and its models.
 //!
 //! Clients are built once per process (in a function's `main`) from [`aws_config_from_env`].
 
+pub mod batch;
 pub mod dynamodb;
 pub mod label_reading;
 pub mod lambda;
+pub mod runtime;
 pub mod s3;
 
 use aws_config::environment::region::EnvironmentVariableRegionProvider;
@@ -15,8 +18,10 @@ use aws_config::meta::region::RegionProviderChain;
 use aws_config::profile::ProfileFileRegionProvider;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 
+pub use batch::TokioScoring;
 pub use dynamodb::{DynamoStore, TableSpec, TABLE};
 pub use lambda::LambdaReinvoker;
+pub use runtime::TokioSleep;
 pub use s3::{ObjectStore, S3Blobs};
 
 /// The region used when neither the environment nor a profile names one (local development).

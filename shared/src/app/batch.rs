@@ -3,27 +3,30 @@
 //!
 //! The lease state machine is here: find, create or take over the job; wait once for a live
 //! holder; work; checkpoint each part after uploading it; hand over near the deadline; finish.
-//! Scoring the rows ([`crate::domain::batch::BatchScorer`]) runs on a thread the platform owns
-//! ([`ScoringPlatform`]: spawning it, the channel of flushes, sleeping), so this stays
-//! runtime-agnostic.
+//! Scoring the rows ([`score_rows`]: [`crate::domain::batch::BatchScorer`], and for the `stored`
+//! feature source the aggregates read in bulk through [`AggregateReads`] into a bounded cache)
+//! runs on a thread the platform owns ([`ScoringPlatform`]: spawning it, the channel of flushes),
+//! and waiting goes through [`Sleep`], so this stays runtime-agnostic.
 
 use crate::app::scoring::ScoreError;
+use crate::app::try_join_bounded;
 use crate::domain::batch::{
-    BatchError, BatchFile, BatchJob, BatchProgress, Checkpoint, FeatureSource, Flush, ObjectRef, PinnedModel,
-    SourceInfo, Summary, Upload,
+    decoder, AggregateCache, BatchError, BatchFile, BatchJob, BatchProgress, BatchScorer, Checkpoint, FeatureSource,
+    Flush, LineTracker, ObjectRef, PinnedModel, SourceInfo, StoredAggregates, Summary, Upload,
 };
-use crate::domain::io::{FileKind, Format};
+use crate::domain::io::{FileKind, Format, RowError, TransactionReader};
 use crate::domain::model::Model;
 use crate::domain::policy::{Policy, Thresholds};
-use crate::domain::{JobStatus, TenantId, Timestamp};
+use crate::domain::{JobStatus, LabelledTransaction, TenantId, Timestamp, Transaction};
 use crate::ports::jobs::{Claim, Job, JobEnd, JobStore, JobType, LeaseOwner, NewJob};
 use crate::ports::objects::{ObjectVersion, Objects, ReadFailure};
 use crate::ports::reinvoke::Reinvoke;
-use crate::ports::{ActiveModel, StoreError};
+use crate::ports::{ActiveModel, AggregateReads, Sleep, StoreError};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::future::Future;
 use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -117,6 +120,10 @@ pub struct ScoringPlan {
     pub tenant: TenantId,
     /// `s3://bucket/key`, for row errors.
     pub file_name: String,
+    /// `stored`: rows per round of aggregate reads (at least 1).
+    pub stored_chunk_rows: usize,
+    /// `stored`: entities whose aggregates the job keeps.
+    pub aggregate_cache: usize,
 }
 
 /// What a scoring run yields next.
@@ -143,20 +150,169 @@ pub trait ScoringRun: Send {
     fn next(&mut self, heartbeat: Duration) -> impl Future<Output = Scored> + Send;
 }
 
-/// The runtime the runner needs: a blocking thread for the rows, and sleeping.
+/// The runtime the runner needs: a blocking thread for the rows.
 pub trait ScoringPlatform: Send + Sync {
     type Run: ScoringRun;
     fn start<R: Read + Send + 'static>(&self, plan: ScoringPlan, reader: R, failure: ReadFailure) -> Self::Run;
-    fn sleep(&self, d: Duration) -> impl Future<Output = ()> + Send;
+}
+
+/// What [`score_rows`] needs from the thread it runs on (the platform's).
+pub trait ScoringThread {
+    /// Hands a flush to the runner; `false` when the run is gone.
+    fn send(&mut self, flush: Flush) -> bool;
+    /// The run was dropped: stop.
+    fn cancelled(&self) -> bool;
+    /// Runs `f` to its end on this thread (the `stored` source's reads).
+    fn block_on<F: Future>(&self, f: F) -> F::Output;
+}
+
+/// Bulk aggregate reads in flight at once.
+pub const READS_IN_FLIGHT: usize = 8;
+/// Rows between looks at the cancel flag.
+const CANCEL_CHECK_ROWS: u64 = 1024;
+
+/// A row as the reader yields it, and the line it ends on.
+type Row = (u64, Result<LabelledTransaction, RowError>);
+
+/// Scores one object's rows on the calling thread, which blocks on reading it, and hands each
+/// full part to `thread`. Returns when the file ends (after the last flush), or early when the
+/// run is gone or cancelled; fails when the object or the aggregates could not be read.
+pub fn score_rows<R, A, T>(
+    plan: ScoringPlan,
+    reader: R,
+    failure: ReadFailure,
+    aggregates: &A,
+    thread: &mut T,
+) -> Result<(), ScoringStop>
+where
+    R: Read + Send + 'static,
+    A: AggregateReads,
+    T: ScoringThread,
+{
+    let line = Arc::new(AtomicU64::new(0));
+    let input = LineTracker::new(decoder(plan.kind, reader), line.clone());
+    let mut rows = TransactionReader::new(plan.file_name.clone(), plan.kind.format, input);
+    let mut scorer = BatchScorer::new(
+        plan.model.clone(),
+        plan.policy.clone(),
+        plan.kind.format,
+        plan.source,
+        plan.part_size,
+        &plan.checkpoint,
+    );
+    match plan.source {
+        FeatureSource::File => {
+            for item in &mut rows {
+                scorer.push(line.load(Ordering::Relaxed), item, None);
+                if scorer.flush_due() && !thread.send(scorer.take_flush(false)) {
+                    return Ok(());
+                }
+                if scorer.row().is_multiple_of(CANCEL_CHECK_ROWS) && thread.cancelled() {
+                    return Ok(());
+                }
+            }
+        }
+        FeatureSource::Stored => {
+            let from = plan.checkpoint.results_rows_done;
+            let mut stored = StoredSource::new(aggregates, &plan.tenant, plan.aggregate_cache, from);
+            let size = plan.stored_chunk_rows.max(1);
+            let mut chunk: Vec<Row> = Vec::with_capacity(size);
+            loop {
+                chunk.clear();
+                for item in rows.by_ref().take(size) {
+                    chunk.push((line.load(Ordering::Relaxed), item));
+                }
+                if chunk.is_empty() || thread.cancelled() {
+                    break;
+                }
+                thread
+                    .block_on(stored.load(scorer.row(), &chunk))
+                    .map_err(ScoringStop::Store)?;
+                for (l, item) in chunk.drain(..) {
+                    let aggs = item.as_ref().ok().map(|t| stored.get(&t.tx));
+                    scorer.push(l, item, aggs);
+                    if scorer.flush_due() && !thread.send(scorer.take_flush(false)) {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+    if thread.cancelled() {
+        return Ok(());
+    }
+    if let Some(reason) = failure.get() {
+        return Err(ScoringStop::Read(reason));
+    }
+    thread.send(scorer.take_flush(true));
+    Ok(())
+}
+
+/// The `stored` feature source of one job: the aggregates each chunk of rows needs, read in bulk
+/// ([`READS_IN_FLIGHT`] reads at a time) into the job's [`AggregateCache`].
+pub struct StoredSource<'a, A> {
+    reads: &'a A,
+    tenant: &'a TenantId,
+    cache: AggregateCache,
+    /// The first row scored: the rows before it are only replayed, so their entities are not read.
+    scored_from: u64,
+}
+
+impl<'a, A: AggregateReads> StoredSource<'a, A> {
+    pub fn new(reads: &'a A, tenant: &'a TenantId, capacity: usize, scored_from: u64) -> Self {
+        StoredSource {
+            reads,
+            tenant,
+            cache: AggregateCache::new(capacity),
+            scored_from,
+        }
+    }
+
+    /// Reads what the good rows of `chunk` need; `first` is the file row it starts at.
+    pub async fn load(&mut self, first: u64, chunk: &[Row]) -> Result<(), StoreError> {
+        let from = self.scored_from;
+        let scored = chunk
+            .iter()
+            .enumerate()
+            .filter(move |(j, _)| first + *j as u64 >= from)
+            .filter_map(|(_, (_, item))| item.as_ref().ok())
+            .map(|t| &t.tx);
+        let (source, tenant) = (self.reads, self.tenant);
+        let pending: Vec<_> = self
+            .cache
+            .reads(scored)
+            .into_iter()
+            .map(|read| async move {
+                let found = source.aggregates(tenant, &read.customers, &read.terminals).await?;
+                Ok::<_, StoreError>((read, found))
+            })
+            .collect();
+        for (read, found) in try_join_bounded(pending, READS_IN_FLIGHT).await? {
+            self.cache.insert(read, found.customers, found.terminals);
+        }
+        Ok(())
+    }
+
+    /// The row's aggregates (empty for an entity with none stored).
+    pub fn get(&self, tx: &Transaction) -> StoredAggregates<'_> {
+        self.cache.get(tx)
+    }
+
+    /// Entities cached.
+    pub fn cached(&self) -> usize {
+        self.cache.len()
+    }
 }
 
 /// The runner over its ports; cheap to build per invocation from borrowed parts.
-pub struct BatchRunner<'a, J, O, M, P, R> {
+pub struct BatchRunner<'a, J, O, M, P, R, S> {
     pub jobs: &'a J,
     pub objects: &'a O,
     pub models: &'a M,
     pub platform: &'a P,
     pub reinvoke: &'a R,
+    /// Waits once for a live holder's lease to run out.
+    pub sleep: &'a S,
     pub settings: &'a Settings,
 }
 
@@ -182,13 +338,14 @@ enum Refusal {
     Tenant(String),
 }
 
-impl<'a, J, O, M, P, R> BatchRunner<'a, J, O, M, P, R>
+impl<'a, J, O, M, P, R, S> BatchRunner<'a, J, O, M, P, R, S>
 where
     J: JobStore,
     O: Objects,
     M: BatchModels,
     P: ScoringPlatform,
     R: Reinvoke,
+    S: Sleep,
 {
     /// One object: find or create its job, take the lease, and work on it. `event_etag` is the
     /// version the event named (a resume names its job's); `deadline` is when the invocation
@@ -267,7 +424,7 @@ where
                 if waited || remaining(deadline) < wait + self.settings.handover_margin {
                     return Ok(Status::Busy);
                 }
-                self.platform.sleep(wait).await;
+                self.sleep.sleep(wait).await;
                 waited = true;
                 if let Some(again) = self.jobs.read_job::<BatchProgress>(tenant, &object).await? {
                     if again.seq != job.seq || again.lease_expires_at != job.lease_expires_at {
@@ -301,7 +458,7 @@ where
         seq: u64,
         owner: LeaseOwner,
         deadline: SystemTime,
-    ) -> Leased<'a, J, O, M, P, R> {
+    ) -> Leased<'a, J, O, M, P, R, S> {
         Leased {
             runner: self,
             file,
@@ -428,8 +585,8 @@ fn running(job: Job<BatchProgress>, head_size: u64) -> Option<(BatchJob, u64)> {
 }
 
 /// A job whose lease this invocation holds.
-struct Leased<'a, J, O, M, P, R> {
-    runner: &'a BatchRunner<'a, J, O, M, P, R>,
+struct Leased<'a, J, O, M, P, R, S> {
+    runner: &'a BatchRunner<'a, J, O, M, P, R, S>,
     file: BatchFile,
     job: BatchJob,
     /// The checkpoint sequence last recorded.
@@ -439,13 +596,14 @@ struct Leased<'a, J, O, M, P, R> {
     started: Instant,
 }
 
-impl<J, O, M, P, R> Leased<'_, J, O, M, P, R>
+impl<J, O, M, P, R, S> Leased<'_, J, O, M, P, R, S>
 where
     J: JobStore,
     O: Objects,
     M: BatchModels,
     P: ScoringPlatform,
     R: Reinvoke,
+    S: Sleep,
 {
     fn bucket(&self) -> &str {
         &self.job.object.bucket
@@ -505,6 +663,8 @@ where
                 checkpoint: self.job.progress.checkpoint.clone(),
                 tenant: self.file.tenant.clone(),
                 file_name: object.uri(),
+                stored_chunk_rows: self.settings().stored_chunk_rows.max(1),
+                aggregate_cache: self.settings().aggregate_cache,
             };
             let mut scoring = self.runner.platform.start(plan, reader, failure);
             let heartbeat = self.settings().lease / 3;
@@ -756,3 +916,7 @@ where
 #[cfg(test)]
 #[path = "batch_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "batch_rows_tests.rs"]
+mod rows_tests;

@@ -55,8 +55,6 @@ impl ScoringPlatform for Scripted {
             next_row: plan.checkpoint.results_rows_done,
         }
     }
-
-    async fn sleep(&self, _d: Duration) {}
 }
 
 impl ScoringRun for ScriptedRun {
@@ -77,6 +75,13 @@ impl ScoringRun for ScriptedRun {
             last: row + 1 == ROWS,
         })
     }
+}
+
+/// Time passes at once.
+struct NoWait;
+
+impl Sleep for NoWait {
+    async fn sleep(&self, _d: Duration) {}
 }
 
 #[derive(Default)]
@@ -107,6 +112,7 @@ fn a_job_is_handed_over_part_by_part_waits_for_a_live_holder_and_takes_over_an_e
         models: &OneModel,
         platform: &Scripted,
         reinvoke: &reinvoke,
+        sleep: &NoWait,
         settings: &settings,
     };
     let deadline = SystemTime::now() + Duration::from_secs(600);
@@ -206,6 +212,7 @@ fn a_file_that_cannot_be_a_job_is_recorded_failed_once() {
         models: &OneModel,
         platform: &Scripted,
         reinvoke: &reinvoke,
+        sleep: &NoWait,
         settings: &settings,
     };
     let deadline = SystemTime::now() + Duration::from_secs(600);
@@ -239,8 +246,6 @@ impl ScoringPlatform for Interrupted {
             inner: Scripted.start(plan, reader, failure),
         }
     }
-
-    async fn sleep(&self, _d: Duration) {}
 }
 
 impl ScoringRun for InterruptedRun {
@@ -274,6 +279,7 @@ fn an_owner_that_lost_its_lease_uploads_no_part_and_records_nothing() {
         models: &OneModel,
         platform: &platform,
         reinvoke: &reinvoke,
+        sleep: &NoWait,
         settings: &settings,
     };
     let deadline = SystemTime::now() + Duration::from_secs(600);

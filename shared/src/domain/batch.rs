@@ -16,18 +16,18 @@
 //!   no order, but the result depends on when the job runs (the aggregates move with live
 //!   traffic), and rows of the file do not see each other.
 
+use crate::domain::csv_line::CsvLine;
 use crate::domain::decision::{risk_score, Decision, ReasonRecord};
 use crate::domain::features::{self, EntityAggregate, FeatureVector, OfflineFeatures};
 use crate::domain::io::{FileKind, Format, RowError};
 use crate::domain::model::Model;
 use crate::domain::pipeline::{self, Decided, REASONS_PER_DECISION};
 use crate::domain::policy::{Policy, Thresholds};
+use crate::domain::{CustomerId, LabelledTransaction, TenantId, TerminalId, Timestamp, Transaction};
 pub use crate::domain::{JobStatus, ObjectRef};
-use crate::domain::{LabelledTransaction, TenantId, Timestamp, Transaction};
 use flate2::read::MultiGzDecoder;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
-use std::fmt::Write as _;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -543,8 +543,8 @@ impl ResultRow {
         }
     }
 
-    /// Appends the row (with its line break) in `format`.
-    pub fn write(&self, format: Format, out: &mut Vec<u8>) {
+    /// Appends the row (with its line break) in `format`; `csv` is reused from row to row.
+    pub fn write(&self, format: Format, csv: &mut CsvLine, out: &mut Vec<u8>) {
         match format {
             Format::Ndjson => {
                 // Strings, integers and floats: serialising cannot fail.
@@ -552,29 +552,24 @@ impl ResultRow {
                 out.push(b'\n');
             }
             Format::Csv => {
-                let mut line = String::with_capacity(512);
-                let _ = write!(
-                    line,
-                    "{},{},{},{}",
-                    self.id,
-                    self.decision.as_str(),
-                    self.score,
-                    self.risk_score
-                );
+                csv.field(out, &self.id);
+                csv.field(out, self.decision.as_str());
+                csv.display(out, self.score);
+                csv.display(out, self.risk_score);
                 for i in 0..REASONS_PER_DECISION {
-                    line.push(',');
-                    if let Some(r) = self.reasons.get(i) {
-                        line.push_str(&r.code);
-                        line.push(',');
-                        push_csv_text(&mut line, &r.text);
-                    } else {
-                        line.push(',');
+                    match self.reasons.get(i) {
+                        Some(r) => {
+                            csv.field(out, &r.code);
+                            csv.text(out, &r.text);
+                        }
+                        None => {
+                            csv.field(out, "");
+                            csv.field(out, "");
+                        }
                     }
                 }
-                line.push(',');
-                line.push_str(&self.model_version);
-                line.push('\n');
-                out.extend_from_slice(line.as_bytes());
+                csv.field(out, &self.model_version);
+                csv.end(out);
             }
         }
     }
@@ -627,37 +622,22 @@ impl ResultRow {
     }
 }
 
-/// A CSV field that may hold commas or quotes, always quoted.
-fn push_csv_text(out: &mut String, text: &str) {
-    out.push('"');
-    for c in text.chars() {
-        if c == '"' {
-            out.push('"');
-        }
-        out.push(c);
-    }
-    out.push('"');
-}
-
-pub fn write_result_header(format: Format, out: &mut Vec<u8>) {
+pub fn write_result_header(format: Format, csv: &mut CsvLine, out: &mut Vec<u8>) {
     if format == Format::Csv {
-        out.extend_from_slice(RESULT_COLUMNS.join(",").as_bytes());
-        out.push(b'\n');
+        csv.record(out, RESULT_COLUMNS);
     }
 }
 
-pub fn write_error_header(out: &mut Vec<u8>) {
-    out.extend_from_slice(ERROR_COLUMNS.join(",").as_bytes());
-    out.push(b'\n');
+pub fn write_error_header(csv: &mut CsvLine, out: &mut Vec<u8>) {
+    csv.record(out, ERROR_COLUMNS);
 }
 
-/// One error-report line: `line,field,reason`.
-pub fn write_error_row(e: &RowError, out: &mut Vec<u8>) {
-    let mut line = String::with_capacity(128);
-    let _ = write!(line, "{},{},", e.line, e.field.unwrap_or(""));
-    push_csv_text(&mut line, &e.reason);
-    line.push('\n');
-    out.extend_from_slice(line.as_bytes());
+/// One error-report line: `line,field,reason` (the reason always quoted).
+pub fn write_error_row(e: &RowError, csv: &mut CsvLine, out: &mut Vec<u8>) {
+    csv.display(out, e.line);
+    csv.field(out, e.field.unwrap_or(""));
+    csv.text(out, &e.reason);
+    csv.end(out);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -730,6 +710,8 @@ pub struct BatchScorer {
     errors_from: u64,
     results: Vec<u8>,
     errors: Vec<u8>,
+    /// Writes both files' CSV lines.
+    csv: CsvLine,
     results_rows_done: u64,
     errors_rows_done: u64,
     /// Running: after the last row pushed.
@@ -762,6 +744,123 @@ pub struct StoredAggregates<'a> {
     pub terminal: &'a EntityAggregate,
 }
 
+/// Entity keys per bulk aggregate read: one DynamoDB BatchGetItem's worth.
+pub const KEYS_PER_READ: usize = 100;
+
+/// One bulk read of stored aggregates: at most [`KEYS_PER_READ`] entities, customers first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AggregateRead {
+    pub customers: Vec<CustomerId>,
+    pub terminals: Vec<TerminalId>,
+}
+
+/// The stored aggregates a `stored` job has read, kept for the job: an entity is read once while
+/// it stays cached. Bounded (each is about 2 KB): when a chunk's entities would not fit beside
+/// what it holds, the cache is emptied first, so it holds at most `capacity` entities, or one
+/// chunk's when that alone is more.
+#[derive(Debug)]
+pub struct AggregateCache {
+    customers: HashMap<CustomerId, EntityAggregate>,
+    terminals: HashMap<TerminalId, EntityAggregate>,
+    capacity: usize,
+    empty: EntityAggregate,
+}
+
+impl AggregateCache {
+    pub fn new(capacity: usize) -> Self {
+        AggregateCache {
+            customers: HashMap::new(),
+            terminals: HashMap::new(),
+            capacity,
+            empty: EntityAggregate::default(),
+        }
+    }
+
+    /// Entities held.
+    pub fn len(&self) -> usize {
+        self.customers.len() + self.terminals.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The reads that bring the entities of `rows` into the cache, in groups of
+    /// [`KEYS_PER_READ`]; none when all are cached. Empties the cache first when the missing ones
+    /// would not fit, and then asks for all of them.
+    pub fn reads<'t>(&mut self, rows: impl Iterator<Item = &'t Transaction> + Clone) -> Vec<AggregateRead> {
+        let (customers, terminals) = self.missing(rows.clone());
+        if customers.is_empty() && terminals.is_empty() {
+            return Vec::new();
+        }
+        let (customers, terminals) = if self.len() + customers.len() + terminals.len() > self.capacity {
+            self.customers.clear();
+            self.terminals.clear();
+            // The chunk's entities that were cached are gone too.
+            self.missing(rows)
+        } else {
+            (customers, terminals)
+        };
+        let keys: Vec<Result<CustomerId, TerminalId>> = customers
+            .into_iter()
+            .map(Ok)
+            .chain(terminals.into_iter().map(Err))
+            .collect();
+        keys.chunks(KEYS_PER_READ)
+            .map(|group| {
+                let mut read = AggregateRead::default();
+                for k in group {
+                    match k {
+                        Ok(c) => read.customers.push(c.clone()),
+                        Err(t) => read.terminals.push(t.clone()),
+                    }
+                }
+                read
+            })
+            .collect()
+    }
+
+    /// Distinct entities of `rows` not cached, in the order they first appear.
+    fn missing<'t>(&self, rows: impl Iterator<Item = &'t Transaction>) -> (Vec<CustomerId>, Vec<TerminalId>) {
+        let (mut seen_c, mut seen_t) = (HashSet::new(), HashSet::new());
+        let (mut customers, mut terminals) = (Vec::new(), Vec::new());
+        for t in rows {
+            if !self.customers.contains_key(&t.customer_id) && seen_c.insert(&t.customer_id) {
+                customers.push(t.customer_id.clone());
+            }
+            if !self.terminals.contains_key(&t.terminal_id) && seen_t.insert(&t.terminal_id) {
+                terminals.push(t.terminal_id.clone());
+            }
+        }
+        (customers, terminals)
+    }
+
+    /// What `read` found. An entity it did not find has no stored history: an empty aggregate.
+    pub fn insert(
+        &mut self,
+        read: AggregateRead,
+        mut customers: HashMap<CustomerId, EntityAggregate>,
+        mut terminals: HashMap<TerminalId, EntityAggregate>,
+    ) {
+        for c in read.customers {
+            let agg = customers.remove(&c).unwrap_or_default();
+            self.customers.insert(c, agg);
+        }
+        for t in read.terminals {
+            let agg = terminals.remove(&t).unwrap_or_default();
+            self.terminals.insert(t, agg);
+        }
+    }
+
+    /// The row's aggregates; empty for an entity that was never read.
+    pub fn get(&self, tx: &Transaction) -> StoredAggregates<'_> {
+        StoredAggregates {
+            customer: self.customers.get(&tx.customer_id).unwrap_or(&self.empty),
+            terminal: self.terminals.get(&tx.terminal_id).unwrap_or(&self.empty),
+        }
+    }
+}
+
 impl BatchScorer {
     /// `part_size` is raised to [`MIN_PART_BYTES`] if below it.
     pub fn new(
@@ -786,6 +885,7 @@ impl BatchScorer {
             errors_from: from.errors_rows_done,
             results: Vec::with_capacity(capacity),
             errors: Vec::new(),
+            csv: CsvLine::new(),
             results_rows_done: from.results_rows_done,
             errors_rows_done: from.errors_rows_done,
             next_line: from.next_line,
@@ -795,10 +895,10 @@ impl BatchScorer {
             row: 0,
         };
         if from.results_rows_done == 0 {
-            write_result_header(format, &mut s.results);
+            write_result_header(format, &mut s.csv, &mut s.results);
         }
         if from.errors_rows_done == 0 {
-            write_error_header(&mut s.errors);
+            write_error_header(&mut s.csv, &mut s.errors);
         }
         s
     }
@@ -832,7 +932,8 @@ impl BatchScorer {
         match item {
             Ok((row, Some(x))) => {
                 let decided = pipeline::decide(&self.model, &self.policy, &row.tx, row.extras(), &x);
-                ResultRow::new(&row.tx, &decided, self.model.version()).write(self.format, &mut self.results);
+                let out = ResultRow::new(&row.tx, &decided, self.model.version());
+                out.write(self.format, &mut self.csv, &mut self.results);
                 self.counts.add_decision(decided.decision);
             }
             Ok((_, None)) => {}
@@ -841,7 +942,7 @@ impl BatchScorer {
                     self.counts.rows_rejected += 1;
                 }
                 if row >= self.errors_from {
-                    write_error_row(&e, &mut self.errors);
+                    write_error_row(&e, &mut self.csv, &mut self.errors);
                 }
             }
         }
@@ -1070,6 +1171,81 @@ mod tests {
     }
 
     #[test]
+    fn results_keep_their_bytes_and_odd_values_read_back_through_the_csv_crate() {
+        let (_, f) = score_all(&Checkpoint::default(), Format::Csv);
+        let results = String::from_utf8(f.results.unwrap()).unwrap();
+        let lines: Vec<&str> = results.lines().collect();
+        assert_eq!(lines[0], RESULT_COLUMNS.join(","));
+        // Bytes of an ordinary row as the hand-rolled writer wrote them: the text always quoted.
+        assert_eq!(
+            lines[2],
+            "b,block,0.8807970779778823,88,AMOUNT_HIGH,\"amount is 500.00, 10.0× the typical 50.00; this raises the \
+             risk\",,,,,56fed45b563bb9d2"
+        );
+
+        let reason = |code: &str, text: &str| ReasonOut {
+            code: code.into(),
+            text: text.into(),
+        };
+        let odd = ResultRow {
+            id: "id,with \"quotes\"".into(),
+            decision: Decision::Review,
+            score: 0.5,
+            risk_score: 50,
+            reasons: vec![
+                reason("RULE,1", "line one\nline \"two\", with a comma"),
+                reason("X", ""),
+                reason("\"quoted\"", "\r\n"),
+            ],
+            model_version: "v,1".into(),
+        };
+        let plain = ResultRow {
+            reasons: vec![reason("AMOUNT_HIGH", "plain")],
+            ..odd.clone()
+        };
+        let (mut csv, mut out) = (CsvLine::new(), Vec::new());
+        write_result_header(Format::Csv, &mut csv, &mut out);
+        for r in [&odd, &plain, &odd] {
+            r.write(Format::Csv, &mut csv, &mut out);
+        }
+        assert_eq!(
+            ResultRow::read_all(Format::Csv, &out).unwrap(),
+            [odd.clone(), plain, odd]
+        );
+    }
+
+    #[test]
+    fn error_rows_with_odd_reasons_read_back_through_the_csv_crate() {
+        let (mut csv, mut out) = (CsvLine::new(), Vec::new());
+        write_error_header(&mut csv, &mut out);
+        let errors = [
+            (7, Some("we,ird"), "\"x\" is not a number, see\nthe next line"),
+            (8, None, "plain"),
+        ];
+        for (line, field, reason) in errors {
+            let e = RowError {
+                file: "f".into(),
+                line,
+                field,
+                reason: reason.into(),
+            };
+            write_error_row(&e, &mut csv, &mut out);
+        }
+        assert!(out.ends_with(b"\n8,,\"plain\"\n"), "ordinary rows keep their bytes");
+        let mut rdr = csv::Reader::from_reader(&out[..]);
+        assert_eq!(rdr.headers().unwrap().iter().collect::<Vec<_>>(), ERROR_COLUMNS);
+        let back: Vec<Vec<String>> = rdr
+            .records()
+            .map(|r| r.unwrap().iter().map(str::to_owned).collect())
+            .collect();
+        let want: Vec<Vec<String>> = errors
+            .iter()
+            .map(|(l, f, r)| vec![l.to_string(), f.unwrap_or("").to_owned(), (*r).to_owned()])
+            .collect();
+        assert_eq!(back, want);
+    }
+
+    #[test]
     fn a_resumed_run_writes_what_the_clean_run_wrote_after_the_checkpoint() {
         let (_, clean) = score_all(&Checkpoint::default(), Format::Ndjson);
         let clean_rows = clean.results.unwrap();
@@ -1135,6 +1311,28 @@ mod tests {
         assert_eq!(f.results_rows_done, n);
         assert_eq!(f.errors_rows_done, 0);
         assert_eq!(f.counts.rows_read, n);
+    }
+
+    #[test]
+    fn aggregate_reads_group_new_entities_by_the_hundred_customers_first() {
+        let tx = |i: usize, terminal: usize| Transaction {
+            customer_id: CustomerId::parse(&format!("c{i}")).unwrap(),
+            terminal_id: TerminalId::parse(&format!("t{terminal}")).unwrap(),
+            ..rows(FILE)[0].1.clone().unwrap().tx
+        };
+        // 150 customers and 60 terminals, each seen twice.
+        let chunk: Vec<Transaction> = (0..300).map(|i| tx(i % 150, i % 60)).collect();
+        let mut cache = AggregateCache::new(1000);
+        let reads = cache.reads(chunk.iter());
+        let sizes: Vec<(usize, usize)> = reads.iter().map(|r| (r.customers.len(), r.terminals.len())).collect();
+        assert_eq!(sizes, [(100, 0), (50, 50), (0, 10)]);
+        assert_eq!(reads[0].customers[0].as_str(), "c0", "in the order they first appear");
+        for r in reads {
+            cache.insert(r, HashMap::new(), HashMap::new());
+        }
+        assert_eq!(cache.len(), 210);
+        assert!(cache.reads(chunk.iter()).is_empty(), "all cached: nothing to read");
+        assert_eq!(*cache.get(&chunk[0]).customer, EntityAggregate::default());
     }
 
     #[test]

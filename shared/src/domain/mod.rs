@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod batch;
+pub mod csv_line;
 pub mod decision;
 pub mod features;
 pub mod io;

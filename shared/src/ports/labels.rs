@@ -3,8 +3,9 @@
 //! - [`LabelStore`]: the decisions a file labels and the fraud counters a label moves
 //!   (DynamoDB: `adapters/dynamodb/labels.rs`);
 //! - [`LabelReading`]: where the label file (opened through [`crate::ports::objects`]) is
-//!   parsed into chunks, since reading it blocks;
-//! - [`Sleep`]: waiting for a live lease to run out, so the service needs no runtime.
+//!   parsed into chunks, since reading it blocks.
+//!
+//! Waiting for a live lease to run out goes through [`crate::ports::Sleep`].
 
 use crate::domain::io::FileKind;
 use crate::domain::labels::{LabelChunk, Resume, StoredLabel};
@@ -13,7 +14,6 @@ use crate::ports::StoreError;
 use std::collections::HashMap;
 use std::future::Future;
 use std::io::Read;
-use std::time::Duration;
 
 /// A stored decision as labelling sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,9 +104,4 @@ pub trait LabelReading: Send + Sync {
     type Chunks: LabelChunks;
 
     fn start<R: Read + Send + 'static>(&self, plan: ReadPlan, input: R) -> Self::Chunks;
-}
-
-/// Waiting, from the runtime the caller runs on.
-pub trait Sleep: Send + Sync {
-    fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send;
 }

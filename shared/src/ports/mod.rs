@@ -10,8 +10,10 @@ use crate::domain::auth::{KeyHash, KeyRecord};
 use crate::domain::decision::{DecisionRecord, IdempotencyKey};
 use crate::domain::features::{AggregateDelta, EntityAggregate};
 use crate::domain::policy::Thresholds;
-use crate::domain::{CustomerId, TenantId, Transaction, TransactionId};
+use crate::domain::{CustomerId, TenantId, TerminalId, Transaction, TransactionId};
+use std::collections::HashMap;
 use std::future::Future;
+use std::time::Duration;
 
 pub mod in_memory;
 pub mod registry;
@@ -118,7 +120,33 @@ pub trait DecisionStore: Send + Sync {
     fn active_model(&self, tenant: &TenantId) -> impl Future<Output = Result<Option<ActiveModel>, StoreError>> + Send;
 }
 
+/// Stored aggregates by entity, as one bulk read found them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FoundAggregates {
+    pub customers: HashMap<CustomerId, EntityAggregate>,
+    pub terminals: HashMap<TerminalId, EntityAggregate>,
+}
+
+/// The per-customer and per-terminal aggregates a decision reads, in bulk and read only (the
+/// batch runner's `stored` feature source).
+pub trait AggregateReads: Send + Sync {
+    /// The aggregates of these entities, as [`DecisionStore::load_for_scoring`] would read them.
+    /// An entity with no stored aggregate is absent from the maps.
+    fn aggregates(
+        &self,
+        tenant: &TenantId,
+        customers: &[CustomerId],
+        terminals: &[TerminalId],
+    ) -> impl Future<Output = Result<FoundAggregates, StoreError>> + Send;
+}
+
 /// Model artifacts by object key.
 pub trait ModelBlobs: Send + Sync {
     fn fetch(&self, object_key: &str) -> impl Future<Output = Result<Vec<u8>, StoreError>> + Send;
+}
+
+/// Waiting, on the runtime the caller runs on (tokio: `adapters::runtime::TokioSleep`), so the
+/// services that wait for a live lease to run out need none.
+pub trait Sleep: Send + Sync {
+    fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send;
 }

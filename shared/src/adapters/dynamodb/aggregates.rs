@@ -1,25 +1,19 @@
 //! Per-customer and per-terminal aggregates: day counters read tolerantly, updated with atomic ADD.
 
 use super::*;
+use crate::ports::{AggregateReads, FoundAggregates};
 
 /// The most keys one BatchGetItem takes.
 pub const BATCH_GET_MAX_KEYS: usize = 100;
 
-impl DynamoStore {
-    /// Stored aggregates of many customers and terminals, read only: BatchGetItem in chunks of
-    /// [`BATCH_GET_MAX_KEYS`] distinct keys. An entity without an item is absent from the maps.
-    pub async fn aggregates(
+impl AggregateReads for DynamoStore {
+    /// BatchGetItem in chunks of [`BATCH_GET_MAX_KEYS`] distinct keys.
+    async fn aggregates(
         &self,
         tenant: &TenantId,
         customers: &[CustomerId],
         terminals: &[TerminalId],
-    ) -> Result<
-        (
-            HashMap<CustomerId, EntityAggregate>,
-            HashMap<TerminalId, EntityAggregate>,
-        ),
-        StoreError,
-    > {
+    ) -> Result<FoundAggregates, StoreError> {
         let keys = Keys::new(tenant);
         let mut wanted: HashMap<ItemKey, Result<&CustomerId, &TerminalId>> = HashMap::new();
         for c in customers {
@@ -29,18 +23,18 @@ impl DynamoStore {
             wanted.insert(keys.terminal_aggregate(t), Err(t));
         }
         let all: Vec<&ItemKey> = wanted.keys().collect();
-        let (mut by_customer, mut by_terminal) = (HashMap::new(), HashMap::new());
+        let mut found = FoundAggregates::default();
         for chunk in all.chunks(BATCH_GET_MAX_KEYS) {
             for (key, item) in self.batch_get(chunk).await? {
                 let agg = parse_aggregate(&item, &key)?;
                 match wanted.get(&key) {
-                    Some(Ok(c)) => by_customer.insert((*c).clone(), agg),
-                    Some(Err(t)) => by_terminal.insert((*t).clone(), agg),
+                    Some(Ok(c)) => found.customers.insert((*c).clone(), agg),
+                    Some(Err(t)) => found.terminals.insert((*t).clone(), agg),
                     None => return Err(corrupt(&key, "BatchGetItem returned a key that was not asked for")),
                 };
             }
         }
-        Ok((by_customer, by_terminal))
+        Ok(found)
     }
 }
 

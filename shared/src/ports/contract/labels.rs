@@ -53,7 +53,9 @@ pub async fn seed_decision<D: DecisionStore>(store: &D, tenant: &TenantId) -> Se
     let d = seeded();
     let t = decisions::tx(d.id.as_str(), "2018-08-01T10:00:00Z", 1_000, d.customer.as_str());
     let mut record = decisions::record(&t, "fp-label");
-    record.inputs = serde_json::to_value(TransactionInputs::from_transaction(&t)).unwrap().into();
+    record.inputs = serde_json::to_value(TransactionInputs::from_transaction(&t))
+        .unwrap()
+        .into();
     let commit = DecisionCommit {
         record: &record,
         transaction: &t,

@@ -6,6 +6,7 @@
 //! Compiled always, not under `cfg(test)`: the integration tests call them, and a feature only
 //! they enabled would make the tests, `cargo lambda watch` and the CLI build this crate apart.
 
+pub mod aggregates;
 pub mod decisions;
 pub mod jobs;
 pub mod labels;
@@ -22,6 +23,11 @@ mod tests {
 
     fn acme() -> TenantId {
         TenantId::parse("acme").unwrap()
+    }
+
+    #[test]
+    fn the_aggregates_fake_keeps_the_contract() {
+        block_on(aggregates::aggregate_reads(&InMemoryDecisions::default()));
     }
 
     #[test]

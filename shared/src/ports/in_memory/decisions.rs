@@ -1,14 +1,15 @@
 //! Decisions, keys, aggregates and tenant config in memory, held to what the DynamoDB adapter
-//! does by [`crate::ports::contract::decisions`].
+//! does by [`crate::ports::contract::decisions`] and [`crate::ports::contract::aggregates`].
 
 use super::lock;
 use crate::domain::auth::{KeyHash, KeyRecord};
 use crate::domain::decision::{DecisionRecord, IdempotencyKey};
-use crate::domain::features::EntityAggregate;
+use crate::domain::features::{transaction_delta, AggregateDelta, EntityAggregate};
 use crate::domain::policy::Thresholds;
 use crate::domain::{CustomerId, TenantId, TerminalId, Transaction, TransactionId};
 use crate::ports::{
-    ActiveModel, CommitOutcome, DecisionCommit, DecisionStore, IdempotencyRecord, Page, ScoringSnapshot, StoreError,
+    ActiveModel, AggregateReads, CommitOutcome, DecisionCommit, DecisionStore, FoundAggregates, IdempotencyRecord,
+    Page, ScoringSnapshot, StoreError,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -26,6 +27,8 @@ struct State {
     active_models: HashMap<TenantId, ActiveModel>,
     /// Committed by "another request" just before the next commit (a lost race, for tests).
     racing: Vec<(TenantId, DecisionRecord, Transaction)>,
+    /// The entities of each bulk aggregate read, in the order asked.
+    aggregate_reads: Vec<(Vec<CustomerId>, Vec<TerminalId>)>,
 }
 
 /// Decisions, aggregates, keys and tenant config in memory, with the DynamoDB adapter's
@@ -73,6 +76,16 @@ impl InMemoryDecisions {
     pub fn decision_count(&self) -> usize {
         self.state().decisions.len()
     }
+
+    /// Counts `tx` in its customer's and terminal's aggregates, as its committed decision would.
+    pub fn add_to_aggregates(&self, tenant: &TenantId, tx: &Transaction) {
+        self.state().add(tenant, tx, &transaction_delta(tx));
+    }
+
+    /// The customers and terminals of each [`AggregateReads::aggregates`] call so far.
+    pub fn aggregate_reads(&self) -> Vec<(Vec<CustomerId>, Vec<TerminalId>)> {
+        self.state().aggregate_reads.clone()
+    }
 }
 
 impl State {
@@ -93,6 +106,11 @@ impl State {
                 },
             );
         }
+        self.add(tenant, tx, &c.delta);
+        CommitOutcome::Committed
+    }
+
+    fn add(&mut self, tenant: &TenantId, tx: &Transaction, delta: &AggregateDelta) {
         for map_key in [
             (&mut self.customers, tx.customer_id.as_str()),
             (&mut self.terminals, tx.terminal_id.as_str()),
@@ -100,9 +118,33 @@ impl State {
             let (map, entity) = map_key;
             map.entry((tenant.clone(), entity.to_owned()))
                 .or_default()
-                .add(c.delta.day, &c.delta.counter);
+                .add(delta.day, &delta.counter);
         }
-        CommitOutcome::Committed
+    }
+}
+
+impl AggregateReads for InMemoryDecisions {
+    async fn aggregates(
+        &self,
+        tenant: &TenantId,
+        customers: &[CustomerId],
+        terminals: &[TerminalId],
+    ) -> Result<FoundAggregates, StoreError> {
+        let mut s = self.state();
+        s.aggregate_reads.push((customers.to_vec(), terminals.to_vec()));
+        let scoped = |k: &str| (tenant.clone(), k.to_owned());
+        let mut found = FoundAggregates::default();
+        for c in customers {
+            if let Some(a) = s.customers.get(&scoped(c.as_str())) {
+                found.customers.insert(c.clone(), a.clone());
+            }
+        }
+        for t in terminals {
+            if let Some(a) = s.terminals.get(&scoped(t.as_str())) {
+                found.terminals.insert(t.clone(), a.clone());
+            }
+        }
+        Ok(found)
     }
 }
 
@@ -146,7 +188,7 @@ impl DecisionStore for InMemoryDecisions {
                 record: &record,
                 transaction: &tx,
                 idempotency_key: None,
-                delta: crate::domain::features::transaction_delta(&tx),
+                delta: transaction_delta(&tx),
             };
             s.commit(&t, &winner);
         }
