@@ -203,9 +203,16 @@ impl Objects for ObjectStore {
     ) -> Result<Option<(ObjectReader, ReadFailure)>, StoreError> {
         let handle = tokio::runtime::Handle::try_current()
             .map_err(|e| StoreError::Unavailable(format!("reading {} needs a tokio runtime: {e}", url(bucket, key))))?;
+        // A resumed read is pinned to what the first answer read, so a broken stream can never
+        // continue in a newer upload, whatever pin (or none) the caller gave.
+        let version_id = version.version_id.map(str::to_owned);
+        let mut etag = version.etag.filter(|e| !e.is_empty()).map(normalize_etag);
         let (body, size) = match self.get_object(bucket, key, version, offset).send().await {
             Ok(out) => {
                 let size = offset + content_length(out.content_length());
+                if etag.is_none() {
+                    etag = out.e_tag().filter(|e| !e.is_empty()).map(normalize_etag);
+                }
                 (out.body, size)
             }
             // Resuming exactly at the end of the object.
@@ -218,14 +225,16 @@ impl Objects for ObjectStore {
             store: self.clone(),
             bucket: bucket.to_owned(),
             key: key.to_owned(),
-            version_id: version.version_id.map(str::to_owned),
-            etag: version.etag.map(normalize_etag),
+            version_id,
+            etag,
             size,
             handle,
             body,
             chunk: Vec::new(),
             pos: 0,
             offset,
+            stalled_at: None,
+            stalls: 0,
             failure: failure.clone(),
         };
         Ok(Some((reader, failure)))
@@ -431,13 +440,24 @@ pub struct ObjectReader {
     chunk: Vec<u8>,
     pos: usize,
     offset: u64,
+    /// Where the last break happened, and how many breaks in a row came there without a byte of
+    /// progress: a body that breaks right after every reopen must end the read, not loop.
+    stalled_at: Option<u64>,
+    stalls: u32,
     failure: ReadFailure,
 }
 
 impl ObjectReader {
     fn reopen(&mut self, why: String) -> io::Result<()> {
         let mut last = why;
-        for attempt in 0..READ_RETRIES {
+        if self.stalled_at == Some(self.offset) {
+            self.stalls += 1;
+        } else {
+            self.stalled_at = Some(self.offset);
+            self.stalls = 0;
+        }
+        let attempts = if self.stalls >= READ_RETRIES { 0 } else { READ_RETRIES };
+        for attempt in 0..attempts {
             std::thread::sleep(Duration::from_millis(200 << attempt));
             let version = ObjectVersion {
                 version_id: self.version_id.as_deref(),

@@ -98,7 +98,7 @@ const BUCKET: &str = "data";
 const KEY: &str = "batches/incoming/acme/day.csv";
 
 #[test]
-fn a_job_is_handed_over_part_by_part_waits_for_a_live_holder_and_takes_over_an_expired_lease() {
+fn a_job_is_handed_over_part_by_part_leaves_a_live_holder_alone_and_takes_over_an_expired_lease() {
     let (jobs, objects, reinvoke) = (InMemoryJobs::default(), InMemoryObjects::default(), Recorder::default());
     let e1 = objects.upload(BUCKET, KEY, b"id,...\n", &[]);
     let settings = Settings {

@@ -395,7 +395,7 @@ impl<'a, R: ModelImports, J: JobStore, O: Objects> ModelImporter<'a, R, J, O> {
                 // Unread, so named by its etag rather than its bytes.
                 let sha = sha256_hex(format!("{origin}#{}", up.etag).as_bytes());
                 let outcome = self.reject(up, &incoming, &sha, None, None, &r).await?;
-                self.record_outcome(tenant, &job, None, &outcome).await?;
+                let outcome = self.record_outcome(tenant, &job, None, outcome).await?;
                 self.finish_move(up, &incoming, &outcome).await?;
                 return Ok(up.result(false, outcome));
             }
@@ -404,7 +404,7 @@ impl<'a, R: ModelImports, J: JobStore, O: Objects> ModelImporter<'a, R, J, O> {
         if let Some(first) = self.registry.source_outcome(tenant, &sha).await? {
             if let Ok(first) = serde_json::from_str::<ImportOutcome>(&first) {
                 tracing::info!(%origin, sha256 = %sha, "the same bytes were imported before");
-                self.record_outcome(tenant, &job, None, &first).await?;
+                let first = self.record_outcome(tenant, &job, None, first).await?;
                 return Ok(up.result(true, first));
             }
         }
@@ -426,7 +426,8 @@ impl<'a, R: ModelImports, J: JobStore, O: Objects> ModelImporter<'a, R, J, O> {
                     .await?
             }
         };
-        self.record_outcome(tenant, &job, Some(&sha), &outcome).await?;
+        // A concurrent delivery may have ended the job first: its outcome stands, here too.
+        let outcome = self.record_outcome(tenant, &job, Some(&sha), outcome).await?;
         self.finish_move(up, &incoming, &outcome).await?;
         Ok(up.result(false, outcome))
     }
@@ -607,23 +608,33 @@ impl<'a, R: ModelImports, J: JobStore, O: Objects> ModelImporter<'a, R, J, O> {
     }
 
     /// Per bytes (unless these bytes have an outcome already), then per object: the object's job
-    /// ends with it. Either record stays as first written.
+    /// ends with it. Either record stays as first written, so the outcome returned is the one
+    /// the job holds: `outcome`, or a concurrent delivery's that got there first.
     async fn record_outcome(
         &self,
         tenant: &TenantId,
         job: &ObjectRef,
         sha: Option<&str>,
-        outcome: &ImportOutcome,
-    ) -> Result<(), ImportError> {
-        let json = serde_json::to_string(outcome).map_err(|e| ImportError::Encode(job.uri(), e))?;
+        outcome: ImportOutcome,
+    ) -> Result<ImportOutcome, ImportError> {
+        let json = serde_json::to_string(&outcome).map_err(|e| ImportError::Encode(job.uri(), e))?;
         if let Some(sha) = sha {
             self.registry.record_source_outcome(tenant, sha, &json).await?;
         }
         let end = JobEnd::Completed { result: Some(json) };
-        self.jobs
+        let recorded = self
+            .jobs
             .record_job_end(tenant, job, JobType::Model, None, &end, Timestamp::now())
             .await?;
-        Ok(())
+        if recorded {
+            return Ok(outcome);
+        }
+        let first = self.jobs.read_job::<serde::de::IgnoredAny>(tenant, job).await?;
+        let first = first
+            .and_then(|j| j.result)
+            .and_then(|r| serde_json::from_str::<ImportOutcome>(&r).ok());
+        // An end that does not read as an outcome (an older shape) cannot be the answer.
+        Ok(first.unwrap_or(outcome))
     }
 }
 
