@@ -8,7 +8,7 @@
 use super::*;
 pub use crate::ports::jobs::JOB_TTL_SECS;
 use crate::ports::jobs::{Claim, Job, JobEnd, JobStore, JobType, LeaseOwner, NewJob};
-use serde::de::{DeserializeOwned, IgnoredAny};
+use serde::de::DeserializeOwned;
 
 /// Attributes the store owns; a payload must not use these names.
 const COMMON: [&str; 19] = [
@@ -188,11 +188,6 @@ impl DynamoStore {
             Err(err) if is_conditional_check_failed(&err) => Ok(None),
             Err(err) => Err(sdk_error(op, err)),
         }
-    }
-
-    /// The job's status and result, without its progress (model-import's duplicate check).
-    pub async fn job(&self, tenant: &TenantId, object: &ObjectRef) -> Result<Option<Job<IgnoredAny>>, StoreError> {
-        self.read_job(tenant, object).await
     }
 }
 

@@ -1,6 +1,7 @@
 //! Keys: the one place that builds storage keys. Every tenant-scoped key is built by [`Keys`].
 
 use super::*;
+use crate::domain::objects::normalize_etag;
 
 /// A primary key: partition and sort key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -122,7 +123,7 @@ impl<'t> Keys<'t> {
                 "{}/{}#{}",
                 job.bucket,
                 job.key,
-                job.etag.trim_matches('"').replace('#', "")
+                normalize_etag(&job.etag).replace('#', "")
             ),
         )
     }
