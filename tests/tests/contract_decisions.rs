@@ -1,12 +1,11 @@
-//! The DecisionStore contract (`verdict::ports::contract::decisions`) against the in-memory fake
-//! and against the DynamoDB adapter on moto.
+//! The DecisionStore contract (`verdict::ports::contract::decisions`) against the DynamoDB
+//! adapter on moto (shared's unit tests run it on the fake).
 
 use verdict::adapters::DynamoStore;
 use verdict::domain::auth::{KeyHash, KeyRecord};
 use verdict::domain::policy::Thresholds;
 use verdict::domain::TenantId;
 use verdict::ports::contract::decisions::{self as contract, Seed};
-use verdict::ports::in_memory::InMemoryDecisions;
 use verdict_integration::Stack;
 
 /// The admin writes the contract needs, on the adapter (the CLI's calls).
@@ -19,12 +18,6 @@ impl Seed for Admin<'_> {
     async fn seed_thresholds(&self, tenant: &TenantId, t: Thresholds) {
         self.0.set_thresholds(tenant, t).await.expect("set_thresholds");
     }
-}
-
-#[tokio::test]
-async fn the_in_memory_fake_keeps_the_decision_store_contract() {
-    let fake = InMemoryDecisions::default();
-    contract::decision_store(&fake, &fake).await;
 }
 
 #[tokio::test]

@@ -1,18 +1,13 @@
 //! The job store's contract (`verdict::ports::contract::jobs`: the lease rules, and model import's
-//! record of an end) against the in-memory fake and against the DynamoDB adapter on moto.
+//! record of an end) against the DynamoDB adapter on moto (shared's unit
+//! tests run it on the fake).
 
 use verdict::domain::TenantId;
 use verdict::ports::contract::jobs::lease_rules;
-use verdict::ports::in_memory::InMemoryJobs;
 use verdict_integration::Stack;
 
 fn acme() -> TenantId {
     TenantId::parse("acme").unwrap()
-}
-
-#[tokio::test]
-async fn the_in_memory_fake_keeps_the_job_contract() {
-    lease_rules(&InMemoryJobs::default(), &acme(), "data", "labels/incoming/acme").await;
 }
 
 #[tokio::test]

@@ -1,18 +1,13 @@
-//! The label store's contract (`verdict::ports::contract::labels`) against the in-memory fake and
-//! against the DynamoDB adapter on moto, whose decision is stored as the api stores one.
+//! The label store's contract (`verdict::ports::contract::labels`) against
+//! the DynamoDB adapter on moto, whose decision is stored as the api stores one (shared's unit
+//! tests run it on the fake).
 
 use verdict::domain::TenantId;
-use verdict::ports::contract::labels::{label_rules, seed_decision, seeded_fake, unknown};
+use verdict::ports::contract::labels::{label_rules, seed_decision, unknown};
 use verdict_integration::Stack;
 
 fn acme() -> TenantId {
     TenantId::parse("acme").unwrap()
-}
-
-#[tokio::test]
-async fn the_in_memory_fake_keeps_the_label_contract() {
-    let (fake, seeded) = seeded_fake(&acme());
-    label_rules(&fake, &acme(), &seeded, &unknown()).await;
 }
 
 #[tokio::test]

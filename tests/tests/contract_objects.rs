@@ -1,16 +1,10 @@
 //! The objects contract (`verdict::ports::contract::objects`: etags, `If-Match` reads and
-//! deletes, missing objects, ranged opens, multipart) against the in-memory fake and against the
-//! S3 adapter on moto.
+//! deletes, missing objects, ranged opens, multipart) against the
+//! S3 adapter on moto (shared's unit tests run it on the fake).
 
 use verdict::adapters::ObjectStore;
-use verdict::ports::contract::objects::{drain_blocking, drain_inline, objects_contract};
-use verdict::ports::in_memory::InMemoryObjects;
+use verdict::ports::contract::objects::{drain_blocking, objects_contract};
 use verdict_integration::Stack;
-
-#[tokio::test]
-async fn the_in_memory_fake_keeps_the_objects_contract() {
-    objects_contract(&InMemoryObjects::default(), "data", "contract", drain_inline).await;
-}
 
 #[tokio::test]
 async fn the_s3_adapter_keeps_the_objects_contract() {

@@ -1,19 +1,12 @@
-//! The registry and import contract (`verdict::ports::contract::registry`) against the in-memory
-//! fake and against the DynamoDB adapter on moto.
+//! The registry and import contract (`verdict::ports::contract::registry`) against the DynamoDB
+//! adapter on moto (shared's unit tests run it on the fake).
 
 use verdict::domain::TenantId;
 use verdict::ports::contract::registry::registry_contract;
-use verdict::ports::in_memory::InMemoryRegistry;
 use verdict_integration::Stack;
 
 fn tenants() -> (TenantId, TenantId) {
     (TenantId::parse("acme").unwrap(), TenantId::parse("globex").unwrap())
-}
-
-#[tokio::test]
-async fn the_in_memory_fake_keeps_the_registry_contract() {
-    let (acme, globex) = tenants();
-    registry_contract(&InMemoryRegistry::default(), &acme, &globex).await;
 }
 
 #[tokio::test]
