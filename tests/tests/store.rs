@@ -17,9 +17,8 @@ use verdict::domain::model::Model;
 use verdict::domain::policy::Thresholds;
 use verdict::domain::registry::{ModelRegistration, ModelStatus};
 use verdict::domain::{Currency, CustomerId, Money, TenantId, TerminalId, Timestamp, Transaction, TransactionId};
-use verdict::ports::{
-    ActiveModel, CommitOutcome, DecisionCommit, DecisionStore, IdempotencyRecord, ModelBlobs, StoreError,
-};
+use verdict::ports::contract::decisions::commit;
+use verdict::ports::{ActiveModel, CommitOutcome, DecisionStore, IdempotencyRecord, ModelBlobs, StoreError};
 use verdict_integration::{label_fraud, Stack};
 
 fn tenant(t: &str) -> TenantId {
@@ -72,15 +71,6 @@ fn record(t: &Transaction, fingerprint: &str) -> DecisionRecord {
         request_id: None,
         processing_ms: None,
         label: None,
-    }
-}
-
-fn commit<'a>(r: &'a DecisionRecord, t: &'a Transaction, idem: Option<&'a IdempotencyKey>) -> DecisionCommit<'a> {
-    DecisionCommit {
-        record: r,
-        transaction: t,
-        idempotency_key: idem,
-        delta: transaction_delta(t),
     }
 }
 

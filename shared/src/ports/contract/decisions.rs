@@ -78,7 +78,8 @@ pub fn record(t: &Transaction, fingerprint: &str) -> DecisionRecord {
     }
 }
 
-fn commit<'a>(r: &'a DecisionRecord, t: &'a Transaction, idem: Option<&'a IdempotencyKey>) -> DecisionCommit<'a> {
+/// The commit the api makes for `r`: the decision, its idempotency record, its aggregate deltas.
+pub fn commit<'a>(r: &'a DecisionRecord, t: &'a Transaction, idem: Option<&'a IdempotencyKey>) -> DecisionCommit<'a> {
     DecisionCommit {
         record: r,
         transaction: t,
