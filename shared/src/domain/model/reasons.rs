@@ -23,7 +23,9 @@ impl Reason {
         static CODES: LazyLock<[[String; 2]; FEATURE_COUNT]> = LazyLock::new(|| {
             Feature::ALL.map(|f| ["HIGH", "LOW"].map(|dir| format!("{}_{dir}", f.name().to_ascii_uppercase())))
         });
-        &CODES[self.feature as usize][usize::from(self.contribution < 0.0)]
+        // The same test as the text's "raises": a NaN contribution is LOW, as it always was.
+        let dir = if self.contribution >= 0.0 { 0 } else { 1 };
+        &CODES[self.feature as usize][dir]
     }
 
     fn ratio_phrase(&self) -> String {
