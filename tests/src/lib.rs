@@ -202,6 +202,25 @@ impl Stack {
     }
 }
 
+impl Stack {
+    /// An item as stored, attribute by attribute, for checks of the stored shape.
+    pub async fn raw_item(
+        &self,
+        key: &verdict::adapters::dynamodb::ItemKey,
+    ) -> std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+        self.dynamodb
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(key.pk.clone()))
+            .key("sk", aws_sdk_dynamodb::types::AttributeValue::S(key.sk.clone()))
+            .send()
+            .await
+            .expect("GetItem")
+            .item
+            .expect("the item exists")
+    }
+}
+
 /// Labels a committed transaction fraud through the labels path (`write_label`): the fraud
 /// counter of its day goes up on its customer and its terminal.
 pub async fn label_fraud(store: &DynamoStore, tenant: &verdict::domain::TenantId, tx: &verdict::Transaction) {

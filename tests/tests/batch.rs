@@ -429,17 +429,7 @@ async fn near_the_deadline_it_hands_over_to_itself_part_by_part() {
         panic!("job not running after a hand-over")
     };
     let key = verdict::adapters::dynamodb::Keys::new(&tenant()).job(&object);
-    let item = st
-        .dynamodb
-        .get_item()
-        .table_name(&st.table)
-        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(key.pk))
-        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S(key.sk))
-        .send()
-        .await
-        .unwrap()
-        .item
-        .unwrap();
+    let item = st.raw_item(&key).await;
     let expires: i64 = item["expires_at"].as_n().unwrap().parse().unwrap();
     let in_days = (expires - Timestamp::now().unix()) as f64 / 86_400.0;
     assert!((29.9..=30.0).contains(&in_days), "expires in {in_days} days");

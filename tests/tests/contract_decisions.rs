@@ -58,17 +58,7 @@ async fn decision_items_written_before_the_union_still_read() {
         .send()
         .await
         .unwrap();
-    let raw = st
-        .dynamodb
-        .get_item()
-        .table_name(&st.table)
-        .key("pk", AttributeValue::S(key.pk))
-        .key("sk", AttributeValue::S(key.sk))
-        .send()
-        .await
-        .unwrap()
-        .item
-        .unwrap();
+    let raw = st.raw_item(&key).await;
     assert!(!raw.contains_key("policy_version"), "the item is in the old shape");
     let read = st.store.decision(&acme, &t.id).await.unwrap().unwrap();
     assert_eq!(read.policy_version, None);

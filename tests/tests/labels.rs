@@ -131,17 +131,7 @@ async fn text(st: &Stack, key: &str) -> String {
 /// The decision's label map: (value, source, labelled_at, line).
 async fn label(st: &Stack, id: &str) -> Option<(String, String, String, u64)> {
     let key = Keys::new(&acme()).decision(&TransactionId::parse(id).unwrap());
-    let item = st
-        .dynamodb
-        .get_item()
-        .table_name(&st.table)
-        .key("pk", AttributeValue::S(key.pk))
-        .key("sk", AttributeValue::S(key.sk))
-        .send()
-        .await
-        .unwrap()
-        .item
-        .unwrap();
+    let item = st.raw_item(&key).await;
     let m = item.get("label")?.as_m().unwrap();
     let s = |k: &str| m[k].as_s().unwrap().clone();
     Some((
@@ -453,18 +443,7 @@ async fn a_label_file_resumes_from_its_checkpoint_and_never_double_counts() {
         );
         Keys::new(&acme()).job(&job)
     };
-    let get_job = || async {
-        st.dynamodb
-            .get_item()
-            .table_name(&st.table)
-            .key("pk", AttributeValue::S(job_key.pk.clone()))
-            .key("sk", AttributeValue::S(job_key.sk.clone()))
-            .send()
-            .await
-            .unwrap()
-            .item
-            .unwrap()
-    };
+    let get_job = || st.raw_item(&job_key);
 
     // Stop after every 5 rows; after the second stop, roll the checkpoint back to the first, as
     // if the second run had died after writing its labels but before recording them.

@@ -6,7 +6,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
-use verdict::adapters::dynamodb::Keys;
+use verdict::adapters::dynamodb::{ItemKey, Keys};
 use verdict::app::scoring::{Origin, Scorer};
 use verdict::domain::auth::{ApiKey, AuthError, KeyRecord, Principal, Scope};
 use verdict::domain::decision::{
@@ -651,16 +651,11 @@ async fn stored_aggregates_match_the_in_memory_ones() {
     mem_c.add(d.day, &d.counter);
     mem_t.add(d.day, &d.counter);
     let raw = st
-        .dynamodb
-        .get_item()
-        .table_name(&st.table)
-        .key("pk", AttributeValue::S(format!("T#acme#CUST#{cust}")))
-        .key("sk", AttributeValue::S("AGG".into()))
-        .send()
-        .await
-        .unwrap()
-        .item
-        .unwrap();
+        .raw_item(&ItemKey {
+            pk: format!("T#acme#CUST#{cust}"),
+            sk: "AGG".into(),
+        })
+        .await;
     let july_1 = day_of("2018-07-01T00:00:00Z");
     assert!(d.day - july_1 >= RETENTION_DAYS && d.day - july_1 < RETENTION_DAYS + 7);
     assert!(
