@@ -653,6 +653,7 @@ async fn stored_features_are_what_the_api_would_compute_and_stay_unchanged() {
             transaction: &r.tx,
             idempotency_key: None,
             delta: transaction_delta(&r.tx),
+            aggregates: verdict::ports::AggregateWritePlan::NONE,
         };
         st.store.commit(&tenant(), &commit).await.unwrap();
         if r.label.is_some_and(|l| l.fraud) {

@@ -45,6 +45,7 @@ async fn decision_items_written_before_the_union_still_read() {
         transaction: &t,
         idempotency_key: None,
         delta: verdict::domain::features::transaction_delta(&t),
+        aggregates: verdict::ports::AggregateWritePlan::NONE,
     };
     st.store.commit(&acme, &commit).await.unwrap();
     let key = Keys::new(&acme).decision(&t.id);

@@ -61,6 +61,7 @@ async fn decide(st: &Stack, t: &Transaction) {
         transaction: t,
         idempotency_key: None,
         delta: transaction_delta(t),
+        aggregates: verdict::ports::AggregateWritePlan::NONE,
     };
     st.store.commit(&acme(), &commit).await.unwrap();
 }

@@ -145,6 +145,7 @@ impl<S: DecisionStore, B: ModelBlobs> Scorer<S, B> {
             transaction: &tx,
             idempotency_key,
             delta: transaction_delta(&tx),
+            aggregates: &snap.aggregate_write,
         };
         match self.store.commit(tenant, &commit).await? {
             CommitOutcome::Committed => Ok(Scored { record, replay: false }),

@@ -18,6 +18,7 @@ pub mod objects;
 pub mod pipeline;
 pub mod policy;
 pub mod registry;
+pub mod shards;
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -60,6 +60,39 @@ pub struct ScoringSnapshot {
     pub idempotency: Option<IdempotencyRecord>,
     pub thresholds: Option<Thresholds>,
     pub active_model: Option<ActiveModel>,
+    /// Where the commit writes this transaction's aggregate deltas, as the read found the
+    /// aggregate items; hand it back in [`DecisionCommit::aggregates`].
+    pub aggregate_write: AggregateWritePlan,
+}
+
+/// Which shard of each aggregate a decision adds to, and what that write repairs. The store
+/// fills it on read and uses it on commit; services pass it through untouched. The default
+/// (shard 0, nothing to repair) is always a safe place to write.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AggregateWritePlan {
+    pub(crate) customer: ShardWrite,
+    pub(crate) terminal: ShardWrite,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ShardWrite {
+    pub(crate) shard: u8,
+    /// Attributes of that shard's item the read ignored (unreadable, or outside retention).
+    pub(crate) remove: Vec<String>,
+}
+
+impl AggregateWritePlan {
+    /// No read behind it: shard 0, nothing repaired.
+    pub const NONE: &'static AggregateWritePlan = &AggregateWritePlan {
+        customer: ShardWrite {
+            shard: 0,
+            remove: Vec::new(),
+        },
+        terminal: ShardWrite {
+            shard: 0,
+            remove: Vec::new(),
+        },
+    };
 }
 
 /// Everything one decision writes, in one atomic transaction.
@@ -68,6 +101,9 @@ pub struct DecisionCommit<'a> {
     pub transaction: &'a Transaction,
     pub idempotency_key: Option<&'a IdempotencyKey>,
     pub delta: AggregateDelta,
+    /// From the [`ScoringSnapshot`] this decision was made on ([`AggregateWritePlan::NONE`]
+    /// without one).
+    pub aggregates: &'a AggregateWritePlan,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -96,11 +96,18 @@ impl DynamoStore {
             )?;
             items.push(TransactWriteItem::builder().put(put).build());
         }
-        for key in [
-            keys.customer_aggregate(&tx.customer_id),
-            keys.terminal_aggregate(&tx.terminal_id),
+        let plan = c.aggregates;
+        for (key, write) in [
+            (
+                keys.customer_aggregate_shard(&tx.customer_id, plan.customer.shard),
+                &plan.customer,
+            ),
+            (
+                keys.terminal_aggregate_shard(&tx.terminal_id, plan.terminal.shard),
+                &plan.terminal,
+            ),
         ] {
-            let update = self.update(&key, aggregate_update(&c.delta))?;
+            let update = self.update(&key, aggregate_update(&c.delta, &write.remove))?;
             items.push(TransactWriteItem::builder().update(update).build());
         }
         Ok(items)
@@ -145,25 +152,59 @@ impl DecisionStore for DynamoStore {
             return Ok(ScoringSnapshot::default());
         };
         let keys = Keys::new(tenant);
-        let customer = keys.customer_aggregate(&tx.customer_id);
-        let terminal = keys.terminal_aggregate(&tx.terminal_id);
+        let today = aggregates::today();
+        let customer = Entity::Customer(&tx.customer_id);
+        let terminal = Entity::Terminal(&tx.terminal_id);
+        // The shards the last layout this container saw names; the config read in the same
+        // batch says whether more are needed.
+        let hint = self.layouts.hint(tenant).unwrap_or_default();
+        let shard_keys =
+            |e: &Entity<'_>, from: u8, to: u8| -> Vec<ItemKey> { (from..to).map(|k| e.shard_key(&keys, k)).collect() };
+        let (hint_c, hint_t) = (
+            customer.read_count(&hint, today).get(),
+            terminal.read_count(&hint, today).get(),
+        );
+        let mut aggregate_keys = shard_keys(&customer, 0, hint_c);
+        aggregate_keys.extend(shard_keys(&terminal, 0, hint_t));
         let decision = keys.decision(&tx.id);
         let config = keys.config();
         let active = keys.active_model();
         let idem = idempotency_key.map(|k| keys.idempotency(k));
-        let mut wanted = vec![&api, &customer, &terminal, &decision, &config, &active];
+        let mut wanted = vec![&api, &decision, &config, &active];
         wanted.extend(idem.as_ref());
+        wanted.extend(aggregate_keys.iter());
 
         let mut found = self.batch_get(&wanted).await?;
+        let layout = self.layouts.from_config(tenant, found.get(&config), &config);
+        let (need_c, need_t) = (
+            customer.read_count(&layout, today).get(),
+            terminal.read_count(&layout, today).get(),
+        );
+        if need_c > hint_c || need_t > hint_t {
+            // The layout changed since this container last saw it: read the shards it adds.
+            let mut more = shard_keys(&customer, hint_c, need_c);
+            more.extend(shard_keys(&terminal, hint_t, need_t));
+            let refs: Vec<&ItemKey> = more.iter().collect();
+            found.extend(self.batch_get(&refs).await?);
+        }
+        let valid = aggregates::valid_days(Some(tx.occurred_at.epoch_day()), today);
+        let mut shards = |e: &Entity<'_>, count: u8| -> Vec<Option<ShardItem>> {
+            (0..count)
+                .map(|k| {
+                    let key = e.shard_key(&keys, k);
+                    found.remove(&key).map(|item| read_shard(&item, &key, &valid))
+                })
+                .collect()
+        };
+        let customer_items = shards(&customer, need_c.max(hint_c));
+        let terminal_items = shards(&terminal, need_t.max(hint_t));
+
         let mut snap = ScoringSnapshot::default();
+        snap.customer = sum_shards(&customer.shard_key(&keys, 0), customer_items.iter().flatten());
+        snap.terminal = sum_shards(&terminal.shard_key(&keys, 0), terminal_items.iter().flatten());
+        snap.aggregate_write = write_plan(&layout, tx, &customer_items, &terminal_items);
         if let Some(item) = found.remove(&api) {
             snap.key = Some(parse_key_record(&item, &api)?);
-        }
-        if let Some(item) = found.remove(&customer) {
-            snap.customer = parse_aggregate(&item, &customer)?;
-        }
-        if let Some(item) = found.remove(&terminal) {
-            snap.terminal = parse_aggregate(&item, &terminal)?;
         }
         if let Some(item) = found.remove(&decision) {
             snap.existing = Some(parse_decision(item, &decision)?);

@@ -74,6 +74,23 @@ impl<'t> Keys<'t> {
         ItemKey::new(self.scoped("TERM", terminal.as_str()), "AGG")
     }
 
+    /// Shard `k` of a customer's aggregate. Shard 0 is the unsharded item; the others have
+    /// their own partition (`…#CUST#<id>#<k>`), so a hot entity's shards spread over partitions.
+    pub fn customer_aggregate_shard(&self, customer: &CustomerId, k: u8) -> ItemKey {
+        match k {
+            0 => self.customer_aggregate(customer),
+            k => ItemKey::new(self.scoped("CUST", &format!("{customer}#{k}")), "AGG"),
+        }
+    }
+
+    /// Shard `k` of a terminal's aggregate, as [`Self::customer_aggregate_shard`].
+    pub fn terminal_aggregate_shard(&self, terminal: &TerminalId, k: u8) -> ItemKey {
+        match k {
+            0 => self.terminal_aggregate(terminal),
+            k => ItemKey::new(self.scoped("TERM", &format!("{terminal}#{k}")), "AGG"),
+        }
+    }
+
     pub fn idempotency(&self, key: &IdempotencyKey) -> ItemKey {
         ItemKey::new(self.scoped("IDEM", key.as_str()), "IDEM")
     }

@@ -62,11 +62,6 @@ pub(super) fn parse_label_target(item: &Item, key: &ItemKey) -> Result<LabelTarg
     })
 }
 
-/// The newest day an aggregate item holds, if any.
-pub(super) fn newest_day(item: &Item) -> Option<i32> {
-    item.keys().filter_map(|k| parse_day_attribute(k)).map(|(_, d)| d).max()
-}
-
 impl DynamoStore {
     /// The decisions of `ids` that exist, with their current labels (BatchGetItem, 100 a call).
     pub async fn label_targets(
@@ -98,35 +93,27 @@ impl DynamoStore {
         customers: &[CustomerId],
         terminals: &[TerminalId],
     ) -> Result<NewestDays, StoreError> {
+        let layout = self.aggregate_shards(tenant).await?;
         let keys = Keys::new(tenant);
-        let mut wanted: Vec<ItemKey> = customers
+        let entities: Vec<Entity<'_>> = customers
             .iter()
-            .map(|c| keys.customer_aggregate(c))
-            .chain(terminals.iter().map(|t| keys.terminal_aggregate(t)))
+            .map(Entity::Customer)
+            .chain(terminals.iter().map(Entity::Terminal))
             .collect();
-        wanted.sort();
-        wanted.dedup();
-        let mut found = HashMap::new();
-        for chunk in wanted.chunks(100) {
-            let refs: Vec<&ItemKey> = chunk.iter().collect();
-            found.extend(self.batch_get(&refs).await?);
+        let found = self
+            .read_aggregates(&keys, &layout, &entities, &valid_days(None, today()))
+            .await?;
+        let mut newest = NewestDays::default();
+        for (e, agg) in found {
+            let Some(day) = agg.days().last().map(|(d, _)| *d) else {
+                continue;
+            };
+            match e {
+                Entity::Customer(c) => newest.customers.insert(c.clone(), day),
+                Entity::Terminal(t) => newest.terminals.insert(t.clone(), day),
+            };
         }
-        let mut c = HashMap::new();
-        for id in customers {
-            if let Some(d) = found.get(&keys.customer_aggregate(id)).and_then(newest_day) {
-                c.insert(id.clone(), d);
-            }
-        }
-        let mut t = HashMap::new();
-        for id in terminals {
-            if let Some(d) = found.get(&keys.terminal_aggregate(id)).and_then(newest_day) {
-                t.insert(id.clone(), d);
-            }
-        }
-        Ok(NewestDays {
-            customers: c,
-            terminals: t,
-        })
+        Ok(newest)
     }
 
     /// Sets a decision's label and moves the fraud counters in one TransactWriteItems, on the
@@ -158,11 +145,16 @@ impl DynamoStore {
             .update(build("Update", update.build())?)
             .build()];
         if w.fraud_delta != 0 {
+            // The shard the decision counted the transaction in (the same hash of its id).
+            let layout = self.layout_for_write(tenant).await?;
             let aggregates = w
                 .customer
-                .map(|c| keys.customer_aggregate(c))
+                .map(|c| keys.customer_aggregate_shard(c, layout.customer(c).shards.shard_of(id)))
                 .into_iter()
-                .chain(w.terminal.map(|t| keys.terminal_aggregate(t)));
+                .chain(
+                    w.terminal
+                        .map(|t| keys.terminal_aggregate_shard(t, layout.terminal(t).shards.shard_of(id))),
+                );
             for key in aggregates {
                 let u = UpdateExpr {
                     expression: "ADD #f :d".into(),

@@ -95,6 +95,8 @@ pub const MAX_PAGE: usize = 1000;
 pub struct DynamoStore {
     client: Client,
     table: String,
+    /// Tenants' aggregate shard layouts, shared by clones.
+    layouts: std::sync::Arc<LayoutCache>,
 }
 
 impl DynamoStore {
@@ -102,6 +104,7 @@ impl DynamoStore {
         DynamoStore {
             client,
             table: table.into(),
+            layouts: Default::default(),
         }
     }
 

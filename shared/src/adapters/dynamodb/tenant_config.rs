@@ -1,6 +1,9 @@
-//! The tenant config item: the policy's thresholds.
+//! The tenant config item: the policy's thresholds and the aggregate shard layout.
 
 use super::*;
+use crate::domain::shards::{AggregateShards, ShardCount, ShardError, ShardSetting};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 pub(super) fn parse_thresholds(item: &Item, key: &ItemKey) -> Result<Thresholds, StoreError> {
     let review = get_n(item, "review_threshold", key)?;
@@ -31,5 +34,214 @@ impl DynamoStore {
             Some(item) if item.contains_key("review_threshold") => Ok(Some(parse_thresholds(&item, &key)?)),
             _ => Ok(None),
         }
+    }
+}
+
+/// The config item's aggregate shard counts ([`AggregateShards`]) and their version, which
+/// every change bumps so a container parses them once per version.
+const SHARDS: &str = "agg_shards";
+const SHARDS_VERSION: &str = "agg_shards_version";
+/// Tenants whose layout a container keeps.
+const LAYOUT_TENANTS: usize = 1024;
+/// How old a layout a write may use. A stale one is safe: a raise only adds shards that reads
+/// already cover, a lowering keeps the old shards read through retention.
+const WRITE_LAYOUT_TTL: Duration = Duration::from_secs(300);
+
+fn setting_value(s: &ShardSetting) -> AttributeValue {
+    let mut m = HashMap::from([("n".to_owned(), n(s.shards.get()))]);
+    if let Some((old, until)) = s.previous {
+        m.insert("pn".into(), n(old.get()));
+        m.insert("pu".into(), n(until));
+    }
+    AttributeValue::M(m)
+}
+
+fn parse_setting(v: &AttributeValue) -> Result<ShardSetting, String> {
+    let AttributeValue::M(m) = v else {
+        return Err("not a map".into());
+    };
+    let num = |name: &str| -> Result<Option<i64>, String> {
+        match m.get(name) {
+            None => Ok(None),
+            Some(AttributeValue::N(raw)) => raw.parse().map(Some).map_err(|e| format!("{name} = {raw:?}: {e}")),
+            Some(_) => Err(format!("{name} is not a number")),
+        }
+    };
+    let count = |v: i64| ShardCount::new(v.max(0) as u64).map_err(|e| e.to_string());
+    let shards = count(num("n")?.ok_or("n is missing")?)?;
+    let previous = match (num("pn")?, num("pu")?) {
+        (Some(old), Some(until)) => Some((count(old)?, until.clamp(i32::MIN as i64, i32::MAX as i64) as i32)),
+        _ => None,
+    };
+    Ok(ShardSetting { shards, previous })
+}
+
+fn shards_value(a: &AggregateShards) -> AttributeValue {
+    let overrides = a
+        .terminal_overrides()
+        .iter()
+        .map(|(t, s)| (t.to_string(), setting_value(s)))
+        .collect();
+    AttributeValue::M(HashMap::from([
+        ("c".to_owned(), setting_value(&a.customers)),
+        ("t".to_owned(), setting_value(&a.terminals)),
+        ("o".to_owned(), AttributeValue::M(overrides)),
+    ]))
+}
+
+/// The layout stored in a config item (none stored: the defaults).
+pub(super) fn parse_shards(item: &Item) -> Result<AggregateShards, String> {
+    let Some(v) = item.get(SHARDS) else {
+        return Ok(AggregateShards::default());
+    };
+    let AttributeValue::M(m) = v else {
+        return Err(format!("{SHARDS} is not a map"));
+    };
+    let get = |k: &str| m.get(k).ok_or_else(|| format!("{SHARDS}.{k} is missing"));
+    let customers = parse_setting(get("c")?).map_err(|e| format!("{SHARDS}.c: {e}"))?;
+    let terminals = parse_setting(get("t")?).map_err(|e| format!("{SHARDS}.t: {e}"))?;
+    let mut overrides = BTreeMap::new();
+    if let Some(AttributeValue::M(o)) = m.get("o") {
+        for (id, v) in o {
+            let t = TerminalId::parse(id).map_err(|e| format!("{SHARDS}.o.{id}: {e}"))?;
+            overrides.insert(t, parse_setting(v).map_err(|e| format!("{SHARDS}.o.{id}: {e}"))?);
+        }
+    }
+    AggregateShards::new(customers, terminals, overrides).map_err(|e| e.to_string())
+}
+
+fn shards_version(item: &Item) -> u64 {
+    match item.get(SHARDS_VERSION) {
+        Some(AttributeValue::N(raw)) => raw.parse().unwrap_or(u64::MAX),
+        _ => 0,
+    }
+}
+
+#[derive(Debug)]
+struct CachedLayout {
+    version: u64,
+    layout: Arc<AggregateShards>,
+    read_at: Instant,
+}
+
+/// Each tenant's aggregate layout as this container last read it, bounded by tenant count.
+#[derive(Debug, Default)]
+pub(super) struct LayoutCache {
+    by_tenant: Mutex<HashMap<TenantId, CachedLayout>>,
+}
+
+impl LayoutCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TenantId, CachedLayout>> {
+        self.by_tenant.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The last layout read, however old: the shards a read asks for before the config in the
+    /// same batch says whether more are needed.
+    pub(super) fn hint(&self, tenant: &TenantId) -> Option<Arc<AggregateShards>> {
+        self.lock().get(tenant).map(|c| c.layout.clone())
+    }
+
+    fn for_write(&self, tenant: &TenantId) -> Option<Arc<AggregateShards>> {
+        let m = self.lock();
+        let c = m.get(tenant)?;
+        (c.read_at.elapsed() < WRITE_LAYOUT_TTL).then(|| c.layout.clone())
+    }
+
+    /// The layout a config item (`None`: no item) names, parsed only when its version changed.
+    /// An unreadable one is logged and read conservatively: every possible shard, writes to
+    /// shard 0.
+    pub(super) fn from_config(&self, tenant: &TenantId, item: Option<&Item>, key: &ItemKey) -> Arc<AggregateShards> {
+        let version = item.map_or(0, shards_version);
+        let mut m = self.lock();
+        if let Some(c) = m.get_mut(tenant) {
+            if c.version == version {
+                c.read_at = Instant::now();
+                return c.layout.clone();
+            }
+        }
+        let layout = Arc::new(match item.map(parse_shards).transpose() {
+            Ok(l) => l.unwrap_or_default(),
+            Err(reason) => {
+                tracing::error!(key = %key, %reason, "aggregate shard layout unreadable: reading every shard");
+                AggregateShards::unreadable()
+            }
+        });
+        if m.len() >= LAYOUT_TENANTS && !m.contains_key(tenant) {
+            m.clear();
+        }
+        m.insert(
+            tenant.clone(),
+            CachedLayout {
+                version,
+                layout: layout.clone(),
+                read_at: Instant::now(),
+            },
+        );
+        layout
+    }
+}
+
+impl DynamoStore {
+    /// The tenant's aggregate layout, read now (reads must not use a stale one).
+    pub async fn aggregate_shards(&self, tenant: &TenantId) -> Result<Arc<AggregateShards>, StoreError> {
+        let key = Keys::new(tenant).config();
+        let item = self.get(&key).await?;
+        Ok(self.layouts.from_config(tenant, item.as_ref(), &key))
+    }
+
+    /// A layout a write may use: recent enough, else read now.
+    pub(super) async fn layout_for_write(&self, tenant: &TenantId) -> Result<Arc<AggregateShards>, StoreError> {
+        match self.layouts.for_write(tenant) {
+            Some(l) => Ok(l),
+            None => self.aggregate_shards(tenant).await,
+        }
+    }
+
+    /// Changes the tenant's layout with `change` (applied to the stored one), conditional on
+    /// its version so concurrent changes do not overwrite each other. Returns the new layout.
+    pub async fn change_aggregate_shards(
+        &self,
+        tenant: &TenantId,
+        change: impl Fn(&mut AggregateShards) -> Result<(), ShardError>,
+    ) -> Result<AggregateShards, StoreError> {
+        let key = Keys::new(tenant).config();
+        for _ in 0..5 {
+            let item = self.get(&key).await?;
+            let version = item.as_ref().map_or(0, shards_version);
+            if version == u64::MAX {
+                return Err(corrupt(&key, format!("{SHARDS_VERSION} is not a version number")));
+            }
+            let mut layout = match item.as_ref().map(parse_shards).transpose() {
+                Ok(l) => l.unwrap_or_default(),
+                Err(reason) => return Err(corrupt(&key, reason)),
+            };
+            change(&mut layout).map_err(|e| StoreError::Unavailable(format!("aggregate shards not changed: {e}")))?;
+            layout.tidy(today());
+            let mut update = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key.to_item()))
+                .update_expression("SET #s = :s, #v = :v")
+                .expression_attribute_names("#s", SHARDS)
+                .expression_attribute_names("#v", SHARDS_VERSION)
+                .expression_attribute_values(":s", shards_value(&layout))
+                .expression_attribute_values(":v", n(version + 1));
+            update = if version == 0 {
+                update.condition_expression("attribute_not_exists(#v)")
+            } else {
+                update
+                    .condition_expression("#v = :old")
+                    .expression_attribute_values(":old", n(version))
+            };
+            match update.send().await {
+                Ok(_) => return Ok(layout),
+                Err(e) if is_conditional_check_failed(&e) => continue,
+                Err(e) => return Err(sdk_error("UpdateItem (aggregate shards)", e)),
+            }
+        }
+        Err(StoreError::Conflict(format!(
+            "{key}: the aggregate shard layout kept changing under this change; try again"
+        )))
     }
 }

@@ -49,14 +49,17 @@ fn history_sort_keys_order_by_time() {
 #[test]
 fn aggregate_update_never_adds_and_removes_the_same_attribute() {
     for day in [0, 63, 64, 17_622, -5] {
-        let u = aggregate_update(&AggregateDelta {
-            day,
-            counter: DayCounter {
-                count: 1,
-                amount_minor: 250,
-                frauds: 1,
+        let u = aggregate_update(
+            &AggregateDelta {
+                day,
+                counter: DayCounter {
+                    count: 1,
+                    amount_minor: 250,
+                    frauds: 1,
+                },
             },
-        });
+            &[],
+        );
         let added: Vec<_> = u
             .names
             .iter()
@@ -81,20 +84,31 @@ fn aggregate_update_never_adds_and_removes_the_same_attribute() {
         assert_eq!(u.values[":d1"], AttributeValue::N("250".into()));
         assert!(u.expression.starts_with("ADD #d0 :d0, #d1 :d1, #d2 :d2 REMOVE #p0, "));
     }
-    let label = aggregate_update(&AggregateDelta {
-        day: 10,
-        counter: DayCounter {
-            count: 0,
-            amount_minor: 0,
-            frauds: 1,
+    let label = aggregate_update(
+        &AggregateDelta {
+            day: 10,
+            counter: DayCounter {
+                count: 0,
+                amount_minor: 0,
+                frauds: 1,
+            },
         },
-    });
+        &[],
+    );
     assert!(label.expression.starts_with("ADD #d2 :d2 REMOVE"));
     assert_eq!(label.names["#d2"], "f10");
 }
 
+fn day(count: u64, amount_minor: i64, frauds: u64) -> DayCounter {
+    DayCounter {
+        count,
+        amount_minor,
+        frauds,
+    }
+}
+
 #[test]
-fn aggregates_parse_and_corrupt_numbers_are_named() {
+fn aggregates_parse_and_odd_attributes_are_ignored_not_fatal() {
     let key = ItemKey::new("T#a#CUST#c".into(), "AGG");
     let mut item = key.to_item();
     item.insert("c100".into(), n(2));
@@ -102,37 +116,73 @@ fn aggregates_parse_and_corrupt_numbers_are_named() {
     item.insert("f100".into(), n(1));
     item.insert("c99".into(), n(1));
     item.insert("expires_at".into(), n(5));
-    let agg = parse_aggregate(&item, &key).unwrap();
-    assert_eq!(
-        agg.days(),
-        vec![
-            (
-                99,
-                DayCounter {
-                    count: 1,
-                    amount_minor: 0,
-                    frauds: 0
-                }
-            ),
-            (
-                100,
-                DayCounter {
-                    count: 2,
-                    amount_minor: 750,
-                    frauds: 1
-                }
-            ),
-        ]
-    );
+    let all = valid_days(None, 200);
+    let shard = read_shard(&item, &key, &all);
+    assert!(shard.ignored.is_empty());
+    let agg = sum_shards(&key, [&shard]);
+    assert_eq!(agg.days(), vec![(99, day(1, 0, 0)), (100, day(2, 750, 1))]);
+
+    // Not a number, not a whole number, far outside the window: each ignored, the rest read.
     item.insert("a99".into(), s("lots"));
-    let err = parse_aggregate(&item, &key).unwrap_err();
-    assert!(
-        matches!(&err, StoreError::Corrupt { key, .. } if key == "T#a#CUST#c/AGG"),
-        "{err}"
-    );
+    item.insert("f99".into(), n("1.5"));
+    item.insert("c5".into(), n(3));
+    item.insert("c99999".into(), n(3));
+    let shard = read_shard(&item, &key, &valid_days(Some(100), 100));
+    assert_eq!(shard.ignored, vec!["a99", "c5", "c99999", "f99"]);
+    let agg = sum_shards(&key, [&shard]);
+    assert_eq!(agg.days(), vec![(99, day(1, 0, 0)), (100, day(2, 750, 1))]);
     assert_eq!(parse_day_attribute("c-3"), Some((b'c', -3)));
     assert_eq!(parse_day_attribute("created_at"), None);
     assert_eq!(parse_day_attribute("a"), None);
+}
+
+#[test]
+fn shards_sum_per_day_saturate_and_negative_counts_read_as_zero() {
+    let key = ItemKey::new("T#a#TERM#t".into(), "AGG");
+    let all = valid_days(None, 200);
+    let shard = |attrs: &[(&str, &str)]| {
+        let mut item = key.to_item();
+        for (k, v) in attrs {
+            item.insert((*k).into(), n(v));
+        }
+        read_shard(&item, &key, &all)
+    };
+    let a = shard(&[
+        ("c100", "2"),
+        ("a100", "9223372036854775807"),
+        ("f100", "-1"),
+        ("c101", "-4"),
+    ]);
+    let b = shard(&[("c100", "3"), ("a100", "10"), ("f100", "2"), ("f101", "-1")]);
+    let agg = sum_shards(&key, [&a, &b]);
+    // A fraud taken back in one shard and counted in another sums right; sums saturate.
+    assert_eq!(agg.days(), vec![(100, day(5, i64::MAX, 1)), (101, day(0, 0, 0))]);
+    let huge = shard(&[("c100", "99999999999999999999999999999999999")]);
+    assert_eq!(sum_shards(&key, [&huge]).days(), vec![(100, day(u64::MAX, 0, 0))]);
+}
+
+#[test]
+fn a_write_repairs_what_its_read_ignored_and_sets_an_unreadable_counter_of_its_own_day() {
+    let delta = AggregateDelta {
+        day: 100,
+        counter: day(1, 250, 0),
+    };
+    let u = aggregate_update(&delta, &["c5".to_owned(), "a100".to_owned()]);
+    // a100 did not read as a number: ADD would fail on it, so it is overwritten.
+    assert!(
+        u.expression.starts_with("SET #d1 = :d1 ADD #d0 :d0 REMOVE "),
+        "{}",
+        u.expression
+    );
+    let removed: Vec<&String> = u
+        .names
+        .iter()
+        .filter(|(k, _)| k.starts_with("#p"))
+        .map(|(_, v)| v)
+        .collect();
+    assert!(removed.iter().any(|r| *r == "c5"), "{removed:?}");
+    assert!(!removed.iter().any(|r| *r == "a100"), "{removed:?}");
+    assert_eq!(removed.len(), 3 * PRUNE_DAYS as usize + 1);
 }
 
 #[test]

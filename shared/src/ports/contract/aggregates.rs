@@ -20,6 +20,7 @@ pub async fn aggregate_reads<S: AggregateReads + DecisionStore>(store: &S) {
             transaction: &t,
             idempotency_key: None,
             delta: transaction_delta(&t),
+            aggregates: crate::ports::AggregateWritePlan::NONE,
         };
         store.commit(&acme, &commit).await.unwrap();
     }

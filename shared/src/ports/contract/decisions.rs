@@ -85,6 +85,7 @@ pub fn commit<'a>(r: &'a DecisionRecord, t: &'a Transaction, idem: Option<&'a Id
         transaction: t,
         idempotency_key: idem,
         delta: transaction_delta(t),
+        aggregates: crate::ports::AggregateWritePlan::NONE,
     }
 }
 

@@ -61,6 +61,7 @@ pub async fn seed_decision<D: DecisionStore>(store: &D, tenant: &TenantId) -> Se
         transaction: &t,
         idempotency_key: None,
         delta: transaction_delta(&t),
+        aggregates: crate::ports::AggregateWritePlan::NONE,
     };
     store.commit(tenant, &commit).await.unwrap();
     d

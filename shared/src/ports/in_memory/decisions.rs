@@ -178,6 +178,7 @@ impl DecisionStore for InMemoryDecisions {
             idempotency: idempotency_key.and_then(|k| s.idempotency.get(&scoped(k.as_str())).cloned()),
             thresholds: s.thresholds.get(tenant).copied(),
             active_model: s.active_models.get(tenant).cloned(),
+            aggregate_write: Default::default(),
         })
     }
 
@@ -189,6 +190,7 @@ impl DecisionStore for InMemoryDecisions {
                 transaction: &tx,
                 idempotency_key: None,
                 delta: transaction_delta(&tx),
+                aggregates: crate::ports::AggregateWritePlan::NONE,
             };
             s.commit(&t, &winner);
         }
