@@ -33,6 +33,8 @@ enum Command {
     Score(cmd::score::Args),
     /// Create or revoke API keys (stored as hashes in the table)
     Keys(cmd::keys::Args),
+    /// Show or change how many items a tenant's customer and terminal aggregates are split over
+    Shards(cmd::shards::Args),
     /// Create the table and buckets if missing; optionally upload and activate a tenant's model
     Bootstrap(cmd::bootstrap::Args),
     /// Score the last transactions of a file over HTTP against the local stack; report mix and latency
@@ -50,6 +52,7 @@ fn main() {
         Command::Import(a) => cmd::import::run(a),
         Command::Score(a) => cmd::score::run(a),
         Command::Keys(a) => cmd::keys::run(a),
+        Command::Shards(a) => cmd::shards::run(a),
         Command::Bootstrap(a) => cmd::bootstrap::run(a),
         Command::Load(a) => cmd::load::run(a),
     };

@@ -166,3 +166,24 @@ fn verdict_model_version(bytes: &[u8]) -> String {
     let header = std::str::from_utf8(&bytes[..bytes.iter().position(|&b| b == b'\n').unwrap()]).unwrap();
     header.rsplit(':').next().unwrap()[..16].to_owned()
 }
+
+#[test]
+fn shards_set_refuses_bad_counts_before_reaching_the_table() {
+    for (args, want) in [
+        (
+            &["--terminals", "40"][..],
+            "--terminals 40: shard count must be 1 to 32",
+        ),
+        (&["--customers", "0"][..], "--customers 0: shard count must be 1 to 32"),
+        (&["--terminal", "t#1", "--shards", "4"][..], "--terminal \"t#1\""),
+        (&[][..], "nothing to change"),
+    ] {
+        let mut all = vec!["shards", "set", "--tenant", "acme", "--table", "no-such-table"];
+        all.extend_from_slice(args);
+        let out = verdict(&all);
+        assert!(!out.status.success(), "{all:?} succeeded");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{all:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}

@@ -9,5 +9,6 @@ pub mod load;
 pub mod pipeline;
 pub mod progress;
 pub mod score;
+pub mod shards;
 pub mod simulate;
 pub mod train;
