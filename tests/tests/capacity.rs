@@ -113,7 +113,10 @@ async fn one_decision_costs_what_its_item_sizes_say() {
             delta: transaction_delta(t),
             aggregates: &snap.aggregate_write,
         };
-        assert_eq!(st.store.commit(&tenant, &commit).await.unwrap(), CommitOutcome::Committed);
+        assert_eq!(
+            st.store.commit(&tenant, &commit).await.unwrap(),
+            CommitOutcome::Committed
+        );
     }
     for k in 0..DEFAULT_TERMINAL_SHARDS {
         let key = keys.terminal_aggregate_shard(&history[0].terminal_id, k);
@@ -125,10 +128,19 @@ async fn one_decision_costs_what_its_item_sizes_say() {
         for d in 0..64 {
             let day = first + d;
             item.insert(format!("c{day}"), AttributeValue::N((per_shard + 17).to_string()));
-            item.insert(format!("a{day}"), AttributeValue::N((per_shard * 4_731 + 93).to_string()));
+            item.insert(
+                format!("a{day}"),
+                AttributeValue::N((per_shard * 4_731 + 93).to_string()),
+            );
             item.insert(format!("f{day}"), AttributeValue::N("37".into()));
         }
-        st.dynamodb.put_item().table_name(&st.table).set_item(Some(item)).send().await.unwrap();
+        st.dynamodb
+            .put_item()
+            .table_name(&st.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .unwrap();
     }
 
     // The decision measured: the 65th day, with an Idempotency-Key.
@@ -160,7 +172,11 @@ async fn one_decision_costs_what_its_item_sizes_say() {
     }
     println!("  total {read_units} RRU");
 
-    let snap = st.store.load_for_scoring(&tenant, &api.hash(), &t, Some(&idem)).await.unwrap();
+    let snap = st
+        .store
+        .load_for_scoring(&tenant, &api.hash(), &t, Some(&idem))
+        .await
+        .unwrap();
     let r = record(&t, "fp");
     let commit = DecisionCommit {
         record: &r,
@@ -169,13 +185,19 @@ async fn one_decision_costs_what_its_item_sizes_say() {
         delta: transaction_delta(&t),
         aggregates: &snap.aggregate_write,
     };
-    assert_eq!(st.store.commit(&tenant, &commit).await.unwrap(), CommitOutcome::Committed);
+    assert_eq!(
+        st.store.commit(&tenant, &commit).await.unwrap(),
+        CommitOutcome::Committed
+    );
     let terminal_shard = layout_terminal.shard_of(&t.id);
     let written = [
         ("decision (put)", keys.decision(&t.id)),
         ("idempotency (put)", keys.idempotency(&idem)),
         ("customer aggregate", keys.customer_aggregate(&t.customer_id)),
-        ("terminal shard", keys.terminal_aggregate_shard(&t.terminal_id, terminal_shard)),
+        (
+            "terminal shard",
+            keys.terminal_aggregate_shard(&t.terminal_id, terminal_shard),
+        ),
     ];
     println!("write: one TransactWriteItems");
     let mut write_units = 0;

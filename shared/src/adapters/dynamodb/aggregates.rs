@@ -49,77 +49,83 @@ impl Entity<'_> {
     }
 }
 
-/// What one aggregate item holds, read tolerantly.
-#[derive(Debug, Default, PartialEq)]
-pub(super) struct ShardItem {
-    /// Valid days: count, amount (minor units), frauds, as stored (signed, unbounded).
-    pub(super) days: Vec<(i32, [i128; 3])>,
-    /// Attributes the read could not use: unreadable, or a day outside `valid`.
-    pub(super) ignored: Vec<String>,
+/// One entity's aggregate as its shard items are read: each day summed over the shards in a
+/// fixed ring (the newest day of a slot wins, as in [`EntityAggregate`]), signed and wide, so
+/// odd stored values can be clamped once at the end.
+#[derive(Debug, Clone)]
+pub struct AggregateSum {
+    slots: [(i32, [i128; 3]); RETENTION_DAYS as usize],
 }
 
-/// The day counters of one aggregate item whose day lies in `valid`.
-pub(super) fn read_shard(item: &Item, key: &ItemKey, valid: &RangeInclusive<i32>) -> ShardItem {
-    let mut by_day: BTreeMap<i32, [i128; 3]> = BTreeMap::new();
-    let mut ignored = Vec::new();
-    for (name, value) in item {
-        let Some((kind, day)) = parse_day_attribute(name) else {
-            continue;
-        };
-        let amount = match value {
-            AttributeValue::N(raw) => raw.parse::<i128>().ok(),
-            _ => None,
-        };
-        let Some(amount) = amount else {
-            tracing::warn!(key = %key, attribute = %name, value = ?value, "aggregate attribute is not a whole number: ignored, removed by the next write");
-            ignored.push(name.clone());
-            continue;
-        };
-        if !valid.contains(&day) {
-            ignored.push(name.clone());
-            continue;
+impl Default for AggregateSum {
+    fn default() -> Self {
+        AggregateSum {
+            slots: [(i32::MIN, [0; 3]); RETENTION_DAYS as usize],
         }
-        let slot = match kind {
-            b'c' => 0,
-            b'a' => 1,
-            _ => 2,
-        };
-        by_day.entry(day).or_default()[slot] = amount;
-    }
-    ignored.sort();
-    ShardItem {
-        days: by_day.into_iter().collect(),
-        ignored,
     }
 }
 
-/// The entity's aggregate: each day summed over its shards, saturating, a negative sum read as 0.
-pub(super) fn sum_shards<'a>(entity: &ItemKey, shards: impl IntoIterator<Item = &'a ShardItem>) -> EntityAggregate {
-    let mut days: BTreeMap<i32, [i128; 3]> = BTreeMap::new();
-    for shard in shards {
-        for (day, v) in &shard.days {
-            let sum = days.entry(*day).or_default();
-            for i in 0..3 {
-                sum[i] = sum[i].saturating_add(v[i]);
+impl AggregateSum {
+    /// Adds one shard item's day counters whose day lies in `valid`. Returns the attributes it
+    /// could not use: unreadable (logged), or a day outside `valid`.
+    pub fn add_item(&mut self, item: &Item, key: &ItemKey, valid: &RangeInclusive<i32>) -> Vec<String> {
+        let mut ignored = Vec::new();
+        for (name, value) in item {
+            let Some((kind, day)) = parse_day_attribute(name) else {
+                continue;
+            };
+            let amount = match value {
+                // Nearly every stored counter fits i64; i128 takes the odd huge one.
+                AttributeValue::N(raw) => raw.parse::<i64>().map(i128::from).or_else(|_| raw.parse::<i128>()).ok(),
+                _ => None,
+            };
+            let Some(amount) = amount else {
+                tracing::warn!(key = %key, attribute = %name, value = ?value, "aggregate attribute is not a whole number: ignored, removed by the next write");
+                ignored.push(name.clone());
+                continue;
+            };
+            if !valid.contains(&day) {
+                ignored.push(name.clone());
+                continue;
+            }
+            let i = match kind {
+                b'c' => 0,
+                b'a' => 1,
+                _ => 2,
+            };
+            let slot = &mut self.slots[day.rem_euclid(RETENTION_DAYS) as usize];
+            if slot.0 < day {
+                *slot = (day, [0; 3]);
+            }
+            if slot.0 == day {
+                slot.1[i] = slot.1[i].saturating_add(amount);
             }
         }
+        ignored
     }
-    EntityAggregate::from_days(days.into_iter().map(|(day, [count, amount, frauds])| {
-        if count < 0 || frauds < 0 {
-            tracing::warn!(key = %entity, day, count = %count, frauds = %frauds, "negative aggregate counter read as 0");
-        }
-        let counter = DayCounter {
-            count: count.clamp(0, u64::MAX as i128) as u64,
-            amount_minor: amount.clamp(i64::MIN as i128, i64::MAX as i128) as i64,
-            frauds: frauds.clamp(0, u64::MAX as i128) as u64,
-        };
-        (day, counter)
-    }))
+
+    /// The entity's aggregate: sums clamped to the counters' ranges, a negative count (logged
+    /// with `entity`) read as 0.
+    pub fn finish(&self, entity: &ItemKey) -> EntityAggregate {
+        EntityAggregate::from_days(self.slots.iter().filter(|(d, _)| *d != i32::MIN).map(
+            |&(day, [count, amount, frauds])| {
+                if count < 0 || frauds < 0 {
+                    tracing::warn!(key = %entity, day, count = %count, frauds = %frauds, "negative aggregate counter read as 0");
+                }
+                let counter = DayCounter {
+                    count: count.clamp(0, u64::MAX as i128) as u64,
+                    amount_minor: amount.clamp(i64::MIN as i128, i64::MAX as i128) as i64,
+                    frauds: frauds.clamp(0, u64::MAX as i128) as u64,
+                };
+                (day, counter)
+            },
+        ))
+    }
 }
 
 /// The days a read keeps: none after the later of today and `day` (plus [`FUTURE_DAYS`]) and,
 /// when reading for a transaction on `day`, none before its retention.
-pub(super) fn valid_days(day: Option<i32>, today: i32) -> RangeInclusive<i32> {
+pub fn valid_days(day: Option<i32>, today: i32) -> RangeInclusive<i32> {
     let last = day.map_or(today, |d| d.max(today)).saturating_add(FUTURE_DAYS);
     let first = day.map_or(i32::MIN, |d| d.saturating_sub(RETENTION_DAYS - 1));
     first..=last
@@ -148,22 +154,22 @@ impl DynamoStore {
         }
         all.sort_by(|a, b| a.0.cmp(&b.0));
         all.dedup_by(|a, b| a.0 == b.0);
-        let mut items: HashMap<Entity<'e>, Vec<ShardItem>> = HashMap::new();
+        let mut sums: HashMap<Entity<'e>, AggregateSum> = HashMap::new();
         for chunk in all.chunks(BATCH_GET_MAX_KEYS) {
             let refs: Vec<&ItemKey> = chunk.iter().map(|(k, _)| k).collect();
             let mut found = self.batch_get(&refs).await?;
             for (key, entity) in chunk {
                 if let Some(item) = found.remove(key) {
-                    items.entry(*entity).or_default().push(read_shard(&item, key, valid));
+                    sums.entry(*entity).or_default().add_item(&item, key, valid);
                 }
             }
             if let Some(key) = found.keys().next() {
                 return Err(corrupt(key, "BatchGetItem returned a key that was not asked for"));
             }
         }
-        Ok(items
+        Ok(sums
             .into_iter()
-            .map(|(e, shards)| (e, sum_shards(&e.shard_key(keys, 0), &shards)))
+            .map(|(e, sum)| (e, sum.finish(&e.shard_key(keys, 0))))
             .collect())
     }
 
@@ -221,15 +227,6 @@ impl AggregateReads for DynamoStore {
         }
         Ok(out)
     }
-}
-
-/// Where a decision writes its entity's delta, and what the write removes from that shard's
-/// item: every attribute the read of that item ignored (bounded per write).
-pub(super) fn shard_write(shard: u8, item: Option<&ShardItem>) -> ShardWrite {
-    let remove = item
-        .map(|i| i.ignored.iter().take(MAX_REMOVALS).cloned().collect())
-        .unwrap_or_default();
-    ShardWrite { shard, remove }
 }
 
 /// An UpdateExpression with its names and values.
@@ -300,20 +297,10 @@ pub(super) fn aggregate_update(delta: &AggregateDelta, repair: &[String]) -> Upd
     }
 }
 
-/// The write plan for a decision: each entity's shard (by the transaction id) and what its
-/// write repairs.
-pub(super) fn write_plan(
-    layout: &AggregateShards,
-    tx: &crate::domain::Transaction,
-    customer: &[Option<ShardItem>],
-    terminal: &[Option<ShardItem>],
-) -> AggregateWritePlan {
-    let pick = |count: ShardCount, items: &[Option<ShardItem>]| {
-        let shard = count.shard_of(&tx.id);
-        shard_write(shard, items.get(shard as usize).and_then(Option::as_ref))
-    };
-    AggregateWritePlan {
-        customer: pick(Entity::Customer(&tx.customer_id).write_count(layout), customer),
-        terminal: pick(Entity::Terminal(&tx.terminal_id).write_count(layout), terminal),
-    }
+/// Where a decision writes an entity's delta: the shard of its transaction id, and what that
+/// write removes from the shard's item (what its read ignored, bounded per write).
+pub(super) fn shard_write(shard: u8, mut ignored: Vec<String>) -> ShardWrite {
+    ignored.sort();
+    ignored.truncate(MAX_REMOVALS);
+    ShardWrite { shard, remove: ignored }
 }

@@ -1,6 +1,7 @@
 //! Decisions: the scoring read (one BatchGetItem), the commit (one TransactWriteItems), history.
 
 use super::*;
+use crate::ports::{AggregateWritePlan, ShardWrite};
 
 /// Where a decision stands in its customer's history; encoded as an opaque page cursor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -188,21 +189,31 @@ impl DecisionStore for DynamoStore {
             found.extend(self.batch_get(&refs).await?);
         }
         let valid = aggregates::valid_days(Some(tx.occurred_at.epoch_day()), today);
-        let mut shards = |e: &Entity<'_>, count: u8| -> Vec<Option<ShardItem>> {
-            (0..count)
-                .map(|k| {
-                    let key = e.shard_key(&keys, k);
-                    found.remove(&key).map(|item| read_shard(&item, &key, &valid))
-                })
-                .collect()
-        };
-        let customer_items = shards(&customer, need_c.max(hint_c));
-        let terminal_items = shards(&terminal, need_t.max(hint_t));
-
         let mut snap = ScoringSnapshot::default();
-        snap.customer = sum_shards(&customer.shard_key(&keys, 0), customer_items.iter().flatten());
-        snap.terminal = sum_shards(&terminal.shard_key(&keys, 0), terminal_items.iter().flatten());
-        snap.aggregate_write = write_plan(&layout, tx, &customer_items, &terminal_items);
+        // Each entity: its shards summed, and the one this decision writes with what to repair.
+        let mut read = |e: &Entity<'_>, count: u8| -> (EntityAggregate, ShardWrite) {
+            let write = e.write_count(&layout).shard_of(&tx.id);
+            let mut sum = AggregateSum::default();
+            let mut repair = Vec::new();
+            for k in 0..count {
+                let key = e.shard_key(&keys, k);
+                if let Some(item) = found.remove(&key) {
+                    let ignored = sum.add_item(&item, &key, &valid);
+                    if k == write {
+                        repair = ignored;
+                    }
+                }
+            }
+            (sum.finish(&e.shard_key(&keys, 0)), shard_write(write, repair))
+        };
+        let (c, c_write) = read(&customer, need_c.max(hint_c));
+        let (t, t_write) = read(&terminal, need_t.max(hint_t));
+        snap.customer = c;
+        snap.terminal = t;
+        snap.aggregate_write = AggregateWritePlan {
+            customer: c_write,
+            terminal: t_write,
+        };
         if let Some(item) = found.remove(&api) {
             snap.key = Some(parse_key_record(&item, &api)?);
         }

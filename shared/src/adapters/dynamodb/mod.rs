@@ -6,14 +6,14 @@
 //! | key id → hash | `T#<tenant>#KEYID#<key_id>` | `KEYID` | hash, expires_at (TTL) |
 //! | decision | `T#<tenant>#TX#<id>` | `DECISION` | the [`DecisionRecord`]; gsi1pk `T#<tenant>#CUST#<customer>`, gsi1sk `<occurred_at>#<id>` |
 //! | idempotency | `T#<tenant>#IDEM#<key>` | `IDEM` | transaction_id, fingerprint, created_at, expires_at (TTL, +24 h) |
-//! | customer aggregate | `T#<tenant>#CUST#<id>` | `AGG` | `c<day>`, `a<day>`, `f<day>`: count, amount (minor units), frauds per epoch day |
-//! | terminal aggregate | `T#<tenant>#TERM#<id>` | `AGG` | as above |
+//! | customer aggregate shard | `T#<tenant>#CUST#<id>` (shard 0), `…#<id>#<k>` | `AGG` | `c<day>`, `a<day>`, `f<day>`: count, amount (minor units), frauds per epoch day |
+//! | terminal aggregate shard | `T#<tenant>#TERM#<id>` (shard 0), `…#<id>#<k>` | `AGG` | as above |
 //! | active model | `T#<tenant>#MODEL` | `ACTIVE` | version, object_key, previous_version, activated_at |
 //! | model version | `T#<tenant>#MODEL` | `V#<version>` | [`ModelRegistration`](crate::domain::registry::ModelRegistration), plus [`ImportDetails`](crate::domain::registry::ImportDetails) for uploads |
 //! | upload bytes | `T#<tenant>#MODEL` | `SRC#<sha256>` | outcome (JSON): model-import's per-bytes idempotency |
 //! | job | `T#<tenant>#JOB#<bucket>/<key>#<etag>` | `JOB` | [`Job`](crate::ports::jobs::Job): status, lease, sequence, the kind's progress, result ([`jobs`]) |
 //! | job error chunk | as the job | `ERR#<seq>` | text: lines of the job's error report, expires_at (TTL) |
-//! | tenant config | `T#<tenant>` | `CONFIG` | review_threshold, block_threshold |
+//! | tenant config | `T#<tenant>` | `CONFIG` | review_threshold, block_threshold, agg_shards, agg_shards_version |
 //!
 //! Every tenant-scoped key is built by [`Keys`]; nothing else formats them. Tenant, customer,
 //! terminal and transaction ids are newtypes that cannot contain `#`. The client-chosen parts that

@@ -117,20 +117,20 @@ fn aggregates_parse_and_odd_attributes_are_ignored_not_fatal() {
     item.insert("c99".into(), n(1));
     item.insert("expires_at".into(), n(5));
     let all = valid_days(None, 200);
-    let shard = read_shard(&item, &key, &all);
-    assert!(shard.ignored.is_empty());
-    let agg = sum_shards(&key, [&shard]);
-    assert_eq!(agg.days(), vec![(99, day(1, 0, 0)), (100, day(2, 750, 1))]);
+    let mut sum = AggregateSum::default();
+    assert!(sum.add_item(&item, &key, &all).is_empty());
+    assert_eq!(sum.finish(&key).days(), vec![(99, day(1, 0, 0)), (100, day(2, 750, 1))]);
 
     // Not a number, not a whole number, far outside the window: each ignored, the rest read.
     item.insert("a99".into(), s("lots"));
     item.insert("f99".into(), n("1.5"));
     item.insert("c5".into(), n(3));
     item.insert("c99999".into(), n(3));
-    let shard = read_shard(&item, &key, &valid_days(Some(100), 100));
-    assert_eq!(shard.ignored, vec!["a99", "c5", "c99999", "f99"]);
-    let agg = sum_shards(&key, [&shard]);
-    assert_eq!(agg.days(), vec![(99, day(1, 0, 0)), (100, day(2, 750, 1))]);
+    let mut sum = AggregateSum::default();
+    let mut ignored = sum.add_item(&item, &key, &valid_days(Some(100), 100));
+    ignored.sort();
+    assert_eq!(ignored, vec!["a99", "c5", "c99999", "f99"]);
+    assert_eq!(sum.finish(&key).days(), vec![(99, day(1, 0, 0)), (100, day(2, 750, 1))]);
     assert_eq!(parse_day_attribute("c-3"), Some((b'c', -3)));
     assert_eq!(parse_day_attribute("created_at"), None);
     assert_eq!(parse_day_attribute("a"), None);
@@ -140,25 +140,35 @@ fn aggregates_parse_and_odd_attributes_are_ignored_not_fatal() {
 fn shards_sum_per_day_saturate_and_negative_counts_read_as_zero() {
     let key = ItemKey::new("T#a#TERM#t".into(), "AGG");
     let all = valid_days(None, 200);
-    let shard = |attrs: &[(&str, &str)]| {
+    let item = |attrs: &[(&str, &str)]| {
         let mut item = key.to_item();
         for (k, v) in attrs {
             item.insert((*k).into(), n(v));
         }
-        read_shard(&item, &key, &all)
+        item
     };
-    let a = shard(&[
+    let mut sum = AggregateSum::default();
+    let a = item(&[
         ("c100", "2"),
         ("a100", "9223372036854775807"),
         ("f100", "-1"),
         ("c101", "-4"),
     ]);
-    let b = shard(&[("c100", "3"), ("a100", "10"), ("f100", "2"), ("f101", "-1")]);
-    let agg = sum_shards(&key, [&a, &b]);
+    let b = item(&[("c100", "3"), ("a100", "10"), ("f100", "2"), ("f101", "-1")]);
+    assert!(sum.add_item(&a, &key, &all).is_empty());
+    assert!(sum.add_item(&b, &key, &all).is_empty());
+    let agg = sum.finish(&key);
     // A fraud taken back in one shard and counted in another sums right; sums saturate.
     assert_eq!(agg.days(), vec![(100, day(5, i64::MAX, 1)), (101, day(0, 0, 0))]);
-    let huge = shard(&[("c100", "99999999999999999999999999999999999")]);
-    assert_eq!(sum_shards(&key, [&huge]).days(), vec![(100, day(u64::MAX, 0, 0))]);
+    let mut huge = AggregateSum::default();
+    huge.add_item(&item(&[("c100", "99999999999999999999999999999999999")]), &key, &all);
+    assert_eq!(huge.finish(&key).days(), vec![(100, day(u64::MAX, 0, 0))]);
+    // Two shards holding days a retention apart: the newer one stands, as in the ring.
+    let mut ring = AggregateSum::default();
+    ring.add_item(&item(&[("c100", "5")]), &key, &all);
+    ring.add_item(&item(&[("c164", "1")]), &key, &all);
+    ring.add_item(&item(&[("c100", "5")]), &key, &all);
+    assert_eq!(ring.finish(&key).days(), vec![(164, day(1, 0, 0))]);
 }
 
 #[test]
