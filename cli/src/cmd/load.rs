@@ -1,5 +1,6 @@
 //! `verdict load`: scores the most recent transactions of a file over HTTP against a local stack
-//! (`cargo lambda watch`), one request at a time, and reports the decision mix and latencies.
+//! (`cargo lambda watch`), from `--concurrency` clients (each one request at a time), and reports
+//! the decision mix, the rate and the latencies.
 //! Exits non-zero if any request failed.
 //!
 //! Bounded on purpose: at most [`MAX_COUNT`] requests and `--max-seconds`, and only to a loopback
@@ -9,6 +10,8 @@ use super::progress;
 use anyhow::Context;
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use verdict::domain::io::TransactionReader;
 use verdict::domain::Transaction;
@@ -19,6 +22,8 @@ pub const MAX_COUNT: usize = 10_000;
 const MAX_TRANSPORT_ERRORS: usize = 5;
 /// Failed responses shown in full (the rest are counted).
 const SHOWN_FAILURES: usize = 5;
+/// The most clients one run starts.
+pub const MAX_CONCURRENCY: usize = 64;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -40,6 +45,10 @@ pub struct Args {
     /// Timeout of one request, in seconds
     #[arg(long, value_name = "S", default_value_t = 30)]
     timeout: u64,
+    /// Clients sending at once, each one request at a time (at most 64); serve the api with
+    /// as many instances (`cargo lambda watch --concurrency N`) to measure more than one
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    concurrency: usize,
 }
 
 /// Accepts only `http://` on 127.0.0.0/8, `localhost` or `[::1]`; returns the URL without a
@@ -171,6 +180,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         a.max_seconds > 0 && a.timeout > 0,
         "--max-seconds and --timeout must be positive"
     );
+    anyhow::ensure!(
+        (1..=MAX_CONCURRENCY).contains(&a.concurrency),
+        "--concurrency {}: must be 1 to {MAX_CONCURRENCY}",
+        a.concurrency
+    );
     let key = read_key(a.key_file.as_ref())?;
     let txs = last_transactions(&a.data, a.count)?;
     anyhow::ensure!(!txs.is_empty(), "{} holds no transactions", a.data.display());
@@ -198,62 +212,85 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let auth = format!("Bearer {key}");
     let deadline = Instant::now() + Duration::from_secs(a.max_seconds);
     let started = Instant::now();
-    let mut latencies = Vec::with_capacity(txs.len());
-    let mut processing = Vec::with_capacity(txs.len());
+    let pb = progress::bar("scoring");
+    pb.set_length(txs.len() as u64);
+    let next = AtomicUsize::new(0);
+    // Consecutive requests, over all clients, that got no answer.
+    let unanswered = AtomicUsize::new(0);
+    let results: Mutex<Vec<(String, Result<(u16, String, f64), String>)>> = Mutex::new(Vec::with_capacity(txs.len()));
+    std::thread::scope(|scope| {
+        for _ in 0..a.concurrency {
+            scope.spawn(|| loop {
+                if Instant::now() >= deadline || unanswered.load(Ordering::Relaxed) >= MAX_TRANSPORT_ERRORS {
+                    return;
+                }
+                let Some(tx) = txs.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                    return;
+                };
+                let t0 = Instant::now();
+                let result = agent
+                    .post(&url)
+                    .header("Authorization", &auth)
+                    .header("Content-Type", "application/json")
+                    .send(body(tx));
+                pb.inc(1);
+                let answer = match result {
+                    Ok(mut r) => {
+                        unanswered.store(0, Ordering::Relaxed);
+                        let status = r.status().as_u16();
+                        let text = r.body_mut().read_to_string().unwrap_or_default();
+                        Ok((status, text, t0.elapsed().as_secs_f64() * 1e3))
+                    }
+                    Err(e) => {
+                        unanswered.fetch_add(1, Ordering::Relaxed);
+                        Err(e.to_string())
+                    }
+                };
+                results
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((tx.id.to_string(), answer));
+            });
+        }
+    });
+    pb.finish_and_clear();
+    let elapsed = started.elapsed().as_secs_f64();
+    let transport_errors = unanswered.load(Ordering::Relaxed);
+
+    let results = results.into_inner().unwrap_or_else(|p| p.into_inner());
+    let sent = results.len();
+    let mut latencies = Vec::with_capacity(sent);
+    let mut processing = Vec::with_capacity(sent);
     let mut mix: BTreeMap<String, usize> = BTreeMap::new();
     let mut replays = 0usize;
     let mut failures: Vec<String> = Vec::new();
-    let mut transport_errors = 0usize;
-    let mut sent = 0usize;
-    let pb = progress::bar("scoring");
-    pb.set_length(txs.len() as u64);
-    for tx in &txs {
-        if Instant::now() >= deadline || transport_errors >= MAX_TRANSPORT_ERRORS {
-            break;
-        }
-        let t0 = Instant::now();
-        let result = agent
-            .post(&url)
-            .header("Authorization", &auth)
-            .header("Content-Type", "application/json")
-            .send(body(tx));
-        sent += 1;
-        pb.inc(1);
-        let mut response = match result {
-            Ok(r) => r,
-            Err(e) => {
-                transport_errors += 1;
-                failures.push(format!("{}: {e}", tx.id));
-                continue;
-            }
-        };
-        transport_errors = 0;
-        let status = response.status().as_u16();
-        let text = response.body_mut().read_to_string().unwrap_or_default();
-        let ms = t0.elapsed().as_secs_f64() * 1e3;
-        match outcome(status, &text) {
-            Outcome::Decided {
-                decision,
-                replay,
-                processing_ms,
-            } => {
-                latencies.push(ms);
-                processing.extend(processing_ms);
-                *mix.entry(decision).or_default() += 1;
-                replays += replay as usize;
-            }
-            Outcome::Failed(why) => failures.push(format!("{}: {why}", tx.id)),
+    for (id, answer) in results {
+        match answer {
+            Err(e) => failures.push(format!("{id}: {e}")),
+            Ok((status, text, ms)) => match outcome(status, &text) {
+                Outcome::Decided {
+                    decision,
+                    replay,
+                    processing_ms,
+                } => {
+                    latencies.push(ms);
+                    processing.extend(processing_ms);
+                    *mix.entry(decision).or_default() += 1;
+                    replays += replay as usize;
+                }
+                Outcome::Failed(why) => failures.push(format!("{id}: {why}")),
+            },
         }
     }
-    pb.finish_and_clear();
-    let elapsed = started.elapsed().as_secs_f64();
 
     let decided: usize = mix.values().sum();
     let unsent = txs.len() - sent;
     println!(
-        "scored {decided} of {} transactions in {elapsed:.1} s ({:.1}/s) at {url}",
+        "scored {decided} of {} transactions in {elapsed:.1} s ({:.1}/s) at {url}, {} client{}",
         txs.len(),
-        sent as f64 / elapsed.max(1e-9)
+        sent as f64 / elapsed.max(1e-9),
+        a.concurrency,
+        if a.concurrency == 1 { "" } else { "s" }
     );
     let parts: Vec<String> = ["approve", "review", "block"]
         .iter()

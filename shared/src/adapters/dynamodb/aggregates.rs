@@ -8,7 +8,7 @@
 
 use super::*;
 use crate::domain::shards::{AggregateShards, ShardCount};
-use crate::ports::{AggregateReads, AggregateWritePlan, FoundAggregates, ShardWrite};
+use crate::ports::{AggregateReads, FoundAggregates, ShardWrite};
 use std::ops::RangeInclusive;
 
 /// The most keys one BatchGetItem takes.
