@@ -5,7 +5,9 @@
 # try. Ctrl-C stops everything it started.
 #
 # Environment: MOTO_PORT (5010), API_PORT (9000), VERDICT_TENANT (demo), TABLE_NAME, MODEL_BUCKET,
-# DATA_BUCKET, READY_TIMEOUT (seconds for the first build, 1200), SIM_CUSTOMERS/SIM_TERMINALS/SIM_DAYS.
+# DATA_BUCKET, READY_TIMEOUT (seconds for the first build, 1200), SIM_CUSTOMERS/SIM_TERMINALS/SIM_DAYS,
+# WATCH_CONCURRENCY (instances of each function watch may run at once, 1; e.g. 16 for `verdict load
+# --concurrency 16`).
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"

@@ -245,6 +245,7 @@ start_watch() {
         --env-var "DATA_BUCKET=$DATA_BUCKET" \
         --env-var "AWS_ENDPOINT_URL=$MOTO_URL" \
         --env-var "RUST_LOG=${RUST_LOG:-info}" \
+        --concurrency "${WATCH_CONCURRENCY:-1}" \
         "$@"
 }
 
