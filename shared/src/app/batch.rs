@@ -513,7 +513,7 @@ where
     async fn load_model(&self, active: &ActiveModel) -> Result<Result<Arc<Model>, String>, BatchRunError> {
         match self.models.load(active).await {
             Ok(m) => Ok(Ok(m)),
-            Err(ScoreError::Store(StoreError::Unavailable(e))) => Err(StoreError::Unavailable(e).into()),
+            Err(ScoreError::Store(e)) if e.is_retryable() => Err(e.into()),
             Err(e) => Ok(Err(format!("model {}: {e}", active.version))),
         }
     }
