@@ -271,7 +271,13 @@ fn many_entities() -> (InMemoryDecisions, Vec<Transaction>) {
         for h in 0..(e % 5) {
             s.add_to_aggregates(
                 &acme(),
-                &tx(&format!("h{e}-{h}"), 1 + h as u32, 40_000, &format!("c{e}"), &format!("t{e}")),
+                &tx(
+                    &format!("h{e}-{h}"),
+                    1 + h as u32,
+                    40_000,
+                    &format!("c{e}"),
+                    &format!("t{e}"),
+                ),
             );
         }
     }
@@ -282,7 +288,13 @@ fn many_entities() -> (InMemoryDecisions, Vec<Transaction>) {
     }
     for i in 0..25 {
         let e = (i * 7 + 3) % 25;
-        rows.push(tx(&format!("b{i}"), 11, 150_000, &format!("c{e}"), &format!("t{}", (e + 11) % 25)));
+        rows.push(tx(
+            &format!("b{i}"),
+            11,
+            150_000,
+            &format!("c{e}"),
+            &format!("t{}", (e + 11) % 25),
+        ));
     }
     (s, rows)
 }
@@ -292,7 +304,11 @@ fn more_entities_than_the_cache_holds_are_each_scored_on_their_stored_history() 
     let (store, rows) = many_entities();
     let want: Vec<ResultRow> = rows.iter().map(|t| as_the_api_would(&store, t)).collect();
     assert!(
-        want.iter().map(|r| r.score.to_bits()).collect::<std::collections::HashSet<_>>().len() > 1,
+        want.iter()
+            .map(|r| r.score.to_bits())
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+            > 1,
         "the model must tell histories apart for this test to mean anything"
     );
     // Chunks smaller than the bound, one that fills it exactly, and one larger than the bound
