@@ -209,7 +209,7 @@ impl<'a, R: ModelRegistry, B: ModelBlobs> ModelActivation<'a, R, B> {
                 model.version()
             )));
         }
-        self.cache.insert(Arc::new(model));
+        self.cache.insert(Arc::new(model), bytes.len());
         let pointer = match self
             .registry
             .activate(tenant, &m.version, &m.object_key, ExpectedPointer::At(current))
