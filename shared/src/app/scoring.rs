@@ -135,7 +135,7 @@ impl ModelCache {
             .iter()
             .map(|e| (e.used, e.model.version().to_owned()))
             .collect();
-        v.sort_by(|a, b| b.0.cmp(&a.0));
+        v.sort_by_key(|e| std::cmp::Reverse(e.0));
         v.into_iter().map(|(_, version)| version).collect()
     }
 
