@@ -66,6 +66,7 @@ fn create(a: CreateArgs) -> anyhow::Result<()> {
     let tenant = parse_tenant(&a.tenant)?;
     let scopes = Scope::parse_list(&a.scopes).map_err(|e| bad("--scopes", e))?;
     let ttl = parse_ttl(&a.expires_in).map_err(|e| bad("--expires-in", e))?;
+    expires_at(now_epoch(), ttl, &a.expires_in)?;
 
     block_on(async {
         let aws = Aws::from_env().await;
@@ -78,7 +79,7 @@ fn create(a: CreateArgs) -> anyhow::Result<()> {
             tenant,
             scopes,
             created_at: now,
-            expires_at: ttl.map(|secs| now + secs),
+            expires_at: expires_at(now, ttl, &a.expires_in)?,
             revoked_at: None,
         };
         store
@@ -127,4 +128,43 @@ fn revoke(a: RevokeArgs) -> anyhow::Result<()> {
         }
         Ok(())
     })?
+}
+
+/// When a key made at `now` with lifetime `ttl` (seconds) expires; an error past the epoch's range.
+fn expires_at(now: i64, ttl: Option<i64>, raw: &str) -> anyhow::Result<Option<i64>> {
+    ttl.map(|secs| {
+        now.checked_add(secs)
+            .ok_or_else(|| anyhow::anyhow!("--expires-in: {raw:?} is too long"))
+    })
+    .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_expires_in_is_an_error_naming_the_flag_and_the_value() {
+        for raw in ["5é", "é", "", "99999999999999999999d", "9223372036854775807d"] {
+            let e = parse_ttl(raw)
+                .map_err(|e| bad("--expires-in", e))
+                .expect_err(raw)
+                .to_string();
+            assert!(
+                e.starts_with("--expires-in: ") && e.contains(&format!("{raw:?}")),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_expiry_past_the_epoch_range_is_an_error() {
+        let ttl = parse_ttl("106751991167300d").unwrap();
+        let e = expires_at(1_800_000_000, ttl, "106751991167300d")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--expires-in") && e.contains("106751991167300d"), "{e}");
+        assert_eq!(expires_at(100, Some(60), "1m").unwrap(), Some(160));
+        assert_eq!(expires_at(100, None, "never").unwrap(), None);
+    }
 }

@@ -56,8 +56,14 @@ pub async fn handle<S: ApiStore, B: ModelBlobs>(app: &App<S, B>, req: Request) -
     let response = match dispatch(app, &req, &cx).await {
         Ok(r) => r,
         Err(e) => {
-            if let ApiError::Internal(cause) = &e {
-                tracing::error!(request_id = cx.request_id, path = cx.path, error = %cause, "request failed");
+            match &e {
+                ApiError::Internal(cause) => {
+                    tracing::error!(request_id = cx.request_id, path = cx.path, error = %cause, "request failed")
+                }
+                ApiError::Unavailable(cause) => {
+                    tracing::warn!(request_id = cx.request_id, path = cx.path, error = %cause, "request failed; retryable")
+                }
+                _ => {}
             }
             e.to_response(cx.path, cx.request_id)
         }

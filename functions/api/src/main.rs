@@ -2,7 +2,9 @@
 //!
 //! Environment: `TABLE_NAME`, `MODEL_BUCKET` (both set by template.yaml), optional
 //! `VERDICT_MODEL_PATH` (a local model artifact serving tenants without an activation pointer),
-//! `RUST_LOG` (log filter, default `info`), and the usual AWS variables (`AWS_ENDPOINT_URL` for moto).
+//! `VERDICT_MODEL_CACHE_MB` (the loaded models' budget in MiB of artifact; default a quarter of
+//! `AWS_LAMBDA_FUNCTION_MEMORY_SIZE`, else 64), `RUST_LOG` (log filter, default `info`), and the
+//! usual AWS variables (`AWS_ENDPOINT_URL` for moto).
 
 use api::App;
 use lambda_http::{service_fn, Request};
@@ -12,6 +14,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use verdict::adapters::lambda::{check_lambda_environment, exit_code, init_logging, required_env};
 use verdict::adapters::{aws_config_from_env, dynamodb_client, s3_client, DynamoStore, S3Blobs};
+use verdict::app::scoring::ModelCache;
 use verdict::domain::model::Model;
 
 #[tokio::main(flavor = "current_thread")]
@@ -30,6 +33,7 @@ async fn main() -> ExitCode {
     tracing::info!(
         cold_init_ms = started.elapsed().as_secs_f64() * 1000.0,
         fallback_model = app.scorer.fallback.as_ref().map(|m| m.version()),
+        model_cache_bytes = app.scorer.models.budget(),
         "ready"
     );
     let served = lambda_http::run(service_fn(move |req: Request| async move {
@@ -50,8 +54,16 @@ async fn build() -> Result<App<DynamoStore, S3Blobs>, String> {
         }
         _ => None,
     };
+    let env = |name| std::env::var(name).ok();
+    let cache_budget = ModelCache::budget_for(
+        env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE").as_deref(),
+        env("VERDICT_MODEL_CACHE_MB").as_deref(),
+    )
+    .map_err(|e| format!("VERDICT_MODEL_CACHE_MB: {e}"))?;
     let config = aws_config_from_env().await;
     let store = DynamoStore::new(dynamodb_client(&config), table);
     let blobs = S3Blobs::new(s3_client(&config), bucket);
-    Ok(App::new(store, blobs, fallback))
+    let mut app = App::new(store, blobs, fallback);
+    app.scorer.models = ModelCache::with_budget(cache_budget);
+    Ok(app)
 }

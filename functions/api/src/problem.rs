@@ -36,9 +36,16 @@ pub enum ApiError {
     PayloadTooLarge { size: usize, limit: usize },
     /// 415: what the Content-Type was (`None` when absent).
     UnsupportedMediaType(Option<String>),
-    /// 500: a dependency failed. The message is logged, never sent.
+    /// 500: a dependency failed for good, or stored data is unreadable. The message is logged,
+    /// never sent.
     Internal(String),
+    /// 503 with `Retry-After`: a dependency failed in a way that may pass (throttled, timed out,
+    /// contention). The message is logged, never sent.
+    Unavailable(String),
 }
+
+/// `Retry-After` on a 503, in seconds: long enough for a throttle or a busy item to clear.
+pub const RETRY_AFTER_SECONDS: u32 = 1;
 
 /// The contract lists no 405; this follows its naming so clients can still match on `type`.
 pub const TYPE_405: &str = "https://verdict.dev/problems/method-not-allowed";
@@ -62,6 +69,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -81,6 +89,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => ("payload-too-large", "Payload too large"),
             ApiError::UnsupportedMediaType(_) => ("unsupported-media-type", "Unsupported media type"),
             ApiError::Internal(_) => ("internal", "Internal error"),
+            ApiError::Unavailable(_) => ("unavailable", "Service unavailable"),
         }
     }
 
@@ -101,7 +110,7 @@ impl ApiError {
                 format!("Content-Type \"{ct}\" is not supported; send application/json.")
             }
             ApiError::UnsupportedMediaType(None) => "The Content-Type header is missing; send application/json.".into(),
-            ApiError::Internal(_) => {
+            ApiError::Internal(_) | ApiError::Unavailable(_) => {
                 "The request could not be completed; retry it. A POST retried with the same Idempotency-Key is \
                  never decided twice."
                     .into()
@@ -139,6 +148,9 @@ impl ApiError {
             }
             ApiError::MethodNotAllowed { allow } => {
                 headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+            }
+            ApiError::Unavailable(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
             }
             _ => {}
         }
@@ -178,7 +190,11 @@ impl From<AuthError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         // A bad cursor is the caller's; the routes that take one map it to their field first.
-        ApiError::Internal(e.to_string())
+        if e.is_retryable() {
+            ApiError::Unavailable(e.to_string())
+        } else {
+            ApiError::Internal(e.to_string())
+        }
     }
 }
 
@@ -233,9 +249,72 @@ mod tests {
 
     #[test]
     fn internal_errors_never_leak_their_cause() {
-        let e: ApiError = StoreError::Unavailable("DynamoDB GetItem: secret-table-name timed out".into()).into();
+        let e: ApiError = StoreError::Rejected("DynamoDB GetItem: secret-table-name ValidationException".into()).into();
         let b = body(&e.to_response("/v1/transactions", "r"));
         assert_eq!(b["status"], 500);
         assert!(!b.to_string().contains("secret-table-name"), "{b}");
+        let e: ApiError = StoreError::Unavailable("DynamoDB GetItem: secret-table-name timed out".into()).into();
+        let b = body(&e.to_response("/v1/transactions", "r"));
+        assert_eq!(b["status"], 503);
+        assert!(!b.to_string().contains("secret-table-name"), "{b}");
+    }
+
+    #[test]
+    fn a_retryable_store_failure_is_a_503_with_retry_after_and_a_permanent_one_a_500() {
+        let r = ApiError::from(ScoreError::Store(StoreError::Unavailable("throttled".into())))
+            .to_response("/v1/transactions", "r");
+        assert_eq!(r.status(), 503);
+        assert_eq!(r.headers()["retry-after"], "1");
+        assert_eq!(r.headers()["content-type"], "application/problem+json");
+        let b = body(&r);
+        assert_eq!(b["type"], "https://verdict.dev/problems/unavailable");
+        assert_eq!(b["title"], "Service unavailable");
+        for permanent in [
+            StoreError::Rejected("ValidationException".into()),
+            StoreError::Corrupt {
+                key: "k".into(),
+                reason: "r".into(),
+            },
+        ] {
+            let r = ApiError::from(permanent).to_response("/v1/transactions", "r");
+            assert_eq!(r.status(), 500);
+            assert!(r.headers().get("retry-after").is_none());
+            assert_eq!(body(&r)["type"], "https://verdict.dev/problems/internal");
+        }
+    }
+
+    /// Every kind's type, title and status is a row of openapi.yaml's "Errors" table and has a
+    /// problem schema there (405 excepted, see `TYPE_405`).
+    #[test]
+    fn every_problem_kind_is_in_the_contract() {
+        let contract = crate::OPENAPI_YAML;
+        let kinds = [
+            ApiError::field("f", "m"),
+            ApiError::Unauthenticated {
+                detail: "d",
+                missing: false,
+            },
+            ApiError::Forbidden(Scope::ModelsRead),
+            ApiError::NotFound("x".into()),
+            ApiError::IdempotencyConflict("x".into()),
+            ApiError::Conflict("x".into()),
+            ApiError::PayloadTooLarge { size: 2, limit: 1 },
+            ApiError::UnsupportedMediaType(None),
+            ApiError::Internal("x".into()),
+            ApiError::Unavailable("x".into()),
+        ];
+        for e in kinds {
+            let (kind, title) = e.kind();
+            let row = format!("| {}    | `{BASE}{kind}`", e.status().as_u16());
+            assert!(contract.contains(&row), "no Errors row {row:?}");
+            assert!(
+                contract.contains(&format!("type: {{const: '{BASE}{kind}'}}")),
+                "no schema for {kind}"
+            );
+            assert!(
+                contract.contains(&format!("title: {{const: {title}}}")),
+                "no title {title:?}"
+            );
+        }
     }
 }

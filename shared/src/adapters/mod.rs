@@ -12,6 +12,7 @@ pub mod label_reading;
 pub mod lambda;
 pub mod runtime;
 pub mod s3;
+mod sdk_errors;
 
 use aws_config::environment::region::EnvironmentVariableRegionProvider;
 use aws_config::meta::region::RegionProviderChain;

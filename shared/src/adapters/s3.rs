@@ -14,19 +14,19 @@ use aws_sdk_s3::operation::get_object::builders::GetObjectFluentBuilder;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{BucketLocationConstraint, CompletedMultipartUpload, CompletedPart, CreateBucketConfiguration};
 use aws_sdk_s3::Client;
-use std::fmt;
 use std::io::{self, Read};
 use std::time::Duration;
 
 /// Ranged GETs a read makes after the body stream breaks, before it gives up.
 const READ_RETRIES: u32 = 3;
 
-fn sdk_error<E, R>(op: &str, target: &str, e: SdkError<E, R>) -> StoreError
+/// Retryable ([`StoreError::Unavailable`]) or permanent ([`StoreError::Rejected`]) by what the SDK says.
+fn sdk_error<E>(op: &str, target: &str, e: SdkError<E, HttpResponse>) -> StoreError
 where
-    E: std::error::Error + 'static,
-    R: fmt::Debug,
+    E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    StoreError::Unavailable(format!("S3 {op} {target}: {}", DisplayErrorContext(&e)))
+    let message = format!("S3 {op} {target}: {}", DisplayErrorContext(&e));
+    crate::adapters::sdk_errors::classified(message, &e)
 }
 
 fn code<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> Option<&str> {
@@ -202,7 +202,7 @@ impl Objects for ObjectStore {
         offset: u64,
     ) -> Result<Option<(ObjectReader, ReadFailure)>, StoreError> {
         let handle = tokio::runtime::Handle::try_current()
-            .map_err(|e| StoreError::Unavailable(format!("reading {} needs a tokio runtime: {e}", url(bucket, key))))?;
+            .map_err(|e| StoreError::Rejected(format!("reading {} needs a tokio runtime: {e}", url(bucket, key))))?;
         // A resumed read is pinned to what the first answer read, so a broken stream can never
         // continue in a newer upload, whatever pin (or none) the caller gave.
         let version_id = version.version_id.map(str::to_owned);

@@ -513,7 +513,7 @@ where
     async fn load_model(&self, active: &ActiveModel) -> Result<Result<Arc<Model>, String>, BatchRunError> {
         match self.models.load(active).await {
             Ok(m) => Ok(Ok(m)),
-            Err(ScoreError::Store(StoreError::Unavailable(e))) => Err(StoreError::Unavailable(e).into()),
+            Err(ScoreError::Store(e)) if e.is_retryable() => Err(e.into()),
             Err(e) => Ok(Err(format!("model {}: {e}", active.version))),
         }
     }
@@ -613,9 +613,16 @@ where
         self.runner.settings
     }
 
-    /// Runs, and on a transient error lets the next invocation take over at once.
+    /// Runs, and on a transient error lets the next invocation take over at once. A storage call
+    /// the store refused ([`StoreError::Rejected`]) would be refused again on every redelivery:
+    /// the job ends failed, with its summary, instead.
     async fn run_leased(mut self) -> Result<Status, BatchRunError> {
-        let result = self.run().await;
+        let result = match self.run().await {
+            Err(BatchRunError::Store(e @ StoreError::Rejected(_))) => {
+                self.fail(format!("a storage call was refused: {e}")).await
+            }
+            r => r,
+        };
         if result.is_err() {
             let _ = self
                 .runner
@@ -883,7 +890,7 @@ where
         if ours {
             Ok(())
         } else {
-            Err(StoreError::Unavailable(format!(
+            Err(StoreError::Rejected(format!(
                 "multipart upload {id} of s3://{}/{key} is gone and the object there is not this job's",
                 self.job.object.bucket
             ))

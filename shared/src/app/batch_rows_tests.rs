@@ -242,3 +242,79 @@ fn an_object_that_could_not_be_read_to_its_end_sends_no_last_part() {
     );
     assert!(thread.flushes.is_empty(), "a truncated file must not complete the job");
 }
+
+/// Scores `rows` from the start with `cache` entities cached at most, in chunks of `chunk` rows;
+/// the results as written.
+fn score_with_cache(store: &InMemoryDecisions, rows: &[Transaction], chunk: usize, cache: usize) -> Vec<ResultRow> {
+    let mut thread = Collect::default();
+    score_rows(
+        plan(Checkpoint::default(), chunk, cache),
+        Cursor::new(csv(rows)),
+        ReadFailure::default(),
+        store,
+        &mut thread,
+    )
+    .unwrap();
+    let mut results = Vec::new();
+    for f in &thread.flushes {
+        results.extend_from_slice(f.results.as_deref().unwrap_or_default());
+    }
+    ResultRow::read_all(Format::Csv, &results).unwrap()
+}
+
+/// 25 customers and 25 terminals, four in five with stored history (1 to 4 earlier
+/// transactions). Each customer pays twice in a row and each terminal takes three in a row, so
+/// consecutive chunks share entities; then a second pass in a scattered order.
+fn many_entities() -> (InMemoryDecisions, Vec<Transaction>) {
+    let s = InMemoryDecisions::default();
+    for e in 0..25 {
+        for h in 0..(e % 5) {
+            s.add_to_aggregates(
+                &acme(),
+                &tx(
+                    &format!("h{e}-{h}"),
+                    1 + h as u32,
+                    40_000,
+                    &format!("c{e}"),
+                    &format!("t{e}"),
+                ),
+            );
+        }
+    }
+    let mut rows = Vec::new();
+    for i in 0..75 {
+        let (c, t) = ((i / 2) % 25, (i / 3) % 25);
+        rows.push(tx(&format!("a{i}"), 10, 150_000, &format!("c{c}"), &format!("t{t}")));
+    }
+    for i in 0..25 {
+        let e = (i * 7 + 3) % 25;
+        rows.push(tx(
+            &format!("b{i}"),
+            11,
+            150_000,
+            &format!("c{e}"),
+            &format!("t{}", (e + 11) % 25),
+        ));
+    }
+    (s, rows)
+}
+
+#[test]
+fn more_entities_than_the_cache_holds_are_each_scored_on_their_stored_history() {
+    let (store, rows) = many_entities();
+    let want: Vec<ResultRow> = rows.iter().map(|t| as_the_api_would(&store, t)).collect();
+    assert!(
+        want.iter()
+            .map(|r| r.score.to_bits())
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+            > 1,
+        "the model must tell histories apart for this test to mean anything"
+    );
+    // Chunks smaller than the bound, one that fills it exactly, and one larger than the bound
+    // (it is read whole and cached alone, over the bound, until the next chunk).
+    for (chunk, cache) in [(3, 10), (4, 10), (5, 10), (7, 10), (10, 20), (30, 10), (100, 10)] {
+        let got = score_with_cache(&store, &rows, chunk, cache);
+        assert_eq!(got, want, "chunk {chunk}, cache {cache}");
+    }
+}

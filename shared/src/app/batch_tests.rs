@@ -294,3 +294,112 @@ fn an_owner_that_lost_its_lease_uploads_no_part_and_records_nothing() {
     assert_eq!(job.lease_owner.as_deref(), Some("new-holder"));
     assert!(reinvoke.0.lock().unwrap().is_empty());
 }
+
+/// A model whose artifact cannot be fetched, for the reason given.
+struct Unfetchable(fn() -> StoreError);
+
+impl BatchModels for Unfetchable {
+    async fn active_model(&self, tenant: &TenantId) -> Result<Option<ActiveModel>, StoreError> {
+        OneModel.active_model(tenant).await
+    }
+
+    async fn thresholds(&self, _tenant: &TenantId) -> Result<Option<Thresholds>, StoreError> {
+        Ok(None)
+    }
+
+    async fn load(&self, _model: &ActiveModel) -> Result<Arc<Model>, ScoreError> {
+        Err(ScoreError::Store((self.0)()))
+    }
+}
+
+#[test]
+fn a_model_fetch_that_may_pass_is_retried_and_one_that_cannot_fails_the_job() {
+    let run = |models: &Unfetchable| {
+        let (jobs, objects, reinvoke) = (InMemoryJobs::default(), InMemoryObjects::default(), Recorder::default());
+        let e1 = objects.upload(BUCKET, KEY, b"id,...\n", &[]);
+        let settings = Settings::default();
+        let runner = BatchRunner {
+            jobs: &jobs,
+            objects: &objects,
+            models,
+            platform: &Scripted,
+            reinvoke: &reinvoke,
+            sleep: &NoWait,
+            settings: &settings,
+        };
+        let deadline = SystemTime::now() + Duration::from_secs(600);
+        now_or_never(runner.process(BUCKET, KEY, Some(&e1), deadline))
+    };
+    let throttled = run(&Unfetchable(|| StoreError::Unavailable("SlowDown".into())));
+    assert!(
+        matches!(throttled, Err(BatchRunError::Store(StoreError::Unavailable(_)))),
+        "{throttled:?}"
+    );
+    let refused = run(&Unfetchable(|| StoreError::Rejected("AccessDenied".into())));
+    let Ok(Status::Failed { error }) = refused else {
+        panic!("a refused fetch fails the job: {refused:?}")
+    };
+    assert!(error.contains("AccessDenied"), "{error}");
+}
+
+/// A scoring thread that stops at once on a storage failure.
+struct StopsOn(fn() -> StoreError);
+
+struct StoppedRun(fn() -> StoreError);
+
+impl ScoringPlatform for StopsOn {
+    type Run = StoppedRun;
+
+    fn start<Rd: Read + Send + 'static>(&self, _plan: ScoringPlan, _reader: Rd, _failure: ReadFailure) -> StoppedRun {
+        StoppedRun(self.0)
+    }
+}
+
+impl ScoringRun for StoppedRun {
+    async fn next(&mut self, _heartbeat: Duration) -> Scored {
+        Scored::Stopped(ScoringStop::Store((self.0)()))
+    }
+}
+
+#[test]
+fn a_refused_storage_call_ends_the_job_failed_and_a_transient_one_leaves_it_to_a_retry() {
+    let run = |platform: &StopsOn| {
+        let (jobs, objects, reinvoke) = (InMemoryJobs::default(), InMemoryObjects::default(), Recorder::default());
+        let e1 = objects.upload(BUCKET, KEY, b"id,...\n", &[]);
+        let settings = Settings::default();
+        let runner = BatchRunner {
+            jobs: &jobs,
+            objects: &objects,
+            models: &OneModel,
+            platform,
+            reinvoke: &reinvoke,
+            sleep: &NoWait,
+            settings: &settings,
+        };
+        let deadline = SystemTime::now() + Duration::from_secs(600);
+        let status = now_or_never(runner.process(BUCKET, KEY, Some(&e1), deadline));
+        let tenant = TenantId::parse("acme").unwrap();
+        let job = now_or_never(jobs.read_job::<BatchProgress>(&tenant, &ObjectRef::new(BUCKET, KEY, &e1)))
+            .unwrap()
+            .unwrap();
+        let summary = objects.object(BUCKET, &BatchFile::parse(KEY).unwrap().summary_key());
+        (status, job, summary.is_some())
+    };
+
+    let (status, job, summary) = run(&StopsOn(|| StoreError::Unavailable("ThrottlingException".into())));
+    assert!(
+        matches!(status, Err(BatchRunError::Store(StoreError::Unavailable(_)))),
+        "{status:?}"
+    );
+    assert_eq!(job.status, JobStatus::Running, "left for the redelivery");
+    assert_eq!(job.lease_expires_at, 0, "the lease is released for the next invocation");
+    assert!(!summary);
+
+    let (status, job, summary) = run(&StopsOn(|| StoreError::Rejected("AccessDenied".into())));
+    let Ok(Status::Failed { error }) = status else {
+        panic!("a refused call fails the job: {status:?}")
+    };
+    assert!(error.contains("AccessDenied"), "{error}");
+    assert_eq!(job.status, JobStatus::Failed);
+    assert!(summary, "the failure is summarised");
+}

@@ -672,7 +672,10 @@ where
             let text = jobs
                 .report_chunk(tenant, self.job, seq)
                 .await?
-                .ok_or_else(|| StoreError::Unavailable(format!("{}: error chunk {seq} is missing", self.uri)))?;
+                .ok_or_else(|| StoreError::Corrupt {
+                    key: format!("{} error chunk {seq}", self.uri),
+                    reason: "missing".into(),
+                })?;
             w.write(text.as_bytes()).await?;
         }
         w.finish().await?;

@@ -198,7 +198,7 @@ impl<'a, R: ModelRegistry, B: ModelBlobs> ModelActivation<'a, R, B> {
         };
         let bytes = match self.blobs.fetch(&m.object_key).await {
             Ok(b) => b,
-            Err(e @ StoreError::Unavailable(_)) => return Err(ActivationError::Store(e)),
+            Err(e) if e.is_retryable() => return Err(ActivationError::Store(e)),
             Err(e) => return Err(unusable(e.to_string())),
         };
         let model = Model::from_bytes(&m.object_key, &bytes).map_err(|e| unusable(e.to_string()))?;
@@ -209,7 +209,7 @@ impl<'a, R: ModelRegistry, B: ModelBlobs> ModelActivation<'a, R, B> {
                 model.version()
             )));
         }
-        self.cache.insert(Arc::new(model));
+        self.cache.insert(Arc::new(model), bytes.len());
         let pointer = match self
             .registry
             .activate(tenant, &m.version, &m.object_key, ExpectedPointer::At(current))
@@ -313,7 +313,7 @@ impl ImportError {
     /// Whether delivering the same event again can succeed: after a storage failure it can; a
     /// version registered with other bytes (a conflict) or a corrupt item stays as it is.
     pub fn retryable(&self) -> bool {
-        matches!(self, ImportError::Store(StoreError::Unavailable(_)))
+        matches!(self, ImportError::Store(e) if e.is_retryable())
     }
 }
 
@@ -902,6 +902,7 @@ mod tests {
     fn only_storage_failures_are_worth_a_redelivery() {
         assert!(ImportError::Store(StoreError::Unavailable("timeout".into())).retryable());
         assert!(!ImportError::Store(StoreError::Conflict("other bytes".into())).retryable());
+        assert!(!ImportError::Store(StoreError::Rejected("ValidationException".into())).retryable());
     }
 
     #[test]

@@ -16,8 +16,7 @@ use crate::domain::Timestamp;
 use crate::ports::{
     ActiveModel, CommitOutcome, DecisionCommit, DecisionStore, ModelBlobs, ScoringSnapshot, StoreError,
 };
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScoreError {
@@ -40,24 +39,112 @@ pub struct Scored {
     pub replay: bool,
 }
 
-/// Loaded models by version. A container keeps the few it has served.
-#[derive(Default)]
+/// The model cache's budget when nothing else says: a quarter of a 256 MB function.
+pub const DEFAULT_MODEL_CACHE_BYTES: usize = 64 << 20;
+
+/// Loaded models by version, least recently used evicted first, bounded by the bytes of their
+/// artifacts (an artifact's length is close to what the loaded model holds). A model larger than
+/// the whole budget is still cached, alone: serving it must not mean fetching it per request.
+/// Entries are few (a container serves a handful of tenants), so every call is a scan.
 pub struct ModelCache {
-    by_version: RwLock<HashMap<String, Arc<Model>>>,
+    budget: usize,
+    inner: Mutex<CacheEntries>,
+}
+
+#[derive(Default)]
+struct CacheEntries {
+    entries: Vec<CacheEntry>,
+    /// Bumped on every use; an entry's `used` is its last bump.
+    clock: u64,
+}
+
+struct CacheEntry {
+    model: Arc<Model>,
+    bytes: usize,
+    used: u64,
+}
+
+impl Default for ModelCache {
+    fn default() -> Self {
+        ModelCache::with_budget(DEFAULT_MODEL_CACHE_BYTES)
+    }
 }
 
 impl ModelCache {
-    pub fn get(&self, version: &str) -> Option<Arc<Model>> {
-        self.by_version.read().ok()?.get(version).cloned()
+    pub fn with_budget(budget_bytes: usize) -> Self {
+        ModelCache {
+            budget: budget_bytes,
+            inner: Mutex::new(CacheEntries::default()),
+        }
     }
 
-    pub fn insert(&self, model: Arc<Model>) {
-        if let Ok(mut m) = self.by_version.write() {
-            if m.len() >= 4 {
-                m.clear();
-            }
-            m.insert(model.version().to_owned(), model);
+    /// The budget for a function: `override_mb` (MiB) when given, else a quarter of its memory
+    /// (`memory_mb`, as `AWS_LAMBDA_FUNCTION_MEMORY_SIZE` gives it), else
+    /// [`DEFAULT_MODEL_CACHE_BYTES`]. An override that is not a whole number is an error.
+    pub fn budget_for(memory_mb: Option<&str>, override_mb: Option<&str>) -> Result<usize, String> {
+        const MIB: usize = 1 << 20;
+        if let Some(raw) = override_mb.map(str::trim).filter(|r| !r.is_empty()) {
+            return raw
+                .parse::<usize>()
+                .ok()
+                .and_then(|mb| mb.checked_mul(MIB))
+                .ok_or_else(|| format!("{raw:?} is not a whole number of MiB"));
         }
+        Ok(memory_mb
+            .and_then(|m| m.trim().parse::<usize>().ok())
+            .and_then(|mb| mb.checked_mul(MIB / 4))
+            .unwrap_or(DEFAULT_MODEL_CACHE_BYTES))
+    }
+
+    pub fn budget(&self) -> usize {
+        self.budget
+    }
+
+    /// The model of `version`, now the most recently used.
+    pub fn get(&self, version: &str) -> Option<Arc<Model>> {
+        let mut c = self.inner.lock().ok()?;
+        c.clock += 1;
+        let now = c.clock;
+        let e = c.entries.iter_mut().find(|e| e.model.version() == version)?;
+        e.used = now;
+        Some(e.model.clone())
+    }
+
+    /// Caches `model`, whose artifact is `bytes` long, evicting the least recently used others
+    /// until the rest fits the budget.
+    pub fn insert(&self, model: Arc<Model>, bytes: usize) {
+        let Ok(mut c) = self.inner.lock() else { return };
+        c.clock += 1;
+        let used = c.clock;
+        c.entries.retain(|e| e.model.version() != model.version());
+        let mut total = c.entries.iter().map(|e| e.bytes).fold(bytes, usize::saturating_add);
+        while total > self.budget {
+            let Some(oldest) = c.entries.iter().enumerate().min_by_key(|(_, e)| e.used).map(|(i, _)| i) else {
+                break;
+            };
+            total -= c.entries.swap_remove(oldest).bytes;
+        }
+        c.entries.push(CacheEntry { model, bytes, used });
+    }
+
+    /// Versions cached, most recently used first.
+    pub fn versions(&self) -> Vec<String> {
+        let Ok(c) = self.inner.lock() else { return Vec::new() };
+        let mut v: Vec<_> = c
+            .entries
+            .iter()
+            .map(|e| (e.used, e.model.version().to_owned()))
+            .collect();
+        v.sort_by_key(|e| std::cmp::Reverse(e.0));
+        v.into_iter().map(|(_, version)| version).collect()
+    }
+
+    /// Artifact bytes cached.
+    pub fn bytes(&self) -> usize {
+        self.inner
+            .lock()
+            .map(|c| c.entries.iter().map(|e| e.bytes).sum())
+            .unwrap_or(0)
     }
 }
 
@@ -110,7 +197,7 @@ impl<S: DecisionStore, B: ModelBlobs> Scorer<S, B> {
             source,
         })?;
         let model = Arc::new(model);
-        self.models.insert(model.clone());
+        self.models.insert(model.clone(), bytes.len());
         Ok(model)
     }
 
@@ -237,6 +324,84 @@ mod tests {
     /// A stump: amounts above 100.00 score about 0.95, others about 0.05.
     fn stump() -> Model {
         Model::seal(stump_artifact(100.0, 0.0, -3.0, 3.0)).unwrap()
+    }
+
+    /// Distinct models (distinct versions) for the cache tests.
+    fn models(n: usize) -> Vec<Arc<Model>> {
+        (0..n)
+            .map(|i| {
+                let mut a = stump_artifact(100.0, 0.0, -3.0, 3.0);
+                a.name = format!("m{i}");
+                Arc::new(Model::seal(a).unwrap())
+            })
+            .collect()
+    }
+
+    fn version(m: &Arc<Model>) -> String {
+        m.version().to_owned()
+    }
+
+    #[test]
+    fn more_than_four_models_under_the_budget_all_stay_cached() {
+        let cache = ModelCache::with_budget(10_000);
+        let ms = models(8);
+        for m in &ms {
+            cache.insert(m.clone(), 1_000);
+        }
+        for m in &ms {
+            assert!(cache.get(m.version()).is_some(), "{} evicted", m.version());
+        }
+        assert_eq!(cache.bytes(), 8_000);
+    }
+
+    #[test]
+    fn over_the_budget_the_least_recently_used_goes_not_the_oldest_inserted() {
+        let cache = ModelCache::with_budget(3_000);
+        let ms = models(4);
+        for m in &ms[..3] {
+            cache.insert(m.clone(), 1_000);
+        }
+        // The first inserted is used again: the second is now the least recently used.
+        assert!(cache.get(ms[0].version()).is_some());
+        cache.insert(ms[3].clone(), 1_000);
+        assert!(cache.get(ms[1].version()).is_none(), "least recently used is evicted");
+        assert_eq!(cache.versions(), [version(&ms[3]), version(&ms[0]), version(&ms[2])]);
+        // A bigger one evicts as many as it needs, oldest use first.
+        cache.get(ms[2].version());
+        let big = models(5).pop().unwrap();
+        cache.insert(big.clone(), 2_000);
+        assert_eq!(cache.versions(), [version(&big), version(&ms[2])]);
+        assert!(cache.bytes() <= 3_000);
+    }
+
+    #[test]
+    fn a_model_larger_than_the_budget_is_cached_alone() {
+        let cache = ModelCache::with_budget(3_000);
+        let ms = models(3);
+        cache.insert(ms[0].clone(), 1_000);
+        cache.insert(ms[1].clone(), 5_000);
+        assert_eq!(cache.versions(), [version(&ms[1])]);
+        assert!(cache.get(ms[1].version()).is_some(), "served from the cache");
+        // The next one that fits pushes it out.
+        cache.insert(ms[2].clone(), 1_000);
+        assert_eq!(cache.versions(), [version(&ms[2])]);
+        // Inserting a cached version again replaces it and counts it once.
+        cache.insert(ms[2].clone(), 1_000);
+        assert_eq!(cache.bytes(), 1_000);
+    }
+
+    #[test]
+    fn the_budget_is_the_override_else_a_quarter_of_the_function_memory() {
+        assert_eq!(ModelCache::budget_for(Some("256"), None), Ok(64 << 20));
+        assert_eq!(ModelCache::budget_for(Some("1024"), Some(" 100 ")), Ok(100 << 20));
+        assert_eq!(ModelCache::budget_for(None, None), Ok(DEFAULT_MODEL_CACHE_BYTES));
+        assert_eq!(
+            ModelCache::budget_for(Some("lots"), Some("")),
+            Ok(DEFAULT_MODEL_CACHE_BYTES)
+        );
+        assert!(ModelCache::budget_for(None, Some("64MB"))
+            .unwrap_err()
+            .contains("\"64MB\""));
     }
 
     fn fixture() -> Fixture {

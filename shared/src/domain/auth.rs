@@ -175,30 +175,33 @@ impl KeyRecord {
     }
 }
 
-/// Parses `90d`, `12h`, `30m` or `never`.
+/// Parses `90d`, `12h`, `30m` or `never` into seconds. Every error names the value as given.
 pub fn parse_ttl(raw: &str) -> Result<Option<i64>, DomainError> {
+    let bad = |why: &str| DomainError::new("expires-in", format!("{raw:?} {why}; use 90d, 12h, 30m or never"));
     if raw == "never" {
         return Ok(None);
     }
-    let (num, unit) = raw.split_at(raw.len().saturating_sub(1));
-    let n: i64 = num
-        .parse()
-        .map_err(|_| DomainError::new("expires-in", format!("{raw:?} is not like 90d, 12h, 30m or never")))?;
-    let secs = match unit {
-        "d" => 86_400,
-        "h" => 3_600,
-        "m" => 60,
-        _ => {
-            return Err(DomainError::new(
-                "expires-in",
-                format!("{raw:?}: the unit must be d, h or m"),
-            ))
-        }
+    // The unit is the last character, whatever its width (a byte split panics inside one).
+    let mut chars = raw.chars();
+    let unit = chars.next_back().ok_or_else(|| bad("is empty"))?;
+    let num = chars.as_str();
+    let secs: i64 = match unit {
+        'd' => 86_400,
+        'h' => 3_600,
+        'm' => 60,
+        _ => return Err(bad("does not end in a unit d, h or m")),
     };
+    let n: i64 = num.parse().map_err(|_| {
+        if !num.is_empty() && num.bytes().all(|b| b.is_ascii_digit()) {
+            bad("is too long")
+        } else {
+            bad("is not a whole number and a unit")
+        }
+    })?;
     if n <= 0 {
-        return Err(DomainError::new("expires-in", "must be positive"));
+        return Err(bad("must be positive"));
     }
-    Ok(Some(n * secs))
+    n.checked_mul(secs).map(Some).ok_or_else(|| bad("is too long"))
 }
 
 pub fn now_epoch() -> i64 {
@@ -256,5 +259,29 @@ mod tests {
         assert_eq!(parse_ttl("never").unwrap(), None);
         assert!(parse_ttl("5y").is_err());
         assert!(parse_ttl("").is_err());
+    }
+
+    #[test]
+    fn odd_ttls_are_errors_naming_the_value_never_panics() {
+        for raw in [
+            "5é",
+            "é",
+            "",
+            "99999999999999999999d",
+            "9223372036854775807d",
+            "0d",
+            "-5d",
+            "d",
+        ] {
+            let e = parse_ttl(raw).expect_err(raw);
+            assert_eq!(e.field, "expires-in");
+            assert!(e.reason.contains(&format!("{raw:?}")), "{raw}: {}", e.reason);
+        }
+        // The largest count of each unit that fits, and the first that does not.
+        assert_eq!(
+            parse_ttl("106751991167300d").unwrap(),
+            Some(106_751_991_167_300 * 86_400)
+        );
+        assert!(parse_ttl("106751991167301d").is_err());
     }
 }

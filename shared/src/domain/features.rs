@@ -142,10 +142,12 @@ pub struct DayCounter {
 }
 
 impl DayCounter {
+    /// Saturating: stored sums can be anything, and a wrap (or a debug panic) would be worse than
+    /// a pinned maximum.
     fn add(&mut self, other: &DayCounter) {
-        self.count += other.count;
-        self.amount_minor += other.amount_minor;
-        self.frauds += other.frauds;
+        self.count = self.count.saturating_add(other.count);
+        self.amount_minor = self.amount_minor.saturating_add(other.amount_minor);
+        self.frauds = self.frauds.saturating_add(other.frauds);
     }
 }
 
@@ -264,9 +266,9 @@ pub fn compute(tx: &Transaction, customer: &EntityAggregate, terminal: &EntityAg
     f[2] = (t.hour() <= 6) as u8 as f64;
     for (i, w) in WINDOWS.iter().enumerate() {
         let c = customer.window(day - w + 1, day);
-        let count = c.count + 1;
+        let count = c.count.saturating_add(1);
         f[3 + 2 * i] = count as f64;
-        f[4 + 2 * i] = (c.amount_minor + tx.amount.minor) as f64 / scale / count as f64;
+        f[4 + 2 * i] = c.amount_minor.saturating_add(tx.amount.minor) as f64 / scale / count as f64;
 
         let last = day - LABEL_DELAY_DAYS;
         let c = terminal.window(last - w + 1, last);
@@ -344,6 +346,40 @@ mod tests {
             customer_id: CustomerId::parse(cust).unwrap(),
             terminal_id: TerminalId::parse(term).unwrap(),
         }
+    }
+
+    fn counter(count: u64, amount_minor: i64, frauds: u64) -> DayCounter {
+        DayCounter {
+            count,
+            amount_minor,
+            frauds,
+        }
+    }
+
+    #[test]
+    fn day_counters_saturate_instead_of_overflowing() {
+        let mut agg = EntityAggregate::from_days([(100, counter(u64::MAX, i64::MAX, u64::MAX))]);
+        agg.add(100, &counter(1, 1, 1));
+        assert_eq!(agg.window(100, 100), counter(u64::MAX, i64::MAX, u64::MAX));
+        // Two days of maximal sums in one window, and negative sums (refunds) the other way.
+        agg.add(101, &counter(u64::MAX, i64::MAX, 0));
+        assert_eq!(agg.window(100, 101), counter(u64::MAX, i64::MAX, u64::MAX));
+        let mut neg = EntityAggregate::from_days([(100, counter(1, i64::MIN, 0))]);
+        neg.add(100, &counter(1, -1, 0));
+        neg.add(101, &counter(1, i64::MIN, 0));
+        assert_eq!(neg.window(100, 101), counter(3, i64::MIN, 0));
+    }
+
+    #[test]
+    fn features_over_a_saturated_history_are_finite() {
+        let t = tx("t1", "2018-04-01T12:00:00Z", 12_345, "c1", "m1");
+        let day = t.occurred_at.epoch_day();
+        let full = counter(u64::MAX, i64::MAX, u64::MAX);
+        let customer = EntityAggregate::from_days([(day, full), (day - 1, full)]);
+        let terminal = EntityAggregate::from_days([(day - LABEL_DELAY_DAYS, full)]);
+        let f = compute(&t, &customer, &terminal);
+        assert!(f.as_slice().iter().all(|v| v.is_finite()), "{:?}", f.as_slice());
+        assert_eq!(f.get(Feature::CustomerTxCount1d), u64::MAX as f64);
     }
 
     #[test]

@@ -18,10 +18,18 @@ use std::time::Duration;
 pub mod in_memory;
 pub mod registry;
 
+/// A storage failure. Only [`StoreError::Unavailable`] is worth repeating as is
+/// ([`StoreError::is_retryable`]); every other kind gives the same answer however often it is tried.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// Transient: throttled, timed out, a 5xx, a broken connection, or contention that outlasted
+    /// the adapter's own retries. The same call may succeed later.
     #[error("storage call failed: {0}")]
     Unavailable(String),
+    /// Permanent: the store refused the request (validation, access denied, no such table) or it
+    /// could not be built or encoded. Repeating it cannot help; it needs a fix or other input.
+    #[error("storage refused the call: {0}")]
+    Rejected(String),
     #[error("stored item {key} is unreadable: {reason}")]
     Corrupt { key: String, reason: String },
     #[error("cursor is not valid for this query")]
@@ -31,6 +39,14 @@ pub enum StoreError {
     /// A conditional change lost to a concurrent one; read again and retry.
     #[error("conflict: {0}")]
     Conflict(String),
+}
+
+impl StoreError {
+    /// Whether repeating the same call may succeed: only [`StoreError::Unavailable`]. A
+    /// [`StoreError::Conflict`] needs a fresh read first, so it is not retryable as is.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
 }
 
 /// What an Idempotency-Key was first used for.

@@ -246,7 +246,7 @@ impl<'a, O: Objects> ObjectWriter<'a, O> {
         {
             Ok(())
         } else {
-            Err(StoreError::Unavailable(format!(
+            Err(StoreError::Rejected(format!(
                 "S3 CompleteMultipartUpload s3://{}/{}: upload {upload_id} is gone",
                 self.bucket, self.key
             )))

@@ -1,13 +1,16 @@
 //! Errors and attribute access: SDK errors to [`StoreError`], attribute builders and readers.
 
 use super::*;
+use aws_sdk_dynamodb::config::http::HttpResponse;
 
-pub(super) fn sdk_error<E, R>(op: &'static str, e: SdkError<E, R>) -> StoreError
+/// Retryable ([`StoreError::Unavailable`]) or permanent ([`StoreError::Rejected`]) by what the SDK
+/// says; a TransactWriteItems cancelled only by conflicts or throttling is retryable.
+pub(super) fn sdk_error<E>(op: &'static str, e: SdkError<E, HttpResponse>) -> StoreError
 where
-    E: std::error::Error + 'static,
-    R: fmt::Debug,
+    E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    StoreError::Unavailable(format!("DynamoDB {op}: {}", DisplayErrorContext(&e)))
+    let message = format!("DynamoDB {op}: {}", DisplayErrorContext(&e));
+    crate::adapters::sdk_errors::classified(message, &e)
 }
 
 pub(super) fn corrupt(key: &impl fmt::Display, reason: impl Into<String>) -> StoreError {

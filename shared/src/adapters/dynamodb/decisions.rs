@@ -71,7 +71,7 @@ impl DynamoStore {
         let tx = c.transaction;
         let key = keys.decision(&tx.id);
         let mut item: Item = serde_dynamo::aws_sdk_dynamodb_1::to_item(c.record)
-            .map_err(|e| StoreError::Unavailable(format!("decision {}: cannot be stored: {e}", tx.id)))?;
+            .map_err(|e| StoreError::Rejected(format!("decision {}: cannot be stored: {e}", tx.id)))?;
         item.extend(key.to_item());
         item.insert(GSI1PK.into(), s(keys.customer_history(&tx.customer_id)));
         item.insert(GSI1SK.into(), s(history_sort_key(&tx.occurred_at, &tx.id)));

@@ -57,7 +57,7 @@ impl DynamoStore {
     ) -> Result<Registered, StoreError> {
         let key = Keys::new(tenant).model_version(&m.version);
         let mut item: Item = serde_dynamo::aws_sdk_dynamodb_1::to_item(m)
-            .map_err(|e| StoreError::Unavailable(format!("model {}: cannot be stored: {e}", m.version)))?;
+            .map_err(|e| StoreError::Rejected(format!("model {}: cannot be stored: {e}", m.version)))?;
         item.extend(key.to_item());
         item.insert("id".into(), s(&m.version));
         item.insert("kind".into(), s("model"));

@@ -39,9 +39,9 @@ fn status_str(s: JobStatus) -> &'static str {
 
 fn progress_item<P: Serialize>(key: &ItemKey, progress: &P) -> Result<Item, StoreError> {
     let item: Item = serde_dynamo::aws_sdk_dynamodb_1::to_item(progress)
-        .map_err(|e| StoreError::Unavailable(format!("job {key}: its progress cannot be stored: {e}")))?;
+        .map_err(|e| StoreError::Rejected(format!("job {key}: its progress cannot be stored: {e}")))?;
     if let Some(clash) = item.keys().find(|k| COMMON.contains(&k.as_str())) {
-        return Err(StoreError::Unavailable(format!(
+        return Err(StoreError::Rejected(format!(
             "job {key}: progress attribute {clash:?} is one the job store owns"
         )));
     }

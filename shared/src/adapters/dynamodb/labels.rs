@@ -172,7 +172,7 @@ impl DynamoStore {
             {
                 Ok(LabelWriteOutcome::Changed)
             }
-            Transacted::ConditionFailed(codes) => Err(StoreError::Unavailable(format!(
+            Transacted::ConditionFailed(codes) => Err(StoreError::Rejected(format!(
                 "TransactWriteItems (label): a condition failed on an aggregate: {codes:?}"
             ))),
         }

@@ -49,7 +49,7 @@ impl DynamoStore {
     pub async fn register_model(&self, tenant: &TenantId, m: &ModelRegistration) -> Result<(), StoreError> {
         let key = Keys::new(tenant).model_version(&m.version);
         let mut item: Item = serde_dynamo::aws_sdk_dynamodb_1::to_item(m)
-            .map_err(|e| StoreError::Unavailable(format!("model {}: cannot be stored: {e}", m.version)))?;
+            .map_err(|e| StoreError::Rejected(format!("model {}: cannot be stored: {e}", m.version)))?;
         item.extend(key.to_item());
         let out = self
             .client

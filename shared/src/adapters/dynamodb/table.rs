@@ -39,7 +39,7 @@ pub const TABLE: TableSpec = TableSpec {
 };
 
 pub(super) fn build<T>(op: &'static str, r: Result<T, BuildError>) -> Result<T, StoreError> {
-    r.map_err(|e| StoreError::Unavailable(format!("DynamoDB {op}: invalid request: {e}")))
+    r.map_err(|e| StoreError::Rejected(format!("DynamoDB {op}: invalid request: {e}")))
 }
 
 pub(super) fn key_element(name: &str, key_type: KeyType) -> Result<KeySchemaElement, StoreError> {

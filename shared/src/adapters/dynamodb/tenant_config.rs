@@ -14,7 +14,7 @@ pub(super) fn parse_thresholds(item: &Item, key: &ItemKey) -> Result<Thresholds,
 impl DynamoStore {
     pub async fn set_thresholds(&self, tenant: &TenantId, t: Thresholds) -> Result<(), StoreError> {
         let t = Thresholds::new(t.review, t.block)
-            .map_err(|e| StoreError::Unavailable(format!("thresholds not stored: {e}")))?;
+            .map_err(|e| StoreError::Rejected(format!("thresholds not stored: {e}")))?;
         self.client
             .update_item()
             .table_name(&self.table)

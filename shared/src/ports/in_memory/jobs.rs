@@ -28,7 +28,7 @@ fn key(tenant: &TenantId, object: &ObjectRef) -> (String, ObjectRef) {
 }
 
 fn encode<P: Serialize>(p: &P) -> Result<serde_json::Value, StoreError> {
-    serde_json::to_value(p).map_err(|e| StoreError::Unavailable(format!("job progress cannot be stored: {e}")))
+    serde_json::to_value(p).map_err(|e| StoreError::Rejected(format!("job progress cannot be stored: {e}")))
 }
 
 fn decode<P: DeserializeOwned>(job: &Job<serde_json::Value>) -> Result<Job<P>, StoreError> {

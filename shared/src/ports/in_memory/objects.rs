@@ -217,9 +217,7 @@ impl Objects for InMemoryObjects {
         let upload = uploads
             .get_mut(upload_id)
             .filter(|u| u.at == path(bucket, key))
-            .ok_or_else(|| {
-                StoreError::Unavailable(format!("no multipart upload {upload_id} of s3://{bucket}/{key}"))
-            })?;
+            .ok_or_else(|| StoreError::Rejected(format!("no multipart upload {upload_id} of s3://{bucket}/{key}")))?;
         let etag = digest(&bytes);
         upload.parts.insert(part_number, bytes);
         Ok(PartRef { part_number, etag })
@@ -248,7 +246,7 @@ impl Objects for InMemoryObjects {
                 .get(&p.part_number)
                 .filter(|b| digest(b) == normalize_etag(&p.etag))
                 .ok_or_else(|| {
-                    StoreError::Unavailable(format!("part {} of upload {upload_id} is not there", p.part_number))
+                    StoreError::Rejected(format!("part {} of upload {upload_id} is not there", p.part_number))
                 })?;
             bytes.extend_from_slice(part);
             etags.push(normalize_etag(&p.etag));
