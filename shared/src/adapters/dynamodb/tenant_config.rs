@@ -215,7 +215,7 @@ impl DynamoStore {
                 Ok(l) => l.unwrap_or_default(),
                 Err(reason) => return Err(corrupt(&key, reason)),
             };
-            change(&mut layout).map_err(|e| StoreError::Unavailable(format!("aggregate shards not changed: {e}")))?;
+            change(&mut layout).map_err(|e| StoreError::Rejected(format!("aggregate shards not changed: {e}")))?;
             layout.tidy(today());
             let mut update = self
                 .client
