@@ -36,7 +36,9 @@ Control endpoint (never forwarded; bucket names cannot contain `_`):
   `seed`, `hold_ms`, `delay_ms`, `simulate_conflicts`, `key_attributes` (the tables' key
   attribute names), `rates`: `{op: {kind: rate}}` where op is an operation name
   (`TransactWriteItems`, `s3:PutObject`, ...), `dynamodb:*`, `s3:*` or `*`; the most specific entry
-  applies, and the rates of its kinds add up to the chance a request is faulted.
+  applies, and the rates of its kinds add up to the chance a request is faulted; `next`:
+  `{op: [kind or "none", ...]}`, the faults of the next requests of that exact operation, in order,
+  before any rate applies (for deterministic tests).
 - `POST /__faults/reset`: zeroes the stats (config and token cache stay).
 
 Stats per operation: requests, forwarded, faults by kind, conflicts (simulated, by item), token
@@ -76,6 +78,7 @@ DEFAULT_CONFIG = {
     "simulate_conflicts": False,
     "key_attributes": ["pk", "sk"],
     "rates": {},
+    "next": {},
 }
 
 
@@ -149,14 +152,26 @@ class State:
                     raise ValueError(f"rates[{op}][{kind}] must be a number in [0, 1]")
             if sum(kinds.values()) > 1:
                 raise ValueError(f"rates[{op}] add up to more than 1")
+        script = changes.get("next", {})
+        if not isinstance(script, dict):
+            raise ValueError("next must be an object")
+        for op, kinds in script.items():
+            if not isinstance(kinds, list) or any(k not in KINDS + ("none",) for k in kinds):
+                raise ValueError(f"next[{op}] must be a list of kinds or \"none\"")
+        if len(script) > MAX_OPS or sum(len(k) for k in script.values()) > 100_000:
+            raise ValueError("next is too long")
         with self.lock:
-            self.config.update(changes)
+            self.config.update(json.loads(json.dumps(changes)))
             if "seed" in changes:
                 self.rng = random.Random(changes["seed"])
 
     def draw(self, op, service):
         """The fault kind for this request, or None."""
         with self.lock:
+            script = self.config["next"].get(op)
+            if script:
+                kind = script.pop(0)
+                return None if kind == "none" else kind
             rates = self.config["rates"]
             kinds = rates.get(op) or rates.get(f"{service}:*") or rates.get("*") or {}
             if not kinds:

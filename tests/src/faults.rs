@@ -72,14 +72,14 @@ impl Proxy {
     }
 
     /// Replaces the config keys given (`seed`, `hold_ms`, `delay_ms`, `simulate_conflicts`,
-    /// `key_attributes`, `rates`); returns config and stats. Panics on a refused config.
+    /// `key_attributes`, `rates`, `next`); returns config and stats. Panics on a refused config.
     pub fn configure(&self, changes: Value) -> Value {
         self.control("POST", "/__faults", &changes.to_string())
     }
 
-    /// No faults from now on (conflict simulation off too).
+    /// No faults from now on (conflict simulation and scripted faults off too).
     pub fn calm(&self) -> Value {
-        self.configure(serde_json::json!({"rates": {}, "simulate_conflicts": false}))
+        self.configure(serde_json::json!({"rates": {}, "next": {}, "simulate_conflicts": false}))
     }
 
     /// `{"config": …, "stats": {"ops": {op: {requests, forwarded, faults: {kind: n}, conflicts,
