@@ -299,3 +299,60 @@ async fn a_label_upload_under_faults_applies_each_label_once_and_a_relabel_moves
     assert_eq!(second.values().sum::<u64>(), 2 * 150);
     println!("took {:.1?}", started.elapsed());
 }
+
+/// Every first attempt of an UpdateItem is applied and its answer lost, its retry answered: a
+/// retried checkpoint or finish finds its own write. The run must complete with the right counts,
+/// not stop as `Busy` (a success nobody retries) with the job left running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_or_finish_whose_answer_was_lost_is_not_taken_for_a_lost_lease() {
+    let st = Stack::new().await;
+    let mut csv = String::from("transaction_id,label,source,labelled_at\n");
+    for i in 0..40 {
+        let t = Transaction {
+            id: TransactionId::parse(&format!("tx-{i:03}")).unwrap(),
+            occurred_at: Timestamp::parse("t", "2018-08-01T10:00:00Z").unwrap(),
+            amount: Money::new(1_000, Currency::EUR).unwrap(),
+            customer_id: CustomerId::parse(&format!("c-{}", i % 4)).unwrap(),
+            terminal_id: TerminalId::parse("t-1").unwrap(),
+        };
+        decide(&st, &t).await;
+        csv.push_str(&format!("{},fraud,chargeback,2018-08-20T10:00:00Z\n", t.id));
+    }
+    let proxy = Proxy::start();
+    let faulted = proxy.clients(&st).await;
+    let deps = Deps {
+        store: faulted.store.clone(),
+        objects: ObjectStore::new(faulted.s3.clone()),
+        bucket: st.bucket.clone(),
+        reinvoke: None,
+        settings: Settings {
+            chunk_rows: 10,
+            ..Settings::default()
+        },
+    };
+    let e = put(&st, "labels/incoming/acme/lost-answers.csv", csv.into_bytes()).await;
+    let script: Vec<&str> = std::iter::repeat(["drop", "none"]).take(50).flatten().collect();
+    proxy.configure(json!({"next": {"UpdateItem": script}}));
+    let mut out = labels::handle_with(&deps, e, &Invocation::unbounded())
+        .await
+        .expect("the invocation succeeds");
+    let stats = proxy.calm();
+    let drops = stats["stats"]["ops"]["UpdateItem"]["faults"]["drop"].as_u64().unwrap_or(0);
+    println!("UpdateItem answers dropped: {drops}");
+    match out.records.remove(0).outcome {
+        LabelsOutcome::Completed { summary } => {
+            assert_eq!((summary.counts.rows_read, summary.counts.applied), (40, 40), "{summary:?}")
+        }
+        other => panic!("{other:?} after {drops} lost answers"),
+    }
+    assert!(drops >= 4, "checkpoints and the finish were hit: {drops}");
+    let frauds = st
+        .store
+        .terminal_aggregate(&acme(), &TerminalId::parse("t-1").unwrap())
+        .await
+        .unwrap()
+        .days()[0]
+        .1
+        .frauds;
+    assert_eq!(frauds, 40);
+}
