@@ -364,3 +364,57 @@ async fn a_client_that_cannot_be_answered_gets_a_503_with_retry_after_and_the_sa
     assert!(failures > 0, "the fault rate left no request unanswered; the check saw nothing");
     println!("{failures} failed answers, all 503; {:.1?}", started.elapsed());
 }
+
+/// The proxy's TransactionCanceledException is parsed by the SDK as DynamoDB's is: one
+/// cancellation reason per item, with its code, both for an injected conflict and for two
+/// transactions in flight on the same item (the conflict simulation the contention run uses).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sdk_reads_the_cancellation_reasons_of_the_proxys_conflicts() {
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+    use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+    let stack = verdict_integration::Stack::new().await;
+    let proxy = Proxy::start();
+    let faulted = proxy.clients(&stack).await;
+    let put = |pk: &str| {
+        TransactWriteItem::builder()
+            .put(
+                Put::builder()
+                    .table_name(&stack.table)
+                    .item("pk", AttributeValue::S(pk.into()))
+                    .item("sk", AttributeValue::S("X".into()))
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+    };
+    let codes = |e: aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError, _>| match e.into_service_error() {
+        TransactWriteItemsError::TransactionCanceledException(t) => t
+            .cancellation_reasons()
+            .iter()
+            .map(|r| r.code().unwrap_or("?").to_owned())
+            .collect::<Vec<_>>(),
+        other => panic!("not a cancellation: {other:?}"),
+    };
+
+    proxy.configure(json!({"next": {"TransactWriteItems": ["conflict"]}}));
+    let e = faulted
+        .dynamodb
+        .transact_write_items()
+        .transact_items(put("a"))
+        .transact_items(put("b"))
+        .send()
+        .await
+        .expect_err("an injected conflict");
+    assert_eq!(codes(e), ["TransactionConflict", "TransactionConflict"]);
+
+    proxy.configure(json!({"simulate_conflicts": true, "hold_ms": 300}));
+    let send = |items: Vec<TransactWriteItem>| faulted.dynamodb.transact_write_items().set_transact_items(Some(items)).send();
+    let (first, second) = tokio::join!(send(vec![put("c"), put("shared")]), async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        send(vec![put("shared"), put("d")]).await
+    });
+    assert!(first.is_ok(), "{first:?}");
+    assert_eq!(codes(second.expect_err("the later one conflicts")), ["TransactionConflict", "None"]);
+    let stats = proxy.calm();
+    assert_eq!(stats["stats"]["ops"]["TransactWriteItems"]["conflicts"], 1, "{stats}");
+}
