@@ -8,8 +8,11 @@
 //!   guard's `read` returns and it kills moto. Ctrl-C reaches both, as they share the terminal's
 //!   process group.
 //! - Every [`Stack`] gets its own table and bucket (random suffix), so tests run in parallel.
+//! - [`faults::Proxy`] starts `tests/fault_proxy.py` in front of that moto, under the same guard,
+//!   for the tests that inject faults; the others talk to moto directly.
 
 pub mod api;
+pub mod faults;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
@@ -27,8 +30,7 @@ use verdict::adapters::{s3_client, DynamoStore, S3Blobs};
 /// A running moto server and the pipe that keeps its guard alive.
 struct Moto {
     endpoint: String,
-    _guard: Child,
-    _lifeline: ChildStdin,
+    _guarded: Guarded,
 }
 
 static MOTO: OnceLock<Result<Moto, String>> = OnceLock::new();
@@ -54,14 +56,71 @@ pub fn endpoint() -> String {
         .clone()
 }
 
+/// Runs `$2…` with its output in `$1`, and kills it when this process's end of stdin closes.
 const GUARD: &str = r#"
-"$1" "$2" -H 127.0.0.1 -p "$3" >"$4" 2>&1 &
+log="$1"
+shift
+"$@" >"$log" 2>&1 &
 pid=$!
 read -r _ignored
 kill "$pid" 2>/dev/null
+# moto's SIGTERM handler waits for its busy threads: give it 3 s, then kill it.
+for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$pid" 2>/dev/null || break; sleep 0.3; done
+kill -9 "$pid" 2>/dev/null
 wait "$pid" 2>/dev/null
-rm -f "$4"
+rm -f "$log"
 "#;
+
+/// A child process under the guard, and the pipe that keeps it alive.
+pub(crate) struct Guarded {
+    guard: Child,
+    lifeline: Option<ChildStdin>,
+}
+
+impl Drop for Guarded {
+    /// Closing the pipe makes the guard kill its child; waiting reaps the guard.
+    fn drop(&mut self) {
+        drop(self.lifeline.take());
+        let _ = self.guard.wait();
+    }
+}
+
+pub(crate) fn free_port() -> Result<u16, String> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("no free port on 127.0.0.1: {e}"))
+}
+
+/// Starts `args` under the guard and waits until it listens on `port`.
+pub(crate) fn spawn_guarded(what: &str, args: &[&std::ffi::OsStr], port: u16, log: &Path) -> Result<Guarded, String> {
+    let mut guard = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(GUARD)
+        .arg(format!("verdict-{what}-guard"))
+        .arg(log)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start {what}: {e}"))?;
+    let lifeline = guard.stdin.take().ok_or(format!("no stdin pipe to the {what} guard"))?;
+    let child = Guarded {
+        guard,
+        lifeline: Some(lifeline),
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(child);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut out = String::new();
+    let _ = std::fs::File::open(log).and_then(|mut f| f.read_to_string(&mut out));
+    Err(format!("{what} did not answer on port {port} within 60 s; its log:\n{out}"))
+}
 
 fn start_moto() -> Result<Moto, String> {
     let python = repo_root().join(".venv/bin/python");
@@ -74,42 +133,19 @@ fn start_moto() -> Result<Moto, String> {
             bin.display()
         ));
     }
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(|e| format!("no free port on 127.0.0.1: {e}"))?
-        .port();
+    let port = free_port()?;
     let log = std::env::temp_dir().join(format!("verdict-moto-{port}.log"));
-    let mut guard = Command::new("/bin/sh")
-        .arg("-c")
-        .arg(GUARD)
-        .arg("verdict-moto-guard")
-        .arg(&python)
-        .arg(&script)
-        .arg(port.to_string())
-        .arg(&log)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", script.display()))?;
-    let lifeline = guard.stdin.take().ok_or("no stdin pipe to the moto guard")?;
-    let moto = Moto {
+    let port_arg = port.to_string();
+    let guarded = spawn_guarded(
+        "moto",
+        &[python.as_os_str(), script.as_os_str(), "-H".as_ref(), "127.0.0.1".as_ref(), "-p".as_ref(), port_arg.as_ref()],
+        port,
+        &log,
+    )?;
+    Ok(Moto {
         endpoint: format!("http://127.0.0.1:{port}"),
-        _guard: guard,
-        _lifeline: lifeline,
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Ok(moto);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let mut out = String::new();
-    let _ = std::fs::File::open(&log).and_then(|mut f| f.read_to_string(&mut out));
-    Err(format!(
-        "moto did not answer on port {port} within 60 s; its log:\n{out}"
-    ))
+        _guarded: guarded,
+    })
 }
 
 /// The SDK configuration for the local stack: dummy credentials, us-east-1.

@@ -11,7 +11,7 @@ use crate::ports::jobs::{Claim, Job, JobEnd, JobStore, JobType, LeaseOwner, NewJ
 use serde::de::DeserializeOwned;
 
 /// Attributes the store owns; a payload must not use these names.
-const COMMON: [&str; 19] = [
+const COMMON: [&str; 20] = [
     PK,
     SK,
     "kind",
@@ -25,6 +25,7 @@ const COMMON: [&str; 19] = [
     "result",
     "lease_owner",
     "lease_expires_at",
+    "write_id",
     "seq",
     "invocations",
     "started_at",
@@ -189,6 +190,23 @@ impl DynamoStore {
             Err(err) => Err(sdk_error(op, err)),
         }
     }
+
+    /// After a failed condition: whether the item already shows this very update. The SDK
+    /// retries an attempt whose answer was lost (a timeout, a reset) and UpdateItem has no
+    /// idempotency token, so the retry of an applied update fails on the state it wrote itself;
+    /// taking that for a lost lease would stop the job with nobody left to resume it.
+    async fn shows_own_update(&self, key: &ItemKey, own: impl Fn(&Item) -> bool) -> Result<bool, StoreError> {
+        Ok(self.get(key).await?.is_some_and(|item| own(&item)))
+    }
+}
+
+fn attr_is(item: &Item, name: &str, want: &AttributeValue) -> bool {
+    item.get(name) == Some(want)
+}
+
+/// A random id that only this one call's write carries (see `shows_own_update`).
+fn fresh_write_id() -> AttributeValue {
+    s(format!("{:016x}", rand::random::<u64>()))
 }
 
 impl JobStore for DynamoStore {
@@ -277,6 +295,8 @@ impl JobStore for DynamoStore {
         }
         e.set("seq", n(seq + 1));
         e.set("lease_expires_at", n(lease_expires_at));
+        let write_id = fresh_write_id();
+        e.set("write_id", write_id.clone());
         let held = e.held_by(owner);
         let seq_n = e.name("seq");
         let seen = e.value(n(seq));
@@ -287,10 +307,15 @@ impl JobStore for DynamoStore {
             format!("{seq_n} = {seen}")
         };
         let condition = format!("{held} AND {at_seq}");
-        Ok(self
+        if self
             .update_job(&key, e, condition, "UpdateItem (checkpoint job)")
             .await?
-            .is_some())
+            .is_some()
+        {
+            return Ok(true);
+        }
+        self.shows_own_update(&key, |item| attr_is(item, "write_id", &write_id))
+            .await
     }
 
     async fn renew_lease(
@@ -346,12 +371,19 @@ impl JobStore for DynamoStore {
         }
         e.set("completed_at", s(at.to_rfc3339()));
         e.set(TTL_ATTRIBUTE, n(at.unix() + JOB_TTL_SECS));
+        let write_id = fresh_write_id();
+        e.set("write_id", write_id.clone());
         e.remove("lease_owner");
         e.remove("lease_expires_at");
-        Ok(self
+        if self
             .update_job(&key, e, condition, "UpdateItem (finish job)")
             .await?
-            .is_some())
+            .is_some()
+        {
+            return Ok(true);
+        }
+        self.shows_own_update(&key, |item| attr_is(item, "write_id", &write_id))
+            .await
     }
 
     async fn record_job_end(
