@@ -121,7 +121,10 @@ impl Proxy {
         s.read_to_string(&mut raw).expect("read the fault proxy's answer");
         let (head, payload) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
         let value: Value = serde_json::from_str(payload).unwrap_or(Value::Null);
-        assert!(head.starts_with("HTTP/1.1 200"), "fault proxy {method} {path}: {head}\n{payload}");
+        assert!(
+            head.starts_with("HTTP/1.1 200"),
+            "fault proxy {method} {path}: {head}\n{payload}"
+        );
         value
     }
 

@@ -119,7 +119,9 @@ pub(crate) fn spawn_guarded(what: &str, args: &[&std::ffi::OsStr], port: u16, lo
     }
     let mut out = String::new();
     let _ = std::fs::File::open(log).and_then(|mut f| f.read_to_string(&mut out));
-    Err(format!("{what} did not answer on port {port} within 60 s; its log:\n{out}"))
+    Err(format!(
+        "{what} did not answer on port {port} within 60 s; its log:\n{out}"
+    ))
 }
 
 fn start_moto() -> Result<Moto, String> {
@@ -138,7 +140,14 @@ fn start_moto() -> Result<Moto, String> {
     let port_arg = port.to_string();
     let guarded = spawn_guarded(
         "moto",
-        &[python.as_os_str(), script.as_os_str(), "-H".as_ref(), "127.0.0.1".as_ref(), "-p".as_ref(), port_arg.as_ref()],
+        &[
+            python.as_os_str(),
+            script.as_os_str(),
+            "-H".as_ref(),
+            "127.0.0.1".as_ref(),
+            "-p".as_ref(),
+            port_arg.as_ref(),
+        ],
         port,
         &log,
     )?;

@@ -10,11 +10,11 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use verdict::adapters::dynamodb::Keys;
 use verdict::domain::auth::ApiKey;
 use verdict::domain::decision::DecisionRecord;
 use verdict::domain::features::EntityAggregate;
 use verdict::domain::{CustomerId, TenantId, TerminalId};
-use verdict::adapters::dynamodb::Keys;
 use verdict_integration::api::{ApiStack, Event, TestApp};
 use verdict_integration::faults::Proxy;
 
@@ -171,7 +171,10 @@ async fn stored_decisions(api: &ApiStack, tenant: &TenantId) -> BTreeMap<String,
             .expect("Scan");
         for item in page.items.unwrap_or_default() {
             let pk = item.get("pk").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
-            let is_decision = item.get("sk").and_then(|v| v.as_s().ok()).is_some_and(|s| s == "DECISION");
+            let is_decision = item
+                .get("sk")
+                .and_then(|v| v.as_s().ok())
+                .is_some_and(|s| s == "DECISION");
             let Some(id) = keys.decision_id(&pk).filter(|_| is_decision) else {
                 continue;
             };
@@ -202,7 +205,10 @@ async fn check_exactly_once(api: &ApiStack, tenant: &TenantId, w: &Workload, log
         let answers = log.get(id).map(Vec::as_slice).unwrap_or_default();
         let oks: Vec<&Answer> = answers.iter().filter(|a| (200..300).contains(&a.status)).collect();
         let Some(record) = stored.get(id).and_then(|d| d.first()) else {
-            assert!(oks.is_empty(), "{id}: a client got a 2xx for a decision that is not stored: {oks:?}");
+            assert!(
+                oks.is_empty(),
+                "{id}: a client got a 2xx for a decision that is not stored: {oks:?}"
+            );
             panic!(
                 "{id} is not stored; its answers: {:?}",
                 answers.iter().map(|a| a.status).collect::<Vec<_>>()
@@ -229,7 +235,10 @@ async fn check_exactly_once(api: &ApiStack, tenant: &TenantId, w: &Workload, log
                 "created_at": a.body["created_at"],
                 "request_id": a.body["request_id"],
             });
-            assert_eq!(got, want, "{id}: a client was answered another decision than the stored one");
+            assert_eq!(
+                got, want,
+                "{id}: a client was answered another decision than the stored one"
+            );
         }
         let inputs = serde_json::to_value(&record.inputs).unwrap();
         for field in ["amount", "occurred_at", "customer_id", "terminal_id"] {
@@ -247,7 +256,11 @@ async fn check_exactly_once(api: &ApiStack, tenant: &TenantId, w: &Workload, log
             e.1 += amount;
         }
     }
-    assert_eq!(stored.len(), w.transactions.len(), "only the workload's transactions are stored");
+    assert_eq!(
+        stored.len(),
+        w.transactions.len(),
+        "only the workload's transactions are stored"
+    );
 
     // Every aggregate equals the recount, read through the store's public API.
     let counters = |agg: EntityAggregate| -> BTreeMap<i32, (u64, i64)> {
@@ -318,14 +331,31 @@ async fn two_thousand_decisions_from_retrying_clients_under_faults_are_each_stor
     let ran = started.elapsed() - ready;
     proxy.calm();
     let stats = proxy.stats();
-    println!("fault stats: {}", serde_json::to_string_pretty(&stats["stats"]).unwrap());
+    println!(
+        "fault stats: {}",
+        serde_json::to_string_pretty(&stats["stats"]).unwrap()
+    );
     println!("faults by kind: {:?}", proxy.faults_by_kind());
     println!("answers by status: {:?}", statuses(&log));
-    println!("set up in {ready:.1?}; {} submissions in {ran:.1?}", w.submissions.len());
+    println!(
+        "set up in {ready:.1?}; {} submissions in {ran:.1?}",
+        w.submissions.len()
+    );
 
     let faults = proxy.faults_by_kind();
-    for kind in ["conflict", "throughput", "throttling", "internal", "reset", "drop", "delay"] {
-        assert!(faults.get(kind).copied().unwrap_or(0) > 0, "no {kind} fault was injected: {faults:?}");
+    for kind in [
+        "conflict",
+        "throughput",
+        "throttling",
+        "internal",
+        "reset",
+        "drop",
+        "delay",
+    ] {
+        assert!(
+            faults.get(kind).copied().unwrap_or(0) > 0,
+            "no {kind} fault was injected: {faults:?}"
+        );
     }
     check_exactly_once(&api, &tenant, &w, &log).await;
     println!("checked in {:.1?} overall", started.elapsed());
@@ -333,9 +363,7 @@ async fn two_thousand_decisions_from_retrying_clients_under_faults_are_each_stor
 
 /// With many more faults, some requests exhaust the SDK's retries: the client must then get a
 /// 503 problem with Retry-After (never a 500), and a later retry the same decision. The
-/// exactly-once checks pass today; the 503 + Retry-After one needs branch h9-defects (store
-/// errors that are retryable become 503), until then these answers are 500s.
-#[ignore = "needs h9-defects"]
+/// exactly-once checks come first; then every non-2xx must be a 503 problem with Retry-After.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_cannot_be_answered_gets_a_503_with_retry_after_and_the_same_decision_later() {
     let started = Instant::now();
@@ -347,7 +375,10 @@ async fn a_client_that_cannot_be_answered_gets_a_503_with_retry_after_and_the_sa
     }));
     let log = run(app, &key, &w, 8, 12).await;
     proxy.calm();
-    println!("fault stats: {}", serde_json::to_string_pretty(&proxy.stats()["stats"]).unwrap());
+    println!(
+        "fault stats: {}",
+        serde_json::to_string_pretty(&proxy.stats()["stats"]).unwrap()
+    );
     println!("answers by status: {:?}", statuses(&log));
     check_exactly_once(&api, &tenant, &w, &log).await;
 
@@ -357,11 +388,17 @@ async fn a_client_that_cannot_be_answered_gets_a_503_with_retry_after_and_the_sa
             failures += 1;
             assert_eq!(a.status, 503, "{id}: {:?}", a.body);
             assert_eq!(a.content_type.as_deref(), Some("application/problem+json"), "{id}");
-            assert!(a.retry_after.as_deref().is_some_and(|s| s.parse::<u32>().is_ok()), "{id}: {a:?}");
+            assert!(
+                a.retry_after.as_deref().is_some_and(|s| s.parse::<u32>().is_ok()),
+                "{id}: {a:?}"
+            );
             assert_eq!(a.body["status"], 503, "{id}");
         }
     }
-    assert!(failures > 0, "the fault rate left no request unanswered; the check saw nothing");
+    assert!(
+        failures > 0,
+        "the fault rate left no request unanswered; the check saw nothing"
+    );
     println!("{failures} failed answers, all 503; {:.1?}", started.elapsed());
 }
 
@@ -408,13 +445,22 @@ async fn the_sdk_reads_the_cancellation_reasons_of_the_proxys_conflicts() {
     assert_eq!(codes(e), ["TransactionConflict", "TransactionConflict"]);
 
     proxy.configure(json!({"simulate_conflicts": true, "hold_ms": 300}));
-    let send = |items: Vec<TransactWriteItem>| faulted.dynamodb.transact_write_items().set_transact_items(Some(items)).send();
+    let send = |items: Vec<TransactWriteItem>| {
+        faulted
+            .dynamodb
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+    };
     let (first, second) = tokio::join!(send(vec![put("c"), put("shared")]), async {
         tokio::time::sleep(Duration::from_millis(100)).await;
         send(vec![put("shared"), put("d")]).await
     });
     assert!(first.is_ok(), "{first:?}");
-    assert_eq!(codes(second.expect_err("the later one conflicts")), ["TransactionConflict", "None"]);
+    assert_eq!(
+        codes(second.expect_err("the later one conflicts")),
+        ["TransactionConflict", "None"]
+    );
     let stats = proxy.calm();
     assert_eq!(stats["stats"]["ops"]["TransactWriteItems"]["conflicts"], 1, "{stats}");
 }

@@ -269,7 +269,10 @@ async fn a_batch_under_faults_writes_what_a_fault_free_run_writes() {
         println!("round {round}: {runs:?}");
         println!("round {round} faults by kind: {:?}", proxy.faults_by_kind());
         if round == 0 {
-            println!("round 0 fault stats: {}", serde_json::to_string_pretty(&proxy.stats()["stats"]).unwrap());
+            println!(
+                "round 0 fault stats: {}",
+                serde_json::to_string_pretty(&proxy.stats()["stats"]).unwrap()
+            );
         }
 
         let results = get(&st, &format!("batches/results/acme/faulted-{round}.csv")).await;
@@ -285,7 +288,10 @@ async fn a_batch_under_faults_writes_what_a_fault_free_run_writes() {
         );
         assert_eq!(summary.counts, clean_summary.counts, "round {round}");
     }
-    assert!(failed_invocations > 0, "no invocation failed: the retry path went untested");
+    assert!(
+        failed_invocations > 0,
+        "no invocation failed: the retry path went untested"
+    );
     println!("took {:.1?}", started.elapsed());
 }
 
@@ -308,10 +314,15 @@ async fn a_checkpoint_or_finish_whose_answer_was_lost_is_not_taken_for_a_lost_le
         .await
         .expect("the invocation succeeds");
     let stats = proxy.calm();
-    let drops = stats["stats"]["ops"]["UpdateItem"]["faults"]["drop"].as_u64().unwrap_or(0);
+    let drops = stats["stats"]["ops"]["UpdateItem"]["faults"]["drop"]
+        .as_u64()
+        .unwrap_or(0);
     println!("UpdateItem answers dropped: {drops}");
     let status = &outcome.objects[0].status;
-    assert!(matches!(status, Status::Completed { .. }), "{status:?} after {drops} lost answers");
+    assert!(
+        matches!(status, Status::Completed { .. }),
+        "{status:?} after {drops} lost answers"
+    );
     assert!(drops >= 2, "checkpoints and the finish were hit: {drops}");
     let results = get(&st, "batches/results/acme/lost-answers.csv").await;
     assert!(!results.is_empty());

@@ -56,6 +56,7 @@ async fn decide(st: &Stack, t: &Transaction) {
         transaction: t,
         idempotency_key: None,
         delta: transaction_delta(t),
+        aggregates: verdict::ports::AggregateWritePlan::NONE,
     };
     st.store.commit(&acme(), &commit).await.unwrap();
 }
@@ -249,10 +250,21 @@ async fn a_label_upload_under_faults_applies_each_label_once_and_a_relabel_moves
     let mut runs = Runs::default();
     let s = until_done(&deps, &e, 60, &mut runs).await;
     proxy.calm();
-    println!("first file: {} invocations, {} failed: {:?}", runs.invocations, runs.errors.len(), runs.errors);
-    println!("fault stats: {}", serde_json::to_string_pretty(&proxy.stats()["stats"]).unwrap());
+    println!(
+        "first file: {} invocations, {} failed: {:?}",
+        runs.invocations,
+        runs.errors.len(),
+        runs.errors
+    );
+    println!(
+        "fault stats: {}",
+        serde_json::to_string_pretty(&proxy.stats()["stats"]).unwrap()
+    );
     println!("faults by kind: {:?}", proxy.faults_by_kind());
-    assert!(!runs.errors.is_empty(), "no invocation failed: the retry path went untested");
+    assert!(
+        !runs.errors.is_empty(),
+        "no invocation failed: the retry path went untested"
+    );
     let want = LabelCounts {
         rows_read: 303,
         applied: 300,
@@ -265,8 +277,16 @@ async fn a_label_upload_under_faults_applies_each_label_once_and_a_relabel_moves
     assert_eq!(s.stopped_early, None);
     assert_eq!(labels_of(&st, &txs).await, want_labels, "every label applied");
     let first = counters(&st, &customers, &terminals).await;
-    assert_eq!(first, recount(&st, &txs).await, "fraud counters equal a recount of the labels");
-    assert_eq!(first.values().sum::<u64>(), 2 * 200, "200 frauds, each on a customer and a terminal");
+    assert_eq!(
+        first,
+        recount(&st, &txs).await,
+        "fraud counters equal a recount of the labels"
+    );
+    assert_eq!(
+        first.values().sum::<u64>(),
+        2 * 200,
+        "200 frauds, each on a customer and a terminal"
+    );
 
     // The relabel: every fraud of the first 150 becomes legit, every legit of them fraud.
     let mut csv = String::from("transaction_id,label,source,labelled_at\n");
@@ -281,17 +301,34 @@ async fn a_label_upload_under_faults_applies_each_label_once_and_a_relabel_moves
     let mut runs = Runs::default();
     let s = until_done(&deps, &e, 40, &mut runs).await;
     proxy.calm();
-    println!("relabel: {} invocations, {} failed: {:?}", runs.invocations, runs.errors.len(), runs.errors);
-    println!("fault stats: {}", serde_json::to_string_pretty(&proxy.stats()["stats"]).unwrap());
+    println!(
+        "relabel: {} invocations, {} failed: {:?}",
+        runs.invocations,
+        runs.errors.len(),
+        runs.errors
+    );
+    println!(
+        "fault stats: {}",
+        serde_json::to_string_pretty(&proxy.stats()["stats"]).unwrap()
+    );
     println!("faults by kind: {:?}", proxy.faults_by_kind());
     assert_eq!(
-        (s.counts.rows_read, s.counts.applied, s.counts.unchanged, s.counts.rejected),
+        (
+            s.counts.rows_read,
+            s.counts.applied,
+            s.counts.unchanged,
+            s.counts.rejected
+        ),
         (150, 150, 0, 0),
         "{s:?}"
     );
     assert_eq!(labels_of(&st, &txs).await, want_labels, "every relabel applied");
     let second = counters(&st, &customers, &terminals).await;
-    assert_eq!(second, recount(&st, &txs).await, "fraud counters equal a recount after the relabel");
+    assert_eq!(
+        second,
+        recount(&st, &txs).await,
+        "fraud counters equal a recount after the relabel"
+    );
     // 150 rows: 50 legit→fraud, 100 fraud→legit; 200 − 100 + 50 frauds remain.
     assert_eq!(second.values().sum::<u64>(), 2 * 150);
     println!("took {:.1?}", started.elapsed());
@@ -334,11 +371,17 @@ async fn a_checkpoint_or_finish_whose_answer_was_lost_is_not_taken_for_a_lost_le
         .await
         .expect("the invocation succeeds");
     let stats = proxy.calm();
-    let drops = stats["stats"]["ops"]["UpdateItem"]["faults"]["drop"].as_u64().unwrap_or(0);
+    let drops = stats["stats"]["ops"]["UpdateItem"]["faults"]["drop"]
+        .as_u64()
+        .unwrap_or(0);
     println!("UpdateItem answers dropped: {drops}");
     match out.records.remove(0).outcome {
         LabelsOutcome::Completed { summary } => {
-            assert_eq!((summary.counts.rows_read, summary.counts.applied), (40, 40), "{summary:?}")
+            assert_eq!(
+                (summary.counts.rows_read, summary.counts.applied),
+                (40, 40),
+                "{summary:?}"
+            )
         }
         other => panic!("{other:?} after {drops} lost answers"),
     }
