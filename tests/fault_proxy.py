@@ -25,8 +25,8 @@ It also emulates what moto lacks and real DynamoDB does:
   across its own retries, so without this a `drop` or `delay` fault would double-apply a
   transaction in a way DynamoDB never does. The cache is bounded (expiry and a size limit).
 - Conflicts keyed on items (`simulate_conflicts`): the (table, key) of every item of a
-  TransactWriteItems is claimed while the transaction is in flight here (held `hold_ms` before
-  forwarding, modelling DynamoDB's latency window); a transaction touching a claimed item is
+  TransactWriteItems is claimed for `hold_ms` before it is forwarded (DynamoDB's latency window;
+  not the wait for moto, which DynamoDB does not have); a transaction touching a claimed item is
   cancelled with TransactionConflict on those items and None on the others.
 
 Control endpoint (never forwarded; bucket names cannot contain `_`):
@@ -499,17 +499,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 if held:
                     STATE.count(op, "conflicts")
                     return self.reply(*cancelled(len(items), set(held)))
+            # The items are claimed for `hold_ms` only, DynamoDB's window: not while the request
+            # queues for moto, which applies one request at a time (a queue DynamoDB does not
+            # have, and which would inflate the conflicts). moto's serial apply keeps it atomic.
             try:
                 if hold:
                     time.sleep(hold / 1000)
-                try:
-                    response = self.forward(body)
-                except (http.client.HTTPException, OSError) as e:
-                    return self.reply(502, {"Content-Type": "text/plain"}, f"upstream: {e}".encode())
-                STATE.count(op, "forwarded")
             finally:
                 if serial is not None:
                     STATE.release(serial, items)
+            try:
+                response = self.forward(body)
+            except (http.client.HTTPException, OSError) as e:
+                return self.reply(502, {"Content-Type": "text/plain"}, f"upstream: {e}".encode())
+            STATE.count(op, "forwarded")
         finally:
             if token:
                 ok = response is not None and response[0] == 200

@@ -5,7 +5,7 @@
 use aws_sdk_dynamodb::types::AttributeValue;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use std::collections::HashMap;
-use verdict::adapters::dynamodb::{valid_days, AggregateSum, ItemKey};
+use verdict::adapters::dynamodb::{day_windows, AggregateSum, ItemKey};
 
 fn shard_item(key: &ItemKey, first_day: i32) -> HashMap<String, AttributeValue> {
     let mut item = HashMap::from([
@@ -23,7 +23,7 @@ fn shard_item(key: &ItemKey, first_day: i32) -> HashMap<String, AttributeValue> 
 fn decode(c: &mut Criterion) {
     let mut group = c.benchmark_group("aggregate_decode");
     let first = 17_700;
-    let valid = valid_days(Some(first + 63), first + 63);
+    let valid = day_windows(Some(first + 63), first + 63);
     for shards in [1usize, 4, 16, 32] {
         let keys: Vec<ItemKey> = (0..shards)
             .map(|k| {

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use verdict::adapters::dynamodb::{ItemKey, Keys};
 use verdict::adapters::DynamoStore;
 use verdict::domain::auth::{ApiKey, KeyHash, KeyRecord, Scope};
-use verdict::domain::features::{transaction_delta, DayCounter, RETENTION_DAYS};
+use verdict::domain::features::{transaction_delta, DayCounter};
 use verdict::domain::shards::{ShardCount, DEFAULT_TERMINAL_SHARDS};
 use verdict::domain::{TenantId, TerminalId, Transaction};
 use verdict::ports::contract::decisions::{record, tx};
@@ -106,7 +106,7 @@ async fn a_busy_terminal_spreads_over_its_shards_and_every_read_sums_them() {
     let key = key(&st, &tenant).await;
     let big = TerminalId::parse("t-big").unwrap();
     st.store
-        .change_aggregate_shards(&tenant, |l| l.set_terminal(&big, n(8), 0))
+        .change_aggregate_shards(&tenant, |l| l.set_terminal(&big, n(8)))
         .await
         .unwrap();
     for i in 0..40 {
@@ -160,7 +160,7 @@ async fn a_container_with_an_older_layout_reads_the_shards_a_raise_added_once_th
     // Container B raises the terminals to 16 and decides there.
     let b = DynamoStore::new(st.dynamodb.clone(), &st.table);
     b.change_aggregate_shards(&tenant, |l| {
-        l.set_terminals(n(16), 0);
+        l.set_terminals(n(16));
         Ok(())
     })
     .await
@@ -201,7 +201,7 @@ async fn lowering_the_count_writes_fewer_shards_but_keeps_reading_the_old_ones()
     let key = key(&st, &tenant).await;
     st.store
         .change_aggregate_shards(&tenant, |l| {
-            l.set_terminals(n(8), 0);
+            l.set_terminals(n(8));
             Ok(())
         })
         .await
@@ -212,14 +212,13 @@ async fn lowering_the_count_writes_fewer_shards_but_keeps_reading_the_old_ones()
     let lowered = st
         .store
         .change_aggregate_shards(&tenant, |l| {
-            l.set_terminals(n(2), verdict::domain::Timestamp::now().epoch_day());
+            l.set_terminals(n(2));
             Ok(())
         })
         .await
         .unwrap();
     assert_eq!(lowered.terminals.shards, n(2));
-    let today = verdict::domain::Timestamp::now().epoch_day();
-    assert_eq!(lowered.terminals.read_count(today + RETENTION_DAYS), n(8));
+    assert_eq!(lowered.terminals.read_count(), n(8));
     for i in 20..40 {
         decide(&st.store, &tenant, &key, &at_terminal(i, "t-1")).await;
     }

@@ -17,7 +17,7 @@ use verdict::adapters::dynamodb::{ItemKey, Keys};
 use verdict::domain::auth::{ApiKey, KeyRecord, Scope};
 use verdict::domain::decision::IdempotencyKey;
 use verdict::domain::features::transaction_delta;
-use verdict::domain::shards::{ShardCount, DEFAULT_TERMINAL_SHARDS};
+use verdict::domain::shards::ShardCount;
 use verdict::domain::{TenantId, Timestamp, Transaction};
 use verdict::ports::contract::decisions::{record, tx};
 use verdict::ports::{CommitOutcome, DecisionCommit, DecisionStore};
@@ -70,6 +70,8 @@ async fn get(st: &Stack, key: &ItemKey) -> Option<Item> {
         .item
 }
 
+/// The busy terminal's shards (the default is 1; a busy merchant is raised).
+const TERMINAL_SHARDS: u8 = 4;
 /// A busy terminal's day: this many decisions, with amounts of a realistic size.
 const DECISIONS_PER_DAY_AT_TERMINAL: u64 = 200_000;
 
@@ -91,6 +93,13 @@ async fn one_decision_costs_what_its_item_sizes_say() {
                 revoked_at: None,
             },
         )
+        .await
+        .unwrap();
+    st.store
+        .change_aggregate_shards(&tenant, |l| {
+            l.set_terminals(ShardCount::new(TERMINAL_SHARDS as u64).unwrap());
+            Ok(())
+        })
         .await
         .unwrap();
     // 64 days of history for the customer (one payment a day) and the terminal's shards (a busy
@@ -118,13 +127,13 @@ async fn one_decision_costs_what_its_item_sizes_say() {
             CommitOutcome::Committed
         );
     }
-    for k in 0..DEFAULT_TERMINAL_SHARDS {
+    for k in 0..TERMINAL_SHARDS {
         let key = keys.terminal_aggregate_shard(&history[0].terminal_id, k);
         let mut item: Item = HashMap::from([
             ("pk".to_owned(), AttributeValue::S(key.pk.clone())),
             ("sk".to_owned(), AttributeValue::S(key.sk.clone())),
         ]);
-        let per_shard = DECISIONS_PER_DAY_AT_TERMINAL / DEFAULT_TERMINAL_SHARDS as u64;
+        let per_shard = DECISIONS_PER_DAY_AT_TERMINAL / TERMINAL_SHARDS as u64;
         for d in 0..64 {
             let day = first + d;
             item.insert(format!("c{day}"), AttributeValue::N((per_shard + 17).to_string()));
@@ -148,7 +157,7 @@ async fn one_decision_costs_what_its_item_sizes_say() {
     let mut t = tx("tx_7f3a9c1e2b4d", &at.to_rfc3339(), 4_250, "cust_4961");
     t.terminal_id = history[0].terminal_id.clone();
     let idem = IdempotencyKey::parse("order-2018-08-04-000123").unwrap();
-    let layout_terminal = ShardCount::new(DEFAULT_TERMINAL_SHARDS as u64).unwrap();
+    let layout_terminal = ShardCount::new(TERMINAL_SHARDS as u64).unwrap();
     let read_keys: Vec<(&str, ItemKey)> = [
         ("api key", verdict::adapters::dynamodb::api_key(&api.hash()).unwrap()),
         ("decision (absent)", keys.decision(&t.id)),
@@ -158,7 +167,7 @@ async fn one_decision_costs_what_its_item_sizes_say() {
         ("customer aggregate", keys.customer_aggregate(&t.customer_id)),
     ]
     .into_iter()
-    .chain((0..DEFAULT_TERMINAL_SHARDS).map(|k| ("terminal shard", keys.terminal_aggregate_shard(&t.terminal_id, k))))
+    .chain((0..TERMINAL_SHARDS).map(|k| ("terminal shard", keys.terminal_aggregate_shard(&t.terminal_id, k))))
     .collect();
     let mut before = HashMap::new();
     println!("read: one BatchGetItem, strongly consistent");

@@ -23,7 +23,7 @@ use verdict_integration::Stack;
 const CLIENTS: usize = 16;
 const DECISIONS_PER_CLIENT: usize = 15;
 /// How long the proxy holds a transaction's items: DynamoDB's write window, roughly.
-const HOLD_MS: u64 = 4;
+const HOLD_MS: u64 = 10;
 
 struct Run {
     shards: u8,
@@ -55,7 +55,7 @@ async fn run(proxy: &Proxy, shards: u8) -> Run {
     let terminal = TerminalId::parse("merchant-1").unwrap();
     let count = ShardCount::new(shards as u64).unwrap();
     st.store
-        .change_aggregate_shards(&tenant, |l| l.set_terminal(&terminal, count, 0))
+        .change_aggregate_shards(&tenant, |l| l.set_terminal(&terminal, count))
         .await
         .unwrap();
     let faulted = proxy.clients(&st).await;

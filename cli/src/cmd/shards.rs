@@ -1,12 +1,12 @@
 //! `verdict shards show|set`: how many items a tenant's customer and terminal aggregates are
 //! split over (docs/dynamodb.md, "Sharded aggregates"). Raise a known big merchant's terminal
-//! before its traffic arrives; a lowered count stays read until its days leave retention.
+//! before its traffic arrives; a lowered count stays read until `--forget-lowered`.
 
 use super::aws::{block_on, parse_tenant, store_error, Aws};
 use anyhow::Context;
 use verdict::adapters::DynamoStore;
 use verdict::domain::shards::{AggregateShards, ShardCount, ShardSetting, MAX_SHARDS};
-use verdict::domain::{TerminalId, Timestamp};
+use verdict::domain::TerminalId;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -49,6 +49,10 @@ struct SetArgs {
     /// Shards of --terminal (1 to 32)
     #[arg(long, value_name = "N", requires = "terminal")]
     shards: Option<u64>,
+    /// Stop reading the shards of counts lowered before: only once no transaction dated before
+    /// the lowering plus 65 days will be scored (backfills, batch files, replays)
+    #[arg(long)]
+    forget_lowered: bool,
     /// DynamoDB table
     #[arg(long, value_name = "NAME", env = "TABLE_NAME")]
     table: String,
@@ -66,31 +70,24 @@ fn count(flag: &str, n: Option<u64>) -> anyhow::Result<Option<ShardCount>> {
         .transpose()
 }
 
-fn setting(s: &ShardSetting, today: i32) -> String {
-    match s.previous {
-        Some((old, until)) if s.read_count(today) > s.shards => format!(
-            "{} (reads also cover the earlier {} until {})",
+fn setting(s: &ShardSetting) -> String {
+    if s.read_count() > s.shards {
+        format!(
+            "{} (reads also cover the {} used before; --forget-lowered stops that)",
             s.shards.get(),
-            old.get(),
-            day(until)
-        ),
-        _ => s.shards.get().to_string(),
+            s.read_count().get()
+        )
+    } else {
+        s.shards.get().to_string()
     }
 }
 
-fn day(epoch_day: i32) -> String {
-    Timestamp::from_unix(epoch_day as i64 * 86_400)
-        .map(|t| t.to_rfc3339()[..10].to_owned())
-        .unwrap_or_else(|_| format!("day {epoch_day}"))
-}
-
 fn print(tenant: &str, l: &AggregateShards) {
-    let today = Timestamp::now().epoch_day();
     println!("tenant {tenant}: aggregate shards (1 to {MAX_SHARDS})");
-    println!("  customers: {}", setting(&l.customers, today));
-    println!("  terminals: {}", setting(&l.terminals, today));
+    println!("  customers: {}", setting(&l.customers));
+    println!("  terminals: {}", setting(&l.terminals));
     for (t, s) in l.terminal_overrides() {
-        println!("  terminal {t}: {}", setting(s, today));
+        println!("  terminal {t}: {}", setting(s));
     }
 }
 
@@ -120,24 +117,28 @@ fn set(a: SetArgs) -> anyhow::Result<()> {
         .as_deref()
         .map(|t| TerminalId::parse(t).map_err(|e| anyhow::anyhow!("--terminal {t:?}: {}", e.reason)))
         .transpose()?;
-    if customers.is_none() && terminals.is_none() && terminal.is_none() {
-        anyhow::bail!("nothing to change: give --customers, --terminals, or --terminal with --shards");
+    if customers.is_none() && terminals.is_none() && terminal.is_none() && !a.forget_lowered {
+        anyhow::bail!(
+            "nothing to change: give --customers, --terminals, --terminal with --shards, or --forget-lowered"
+        );
     }
     block_on(async {
         let aws = Aws::from_env().await;
         aws.require_table(&a.table).await?;
         let store = DynamoStore::new(aws.dynamodb.clone(), &a.table);
-        let today = Timestamp::now().epoch_day();
         let layout = store
             .change_aggregate_shards(&tenant, |l| {
+                if a.forget_lowered {
+                    l.forget_lowered();
+                }
                 if let Some(n) = customers {
-                    l.set_customers(n, today);
+                    l.set_customers(n);
                 }
                 if let Some(n) = terminals {
-                    l.set_terminals(n, today);
+                    l.set_terminals(n);
                 }
                 if let (Some(t), Some(n)) = (&terminal, shards) {
-                    l.set_terminal(t, n, today)?;
+                    l.set_terminal(t, n)?;
                 }
                 Ok(())
             })

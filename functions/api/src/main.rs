@@ -13,7 +13,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 use verdict::adapters::lambda::{check_lambda_environment, exit_code, init_logging, required_env};
-use verdict::adapters::{aws_config_from_env, dynamodb_client, s3_client, DynamoStore, S3Blobs};
+use verdict::adapters::{
+    aws_config_from_env, dynamodb_client, s3_client_with, s3_request_timeouts, DynamoStore, S3Blobs,
+};
 use verdict::app::scoring::ModelCache;
 use verdict::domain::model::Model;
 
@@ -62,7 +64,8 @@ async fn build() -> Result<App<DynamoStore, S3Blobs>, String> {
     .map_err(|e| format!("VERDICT_MODEL_CACHE_MB: {e}"))?;
     let config = aws_config_from_env().await;
     let store = DynamoStore::new(dynamodb_client(&config), table);
-    let blobs = S3Blobs::new(s3_client(&config), bucket);
+    // Within the api's 10 s: a stuck model fetch becomes a 503, not a Lambda timeout.
+    let blobs = S3Blobs::new(s3_client_with(&config, s3_request_timeouts()), bucket);
     let mut app = App::new(store, blobs, fallback);
     app.scorer.models = ModelCache::with_budget(cache_budget);
     Ok(app)

@@ -81,6 +81,16 @@ pub fn s3_timeouts() -> TimeoutConfig {
         .build()
 }
 
+/// S3's timeouts inside a request (the api fetching a model on first use): the api's own
+/// timeout is 10 s, so a stuck fetch must give up in time for it to answer 503.
+pub fn s3_request_timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(1))
+        .operation_attempt_timeout(Duration::from_secs(3))
+        .operation_timeout(Duration::from_secs(7))
+        .build()
+}
+
 pub fn dynamodb_client(config: &SdkConfig) -> aws_sdk_dynamodb::Client {
     aws_sdk_dynamodb::Client::new(config)
 }
@@ -88,9 +98,14 @@ pub fn dynamodb_client(config: &SdkConfig) -> aws_sdk_dynamodb::Client {
 /// An S3 client; path-style addressing when a custom endpoint (moto) is configured, since
 /// virtual-host buckets do not resolve on 127.0.0.1.
 pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
+    s3_client_with(config, s3_timeouts())
+}
+
+/// An S3 client with other timeouts ([`s3_request_timeouts`] for the api).
+pub fn s3_client_with(config: &SdkConfig, timeouts: TimeoutConfig) -> aws_sdk_s3::Client {
     let s3 = aws_sdk_s3::config::Builder::from(config)
         .force_path_style(config.endpoint_url().is_some())
-        .timeout_config(s3_timeouts())
+        .timeout_config(timeouts)
         .build();
     aws_sdk_s3::Client::from_conf(s3)
 }

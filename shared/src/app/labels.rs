@@ -824,7 +824,20 @@ async fn apply_row<S: LabelStore>(
             customer: live(newest.customers.get(&target.customer_id)).then_some(&target.customer_id),
             terminal: live(newest.terminals.get(&terminal)).then_some(&terminal),
         };
-        match store.write_label(chunk.tenant, id, &write).await? {
+        let outcome = match store.write_label(chunk.tenant, id, &write).await {
+            Ok(o) => o,
+            // The store refuses this row's write whatever the retry (e.g. a counter that is not
+            // a number): report the row, and let the rest of the file apply.
+            Err(e @ (StoreError::Rejected(_) | StoreError::Corrupt { .. })) => {
+                tracing::warn!(transaction = %id, line, error = %e, "label write refused");
+                return Ok(RowResult::Invalid {
+                    field: None,
+                    reason: "the store refused this label's write (logged); it was not applied".into(),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        match outcome {
             LabelWriteOutcome::Written => {
                 target.label = Some(new);
                 return Ok(RowResult::Applied);

@@ -102,7 +102,8 @@ impl ModelCache {
 
     /// The model of `version`, now the most recently used.
     pub fn get(&self, version: &str) -> Option<Arc<Model>> {
-        let mut c = self.inner.lock().ok()?;
+        // A panic elsewhere while holding the lock leaves consistent entries: go on with them.
+        let mut c = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         c.clock += 1;
         let now = c.clock;
         let e = c.entries.iter_mut().find(|e| e.model.version() == version)?;
@@ -113,7 +114,7 @@ impl ModelCache {
     /// Caches `model`, whose artifact is `bytes` long, evicting the least recently used others
     /// until the rest fits the budget.
     pub fn insert(&self, model: Arc<Model>, bytes: usize) {
-        let Ok(mut c) = self.inner.lock() else { return };
+        let mut c = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         c.clock += 1;
         let used = c.clock;
         c.entries.retain(|e| e.model.version() != model.version());

@@ -8,9 +8,10 @@
 //!
 //! Changing a count: raising it takes effect at once (the new shards start empty and the old
 //! ones are still read). Lowering it takes effect for writes at once, while reads keep covering
-//! the old count until every day written under it has left retention ([`ShardSetting::lower`]).
+//! the highest count used, until an operator forgets it ([`ShardSetting::forget_lowered`]): the
+//! days written under it are keyed by transaction day, and a backdated transaction may read them
+//! whenever it comes, so no timer can say they are no longer needed.
 
-use crate::domain::features::RETENTION_DAYS;
 use crate::domain::{CustomerId, TerminalId, TransactionId};
 use std::collections::BTreeMap;
 
@@ -19,11 +20,12 @@ use std::collections::BTreeMap;
 pub const MAX_SHARDS: u8 = 32;
 /// Customers: one card rarely pays more than once a second, so one item serves.
 pub const DEFAULT_CUSTOMER_SHARDS: u8 = 1;
-/// Terminals: four shards keep a terminal at about 200 decisions a second clear of most
-/// conflicts (docs/dynamodb.md); raise a known big merchant with an override.
-pub const DEFAULT_TERMINAL_SHARDS: u8 = 4;
-/// Most per-terminal overrides a tenant may set (they are read with every decision).
-pub const MAX_OVERRIDES: usize = 1000;
+/// Terminals: one, the layout before sharding, so a rollback to a build without shards loses
+/// nothing; raise a tenant or a known big merchant (docs/dynamodb.md, "Sharded aggregates").
+pub const DEFAULT_TERMINAL_SHARDS: u8 = 1;
+/// Most per-terminal overrides a tenant may set: they sit in the config item every decision
+/// reads, and 64 keep it within one 4 KB read unit.
+pub const MAX_OVERRIDES: usize = 64;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ShardError {
@@ -67,8 +69,8 @@ impl ShardCount {
 pub struct ShardSetting {
     /// What writes use.
     pub shards: ShardCount,
-    /// A higher count used before, which reads still cover through this epoch day.
-    pub previous: Option<(ShardCount, i32)>,
+    /// The highest count used before a lowering, which reads still cover.
+    pub previous: Option<ShardCount>,
 }
 
 impl ShardSetting {
@@ -76,29 +78,28 @@ impl ShardSetting {
         ShardSetting { shards, previous: None }
     }
 
-    /// Shards a read on `today` must cover.
-    pub fn read_count(&self, today: i32) -> ShardCount {
-        match self.previous {
-            Some((old, until)) if today <= until => old.max(self.shards),
-            _ => self.shards,
-        }
+    /// Shards a read must cover.
+    pub fn read_count(&self) -> ShardCount {
+        self.previous.map_or(self.shards, |old| old.max(self.shards))
     }
 
-    /// The setting after changing the count to `to` on `today`. Lowering keeps reads on
-    /// everything read so far until the days written under it have aged out.
-    pub fn change(&self, to: ShardCount, today: i32) -> ShardSetting {
-        let read = self.read_count(today);
+    /// The setting after changing the count to `to`. Lowering keeps reads on the highest count
+    /// read so far.
+    pub fn change(&self, to: ShardCount) -> ShardSetting {
+        let read = self.read_count();
         if to >= read {
             return ShardSetting::new(to);
         }
-        let until = match self.previous {
-            Some((_, until)) if today <= until => until.max(today + RETENTION_DAYS + 1),
-            _ => today + RETENTION_DAYS + 1,
-        };
         ShardSetting {
             shards: to,
-            previous: Some((read, until)),
+            previous: Some(read),
         }
+    }
+
+    /// Stops reading the shards above the current count: for when no transaction dated before
+    /// the lowering plus retention (65 days) will be scored any more.
+    pub fn forget_lowered(&self) -> ShardSetting {
+        ShardSetting::new(self.shards)
     }
 }
 
@@ -142,7 +143,7 @@ impl AggregateShards {
     pub fn unreadable() -> Self {
         let all = ShardSetting {
             shards: ShardCount::ONE,
-            previous: Some((ShardCount(MAX_SHARDS), i32::MAX)),
+            previous: Some(ShardCount(MAX_SHARDS)),
         };
         AggregateShards {
             customers: all,
@@ -164,8 +165,8 @@ impl AggregateShards {
     }
 
     /// Sets one terminal's count (changing an override, or starting one from the tenant's).
-    pub fn set_terminal(&mut self, id: &TerminalId, to: ShardCount, today: i32) -> Result<(), ShardError> {
-        let next = self.terminal(id).change(to, today);
+    pub fn set_terminal(&mut self, id: &TerminalId, to: ShardCount) -> Result<(), ShardError> {
+        let next = self.terminal(id).change(to);
         if !self.terminal_overrides.contains_key(id) && self.terminal_overrides.len() >= MAX_OVERRIDES {
             return Err(ShardError::TooManyOverrides);
         }
@@ -174,19 +175,28 @@ impl AggregateShards {
     }
 
     /// Sets the tenant's terminal count. Overrides stay; each keeps its own count.
-    pub fn set_terminals(&mut self, to: ShardCount, today: i32) {
-        self.terminals = self.terminals.change(to, today);
+    pub fn set_terminals(&mut self, to: ShardCount) {
+        self.terminals = self.terminals.change(to);
     }
 
-    pub fn set_customers(&mut self, to: ShardCount, today: i32) {
-        self.customers = self.customers.change(to, today);
+    pub fn set_customers(&mut self, to: ShardCount) {
+        self.customers = self.customers.change(to);
     }
 
-    /// Drops overrides whose count equals the tenant's and that no read still needs.
-    pub fn tidy(&mut self, today: i32) {
+    /// Forgets every lowered count (see [`ShardSetting::forget_lowered`]).
+    pub fn forget_lowered(&mut self) {
+        self.customers = self.customers.forget_lowered();
+        self.terminals = self.terminals.forget_lowered();
+        for s in self.terminal_overrides.values_mut() {
+            *s = s.forget_lowered();
+        }
+    }
+
+    /// Drops overrides that say what the tenant's count says, and that no read still needs.
+    pub fn tidy(&mut self) {
         let base = self.terminals;
         self.terminal_overrides
-            .retain(|_, s| !(s.shards == base.shards && s.read_count(today) <= base.read_count(today)));
+            .retain(|_, s| !(s.shards == base.shards && s.read_count() <= base.read_count()));
     }
 }
 
@@ -221,25 +231,22 @@ mod tests {
     }
 
     #[test]
-    fn raising_is_immediate_and_lowering_keeps_reading_the_old_shards_through_retention() {
+    fn raising_is_immediate_and_lowering_keeps_reading_the_old_shards_until_forgotten() {
         let s = ShardSetting::new(n(4));
-        let up = s.change(n(16), 100);
-        assert_eq!((up.shards, up.read_count(100)), (n(16), n(16)));
+        let up = s.change(n(16));
+        assert_eq!((up.shards, up.read_count()), (n(16), n(16)));
 
-        let down = up.change(n(2), 200);
-        assert_eq!(down.shards, n(2));
-        assert_eq!(down.read_count(200), n(16));
-        assert_eq!(down.read_count(200 + RETENTION_DAYS + 1), n(16));
-        assert_eq!(down.read_count(200 + RETENTION_DAYS + 2), n(2));
-
-        // Lowering again while the old count is still read keeps the highest one read.
-        let again = down.change(n(1), 210);
-        assert_eq!(again.read_count(210 + RETENTION_DAYS), n(16));
+        let down = up.change(n(2));
+        assert_eq!((down.shards, down.read_count()), (n(2), n(16)));
+        // Lowering again keeps the highest count read.
+        let again = down.change(n(1));
+        assert_eq!((again.shards, again.read_count()), (n(1), n(16)));
         // Raising back above everything read drops the memory of the old count.
-        assert_eq!(again.change(n(20), 211), ShardSetting::new(n(20)));
+        assert_eq!(again.change(n(20)), ShardSetting::new(n(20)));
         // Raising to less than what is still read keeps reading the old count.
-        let partial = again.change(n(8), 211);
-        assert_eq!((partial.shards, partial.read_count(211)), (n(8), n(16)));
+        let partial = again.change(n(8));
+        assert_eq!((partial.shards, partial.read_count()), (n(8), n(16)));
+        assert_eq!(partial.forget_lowered(), ShardSetting::new(n(8)));
     }
 
     #[test]
@@ -247,14 +254,20 @@ mod tests {
         let mut a = AggregateShards::default();
         let big = TerminalId::parse("big").unwrap();
         let other = TerminalId::parse("other").unwrap();
-        a.set_terminal(&big, n(32), 10).unwrap();
+        a.set_terminal(&big, n(32)).unwrap();
         assert_eq!(a.terminal(&big).shards, n(32));
         assert_eq!(a.terminal(&other).shards, n(DEFAULT_TERMINAL_SHARDS as u64));
         // Lowered back to the tenant's count: kept while the 32 shards are still read.
-        a.set_terminal(&big, n(DEFAULT_TERMINAL_SHARDS as u64), 20).unwrap();
-        a.tidy(20);
-        assert_eq!(a.terminal(&big).read_count(20), n(32));
-        a.tidy(20 + RETENTION_DAYS + 2);
+        a.set_terminal(&big, n(DEFAULT_TERMINAL_SHARDS as u64)).unwrap();
+        a.tidy();
+        assert_eq!(a.terminal(&big).read_count(), n(32));
+        a.forget_lowered();
+        a.tidy();
         assert!(a.terminal_overrides().is_empty());
+        for i in 0..MAX_OVERRIDES {
+            a.set_terminal(&TerminalId::parse(&format!("t{i}")).unwrap(), n(2))
+                .unwrap();
+        }
+        assert_eq!(a.set_terminal(&big, n(2)), Err(ShardError::TooManyOverrides));
     }
 }

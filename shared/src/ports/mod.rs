@@ -98,6 +98,18 @@ pub(crate) struct ShardWrite {
 }
 
 impl AggregateWritePlan {
+    /// The same shards, repairing nothing.
+    pub(crate) fn without_repairs(&self) -> AggregateWritePlan {
+        let bare = |w: &ShardWrite| ShardWrite {
+            shard: w.shard,
+            remove: Vec::new(),
+        };
+        AggregateWritePlan {
+            customer: bare(&self.customer),
+            terminal: bare(&self.terminal),
+        }
+    }
+
     /// No read behind it: shard 0, nothing repaired.
     pub const NONE: &'static AggregateWritePlan = &AggregateWritePlan {
         customer: ShardWrite {

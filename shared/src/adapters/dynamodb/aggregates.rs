@@ -18,6 +18,8 @@ pub const BATCH_GET_MAX_KEYS: usize = 100;
 const FUTURE_DAYS: i32 = 2;
 /// Most ignored attributes one write removes (an UpdateExpression is at most 4 KB).
 const MAX_REMOVALS: usize = 100;
+#[cfg(test)]
+pub(super) const MAX_REMOVALS_FOR_TESTS: usize = MAX_REMOVALS;
 
 /// Which entity an aggregate item belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -34,10 +36,10 @@ impl Entity<'_> {
         }
     }
 
-    pub(super) fn read_count(&self, layout: &AggregateShards, today: i32) -> ShardCount {
+    pub(super) fn read_count(&self, layout: &AggregateShards) -> ShardCount {
         match self {
-            Entity::Customer(c) => layout.customer(c).read_count(today),
-            Entity::Terminal(t) => layout.terminal(t).read_count(today),
+            Entity::Customer(c) => layout.customer(c).read_count(),
+            Entity::Terminal(t) => layout.terminal(t).read_count(),
         }
     }
 
@@ -66,9 +68,9 @@ impl Default for AggregateSum {
 }
 
 impl AggregateSum {
-    /// Adds one shard item's day counters whose day lies in `valid`. Returns the attributes it
-    /// could not use: unreadable (logged), or a day outside `valid`.
-    pub fn add_item(&mut self, item: &Item, key: &ItemKey, valid: &RangeInclusive<i32>) -> Vec<String> {
+    /// Adds one shard item's day counters whose day lies in `days.sum`. Returns what a write may
+    /// remove: attributes that are unreadable (logged), or of a day outside `days.keep`.
+    pub fn add_item(&mut self, item: &Item, key: &ItemKey, days: &DayWindows) -> Vec<String> {
         let mut ignored = Vec::new();
         for (name, value) in item {
             let Some((kind, day)) = parse_day_attribute(name) else {
@@ -84,8 +86,11 @@ impl AggregateSum {
                 ignored.push(name.clone());
                 continue;
             };
-            if !valid.contains(&day) {
+            if !days.keep.contains(&day) {
                 ignored.push(name.clone());
+                continue;
+            }
+            if !days.sum.contains(&day) {
                 continue;
             }
             let i = match kind {
@@ -123,12 +128,32 @@ impl AggregateSum {
     }
 }
 
-/// The days a read keeps: none after the later of today and `day` (plus [`FUTURE_DAYS`]) and,
-/// when reading for a transaction on `day`, none before its retention.
-pub fn valid_days(day: Option<i32>, today: i32) -> RangeInclusive<i32> {
+/// Which stored days a read sums, and which it leaves in place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DayWindows {
+    /// Summed into the aggregate.
+    pub sum: RangeInclusive<i32>,
+    /// Left in the item; a day outside it is old or corrupt, and the next write removes it.
+    pub keep: RangeInclusive<i32>,
+}
+
+/// The windows of a read for a transaction on `day` (`None`: a read for no one transaction).
+/// - sum: the transaction's retention, `day − 63 ..= day`: its features read nothing later,
+///   and a later day would take an earlier one's place in the 64-day ring;
+/// - keep: everything a current or backdated transaction may still read, from 63 days before
+///   the earlier of `day` and today, to [`FUTURE_DAYS`] after the later.
+pub fn day_windows(day: Option<i32>, today: i32) -> DayWindows {
     let last = day.map_or(today, |d| d.max(today)).saturating_add(FUTURE_DAYS);
-    let first = day.map_or(i32::MIN, |d| d.saturating_sub(RETENTION_DAYS - 1));
-    first..=last
+    match day {
+        Some(d) => DayWindows {
+            sum: d.saturating_sub(RETENTION_DAYS - 1)..=d,
+            keep: d.min(today).saturating_sub(RETENTION_DAYS - 1)..=last,
+        },
+        None => DayWindows {
+            sum: i32::MIN..=last,
+            keep: i32::MIN..=last,
+        },
+    }
 }
 
 pub(super) fn today() -> i32 {
@@ -143,12 +168,11 @@ impl DynamoStore {
         keys: &Keys<'_>,
         layout: &AggregateShards,
         entities: &[Entity<'e>],
-        valid: &RangeInclusive<i32>,
+        days: &DayWindows,
     ) -> Result<HashMap<Entity<'e>, EntityAggregate>, StoreError> {
-        let today = today();
         let mut all: Vec<(ItemKey, Entity<'e>)> = Vec::new();
         for e in entities {
-            for shard in 0..e.read_count(layout, today).get() {
+            for shard in 0..e.read_count(layout).get() {
                 all.push((e.shard_key(keys, shard), *e));
             }
         }
@@ -160,7 +184,7 @@ impl DynamoStore {
             let mut found = self.batch_get(&refs).await?;
             for (key, entity) in chunk {
                 if let Some(item) = found.remove(key) {
-                    sums.entry(*entity).or_default().add_item(&item, key, valid);
+                    sums.entry(*entity).or_default().add_item(&item, key, days);
                 }
             }
             if let Some(key) = found.keys().next() {
@@ -195,7 +219,7 @@ impl DynamoStore {
         let layout = self.aggregate_shards(tenant).await?;
         let keys = Keys::new(tenant);
         let mut found = self
-            .read_aggregates(&keys, &layout, &[entity], &valid_days(None, today()))
+            .read_aggregates(&keys, &layout, &[entity], &day_windows(None, today()))
             .await?;
         Ok(found.remove(&entity).unwrap_or_default())
     }
@@ -216,7 +240,7 @@ impl AggregateReads for DynamoStore {
             .chain(terminals.iter().map(Entity::Terminal))
             .collect();
         let found = self
-            .read_aggregates(&keys, &layout, &entities, &valid_days(None, today()))
+            .read_aggregates(&keys, &layout, &entities, &day_windows(None, today()))
             .await?;
         let mut out = FoundAggregates::default();
         for (e, agg) in found {
@@ -229,18 +253,21 @@ impl AggregateReads for DynamoStore {
     }
 }
 
-/// An UpdateExpression with its names and values.
+/// An UpdateExpression with its names, values and condition.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct UpdateExpr {
     pub(super) expression: String,
     pub(super) names: HashMap<String, String>,
     pub(super) values: HashMap<String, AttributeValue>,
+    pub(super) condition: Option<String>,
 }
 
 /// `ADD` the delta to `day`'s counters and `REMOVE` the [`PRUNE_DAYS`] days just past retention
 /// plus the attributes a read ignored (`repair`). The band lies before `day - RETENTION_DAYS`,
 /// so no window can still read it. A repaired attribute of `day` itself did not read as a
-/// number, so ADD would fail on it: it is SET to the delta instead.
+/// number, so ADD would fail on it: it is SET to the delta instead, on the condition that it is
+/// still not a number (a concurrent decision may have repaired it since; then the commit is
+/// tried again without repairs).
 pub(super) fn aggregate_update(delta: &AggregateDelta, repair: &[String]) -> UpdateExpr {
     let AggregateDelta { day, counter } = *delta;
     let mut names = HashMap::new();
@@ -283,8 +310,15 @@ pub(super) fn aggregate_update(delta: &AggregateDelta, repair: &[String]) -> Upd
         remove(name.clone(), &mut names);
     }
     let mut clauses = Vec::new();
+    let mut condition = None;
     if !sets.is_empty() {
         clauses.push(format!("SET {}", sets.join(", ")));
+        let guards: Vec<String> = sets
+            .iter()
+            .map(|s| format!("NOT attribute_type({}, :number)", &s[..s.find(' ').unwrap_or(s.len())]))
+            .collect();
+        values.insert(":number".into(), AttributeValue::S("N".into()));
+        condition = Some(guards.join(" AND "));
     }
     if !adds.is_empty() {
         clauses.push(format!("ADD {}", adds.join(", ")));
@@ -294,13 +328,15 @@ pub(super) fn aggregate_update(delta: &AggregateDelta, repair: &[String]) -> Upd
         expression: clauses.join(" "),
         names,
         values,
+        condition,
     }
 }
 
-/// Where a decision writes an entity's delta: the shard of its transaction id, and what that
-/// write removes from the shard's item (what its read ignored, bounded per write).
-pub(super) fn shard_write(shard: u8, mut ignored: Vec<String>) -> ShardWrite {
-    ignored.sort();
+/// Where a decision on `day` writes an entity's delta: the shard of its transaction id, and
+/// what that write removes from the shard's item (what its read ignored, bounded per write; the
+/// counters of `day` itself first, since the write cannot ADD to them unrepaired).
+pub(super) fn shard_write(shard: u8, mut ignored: Vec<String>, day: i32) -> ShardWrite {
+    ignored.sort_by_key(|name| (parse_day_attribute(name).map(|(_, d)| d) != Some(day), name.clone()));
     ignored.truncate(MAX_REMOVALS);
     ShardWrite { shard, remove: ignored }
 }

@@ -153,7 +153,6 @@ impl DecisionStore for DynamoStore {
             return Ok(ScoringSnapshot::default());
         };
         let keys = Keys::new(tenant);
-        let today = aggregates::today();
         let customer = Entity::Customer(&tx.customer_id);
         let terminal = Entity::Terminal(&tx.terminal_id);
         // The shards the last layout this container saw names; the config read in the same
@@ -161,10 +160,7 @@ impl DecisionStore for DynamoStore {
         let hint = self.layouts.hint(tenant).unwrap_or_default();
         let shard_keys =
             |e: &Entity<'_>, from: u8, to: u8| -> Vec<ItemKey> { (from..to).map(|k| e.shard_key(&keys, k)).collect() };
-        let (hint_c, hint_t) = (
-            customer.read_count(&hint, today).get(),
-            terminal.read_count(&hint, today).get(),
-        );
+        let (hint_c, hint_t) = (customer.read_count(&hint).get(), terminal.read_count(&hint).get());
         let mut aggregate_keys = shard_keys(&customer, 0, hint_c);
         aggregate_keys.extend(shard_keys(&terminal, 0, hint_t));
         let decision = keys.decision(&tx.id);
@@ -177,10 +173,7 @@ impl DecisionStore for DynamoStore {
 
         let mut found = self.batch_get(&wanted).await?;
         let layout = self.layouts.from_config(tenant, found.get(&config), &config);
-        let (need_c, need_t) = (
-            customer.read_count(&layout, today).get(),
-            terminal.read_count(&layout, today).get(),
-        );
+        let (need_c, need_t) = (customer.read_count(&layout).get(), terminal.read_count(&layout).get());
         if need_c > hint_c || need_t > hint_t {
             // The layout changed since this container last saw it: read the shards it adds.
             let mut more = shard_keys(&customer, hint_c, need_c);
@@ -188,7 +181,8 @@ impl DecisionStore for DynamoStore {
             let refs: Vec<&ItemKey> = more.iter().collect();
             found.extend(self.batch_get(&refs).await?);
         }
-        let valid = aggregates::valid_days(Some(tx.occurred_at.epoch_day()), today);
+        let day = tx.occurred_at.epoch_day();
+        let windows = aggregates::day_windows(Some(day), aggregates::today());
         let mut snap = ScoringSnapshot::default();
         // Each entity: its shards summed, and the one this decision writes with what to repair.
         let mut read = |e: &Entity<'_>, count: u8| -> (EntityAggregate, ShardWrite) {
@@ -198,13 +192,13 @@ impl DecisionStore for DynamoStore {
             for k in 0..count {
                 let key = e.shard_key(&keys, k);
                 if let Some(item) = found.remove(&key) {
-                    let ignored = sum.add_item(&item, &key, &valid);
+                    let ignored = sum.add_item(&item, &key, &windows);
                     if k == write {
                         repair = ignored;
                     }
                 }
             }
-            (sum.finish(&e.shard_key(&keys, 0)), shard_write(write, repair))
+            (sum.finish(&e.shard_key(&keys, 0)), shard_write(write, repair, day))
         };
         let (c, c_write) = read(&customer, need_c.max(hint_c));
         let (t, t_write) = read(&terminal, need_t.max(hint_t));
@@ -222,7 +216,14 @@ impl DecisionStore for DynamoStore {
         }
         if let Some(item) = found.remove(&config) {
             if item.contains_key("review_threshold") {
-                snap.thresholds = Some(parse_thresholds(&item, &config)?);
+                // Unreadable thresholds must not fail every decision of the tenant: the
+                // default policy decides, and the error says why.
+                match parse_thresholds(&item, &config) {
+                    Ok(t) => snap.thresholds = Some(t),
+                    Err(e) => {
+                        tracing::error!(key = %config, error = %e, "tenant thresholds unreadable: the default policy decides")
+                    }
+                }
             }
         }
         if let Some(item) = found.remove(&active) {
@@ -250,8 +251,24 @@ impl DecisionStore for DynamoStore {
 
     async fn commit(&self, tenant: &TenantId, commit: &DecisionCommit<'_>) -> Result<CommitOutcome, StoreError> {
         let items = self.commit_items(tenant, commit)?;
+        // The decision Put comes first, then the idempotency Put if any, then the aggregates.
+        let puts = 1 + commit.idempotency_key.is_some() as usize;
         match self.transact(items, "TransactWriteItems (decision)").await? {
             Transacted::Written => Ok(CommitOutcome::Committed),
+            Transacted::ConditionFailed(codes) if codes.iter().take(puts).all(|c| c != "ConditionalCheckFailed") => {
+                // Only a repair's guard failed: a concurrent decision repaired the counter
+                // first, so it reads as a number now and a plain ADD serves.
+                let plan = commit.aggregates.without_repairs();
+                let unrepaired = DecisionCommit {
+                    aggregates: &plan,
+                    ..*commit
+                };
+                let items = self.commit_items(tenant, &unrepaired)?;
+                match self.transact(items, "TransactWriteItems (decision)").await? {
+                    Transacted::Written => Ok(CommitOutcome::Committed),
+                    Transacted::ConditionFailed(_) => Ok(CommitOutcome::AlreadyDecided),
+                }
+            }
             // The decision or the idempotency record exists: another request decided first.
             Transacted::ConditionFailed(_) => Ok(CommitOutcome::AlreadyDecided),
         }

@@ -101,7 +101,7 @@ impl DynamoStore {
             .chain(terminals.iter().map(Entity::Terminal))
             .collect();
         let found = self
-            .read_aggregates(&keys, &layout, &entities, &valid_days(None, today()))
+            .read_aggregates(&keys, &layout, &entities, &day_windows(None, today()))
             .await?;
         let mut newest = NewestDays::default();
         for (e, agg) in found {
@@ -160,6 +160,7 @@ impl DynamoStore {
                     expression: "ADD #f :d".into(),
                     names: HashMap::from([("#f".to_owned(), day_attribute('f', w.day))]),
                     values: HashMap::from([(":d".to_owned(), n(w.fraud_delta))]),
+                    condition: None,
                 };
                 items.push(TransactWriteItem::builder().update(self.update(&key, u)?).build());
             }

@@ -183,6 +183,7 @@ impl DynamoStore {
                 .update_expression(u.expression)
                 .set_expression_attribute_names(Some(u.names))
                 .set_expression_attribute_values((!u.values.is_empty()).then_some(u.values))
+                .set_condition_expression(u.condition)
                 .build(),
         )
     }

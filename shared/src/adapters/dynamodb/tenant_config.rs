@@ -1,7 +1,7 @@
 //! The tenant config item: the policy's thresholds and the aggregate shard layout.
 
 use super::*;
-use crate::domain::shards::{AggregateShards, ShardCount, ShardError, ShardSetting};
+use crate::domain::shards::{AggregateShards, ShardCount, ShardError, ShardSetting, MAX_SHARDS};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -49,9 +49,8 @@ const WRITE_LAYOUT_TTL: Duration = Duration::from_secs(300);
 
 fn setting_value(s: &ShardSetting) -> AttributeValue {
     let mut m = HashMap::from([("n".to_owned(), n(s.shards.get()))]);
-    if let Some((old, until)) = s.previous {
+    if let Some(old) = s.previous {
         m.insert("pn".into(), n(old.get()));
-        m.insert("pu".into(), n(until));
     }
     AttributeValue::M(m)
 }
@@ -69,10 +68,7 @@ fn parse_setting(v: &AttributeValue) -> Result<ShardSetting, String> {
     };
     let count = |v: i64| ShardCount::new(v.max(0) as u64).map_err(|e| e.to_string());
     let shards = count(num("n")?.ok_or("n is missing")?)?;
-    let previous = match (num("pn")?, num("pu")?) {
-        (Some(old), Some(until)) => Some((count(old)?, until.clamp(i32::MIN as i64, i32::MAX as i64) as i32)),
-        _ => None,
-    };
+    let previous = num("pn")?.map(count).transpose()?;
     Ok(ShardSetting { shards, previous })
 }
 
@@ -89,25 +85,69 @@ fn shards_value(a: &AggregateShards) -> AttributeValue {
     ]))
 }
 
-/// The layout stored in a config item (none stored: the defaults).
-pub(super) fn parse_shards(item: &Item) -> Result<AggregateShards, String> {
+/// A setting that cannot be read: reads cover every possible shard, writes go to shard 0, which
+/// every layout reads. Costly, but no count is missed.
+fn unreadable_setting() -> ShardSetting {
+    ShardSetting {
+        shards: ShardCount::ONE,
+        previous: Some(ShardCount::new(MAX_SHARDS as u64).unwrap_or(ShardCount::ONE)),
+    }
+}
+
+/// The layout stored in a config item (none stored: the defaults), read entry by entry: an
+/// entry that cannot be read is read conservatively ([`unreadable_setting`]) and named in the
+/// problems, and the others stand.
+pub(super) fn parse_shards(item: &Item) -> (AggregateShards, Vec<String>) {
+    let mut problems = Vec::new();
     let Some(v) = item.get(SHARDS) else {
-        return Ok(AggregateShards::default());
+        return (AggregateShards::default(), problems);
     };
     let AttributeValue::M(m) = v else {
-        return Err(format!("{SHARDS} is not a map"));
+        problems.push(format!("{SHARDS} is not a map"));
+        return (AggregateShards::unreadable(), problems);
     };
-    let get = |k: &str| m.get(k).ok_or_else(|| format!("{SHARDS}.{k} is missing"));
-    let customers = parse_setting(get("c")?).map_err(|e| format!("{SHARDS}.c: {e}"))?;
-    let terminals = parse_setting(get("t")?).map_err(|e| format!("{SHARDS}.t: {e}"))?;
+    let setting = |k: &str, problems: &mut Vec<String>| match m.get(k).map(parse_setting) {
+        Some(Ok(s)) => s,
+        Some(Err(e)) => {
+            problems.push(format!("{SHARDS}.{k}: {e}"));
+            unreadable_setting()
+        }
+        None => {
+            problems.push(format!("{SHARDS}.{k} is missing"));
+            unreadable_setting()
+        }
+    };
+    let customers = setting("c", &mut problems);
+    let terminals = setting("t", &mut problems);
     let mut overrides = BTreeMap::new();
-    if let Some(AttributeValue::M(o)) = m.get("o") {
-        for (id, v) in o {
-            let t = TerminalId::parse(id).map_err(|e| format!("{SHARDS}.o.{id}: {e}"))?;
-            overrides.insert(t, parse_setting(v).map_err(|e| format!("{SHARDS}.o.{id}: {e}"))?);
+    match m.get("o") {
+        None => {}
+        Some(AttributeValue::M(o)) => {
+            for (id, v) in o {
+                // An id that does not parse names no terminal any decision can have.
+                let Ok(t) = TerminalId::parse(id) else {
+                    problems.push(format!("{SHARDS}.o: {id:?} is not a terminal id"));
+                    continue;
+                };
+                let s = parse_setting(v).unwrap_or_else(|e| {
+                    problems.push(format!("{SHARDS}.o.{id}: {e}"));
+                    unreadable_setting()
+                });
+                overrides.insert(t, s);
+            }
+        }
+        Some(_) => {
+            problems.push(format!("{SHARDS}.o is not a map"));
+            return (AggregateShards::unreadable(), problems);
         }
     }
-    AggregateShards::new(customers, terminals, overrides).map_err(|e| e.to_string())
+    match AggregateShards::new(customers, terminals, overrides) {
+        Ok(l) => (l, problems),
+        Err(e) => {
+            problems.push(e.to_string());
+            (AggregateShards::unreadable(), problems)
+        }
+    }
 }
 
 fn shards_version(item: &Item) -> u64 {
@@ -159,15 +199,16 @@ impl LayoutCache {
                 return c.layout.clone();
             }
         }
-        let layout = Arc::new(match item.map(parse_shards).transpose() {
-            Ok(l) => l.unwrap_or_default(),
-            Err(reason) => {
-                tracing::error!(key = %key, %reason, "aggregate shard layout unreadable: reading every shard");
-                AggregateShards::unreadable()
-            }
-        });
+        let (layout, problems) = item.map(parse_shards).unwrap_or_default();
+        if !problems.is_empty() {
+            tracing::error!(key = %key, ?problems, "aggregate shard layout partly unreadable: those entries read every shard");
+        }
+        let layout = Arc::new(layout);
         if m.len() >= LAYOUT_TENANTS && !m.contains_key(tenant) {
-            m.clear();
+            // Evict the entry read longest ago, not all: each costs its tenant a second read.
+            if let Some(oldest) = m.iter().min_by_key(|(_, c)| c.read_at).map(|(t, _)| t.clone()) {
+                m.remove(&oldest);
+            }
         }
         m.insert(
             tenant.clone(),
@@ -211,12 +252,10 @@ impl DynamoStore {
             if version == u64::MAX {
                 return Err(corrupt(&key, format!("{SHARDS_VERSION} is not a version number")));
             }
-            let mut layout = match item.as_ref().map(parse_shards).transpose() {
-                Ok(l) => l.unwrap_or_default(),
-                Err(reason) => return Err(corrupt(&key, reason)),
-            };
+            // Unreadable entries are stored back in their conservative form, which reads everything.
+            let (mut layout, _) = item.as_ref().map(parse_shards).unwrap_or_default();
             change(&mut layout).map_err(|e| StoreError::Rejected(format!("aggregate shards not changed: {e}")))?;
-            layout.tidy(today());
+            layout.tidy();
             let mut update = self
                 .client
                 .update_item()

@@ -116,7 +116,7 @@ fn aggregates_parse_and_odd_attributes_are_ignored_not_fatal() {
     item.insert("f100".into(), n(1));
     item.insert("c99".into(), n(1));
     item.insert("expires_at".into(), n(5));
-    let all = valid_days(None, 200);
+    let all = day_windows(None, 200);
     let mut sum = AggregateSum::default();
     assert!(sum.add_item(&item, &key, &all).is_empty());
     assert_eq!(sum.finish(&key).days(), vec![(99, day(1, 0, 0)), (100, day(2, 750, 1))]);
@@ -127,7 +127,7 @@ fn aggregates_parse_and_odd_attributes_are_ignored_not_fatal() {
     item.insert("c5".into(), n(3));
     item.insert("c99999".into(), n(3));
     let mut sum = AggregateSum::default();
-    let mut ignored = sum.add_item(&item, &key, &valid_days(Some(100), 100));
+    let mut ignored = sum.add_item(&item, &key, &day_windows(Some(100), 100));
     ignored.sort();
     assert_eq!(ignored, vec!["a99", "c5", "c99999", "f99"]);
     assert_eq!(sum.finish(&key).days(), vec![(99, day(1, 0, 0)), (100, day(2, 750, 1))]);
@@ -139,7 +139,7 @@ fn aggregates_parse_and_odd_attributes_are_ignored_not_fatal() {
 #[test]
 fn shards_sum_per_day_saturate_and_negative_counts_read_as_zero() {
     let key = ItemKey::new("T#a#TERM#t".into(), "AGG");
-    let all = valid_days(None, 200);
+    let all = day_windows(None, 200);
     let item = |attrs: &[(&str, &str)]| {
         let mut item = key.to_item();
         for (k, v) in attrs {
@@ -184,6 +184,16 @@ fn a_write_repairs_what_its_read_ignored_and_sets_an_unreadable_counter_of_its_o
         "{}",
         u.expression
     );
+    // Only while it is still not a number: a concurrent decision may have repaired it.
+    assert_eq!(u.condition.as_deref(), Some("NOT attribute_type(#d1, :number)"));
+    assert_eq!(u.values[":number"], AttributeValue::S("N".into()));
+    assert!(aggregate_update(&delta, &["c5".to_owned()]).condition.is_none());
+    // The write day's own counters survive the bound on removals.
+    let mut many: Vec<String> = (0..150).map(|d| format!("a{d}")).collect();
+    many.push("c100".into());
+    let w = shard_write(0, many, 100);
+    assert_eq!(w.remove.len(), MAX_REMOVALS_FOR_TESTS);
+    assert_eq!(w.remove[..2], ["a100", "c100"]);
     let removed: Vec<&String> = u
         .names
         .iter()
