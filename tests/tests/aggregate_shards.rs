@@ -306,3 +306,39 @@ async fn odd_aggregate_attributes_never_fail_a_decision_and_the_next_write_repai
         2
     );
 }
+
+#[tokio::test]
+async fn a_repair_that_a_concurrent_decision_made_first_is_not_made_twice() {
+    let st = Stack::new().await;
+    let tenant = acme();
+    let key = key(&st, &tenant).await;
+    let t = tx("tx-late", "2018-08-08T10:00:00Z", 500, "c-race");
+    let day = t.occurred_at.epoch_day();
+    let agg_key = Keys::new(&tenant).customer_aggregate(&t.customer_id);
+    let put = |v: AttributeValue| {
+        st.dynamodb
+            .put_item()
+            .table_name(&st.table)
+            .item("pk", AttributeValue::S(agg_key.pk.clone()))
+            .item("sk", AttributeValue::S(agg_key.sk.clone()))
+            .item(format!("c{day}"), v)
+            .send()
+    };
+    put(AttributeValue::S("three".into())).await.unwrap();
+    // This decision reads the counter as unreadable and plans to reset it...
+    let snap = st.store.load_for_scoring(&tenant, &key, &t, None).await.unwrap();
+    // ...but another decision repairs it and counts first.
+    put(AttributeValue::N("5".into())).await.unwrap();
+    let r = record(&t, "fp");
+    let commit = DecisionCommit {
+        record: &r,
+        transaction: &t,
+        idempotency_key: None,
+        delta: transaction_delta(&t),
+        aggregates: &snap.aggregate_write,
+    };
+    assert_eq!(st.store.commit(&tenant, &commit).await.unwrap(), CommitOutcome::Committed);
+    // Its count is added to the repaired one, not reset over it.
+    assert_eq!(num(&item(&st, &agg_key).await.unwrap(), &format!("c{day}")), 6);
+    assert!(st.store.decision(&tenant, &t.id).await.unwrap().is_some());
+}
