@@ -337,7 +337,10 @@ async fn a_repair_that_a_concurrent_decision_made_first_is_not_made_twice() {
         delta: transaction_delta(&t),
         aggregates: &snap.aggregate_write,
     };
-    assert_eq!(st.store.commit(&tenant, &commit).await.unwrap(), CommitOutcome::Committed);
+    assert_eq!(
+        st.store.commit(&tenant, &commit).await.unwrap(),
+        CommitOutcome::Committed
+    );
     // Its count is added to the repaired one, not reset over it.
     assert_eq!(num(&item(&st, &agg_key).await.unwrap(), &format!("c{day}")), 6);
     assert!(st.store.decision(&tenant, &t.id).await.unwrap().is_some());
