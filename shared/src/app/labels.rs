@@ -1294,6 +1294,82 @@ mod tests {
         }
     }
 
+    /// The store, refusing every label write of one transaction as a store would refuse an ADD
+    /// on a counter that is not a number.
+    struct RefusesWritesOf<'a> {
+        store: &'a InMemoryLabels,
+        refused: TransactionId,
+    }
+
+    impl LabelStore for RefusesWritesOf<'_> {
+        async fn label_targets(
+            &self,
+            tenant: &TenantId,
+            ids: &[TransactionId],
+        ) -> Result<HashMap<TransactionId, LabelTarget>, StoreError> {
+            self.store.label_targets(tenant, ids).await
+        }
+
+        async fn newest_days(
+            &self,
+            tenant: &TenantId,
+            customers: &[CustomerId],
+            terminals: &[TerminalId],
+        ) -> Result<NewestDays, StoreError> {
+            self.store.newest_days(tenant, customers, terminals).await
+        }
+
+        async fn write_label(
+            &self,
+            tenant: &TenantId,
+            id: &TransactionId,
+            write: &LabelWrite<'_>,
+        ) -> Result<LabelWriteOutcome, StoreError> {
+            if *id == self.refused {
+                return Err(StoreError::Rejected("ValidationException: type mismatch".into()));
+            }
+            self.store.write_label(tenant, id, write).await
+        }
+    }
+
+    #[test]
+    fn a_label_the_store_refuses_is_an_error_row_and_the_rest_of_the_file_applies() {
+        let w = World::new(100);
+        w.decide("tx-1", "2018-08-01T10:00:00Z", "c-1", "t-1");
+        w.decide("tx-2", "2018-08-01T11:00:00Z", "c-2", "t-1");
+        let up = w.upload(
+            "refused.csv",
+            &format!(
+                "{HEADER}tx-1,fraud,cb,2018-08-20T00:00:00Z
+tx-2,fraud,cb,2018-08-20T00:00:00Z
+"
+            ),
+        );
+        let store = RefusesWritesOf {
+            store: &w.store,
+            refused: id("tx-1"),
+        };
+        let app = LabelApplier {
+            store: &store,
+            jobs: &*w.jobs,
+            objects: &w.objects,
+            reading: &w.reading,
+            reinvoke: Some(&w.reinvoke),
+            sleep: &w.waits,
+            bucket: BUCKET,
+            settings: &w.settings,
+        };
+        let out = now_or_never(app.apply_upload(&up, &serde_json::json!({}), &Invocation::unbounded()))
+            .unwrap()
+            .outcome;
+        let LabelsOutcome::Completed { summary } = out else {
+            panic!("the file stopped on one refused row: {out:?}");
+        };
+        assert_eq!((summary.counts.applied, summary.counts.rejected), (1, 1));
+        assert!(w.store.label(&acme(), &id("tx-1")).is_none());
+        assert_eq!(w.store.label(&acme(), &id("tx-2")).unwrap().value, LabelValue::Fraud);
+    }
+
     /// One applied row and one unknown (an error line), in one chunk: the file's last.
     const TWO_ROWS: &str = "tx-1,fraud,cb,2018-08-20T00:00:00Z\ntx-9,fraud,cb,2018-08-20T00:00:00Z\n";
 
