@@ -290,3 +290,56 @@ pub async fn label_fraud(store: &DynamoStore, tenant: &verdict::domain::TenantId
     let outcome = store.write_label(tenant, &tx.id, &write).await.expect("write_label");
     assert_eq!(outcome, LabelWriteOutcome::Written, "label of {}", tx.id);
 }
+
+/// Stores an approve decision for `t` with no history, as the api would commit it (shard 0):
+/// the label tests' stand-in for a scored transaction.
+pub async fn seed_decision(store: &DynamoStore, tenant: &verdict::domain::TenantId, t: &verdict::Transaction) {
+    use verdict::domain::decision::{features_map, Decision, DecisionRecord, ModelRef, TransactionInputs};
+    use verdict::domain::features::{self, transaction_delta, EntityAggregate};
+    use verdict::ports::{AggregateWritePlan, DecisionCommit, DecisionStore};
+    let x = features::compute(t, &EntityAggregate::default(), &EntityAggregate::default());
+    let record = DecisionRecord {
+        id: t.id.clone(),
+        decision: Decision::Approve,
+        score: 0.01,
+        risk_score: 1,
+        reasons: vec![],
+        model: ModelRef {
+            id: "m".into(),
+            version: "0123456789abcdef".into(),
+        },
+        policy_version: None,
+        features: features_map(&x),
+        inputs: serde_json::to_value(TransactionInputs::from_transaction(t))
+            .unwrap()
+            .into(),
+        request_fingerprint: format!("fp-{}", t.id),
+        created_at: verdict::domain::Timestamp::now(),
+        occurred_at: t.occurred_at,
+        customer_id: t.customer_id.clone(),
+        request_id: None,
+        processing_ms: None,
+        label: None,
+    };
+    let commit = DecisionCommit {
+        record: &record,
+        transaction: t,
+        idempotency_key: None,
+        delta: transaction_delta(t),
+        aggregates: AggregateWritePlan::NONE,
+    };
+    store.commit(tenant, &commit).await.unwrap();
+}
+
+/// `events/s3/labels-upload.json` naming this object.
+pub fn labels_event(bucket: &str, key: &str, etag: &str, size: usize) -> labels::S3Event {
+    let raw = std::fs::read_to_string(repo_root().join("events/s3/labels-upload.json")).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    let r = &mut v["Records"][0]["s3"];
+    r["bucket"]["name"] = bucket.into();
+    r["bucket"]["arn"] = format!("arn:aws:s3:::{bucket}").into();
+    r["object"]["key"] = key.into();
+    r["object"]["eTag"] = etag.into();
+    r["object"]["size"] = size.into();
+    serde_json::from_value(v).unwrap()
+}

@@ -13,13 +13,11 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use verdict::adapters::ObjectStore;
-use verdict::domain::decision::{features_map, Decision, DecisionRecord, ModelRef, TransactionInputs};
-use verdict::domain::features::{self, transaction_delta, EntityAggregate};
 use verdict::domain::labels::{LabelCounts, LabelSummary};
 use verdict::domain::{Currency, CustomerId, Money, TenantId, TerminalId, Timestamp, Transaction, TransactionId};
-use verdict::ports::{DecisionCommit, DecisionStore};
+use verdict::ports::DecisionStore;
 use verdict_integration::faults::Proxy;
-use verdict_integration::{repo_root, Stack};
+use verdict_integration::Stack;
 
 fn acme() -> TenantId {
     TenantId::parse("acme").unwrap()
@@ -27,50 +25,11 @@ fn acme() -> TenantId {
 
 /// Stores a decision the way the api does: record, aggregates, one transaction.
 async fn decide(st: &Stack, t: &Transaction) {
-    let x = features::compute(t, &EntityAggregate::default(), &EntityAggregate::default());
-    let record = DecisionRecord {
-        id: t.id.clone(),
-        decision: Decision::Approve,
-        score: 0.01,
-        risk_score: 1,
-        reasons: vec![],
-        model: ModelRef {
-            id: "m".into(),
-            version: "0123456789abcdef".into(),
-        },
-        policy_version: None,
-        features: features_map(&x),
-        inputs: serde_json::to_value(TransactionInputs::from_transaction(t))
-            .unwrap()
-            .into(),
-        request_fingerprint: format!("fp-{}", t.id),
-        created_at: Timestamp::now(),
-        occurred_at: t.occurred_at,
-        customer_id: t.customer_id.clone(),
-        request_id: None,
-        processing_ms: None,
-        label: None,
-    };
-    let commit = DecisionCommit {
-        record: &record,
-        transaction: t,
-        idempotency_key: None,
-        delta: transaction_delta(t),
-        aggregates: verdict::ports::AggregateWritePlan::NONE,
-    };
-    st.store.commit(&acme(), &commit).await.unwrap();
+    verdict_integration::seed_decision(&st.store, &acme(), t).await;
 }
 
 fn event(bucket: &str, key: &str, etag: &str, size: usize) -> S3Event {
-    let raw = std::fs::read_to_string(repo_root().join("events/s3/labels-upload.json")).unwrap();
-    let mut v: serde_json::Value = serde_json::from_str(&raw).unwrap();
-    let r = &mut v["Records"][0]["s3"];
-    r["bucket"]["name"] = bucket.into();
-    r["bucket"]["arn"] = format!("arn:aws:s3:::{bucket}").into();
-    r["object"]["key"] = key.into();
-    r["object"]["eTag"] = etag.into();
-    r["object"]["size"] = size.into();
-    serde_json::from_value(v).unwrap()
+    verdict_integration::labels_event(bucket, key, etag, size)
 }
 
 async fn put(st: &Stack, key: &str, bytes: Vec<u8>) -> S3Event {

@@ -93,27 +93,21 @@ impl DynamoStore {
         customers: &[CustomerId],
         terminals: &[TerminalId],
     ) -> Result<NewestDays, StoreError> {
-        let layout = self.aggregate_shards(tenant).await?;
-        let keys = Keys::new(tenant);
-        let entities: Vec<Entity<'_>> = customers
-            .iter()
-            .map(Entity::Customer)
-            .chain(terminals.iter().map(Entity::Terminal))
-            .collect();
-        let found = self
-            .read_aggregates(&keys, &layout, &entities, &day_windows(None, today()))
-            .await?;
-        let mut newest = NewestDays::default();
-        for (e, agg) in found {
-            let Some(day) = agg.days().last().map(|(d, _)| *d) else {
-                continue;
-            };
-            match e {
-                Entity::Customer(c) => newest.customers.insert(c.clone(), day),
-                Entity::Terminal(t) => newest.terminals.insert(t.clone(), day),
-            };
-        }
-        Ok(newest)
+        // The same read as the batch's stored aggregates: every shard, summed.
+        let found = crate::ports::AggregateReads::aggregates(self, tenant, customers, terminals).await?;
+        let newest = |agg: &EntityAggregate| agg.days().last().map(|(d, _)| *d);
+        Ok(NewestDays {
+            customers: found
+                .customers
+                .iter()
+                .filter_map(|(c, agg)| Some((c.clone(), newest(agg)?)))
+                .collect(),
+            terminals: found
+                .terminals
+                .iter()
+                .filter_map(|(t, agg)| Some((t.clone(), newest(agg)?)))
+                .collect(),
+        })
     }
 
     /// Sets a decision's label and moves the fraud counters in one TransactWriteItems, on the
