@@ -345,3 +345,63 @@ async fn a_repair_that_a_concurrent_decision_made_first_is_not_made_twice() {
     assert_eq!(num(&item(&st, &agg_key).await.unwrap(), &format!("c{day}")), 6);
     assert!(st.store.decision(&tenant, &t.id).await.unwrap().is_some());
 }
+
+#[tokio::test]
+async fn a_label_whose_fraud_counter_is_not_a_number_is_refused_and_changes_nothing() {
+    use verdict::adapters::dynamodb::{LabelWrite, LabelWriteOutcome};
+    use verdict::domain::labels::{LabelValue, StoredLabel};
+    let st = Stack::new().await;
+    let tenant = acme();
+    let key = key(&st, &tenant).await;
+    let t = tx("tx-f", "2018-08-08T10:00:00Z", 500, "c-f");
+    decide(&st.store, &tenant, &key, &t).await;
+    let day = t.occurred_at.epoch_day();
+    let agg_key = Keys::new(&tenant).customer_aggregate(&t.customer_id);
+    st.dynamodb
+        .update_item()
+        .table_name(&st.table)
+        .key("pk", AttributeValue::S(agg_key.pk.clone()))
+        .key("sk", AttributeValue::S(agg_key.sk.clone()))
+        .update_expression("SET #f = :s")
+        .expression_attribute_names("#f", format!("f{day}"))
+        .expression_attribute_values(":s", AttributeValue::S("one".into()))
+        .send()
+        .await
+        .unwrap();
+    let label = StoredLabel {
+        value: LabelValue::Fraud,
+        source: "test".into(),
+        labelled_at: t.occurred_at,
+        file: None,
+        etag: None,
+        line: None,
+    };
+    let write = LabelWrite {
+        label: &label,
+        previous: None,
+        fraud_delta: 1,
+        day,
+        customer: Some(&t.customer_id),
+        terminal: Some(&t.terminal_id),
+    };
+    let outcome = st.store.write_label(&tenant, &t.id, &write).await.unwrap();
+    assert_eq!(outcome, LabelWriteOutcome::Refused);
+    // All or nothing: the label is not stored and the terminal's counter did not move.
+    assert!(st
+        .store
+        .decision(&tenant, &t.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .label
+        .is_none());
+    assert_eq!(
+        st.store
+            .terminal_aggregate(&tenant, &t.terminal_id)
+            .await
+            .unwrap()
+            .window(day, day)
+            .frauds,
+        0
+    );
+}

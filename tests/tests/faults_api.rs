@@ -444,7 +444,7 @@ async fn the_sdk_reads_the_cancellation_reasons_of_the_proxys_conflicts() {
         .expect_err("an injected conflict");
     assert_eq!(codes(e), ["TransactionConflict", "TransactionConflict"]);
 
-    proxy.configure(json!({"simulate_conflicts": true, "hold_ms": 300}));
+    proxy.configure(json!({"simulate_conflicts": true, "hold_ms": 1000}));
     let send = |items: Vec<TransactWriteItem>| {
         faulted
             .dynamodb

@@ -5,7 +5,7 @@
 use super::aws::{block_on, parse_tenant, store_error, Aws};
 use anyhow::Context;
 use verdict::adapters::DynamoStore;
-use verdict::domain::shards::{AggregateShards, ShardCount, ShardSetting, MAX_SHARDS};
+use verdict::domain::shards::{AggregateShards, ShardCount, ShardSetting, ShardTarget, MAX_SHARDS};
 use verdict::domain::TerminalId;
 
 #[derive(clap::Args)]
@@ -49,10 +49,11 @@ struct SetArgs {
     /// Shards of --terminal (1 to 32)
     #[arg(long, value_name = "N", requires = "terminal")]
     shards: Option<u64>,
-    /// Stop reading the shards of counts lowered before: only once no transaction dated before
-    /// the lowering plus 65 days will be scored (backfills, batch files, replays)
-    #[arg(long)]
-    forget_lowered: bool,
+    /// Stop reading the shards of one lowered count: `customers`, `terminals` or `terminal:ID`.
+    /// Only once no transaction dated before that lowering plus 65 days will be scored
+    /// (backfills, batch files, replays)
+    #[arg(long, value_name = "WHICH")]
+    forget_lowered: Option<String>,
     /// DynamoDB table
     #[arg(long, value_name = "NAME", env = "TABLE_NAME")]
     table: String,
@@ -73,7 +74,7 @@ fn count(flag: &str, n: Option<u64>) -> anyhow::Result<Option<ShardCount>> {
 fn setting(s: &ShardSetting) -> String {
     if s.read_count() > s.shards {
         format!(
-            "{} (reads also cover the {} used before; --forget-lowered stops that)",
+            "{} (reads also cover the {} used before, until --forget-lowered)",
             s.shards.get(),
             s.read_count().get()
         )
@@ -117,7 +118,21 @@ fn set(a: SetArgs) -> anyhow::Result<()> {
         .as_deref()
         .map(|t| TerminalId::parse(t).map_err(|e| anyhow::anyhow!("--terminal {t:?}: {}", e.reason)))
         .transpose()?;
-    if customers.is_none() && terminals.is_none() && terminal.is_none() && !a.forget_lowered {
+    let forget = a
+        .forget_lowered
+        .as_deref()
+        .map(|w| match w {
+            "customers" => Ok(ShardTarget::Customers),
+            "terminals" => Ok(ShardTarget::Terminals),
+            w => match w.strip_prefix("terminal:").map(TerminalId::parse) {
+                Some(Ok(t)) => Ok(ShardTarget::Terminal(t)),
+                _ => Err(anyhow::anyhow!(
+                    "--forget-lowered {w:?}: give customers, terminals or terminal:ID"
+                )),
+            },
+        })
+        .transpose()?;
+    if customers.is_none() && terminals.is_none() && terminal.is_none() && forget.is_none() {
         anyhow::bail!(
             "nothing to change: give --customers, --terminals, --terminal with --shards, or --forget-lowered"
         );
@@ -128,8 +143,8 @@ fn set(a: SetArgs) -> anyhow::Result<()> {
         let store = DynamoStore::new(aws.dynamodb.clone(), &a.table);
         let layout = store
             .change_aggregate_shards(&tenant, |l| {
-                if a.forget_lowered {
-                    l.forget_lowered();
+                if let Some(w) = &forget {
+                    l.forget_lowered(w);
                 }
                 if let Some(n) = customers {
                     l.set_customers(n);

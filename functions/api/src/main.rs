@@ -65,7 +65,8 @@ async fn build() -> Result<App<DynamoStore, S3Blobs>, String> {
     let config = aws_config_from_env().await;
     let store = DynamoStore::new(dynamodb_client(&config), table);
     // Within the api's 10 s: a stuck model fetch becomes a 503, not a Lambda timeout.
-    let blobs = S3Blobs::new(s3_client_with(&config, s3_request_timeouts()), bucket);
+    let blobs = S3Blobs::new(s3_client_with(&config, s3_request_timeouts()), bucket)
+        .with_deadline(std::time::Duration::from_secs(5));
     let mut app = App::new(store, blobs, fallback);
     app.scorer.models = ModelCache::with_budget(cache_budget);
     Ok(app)

@@ -390,6 +390,8 @@ impl Objects for ObjectStore {
 pub struct S3Blobs {
     objects: ObjectStore,
     bucket: String,
+    /// The most one fetch may take, body included (the SDK's timeouts end before the body).
+    deadline: Option<std::time::Duration>,
 }
 
 impl S3Blobs {
@@ -397,7 +399,15 @@ impl S3Blobs {
         S3Blobs {
             objects: ObjectStore::new(client),
             bucket: bucket.into(),
+            deadline: None,
         }
+    }
+
+    /// Fetches give up (retryable) after `deadline`, reading the body included: for a caller
+    /// with a deadline of its own, like the api inside Lambda's timeout.
+    pub fn with_deadline(mut self, deadline: std::time::Duration) -> Self {
+        self.deadline = Some(deadline);
+        self
     }
 
     pub fn bucket(&self) -> &str {
@@ -420,7 +430,15 @@ impl S3Blobs {
 
 impl ModelBlobs for S3Blobs {
     async fn fetch(&self, object_key: &str) -> Result<Vec<u8>, StoreError> {
-        self.objects.fetch(&self.bucket, object_key).await
+        let fetch = self.objects.fetch(&self.bucket, object_key);
+        match self.deadline {
+            None => fetch.await,
+            Some(d) => tokio::time::timeout(d, fetch).await.unwrap_or_else(|_| {
+                Err(StoreError::Unavailable(format!(
+                    "S3 GetObject {object_key}: not read within {d:?}"
+                )))
+            }),
+        }
     }
 }
 

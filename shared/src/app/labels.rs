@@ -824,20 +824,16 @@ async fn apply_row<S: LabelStore>(
             customer: live(newest.customers.get(&target.customer_id)).then_some(&target.customer_id),
             terminal: live(newest.terminals.get(&terminal)).then_some(&terminal),
         };
-        let outcome = match store.write_label(chunk.tenant, id, &write).await {
-            Ok(o) => o,
-            // The store refuses this row's write whatever the retry (e.g. a counter that is not
-            // a number): report the row, and let the rest of the file apply.
-            Err(e @ (StoreError::Rejected(_) | StoreError::Corrupt { .. })) => {
-                tracing::warn!(transaction = %id, line, error = %e, "label write refused");
+        match store.write_label(chunk.tenant, id, &write).await? {
+            // Whatever the retry (a fraud counter that is not a number): report the row, and
+            // let the rest of the file apply.
+            LabelWriteOutcome::Refused => {
                 return Ok(RowResult::Invalid {
                     field: None,
-                    reason: "the store refused this label's write (logged); it was not applied".into(),
-                });
+                    reason: "the store refused to move this transaction's fraud counters; the label was not applied"
+                        .into(),
+                })
             }
-            Err(e) => return Err(e.into()),
-        };
-        match outcome {
             LabelWriteOutcome::Written => {
                 target.label = Some(new);
                 return Ok(RowResult::Applied);
@@ -1326,7 +1322,7 @@ mod tests {
             write: &LabelWrite<'_>,
         ) -> Result<LabelWriteOutcome, StoreError> {
             if *id == self.refused {
-                return Err(StoreError::Rejected("ValidationException: type mismatch".into()));
+                return Ok(LabelWriteOutcome::Refused);
             }
             self.store.write_label(tenant, id, write).await
         }

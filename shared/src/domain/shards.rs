@@ -24,7 +24,7 @@ pub const DEFAULT_CUSTOMER_SHARDS: u8 = 1;
 /// nothing; raise a tenant or a known big merchant (docs/dynamodb.md, "Sharded aggregates").
 pub const DEFAULT_TERMINAL_SHARDS: u8 = 1;
 /// Most per-terminal overrides a tenant may set: they sit in the config item every decision
-/// reads, and 64 keep it within one 4 KB read unit.
+/// reads; 64 with ids of up to about 50 bytes keep it within one 4 KB read unit.
 pub const MAX_OVERRIDES: usize = 64;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -101,6 +101,14 @@ impl ShardSetting {
     pub fn forget_lowered(&self) -> ShardSetting {
         ShardSetting::new(self.shards)
     }
+}
+
+/// One of a tenant's shard settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShardTarget {
+    Customers,
+    Terminals,
+    Terminal(TerminalId),
 }
 
 /// A tenant's aggregate shard counts.
@@ -183,12 +191,17 @@ impl AggregateShards {
         self.customers = self.customers.change(to);
     }
 
-    /// Forgets every lowered count (see [`ShardSetting::forget_lowered`]).
-    pub fn forget_lowered(&mut self) {
-        self.customers = self.customers.forget_lowered();
-        self.terminals = self.terminals.forget_lowered();
-        for s in self.terminal_overrides.values_mut() {
-            *s = s.forget_lowered();
+    /// Forgets what one setting's lowering still reads (see [`ShardSetting::forget_lowered`]):
+    /// one at a time, since each lowering has its own date.
+    pub fn forget_lowered(&mut self, which: &ShardTarget) {
+        match which {
+            ShardTarget::Customers => self.customers = self.customers.forget_lowered(),
+            ShardTarget::Terminals => self.terminals = self.terminals.forget_lowered(),
+            ShardTarget::Terminal(id) => {
+                if let Some(s) = self.terminal_overrides.get_mut(id) {
+                    *s = s.forget_lowered();
+                }
+            }
         }
     }
 
@@ -261,7 +274,14 @@ mod tests {
         a.set_terminal(&big, n(DEFAULT_TERMINAL_SHARDS as u64)).unwrap();
         a.tidy();
         assert_eq!(a.terminal(&big).read_count(), n(32));
-        a.forget_lowered();
+        a.forget_lowered(&ShardTarget::Terminals);
+        a.tidy();
+        assert_eq!(
+            a.terminal(&big).read_count(),
+            n(32),
+            "forgetting the tenant's count leaves the override"
+        );
+        a.forget_lowered(&ShardTarget::Terminal(big.clone()));
         a.tidy();
         assert!(a.terminal_overrides().is_empty());
         for i in 0..MAX_OVERRIDES {

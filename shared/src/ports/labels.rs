@@ -43,6 +43,8 @@ pub enum LabelWriteOutcome {
     Written,
     /// The decision's label is no longer `previous` (or the decision is gone): read it again.
     Changed,
+    /// The store refused to move the fraud counters (one is not a number); nothing was written.
+    Refused,
 }
 
 /// Each aggregate's newest day bucket (absent: no aggregate), for the retention rule.

@@ -268,8 +268,10 @@ pub(super) struct UpdateExpr {
 /// number, so ADD would fail on it: it is SET to the delta instead, on the condition that it is
 /// still not a number (a concurrent decision may have repaired it since; then the commit is
 /// tried again without repairs).
-pub(super) fn aggregate_update(delta: &AggregateDelta, repair: &[String]) -> UpdateExpr {
+pub(super) fn aggregate_update(delta: &AggregateDelta, repair: &[String], today: i32) -> UpdateExpr {
     let AggregateDelta { day, counter } = *delta;
+    // A transaction dated ahead must not prune a day today's decisions still read.
+    let prune_from = day.min(today);
     let mut names = HashMap::new();
     let mut values = HashMap::new();
     let mut adds = Vec::new();
@@ -301,7 +303,7 @@ pub(super) fn aggregate_update(delta: &AggregateDelta, repair: &[String]) -> Upd
         removes.push(format!("#p{i}"));
     };
     for k in 0..PRUNE_DAYS {
-        let old = day.saturating_sub(RETENTION_DAYS + k);
+        let old = prune_from.saturating_sub(RETENTION_DAYS + k);
         for kind in ['c', 'a', 'f'] {
             remove(day_attribute(kind, old), &mut names);
         }

@@ -108,11 +108,17 @@ impl DynamoStore {
                 &plan.terminal,
             ),
         ] {
-            let update = self.update(&key, aggregate_update(&c.delta, &write.remove))?;
+            let update = self.update(&key, aggregate_update(&c.delta, &write.remove, today()))?;
             items.push(TransactWriteItem::builder().update(update).build());
         }
         Ok(items)
     }
+}
+
+fn refused(codes: &[String]) -> StoreError {
+    StoreError::Rejected(format!(
+        "TransactWriteItems (decision): an item's update was refused: {codes:?}"
+    ))
 }
 
 /// `ts(…)` of docs/dynamodb.md: UTC with exactly three fractional digits, so keys sort by time.
@@ -267,8 +273,10 @@ impl DecisionStore for DynamoStore {
                 match self.transact(items, "TransactWriteItems (decision)").await? {
                     Transacted::Written => Ok(CommitOutcome::Committed),
                     Transacted::ConditionFailed(_) => Ok(CommitOutcome::AlreadyDecided),
+                    Transacted::Refused(codes) => Err(refused(&codes)),
                 }
             }
+            Transacted::Refused(codes) => Err(refused(&codes)),
             // The decision or the idempotency record exists: another request decided first.
             Transacted::ConditionFailed(_) => Ok(CommitOutcome::AlreadyDecided),
         }

@@ -167,6 +167,13 @@ impl DynamoStore {
             {
                 Ok(LabelWriteOutcome::Changed)
             }
+            // An aggregate's fraud counter that is not a number refuses the ADD.
+            Transacted::Refused(codes) if codes.first().map(String::as_str) != Some("ValidationError") => {
+                Ok(LabelWriteOutcome::Refused)
+            }
+            Transacted::Refused(codes) => Err(StoreError::Rejected(format!(
+                "TransactWriteItems (label): the label update was refused: {codes:?}"
+            ))),
             Transacted::ConditionFailed(codes) => Err(StoreError::Rejected(format!(
                 "TransactWriteItems (label): a condition failed on an aggregate: {codes:?}"
             ))),

@@ -237,6 +237,16 @@ impl DynamoStore {
                 Some(codes) if codes.iter().any(|c| c == "ConditionalCheckFailed") => {
                     return Ok(Transacted::ConditionFailed(codes))
                 }
+                Some(codes) if codes.iter().any(|c| c == "ValidationError") => return Ok(Transacted::Refused(codes)),
+                // DynamoDB (and moto) may answer a type mismatch of an ADD with a plain
+                // ValidationException instead of a per-item ValidationError.
+                None if e.as_service_error().is_some_and(|s| {
+                    s.code() == Some("ValidationException")
+                        && s.message().is_some_and(|m| m.contains("incorrect data type"))
+                }) =>
+                {
+                    return Ok(Transacted::Refused(Vec::new()))
+                }
                 Some(codes)
                     if attempt + 1 < COMMIT_ATTEMPTS
                         && codes.iter().all(|c| c == "None" || c == "TransactionConflict") =>
@@ -255,6 +265,9 @@ enum Transacted {
     Written,
     /// Cancelled: at least one condition failed. The codes, one per item, in order.
     ConditionFailed(Vec<String>),
+    /// Cancelled: an item's update is invalid against what is stored (`ValidationError`, e.g.
+    /// ADD on a string). Retrying cannot help. The codes, one per item, in order.
+    Refused(Vec<String>),
 }
 
 #[cfg(test)]

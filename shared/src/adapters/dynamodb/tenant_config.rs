@@ -31,7 +31,14 @@ impl DynamoStore {
     pub async fn thresholds(&self, tenant: &TenantId) -> Result<Option<Thresholds>, StoreError> {
         let key = Keys::new(tenant).config();
         match self.get(&key).await? {
-            Some(item) if item.contains_key("review_threshold") => Ok(Some(parse_thresholds(&item, &key)?)),
+            // As the api's read: unreadable thresholds leave the default policy, logged.
+            Some(item) if item.contains_key("review_threshold") => match parse_thresholds(&item, &key) {
+                Ok(t) => Ok(Some(t)),
+                Err(e) => {
+                    tracing::error!(key = %key, error = %e, "tenant thresholds unreadable: the default policy decides");
+                    Ok(None)
+                }
+            },
             _ => Ok(None),
         }
     }
@@ -44,7 +51,7 @@ const SHARDS_VERSION: &str = "agg_shards_version";
 /// Tenants whose layout a container keeps.
 const LAYOUT_TENANTS: usize = 1024;
 /// How old a layout a write may use. A stale one is safe: a raise only adds shards that reads
-/// already cover, a lowering keeps the old shards read through retention.
+/// already cover, a lowering keeps the old shards read until forgotten.
 const WRITE_LAYOUT_TTL: Duration = Duration::from_secs(300);
 
 fn setting_value(s: &ShardSetting) -> AttributeValue {
@@ -118,7 +125,7 @@ pub(super) fn parse_shards(item: &Item) -> (AggregateShards, Vec<String>) {
         }
     };
     let customers = setting("c", &mut problems);
-    let terminals = setting("t", &mut problems);
+    let mut terminals = setting("t", &mut problems);
     let mut overrides = BTreeMap::new();
     match m.get("o") {
         None => {}
@@ -126,7 +133,12 @@ pub(super) fn parse_shards(item: &Item) -> (AggregateShards, Vec<String>) {
             for (id, v) in o {
                 // An id that does not parse names no terminal any decision can have.
                 let Ok(t) = TerminalId::parse(id) else {
+                    // Some terminal's override is lost: every terminal reads every shard.
                     problems.push(format!("{SHARDS}.o: {id:?} is not a terminal id"));
+                    terminals = ShardSetting {
+                        shards: terminals.shards,
+                        previous: unreadable_setting().previous,
+                    };
                     continue;
                 };
                 let s = parse_setting(v).unwrap_or_else(|e| {

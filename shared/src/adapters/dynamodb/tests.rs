@@ -59,6 +59,7 @@ fn aggregate_update_never_adds_and_removes_the_same_attribute() {
                 },
             },
             &[],
+            i32::MAX,
         );
         let added: Vec<_> = u
             .names
@@ -94,6 +95,7 @@ fn aggregate_update_never_adds_and_removes_the_same_attribute() {
             },
         },
         &[],
+        i32::MAX,
     );
     assert!(label.expression.starts_with("ADD #d2 :d2 REMOVE"));
     assert_eq!(label.names["#d2"], "f10");
@@ -105,6 +107,23 @@ fn day(count: u64, amount_minor: i64, frauds: u64) -> DayCounter {
         amount_minor,
         frauds,
     }
+}
+
+#[test]
+fn a_transaction_dated_ahead_prunes_from_today_not_from_its_own_day() {
+    let delta = AggregateDelta {
+        day: 1001,
+        counter: day(1, 1, 0),
+    };
+    let u = aggregate_update(&delta, &[], 1000);
+    let removed: Vec<i32> = u
+        .names
+        .iter()
+        .filter(|(k, _)| k.starts_with("#p"))
+        .filter_map(|(_, v)| parse_day_attribute(v).map(|(_, d)| d))
+        .collect();
+    // Today's decisions still read 1000 - 63 = 937; the band starts below it.
+    assert_eq!(removed.iter().max(), Some(&(1000 - RETENTION_DAYS)));
 }
 
 #[test]
@@ -177,7 +196,7 @@ fn a_write_repairs_what_its_read_ignored_and_sets_an_unreadable_counter_of_its_o
         day: 100,
         counter: day(1, 250, 0),
     };
-    let u = aggregate_update(&delta, &["c5".to_owned(), "a100".to_owned()]);
+    let u = aggregate_update(&delta, &["c5".to_owned(), "a100".to_owned()], 1000);
     // a100 did not read as a number: ADD would fail on it, so it is overwritten.
     assert!(
         u.expression.starts_with("SET #d1 = :d1 ADD #d0 :d0 REMOVE "),
@@ -187,7 +206,7 @@ fn a_write_repairs_what_its_read_ignored_and_sets_an_unreadable_counter_of_its_o
     // Only while it is still not a number: a concurrent decision may have repaired it.
     assert_eq!(u.condition.as_deref(), Some("NOT attribute_type(#d1, :number)"));
     assert_eq!(u.values[":number"], AttributeValue::S("N".into()));
-    assert!(aggregate_update(&delta, &["c5".to_owned()]).condition.is_none());
+    assert!(aggregate_update(&delta, &["c5".to_owned()], 1000).condition.is_none());
     // The write day's own counters survive the bound on removals.
     let mut many: Vec<String> = (0..150).map(|d| format!("a{d}")).collect();
     many.push("c100".into());
