@@ -78,6 +78,15 @@ impl ShardSetting {
         ShardSetting { shards, previous: None }
     }
 
+    /// For a stored setting that cannot be read: reads cover every possible shard and writes go
+    /// to shard 0, which every layout reads. Costly, but no count is missed.
+    pub fn unreadable() -> Self {
+        ShardSetting {
+            shards: ShardCount::ONE,
+            previous: Some(ShardCount(MAX_SHARDS)),
+        }
+    }
+
     /// Shards a read must cover.
     pub fn read_count(&self) -> ShardCount {
         self.previous.map_or(self.shards, |old| old.max(self.shards))
@@ -146,13 +155,9 @@ impl AggregateShards {
         })
     }
 
-    /// For a stored layout that cannot be read: reads cover every possible shard and writes go
-    /// to shard 0, which every layout reads. Costly, but no count is missed.
+    /// For a stored layout that cannot be read: every setting [`ShardSetting::unreadable`].
     pub fn unreadable() -> Self {
-        let all = ShardSetting {
-            shards: ShardCount::ONE,
-            previous: Some(ShardCount(MAX_SHARDS)),
-        };
+        let all = ShardSetting::unreadable();
         AggregateShards {
             customers: all,
             terminals: all,

@@ -1,7 +1,7 @@
 //! The tenant config item: the policy's thresholds and the aggregate shard layout.
 
 use super::*;
-use crate::domain::shards::{AggregateShards, ShardCount, ShardError, ShardSetting, MAX_SHARDS};
+use crate::domain::shards::{AggregateShards, ShardCount, ShardError, ShardSetting};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -92,17 +92,8 @@ fn shards_value(a: &AggregateShards) -> AttributeValue {
     ]))
 }
 
-/// A setting that cannot be read: reads cover every possible shard, writes go to shard 0, which
-/// every layout reads. Costly, but no count is missed.
-fn unreadable_setting() -> ShardSetting {
-    ShardSetting {
-        shards: ShardCount::ONE,
-        previous: Some(ShardCount::new(MAX_SHARDS as u64).unwrap_or(ShardCount::ONE)),
-    }
-}
-
 /// The layout stored in a config item (none stored: the defaults), read entry by entry: an
-/// entry that cannot be read is read conservatively ([`unreadable_setting`]) and named in the
+/// entry that cannot be read is read conservatively ([`ShardSetting::unreadable`]) and named in the
 /// problems, and the others stand.
 pub(super) fn parse_shards(item: &Item) -> (AggregateShards, Vec<String>) {
     let mut problems = Vec::new();
@@ -117,11 +108,11 @@ pub(super) fn parse_shards(item: &Item) -> (AggregateShards, Vec<String>) {
         Some(Ok(s)) => s,
         Some(Err(e)) => {
             problems.push(format!("{SHARDS}.{k}: {e}"));
-            unreadable_setting()
+            ShardSetting::unreadable()
         }
         None => {
             problems.push(format!("{SHARDS}.{k} is missing"));
-            unreadable_setting()
+            ShardSetting::unreadable()
         }
     };
     let customers = setting("c", &mut problems);
@@ -137,13 +128,13 @@ pub(super) fn parse_shards(item: &Item) -> (AggregateShards, Vec<String>) {
                     problems.push(format!("{SHARDS}.o: {id:?} is not a terminal id"));
                     terminals = ShardSetting {
                         shards: terminals.shards,
-                        previous: unreadable_setting().previous,
+                        previous: ShardSetting::unreadable().previous,
                     };
                     continue;
                 };
                 let s = parse_setting(v).unwrap_or_else(|e| {
                     problems.push(format!("{SHARDS}.o.{id}: {e}"));
-                    unreadable_setting()
+                    ShardSetting::unreadable()
                 });
                 overrides.insert(t, s);
             }
