@@ -18,6 +18,7 @@ pub mod objects;
 pub mod pipeline;
 pub mod policy;
 pub mod registry;
+pub mod rules;
 pub mod shards;
 
 use serde::{Deserialize, Serialize};
@@ -110,6 +111,12 @@ id_newtype!(
 id_newtype!(
     /// A tenant: one team's isolated slice of Verdict. Only ever taken from a credential.
     TenantId, "tenant");
+id_newtype!(
+    /// A rule's stable id, kept across its versions.
+    RuleId, "rule_id");
+id_newtype!(
+    /// A value list's name, as rules refer to it (`in_list(tx.email, "blocked_emails")`).
+    ListName, "list");
 
 /// An ISO 4217 currency code: three upper-case ASCII letters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -5,6 +5,7 @@ pub mod jobs;
 pub mod labels;
 pub mod objects;
 pub mod reinvoke;
+pub mod rules;
 
 use crate::domain::auth::{KeyHash, KeyRecord};
 use crate::domain::decision::{DecisionRecord, IdempotencyKey};
@@ -76,6 +77,8 @@ pub struct ScoringSnapshot {
     pub idempotency: Option<IdempotencyRecord>,
     pub thresholds: Option<Thresholds>,
     pub active_model: Option<ActiveModel>,
+    /// The active ruleset's and the lists' versions, from the same CONFIG item as the thresholds.
+    pub rules: rules::RulesPointers,
     /// Where the commit writes this transaction's aggregate deltas, as the read found the
     /// aggregate items; hand it back in [`DecisionCommit::aggregates`].
     pub aggregate_write: AggregateWritePlan,

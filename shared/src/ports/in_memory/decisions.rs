@@ -178,6 +178,7 @@ impl DecisionStore for InMemoryDecisions {
             idempotency: idempotency_key.and_then(|k| s.idempotency.get(&scoped(k.as_str())).cloned()),
             thresholds: s.thresholds.get(tenant).copied(),
             active_model: s.active_models.get(tenant).cloned(),
+            rules: Default::default(),
             aggregate_write: Default::default(),
         })
     }
