@@ -224,7 +224,7 @@ create_key() {
     (
         umask 077
         "$VERDICT" keys create --tenant "$TENANT" \
-            --scopes transactions:write,transactions:read,models:read,models:write --expires-in 30d >"$KEY_FILE.tmp"
+            --scopes transactions:write,transactions:read,models:read,models:write,rules:read,rules:write,lists:write --expires-in 30d >"$KEY_FILE.tmp"
     )
     mv "$KEY_FILE.tmp" "$KEY_FILE"
 }
@@ -284,4 +284,11 @@ setup_stack() {
     create_key
     start_watch "$@"
     wait_ready
+    seed_rules
+}
+
+# An example ruleset and lists, through the API (scripts/seed_rules.py).
+seed_rules() {
+    say "seeding an example ruleset and lists"
+    "$VENV/bin/python" "$ROOT/scripts/seed_rules.py" "$API_URL" "$KEY_FILE"
 }

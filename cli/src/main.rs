@@ -31,6 +31,8 @@ enum Command {
     Import(cmd::import::Args),
     /// Score a transaction file offline, with decisions and reasons
     Score(cmd::score::Args),
+    /// Replay a ruleset over a labelled transaction file: per-rule hits, precision, recall, mix
+    Backtest(cmd::backtest::Args),
     /// Create or revoke API keys (stored as hashes in the table)
     Keys(cmd::keys::Args),
     /// Show or change how many items a tenant's customer and terminal aggregates are split over
@@ -51,6 +53,7 @@ fn main() {
         Command::Handbook(a) => cmd::handbook::run(a),
         Command::Import(a) => cmd::import::run(a),
         Command::Score(a) => cmd::score::run(a),
+        Command::Backtest(a) => cmd::backtest::run(a),
         Command::Keys(a) => cmd::keys::run(a),
         Command::Shards(a) => cmd::shards::run(a),
         Command::Bootstrap(a) => cmd::bootstrap::run(a),

@@ -26,6 +26,12 @@ async fn the_dynamodb_adapter_keeps_the_decision_store_contract() {
     contract::decision_store(&st.store, &Admin(&st.store)).await;
 }
 
+#[tokio::test]
+async fn the_dynamodb_adapter_keeps_the_decision_window_contract() {
+    let st = Stack::new().await;
+    contract::decision_window(&st.store).await;
+}
+
 /// A decision item as written before the reason union and policy versions (no `kind` on its model
 /// reason, no `policy_version`) still reads, as a model reason and a `None` version.
 #[tokio::test]

@@ -30,7 +30,8 @@ struct CreateArgs {
     /// The tenant the key acts for (A-Z a-z 0-9 - _ . :)
     #[arg(long, value_name = "TENANT")]
     tenant: String,
-    /// Comma-separated scopes: transactions:write, transactions:read, models:read, models:write
+    /// Comma-separated scopes: transactions:write, transactions:read, models:read, models:write,
+    /// rules:read, rules:write, lists:write
     #[arg(long, value_name = "LIST")]
     scopes: String,
     /// Lifetime: 90d, 12h, 30m, or never

@@ -1,4 +1,5 @@
 pub mod aws;
+pub mod backtest;
 pub mod bootstrap;
 pub mod evaluate;
 pub mod features;
@@ -8,6 +9,7 @@ pub mod keys;
 pub mod load;
 pub mod pipeline;
 pub mod progress;
+pub mod rules_file;
 pub mod score;
 pub mod shards;
 pub mod simulate;

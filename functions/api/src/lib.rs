@@ -10,6 +10,7 @@ mod problem;
 mod request;
 mod response;
 mod routes;
+mod rules;
 mod store;
 mod transactions;
 mod views;
@@ -95,5 +96,24 @@ async fn dispatch<S: ApiStore, B: ModelBlobs>(
         Route::ListModels => models::list(app, req, cx).await,
         Route::ActivateModel(id) => models::activate(app, req, cx, id).await,
         Route::RollbackModel => models::rollback(app, req, cx).await,
+        Route::ValidateRule => rules::validate(app, req, cx).await,
+        Route::SaveRule => rules::save(app, req, cx).await,
+        Route::ListRules => rules::list(app, req, cx).await,
+        Route::GetRule(id) => rules::get(app, req, cx, id).await,
+        Route::CreateRuleset => rules::create_ruleset(app, req, cx).await,
+        Route::ListRulesets => rules::list_rulesets(app, req, cx).await,
+        Route::ActiveRuleset => rules::active(app, req, cx).await,
+        Route::RollbackRuleset => rules::rollback(app, req, cx).await,
+        Route::GetRuleset(v) => rules::get_ruleset(app, req, cx, v).await,
+        Route::PublishRuleset(v) => rules::publish(app, req, cx, v).await,
+        Route::ActivateRuleset(v) => rules::activate(app, req, cx, v).await,
+        Route::BacktestRuleset(v) => rules::backtest(app, req, cx, v).await,
+        Route::CreateList => rules::create_list(app, req, cx).await,
+        Route::ListLists => rules::lists(app, req, cx).await,
+        Route::GetList(name) => rules::get_list(app, req, cx, name).await,
+        Route::ListEntries(name) => rules::entries(app, req, cx, name).await,
+        Route::AddEntries(name) => rules::add_entries(app, req, cx, name).await,
+        Route::RemoveEntries(name) => rules::remove_entries(app, req, cx, name).await,
+        Route::Audit => rules::audit(app, req, cx).await,
     }
 }

@@ -10,6 +10,7 @@ use serde::Serialize;
 use verdict::app::scoring::ScoreError;
 use verdict::domain::auth::{AuthError, Scope};
 use verdict::domain::decision::FieldError;
+use verdict::domain::rules::RuleProblem;
 use verdict::ports::StoreError;
 
 const BASE: &str = "https://verdict.dev/problems/";
@@ -19,6 +20,8 @@ const BASE: &str = "https://verdict.dev/problems/";
 pub enum ApiError {
     /// 400: every bad field, header or parameter.
     Validation(Vec<FieldError>),
+    /// 400: problems in a rule, ruleset or list entry, with the rule and the position.
+    RuleProblems(Vec<RuleProblem>),
     /// 401: missing, malformed, unknown, expired or revoked key. `missing` only picks the
     /// `WWW-Authenticate` challenge; the body differs in `detail` alone.
     Unauthenticated { detail: &'static str, missing: bool },
@@ -60,7 +63,7 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::Validation(_) => StatusCode::BAD_REQUEST,
+            ApiError::Validation(_) | ApiError::RuleProblems(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -76,7 +79,7 @@ impl ApiError {
     /// `type` and `title`, fixed per kind.
     fn kind(&self) -> (&'static str, &'static str) {
         match self {
-            ApiError::Validation(_) => ("validation", "Invalid request"),
+            ApiError::Validation(_) | ApiError::RuleProblems(_) => ("validation", "Invalid request"),
             ApiError::Unauthenticated { .. } => ("unauthenticated", "Authentication required"),
             ApiError::Forbidden(_) => ("forbidden", "Insufficient scope"),
             ApiError::NotFound(_) => ("not-found", "Not found"),
@@ -97,6 +100,8 @@ impl ApiError {
         match self {
             ApiError::Validation(errors) if errors.len() == 1 => "1 field is invalid.".into(),
             ApiError::Validation(errors) => format!("{} fields are invalid.", errors.len()),
+            ApiError::RuleProblems(p) if p.len() == 1 => "1 field is invalid.".into(),
+            ApiError::RuleProblems(p) => format!("{} fields are invalid.", p.len()),
             ApiError::Unauthenticated { detail, .. } => (*detail).into(),
             ApiError::Forbidden(scope) => format!("This route needs scope \"{scope}\"."),
             ApiError::NotFound(what) => what.clone(),
@@ -130,7 +135,8 @@ impl ApiError {
             instance,
             request_id,
             errors: match self {
-                ApiError::Validation(errors) => Some(errors),
+                ApiError::Validation(errors) => Some(Errors::Fields(errors)),
+                ApiError::RuleProblems(problems) => Some(Errors::Rules(problems)),
                 _ => None,
             },
         };
@@ -168,7 +174,15 @@ struct Problem<'a> {
     instance: &'a str,
     request_id: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    errors: Option<&'a Vec<FieldError>>,
+    errors: Option<Errors<'a>>,
+}
+
+/// `errors[]`: field errors, or rule problems (a field error with the rule and position).
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Errors<'a> {
+    Fields(&'a Vec<FieldError>),
+    Rules(&'a Vec<RuleProblem>),
 }
 
 impl From<AuthError> for ApiError {

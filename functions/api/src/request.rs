@@ -1,6 +1,8 @@
 //! What every route needs to know about the request: its id, path, query and start time.
 
+use crate::problem::ApiError;
 use lambda_http::aws_lambda_events::query_map::QueryMap;
+use lambda_http::http::{header, HeaderMap};
 use lambda_http::request::RequestContext;
 use lambda_http::{Request, RequestExt};
 use std::time::Instant;
@@ -94,4 +96,77 @@ pub fn field_error(field: &str, message: impl Into<String>) -> FieldError {
         field: field.to_owned(),
         message: message.into(),
     }
+}
+
+/// `application/json`, optionally with `charset=utf-8`; nothing else.
+pub fn check_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Err(ApiError::UnsupportedMediaType(None));
+    };
+    let raw = value.to_str().unwrap_or("");
+    let mut parts = raw.split(';').map(str::trim);
+    let essence_ok = parts.next().is_some_and(|m| m.eq_ignore_ascii_case("application/json"));
+    let params_ok = parts.filter(|p| !p.is_empty()).all(|p| {
+        p.split_once('=').is_some_and(|(k, v)| {
+            k.trim().eq_ignore_ascii_case("charset") && v.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+        })
+    });
+    if essence_ok && params_ok {
+        Ok(())
+    } else {
+        let shown: String = String::from_utf8_lossy(value.as_bytes()).chars().take(100).collect();
+        Err(ApiError::UnsupportedMediaType(Some(shown)))
+    }
+}
+
+/// An optional JSON body: none (or only whitespace) reads as `T::default()`.
+pub fn optional_json_body<T: serde::de::DeserializeOwned + Default>(req: &Request, limit: usize) -> Result<T, ApiError> {
+    let body: &[u8] = req.body().as_ref();
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    json_body(req, limit)
+}
+
+/// A JSON body of type `T` (its fields checked by serde), at most `limit` bytes.
+pub fn json_body<T: serde::de::DeserializeOwned>(req: &Request, limit: usize) -> Result<T, ApiError> {
+    let body: &[u8] = req.body().as_ref();
+    check_json(req.headers())?;
+    if body.len() > limit {
+        return Err(ApiError::PayloadTooLarge { size: body.len(), limit });
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        let message = if e.is_data() {
+            e.to_string()
+        } else {
+            format!("is not valid JSON: {e}")
+        };
+        ApiError::field("body", message)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lambda_http::http::HeaderValue;
+
+    #[test]
+    fn content_type_must_be_json_with_at_most_a_utf8_charset() {
+        let check = |v: Option<&'static str>| {
+            let mut h = HeaderMap::new();
+            if let Some(v) = v {
+                h.insert(header::CONTENT_TYPE, HeaderValue::from_static(v));
+            }
+            check_json(&h).is_ok()
+        };
+        assert!(check(Some("application/json")));
+        assert!(check(Some("Application/JSON; charset=UTF-8")));
+        assert!(check(Some("application/json;charset=\"utf-8\"")));
+        assert!(!check(None));
+        assert!(!check(Some("text/plain")));
+        assert!(!check(Some("application/json; charset=latin1")));
+        assert!(!check(Some("application/jsonx")));
+        assert!(!check(Some("application/problem+json")));
+    }
+
 }

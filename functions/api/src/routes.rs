@@ -17,6 +17,25 @@ pub enum Route<'p> {
     GetModel(&'p str),
     ActivateModel(&'p str),
     RollbackModel,
+    ValidateRule,
+    SaveRule,
+    ListRules,
+    GetRule(&'p str),
+    CreateRuleset,
+    ListRulesets,
+    ActiveRuleset,
+    RollbackRuleset,
+    GetRuleset(&'p str),
+    PublishRuleset(&'p str),
+    ActivateRuleset(&'p str),
+    BacktestRuleset(&'p str),
+    CreateList,
+    ListLists,
+    GetList(&'p str),
+    ListEntries(&'p str),
+    AddEntries(&'p str),
+    RemoveEntries(&'p str),
+    Audit,
     Health,
     OpenApi,
 }
@@ -49,6 +68,25 @@ pub fn route<'p>(method: &Method, path: &'p str) -> Result<Route<'p>, ApiError> 
         ["models", "rollback"] => (post.then_some(Route::RollbackModel), "POST"),
         ["models", id] => (get.then_some(Route::GetModel(id)), "GET"),
         ["models", id, "activate"] => (post.then_some(Route::ActivateModel(id)), "POST"),
+        ["rules"] if post => (Some(Route::SaveRule), ""),
+        ["rules"] => (get.then_some(Route::ListRules), "GET, POST"),
+        ["rules", "validate"] => (post.then_some(Route::ValidateRule), "POST"),
+        ["rules", id] => (get.then_some(Route::GetRule(id)), "GET"),
+        ["rulesets"] if post => (Some(Route::CreateRuleset), ""),
+        ["rulesets"] => (get.then_some(Route::ListRulesets), "GET, POST"),
+        ["rulesets", "active"] => (get.then_some(Route::ActiveRuleset), "GET"),
+        ["rulesets", "rollback"] => (post.then_some(Route::RollbackRuleset), "POST"),
+        ["rulesets", v] => (get.then_some(Route::GetRuleset(v)), "GET"),
+        ["rulesets", v, "publish"] => (post.then_some(Route::PublishRuleset(v)), "POST"),
+        ["rulesets", v, "activate"] => (post.then_some(Route::ActivateRuleset(v)), "POST"),
+        ["rulesets", v, "backtest"] => (post.then_some(Route::BacktestRuleset(v)), "POST"),
+        ["lists"] if post => (Some(Route::CreateList), ""),
+        ["lists"] => (get.then_some(Route::ListLists), "GET, POST"),
+        ["lists", name] => (get.then_some(Route::GetList(name)), "GET"),
+        ["lists", name, "entries"] if post => (Some(Route::AddEntries(name)), ""),
+        ["lists", name, "entries"] => (get.then_some(Route::ListEntries(name)), "GET, POST"),
+        ["lists", name, "entries", "remove"] => (post.then_some(Route::RemoveEntries(name)), "POST"),
+        ["audit"] => (get.then_some(Route::Audit), "GET"),
         ["health"] => (get.then_some(Route::Health), "GET"),
         ["openapi.json"] => (get.then_some(Route::OpenApi), "GET"),
         _ => return Err(not_found(path)),
@@ -83,6 +121,25 @@ mod tests {
             Route::GetModel("0123456789abcdef")
         );
         assert_eq!(ok(Method::POST, "/v1/models/ab/activate"), Route::ActivateModel("ab"));
+        assert_eq!(ok(Method::POST, "/v1/rules/validate"), Route::ValidateRule);
+        assert_eq!(ok(Method::POST, "/v1/rules"), Route::SaveRule);
+        assert_eq!(ok(Method::GET, "/v1/rules"), Route::ListRules);
+        assert_eq!(ok(Method::GET, "/v1/rules/r1"), Route::GetRule("r1"));
+        assert_eq!(ok(Method::POST, "/v1/rulesets"), Route::CreateRuleset);
+        assert_eq!(ok(Method::GET, "/v1/rulesets"), Route::ListRulesets);
+        assert_eq!(ok(Method::GET, "/v1/rulesets/active"), Route::ActiveRuleset);
+        assert_eq!(ok(Method::POST, "/v1/rulesets/rollback"), Route::RollbackRuleset);
+        assert_eq!(ok(Method::GET, "/v1/rulesets/3"), Route::GetRuleset("3"));
+        assert_eq!(ok(Method::POST, "/v1/rulesets/3/publish"), Route::PublishRuleset("3"));
+        assert_eq!(ok(Method::POST, "/v1/rulesets/3/activate"), Route::ActivateRuleset("3"));
+        assert_eq!(ok(Method::POST, "/v1/rulesets/3/backtest"), Route::BacktestRuleset("3"));
+        assert_eq!(ok(Method::POST, "/v1/lists"), Route::CreateList);
+        assert_eq!(ok(Method::GET, "/v1/lists"), Route::ListLists);
+        assert_eq!(ok(Method::GET, "/v1/lists/l"), Route::GetList("l"));
+        assert_eq!(ok(Method::GET, "/v1/lists/l/entries"), Route::ListEntries("l"));
+        assert_eq!(ok(Method::POST, "/v1/lists/l/entries"), Route::AddEntries("l"));
+        assert_eq!(ok(Method::POST, "/v1/lists/l/entries/remove"), Route::RemoveEntries("l"));
+        assert_eq!(ok(Method::GET, "/v1/audit"), Route::Audit);
         assert_eq!(ok(Method::GET, "/v1/health"), Route::Health);
         assert_eq!(ok(Method::GET, "/v1/openapi.json"), Route::OpenApi);
     }

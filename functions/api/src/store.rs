@@ -1,10 +1,11 @@
 //! What the handler reads and writes: decisions ([`DecisionStore`]) and the model registry
-//! ([`ModelRegistry`]), on one store.
+//! ([`ModelRegistry`]) and rules and lists ([`RulesAdmin`]), on one store.
 
 use verdict::ports::registry::ModelRegistry;
-use verdict::ports::DecisionStore;
+use verdict::ports::rules::{RulesAdmin, TenantPolicyRead};
+use verdict::ports::{DecisionStore, DecisionWindow};
 
 /// Everything the handler reads and writes.
-pub trait ApiStore: DecisionStore + ModelRegistry {}
+pub trait ApiStore: DecisionStore + DecisionWindow + ModelRegistry + RulesAdmin + TenantPolicyRead {}
 
-impl<T: DecisionStore + ModelRegistry> ApiStore for T {}
+impl<T: DecisionStore + DecisionWindow + ModelRegistry + RulesAdmin + TenantPolicyRead> ApiStore for T {}

@@ -2,12 +2,11 @@
 
 use crate::auth::{bearer_hash, fresh_principal};
 use crate::problem::ApiError;
-use crate::request::{field_error, Ctx, PageParams};
+use crate::request::{check_json, field_error, Ctx, PageParams};
 use crate::response::ok;
 use crate::store::ApiStore;
 use crate::views::{DecisionView, PageView, StoredDecisionView};
 use crate::App;
-use lambda_http::http::{header, HeaderMap};
 use lambda_http::{Body, Request, Response};
 use verdict::app::scoring::{Origin, ScoreError};
 use verdict::domain::auth::Scope;
@@ -131,27 +130,6 @@ pub async fn list<S: ApiStore, B: ModelBlobs>(
     Ok(ok(&view, cx.request_id))
 }
 
-/// `application/json`, optionally with `charset=utf-8`; nothing else.
-fn check_json(headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(value) = headers.get(header::CONTENT_TYPE) else {
-        return Err(ApiError::UnsupportedMediaType(None));
-    };
-    let raw = value.to_str().unwrap_or("");
-    let mut parts = raw.split(';').map(str::trim);
-    let essence_ok = parts.next().is_some_and(|m| m.eq_ignore_ascii_case("application/json"));
-    let params_ok = parts.filter(|p| !p.is_empty()).all(|p| {
-        p.split_once('=').is_some_and(|(k, v)| {
-            k.trim().eq_ignore_ascii_case("charset") && v.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
-        })
-    });
-    if essence_ok && params_ok {
-        Ok(())
-    } else {
-        let shown: String = String::from_utf8_lossy(value.as_bytes()).chars().take(100).collect();
-        Err(ApiError::UnsupportedMediaType(Some(shown)))
-    }
-}
-
 /// The `Idempotency-Key` header through its newtype (non-UTF-8 bytes become U+FFFD, which the
 /// newtype refuses like any other character outside the contract's set).
 fn idempotency_key(raw: &[u8]) -> Result<IdempotencyKey, FieldError> {
@@ -161,26 +139,6 @@ fn idempotency_key(raw: &[u8]) -> Result<IdempotencyKey, FieldError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lambda_http::http::HeaderValue;
-
-    #[test]
-    fn content_type_must_be_json_with_at_most_a_utf8_charset() {
-        let check = |v: Option<&'static str>| {
-            let mut h = HeaderMap::new();
-            if let Some(v) = v {
-                h.insert(header::CONTENT_TYPE, HeaderValue::from_static(v));
-            }
-            check_json(&h).is_ok()
-        };
-        assert!(check(Some("application/json")));
-        assert!(check(Some("Application/JSON; charset=UTF-8")));
-        assert!(check(Some("application/json;charset=\"utf-8\"")));
-        assert!(!check(None));
-        assert!(!check(Some("text/plain")));
-        assert!(!check(Some("application/json; charset=latin1")));
-        assert!(!check(Some("application/jsonx")));
-        assert!(!check(Some("application/problem+json")));
-    }
 
     #[test]
     fn idempotency_keys_follow_the_contract_pattern() {

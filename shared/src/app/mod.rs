@@ -2,9 +2,12 @@
 //! [`crate::ports`], so they run against DynamoDB and S3 in a function and against in-memory fakes
 //! in unit tests.
 
+pub mod backtest;
 pub mod batch;
 pub mod labels;
 pub mod models;
+pub mod policy_cache;
+pub mod rules;
 pub mod scoring;
 
 use std::future::Future;

@@ -18,14 +18,26 @@ pub enum Scope {
     ModelsRead,
     #[serde(rename = "models:write")]
     ModelsWrite,
+    /// Read rules, rulesets, lists and the audit trail.
+    #[serde(rename = "rules:read")]
+    RulesRead,
+    /// Save rules and rulesets; publish, activate and roll back rulesets.
+    #[serde(rename = "rules:write")]
+    RulesWrite,
+    /// Create lists and add or remove their entries.
+    #[serde(rename = "lists:write")]
+    ListsWrite,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 4] = [
+    pub const ALL: [Scope; 7] = [
         Scope::TransactionsWrite,
         Scope::TransactionsRead,
         Scope::ModelsRead,
         Scope::ModelsWrite,
+        Scope::RulesRead,
+        Scope::RulesWrite,
+        Scope::ListsWrite,
     ];
 
     pub fn as_str(&self) -> &'static str {
@@ -34,6 +46,9 @@ impl Scope {
             Scope::TransactionsRead => "transactions:read",
             Scope::ModelsRead => "models:read",
             Scope::ModelsWrite => "models:write",
+            Scope::RulesRead => "rules:read",
+            Scope::RulesWrite => "rules:write",
+            Scope::ListsWrite => "lists:write",
         }
     }
 

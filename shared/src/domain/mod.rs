@@ -5,6 +5,7 @@
 //! metrics, and the pure parts of the S3 pipelines (batch files, label files, model uploads).
 
 pub mod auth;
+pub mod backtest;
 pub mod batch;
 pub mod csv_line;
 pub mod decision;

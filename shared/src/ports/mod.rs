@@ -11,7 +11,7 @@ use crate::domain::auth::{KeyHash, KeyRecord};
 use crate::domain::decision::{DecisionRecord, IdempotencyKey};
 use crate::domain::features::{AggregateDelta, EntityAggregate};
 use crate::domain::policy::Thresholds;
-use crate::domain::{CustomerId, TenantId, TerminalId, Transaction, TransactionId};
+use crate::domain::{CustomerId, TenantId, TerminalId, Timestamp, Transaction, TransactionId};
 use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
@@ -185,6 +185,22 @@ pub trait DecisionStore: Send + Sync {
     ) -> impl Future<Output = Result<Page<DecisionRecord>, StoreError>> + Send;
 
     fn active_model(&self, tenant: &TenantId) -> impl Future<Output = Result<Option<ActiveModel>, StoreError>> + Send;
+}
+
+/// Decisions by the time they occurred, for backtests.
+pub trait DecisionWindow: Send + Sync {
+    /// Decisions whose transaction occurred in `[from, to)`, each exactly once over the pages
+    /// and in no particular order; `cursor` is the previous page's `next_cursor`
+    /// ([`StoreError::BadCursor`] if it is not one for this window). A page may be empty and
+    /// still have a next one.
+    fn decisions_between(
+        &self,
+        tenant: &TenantId,
+        from: Timestamp,
+        to: Timestamp,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> impl Future<Output = Result<Page<DecisionRecord>, StoreError>> + Send;
 }
 
 /// Stored aggregates by entity, as one bulk read found them.

@@ -44,6 +44,19 @@ pub trait RulesRead: Send + Sync {
     ) -> impl Future<Output = Result<Option<ListContents>, StoreError>> + Send;
 }
 
+/// The tenant's policy settings as its CONFIG item holds them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TenantPolicy {
+    pub thresholds: Option<crate::domain::policy::Thresholds>,
+    pub rules: RulesPointers,
+}
+
+/// The CONFIG item's policy settings on their own, for what does not score one transaction
+/// (a batch job pinning its policy, a backtest).
+pub trait TenantPolicyRead: Send + Sync {
+    fn tenant_policy(&self, tenant: &TenantId) -> impl Future<Output = Result<TenantPolicy, StoreError>> + Send;
+}
+
 /// How many entries a change touched, and the list's version after it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ListChange {

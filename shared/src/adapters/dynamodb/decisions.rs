@@ -1,6 +1,7 @@
 //! Decisions: the scoring read (one BatchGetItem), the commit (one TransactWriteItems), history.
 
 use super::*;
+use crate::domain::shards::ShardCount;
 use crate::ports::{AggregateWritePlan, ShardWrite};
 
 /// Where a decision stands in its customer's history; encoded as an opaque page cursor.
@@ -75,6 +76,14 @@ impl DynamoStore {
         item.extend(key.to_item());
         item.insert(GSI1PK.into(), s(keys.customer_history(&tx.customer_id)));
         item.insert(GSI1SK.into(), s(history_sort_key(&tx.occurred_at, &tx.id)));
+        let day_shard = ShardCount::new(u64::from(DAY_SHARDS))
+            .unwrap_or(ShardCount::ONE)
+            .shard_of(&tx.id);
+        item.insert(
+            GSI2PK.into(),
+            s(keys.decisions_of_day(tx.occurred_at.inner().date(), day_shard)),
+        );
+        item.insert(GSI2SK.into(), s(history_sort_key(&tx.occurred_at, &tx.id)));
         let mut items = vec![TransactWriteItem::builder().put(self.put_if_absent(item)?).build()];
 
         if let Some(k) = c.idempotency_key {
@@ -341,5 +350,133 @@ impl DecisionStore for DynamoStore {
             version: p.version,
             object_key: p.object_key,
         }))
+    }
+}
+
+/// Where a backtest's walk over `gsi2` stands: the day and shard being read, and the last key
+/// read there. Encoded as an opaque page cursor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct WindowCursor {
+    day: i32,
+    shard: u8,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    after: Option<BTreeMap<String, String>>,
+}
+
+/// `gsi2sk` bounds of `[from, to)`: a sort key is `<time>#<id>`, so `<from>` sorts before every
+/// key at `from` and `<to>` before every key at `to`.
+fn window_bounds(from: &Timestamp, to: &Timestamp) -> (String, String) {
+    (history_time(from), history_time(to))
+}
+
+fn date_of(day: i32) -> Option<time::Date> {
+    Timestamp::from_unix(i64::from(day) * 86_400).ok().map(|t| t.inner().date())
+}
+
+impl DecisionWindow for DynamoStore {
+    async fn decisions_between(
+        &self,
+        tenant: &TenantId,
+        from: Timestamp,
+        to: Timestamp,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<DecisionRecord>, StoreError> {
+        let keys = Keys::new(tenant);
+        let limit = limit.clamp(1, MAX_PAGE);
+        let (first_day, last_day) = (from.epoch_day(), to.epoch_day());
+        let mut at = match cursor {
+            None => WindowCursor {
+                day: first_day,
+                shard: 0,
+                after: None,
+            },
+            Some(raw) => {
+                let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| StoreError::BadCursor)?;
+                let c: WindowCursor = serde_json::from_slice(&bytes).map_err(|_| StoreError::BadCursor)?;
+                if !(first_day..=last_day).contains(&c.day) || c.shard >= DAY_SHARDS {
+                    return Err(StoreError::BadCursor);
+                }
+                let date = date_of(c.day).ok_or(StoreError::BadCursor)?;
+                if let Some(after) = &c.after {
+                    if after.get(GSI2PK) != Some(&keys.decisions_of_day(date, c.shard)) {
+                        return Err(StoreError::BadCursor);
+                    }
+                }
+                c
+            }
+        };
+        if to <= from {
+            return Ok(Page {
+                items: Vec::new(),
+                next_cursor: None,
+            });
+        }
+        let (low, high) = window_bounds(&from, &to);
+        let mut items = Vec::new();
+        // One partition per call: a page never waits on more than one Query.
+        let Some(date) = date_of(at.day) else {
+            return Ok(Page {
+                items,
+                next_cursor: None,
+            });
+        };
+        let partition = keys.decisions_of_day(date, at.shard);
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(GSI2)
+            .key_condition_expression("#pk = :pk AND #sk BETWEEN :low AND :high")
+            .expression_attribute_names("#pk", GSI2PK)
+            .expression_attribute_names("#sk", GSI2SK)
+            .expression_attribute_values(":pk", s(&partition))
+            .expression_attribute_values(":low", s(&low))
+            .expression_attribute_values(":high", s(&high))
+            .limit(limit as i32)
+            .set_exclusive_start_key(at.after.as_ref().map(|a| a.iter().map(|(k, v)| (k.clone(), s(v))).collect()))
+            .send()
+            .await
+            .map_err(|e| sdk_error("Query (decisions by day)", e))?;
+        for item in out.items.unwrap_or_default() {
+            let Some(key) = ItemKey::of(&item) else {
+                tracing::warn!(partition, "a gsi2 item without pk/sk; skipped");
+                continue;
+            };
+            if keys.decision_id(&key.pk).is_none() {
+                tracing::warn!(key = %key, "a gsi2 item that is not a decision of this tenant; skipped");
+                continue;
+            }
+            match parse_decision(item, &key) {
+                Ok(d) => items.push(d),
+                // A backtest measures what it can read; one odd item must not stop it.
+                Err(e) => tracing::warn!(key = %key, error = %e, "an unreadable decision skipped by a backtest"),
+            }
+        }
+        let next = match out.last_evaluated_key {
+            Some(lek) => {
+                let after: Option<BTreeMap<String, String>> = lek
+                    .iter()
+                    .map(|(k, v)| v.as_s().ok().map(|v| (k.clone(), v.clone())))
+                    .collect();
+                at.after = Some(after.ok_or_else(|| corrupt(&ItemKey::new(partition.clone(), ""), "a non-string key"))?);
+                Some(at)
+            }
+            None if at.shard + 1 < DAY_SHARDS => Some(WindowCursor {
+                day: at.day,
+                shard: at.shard + 1,
+                after: None,
+            }),
+            None if at.day < last_day => Some(WindowCursor {
+                day: at.day + 1,
+                shard: 0,
+                after: None,
+            }),
+            None => None,
+        };
+        Ok(Page {
+            items,
+            next_cursor: next.map(|c| URL_SAFE_NO_PAD.encode(serde_json::to_vec(&c).unwrap_or_default())),
+        })
     }
 }

@@ -66,6 +66,14 @@ impl<'t> Keys<'t> {
         self.scoped("CUST", customer.as_str())
     }
 
+    /// The `gsi2` partition of one day's decisions, `shard` of [`DAY_SHARDS`].
+    pub fn decisions_of_day(&self, day: time::Date, shard: u8) -> String {
+        self.scoped(
+            "DAY",
+            &format!("{:04}-{:02}-{:02}#{shard}", day.year(), u8::from(day.month()), day.day()),
+        )
+    }
+
     pub fn customer_aggregate(&self, customer: &CustomerId) -> ItemKey {
         ItemKey::new(self.scoped("CUST", customer.as_str()), "AGG")
     }
@@ -156,12 +164,17 @@ pub fn api_key(hash: &KeyHash) -> Option<ItemKey> {
     ok.then(|| ItemKey::new(format!("KEY#{h}"), "KEY"))
 }
 
-/// The `gsi1` sort key of a decision: fixed-width RFC 3339 (nanoseconds, `Z`) so that byte order
-/// is time order, then the id.
+/// The `gsi1` and `gsi2` sort key of a decision: [`history_time`], then the id.
 pub fn history_sort_key(occurred_at: &Timestamp, id: &TransactionId) -> String {
-    let t = occurred_at.inner();
+    format!("{}#{id}", history_time(occurred_at))
+}
+
+/// Fixed-width RFC 3339 (nanoseconds, `Z`), so that byte order is time order; it sorts before
+/// every sort key at the same instant.
+pub fn history_time(at: &Timestamp) -> String {
+    let t = at.inner();
     format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z#{}",
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
         t.year(),
         u8::from(t.month()),
         t.day(),
@@ -169,7 +182,6 @@ pub fn history_sort_key(occurred_at: &Timestamp, id: &TransactionId) -> String {
         t.minute(),
         t.second(),
         t.nanosecond(),
-        id
     )
 }
 

@@ -4,7 +4,7 @@
 //! |---|---|---|---|
 //! | API key | `KEY#<sha256 hex>` | `KEY` | tenant, scopes (SS), key_id, created_at, expires_at (TTL), revoked_at |
 //! | key id → hash | `T#<tenant>#KEYID#<key_id>` | `KEYID` | hash, expires_at (TTL) |
-//! | decision | `T#<tenant>#TX#<id>` | `DECISION` | the [`DecisionRecord`]; gsi1pk `T#<tenant>#CUST#<customer>`, gsi1sk `<occurred_at>#<id>` |
+//! | decision | `T#<tenant>#TX#<id>` | `DECISION` | the [`DecisionRecord`]; gsi1pk `T#<tenant>#CUST#<customer>`, gsi1sk `<occurred_at>#<id>`; gsi2pk `T#<tenant>#DAY#<yyyy-mm-dd>#<0..16>`, gsi2sk as gsi1sk |
 //! | idempotency | `T#<tenant>#IDEM#<key>` | `IDEM` | transaction_id, fingerprint, created_at, expires_at (TTL, +24 h) |
 //! | customer aggregate shard | `T#<tenant>#CUST#<id>` (shard 0), `…#<id>#<k>` | `AGG` | `c<day>`, `a<day>`, `f<day>`: count, amount (minor units), frauds per epoch day |
 //! | terminal aggregate shard | `T#<tenant>#TERM#<id>` (shard 0), `…#<id>#<k>` | `AGG` | as above |
@@ -52,7 +52,8 @@ use crate::domain::features::{AggregateDelta, DayCounter, EntityAggregate, RETEN
 use crate::domain::labels::{LabelValue, StoredLabel};
 pub use crate::domain::{JobStatus, ObjectRef};
 use crate::ports::{
-    ActiveModel, CommitOutcome, DecisionCommit, DecisionStore, IdempotencyRecord, Page, ScoringSnapshot, StoreError,
+    ActiveModel, CommitOutcome, DecisionCommit, DecisionStore, DecisionWindow, IdempotencyRecord, Page, ScoringSnapshot,
+    StoreError,
 };
 use aws_sdk_dynamodb::error::{BuildError, DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -77,6 +78,13 @@ pub const SK: &str = "sk";
 pub const GSI1: &str = "gsi1";
 pub const GSI1PK: &str = "gsi1pk";
 pub const GSI1SK: &str = "gsi1sk";
+/// Decisions by day, for backtests: `gsi2pk` is `T#<tenant>#DAY#<yyyy-mm-dd>#<shard>`.
+pub const GSI2: &str = "gsi2";
+pub const GSI2PK: &str = "gsi2pk";
+pub const GSI2SK: &str = "gsi2sk";
+/// Partitions of one tenant-day in `gsi2`: a day's decisions spread over them (by transaction id)
+/// so a busy tenant's writes never queue on one index partition.
+pub const DAY_SHARDS: u8 = 16;
 pub const TTL_ATTRIBUTE: &str = "expires_at";
 
 /// How long an idempotency record is honoured.

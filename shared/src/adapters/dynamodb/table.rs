@@ -27,13 +27,21 @@ pub struct TableSpec {
 pub const TABLE: TableSpec = TableSpec {
     hash_key: PK,
     range_key: SK,
-    string_attributes: &[PK, SK, GSI1PK, GSI1SK],
-    indexes: &[IndexSpec {
-        name: GSI1,
-        hash_key: GSI1PK,
-        range_key: GSI1SK,
-        projection: "ALL",
-    }],
+    string_attributes: &[PK, SK, GSI1PK, GSI1SK, GSI2PK, GSI2SK],
+    indexes: &[
+        IndexSpec {
+            name: GSI1,
+            hash_key: GSI1PK,
+            range_key: GSI1SK,
+            projection: "ALL",
+        },
+        IndexSpec {
+            name: GSI2,
+            hash_key: GSI2PK,
+            range_key: GSI2SK,
+            projection: "ALL",
+        },
+    ],
     ttl_attribute: TTL_ATTRIBUTE,
     billing_mode: "PAY_PER_REQUEST",
 };

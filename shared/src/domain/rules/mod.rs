@@ -5,6 +5,9 @@
 //! up by name. This module holds the definitions as stored and sent; [`engine`] compiles and
 //! evaluates them, [`lists`] parses entries and answers membership.
 
+pub mod engine;
+pub mod lists;
+
 use crate::domain::{ListName, RuleId, Timestamp};
 use serde::{Deserialize, Serialize};
 

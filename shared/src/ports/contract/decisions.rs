@@ -215,3 +215,69 @@ pub async fn decision_store<S: DecisionStore>(store: &S, seed: &impl Seed) {
     let page = store.decisions_for_customer(&globex, &c1, 10, None).await.unwrap();
     assert!(page.items.is_empty() && page.next_cursor.is_none());
 }
+
+/// Backtests' read: every decision of the window once over small pages, none outside it (the
+/// bounds are `[from, to)`), none of another tenant, and a forged cursor refused.
+pub async fn decision_window<S: DecisionStore + crate::ports::DecisionWindow>(store: &S) {
+    use std::collections::BTreeSet;
+    let acme = TenantId::parse("acme").unwrap();
+    let globex = TenantId::parse("globex").unwrap();
+    let at = |s: &str| Timestamp::parse("t", s).unwrap();
+    let mut inside = BTreeSet::new();
+    for (i, when) in [
+        "2018-08-07T23:59:59.999Z", // before
+        "2018-08-08T00:00:00Z",     // the first instant: in
+        "2018-08-08T12:00:00Z",
+        "2018-08-09T06:30:00Z",
+        "2018-08-09T23:59:59Z",
+        "2018-08-10T00:00:00Z", // the end: out
+    ]
+    .iter()
+    .enumerate()
+    {
+        for k in 0..5 {
+            let t = tx(&format!("w-{i}-{k}"), when, 1_000, &format!("c-{k}"));
+            let r = record(&t, "fp");
+            store.commit(&acme, &commit(&r, &t, None)).await.unwrap();
+            if (1..=4).contains(&i) {
+                inside.insert(t.id.to_string());
+            }
+            if k == 0 {
+                let mut other = t.clone();
+                other.id = TransactionId::parse(&format!("g-{i}")).unwrap();
+                let r = record(&other, "fp");
+                store.commit(&globex, &commit(&r, &other, None)).await.unwrap();
+            }
+        }
+    }
+    let (from, to) = (at("2018-08-08T00:00:00Z"), at("2018-08-10T00:00:00Z"));
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let page = store
+            .decisions_between(&acme, from, to, 3, cursor.as_deref())
+            .await
+            .unwrap();
+        assert!(page.items.len() <= 3);
+        seen.extend(page.items.into_iter().map(|d| d.id.to_string()));
+        pages += 1;
+        assert!(pages < 200, "the walk ends");
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    let unique: BTreeSet<String> = seen.iter().cloned().collect();
+    assert_eq!(unique.len(), seen.len(), "each decision once: {seen:?}");
+    assert_eq!(unique, inside);
+    for forged in ["", "!!", "eyJkYXkiOjB9", "win:x"] {
+        assert!(
+            matches!(
+                store.decisions_between(&acme, from, to, 3, Some(forged)).await,
+                Err(crate::ports::StoreError::BadCursor)
+            ),
+            "{forged:?}"
+        );
+    }
+}

@@ -37,6 +37,11 @@ mod tests {
     }
 
     #[test]
+    fn the_decisions_fake_keeps_the_window_contract() {
+        block_on(decisions::decision_window(&InMemoryDecisions::default()));
+    }
+
+    #[test]
     fn the_jobs_fake_keeps_the_contract() {
         block_on(jobs::lease_rules(
             &InMemoryJobs::default(),

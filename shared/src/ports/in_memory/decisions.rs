@@ -244,3 +244,36 @@ impl DecisionStore for InMemoryDecisions {
         Ok(self.state().active_models.get(tenant).cloned())
     }
 }
+
+impl crate::ports::DecisionWindow for InMemoryDecisions {
+    async fn decisions_between(
+        &self,
+        tenant: &TenantId,
+        from: crate::domain::Timestamp,
+        to: crate::domain::Timestamp,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<DecisionRecord>, StoreError> {
+        let limit = limit.clamp(1, 1000);
+        let skip = match cursor {
+            None => 0,
+            Some(c) => c
+                .strip_prefix("win:")
+                .and_then(|n| n.parse::<usize>().ok())
+                .ok_or(StoreError::BadCursor)?,
+        };
+        let s = self.state();
+        let all: Vec<&DecisionRecord> = s
+            .decisions
+            .iter()
+            .filter(|((t, _), d)| t == tenant && d.occurred_at >= from && d.occurred_at < to)
+            .map(|(_, d)| d)
+            .collect();
+        let items: Vec<DecisionRecord> = all.iter().skip(skip).take(limit).map(|d| (*d).clone()).collect();
+        let next = skip + items.len();
+        Ok(Page {
+            next_cursor: (next < all.len()).then(|| format!("win:{next}")),
+            items,
+        })
+    }
+}

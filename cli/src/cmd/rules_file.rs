@@ -1,0 +1,139 @@
+//! Rules and lists from local files, for `verdict score` and `verdict backtest`: the same
+//! compiled ruleset and list indexes the API and batch scoring build from DynamoDB.
+//!
+//! A rules file is JSON: `{"mode": "FIRST_MATCHED", "rules": [<RuleSpec>, …]}` (the API's rule
+//! bodies). A list is `NAME=KIND:PATH`, the file holding one value per line, optionally followed
+//! by `,<expires_at RFC 3339>` and `,<note>`; blank lines and lines starting with `#` are skipped.
+
+use anyhow::{bail, Context};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use verdict::domain::rules::engine::CompiledRuleset;
+use verdict::domain::rules::lists::{normalise, ListIndex};
+use verdict::domain::rules::{ListEntry, ListKind, MatchMode, Rule, RuleSpec, Ruleset, RulesetStatus, MAX_LIST_ENTRIES};
+use verdict::domain::{ListName, Timestamp};
+
+/// Who a local file's rules and entries are attributed to.
+const LOCAL: &str = "local file";
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RulesFile {
+    #[serde(default)]
+    mode: MatchMode,
+    #[serde(default)]
+    description: String,
+    rules: Vec<RuleSpec>,
+}
+
+/// The rules of `path` as ruleset version 0 (a local draft), each rule at version 1, compiled.
+pub fn load_ruleset(path: &Path) -> anyhow::Result<(Ruleset, CompiledRuleset)> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let file: RulesFile =
+        serde_json::from_str(&text).with_context(|| format!("{}: not a rules file", path.display()))?;
+    let now = Timestamp::now();
+    let ruleset = Ruleset {
+        version: 0,
+        status: RulesetStatus::Draft,
+        mode: file.mode,
+        description: file.description,
+        rules: file
+            .rules
+            .into_iter()
+            .map(|spec| Rule {
+                spec,
+                version: 1,
+                created_by: LOCAL.into(),
+                created_at: now,
+            })
+            .collect(),
+        created_by: LOCAL.into(),
+        created_at: now,
+        published_by: None,
+        published_at: None,
+    };
+    let compiled = CompiledRuleset::compile(&ruleset).map_err(|problems| {
+        let lines: Vec<String> = problems
+            .iter()
+            .map(|p| {
+                let at = p
+                    .position
+                    .map_or(String::new(), |pos| format!(" at line {}, column {}", pos.line, pos.column));
+                format!(
+                    "  rule {}: {}{at}: {}",
+                    p.rule.as_deref().unwrap_or("-"),
+                    p.field,
+                    p.message
+                )
+            })
+            .collect();
+        anyhow::anyhow!("{}: the rules do not compile:\n{}", path.display(), lines.join("\n"))
+    })?;
+    Ok((ruleset, compiled))
+}
+
+/// A `--list NAME=KIND:PATH` argument.
+#[derive(Debug, Clone)]
+pub struct ListArg {
+    pub name: ListName,
+    pub kind: ListKind,
+    pub path: PathBuf,
+}
+
+impl std::str::FromStr for ListArg {
+    type Err = String;
+    fn from_str(raw: &str) -> Result<Self, String> {
+        let (name, rest) = raw
+            .split_once('=')
+            .ok_or_else(|| format!("{raw:?} is not NAME=KIND:PATH"))?;
+        let (kind, path) = rest
+            .split_once(':')
+            .ok_or_else(|| format!("{raw:?} is not NAME=KIND:PATH"))?;
+        let name = ListName::parse(name).map_err(|e| format!("list name {name:?}: {}", e.reason))?;
+        let kind: ListKind = serde_json::from_value(serde_json::Value::String(kind.into())).map_err(|_| {
+            format!("{kind:?} is not a list kind (customer_id, terminal_id, email, ip, country, bin, string)")
+        })?;
+        Ok(ListArg {
+            name,
+            kind,
+            path: path.into(),
+        })
+    }
+}
+
+/// The lists, each indexed as scoring indexes it. A bad value names the file and line.
+pub fn load_lists(args: &[ListArg]) -> anyhow::Result<HashMap<ListName, Arc<ListIndex>>> {
+    let mut out = HashMap::new();
+    for a in args {
+        let text = std::fs::read_to_string(&a.path).with_context(|| format!("cannot read {}", a.path.display()))?;
+        let now = Timestamp::now();
+        let mut entries = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let at = || format!("{}:{}", a.path.display(), i + 1);
+            let mut parts = line.splitn(3, ',');
+            let raw = parts.next().unwrap_or_default().trim();
+            let value = normalise(a.kind, raw).map_err(|e| anyhow::anyhow!("{}: {e}", at()))?;
+            let expires_at = match parts.next().map(str::trim).filter(|s| !s.is_empty()) {
+                Some(t) => Some(Timestamp::parse("expires_at", t).map_err(|e| anyhow::anyhow!("{}: {}", at(), e.reason))?),
+                None => None,
+            };
+            entries.push(ListEntry {
+                value,
+                expires_at,
+                note: parts.next().map(|n| n.trim().to_owned()),
+                added_by: LOCAL.into(),
+                added_at: now,
+            });
+            if entries.len() > MAX_LIST_ENTRIES {
+                bail!("{}: more than {MAX_LIST_ENTRIES} entries", a.path.display());
+            }
+        }
+        out.insert(a.name.clone(), Arc::new(ListIndex::build(a.kind, &entries)));
+    }
+    Ok(out)
+}

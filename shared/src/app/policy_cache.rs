@@ -1,0 +1,176 @@
+//! The rulesets and lists a container keeps, so a decision compiles nothing and reads nothing
+//! beyond its one `BatchGetItem`: compiled rulesets by tenant and version, list indexes by
+//! tenant, name and version. The versions come from the tenant's CONFIG item, which every
+//! decision reads anyway; only a version this container has not seen costs a read.
+
+use crate::domain::rules::engine::CompiledRuleset;
+use crate::domain::rules::lists::ListIndex;
+use crate::domain::{ListName, TenantId};
+use crate::ports::rules::{RulesPointers, RulesRead};
+use crate::ports::StoreError;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Compiled rulesets kept; a container serves a handful of tenants, each with one active.
+const MAX_RULESETS: usize = 64;
+/// List entries kept over all lists (about 100 bytes each indexed): ten full lists.
+const MAX_LIST_ENTRIES_CACHED: usize = 1_000_000;
+
+/// What a decision's policy is built from.
+#[derive(Clone)]
+pub struct TenantRules {
+    pub ruleset: Arc<CompiledRuleset>,
+    /// The lists the ruleset names that exist, at the versions the CONFIG item gave.
+    pub lists: HashMap<ListName, Arc<ListIndex>>,
+}
+
+/// Why a tenant's rules could not be used for this decision.
+#[derive(Debug, thiserror::Error)]
+pub enum RulesUnavailable {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The pointer names a ruleset that is not stored, or that no longer compiles: stored data
+    /// gone odd. Scoring goes on with the thresholds and says so in the policy version.
+    #[error("ruleset {version}: {why}")]
+    Unusable { version: u32, why: String },
+}
+
+#[derive(Default)]
+pub struct PolicyCache {
+    rulesets: Mutex<HashMap<(TenantId, u32), Arc<CompiledRuleset>>>,
+    lists: Mutex<ListEntries>,
+}
+
+#[derive(Default)]
+struct ListEntries {
+    by_key: HashMap<(TenantId, ListName), CachedList>,
+    entries: usize,
+    clock: u64,
+}
+
+struct CachedList {
+    version: u64,
+    index: Arc<ListIndex>,
+    used: u64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl PolicyCache {
+    /// The tenant's active ruleset and its lists, reading only what this container lacks.
+    /// `None` when no ruleset is active.
+    pub async fn rules<S: RulesRead>(
+        &self,
+        store: &S,
+        tenant: &TenantId,
+        pointers: &RulesPointers,
+    ) -> Result<Option<TenantRules>, RulesUnavailable> {
+        let Some(version) = pointers.active_ruleset else {
+            return Ok(None);
+        };
+        let ruleset = self.ruleset(store, tenant, version).await?;
+        let mut lists = HashMap::with_capacity(ruleset.lists().len());
+        for name in ruleset.lists() {
+            // A list the CONFIG item does not name does not exist: its rules error, visibly.
+            let Some(&list_version) = pointers.lists.get(name) else {
+                continue;
+            };
+            if let Some(index) = self.list(store, tenant, name, list_version).await? {
+                lists.insert(name.clone(), index);
+            }
+        }
+        Ok(Some(TenantRules { ruleset, lists }))
+    }
+
+    async fn ruleset<S: RulesRead>(
+        &self,
+        store: &S,
+        tenant: &TenantId,
+        version: u32,
+    ) -> Result<Arc<CompiledRuleset>, RulesUnavailable> {
+        let key = (tenant.clone(), version);
+        if let Some(r) = lock(&self.rulesets).get(&key) {
+            return Ok(r.clone());
+        }
+        let Some(stored) = store.ruleset(tenant, version).await? else {
+            return Err(RulesUnavailable::Unusable {
+                version,
+                why: "the active ruleset is not stored".into(),
+            });
+        };
+        let compiled = CompiledRuleset::compile(&stored).map_err(|problems| RulesUnavailable::Unusable {
+            version,
+            why: format!(
+                "does not compile: {}",
+                problems.first().map_or(String::new(), |p| p.message.clone())
+            ),
+        })?;
+        let compiled = Arc::new(compiled);
+        let mut cache = lock(&self.rulesets);
+        if cache.len() >= MAX_RULESETS {
+            // Rare (many tenants or many activations): start over rather than track use.
+            cache.clear();
+        }
+        cache.insert(key, compiled.clone());
+        Ok(compiled)
+    }
+
+    /// The list at `version`, or a newer one if that is what the store holds now (a change in
+    /// between: the next decision's CONFIG names it anyway). `None` if the list is gone.
+    async fn list<S: RulesRead>(
+        &self,
+        store: &S,
+        tenant: &TenantId,
+        name: &ListName,
+        version: u64,
+    ) -> Result<Option<Arc<ListIndex>>, StoreError> {
+        let key = (tenant.clone(), name.clone());
+        {
+            let mut c = lock(&self.lists);
+            c.clock += 1;
+            let now = c.clock;
+            if let Some(hit) = c.by_key.get_mut(&key).filter(|l| l.version >= version) {
+                hit.used = now;
+                return Ok(Some(hit.index.clone()));
+            }
+        }
+        let Some(contents) = store.list_contents(tenant, name).await? else {
+            return Ok(None);
+        };
+        let index = Arc::new(ListIndex::build(contents.meta.kind, &contents.entries));
+        let mut c = lock(&self.lists);
+        c.clock += 1;
+        let used = c.clock;
+        if let Some(old) = c.by_key.remove(&key) {
+            c.entries -= old.index.len();
+        }
+        // Least recently used lists go first; one larger than the budget is still kept, alone.
+        while c.entries + index.len() > MAX_LIST_ENTRIES_CACHED {
+            let Some(oldest) = c.by_key.iter().min_by_key(|(_, l)| l.used).map(|(k, _)| k.clone()) else {
+                break;
+            };
+            if let Some(l) = c.by_key.remove(&oldest) {
+                c.entries -= l.index.len();
+            }
+        }
+        c.entries += index.len();
+        c.by_key.insert(
+            key,
+            CachedList {
+                // Never below what the CONFIG item asked for: a meta that lags it (odd data) must
+                // not make every decision read the list again.
+                version: contents.meta.version.max(version),
+                index: index.clone(),
+                used,
+            },
+        );
+        Ok(Some(index))
+    }
+
+    /// Rulesets and lists cached (for tests and logs).
+    pub fn sizes(&self) -> (usize, usize) {
+        (lock(&self.rulesets).len(), lock(&self.lists).by_key.len())
+    }
+}

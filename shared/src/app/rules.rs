@@ -1,0 +1,642 @@
+//! The rules service: saving rules, building, publishing, activating and rolling back rulesets,
+//! and editing lists, each change recorded in the audit trail with the key that made it.
+//!
+//! Every check happens before anything is written, so a refusal changes nothing, and nothing
+//! already active changes on any refusal.
+
+use crate::domain::rules::engine::{check_rule, CompiledRuleset};
+use crate::domain::rules::lists::normalise;
+use crate::domain::rules::{
+    AuditEntry, ListEntry, ListKind, ListMeta, MatchMode, Rule, RuleProblem, RuleSpec, Ruleset, RulesetPointer,
+    RulesetStatus, MAX_ENTRIES_PER_REQUEST, MAX_LISTS, MAX_RULES_PER_RULESET, MAX_TEXT_BYTES,
+};
+use crate::domain::{ListName, RuleId, TenantId, Timestamp};
+use crate::ports::rules::{ListChange, RulesAdmin};
+use crate::ports::{Page, StoreError};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A stored ruleset larger than this is refused (DynamoDB items hold 400 KB).
+pub const MAX_RULESET_BYTES: usize = 300 * 1024;
+
+/// Why a change was refused. [`RulesError::Store`] alone may pass on a retry.
+#[derive(Debug, thiserror::Error)]
+pub enum RulesError {
+    /// The request itself is wrong: each problem names the rule, field and position.
+    #[error("{} problem(s) in the request", .0.len())]
+    Invalid(Vec<RuleProblem>),
+    #[error("{0}")]
+    NotFound(String),
+    /// The tenant's state does not allow it (a draft activated, the pointer moved, a list
+    /// missing at activation). The message is written for the API's `detail`.
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for RulesError {
+    fn from(e: StoreError) -> Self {
+        RulesError::Store(e)
+    }
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> RulesError {
+    RulesError::Invalid(vec![RuleProblem::field(None, field, message)])
+}
+
+/// Which rule version a new ruleset takes: the latest when `version` is absent.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleRef {
+    pub id: RuleId,
+    #[serde(default)]
+    pub version: Option<u32>,
+}
+
+/// A new ruleset as a client asks for it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesetDraft {
+    #[serde(default)]
+    pub mode: MatchMode,
+    #[serde(default)]
+    pub description: String,
+    pub rules: Vec<RuleRef>,
+}
+
+/// One list entry as a client sends it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntryInput {
+    pub value: String,
+    #[serde(default)]
+    pub expires_at: Option<Timestamp>,
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// A rule version and whether this request stored it (`false`: the latest version already
+/// said the same, so nothing was written: a retried save is not a new version).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Saved {
+    pub rule: Rule,
+    pub created: bool,
+}
+
+/// The pointer and the ruleset it names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveRuleset {
+    pub pointer: RulesetPointer,
+    pub ruleset: Ruleset,
+}
+
+/// The rules service over a [`RulesAdmin`] store. `actor` is the key id making the change.
+pub struct RulesService<'a, S> {
+    store: &'a S,
+}
+
+impl<'a, S: RulesAdmin> RulesService<'a, S> {
+    pub fn new(store: &'a S) -> Self {
+        RulesService { store }
+    }
+
+    fn audit(actor: &str, action: &str, target: String, detail: String) -> AuditEntry {
+        AuditEntry {
+            at: Timestamp::now(),
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            target,
+            detail,
+        }
+    }
+
+    /// Every problem of a rule as it would be saved: text, expression, and the lists it names
+    /// (which must exist and be of a kind the rule can use).
+    pub async fn validate(&self, tenant: &TenantId, spec: &RuleSpec) -> Result<(), RulesError> {
+        let refs = check_rule(spec).map_err(RulesError::Invalid)?;
+        let existing = self.list_kinds(tenant).await?;
+        let missing: Vec<RuleProblem> = refs
+            .lists
+            .iter()
+            .filter(|l| !existing.contains_key(*l))
+            .map(|l| {
+                let at = spec.expression.find(&format!("\"{l}\"")).or_else(|| spec.expression.find(&format!("'{l}'")));
+                match at {
+                    Some(offset) => {
+                        RuleProblem::at(Some(&spec.id), &spec.expression, offset, format!("no list named \"{l}\""))
+                    }
+                    None => RuleProblem::field(Some(&spec.id), "expression", format!("no list named \"{l}\"")),
+                }
+            })
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(RulesError::Invalid(missing))
+        }
+    }
+
+    async fn list_kinds(&self, tenant: &TenantId) -> Result<BTreeMap<ListName, ListKind>, RulesError> {
+        Ok(self
+            .store
+            .lists(tenant)
+            .await?
+            .into_iter()
+            .map(|m| (m.name, m.kind))
+            .collect())
+    }
+
+    /// Saves `spec` as the rule's next version (1 for a new id). If the latest version already
+    /// says exactly this, it is answered as is and nothing is written.
+    pub async fn save_rule(&self, tenant: &TenantId, actor: &str, spec: RuleSpec) -> Result<Saved, RulesError> {
+        self.validate(tenant, &spec).await?;
+        let latest = self.store.rule(tenant, &spec.id, None).await?;
+        if let Some(rule) = latest.as_ref().filter(|r| r.spec == spec) {
+            return Ok(Saved {
+                rule: rule.clone(),
+                created: false,
+            });
+        }
+        let version = latest.map_or(1, |r| r.version.saturating_add(1));
+        let rule = Rule {
+            spec,
+            version,
+            created_by: actor.to_owned(),
+            created_at: Timestamp::now(),
+        };
+        let audit = Self::audit(
+            actor,
+            if version == 1 { "rule.create" } else { "rule.update" },
+            format!("rule:{}@{version}", rule.spec.id),
+            rule.spec.name.clone(),
+        );
+        match self.store.put_rule(tenant, &rule, &audit).await {
+            Ok(()) => Ok(Saved { rule, created: true }),
+            Err(StoreError::Conflict(_)) => Err(RulesError::Conflict(format!(
+                "Rule \"{}\" was saved by another request at the same time; read it again and retry.",
+                rule.spec.id
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn rule(&self, tenant: &TenantId, id: &RuleId, version: Option<u32>) -> Result<Rule, RulesError> {
+        self.store.rule(tenant, id, version).await?.ok_or_else(|| {
+            RulesError::NotFound(match version {
+                Some(v) => format!("No version {v} of rule \"{id}\"."),
+                None => format!("No rule \"{id}\"."),
+            })
+        })
+    }
+
+    pub async fn rules(&self, tenant: &TenantId, limit: usize, cursor: Option<&str>) -> Result<Page<Rule>, StoreError> {
+        self.store.rules(tenant, limit, cursor).await
+    }
+
+    /// A new draft ruleset of the given rule versions, compiled to prove it would run.
+    pub async fn create_ruleset(
+        &self,
+        tenant: &TenantId,
+        actor: &str,
+        draft: RulesetDraft,
+    ) -> Result<Ruleset, RulesError> {
+        if draft.description.len() > MAX_TEXT_BYTES {
+            return Err(invalid("description", format!("must be at most {MAX_TEXT_BYTES} bytes")));
+        }
+        if draft.rules.len() > MAX_RULES_PER_RULESET {
+            return Err(invalid(
+                "rules",
+                format!("has {} rules; at most {MAX_RULES_PER_RULESET}", draft.rules.len()),
+            ));
+        }
+        let mut problems = Vec::new();
+        let mut seen = BTreeSet::new();
+        let mut rules = Vec::with_capacity(draft.rules.len());
+        for (i, r) in draft.rules.iter().enumerate() {
+            if !seen.insert(&r.id) {
+                problems.push(RuleProblem::field(
+                    Some(&r.id),
+                    &format!("rules[{i}].id"),
+                    "appears more than once",
+                ));
+                continue;
+            }
+            match self.store.rule(tenant, &r.id, r.version).await? {
+                Some(rule) => rules.push(rule),
+                None => problems.push(RuleProblem::field(
+                    Some(&r.id),
+                    &format!("rules[{i}]"),
+                    match r.version {
+                        Some(v) => format!("no version {v} of rule \"{}\"", r.id),
+                        None => format!("no rule \"{}\"", r.id),
+                    },
+                )),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(RulesError::Invalid(problems));
+        }
+        let mut ruleset = Ruleset {
+            version: 0,
+            status: RulesetStatus::Draft,
+            mode: draft.mode,
+            description: draft.description,
+            rules,
+            created_by: actor.to_owned(),
+            created_at: Timestamp::now(),
+            published_by: None,
+            published_at: None,
+        };
+        let compiled = CompiledRuleset::compile(&ruleset).map_err(RulesError::Invalid)?;
+        let size = serde_json::to_vec(&ruleset).map_or(usize::MAX, |b| b.len());
+        if size > MAX_RULESET_BYTES {
+            return Err(invalid(
+                "rules",
+                format!("the ruleset is {size} bytes stored; at most {MAX_RULESET_BYTES}"),
+            ));
+        }
+        // A list deleted since its rule was saved is caught here, and again at activation.
+        let kinds = self.list_kinds(tenant).await?;
+        let missing: Vec<_> = compiled.lists().iter().filter(|l| !kinds.contains_key(*l)).collect();
+        if !missing.is_empty() {
+            return Err(invalid("rules", format!("names lists that do not exist: {}", join(&missing))));
+        }
+        // Versions are numbered by the store's latest; a concurrent create takes the next one.
+        for _ in 0..3 {
+            ruleset.version = self
+                .store
+                .latest_ruleset_version(tenant)
+                .await?
+                .map_or(1, |v| v.saturating_add(1));
+            let audit = Self::audit(
+                actor,
+                "ruleset.create",
+                format!("ruleset:{}", ruleset.version),
+                format!("{} rules, {:?}", ruleset.rules.len(), ruleset.mode),
+            );
+            match self.store.put_ruleset(tenant, &ruleset, &audit).await {
+                Ok(()) => return Ok(ruleset),
+                Err(StoreError::Conflict(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(RulesError::Store(StoreError::Unavailable(
+            "ruleset versions kept being taken by concurrent requests".into(),
+        )))
+    }
+
+    pub async fn ruleset(&self, tenant: &TenantId, version: u32) -> Result<Ruleset, RulesError> {
+        self.store
+            .ruleset(tenant, version)
+            .await?
+            .ok_or_else(|| RulesError::NotFound(format!("No ruleset version {version}.")))
+    }
+
+    pub async fn rulesets(
+        &self,
+        tenant: &TenantId,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<Ruleset>, StoreError> {
+        self.store.rulesets(tenant, limit, cursor).await
+    }
+
+    /// Publishes a draft. Publishing a published ruleset again answers it unchanged.
+    pub async fn publish(&self, tenant: &TenantId, actor: &str, version: u32) -> Result<Ruleset, RulesError> {
+        let current = self.ruleset(tenant, version).await?;
+        if current.status == RulesetStatus::Published {
+            return Ok(current);
+        }
+        let audit = Self::audit(actor, "ruleset.publish", format!("ruleset:{version}"), String::new());
+        match self.store.publish_ruleset(tenant, version, &audit).await {
+            Ok(r) => Ok(r),
+            // Published by a concurrent request in between: the same end state.
+            Err(StoreError::Conflict(_)) => self.ruleset(tenant, version).await,
+            Err(StoreError::NotFound(_)) => Err(RulesError::NotFound(format!("No ruleset version {version}."))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn active(&self, tenant: &TenantId) -> Result<Option<ActiveRuleset>, RulesError> {
+        let Some(pointer) = self.store.ruleset_pointer(tenant).await? else {
+            return Ok(None);
+        };
+        let ruleset = self.ruleset(tenant, pointer.version).await?;
+        Ok(Some(ActiveRuleset { pointer, ruleset }))
+    }
+
+    /// Points the tenant at a published ruleset. `expected` is the active version the caller
+    /// read (`Some(None)`: none was active); without it, the pointer as read here. Either way the
+    /// pointer moves only from that version. Activating the active version changes nothing.
+    pub async fn activate(
+        &self,
+        tenant: &TenantId,
+        actor: &str,
+        version: u32,
+        expected: Option<Option<u32>>,
+    ) -> Result<ActiveRuleset, RulesError> {
+        let ruleset = self.ruleset(tenant, version).await?;
+        if ruleset.status != RulesetStatus::Published {
+            return Err(RulesError::Conflict(format!(
+                "Ruleset {version} is a draft; publish it before activating it."
+            )));
+        }
+        let current = self.store.ruleset_pointer(tenant).await?;
+        let at = current.as_ref().map(|p| p.version);
+        if let Some(expected) = expected {
+            if expected != at {
+                return Err(moved(expected, at));
+            }
+        }
+        if let Some(p) = current.as_ref().filter(|p| p.version == version) {
+            return Ok(ActiveRuleset {
+                pointer: p.clone(),
+                ruleset,
+            });
+        }
+        self.move_pointer(tenant, actor, ruleset, at, "ruleset.activate").await
+    }
+
+    /// Back to the previously active ruleset; a second rollback undoes the first.
+    pub async fn rollback(
+        &self,
+        tenant: &TenantId,
+        actor: &str,
+        expected: Option<Option<u32>>,
+    ) -> Result<ActiveRuleset, RulesError> {
+        let current = self.store.ruleset_pointer(tenant).await?;
+        let at = current.as_ref().map(|p| p.version);
+        if let Some(expected) = expected {
+            if expected != at {
+                return Err(moved(expected, at));
+            }
+        }
+        let Some(current) = current else {
+            return Err(RulesError::Conflict(
+                "No ruleset is active for this tenant, so there is nothing to roll back.".into(),
+            ));
+        };
+        let Some(previous) = current.previous_version else {
+            return Err(RulesError::Conflict(format!(
+                "Ruleset {} is active and no ruleset was active before it.",
+                current.version
+            )));
+        };
+        let ruleset = self.ruleset(tenant, previous).await?;
+        self.move_pointer(tenant, actor, ruleset, at, "ruleset.rollback").await
+    }
+
+    async fn move_pointer(
+        &self,
+        tenant: &TenantId,
+        actor: &str,
+        ruleset: Ruleset,
+        from: Option<u32>,
+        action: &str,
+    ) -> Result<ActiveRuleset, RulesError> {
+        // The compiled form is what scoring will run: prove it compiles and its lists exist.
+        let compiled = CompiledRuleset::compile(&ruleset).map_err(|p| {
+            RulesError::Conflict(format!(
+                "Ruleset {} no longer compiles ({} problem(s), first: {}).",
+                ruleset.version,
+                p.len(),
+                p.first().map_or(String::new(), |p| p.message.clone())
+            ))
+        })?;
+        let kinds = self.list_kinds(tenant).await?;
+        let missing: Vec<_> = compiled.lists().iter().filter(|l| !kinds.contains_key(*l)).collect();
+        if !missing.is_empty() {
+            return Err(RulesError::Conflict(format!(
+                "Ruleset {} uses lists that do not exist: {}. Create them first.",
+                ruleset.version,
+                join(&missing)
+            )));
+        }
+        let pointer = RulesetPointer {
+            version: ruleset.version,
+            previous_version: from,
+            activated_by: actor.to_owned(),
+            activated_at: Timestamp::now(),
+        };
+        let detail = match from {
+            Some(f) => format!("from {f} to {}", ruleset.version),
+            None => format!("to {}", ruleset.version),
+        };
+        let audit = Self::audit(actor, action, format!("ruleset:{}", ruleset.version), detail);
+        match self.store.move_ruleset_pointer(tenant, from, &pointer, &audit).await {
+            Ok(()) => Ok(ActiveRuleset { pointer, ruleset }),
+            Err(StoreError::Conflict(_)) => Err(RulesError::Conflict(
+                "The active ruleset changed while this request ran; read it again and retry.".into(),
+            )),
+            Err(StoreError::NotFound(_)) => Err(RulesError::Conflict(format!(
+                "Ruleset {} is not published.",
+                ruleset.version
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Lists
+
+    pub async fn create_list(
+        &self,
+        tenant: &TenantId,
+        actor: &str,
+        name: ListName,
+        kind: ListKind,
+        description: String,
+    ) -> Result<ListMeta, RulesError> {
+        if description.len() > MAX_TEXT_BYTES {
+            return Err(invalid("description", format!("must be at most {MAX_TEXT_BYTES} bytes")));
+        }
+        if let Some(existing) = self.store.list_meta(tenant, &name).await? {
+            return if existing.kind == kind && existing.description == description {
+                Ok(existing)
+            } else {
+                Err(RulesError::Conflict(format!(
+                    "A list named \"{name}\" already exists (kind {}).",
+                    existing.kind.as_str()
+                )))
+            };
+        }
+        if self.store.lists(tenant).await?.len() >= MAX_LISTS {
+            return Err(RulesError::Conflict(format!(
+                "This tenant already has {MAX_LISTS} lists, the most it can have."
+            )));
+        }
+        let now = Timestamp::now();
+        let meta = ListMeta {
+            name: name.clone(),
+            kind,
+            description,
+            version: 0,
+            entries: 0,
+            created_by: actor.to_owned(),
+            created_at: now,
+            updated_at: now,
+        };
+        let audit = Self::audit(actor, "list.create", format!("list:{name}"), kind.as_str().to_owned());
+        match self.store.create_list(tenant, &meta, &audit).await {
+            Ok(()) => Ok(meta),
+            Err(StoreError::Conflict(_)) => Err(RulesError::Conflict(format!(
+                "A list named \"{name}\" was created by another request at the same time."
+            ))),
+            Err(StoreError::Rejected(why)) => Err(RulesError::Conflict(why)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn list(&self, tenant: &TenantId, name: &ListName) -> Result<ListMeta, RulesError> {
+        self.store
+            .list_meta(tenant, name)
+            .await?
+            .ok_or_else(|| RulesError::NotFound(format!("No list \"{name}\".")))
+    }
+
+    pub async fn lists(&self, tenant: &TenantId) -> Result<Vec<ListMeta>, StoreError> {
+        self.store.lists(tenant).await
+    }
+
+    /// Adds or updates up to [`MAX_ENTRIES_PER_REQUEST`] entries. Every value is checked against
+    /// the list's kind first; one bad value refuses the whole request, naming `entries[i].value`.
+    /// A value sent twice keeps its last expiry and note. Retrying the same request is harmless:
+    /// the second time every value counts as updated.
+    pub async fn add_entries(
+        &self,
+        tenant: &TenantId,
+        actor: &str,
+        name: &ListName,
+        entries: Vec<EntryInput>,
+    ) -> Result<ListChange, RulesError> {
+        let meta = self.list(tenant, name).await?;
+        check_count("entries", entries.len())?;
+        let now = Timestamp::now();
+        let mut problems = Vec::new();
+        let mut by_value: BTreeMap<String, ListEntry> = BTreeMap::new();
+        for (i, e) in entries.into_iter().enumerate() {
+            if e.note.as_ref().is_some_and(|n| n.len() > MAX_TEXT_BYTES) {
+                problems.push(RuleProblem::field(
+                    None,
+                    &format!("entries[{i}].note"),
+                    format!("must be at most {MAX_TEXT_BYTES} bytes"),
+                ));
+            }
+            match normalise(meta.kind, &e.value) {
+                Ok(value) => {
+                    by_value.insert(
+                        value.clone(),
+                        ListEntry {
+                            value,
+                            expires_at: e.expires_at,
+                            note: e.note,
+                            added_by: actor.to_owned(),
+                            added_at: now,
+                        },
+                    );
+                }
+                Err(why) => problems.push(RuleProblem::field(None, &format!("entries[{i}].value"), why)),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(RulesError::Invalid(problems));
+        }
+        let entries: Vec<ListEntry> = by_value.into_values().collect();
+        let audit = Self::audit(
+            actor,
+            "list.entries.add",
+            format!("list:{name}"),
+            format!("{} value(s)", entries.len()),
+        );
+        match self.store.add_list_entries(tenant, name, &entries, &audit).await {
+            Ok(change) => Ok(change),
+            Err(StoreError::NotFound(_)) => Err(RulesError::NotFound(format!("No list \"{name}\"."))),
+            // Over the cap: the list's state, not the request's shape.
+            Err(StoreError::Rejected(why)) => Err(RulesError::Conflict(why)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes values (parsed as the list's kind, so `A@B.COM` removes `a@b.com`).
+    pub async fn remove_entries(
+        &self,
+        tenant: &TenantId,
+        actor: &str,
+        name: &ListName,
+        values: Vec<String>,
+    ) -> Result<ListChange, RulesError> {
+        let meta = self.list(tenant, name).await?;
+        check_count("values", values.len())?;
+        let mut problems = Vec::new();
+        let mut normalised = BTreeSet::new();
+        for (i, v) in values.iter().enumerate() {
+            match normalise(meta.kind, v) {
+                Ok(v) => {
+                    normalised.insert(v);
+                }
+                Err(why) => problems.push(RuleProblem::field(None, &format!("values[{i}]"), why)),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(RulesError::Invalid(problems));
+        }
+        let values: Vec<String> = normalised.into_iter().collect();
+        let audit = Self::audit(
+            actor,
+            "list.entries.remove",
+            format!("list:{name}"),
+            format!("{} value(s)", values.len()),
+        );
+        match self.store.remove_list_entries(tenant, name, &values, &audit).await {
+            Ok(change) => Ok(change),
+            Err(StoreError::NotFound(_)) => Err(RulesError::NotFound(format!("No list \"{name}\"."))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn entries(
+        &self,
+        tenant: &TenantId,
+        name: &ListName,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<ListEntry>, RulesError> {
+        self.list(tenant, name).await?;
+        Ok(self.store.list_entries(tenant, name, limit, cursor).await?)
+    }
+
+    pub async fn audit_trail(
+        &self,
+        tenant: &TenantId,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<AuditEntry>, StoreError> {
+        self.store.audit(tenant, limit, cursor).await
+    }
+}
+
+fn check_count(field: &str, n: usize) -> Result<(), RulesError> {
+    if n == 0 {
+        return Err(invalid(field, "must hold at least one value"));
+    }
+    if n > MAX_ENTRIES_PER_REQUEST {
+        return Err(invalid(
+            field,
+            format!("has {n} values; at most {MAX_ENTRIES_PER_REQUEST} per request (upload a file for more)"),
+        ));
+    }
+    Ok(())
+}
+
+fn moved(expected: Option<u32>, at: Option<u32>) -> RulesError {
+    let show = |v: Option<u32>| v.map_or("none".to_owned(), |v| v.to_string());
+    RulesError::Conflict(format!(
+        "The active ruleset is {}, not {} as expected; read it again and retry.",
+        show(at),
+        show(expected)
+    ))
+}
+
+fn join(names: &[&ListName]) -> String {
+    names.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ")
+}
