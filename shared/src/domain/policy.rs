@@ -3,14 +3,20 @@
 //! It is the one seam between the model and the decision. It sees the whole request (optional
 //! fields and metadata included), the features and the score, and answers an [`Outcome`]: the
 //! decision, the reasons it adds, and the version of the policy that decided, which every decision
-//! record keeps. Today a policy is a tenant's score thresholds; rules and lists plug in here, so the
-//! API, batch scoring and `verdict score` apply them alike.
+//! record keeps. A policy is a tenant's score thresholds and, when the tenant has an active
+//! ruleset, that ruleset compiled with the lists it reads: the API, batch scoring and
+//! `verdict score` apply them alike. The order rules and thresholds decide in is
+//! [`crate::domain::rules::engine`]'s.
 
 use crate::domain::decision::{Decision, ReasonRecord, RequestExtras};
 use crate::domain::features::FeatureVector;
+use crate::domain::rules::engine::CompiledRuleset;
+use crate::domain::rules::lists::ListLookup;
+use crate::domain::rules::RulesApplied;
 use crate::domain::{DomainError, Transaction};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
+use std::sync::Arc;
 
 /// Per-tenant score thresholds: below `review` approve, from `block` up block, review between.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -68,14 +74,39 @@ pub struct Outcome {
     pub decision: Decision,
     /// Reasons the policy itself adds (rule hits), before the model's.
     pub reasons: Vec<ReasonRecord>,
+    /// The ruleset's version and hits, when a ruleset decided.
+    pub rules: Option<RulesApplied>,
 }
 
 /// A tenant's policy, at one version. Built from the tenant's configuration for each decision
-/// (the version is one short string), so nothing cached can outlive a configuration change.
-#[derive(Debug, Clone, PartialEq)]
+/// (the version is one short string; a compiled ruleset and the lists are shared `Arc`s), so
+/// nothing cached can outlive a configuration change.
+#[derive(Clone)]
 pub struct Policy {
     thresholds: Thresholds,
     version: Cow<'static, str>,
+    rules: Option<Rules>,
+}
+
+/// A ruleset and the lists it looks values up in.
+#[derive(Clone)]
+struct Rules {
+    ruleset: Arc<CompiledRuleset>,
+    lists: Arc<dyn ListLookup>,
+}
+
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy").field("version", &self.version).finish()
+    }
+}
+
+/// Policies are equal when their versions are: the version names what decides (the lists'
+/// contents aside, which change in place and are audited).
+impl PartialEq for Policy {
+    fn eq(&self, other: &Self) -> bool {
+        self.version == other.version
+    }
 }
 
 /// The default thresholds' version, spelled as [`Policy::thresholds`] spells any other.
@@ -96,7 +127,26 @@ impl Policy {
         } else {
             Cow::Owned(Self::spell(thresholds))
         };
-        Policy { version, thresholds }
+        Policy {
+            version,
+            thresholds,
+            rules: None,
+        }
+    }
+
+    /// The thresholds and an active ruleset, whose `in_list` lookups go to `lists`. Its version
+    /// names both: `thresholds:review=0.3,block=0.8;ruleset:3`.
+    pub fn with_rules(thresholds: Thresholds, ruleset: Arc<CompiledRuleset>, lists: Arc<dyn ListLookup>) -> Policy {
+        Policy {
+            version: Cow::Owned(format!("{};ruleset:{}", Self::spell(thresholds), ruleset.version())),
+            thresholds,
+            rules: Some(Rules { ruleset, lists }),
+        }
+    }
+
+    /// The active ruleset, if any.
+    pub fn ruleset(&self) -> Option<&Arc<CompiledRuleset>> {
+        self.rules.as_ref().map(|r| &r.ruleset)
     }
 
     fn spell(t: Thresholds) -> String {
@@ -114,9 +164,21 @@ impl Policy {
     }
 
     pub fn evaluate(&self, input: &Input<'_>) -> Outcome {
+        let Some(rules) = &self.rules else {
+            return Outcome {
+                decision: self.thresholds.decide(input.score),
+                reasons: Vec::new(),
+                rules: None,
+            };
+        };
+        let verdict = rules.ruleset.evaluate(input, self.thresholds, rules.lists.as_ref());
         Outcome {
-            decision: self.thresholds.decide(input.score),
-            reasons: Vec::new(),
+            decision: verdict.decision,
+            reasons: verdict.reasons.into_iter().map(ReasonRecord::Rule).collect(),
+            rules: Some(RulesApplied {
+                ruleset_version: rules.ruleset.version(),
+                hits: verdict.hits,
+            }),
         }
     }
 }
@@ -141,5 +203,113 @@ mod tests {
         let p = Policy::thresholds(Thresholds::new(0.25, 0.9).unwrap());
         assert_eq!(p.version(), "thresholds:review=0.25,block=0.9");
         assert_ne!(p.version(), Policy::default().version());
+    }
+
+    use crate::domain::decision::RuleReason;
+    use crate::domain::rules::lists::{ListIndex, NoLists};
+    use crate::domain::rules::{
+        HitStatus, ListKind, MatchMode, Rule, RuleAction, RuleMode, RuleSpec, Ruleset, RulesetStatus,
+    };
+    use crate::domain::{Currency, CustomerId, ListName, Money, RuleId, TerminalId, Timestamp, TransactionId};
+    use std::collections::HashMap;
+
+    fn ruleset(expression: &str) -> Arc<CompiledRuleset> {
+        let at = Timestamp::parse("t", "2026-01-01T00:00:00Z").unwrap();
+        let rs = Ruleset {
+            version: 3,
+            status: RulesetStatus::Published,
+            mode: MatchMode::FirstMatched,
+            description: String::new(),
+            rules: vec![Rule {
+                spec: RuleSpec {
+                    id: RuleId::parse("big").unwrap(),
+                    name: "Big".into(),
+                    description: "over 100 EUR".into(),
+                    expression: expression.into(),
+                    action: RuleAction::Block,
+                    priority: 0,
+                    mode: RuleMode::Active,
+                },
+                version: 4,
+                created_by: "k".into(),
+                created_at: at,
+            }],
+            created_by: "k".into(),
+            created_at: at,
+            published_by: None,
+            published_at: None,
+        };
+        Arc::new(CompiledRuleset::compile(&rs).unwrap())
+    }
+
+    fn transaction() -> Transaction {
+        Transaction {
+            id: TransactionId::parse("tx-1").unwrap(),
+            occurred_at: Timestamp::parse("t", "2026-02-01T10:00:00Z").unwrap(),
+            amount: Money::new(12_345, Currency::EUR).unwrap(),
+            customer_id: CustomerId::parse("c-1").unwrap(),
+            terminal_id: TerminalId::parse("t-1").unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_policy_with_rules_names_the_ruleset_and_lets_it_decide() {
+        let p = Policy::with_rules(Thresholds::default(), ruleset("tx.amount > 10000"), Arc::new(NoLists));
+        assert_eq!(p.version(), "thresholds:review=0.3,block=0.8;ruleset:3");
+        assert_ne!(p, Policy::default());
+        assert_eq!(p.ruleset().map(|r| r.version()), Some(3));
+        let (tx, extras, features) = (transaction(), RequestExtras::NONE, FeatureVector::default());
+        let input = Input {
+            transaction: &tx,
+            extras: &extras,
+            features: &features,
+            score: 0.01,
+            model_version: "m",
+        };
+        let o = p.evaluate(&input);
+        assert_eq!(o.decision, Decision::Block, "the rule blocks what the model approves");
+        assert_eq!(
+            o.reasons,
+            [ReasonRecord::Rule(RuleReason {
+                rule_id: "big".into(),
+                rule_version: 4,
+                action: "block".into(),
+                text: "Big: over 100 EUR".into()
+            })]
+        );
+        let rules = o.rules.unwrap();
+        assert_eq!((rules.ruleset_version, rules.hits.len()), (3, 1));
+        assert_eq!(rules.hits[0].status, HitStatus::Matched);
+        // The thresholds alone: no rules part.
+        assert_eq!(Policy::default().evaluate(&input).rules, None);
+    }
+
+    #[test]
+    fn a_policy_looks_lists_up_in_the_lists_it_carries() {
+        let name = ListName::parse("vips").unwrap();
+        let entry = crate::domain::rules::ListEntry {
+            value: "c-1".into(),
+            expires_at: None,
+            note: None,
+            added_by: "k".into(),
+            added_at: Timestamp::parse("t", "2026-01-01T00:00:00Z").unwrap(),
+        };
+        let mut lists: HashMap<ListName, Arc<ListIndex>> = HashMap::new();
+        lists.insert(name, Arc::new(ListIndex::build(ListKind::CustomerId, &[entry])));
+        let rules = ruleset("in_list(tx.customer_id, 'vips')");
+        let (tx, extras, features) = (transaction(), RequestExtras::NONE, FeatureVector::default());
+        let input = Input {
+            transaction: &tx,
+            extras: &extras,
+            features: &features,
+            score: 0.01,
+            model_version: "m",
+        };
+        let with = Policy::with_rules(Thresholds::default(), Arc::clone(&rules), Arc::new(lists));
+        assert_eq!(with.evaluate(&input).decision, Decision::Block);
+        let without = Policy::with_rules(Thresholds::default(), rules, Arc::new(NoLists));
+        let o = without.evaluate(&input);
+        assert_eq!(o.decision, Decision::Approve, "an unloaded list is an error hit, not a match");
+        assert_eq!(o.rules.unwrap().hits[0].status, HitStatus::Error);
     }
 }

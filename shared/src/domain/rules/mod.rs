@@ -347,7 +347,7 @@ mod tests {
     fn positions_count_lines_and_characters() {
         let e = "tx.amount > 10 &&\n  tx.émail == 'x'";
         let p = Position::of(e, e.find("'x'").unwrap());
-        assert_eq!((p.line, p.column), (2, 14));
+        assert_eq!((p.line, p.column), (2, 15));
         assert_eq!(
             Position::of(e, 0),
             Position {
