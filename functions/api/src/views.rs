@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use verdict::domain::decision::{DecisionInputs, DecisionRecord, FeatureValues, ReasonRecord};
 use verdict::domain::model::{Model, ModelSource};
 use verdict::domain::registry::{ModelStatus, RegistryEntry};
+use verdict::domain::rules::RulesApplied;
 use verdict::domain::Timestamp;
 
 /// `ModelRef`: the contract's model id equals its version.
@@ -25,6 +26,7 @@ pub struct DecisionView<'a> {
     pub reasons: &'a [ReasonRecord],
     pub model: ModelRefView<'a>,
     pub policy_version: Option<&'a str>,
+    pub rules: Option<&'a RulesApplied>,
     pub features: &'a FeatureValues,
     pub processing_ms: Option<f64>,
     pub request_id: Option<&'a str>,
@@ -45,6 +47,7 @@ impl<'a> DecisionView<'a> {
                 version: &r.model.version,
             },
             policy_version: r.policy_version.as_deref(),
+            rules: r.rules.as_ref(),
             features: &r.features,
             processing_ms: r.processing_ms,
             request_id: r.request_id.as_deref(),

@@ -11,8 +11,10 @@ use crate::domain::decision::{
 use crate::domain::features::{self, transaction_delta};
 use crate::domain::model::{Model, ModelError};
 use crate::domain::pipeline;
-use crate::domain::policy::Policy;
-use crate::domain::Timestamp;
+use crate::app::policy_cache::{PolicyCache, RulesUnavailable, TenantRules};
+use crate::domain::policy::{Policy, Thresholds};
+use crate::domain::{TenantId, Timestamp};
+use crate::ports::rules::RulesRead;
 use crate::ports::{
     ActiveModel, CommitOutcome, DecisionCommit, DecisionStore, ModelBlobs, ScoringSnapshot, StoreError,
 };
@@ -170,18 +172,28 @@ pub struct Scorer<S, B> {
     pub store: S,
     pub blobs: B,
     pub models: ModelCache,
+    /// Compiled rulesets and list indexes, by version.
+    pub policies: PolicyCache,
     /// Serves tenants with no activation pointer (e.g. a model bundled with the function).
     pub fallback: Option<Arc<Model>>,
 }
 
-impl<S: DecisionStore, B: ModelBlobs> Scorer<S, B> {
+impl<S: DecisionStore + RulesRead, B: ModelBlobs> Scorer<S, B> {
     pub fn new(store: S, blobs: B, fallback: Option<Arc<Model>>) -> Self {
         Scorer {
             store,
             blobs,
             models: ModelCache::default(),
+            policies: PolicyCache::default(),
             fallback,
         }
+    }
+
+    /// The tenant's policy for a decision on `snap`: cached rulesets and lists, read only when
+    /// the snapshot names versions this container has not seen.
+    pub async fn policy(&self, tenant: &TenantId, snap: &ScoringSnapshot) -> Result<Policy, StoreError> {
+        let rules = self.policies.rules(&self.store, tenant, &snap.rules).await;
+        policy_of(snap.thresholds.unwrap_or_default(), rules, tenant)
     }
 
     /// The model the pointer names, loading and verifying it on first use.
@@ -225,7 +237,8 @@ impl<S: DecisionStore, B: ModelBlobs> Scorer<S, B> {
         }
 
         let model = self.model_for(snap.active_model.as_ref()).await?;
-        let mut record = decide(&model, request, &snap, fingerprint.clone());
+        let policy = self.policy(tenant, &snap).await?;
+        let mut record = decide(&model, &policy, request, &snap, fingerprint.clone());
         record.request_id = Some(origin.request_id.to_owned());
         record.processing_ms = Some((origin.started.elapsed().as_secs_f64() * 1e6).round() / 1e3);
         let commit = DecisionCommit {
@@ -271,17 +284,32 @@ fn replay_of(snap: &ScoringSnapshot, fingerprint: &str, request: &ScoreRequest) 
     }
 }
 
-/// The policy a snapshot names: the tenant's thresholds, else the default ones.
-pub fn policy_of(snap: &ScoringSnapshot) -> Policy {
-    Policy::thresholds(snap.thresholds.unwrap_or_default())
+/// The policy of a tenant: its thresholds (else the default ones) and, when it has an active
+/// ruleset, that ruleset with its lists. A ruleset that cannot be used (stored data gone odd) is
+/// logged and the thresholds decide alone, so it never fails every decision of the tenant.
+pub fn policy_of(thresholds: Thresholds, rules: Result<Option<TenantRules>, RulesUnavailable>, tenant: &TenantId) -> Result<Policy, StoreError> {
+    match rules {
+        Ok(None) => Ok(Policy::thresholds(thresholds)),
+        Ok(Some(r)) => Ok(Policy::with_rules(thresholds, r.ruleset, Arc::new(r.lists))),
+        Err(RulesUnavailable::Store(e)) => Err(e),
+        Err(e @ RulesUnavailable::Unusable { .. }) => {
+            tracing::error!(tenant = %tenant, error = %e, "the active ruleset cannot be used: the thresholds decide alone");
+            Ok(Policy::thresholds(thresholds))
+        }
+    }
 }
 
 /// The pure part: features from what was read, then the one decision pipeline, as a record.
-pub fn decide(model: &Model, request: &ScoreRequest, snap: &ScoringSnapshot, fingerprint: String) -> DecisionRecord {
+pub fn decide(
+    model: &Model,
+    policy: &Policy,
+    request: &ScoreRequest,
+    snap: &ScoringSnapshot,
+    fingerprint: String,
+) -> DecisionRecord {
     let tx = request.transaction();
     let x = features::compute(&tx, &snap.customer, &snap.terminal);
-    let policy = policy_of(snap);
-    let d = pipeline::decide(model, &policy, &tx, &request.extras, &x);
+    let d = pipeline::decide(model, policy, &tx, &request.extras, &x);
     DecisionRecord {
         id: tx.id,
         decision: d.decision,
@@ -293,6 +321,7 @@ pub fn decide(model: &Model, request: &ScoreRequest, snap: &ScoringSnapshot, fin
             version: model.version().to_owned(),
         },
         policy_version: Some(policy.version().to_owned()),
+        rules: d.rules,
         features: features_map(&x),
         inputs: DecisionInputs::Request(Box::new(request.clone())),
         request_fingerprint: fingerprint,

@@ -601,6 +601,10 @@ pub struct DecisionRecord {
     /// written before policies were versioned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_version: Option<String>,
+    /// The active ruleset and every rule that matched or failed; `None` without a ruleset (and
+    /// on items written before rules existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<crate::domain::rules::RulesApplied>,
     pub features: FeatureValues,
     pub inputs: DecisionInputs,
     pub request_fingerprint: String,
