@@ -424,6 +424,13 @@ pub async fn rules_contract<S: RulesAdmin + DecisionStore>(
     let a = audit.next("list.entries.add", "list:odd_values");
     let c = store.add_list_entries(tenant, &odd, &[], &a).await.unwrap();
     assert_eq!(c, change(0, 0, 0, 0, 3, 3), "nothing to add: no new version");
+    let long = "v".repeat(1_001);
+    assert!(
+        is_rejected(store.add_list_entries(tenant, &odd, &[entry(&long, None)], &a).await),
+        "a value longer than a sort key can hold"
+    );
+    let c = store.remove_list_entries(tenant, &odd, &[long], &a).await.unwrap();
+    assert_eq!(c, change(0, 0, 0, 1, 3, 3));
     for r in [
         store.add_list_entries(tenant, &list("nope"), &first, &a).await,
         store

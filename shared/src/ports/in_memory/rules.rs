@@ -15,6 +15,8 @@ use std::collections::{BTreeMap, HashMap};
 /// at most 100 actions, three of which are the list's meta, the CONFIG item and the audit entry.
 /// A larger change is written in parts, each with its own version and audit entry.
 const LIST_CHANGE_CHUNK: usize = 97;
+/// Longest value, as the adapter's (a DynamoDB sort key holds 1,024 bytes).
+const MAX_VALUE_BYTES: usize = 1_000;
 /// Longest page, as the adapter's.
 const MAX_PAGE: usize = 1000;
 
@@ -340,6 +342,15 @@ impl RulesAdmin for InMemoryDecisions {
         let st = &mut s.rules;
         let key = (tenant.clone(), name.clone());
         let entries = distinct_entries(entries);
+        if let Some(e) = entries
+            .iter()
+            .find(|e| e.value.is_empty() || e.value.len() > MAX_VALUE_BYTES)
+        {
+            return Err(StoreError::Rejected(format!(
+                "list value of {} bytes: values are 1 to {MAX_VALUE_BYTES} bytes",
+                e.value.len()
+            )));
+        }
         let (meta, stored) = st.lists.get(&key).ok_or_else(|| no_list(name))?;
         let new = entries.iter().filter(|e| !stored.contains_key(&e.value)).count() as u64;
         if meta.entries + new > MAX_LIST_ENTRIES as u64 {
