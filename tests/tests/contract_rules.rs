@@ -288,3 +288,26 @@ async fn a_ruleset_over_the_item_size_limit_is_refused_naming_its_size() {
     assert_eq!(st.store.latest_ruleset_version(&tenant).await.unwrap(), None);
     assert!(st.store.audit(&tenant, 10, None).await.unwrap().items.is_empty());
 }
+
+#[tokio::test]
+async fn the_parts_of_one_large_change_are_audited_last_part_first() {
+    let st = Stack::new().await;
+    let tenant = acme();
+    let name = ListName::parse("big").unwrap();
+    st.store.create_list(&tenant, &meta("big"), &audit(1)).await.unwrap();
+    let entries: Vec<ListEntry> = (0..6 * 97).map(|i| entry(&format!("v{i:04}"))).collect();
+    let c = st
+        .store
+        .add_list_entries(&tenant, &name, &entries, &audit(2))
+        .await
+        .unwrap();
+    assert_eq!((c.added, c.version, c.entries), (582, 6, 582));
+    let page = st.store.audit(&tenant, 10, None).await.unwrap();
+    let details: Vec<&str> = page.items.iter().map(|a| a.detail.as_str()).collect();
+    let expected: Vec<String> = (1..=6)
+        .rev()
+        .map(|i| format!("(part {i} of 6: 97 added, 0 updated)"))
+        .chain(["".to_owned()])
+        .collect();
+    assert_eq!(details, expected);
+}

@@ -448,10 +448,9 @@ impl DynamoStore {
         values: &[&str],
         known: Option<HashSet<String>>,
         audit: impl Fn(u64, u64) -> AuditEntry,
-        part: usize,
+        (unique, part): (&str, usize),
         write: impl Fn(&HashSet<String>) -> Result<(Vec<TransactWriteItem>, u64, u64, i64), StoreError>,
     ) -> Result<(u64, u64), StoreError> {
-        let unique = format!("{:016x}", rand::random::<u64>());
         let mut known = known;
         for attempt in 0..LIST_ATTEMPTS {
             let existing = match known.take() {
@@ -476,7 +475,7 @@ impl DynamoStore {
             let first_shared = items.len();
             items.push(self.meta_update(tenant, meta, version, entries, &at)?);
             items.push(self.list_version_update(tenant, &meta.name, version)?);
-            items.push(self.audit_put(tenant, &a, &unique, part)?);
+            items.push(self.audit_put(tenant, &a, unique, part)?);
             match self.transact(items, "TransactWriteItems (list change)").await? {
                 Transacted::Written => {
                     meta.version = version;
@@ -905,6 +904,8 @@ impl RulesAdmin for DynamoStore {
             )));
         }
         let keys = Keys::new(tenant);
+        // One suffix for the change: its parts' audit entries sort together, last part first.
+        let unique = format!("{:016x}", rand::random::<u64>());
         let parts = entries.len().div_ceil(LIST_CHANGE_CHUNK);
         for (i, chunk) in entries.chunks(LIST_CHANGE_CHUNK).enumerate() {
             let chunk_values: Vec<&str> = chunk.iter().map(|e| e.value.as_str()).collect();
@@ -944,7 +945,7 @@ impl RulesAdmin for DynamoStore {
                     &chunk_values,
                     Some(known),
                     |a, u| part_audit(audit, i, parts, format!("{a} added, {u} updated")),
-                    i,
+                    (&unique, i),
                     write,
                 )
                 .await?;
@@ -988,6 +989,7 @@ impl RulesAdmin for DynamoStore {
             ..Default::default()
         };
         let keys = Keys::new(tenant);
+        let unique = format!("{:016x}", rand::random::<u64>());
         let parts = present.len().div_ceil(LIST_CHANGE_CHUNK);
         for (i, chunk) in present.chunks(LIST_CHANGE_CHUNK).enumerate() {
             let known: HashSet<String> = chunk.iter().map(|v| (*v).to_owned()).collect();
@@ -1015,7 +1017,7 @@ impl RulesAdmin for DynamoStore {
                     chunk,
                     Some(known),
                     |r, _| part_audit(audit, i, parts, format!("{r} removed")),
-                    i,
+                    (&unique, i),
                     write,
                 )
                 .await?;
