@@ -230,6 +230,7 @@ impl DecisionStore for DynamoStore {
             snap.existing = Some(parse_decision(item, &decision)?);
         }
         if let Some(item) = found.remove(&config) {
+            snap.rules = parse_rules_pointers(&item, &config);
             if item.contains_key("review_threshold") {
                 // Unreadable thresholds must not fail every decision of the tenant: the
                 // default policy decides, and the error says why.

@@ -154,6 +154,88 @@ impl<'t> Keys<'t> {
     }
 }
 
+/// Rules, rulesets, lists and the audit (docs/dynamodb.md, "Rules and lists"). Rule ids and
+/// list names cannot contain `#`; a list value may, and stands last, behind `E#`.
+impl Keys<'_> {
+    /// One version of a rule: its own partition, versions in order.
+    pub fn rule_version(&self, id: &RuleId, version: u32) -> ItemKey {
+        ItemKey::new(self.scoped("RULE", id.as_str()), versioned(version))
+    }
+
+    /// The partition of every rule's latest version, by id.
+    pub(super) fn rules(&self) -> String {
+        format!("T#{}#RULES", self.tenant)
+    }
+
+    pub fn rule_latest(&self, id: &RuleId) -> ItemKey {
+        ItemKey::new(self.rules(), id.as_str())
+    }
+
+    pub(super) fn rulesets(&self) -> String {
+        format!("T#{}#RULESET", self.tenant)
+    }
+
+    pub fn ruleset(&self, version: u32) -> ItemKey {
+        ItemKey::new(self.rulesets(), versioned(version))
+    }
+
+    pub(super) fn lists(&self) -> String {
+        format!("T#{}#LISTS", self.tenant)
+    }
+
+    pub fn list_meta(&self, name: &ListName) -> ItemKey {
+        ItemKey::new(self.lists(), name.as_str())
+    }
+
+    pub(super) fn list_entries(&self, name: &ListName) -> String {
+        self.scoped("LIST", name.as_str())
+    }
+
+    pub fn list_entry(&self, name: &ListName, value: &str) -> ItemKey {
+        ItemKey::new(self.list_entries(name), format!("{LIST_ENTRY_PREFIX}{value}"))
+    }
+
+    pub(super) fn audit(&self) -> String {
+        format!("T#{}#AUDIT", self.tenant)
+    }
+
+    /// An audit entry: `ts9(at)#<unique>#<part, 4 digits>`, so a Query newest first reads
+    /// entries by time, and the parts of one change last part first.
+    pub fn audit_entry(&self, at: &Timestamp, unique: &str, part: usize) -> ItemKey {
+        ItemKey::new(self.audit(), audit_sort_key(at, unique, part))
+    }
+}
+
+pub(super) const LIST_ENTRY_PREFIX: &str = "E#";
+pub(super) const VERSION_PREFIX: &str = "V#";
+
+/// `V#` and the version in 10 digits, so sort keys are in version order.
+pub(super) fn versioned(version: u32) -> String {
+    format!("{VERSION_PREFIX}{version:010}")
+}
+
+/// The version of a `V#<10 digits>` sort key.
+pub(super) fn version_of(sk: &str) -> Option<u32> {
+    let digits = sk.strip_prefix(VERSION_PREFIX)?;
+    (digits.len() == 10 && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| digits.parse().ok())
+        .flatten()
+}
+
+pub(super) fn audit_sort_key(at: &Timestamp, unique: &str, part: usize) -> String {
+    let t = at.inner();
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z#{unique}#{part:04}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.nanosecond(),
+    )
+}
+
 pub(super) const MODEL_VERSION_PREFIX: &str = "V#";
 
 /// An API key's item. The one key that is not tenant-scoped: a credential is looked up before

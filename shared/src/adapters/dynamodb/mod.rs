@@ -29,6 +29,7 @@ mod jobs;
 mod keys;
 mod labels;
 mod registry;
+mod rules;
 mod table;
 mod tenant_config;
 
@@ -46,7 +47,7 @@ use tenant_config::*;
 use crate::domain::auth::{KeyHash, KeyRecord, Scope};
 use crate::domain::decision::{DecisionRecord, IdempotencyKey};
 use crate::domain::policy::Thresholds;
-use crate::domain::{CustomerId, TenantId, TerminalId, Timestamp, TransactionId};
+use crate::domain::{CustomerId, ListName, RuleId, TenantId, TerminalId, Timestamp, TransactionId};
 // The job identity and lifecycle are domain types; job functions take them from here with the store.
 use crate::domain::features::{AggregateDelta, DayCounter, EntityAggregate, RETENTION_DAYS};
 use crate::domain::labels::{LabelValue, StoredLabel};

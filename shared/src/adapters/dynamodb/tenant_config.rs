@@ -1,7 +1,11 @@
-//! The tenant config item: the policy's thresholds and the aggregate shard layout.
+//! The tenant config item: the policy's thresholds, the aggregate shard layout, and the rules
+//! pointers (the active ruleset, the lists' versions).
 
 use super::*;
+use crate::domain::rules::RulesetPointer;
 use crate::domain::shards::{AggregateShards, ShardCount, ShardError, ShardSetting};
+use crate::domain::ListName;
+use crate::ports::rules::RulesPointers;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -286,4 +290,83 @@ impl DynamoStore {
             "{key}: the aggregate shard layout kept changing under this change; try again"
         )))
     }
+}
+
+// The rules pointers (docs/dynamodb.md, "Rules and lists"): the active ruleset and every list's
+// version, in the item the decision's BatchGetItem already reads.
+pub(super) const RULESET_ACTIVE: &str = "ruleset_active";
+pub(super) const RULESET_PREVIOUS: &str = "ruleset_prev";
+pub(super) const RULESET_BY: &str = "ruleset_by";
+pub(super) const RULESET_AT: &str = "ruleset_at";
+pub(super) const LIST_VERSIONS: &str = "list_versions";
+
+/// The active ruleset version of a config item. An unreadable one is logged and reads as none:
+/// the thresholds decide, rather than every decision of the tenant failing.
+fn active_ruleset(item: &Item, key: &ItemKey) -> Option<u32> {
+    match get_n_opt::<u32>(item, RULESET_ACTIVE, key) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(key = %key, error = %e, "active ruleset unreadable: no ruleset applies");
+            None
+        }
+    }
+}
+
+/// The rules pointers of a config item, read tolerantly: an unreadable pointer is no ruleset, an
+/// unreadable list version leaves that list out (a rule naming it finds no list), each logged.
+pub(super) fn parse_rules_pointers(item: &Item, key: &ItemKey) -> RulesPointers {
+    let mut lists = BTreeMap::new();
+    match item.get(LIST_VERSIONS) {
+        None => {}
+        Some(AttributeValue::M(m)) => {
+            for (name, v) in m {
+                let version = match v {
+                    AttributeValue::N(raw) => raw.parse::<u64>().ok(),
+                    _ => None,
+                };
+                match (ListName::parse(name), version) {
+                    (Ok(name), Some(version)) => {
+                        lists.insert(name, version);
+                    }
+                    _ => {
+                        tracing::warn!(key = %key, list = %name, value = ?v, "list version unreadable: the list is left out")
+                    }
+                }
+            }
+        }
+        Some(other) => {
+            tracing::warn!(key = %key, value = ?other, "{LIST_VERSIONS} is not a map: no list versions")
+        }
+    }
+    RulesPointers {
+        active_ruleset: active_ruleset(item, key),
+        lists,
+    }
+}
+
+/// The ruleset pointer of a config item (`None`: none, or unreadable, logged). Its other parts
+/// unreadable leave the version standing, with an empty actor and the epoch as its time.
+pub(super) fn parse_ruleset_pointer(item: &Item, key: &ItemKey) -> Option<RulesetPointer> {
+    let version = active_ruleset(item, key)?;
+    let previous_version = get_n_opt::<u32>(item, RULESET_PREVIOUS, key).unwrap_or_else(|e| {
+        tracing::warn!(key = %key, error = %e, "previous ruleset unreadable");
+        None
+    });
+    let activated_by = match get_s(item, RULESET_BY, key) {
+        Ok(by) => by.to_owned(),
+        Err(e) => {
+            tracing::warn!(key = %key, error = %e, "ruleset activator unreadable");
+            String::new()
+        }
+    };
+    let activated_at = get_timestamp(item, RULESET_AT, key).unwrap_or_else(|e| {
+        tracing::warn!(key = %key, error = %e, "ruleset activation time unreadable");
+        Timestamp::from_unix(0).unwrap_or_else(|_| Timestamp::now())
+    });
+    Some(RulesetPointer {
+        version,
+        previous_version,
+        activated_by,
+        activated_at,
+    })
 }

@@ -12,6 +12,7 @@ pub mod jobs;
 pub mod labels;
 pub mod objects;
 pub mod registry;
+pub mod rules;
 
 #[cfg(test)]
 mod tests {
@@ -65,6 +66,13 @@ mod tests {
             &acme(),
             &other,
         ));
+    }
+
+    #[test]
+    fn the_rules_fake_keeps_the_contract() {
+        let store = InMemoryDecisions::default();
+        let other = TenantId::parse("globex").unwrap();
+        block_on(rules::rules_contract(&store, &store, &acme(), &other));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Decisions, keys, aggregates and tenant config in memory, held to what the DynamoDB adapter
-//! does by [`crate::ports::contract::decisions`] and [`crate::ports::contract::aggregates`].
+//! does by [`crate::ports::contract::decisions`] and [`crate::ports::contract::aggregates`]
+//! (rules and lists: [`super::rules`], held by [`crate::ports::contract::rules`]).
 
 use super::lock;
 use crate::domain::auth::{KeyHash, KeyRecord};
@@ -17,7 +18,7 @@ use std::sync::Mutex;
 type Scoped<K> = (TenantId, K);
 
 #[derive(Default)]
-struct State {
+pub(super) struct State {
     keys: HashMap<String, KeyRecord>,
     decisions: BTreeMap<Scoped<String>, DecisionRecord>,
     idempotency: HashMap<Scoped<String>, IdempotencyRecord>,
@@ -29,6 +30,9 @@ struct State {
     racing: Vec<(TenantId, DecisionRecord, Transaction)>,
     /// The entities of each bulk aggregate read, in the order asked.
     aggregate_reads: Vec<(Vec<CustomerId>, Vec<TerminalId>)>,
+    /// Rules, rulesets, the pointer, lists and the audit ([`super::rules`]): in this fake, as
+    /// the pointers ride in the CONFIG item the decision reads in the adapter.
+    pub(super) rules: super::rules::RulesState,
 }
 
 /// Decisions, aggregates, keys and tenant config in memory, with the DynamoDB adapter's
@@ -41,7 +45,7 @@ pub struct InMemoryDecisions {
 }
 
 impl InMemoryDecisions {
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+    pub(super) fn state(&self) -> std::sync::MutexGuard<'_, State> {
         lock(&self.state)
     }
 
@@ -178,7 +182,7 @@ impl DecisionStore for InMemoryDecisions {
             idempotency: idempotency_key.and_then(|k| s.idempotency.get(&scoped(k.as_str())).cloned()),
             thresholds: s.thresholds.get(tenant).copied(),
             active_model: s.active_models.get(tenant).cloned(),
-            rules: Default::default(),
+            rules: s.rules.pointers(tenant),
             aggregate_write: Default::default(),
         })
     }
