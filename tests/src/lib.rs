@@ -309,6 +309,7 @@ pub async fn seed_decision(store: &DynamoStore, tenant: &verdict::domain::Tenant
             version: "0123456789abcdef".into(),
         },
         policy_version: None,
+        rules: None,
         features: features_map(&x),
         inputs: serde_json::to_value(TransactionInputs::from_transaction(t))
             .unwrap()

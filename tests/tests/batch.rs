@@ -19,7 +19,7 @@ use verdict::domain::io::{Format, TransactionReader, TransactionWriter};
 use verdict::domain::model::import::{import, ImportFormat};
 use verdict::domain::model::Model;
 use verdict::domain::pipeline::REASONS_PER_DECISION;
-use verdict::domain::policy::Thresholds;
+use verdict::domain::policy::{Policy, Thresholds};
 use verdict::domain::registry::{ModelRegistration, ModelStatus};
 use verdict::domain::JobStatus;
 use verdict::domain::{LabelledTransaction, TenantId, Timestamp, Transaction};
@@ -623,6 +623,7 @@ fn decision_record(t: &Transaction) -> DecisionRecord {
             version: "seed".into(),
         },
         policy_version: None,
+        rules: None,
         features: features_map(&Default::default()),
         inputs: serde_json::json!({}).into(),
         request_fingerprint: "seed".into(),
@@ -712,7 +713,8 @@ async fn stored_features_are_what_the_api_would_compute_and_stay_unchanged() {
                 thresholds: Some(thresholds()),
                 ..ScoringSnapshot::default()
             };
-            let d = decide(&m, &request, &snap, "fp".into());
+            let policy = Policy::thresholds(thresholds());
+            let d = decide(&m, &policy, &request, &snap, "fp".into());
             ResultRow {
                 id: d.id.to_string(),
                 decision: d.decision,

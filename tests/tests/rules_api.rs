@@ -71,7 +71,14 @@ async fn activate(api: &ApiStack, key: &ApiKey, mode: &str, rules: &[Value]) -> 
     let v = r.body["version"].as_u64().unwrap();
     let r = call(api, "publish-ruleset", &format!("/v1/rulesets/{v}/publish"), key, None).await;
     assert_eq!((r.status, &r.body["status"]), (200, &json!("published")), "{}", r.body);
-    let r = call(api, "activate-ruleset", &format!("/v1/rulesets/{v}/activate"), key, None).await;
+    let r = call(
+        api,
+        "activate-ruleset",
+        &format!("/v1/rulesets/{v}/activate"),
+        key,
+        None,
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.body);
     v
 }
@@ -111,7 +118,11 @@ async fn a_rule_blocks_what_the_model_approved_and_an_allow_list_entry_overrides
         &key,
         "FIRST_MATCHED",
         &[
-            rule("blocked_email", "has(tx.email) && in_list(tx.email, \"blocked_emails\")", "block"),
+            rule(
+                "blocked_email",
+                "has(tx.email) && in_list(tx.email, \"blocked_emails\")",
+                "block",
+            ),
             rule("vip", "in_list(tx.customer_id, \"vip_customers\")", "allow"),
         ],
     )
@@ -126,9 +137,15 @@ async fn a_rule_blocks_what_the_model_approved_and_an_allow_list_entry_overrides
         [("blocked_email".into(), "active".into(), "matched".into())]
     );
     let reason = &blocked.body["reasons"][0];
-    assert_eq!((&reason["kind"], &reason["rule_id"]), (&json!("rule"), &json!("blocked_email")));
+    assert_eq!(
+        (&reason["kind"], &reason["rule_id"]),
+        (&json!("rule"), &json!("blocked_email"))
+    );
     assert_eq!(reason["text"], "Rule blocked_email: blocked_email matched");
-    assert!(blocked.body["policy_version"].as_str().unwrap().contains(&format!("ruleset:{v}")));
+    assert!(blocked.body["policy_version"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("ruleset:{v}")));
 
     // The stored decision says the same.
     let stored = call(&api, "get-transaction", "/v1/transactions/tx-blocked", &key, None).await;
@@ -164,11 +181,24 @@ async fn shadow_and_erroring_rules_are_recorded_and_never_decide() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["decision"], "approve", "{}", r.body);
     let hits = hit_ids(&r.body);
-    assert!(hits.contains(&("shadow_block".into(), "shadow".into(), "matched".into())), "{hits:?}");
-    assert!(hits.contains(&("needs_key".into(), "active".into(), "error".into())), "{hits:?}");
-    assert!(hits.contains(&("tagged".into(), "active".into(), "matched".into())), "{hits:?}");
     assert!(
-        r.body["reasons"].as_array().unwrap().iter().all(|x| x["kind"] == "model"),
+        hits.contains(&("shadow_block".into(), "shadow".into(), "matched".into())),
+        "{hits:?}"
+    );
+    assert!(
+        hits.contains(&("needs_key".into(), "active".into(), "error".into())),
+        "{hits:?}"
+    );
+    assert!(
+        hits.contains(&("tagged".into(), "active".into(), "matched".into())),
+        "{hits:?}"
+    );
+    assert!(
+        r.body["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|x| x["kind"] == "model"),
         "shadow, tag and errors are not reasons: {}",
         r.body["reasons"]
     );
@@ -178,24 +208,46 @@ async fn shadow_and_erroring_rules_are_recorded_and_never_decide() {
 async fn refusals_name_the_rule_field_and_position_and_change_nothing() {
     let api = ApiStack::new().await;
     let (_, key) = api.tenant("acme").await;
-    let v1 = activate(&api, &key, "FIRST_MATCHED", &[rule("ok", "tx.amount > 100000000", "block")]).await;
+    let v1 = activate(
+        &api,
+        &key,
+        "FIRST_MATCHED",
+        &[rule("ok", "tx.amount > 100000000", "block")],
+    )
+    .await;
 
     let r = save_rule(&api, &key, rule("bad", "tx.amount > 10 && amout < 5", "block")).await;
     r.assert_problem(400, "validation");
     let e = &r.body["errors"][0];
-    assert_eq!((&e["rule"], &e["field"]), (&json!("bad"), &json!("expression")), "{}", r.body);
+    assert_eq!(
+        (&e["rule"], &e["field"]),
+        (&json!("bad"), &json!("expression")),
+        "{}",
+        r.body
+    );
     assert_eq!(e["position"]["column"], 17, "{}", r.body);
     assert!(e["message"].as_str().unwrap().contains("amout"), "{}", r.body);
 
     let r = save_rule(&api, &key, rule("nolist", "in_list(tx.email, \"nope\")", "block")).await;
     r.assert_problem(400, "validation");
-    assert!(r.body["errors"][0]["message"].as_str().unwrap().contains("nope"), "{}", r.body);
+    assert!(
+        r.body["errors"][0]["message"].as_str().unwrap().contains("nope"),
+        "{}",
+        r.body
+    );
 
     let r = save_rule(&api, &key, rule("syntax", "tx.amount >", "block")).await;
     r.assert_problem(400, "validation");
     assert!(r.body["errors"][0]["position"].is_object(), "{}", r.body);
 
-    call(&api, "create-list", "/v1/lists", &key, Some(json!({"name": "ips", "kind": "ip"}))).await;
+    call(
+        &api,
+        "create-list",
+        "/v1/lists",
+        &key,
+        Some(json!({"name": "ips", "kind": "ip"})),
+    )
+    .await;
     let r = call(
         &api,
         "add-entries",
@@ -210,10 +262,31 @@ async fn refusals_name_the_rule_field_and_position_and_change_nothing() {
     assert_eq!(l.body["entries"], 0, "nothing of a refused request is added");
 
     // A draft cannot be activated; the active ruleset stays.
-    call(&api, "save-rule", "/v1/rules", &key, Some(rule("two", "tx.amount > 5", "review"))).await;
-    let d = call(&api, "create-ruleset", "/v1/rulesets", &key, Some(json!({"rules": [{"id": "two"}]}))).await;
+    call(
+        &api,
+        "save-rule",
+        "/v1/rules",
+        &key,
+        Some(rule("two", "tx.amount > 5", "review")),
+    )
+    .await;
+    let d = call(
+        &api,
+        "create-ruleset",
+        "/v1/rulesets",
+        &key,
+        Some(json!({"rules": [{"id": "two"}]})),
+    )
+    .await;
     let dv = d.body["version"].as_u64().unwrap();
-    let r = call(&api, "activate-ruleset", &format!("/v1/rulesets/{dv}/activate"), &key, None).await;
+    let r = call(
+        &api,
+        "activate-ruleset",
+        &format!("/v1/rulesets/{dv}/activate"),
+        &key,
+        None,
+    )
+    .await;
     r.assert_problem(409, "conflict");
     let active = call(&api, "get-active-ruleset", "/v1/rulesets/active", &key, None).await;
     assert_eq!(active.body["ruleset"]["version"], v1);
@@ -226,9 +299,23 @@ async fn two_activations_from_the_same_read_pointer_move_it_once() {
     let mut versions = Vec::new();
     for id in ["a", "b"] {
         save_rule(&api, &key, rule(id, "tx.amount > 5", "review")).await;
-        let d = call(&api, "create-ruleset", "/v1/rulesets", &key, Some(json!({"rules": [{"id": id}]}))).await;
+        let d = call(
+            &api,
+            "create-ruleset",
+            "/v1/rulesets",
+            &key,
+            Some(json!({"rules": [{"id": id}]})),
+        )
+        .await;
         let v = d.body["version"].as_u64().unwrap();
-        call(&api, "publish-ruleset", &format!("/v1/rulesets/{v}/publish"), &key, None).await;
+        call(
+            &api,
+            "publish-ruleset",
+            &format!("/v1/rulesets/{v}/publish"),
+            &key,
+            None,
+        )
+        .await;
         versions.push(v);
     }
     let move_to = |v: u64| {
@@ -237,7 +324,8 @@ async fn two_activations_from_the_same_read_pointer_move_it_once() {
             .bearer(&key)
             .json(&json!({"expected_active_version": null}))
     };
-    let (a, b) = tokio::join!(api.send(&move_to(versions[0])), api.send(&move_to(versions[1])));
+    let (ea, eb) = (move_to(versions[0]), move_to(versions[1]));
+    let (a, b) = tokio::join!(api.send(&ea), api.send(&eb));
     let mut statuses = [a.status, b.status];
     statuses.sort();
     assert_eq!(statuses, [200, 409], "{} / {}", a.body, b.body);
@@ -253,20 +341,47 @@ async fn two_activations_from_the_same_read_pointer_move_it_once() {
 async fn rollback_returns_to_the_previous_ruleset_and_the_audit_names_who_did_what() {
     let api = ApiStack::new().await;
     let (_, key) = api.tenant("acme").await;
-    let v1 = activate(&api, &key, "FIRST_MATCHED", &[rule("big", "tx.amount > 5000", "review")]).await;
-    let v2 = activate(&api, &key, "FIRST_MATCHED", &[rule("huge", "tx.amount > 1000", "block")]).await;
-    assert_eq!(api.send(&post_tx(&key, json!({"id": "t2"}))).await.body["decision"], "block");
+    let v1 = activate(
+        &api,
+        &key,
+        "FIRST_MATCHED",
+        &[rule("big", "tx.amount > 5000", "review")],
+    )
+    .await;
+    let v2 = activate(
+        &api,
+        &key,
+        "FIRST_MATCHED",
+        &[rule("huge", "tx.amount > 1000", "block")],
+    )
+    .await;
+    assert_eq!(
+        api.send(&post_tx(&key, json!({"id": "t2"}))).await.body["decision"],
+        "block"
+    );
     let r = call(&api, "rollback-ruleset", "/v1/rulesets/rollback", &key, None).await;
-    assert_eq!((r.status, &r.body["ruleset"]["version"]), (200, &json!(v1)), "{}", r.body);
+    assert_eq!(
+        (r.status, &r.body["ruleset"]["version"]),
+        (200, &json!(v1)),
+        "{}",
+        r.body
+    );
     assert_eq!(r.body["previous_version"], v2);
     let d = api.send(&post_tx(&key, json!({"id": "t1"}))).await;
-    assert_eq!(d.body["decision"], "review", "the next decision uses the rolled-back ruleset");
+    assert_eq!(
+        d.body["decision"], "review",
+        "the next decision uses the rolled-back ruleset"
+    );
 
     let audit = call(&api, "list-audit", "/v1/audit", &key, None).await;
     assert_eq!(audit.status, 200);
     let items = audit.body["items"].as_array().unwrap();
     assert_eq!(items[0]["action"], "ruleset.rollback", "{}", audit.body);
-    assert!(items.iter().all(|i| i["actor"] == key.key_id().as_str()), "{}", audit.body);
+    assert!(
+        items.iter().all(|i| i["actor"] == key.key_id().as_str()),
+        "{}",
+        audit.body
+    );
     let actions: Vec<&str> = items.iter().map(|i| i["action"].as_str().unwrap()).collect();
     for a in ["rule.create", "ruleset.create", "ruleset.publish", "ruleset.activate"] {
         assert!(actions.contains(&a), "{a} missing from {actions:?}");
@@ -283,11 +398,18 @@ async fn another_tenant_sees_none_of_the_rules_and_decides_without_them() {
         &api,
         &acme,
         "FIRST_MATCHED",
-        &[rule("blocked_email", "has(tx.email) && in_list(tx.email, \"blocked_emails\")", "block")],
+        &[rule(
+            "blocked_email",
+            "has(tx.email) && in_list(tx.email, \"blocked_emails\")",
+            "block",
+        )],
     )
     .await;
     let r = api.send(&post_tx(&other, json!({"id": "tx-g"}))).await;
-    assert_eq!((r.body["decision"].clone(), r.body["rules"].clone()), (json!("approve"), Value::Null));
+    assert_eq!(
+        (r.body["decision"].clone(), r.body["rules"].clone()),
+        (json!("approve"), Value::Null)
+    );
     call(&api, "get-rule", "/v1/rules/blocked_email", &other, None)
         .await
         .assert_problem(404, "not-found");
@@ -300,7 +422,12 @@ async fn another_tenant_sees_none_of_the_rules_and_decides_without_them() {
     let lists = call(&api, "list-lists", "/v1/lists", &other, None).await;
     assert_eq!(lists.body["items"], json!([]));
     // Another tenant's rule cannot use acme's list either.
-    let r = save_rule(&api, &other, rule("x", "in_list(tx.email, \"blocked_emails\")", "block")).await;
+    let r = save_rule(
+        &api,
+        &other,
+        rule("x", "in_list(tx.email, \"blocked_emails\")", "block"),
+    )
+    .await;
     r.assert_problem(400, "validation");
 }
 
@@ -314,7 +441,11 @@ async fn a_warm_decision_with_rules_and_lists_is_still_one_batch_get_and_one_tra
         &key,
         "ALL_MATCHED",
         &[
-            rule("blocked_email", "has(tx.email) && in_list(tx.email, \"blocked_emails\")", "block"),
+            rule(
+                "blocked_email",
+                "has(tx.email) && in_list(tx.email, \"blocked_emails\")",
+                "block",
+            ),
             rule("big", "tx.amount > 100000", "review"),
         ],
     )
@@ -323,7 +454,12 @@ async fn a_warm_decision_with_rules_and_lists_is_still_one_batch_get_and_one_tra
     api.send(&post_tx(&key, json!({"id": "tx-load"}))).await;
     api.stack.calls.take();
     let r = api.send(&post_tx(&key, json!({"id": "tx-warm"}))).await;
-    assert_eq!(r.body["rules"]["ruleset_version"].as_u64().is_some(), true, "{}", r.body);
+    assert_eq!(
+        r.body["rules"]["ruleset_version"].as_u64().is_some(),
+        true,
+        "{}",
+        r.body
+    );
     assert_eq!(api.stack.calls.take(), ["BatchGetItem", "TransactWriteItems"]);
 
     // A list change is seen by the next decision: one extra read, of that list only.
@@ -340,7 +476,11 @@ async fn a_warm_decision_with_rules_and_lists_is_still_one_batch_get_and_one_tra
     assert_eq!(r.body["decision"], "block", "{}", r.body);
     let calls = api.stack.calls.take();
     assert_eq!(calls.first().map(String::as_str), Some("BatchGetItem"), "{calls:?}");
-    assert_eq!(calls.last().map(String::as_str), Some("TransactWriteItems"), "{calls:?}");
+    assert_eq!(
+        calls.last().map(String::as_str),
+        Some("TransactWriteItems"),
+        "{calls:?}"
+    );
     assert!(
         calls.iter().all(|c| c != "GetItem"),
         "the ruleset stays cached: {calls:?}"

@@ -55,6 +55,7 @@ fn record(t: &Transaction, fingerprint: &str) -> DecisionRecord {
             version: "0123456789abcdef".into(),
         },
         policy_version: None,
+        rules: None,
         features: features_map(&x),
         inputs: serde_json::json!({
             "id": t.id.as_str(),

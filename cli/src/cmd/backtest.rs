@@ -92,7 +92,8 @@ fn print_table(r: &BacktestReport) {
         r.decisions,
         r.labelled,
         r.frauds,
-        r.baseline_version.map_or("thresholds only".to_owned(), |v| format!("ruleset {v}"))
+        r.baseline_version
+            .map_or("thresholds only".to_owned(), |v| format!("ruleset {v}"))
     );
     println!(
         "{:<28} {:>7} {:>6} {:>8} {:>7} {:>6} {:>6} {:>9} {:>7}",

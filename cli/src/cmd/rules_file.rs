@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use verdict::domain::rules::engine::CompiledRuleset;
 use verdict::domain::rules::lists::{normalise, ListIndex};
-use verdict::domain::rules::{ListEntry, ListKind, MatchMode, Rule, RuleSpec, Ruleset, RulesetStatus, MAX_LIST_ENTRIES};
+use verdict::domain::rules::{
+    ListEntry, ListKind, MatchMode, Rule, RuleSpec, Ruleset, RulesetStatus, MAX_LIST_ENTRIES,
+};
 use verdict::domain::{ListName, Timestamp};
 
 /// Who a local file's rules and entries are attributed to.
@@ -57,9 +59,9 @@ pub fn load_ruleset(path: &Path) -> anyhow::Result<(Ruleset, CompiledRuleset)> {
         let lines: Vec<String> = problems
             .iter()
             .map(|p| {
-                let at = p
-                    .position
-                    .map_or(String::new(), |pos| format!(" at line {}, column {}", pos.line, pos.column));
+                let at = p.position.map_or(String::new(), |pos| {
+                    format!(" at line {}, column {}", pos.line, pos.column)
+                });
                 format!(
                     "  rule {}: {}{at}: {}",
                     p.rule.as_deref().unwrap_or("-"),
@@ -119,7 +121,9 @@ pub fn load_lists(args: &[ListArg]) -> anyhow::Result<HashMap<ListName, Arc<List
             let raw = parts.next().unwrap_or_default().trim();
             let value = normalise(a.kind, raw).map_err(|e| anyhow::anyhow!("{}: {e}", at()))?;
             let expires_at = match parts.next().map(str::trim).filter(|s| !s.is_empty()) {
-                Some(t) => Some(Timestamp::parse("expires_at", t).map_err(|e| anyhow::anyhow!("{}: {}", at(), e.reason))?),
+                Some(t) => {
+                    Some(Timestamp::parse("expires_at", t).map_err(|e| anyhow::anyhow!("{}: {}", at(), e.reason))?)
+                }
                 None => None,
             };
             entries.push(ListEntry {

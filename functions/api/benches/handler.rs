@@ -17,16 +17,25 @@ use verdict::domain::features::{EntityAggregate, OfflineFeatures};
 use verdict::domain::model::train::{train, TrainParams};
 use verdict::domain::model::Model;
 use verdict::domain::registry::{ModelPointer, RegistryEntry};
+use verdict::domain::rules::{AuditEntry, ListEntry, ListMeta, Rule, Ruleset, RulesetPointer};
 use verdict::domain::{CustomerId, TenantId, Transaction, TransactionId};
+use verdict::domain::{ListName, RuleId, Timestamp};
 use verdict::offline::sim::{simulate, SimConfig};
+use verdict::ports::in_memory::InMemoryDecisions;
 use verdict::ports::registry::{ExpectedPointer, ModelRegistry};
+use verdict::ports::rules::{
+    ListChange, ListContents, RulesAdmin, RulesPointers, RulesRead, TenantPolicy, TenantPolicyRead,
+};
 use verdict::ports::*;
 
-/// Answers every read from memory and accepts every write: no I/O.
+/// Answers every read from memory and accepts every write: no I/O. Rules and lists come from
+/// the in-memory fake, whose pointers every snapshot carries.
 struct MemoryStore {
     key: KeyRecord,
     customer: EntityAggregate,
     terminal: EntityAggregate,
+    rules: InMemoryDecisions,
+    pointers: RulesPointers,
 }
 
 impl DecisionStore for MemoryStore {
@@ -44,6 +53,7 @@ impl DecisionStore for MemoryStore {
             key: Some(self.key.clone()),
             customer: self.customer.clone(),
             terminal: self.terminal.clone(),
+            rules: self.pointers.clone(),
             ..ScoringSnapshot::default()
         })
     }
@@ -91,6 +101,113 @@ impl ModelRegistry for MemoryStore {
         _: ExpectedPointer<'_>,
     ) -> Result<ModelPointer, StoreError> {
         Err(StoreError::NotFound(version.to_owned()))
+    }
+}
+
+impl DecisionWindow for MemoryStore {
+    async fn decisions_between(
+        &self,
+        _: &TenantId,
+        _: Timestamp,
+        _: Timestamp,
+        _: usize,
+        _: Option<&str>,
+    ) -> Result<Page<DecisionRecord>, StoreError> {
+        Ok(Page {
+            items: vec![],
+            next_cursor: None,
+        })
+    }
+}
+
+impl TenantPolicyRead for MemoryStore {
+    async fn tenant_policy(&self, t: &TenantId) -> Result<TenantPolicy, StoreError> {
+        self.rules.tenant_policy(t).await
+    }
+}
+
+impl RulesRead for MemoryStore {
+    async fn ruleset(&self, t: &TenantId, v: u32) -> Result<Option<Ruleset>, StoreError> {
+        self.rules.ruleset(t, v).await
+    }
+    async fn list_contents(&self, t: &TenantId, n: &ListName) -> Result<Option<ListContents>, StoreError> {
+        self.rules.list_contents(t, n).await
+    }
+}
+
+/// Only what scoring reads is served; the admin routes are not benchmarked.
+impl RulesAdmin for MemoryStore {
+    async fn put_rule(&self, t: &TenantId, r: &Rule, a: &AuditEntry) -> Result<(), StoreError> {
+        self.rules.put_rule(t, r, a).await
+    }
+    async fn rule(&self, t: &TenantId, id: &RuleId, v: Option<u32>) -> Result<Option<Rule>, StoreError> {
+        self.rules.rule(t, id, v).await
+    }
+    async fn rules(&self, t: &TenantId, l: usize, c: Option<&str>) -> Result<Page<Rule>, StoreError> {
+        self.rules.rules(t, l, c).await
+    }
+    async fn put_ruleset(&self, t: &TenantId, r: &Ruleset, a: &AuditEntry) -> Result<(), StoreError> {
+        self.rules.put_ruleset(t, r, a).await
+    }
+    async fn latest_ruleset_version(&self, t: &TenantId) -> Result<Option<u32>, StoreError> {
+        self.rules.latest_ruleset_version(t).await
+    }
+    async fn rulesets(&self, t: &TenantId, l: usize, c: Option<&str>) -> Result<Page<Ruleset>, StoreError> {
+        self.rules.rulesets(t, l, c).await
+    }
+    async fn publish_ruleset(&self, t: &TenantId, v: u32, a: &AuditEntry) -> Result<Ruleset, StoreError> {
+        self.rules.publish_ruleset(t, v, a).await
+    }
+    async fn ruleset_pointer(&self, t: &TenantId) -> Result<Option<RulesetPointer>, StoreError> {
+        self.rules.ruleset_pointer(t).await
+    }
+    async fn move_ruleset_pointer(
+        &self,
+        t: &TenantId,
+        e: Option<u32>,
+        to: &RulesetPointer,
+        a: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        self.rules.move_ruleset_pointer(t, e, to, a).await
+    }
+    async fn create_list(&self, t: &TenantId, m: &ListMeta, a: &AuditEntry) -> Result<(), StoreError> {
+        self.rules.create_list(t, m, a).await
+    }
+    async fn list_meta(&self, t: &TenantId, n: &ListName) -> Result<Option<ListMeta>, StoreError> {
+        self.rules.list_meta(t, n).await
+    }
+    async fn lists(&self, t: &TenantId) -> Result<Vec<ListMeta>, StoreError> {
+        self.rules.lists(t).await
+    }
+    async fn add_list_entries(
+        &self,
+        t: &TenantId,
+        n: &ListName,
+        e: &[ListEntry],
+        a: &AuditEntry,
+    ) -> Result<ListChange, StoreError> {
+        self.rules.add_list_entries(t, n, e, a).await
+    }
+    async fn remove_list_entries(
+        &self,
+        t: &TenantId,
+        n: &ListName,
+        v: &[String],
+        a: &AuditEntry,
+    ) -> Result<ListChange, StoreError> {
+        self.rules.remove_list_entries(t, n, v, a).await
+    }
+    async fn list_entries(
+        &self,
+        t: &TenantId,
+        n: &ListName,
+        l: usize,
+        c: Option<&str>,
+    ) -> Result<Page<ListEntry>, StoreError> {
+        self.rules.list_entries(t, n, l, c).await
+    }
+    async fn audit(&self, t: &TenantId, l: usize, c: Option<&str>) -> Result<Page<AuditEntry>, StoreError> {
+        self.rules.audit(t, l, c).await
     }
 }
 
@@ -158,6 +275,8 @@ fn benches(c: &mut Criterion) {
         key: record,
         customer,
         terminal,
+        rules: InMemoryDecisions::default(),
+        pointers: RulesPointers::default(),
     };
     let app = api::App::new(store, NoBlobs, Some(Arc::new(model(300))));
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -120,7 +120,10 @@ pub fn check_json(headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 /// An optional JSON body: none (or only whitespace) reads as `T::default()`.
-pub fn optional_json_body<T: serde::de::DeserializeOwned + Default>(req: &Request, limit: usize) -> Result<T, ApiError> {
+pub fn optional_json_body<T: serde::de::DeserializeOwned + Default>(
+    req: &Request,
+    limit: usize,
+) -> Result<T, ApiError> {
     let body: &[u8] = req.body().as_ref();
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
@@ -133,7 +136,10 @@ pub fn json_body<T: serde::de::DeserializeOwned>(req: &Request, limit: usize) ->
     let body: &[u8] = req.body().as_ref();
     check_json(req.headers())?;
     if body.len() > limit {
-        return Err(ApiError::PayloadTooLarge { size: body.len(), limit });
+        return Err(ApiError::PayloadTooLarge {
+            size: body.len(),
+            limit,
+        });
     }
     serde_json::from_slice(body).map_err(|e| {
         let message = if e.is_data() {
@@ -168,5 +174,4 @@ mod tests {
         assert!(!check(Some("application/jsonx")));
         assert!(!check(Some("application/problem+json")));
     }
-
 }

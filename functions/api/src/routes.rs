@@ -138,7 +138,10 @@ mod tests {
         assert_eq!(ok(Method::GET, "/v1/lists/l"), Route::GetList("l"));
         assert_eq!(ok(Method::GET, "/v1/lists/l/entries"), Route::ListEntries("l"));
         assert_eq!(ok(Method::POST, "/v1/lists/l/entries"), Route::AddEntries("l"));
-        assert_eq!(ok(Method::POST, "/v1/lists/l/entries/remove"), Route::RemoveEntries("l"));
+        assert_eq!(
+            ok(Method::POST, "/v1/lists/l/entries/remove"),
+            Route::RemoveEntries("l")
+        );
         assert_eq!(ok(Method::GET, "/v1/audit"), Route::Audit);
         assert_eq!(ok(Method::GET, "/v1/health"), Route::Health);
         assert_eq!(ok(Method::GET, "/v1/openapi.json"), Route::OpenApi);

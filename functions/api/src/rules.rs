@@ -112,7 +112,9 @@ pub async fn get<S: ApiStore, B: ModelBlobs>(
 ) -> Result<Response<Body>, ApiError> {
     let p = principal(app, req, Scope::RulesRead).await?;
     let mut errors = Vec::new();
-    let id = RuleId::parse(raw_id).map_err(|e| errors.push(field_error("id", e.reason))).ok();
+    let id = RuleId::parse(raw_id)
+        .map_err(|e| errors.push(field_error("id", e.reason)))
+        .ok();
     let version = match cx.query().first("version") {
         None => None,
         Some(raw) => match raw.parse::<u32>() {
@@ -160,7 +162,10 @@ impl<'de> Deserialize<'de> for RuleSpecBody {
         let v = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
         const KNOWN: [&str; 7] = ["id", "name", "description", "expression", "action", "priority", "mode"];
         if let Some(k) = v.keys().find(|k| !KNOWN.contains(&k.as_str())) {
-            return Err(D::Error::custom(format!("unknown field `{k}`, expected one of {}", KNOWN.join(", "))));
+            return Err(D::Error::custom(format!(
+                "unknown field `{k}`, expected one of {}",
+                KNOWN.join(", ")
+            )));
         }
         RuleSpec::deserialize(serde_json::Value::Object(v))
             .map(RuleSpecBody)
@@ -222,7 +227,10 @@ pub async fn publish<S: ApiStore, B: ModelBlobs>(
 ) -> Result<Response<Body>, ApiError> {
     let p = principal(app, req, Scope::RulesWrite).await?;
     let version = ruleset_version(raw_version)?;
-    Ok(ok(&service(app).publish(&p.tenant, &p.key_id, version).await?, cx.request_id))
+    Ok(ok(
+        &service(app).publish(&p.tenant, &p.key_id, version).await?,
+        cx.request_id,
+    ))
 }
 
 /// The optional body of activate and rollback.

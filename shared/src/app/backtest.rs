@@ -94,7 +94,11 @@ pub async fn backtest<S: RulesRead + TenantPolicyRead + DecisionWindow>(
         None => None,
     };
     let mut lists: HashMap<ListName, Arc<ListIndex>> = HashMap::new();
-    for name in draft.lists().iter().chain(baseline.iter().flat_map(|b| b.lists().iter())) {
+    for name in draft
+        .lists()
+        .iter()
+        .chain(baseline.iter().flat_map(|b| b.lists().iter()))
+    {
         if lists.contains_key(name) {
             continue;
         }
@@ -106,7 +110,8 @@ pub async fn backtest<S: RulesRead + TenantPolicyRead + DecisionWindow>(
         }
     }
     let thresholds = policy.thresholds.unwrap_or_default();
-    let mut run = Backtest::new(&ruleset, &draft, baseline.as_ref(), thresholds, &lists).map_err(BacktestError::Unusable)?;
+    let mut run =
+        Backtest::new(&ruleset, &draft, baseline.as_ref(), thresholds, &lists).map_err(BacktestError::Unusable)?;
     let mut cursor: Option<String> = None;
     let mut replayed = 0usize;
     loop {

@@ -120,11 +120,17 @@ impl<'a, S: RulesAdmin> RulesService<'a, S> {
             .iter()
             .filter(|l| !existing.contains_key(*l))
             .map(|l| {
-                let at = spec.expression.find(&format!("\"{l}\"")).or_else(|| spec.expression.find(&format!("'{l}'")));
+                let at = spec
+                    .expression
+                    .find(&format!("\"{l}\""))
+                    .or_else(|| spec.expression.find(&format!("'{l}'")));
                 match at {
-                    Some(offset) => {
-                        RuleProblem::at(Some(&spec.id), &spec.expression, offset, format!("no list named \"{l}\""))
-                    }
+                    Some(offset) => RuleProblem::at(
+                        Some(&spec.id),
+                        &spec.expression,
+                        offset,
+                        format!("no list named \"{l}\""),
+                    ),
                     None => RuleProblem::field(Some(&spec.id), "expression", format!("no list named \"{l}\"")),
                 }
             })
@@ -201,7 +207,10 @@ impl<'a, S: RulesAdmin> RulesService<'a, S> {
         draft: RulesetDraft,
     ) -> Result<Ruleset, RulesError> {
         if draft.description.len() > MAX_TEXT_BYTES {
-            return Err(invalid("description", format!("must be at most {MAX_TEXT_BYTES} bytes")));
+            return Err(invalid(
+                "description",
+                format!("must be at most {MAX_TEXT_BYTES} bytes"),
+            ));
         }
         if draft.rules.len() > MAX_RULES_PER_RULESET {
             return Err(invalid(
@@ -259,7 +268,10 @@ impl<'a, S: RulesAdmin> RulesService<'a, S> {
         let kinds = self.list_kinds(tenant).await?;
         let missing: Vec<_> = compiled.lists().iter().filter(|l| !kinds.contains_key(*l)).collect();
         if !missing.is_empty() {
-            return Err(invalid("rules", format!("names lists that do not exist: {}", join(&missing))));
+            return Err(invalid(
+                "rules",
+                format!("names lists that do not exist: {}", join(&missing)),
+            ));
         }
         // Versions are numbered by the store's latest; a concurrent create takes the next one.
         for _ in 0..3 {
@@ -448,7 +460,10 @@ impl<'a, S: RulesAdmin> RulesService<'a, S> {
         description: String,
     ) -> Result<ListMeta, RulesError> {
         if description.len() > MAX_TEXT_BYTES {
-            return Err(invalid("description", format!("must be at most {MAX_TEXT_BYTES} bytes")));
+            return Err(invalid(
+                "description",
+                format!("must be at most {MAX_TEXT_BYTES} bytes"),
+            ));
         }
         if let Some(existing) = self.store.list_meta(tenant, &name).await? {
             return if existing.kind == kind && existing.description == description {

@@ -4,6 +4,7 @@
 //! writes decision and aggregate deltas in one atomic transaction. Retries and races resolve to the
 //! first stored decision.
 
+use crate::app::policy_cache::{PolicyCache, RulesUnavailable, TenantRules};
 use crate::domain::auth::{AuthError, KeyHash, Principal};
 use crate::domain::decision::{
     features_map, risk_score, DecisionInputs, DecisionRecord, IdempotencyKey, ModelRef, ScoreRequest,
@@ -11,7 +12,6 @@ use crate::domain::decision::{
 use crate::domain::features::{self, transaction_delta};
 use crate::domain::model::{Model, ModelError};
 use crate::domain::pipeline;
-use crate::app::policy_cache::{PolicyCache, RulesUnavailable, TenantRules};
 use crate::domain::policy::{Policy, Thresholds};
 use crate::domain::{TenantId, Timestamp};
 use crate::ports::rules::RulesRead;
@@ -287,7 +287,11 @@ fn replay_of(snap: &ScoringSnapshot, fingerprint: &str, request: &ScoreRequest) 
 /// The policy of a tenant: its thresholds (else the default ones) and, when it has an active
 /// ruleset, that ruleset with its lists. A ruleset that cannot be used (stored data gone odd) is
 /// logged and the thresholds decide alone, so it never fails every decision of the tenant.
-pub fn policy_of(thresholds: Thresholds, rules: Result<Option<TenantRules>, RulesUnavailable>, tenant: &TenantId) -> Result<Policy, StoreError> {
+pub fn policy_of(
+    thresholds: Thresholds,
+    rules: Result<Option<TenantRules>, RulesUnavailable>,
+    tenant: &TenantId,
+) -> Result<Policy, StoreError> {
     match rules {
         Ok(None) => Ok(Policy::thresholds(thresholds)),
         Ok(Some(r)) => Ok(Policy::with_rules(thresholds, r.ruleset, Arc::new(r.lists))),
@@ -524,6 +528,7 @@ mod tests {
         // Another request for the same body commits between this one's read and its write.
         let winner = decide(
             &stump(),
+            &Policy::default(),
             &body("tx-1", 500),
             &ScoringSnapshot::default(),
             body("tx-1", 500).fingerprint(),
@@ -540,6 +545,7 @@ mod tests {
         // The winner had another body: this request must not claim the stored decision.
         let other = decide(
             &stump(),
+            &Policy::default(),
             &body("tx-2", 999),
             &ScoringSnapshot::default(),
             body("tx-2", 999).fingerprint(),

@@ -34,7 +34,9 @@ pub fn replay_inputs(record: &DecisionRecord) -> Result<(ScoreRequest, FeatureVe
             let row: JsonTransaction =
                 serde_json::from_value(v.clone()).map_err(|e| format!("inputs do not read: {e}"))?;
             row.parse().map_err(|errors| {
-                let first = errors.first().map_or(String::new(), |e| format!("{} {}", e.field, e.message));
+                let first = errors
+                    .first()
+                    .map_or(String::new(), |e| format!("{} {}", e.field, e.message));
                 format!("inputs do not parse: {first}")
             })?
         }
@@ -210,7 +212,9 @@ impl<'a> Backtest<'a> {
             r.frauds += 1;
         }
         for hit in self.every_rule.evaluate(&input, self.thresholds, self.lists).hits {
-            let Some(&i) = self.per_rule.get(&hit.rule_id) else { continue };
+            let Some(&i) = self.per_rule.get(&hit.rule_id) else {
+                continue;
+            };
             let s = &mut r.rules[i];
             match hit.status {
                 HitStatus::Error => s.errors += 1,

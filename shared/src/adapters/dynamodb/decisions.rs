@@ -371,7 +371,9 @@ fn window_bounds(from: &Timestamp, to: &Timestamp) -> (String, String) {
 }
 
 fn date_of(day: i32) -> Option<time::Date> {
-    Timestamp::from_unix(i64::from(day) * 86_400).ok().map(|t| t.inner().date())
+    Timestamp::from_unix(i64::from(day) * 86_400)
+        .ok()
+        .map(|t| t.inner().date())
 }
 
 impl DecisionWindow for DynamoStore {
@@ -435,7 +437,11 @@ impl DecisionWindow for DynamoStore {
             .expression_attribute_values(":low", s(&low))
             .expression_attribute_values(":high", s(&high))
             .limit(limit as i32)
-            .set_exclusive_start_key(at.after.as_ref().map(|a| a.iter().map(|(k, v)| (k.clone(), s(v))).collect()))
+            .set_exclusive_start_key(
+                at.after
+                    .as_ref()
+                    .map(|a| a.iter().map(|(k, v)| (k.clone(), s(v))).collect()),
+            )
             .send()
             .await
             .map_err(|e| sdk_error("Query (decisions by day)", e))?;
@@ -460,7 +466,8 @@ impl DecisionWindow for DynamoStore {
                     .iter()
                     .map(|(k, v)| v.as_s().ok().map(|v| (k.clone(), v.clone())))
                     .collect();
-                at.after = Some(after.ok_or_else(|| corrupt(&ItemKey::new(partition.clone(), ""), "a non-string key"))?);
+                at.after =
+                    Some(after.ok_or_else(|| corrupt(&ItemKey::new(partition.clone(), ""), "a non-string key"))?);
                 Some(at)
             }
             None if at.shard + 1 < DAY_SHARDS => Some(WindowCursor {

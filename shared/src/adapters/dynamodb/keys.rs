@@ -70,7 +70,12 @@ impl<'t> Keys<'t> {
     pub fn decisions_of_day(&self, day: time::Date, shard: u8) -> String {
         self.scoped(
             "DAY",
-            &format!("{:04}-{:02}-{:02}#{shard}", day.year(), u8::from(day.month()), day.day()),
+            &format!(
+                "{:04}-{:02}-{:02}#{shard}",
+                day.year(),
+                u8::from(day.month()),
+                day.day()
+            ),
         )
     }
 

@@ -53,8 +53,8 @@ use crate::domain::features::{AggregateDelta, DayCounter, EntityAggregate, RETEN
 use crate::domain::labels::{LabelValue, StoredLabel};
 pub use crate::domain::{JobStatus, ObjectRef};
 use crate::ports::{
-    ActiveModel, CommitOutcome, DecisionCommit, DecisionStore, DecisionWindow, IdempotencyRecord, Page, ScoringSnapshot,
-    StoreError,
+    ActiveModel, CommitOutcome, DecisionCommit, DecisionStore, DecisionWindow, IdempotencyRecord, Page,
+    ScoringSnapshot, StoreError,
 };
 use aws_sdk_dynamodb::error::{BuildError, DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;

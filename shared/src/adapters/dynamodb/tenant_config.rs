@@ -33,18 +33,8 @@ impl DynamoStore {
     }
 
     pub async fn thresholds(&self, tenant: &TenantId) -> Result<Option<Thresholds>, StoreError> {
-        let key = Keys::new(tenant).config();
-        match self.get(&key).await? {
-            // As the api's read: unreadable thresholds leave the default policy, logged.
-            Some(item) if item.contains_key("review_threshold") => match parse_thresholds(&item, &key) {
-                Ok(t) => Ok(Some(t)),
-                Err(e) => {
-                    tracing::error!(key = %key, error = %e, "tenant thresholds unreadable: the default policy decides");
-                    Ok(None)
-                }
-            },
-            _ => Ok(None),
-        }
+        use crate::ports::rules::TenantPolicyRead;
+        Ok(self.tenant_policy(tenant).await?.thresholds)
     }
 }
 
@@ -369,4 +359,30 @@ pub(super) fn parse_ruleset_pointer(item: &Item, key: &ItemKey) -> Option<Rulese
         activated_by,
         activated_at,
     })
+}
+
+/// The CONFIG item's thresholds and rules pointers, read as scoring reads them: what is
+/// unreadable is logged and left out.
+impl crate::ports::rules::TenantPolicyRead for DynamoStore {
+    async fn tenant_policy(&self, tenant: &TenantId) -> Result<crate::ports::rules::TenantPolicy, StoreError> {
+        let key = Keys::new(tenant).config();
+        let Some(item) = self.get(&key).await? else {
+            return Ok(Default::default());
+        };
+        let thresholds = if item.contains_key("review_threshold") {
+            match parse_thresholds(&item, &key) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    tracing::error!(key = %key, error = %e, "tenant thresholds unreadable: the default policy decides");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        Ok(crate::ports::rules::TenantPolicy {
+            thresholds,
+            rules: parse_rules_pointers(&item, &key),
+        })
+    }
 }

@@ -281,3 +281,13 @@ impl crate::ports::DecisionWindow for InMemoryDecisions {
         })
     }
 }
+
+impl crate::ports::rules::TenantPolicyRead for InMemoryDecisions {
+    async fn tenant_policy(&self, tenant: &TenantId) -> Result<crate::ports::rules::TenantPolicy, StoreError> {
+        let s = self.state();
+        Ok(crate::ports::rules::TenantPolicy {
+            thresholds: s.thresholds.get(tenant).copied(),
+            rules: s.rules.pointers(tenant),
+        })
+    }
+}
