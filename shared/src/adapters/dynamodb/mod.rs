@@ -13,12 +13,18 @@
 //! | upload bytes | `T#<tenant>#MODEL` | `SRC#<sha256>` | outcome (JSON): model-import's per-bytes idempotency |
 //! | job | `T#<tenant>#JOB#<bucket>/<key>#<etag>` | `JOB` | [`Job`](crate::ports::jobs::Job): status, lease, sequence, the kind's progress, result ([`jobs`]) |
 //! | job error chunk | as the job | `ERR#<seq>` | text: lines of the job's error report, expires_at (TTL) |
-//! | tenant config | `T#<tenant>` | `CONFIG` | review_threshold, block_threshold, agg_shards, agg_shards_version |
+//! | tenant config | `T#<tenant>` | `CONFIG` | review_threshold, block_threshold, agg_shards, agg_shards_version, ruleset_active, ruleset_prev, ruleset_by, ruleset_at, list_versions |
+//! | rule version | `T#<tenant>#RULE#<id>` | `V#<10 digits>` | version, rule (JSON) ([`rules`]) |
+//! | rule, latest | `T#<tenant>#RULES` | `<id>` | as the version |
+//! | ruleset | `T#<tenant>#RULESET` | `V#<10 digits>` | version, status, ruleset (JSON) |
+//! | list meta | `T#<tenant>#LISTS` | `<name>` | [`ListMeta`](crate::domain::rules::ListMeta) |
+//! | list entry | `T#<tenant>#LIST#<name>` | `E#<value>` | value, expiry, note, added_by, added_at |
+//! | audit entry | `T#<tenant>#AUDIT` | `ts9(at)#<unique>#<part>` | [`AuditEntry`](crate::domain::rules::AuditEntry) |
 //!
 //! Every tenant-scoped key is built by [`Keys`]; nothing else formats them. Tenant, customer,
 //! terminal and transaction ids are newtypes that cannot contain `#`. The client-chosen parts that
-//! may (idempotency key, key id, model version) only ever stand last in a key behind a fixed
-//! prefix, so they cannot reach another tenant's or another kind's items.
+//! may (idempotency key, key id, model version, list value) only ever stand last in a key behind
+//! a fixed prefix, so they cannot reach another tenant's or another kind's items.
 
 mod aggregates;
 mod api_keys;
