@@ -279,7 +279,7 @@ async fn fifty_concurrent_duplicates_make_one_decision_and_count_once() {
 }
 
 /// Every route that needs a key, with the scope it needs.
-const AUTHENTICATED: [(&str, &str); 8] = [
+const AUTHENTICATED: [(&str, &str); 27] = [
     ("post-transaction", "transactions:write"),
     ("get-transaction", "transactions:read"),
     ("list-transactions", "transactions:read"),
@@ -288,6 +288,25 @@ const AUTHENTICATED: [(&str, &str); 8] = [
     ("get-model", "models:read"),
     ("activate-model", "models:write"),
     ("rollback-model", "models:write"),
+    ("validate-rule", "rules:read"),
+    ("save-rule", "rules:write"),
+    ("list-rules", "rules:read"),
+    ("get-rule", "rules:read"),
+    ("create-ruleset", "rules:write"),
+    ("list-rulesets", "rules:read"),
+    ("get-active-ruleset", "rules:read"),
+    ("rollback-ruleset", "rules:write"),
+    ("get-ruleset", "rules:read"),
+    ("publish-ruleset", "rules:write"),
+    ("activate-ruleset", "rules:write"),
+    ("backtest-ruleset", "rules:read"),
+    ("create-list", "lists:write"),
+    ("list-lists", "rules:read"),
+    ("get-list", "rules:read"),
+    ("list-entries", "rules:read"),
+    ("add-entries", "lists:write"),
+    ("remove-entries", "lists:write"),
+    ("list-audit", "rules:read"),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -672,6 +691,21 @@ async fn the_contract_is_served_and_every_route_in_it_is_routed() {
         "/v1/models/{id}",
         "/v1/models/{id}/activate",
         "/v1/models/rollback",
+        "/v1/rules",
+        "/v1/rules/validate",
+        "/v1/rules/{id}",
+        "/v1/rulesets",
+        "/v1/rulesets/active",
+        "/v1/rulesets/rollback",
+        "/v1/rulesets/{version}",
+        "/v1/rulesets/{version}/publish",
+        "/v1/rulesets/{version}/activate",
+        "/v1/rulesets/{version}/backtest",
+        "/v1/lists",
+        "/v1/lists/{name}",
+        "/v1/lists/{name}/entries",
+        "/v1/lists/{name}/entries/remove",
+        "/v1/audit",
         "/v1/health",
         "/v1/openapi.json",
     ];
@@ -685,7 +719,10 @@ async fn the_contract_is_served_and_every_route_in_it_is_routed() {
             .keys()
             .filter(|m| ["get", "post", "put", "patch", "delete"].contains(&m.as_str()))
         {
-            let concrete = path.replace("{id}", "0123456789abcdef");
+            let concrete = path
+                .replace("{id}", "0123456789abcdef")
+                .replace("{version}", "1")
+                .replace("{name}", "blocked_emails");
             let e = Event::load("health").method(&method.to_uppercase()).path(&concrete);
             let r = api.send(&e).await;
             let public = ops[method]["security"] == json!([]);

@@ -420,11 +420,11 @@ fn drifted_routes_are_caught() {
     let extra = mutate(
         &otext,
         "  /v1/health:\n",
-        "  /v1/rules:\n    get:\n      summary: x\n  /v1/health:\n",
+        "  /v1/reports:\n    get:\n      summary: x\n  /v1/health:\n",
     );
     let drift = route_drift(&t, &parse("drifted openapi", &extra));
     assert!(
-        drift.iter().any(|d| d.starts_with("GET /v1/rules: in openapi.yaml")),
+        drift.iter().any(|d| d.starts_with("GET /v1/reports: in openapi.yaml")),
         "{drift:?}"
     );
 
@@ -519,9 +519,9 @@ fn the_watch_router_sends_every_contract_path_to_the_api() {
     let extra = mutate(
         &otext,
         "  /v1/health:\n",
-        "  /v1/rules:\n    get:\n      summary: x\n  /v1/health:\n",
+        "  /v1/reports:\n    get:\n      summary: x\n  /v1/health:\n",
     );
     assert!(router_drift(&cargo, &parse("drifted openapi", &extra))
         .iter()
-        .any(|d| d.starts_with("/v1/rules:")));
+        .any(|d| d.starts_with("/v1/reports:")));
 }
