@@ -220,6 +220,7 @@ fn expected_from_history(rows: &[LabelledTransaction]) -> Vec<ResultRow> {
                     })
                     .collect(),
                 model_version: m.version().to_owned(),
+                rules: None,
             }
         })
         .collect()
@@ -722,6 +723,7 @@ async fn stored_features_are_what_the_api_would_compute_and_stay_unchanged() {
                 risk_score: d.risk_score,
                 reasons: d.reasons.iter().map(ReasonOut::from).collect(),
                 model_version: d.model.version,
+                rules: d.rules,
             }
         })
         .collect();

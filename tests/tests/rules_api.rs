@@ -220,7 +220,12 @@ async fn refusals_name_the_rule_field_and_position_and_change_nothing() {
         "{}",
         r.body
     );
-    assert_eq!((&e["position"]["column"], &e["position"]["offset"]), (&json!(19), &json!(18)), "{}", r.body);
+    assert_eq!(
+        (&e["position"]["column"], &e["position"]["offset"]),
+        (&json!(19), &json!(18)),
+        "{}",
+        r.body
+    );
     assert!(e["message"].as_str().unwrap().contains("amout"), "{}", r.body);
 
     let r = save_rule(&api, &key, rule("nolist", "in_list(tx.email, \"nope\")", "block")).await;

@@ -1,7 +1,9 @@
 use super::pipeline::Dataset;
+use super::rules_file::{load_lists, load_ruleset, ListArg};
 use anyhow::Context;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 use verdict::domain::batch::{write_result_header, ResultRow};
 use verdict::domain::csv_line::CsvLine;
 use verdict::domain::io::Format;
@@ -29,10 +31,23 @@ pub struct Args {
     /// Score from which a transaction is blocked
     #[arg(long, default_value_t = Thresholds::default().block)]
     block: f64,
+    /// A ruleset to apply ({"mode": …, "rules": [rule, …]}, the API's rule bodies)
+    #[arg(long)]
+    rules: Option<PathBuf>,
+    /// A list the rules use: NAME=KIND:PATH (one value per line); repeat for more
+    #[arg(long = "list", requires = "rules")]
+    lists: Vec<ListArg>,
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let policy = Policy::thresholds(Thresholds::new(a.review, a.block)?);
+    let thresholds = Thresholds::new(a.review, a.block)?;
+    let policy = match &a.rules {
+        None => Policy::thresholds(thresholds),
+        Some(path) => {
+            let (_, compiled) = load_ruleset(path)?;
+            Policy::with_rules(thresholds, Arc::new(compiled), Arc::new(load_lists(&a.lists)?))
+        }
+    };
     let model = Model::load(&a.model)?;
     let ds = Dataset::load(&a.data)?;
     let format = if a.out.extension().is_some_and(|e| e == "ndjson" || e == "jsonl") {

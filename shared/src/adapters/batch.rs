@@ -7,12 +7,13 @@ use crate::adapters::{DynamoStore, S3Blobs};
 use crate::app::batch::{
     score_rows, BatchModels, Scored, ScoringPlan, ScoringPlatform, ScoringRun, ScoringStop, ScoringThread,
 };
+use crate::app::policy_cache::{RulesUnavailable, TenantRules};
 use crate::app::scoring::{ScoreError, Scorer};
 use crate::domain::batch::Flush;
 use crate::domain::model::Model;
-use crate::domain::policy::Thresholds;
 use crate::domain::TenantId;
 use crate::ports::objects::ReadFailure;
+use crate::ports::rules::{TenantPolicy, TenantPolicyRead};
 use crate::ports::{ActiveModel, AggregateReads, DecisionStore, StoreError};
 use std::future::Future;
 use std::io::Read;
@@ -125,8 +126,12 @@ impl BatchModels for Scorer<DynamoStore, S3Blobs> {
         self.store.active_model(tenant).await
     }
 
-    async fn thresholds(&self, tenant: &TenantId) -> Result<Option<Thresholds>, StoreError> {
-        self.store.thresholds(tenant).await
+    async fn tenant_policy(&self, tenant: &TenantId) -> Result<TenantPolicy, StoreError> {
+        self.store.tenant_policy(tenant).await
+    }
+
+    async fn rules(&self, tenant: &TenantId, version: u32) -> Result<Option<TenantRules>, RulesUnavailable> {
+        self.policies.pinned(&self.store, tenant, version).await
     }
 
     async fn load(&self, model: &ActiveModel) -> Result<Arc<Model>, ScoreError> {

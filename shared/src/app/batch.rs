@@ -8,6 +8,7 @@
 //! runs on a thread the platform owns ([`ScoringPlatform`]: spawning it, the channel of flushes),
 //! and waiting goes through [`Sleep`], so this stays runtime-agnostic.
 
+use crate::app::policy_cache::{RulesUnavailable, TenantRules};
 use crate::app::scoring::ScoreError;
 use crate::app::try_join_bounded;
 use crate::domain::batch::{
@@ -16,11 +17,12 @@ use crate::domain::batch::{
 };
 use crate::domain::io::{FileKind, Format, RowError, TransactionReader};
 use crate::domain::model::Model;
-use crate::domain::policy::{Policy, Thresholds};
+use crate::domain::policy::Policy;
 use crate::domain::{JobStatus, LabelledTransaction, TenantId, Timestamp, Transaction};
 use crate::ports::jobs::{Claim, Job, JobEnd, JobStore, JobType, LeaseOwner, NewJob};
 use crate::ports::objects::{ObjectVersion, Objects, ReadFailure};
 use crate::ports::reinvoke::Reinvoke;
+use crate::ports::rules::TenantPolicy;
 use crate::ports::{ActiveModel, AggregateReads, Sleep, StoreError};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -100,12 +102,18 @@ pub enum BatchRunError {
     Worker { key: String, reason: String },
 }
 
-/// The tenant's model and thresholds, as a new job pins them.
+/// The tenant's model and policy, as a new job pins them, and the pinned ones loaded.
 pub trait BatchModels: Send + Sync {
     fn active_model(&self, tenant: &TenantId) -> impl Future<Output = Result<Option<ActiveModel>, StoreError>> + Send;
-    fn thresholds(&self, tenant: &TenantId) -> impl Future<Output = Result<Option<Thresholds>, StoreError>> + Send;
+    fn tenant_policy(&self, tenant: &TenantId) -> impl Future<Output = Result<TenantPolicy, StoreError>> + Send;
     /// Loads (or returns the cached) model.
     fn load(&self, model: &ActiveModel) -> impl Future<Output = Result<Arc<Model>, ScoreError>> + Send;
+    /// Ruleset `version` compiled, with its lists as they are now (cached like the api's).
+    fn rules(
+        &self,
+        tenant: &TenantId,
+        version: u32,
+    ) -> impl Future<Output = Result<Option<TenantRules>, RulesUnavailable>> + Send;
 }
 
 /// Everything a scoring thread needs.
@@ -497,14 +505,15 @@ where
         if let Err(e) = self.load_model(&active).await? {
             return Ok(Err(Refusal::Tenant(e)));
         }
-        let thresholds = self.models.thresholds(&file.tenant).await?.unwrap_or_default();
+        let policy = self.models.tenant_policy(&file.tenant).await?;
         Ok(Ok(BatchProgress {
             feature_source,
             model: PinnedModel {
                 version: active.version,
                 object_key: active.object_key,
             },
-            thresholds,
+            thresholds: policy.thresholds.unwrap_or_default(),
+            ruleset: policy.rules.active_ruleset,
             checkpoint: Checkpoint::default(),
         }))
     }
@@ -633,6 +642,22 @@ where
         result
     }
 
+    /// The job's pinned policy: its thresholds and ruleset, so a resumed job decides every row as
+    /// the first invocation did (lists excepted: they are read as they are now). A pinned ruleset
+    /// that cannot be used fails the job (permanent); storage trouble is an `Err`.
+    async fn policy(&self) -> Result<Result<Policy, String>, BatchRunError> {
+        let p = &self.job.progress;
+        let Some(version) = p.ruleset else {
+            return Ok(Ok(Policy::thresholds(p.thresholds)));
+        };
+        match self.runner.models.rules(&self.file.tenant, version).await {
+            Ok(Some(r)) => Ok(Ok(Policy::with_rules(p.thresholds, r.ruleset, Arc::new(r.lists)))),
+            Ok(None) => Ok(Err(format!("ruleset {version} is not stored"))),
+            Err(RulesUnavailable::Store(e)) => Err(e.into()),
+            Err(e @ RulesUnavailable::Unusable { .. }) => Ok(Err(e.to_string())),
+        }
+    }
+
     fn lease_until(&self) -> i64 {
         now_epoch() + self.settings().lease.as_secs() as i64
     }
@@ -649,6 +674,10 @@ where
         let Some(kind) = self.file.kind else {
             return self.fail("unknown file type".into()).await;
         };
+        let policy = match self.policy().await? {
+            Ok(p) => p,
+            Err(reason) => return self.fail(reason).await,
+        };
         if !self.job.progress.checkpoint.reading_done {
             let object = &self.job.object;
             let Some((reader, failure)) = self
@@ -664,7 +693,7 @@ where
             let plan = ScoringPlan {
                 kind,
                 model,
-                policy: self.job.progress.policy(),
+                policy,
                 source: self.job.progress.feature_source,
                 part_size: self.settings().part_size,
                 checkpoint: self.job.progress.checkpoint.clone(),

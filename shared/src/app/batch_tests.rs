@@ -28,7 +28,10 @@ impl BatchModels for OneModel {
         }))
     }
 
-    async fn thresholds(&self, _tenant: &TenantId) -> Result<Option<Thresholds>, StoreError> {
+    async fn tenant_policy(&self, _tenant: &TenantId) -> Result<TenantPolicy, StoreError> {
+        Ok(TenantPolicy::default())
+    }
+    async fn rules(&self, _tenant: &TenantId, _version: u32) -> Result<Option<TenantRules>, RulesUnavailable> {
         Ok(None)
     }
 
@@ -303,7 +306,10 @@ impl BatchModels for Unfetchable {
         OneModel.active_model(tenant).await
     }
 
-    async fn thresholds(&self, _tenant: &TenantId) -> Result<Option<Thresholds>, StoreError> {
+    async fn tenant_policy(&self, _tenant: &TenantId) -> Result<TenantPolicy, StoreError> {
+        Ok(TenantPolicy::default())
+    }
+    async fn rules(&self, _tenant: &TenantId, _version: u32) -> Result<Option<TenantRules>, RulesUnavailable> {
         Ok(None)
     }
 

@@ -6,7 +6,7 @@
 use crate::domain::rules::engine::CompiledRuleset;
 use crate::domain::rules::lists::ListIndex;
 use crate::domain::{ListName, TenantId};
-use crate::ports::rules::{RulesPointers, RulesRead};
+use crate::ports::rules::{RulesPointers, RulesRead, TenantPolicyRead};
 use crate::ports::StoreError;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -82,6 +82,21 @@ impl PolicyCache {
             }
         }
         Ok(Some(TenantRules { ruleset, lists }))
+    }
+
+    /// Ruleset `version` (pinned by a batch job) with the tenant's lists at their versions now.
+    pub async fn pinned<S: RulesRead + TenantPolicyRead>(
+        &self,
+        store: &S,
+        tenant: &TenantId,
+        version: u32,
+    ) -> Result<Option<TenantRules>, RulesUnavailable> {
+        let now = store.tenant_policy(tenant).await?;
+        let pointers = RulesPointers {
+            active_ruleset: Some(version),
+            lists: now.rules.lists,
+        };
+        self.rules(store, tenant, &pointers).await
     }
 
     async fn ruleset<S: RulesRead>(

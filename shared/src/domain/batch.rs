@@ -23,7 +23,8 @@ use crate::domain::io::{FileKind, Format, RowError};
 use crate::domain::model::Model;
 use crate::domain::pipeline::{self, Decided, REASONS_PER_DECISION};
 use crate::domain::policy::{Policy, Thresholds};
-use crate::domain::{CustomerId, LabelledTransaction, TenantId, TerminalId, Timestamp, Transaction};
+use crate::domain::rules::{HitStatus, RuleHit, RulesApplied};
+use crate::domain::{CustomerId, LabelledTransaction, RuleId, TenantId, TerminalId, Timestamp, Transaction};
 pub use crate::domain::{JobStatus, ObjectRef};
 use flate2::read::MultiGzDecoder;
 use serde::{Deserialize, Serialize};
@@ -262,14 +263,10 @@ pub struct BatchProgress {
     pub feature_source: FeatureSource,
     pub model: PinnedModel,
     pub thresholds: Thresholds,
+    /// The ruleset active when the job started, which every row is decided by (its lists as they
+    /// are when each part is scored). `None`: the thresholds alone.
+    pub ruleset: Option<u32>,
     pub checkpoint: Checkpoint,
-}
-
-impl BatchProgress {
-    /// The policy the job is pinned to: a resumed job decides every row as the first invocation did.
-    pub fn policy(&self) -> Policy {
-        Policy::thresholds(self.thresholds)
-    }
 }
 
 /// [`BatchProgress`] as stored: flat, with the attribute names of docs/dynamodb.md.
@@ -280,6 +277,9 @@ struct StoredProgress {
     model_object_key: String,
     review_threshold: f64,
     block_threshold: f64,
+    /// Absent on jobs started before rules existed, which keep deciding by thresholds alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ruleset_version: Option<u32>,
     #[serde(default)]
     results_rows_done: u64,
     #[serde(default)]
@@ -311,6 +311,7 @@ impl From<BatchProgress> for StoredProgress {
             model_object_key: p.model.object_key,
             review_threshold: p.thresholds.review,
             block_threshold: p.thresholds.block,
+            ruleset_version: p.ruleset,
             results_rows_done: cp.results_rows_done,
             errors_rows_done: cp.errors_rows_done,
             next_line: cp.next_line,
@@ -337,6 +338,7 @@ impl TryFrom<StoredProgress> for BatchProgress {
                 object_key: s.model_object_key,
             },
             thresholds,
+            ruleset: s.ruleset_version,
             checkpoint: Checkpoint {
                 results_rows_done: s.results_rows_done,
                 errors_rows_done: s.errors_rows_done,
@@ -440,7 +442,7 @@ impl Summary {
             feature_source: Some(p.feature_source),
             model_version: Some(p.model.version.clone()),
             thresholds: Some(p.thresholds),
-            policy_version: Some(p.policy().version().to_owned()),
+            policy_version: Some(Policy::version_of(p.thresholds, p.ruleset)),
             counts: cp.counts,
             timings: Some(Timings {
                 started_at: job.started_at,
@@ -486,7 +488,7 @@ impl Summary {
 // Output rows
 
 /// The results file's CSV columns.
-pub const RESULT_COLUMNS: [&str; 11] = [
+pub const RESULT_COLUMNS: [&str; 13] = [
     "id",
     "decision",
     "score",
@@ -498,6 +500,8 @@ pub const RESULT_COLUMNS: [&str; 11] = [
     "reason_3_code",
     "reason_3_text",
     "model_version",
+    "ruleset_version",
+    "rule_hits",
 ];
 
 /// The error report's columns.
@@ -512,6 +516,60 @@ pub struct ResultRow {
     pub risk_score: u8,
     pub reasons: Vec<ReasonOut>,
     pub model_version: String,
+    /// The ruleset and its hits, as the API's decision carries them. In CSV: `ruleset_version`
+    /// and `rule_hits` (`<id>@<version>:<action>:<mode>:<status>`, `;`-separated; no error text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<RulesApplied>,
+}
+
+fn hits_text(r: &RulesApplied) -> String {
+    let mut out = String::new();
+    for (i, h) in r.hits.iter().enumerate() {
+        if i > 0 {
+            out.push(';');
+        }
+        let status = match h.status {
+            HitStatus::Matched => "matched",
+            HitStatus::Error => "error",
+        };
+        out.push_str(&format!(
+            "{}@{}:{}:{}:{status}",
+            h.rule_id,
+            h.rule_version,
+            h.action.as_str(),
+            h.mode.as_str()
+        ));
+    }
+    out
+}
+
+fn parse_hits(version: &str, text: &str) -> Result<Option<RulesApplied>, String> {
+    if version.is_empty() {
+        return Ok(None);
+    }
+    let ruleset_version = version.parse().map_err(|e| format!("ruleset_version: {e}"))?;
+    let hits = text
+        .split(';')
+        .filter(|h| !h.is_empty())
+        .map(|h| {
+            let bad = || format!("rule_hits: {h:?} is not <id>@<version>:<action>:<mode>:<status>");
+            let (id, rest) = h.split_once('@').ok_or_else(bad)?;
+            let parts: Vec<&str> = rest.split(':').collect();
+            let [v, action, mode, status] = parts.as_slice() else {
+                return Err(bad());
+            };
+            let word = |w: &str| serde_json::Value::String(w.to_owned());
+            Ok(RuleHit {
+                rule_id: RuleId::parse(id).map_err(|_| bad())?,
+                rule_version: v.parse().map_err(|_| bad())?,
+                action: serde_json::from_value(word(action)).map_err(|_| bad())?,
+                mode: serde_json::from_value(word(mode)).map_err(|_| bad())?,
+                status: serde_json::from_value(word(status)).map_err(|_| bad())?,
+                error: None,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok(Some(RulesApplied { ruleset_version, hits }))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -540,6 +598,7 @@ impl ResultRow {
             risk_score: risk_score(decided.score),
             reasons: decided.reasons.iter().map(ReasonOut::from).collect(),
             model_version: model_version.to_owned(),
+            rules: decided.rules.clone(),
         }
     }
 
@@ -569,6 +628,16 @@ impl ResultRow {
                     }
                 }
                 csv.field(out, &self.model_version);
+                match &self.rules {
+                    Some(r) => {
+                        csv.display(out, r.ruleset_version);
+                        csv.field(out, &hits_text(r));
+                    }
+                    None => {
+                        csv.field(out, "");
+                        csv.field(out, "");
+                    }
+                }
                 csv.end(out);
             }
         }
@@ -614,6 +683,7 @@ impl ResultRow {
                         risk_score: field(3).parse().map_err(|e| format!("line {line}: risk_score: {e}"))?,
                         reasons,
                         model_version: field(10).to_owned(),
+                        rules: parse_hits(field(11), field(12)).map_err(|e| format!("line {line}: {e}"))?,
                     });
                 }
                 Ok(rows)
@@ -1180,7 +1250,7 @@ mod tests {
         assert_eq!(
             lines[2],
             "b,block,0.8807970779778823,88,AMOUNT_HIGH,\"amount is 500.00, 10.0× the typical 50.00; this raises the \
-             risk\",,,,,56fed45b563bb9d2"
+             risk\",,,,,56fed45b563bb9d2,,"
         );
 
         let reason = |code: &str, text: &str| ReasonOut {
@@ -1198,9 +1268,31 @@ mod tests {
                 reason("\"quoted\"", "\r\n"),
             ],
             model_version: "v,1".into(),
+            rules: Some(RulesApplied {
+                ruleset_version: 7,
+                hits: vec![
+                    RuleHit {
+                        rule_id: RuleId::parse("big.amount").unwrap(),
+                        rule_version: 2,
+                        action: crate::domain::rules::RuleAction::Block,
+                        mode: crate::domain::rules::RuleMode::Active,
+                        status: HitStatus::Matched,
+                        error: None,
+                    },
+                    RuleHit {
+                        rule_id: RuleId::parse("needs_key").unwrap(),
+                        rule_version: 1,
+                        action: crate::domain::rules::RuleAction::Tag,
+                        mode: crate::domain::rules::RuleMode::Shadow,
+                        status: HitStatus::Error,
+                        error: None,
+                    },
+                ],
+            }),
         };
         let plain = ResultRow {
             reasons: vec![reason("AMOUNT_HIGH", "plain")],
+            rules: None,
             ..odd.clone()
         };
         let (mut csv, mut out) = (CsvLine::new(), Vec::new());
@@ -1353,6 +1445,7 @@ mod tests {
                     object_key: "k".into(),
                 },
                 thresholds: Thresholds::default(),
+                ruleset: None,
                 checkpoint: Checkpoint {
                     busy_ms: 2000,
                     counts: Counts {

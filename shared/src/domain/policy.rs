@@ -138,7 +138,7 @@ impl Policy {
     /// names both: `thresholds:review=0.3,block=0.8;ruleset:3`.
     pub fn with_rules(thresholds: Thresholds, ruleset: Arc<CompiledRuleset>, lists: Arc<dyn ListLookup>) -> Policy {
         Policy {
-            version: Cow::Owned(format!("{};ruleset:{}", Self::spell(thresholds), ruleset.version())),
+            version: Cow::Owned(Self::version_of(thresholds, Some(ruleset.version()))),
             thresholds,
             rules: Some(Rules { ruleset, lists }),
         }
@@ -151,6 +151,14 @@ impl Policy {
 
     fn spell(t: Thresholds) -> String {
         format!("thresholds:review={},block={}", t.review, t.block)
+    }
+
+    /// The version a policy of these thresholds and this ruleset has, without building it.
+    pub fn version_of(thresholds: Thresholds, ruleset: Option<u32>) -> String {
+        match ruleset {
+            Some(v) => format!("{};ruleset:{v}", Self::spell(thresholds)),
+            None => Self::spell(thresholds),
+        }
     }
 
     /// Names exactly what decided: two decisions with the same policy version and the same score

@@ -470,6 +470,7 @@ mod job_tests {
                 object_key: "models/active/acme/v1.vmodel".into(),
             },
             thresholds: Thresholds::new(0.3, 0.8).unwrap(),
+            ruleset: Some(3),
             checkpoint: Checkpoint {
                 results_rows_done: 7,
                 next_line: 9,
