@@ -483,3 +483,136 @@ async fn a_warm_decision_with_rules_and_lists_is_still_one_batch_get_and_one_tra
     api.send(&post_tx(&key, json!({"id": "tx-after-2"}))).await;
     assert_eq!(api.stack.calls.take(), ["BatchGetItem", "TransactWriteItems"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backtest_replays_stored_decisions_with_their_labels_and_writes_nothing() {
+    use verdict::domain::{Currency, CustomerId, Money, TerminalId, Timestamp, Transaction, TransactionId};
+    let api = ApiStack::new().await;
+    let (tenant, key) = api.tenant("acme").await;
+    // Six decisions inside the window (three of them large), one the day after.
+    let mut txs = Vec::new();
+    let mut answers = Vec::new();
+    for (i, (amount, at)) in [
+        (250_000, "2018-08-08T01:00:00Z"),
+        (250_000, "2018-08-08T02:00:00Z"),
+        (300_000, "2018-08-08T23:59:59Z"),
+        (1_000, "2018-08-08T03:00:00Z"),
+        (2_000, "2018-08-08T04:00:00Z"),
+        (3_000, "2018-08-08T05:00:00Z"),
+        (250_000, "2018-08-09T00:00:00Z"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let id = format!("bt-{i}");
+        let r = api
+            .send(&post_tx(
+                &key,
+                json!({"id": id, "amount": amount, "occurred_at": at, "customer_id": format!("c-{i}")}),
+            ))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        answers.push(r.body["decision"].as_str().unwrap().to_owned());
+        txs.push(Transaction {
+            id: TransactionId::parse(&id).unwrap(),
+            occurred_at: Timestamp::parse("t", at).unwrap(),
+            amount: Money::new(amount, Currency::EUR).unwrap(),
+            customer_id: CustomerId::parse(&format!("c-{i}")).unwrap(),
+            terminal_id: TerminalId::parse("term_3412").unwrap(),
+        });
+    }
+    // Two frauds: one large (caught by the rule), one small (missed).
+    verdict_integration::label_fraud(&api.stack.store, &tenant, &txs[0]).await;
+    verdict_integration::label_fraud(&api.stack.store, &tenant, &txs[4]).await;
+
+    save_rule(&api, &key, rule("large", "tx.amount > 100000", "block")).await;
+    let d = call(
+        &api,
+        "create-ruleset",
+        "/v1/rulesets",
+        &key,
+        Some(json!({"rules": [{"id": "large"}]})),
+    )
+    .await;
+    let v = d.body["version"].as_u64().unwrap();
+    api.stack.calls.take();
+    let window = json!({"from": "2018-08-08T00:00:00Z", "to": "2018-08-09T00:00:00Z"});
+    let r = call(
+        &api,
+        "backtest-ruleset",
+        &format!("/v1/rulesets/{v}/backtest"),
+        &key,
+        Some(window),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let b = &r.body;
+    assert_eq!(
+        (&b["decisions"], &b["frauds"], &b["labelled"]),
+        (&json!(6), &json!(2), &json!(2)),
+        "{b}"
+    );
+    let large = &b["rules"][0];
+    assert_eq!((&large["rule_id"], &large["hits"]), (&json!("large"), &json!(3)), "{b}");
+    assert_eq!(
+        (&large["frauds_caught"], &large["false_positives"]),
+        (&json!(1), &json!(0)),
+        "{b}"
+    );
+    assert_eq!(
+        (&large["precision"], &large["recall"]),
+        (&json!(1.0), &json!(0.5)),
+        "{b}"
+    );
+    // No ruleset was active when they were scored: the baseline is what the API answered, and
+    // the draft blocks the three large ones and leaves the rest as they were.
+    let mix = |ds: &[&str]| {
+        let n = |k: &str| ds.iter().filter(|d| **d == k).count() as u64;
+        json!({"approve": n("approve"), "review": n("review"), "block": n("block")})
+    };
+    let answered: Vec<&str> = answers[..6].iter().map(String::as_str).collect();
+    assert_eq!(b["baseline"]["mix"], mix(&answered), "{b}");
+    let mut drafted = answered.clone();
+    drafted[..3].fill("block");
+    assert_eq!(b["draft"]["mix"], mix(&drafted), "{b}");
+    let writes: Vec<String> = api
+        .stack
+        .calls
+        .take()
+        .into_iter()
+        .filter(|c| !matches!(c.as_str(), "GetItem" | "BatchGetItem" | "Query"))
+        .collect();
+    assert!(writes.is_empty(), "a backtest only reads: {writes:?}");
+
+    for (body, field) in [
+        (
+            json!({"from": "2018-08-09T00:00:00Z", "to": "2018-08-08T00:00:00Z"}),
+            "to",
+        ),
+        (
+            json!({"from": "2018-01-01T00:00:00Z", "to": "2018-08-08T00:00:00Z"}),
+            "to",
+        ),
+        (json!({"from": "yesterday", "to": "2018-08-08T00:00:00Z"}), "from"),
+    ] {
+        let r = call(
+            &api,
+            "backtest-ruleset",
+            &format!("/v1/rulesets/{v}/backtest"),
+            &key,
+            Some(body),
+        )
+        .await;
+        r.assert_problem(400, "validation");
+        assert_eq!(r.fields(), [field], "{}", r.body);
+    }
+    let r = call(
+        &api,
+        "backtest-ruleset",
+        "/v1/rulesets/99/backtest",
+        &key,
+        Some(json!({"from": "2018-08-08T00:00:00Z", "to": "2018-08-09T00:00:00Z"})),
+    )
+    .await;
+    r.assert_problem(404, "not-found");
+}

@@ -270,3 +270,162 @@ impl<'a> Backtest<'a> {
         r
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::rules::lists::NoLists;
+    use crate::domain::rules::{Rule, RuleSpec, RulesetStatus};
+    use crate::domain::{Currency, CustomerId, Money, TerminalId, Timestamp, TransactionId};
+
+    fn rule(id: &str, expression: &str, action: RuleAction, mode: RuleMode) -> Rule {
+        Rule {
+            spec: RuleSpec {
+                id: RuleId::parse(id).unwrap(),
+                name: id.into(),
+                description: String::new(),
+                expression: expression.into(),
+                action,
+                priority: 0,
+                mode,
+            },
+            version: 1,
+            created_by: "k".into(),
+            created_at: Timestamp::parse("t", "2026-01-01T00:00:00Z").unwrap(),
+        }
+    }
+
+    fn tx(i: usize, minor: i64) -> Transaction {
+        Transaction {
+            id: TransactionId::parse(&format!("tx-{i}")).unwrap(),
+            occurred_at: Timestamp::parse("t", "2026-01-01T12:00:00Z").unwrap(),
+            amount: Money::new(minor, Currency::EUR).unwrap(),
+            customer_id: CustomerId::parse("c").unwrap(),
+            terminal_id: TerminalId::parse("t").unwrap(),
+        }
+    }
+
+    /// Six decisions worked out by hand (thresholds 0.3 / 0.8; FIRST_MATCHED):
+    /// | # | amount | score | label | big (block) | risky (review) | mid (shadow block) | draft | baseline |
+    /// | 1 | 200.00 | 0.10 | fraud | hit | -   | hit | block  | approve |
+    /// | 2 | 200.00 | 0.90 | legit | hit | hit | hit | block  | block   |
+    /// | 3 |   1.00 | 0.60 | fraud | -   | hit | -   | review | review  |
+    /// | 4 |  60.00 | 0.10 | none  | -   | -   | hit | approve| approve |
+    /// | 5 |   1.00 | 0.10 | legit | -   | -   | -   | approve| approve |
+    /// | 6 |   1.00 | 0.35 | fraud | -   | -   | -   | review | review  |
+    #[test]
+    fn a_small_backtest_matches_the_hand_computed_figures() {
+        let ruleset = Ruleset {
+            version: 4,
+            status: RulesetStatus::Draft,
+            mode: MatchMode::FirstMatched,
+            description: String::new(),
+            rules: vec![
+                rule("big", "tx.amount > 10000", RuleAction::Block, RuleMode::Active),
+                rule("risky", "score > 0.5", RuleAction::Review, RuleMode::Active),
+                rule("mid", "tx.amount > 5000", RuleAction::Block, RuleMode::Shadow),
+            ],
+            created_by: "k".into(),
+            created_at: Timestamp::parse("t", "2026-01-01T00:00:00Z").unwrap(),
+            published_by: None,
+            published_at: None,
+        };
+        let draft = CompiledRuleset::compile(&ruleset).unwrap();
+        let mut run = Backtest::new(&ruleset, &draft, None, Thresholds::default(), &NoLists).unwrap();
+        let cases = [
+            (20_000, 0.1, Some(true)),
+            (20_000, 0.9, Some(false)),
+            (100, 0.6, Some(true)),
+            (6_000, 0.1, None),
+            (100, 0.1, Some(false)),
+            (100, 0.35, Some(true)),
+        ];
+        let x = FeatureVector::default();
+        for (i, (minor, score, fraud)) in cases.into_iter().enumerate() {
+            let t = tx(i, minor);
+            run.push(&Case {
+                transaction: &t,
+                extras: &RequestExtras::NONE,
+                features: &x,
+                score,
+                model_version: "m",
+                fraud,
+            });
+        }
+        let r = run.report();
+        assert_eq!((r.ruleset_version, r.baseline_version), (4, None));
+        assert_eq!((r.decisions, r.labelled, r.frauds, r.skipped), (6, 5, 3, 0));
+        let by_id = |id: &str| r.rules.iter().find(|s| s.rule_id.as_str() == id).unwrap().clone();
+        for (id, hits) in [("big", 2), ("risky", 2), ("mid", 3)] {
+            let s = by_id(id);
+            assert_eq!(
+                (s.hits, s.frauds_caught, s.false_positives, s.errors),
+                (hits, 1, 1, 0),
+                "{id}"
+            );
+            assert_eq!(s.precision, Some(0.5), "{id}");
+            assert!((s.recall.unwrap() - 1.0 / 3.0).abs() < 1e-12, "{id}");
+            assert!((s.hit_rate - hits as f64 / 6.0).abs() < 1e-12, "{id}");
+        }
+        assert_eq!(
+            r.draft,
+            Outcomes {
+                mix: Mix {
+                    approve: 2,
+                    review: 2,
+                    block: 2
+                },
+                frauds_stopped: 3,
+                legit_stopped: 1
+            }
+        );
+        assert_eq!(
+            r.baseline,
+            Outcomes {
+                mix: Mix {
+                    approve: 3,
+                    review: 2,
+                    block: 1
+                },
+                frauds_stopped: 2,
+                legit_stopped: 1
+            }
+        );
+        assert_eq!(r.changes, BTreeMap::from([("approve->block".to_owned(), 1)]));
+    }
+
+    #[test]
+    fn a_rule_that_errors_is_counted_as_an_error_not_a_hit() {
+        let mut ruleset = Ruleset {
+            version: 1,
+            status: RulesetStatus::Draft,
+            mode: MatchMode::AllMatched,
+            description: String::new(),
+            rules: vec![rule(
+                "needs_key",
+                "tx.metadata['channel'] == 'web'",
+                RuleAction::Block,
+                RuleMode::Active,
+            )],
+            created_by: "k".into(),
+            created_at: Timestamp::parse("t", "2026-01-01T00:00:00Z").unwrap(),
+            published_by: None,
+            published_at: None,
+        };
+        ruleset.rules[0].version = 2;
+        let draft = CompiledRuleset::compile(&ruleset).unwrap();
+        let mut run = Backtest::new(&ruleset, &draft, None, Thresholds::default(), &NoLists).unwrap();
+        let t = tx(1, 100);
+        run.push(&Case {
+            transaction: &t,
+            extras: &RequestExtras::NONE,
+            features: &FeatureVector::default(),
+            score: 0.1,
+            model_version: "m",
+            fraud: Some(true),
+        });
+        let s = &run.report().rules[0];
+        assert_eq!((s.rule_version, s.hits, s.errors, s.precision), (2, 0, 1, None));
+        assert_eq!(run.report().draft.mix.approve, 1, "the error does not decide");
+    }
+}
