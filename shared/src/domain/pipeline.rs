@@ -109,7 +109,13 @@ mod tests {
         assert!(d.reasons[1..].iter().all(|r| matches!(r, ReasonRecord::Model(_))));
         let rules = d.rules.unwrap();
         assert_eq!((rules.ruleset_version, rules.hits.len()), (5, 1));
-        let plain = decide(&model, &Policy::default(), &tx, &RequestExtras::NONE, &FeatureVector::default());
+        let plain = decide(
+            &model,
+            &Policy::default(),
+            &tx,
+            &RequestExtras::NONE,
+            &FeatureVector::default(),
+        );
         assert_eq!(plain.rules, None);
     }
 }

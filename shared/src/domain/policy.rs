@@ -309,7 +309,11 @@ mod tests {
         assert_eq!(with.evaluate(&input).decision, Decision::Block);
         let without = Policy::with_rules(Thresholds::default(), rules, Arc::new(NoLists));
         let o = without.evaluate(&input);
-        assert_eq!(o.decision, Decision::Approve, "an unloaded list is an error hit, not a match");
+        assert_eq!(
+            o.decision,
+            Decision::Approve,
+            "an unloaded list is an error hit, not a match"
+        );
         assert_eq!(o.rules.unwrap().hits[0].status, HitStatus::Error);
     }
 }

@@ -23,9 +23,9 @@
 //!
 //! # Evaluation order
 //! As Stripe Radar, with the model thresholds as Radar's built-in risk rules in their phase:
-//! 1. allow rules, 2. block rules, 3. the model block threshold (`score >= block`), 4. review
-//! rules, 5. the model review threshold, 6. approve. Within an action: higher priority first, ties
-//! by rule id. `tag` rules never decide; they are evaluated last.
+//! allow rules; block rules; the model block threshold (`score >= block`); review rules; the
+//! model review threshold; approve. Within an action: higher priority first, ties by rule id.
+//! `tag` rules never decide; they are evaluated last.
 //! - `FIRST_MATCHED`: the first active allow/block/review hit, or threshold, decides, and the later
 //!   active allow/block/review rules are not evaluated.
 //! - `ALL_MATCHED`: every rule is evaluated; the decision is the first phase that hit; every hit
@@ -191,7 +191,9 @@ fn parse_checked(spec: &RuleSpec) -> Result<(RuleRefs, IdedExpr), Vec<RuleProble
     } else if cost > MAX_COST {
         checker.problem(
             root,
-            format!("may cost {cost} node evaluations; at most {MAX_COST} (a comprehension counts its body per element)"),
+            format!(
+                "may cost {cost} node evaluations; at most {MAX_COST} (a comprehension counts its body per element)"
+            ),
         );
     }
     problems.extend(checker.problems.into_iter().take(MAX_PROBLEMS_PER_RULE));
@@ -290,8 +292,12 @@ impl Checker<'_> {
 
     fn problem_at(&mut self, offset: usize, message: impl Into<String>) {
         if self.problems.len() < MAX_PROBLEMS_PER_RULE {
-            self.problems
-                .push(RuleProblem::at(Some(&self.spec.id), &self.spec.expression, offset, message));
+            self.problems.push(RuleProblem::at(
+                Some(&self.spec.id),
+                &self.spec.expression,
+                offset,
+                message,
+            ));
         }
     }
 
@@ -442,7 +448,10 @@ impl Checker<'_> {
         if name == IN_LIST {
             return self.in_list(e, c, d);
         }
-        let operator = name.starts_with('_') || name.starts_with('@') || name == operators::LOGICAL_NOT || name == operators::NEGATE;
+        let operator = name.starts_with('_')
+            || name.starts_with('@')
+            || name == operators::LOGICAL_NOT
+            || name == operators::NEGATE;
         if !operator && !is_stdlib_function(name) {
             self.problem(e, format!("unknown function `{name}`"));
         }
@@ -455,7 +464,10 @@ impl Checker<'_> {
                         self.problem(e, format!("a matches() pattern is at most {MAX_PATTERN_BYTES} bytes"));
                     } else if let Err(err) = regex::RegexBuilder::new(p).size_limit(1 << 16).build() {
                         let err = err.to_string();
-                        self.problem(e, format!("invalid matches() pattern: {}", err.lines().last().unwrap_or(&err)));
+                        self.problem(
+                            e,
+                            format!("invalid matches() pattern: {}", err.lines().last().unwrap_or(&err)),
+                        );
                     }
                 }
                 _ => self.problem(e, "matches() takes a literal pattern"),
@@ -566,7 +578,10 @@ impl CompiledRuleset {
             problems.push(RuleProblem::field(
                 None,
                 "rules",
-                format!("{} rules; a ruleset has at most {MAX_RULES_PER_RULESET}", ruleset.rules.len()),
+                format!(
+                    "{} rules; a ruleset has at most {MAX_RULES_PER_RULESET}",
+                    ruleset.rules.len()
+                ),
             ));
             return Err(problems);
         }
@@ -619,7 +634,10 @@ impl CompiledRuleset {
         });
         let mut phases = [rules.len(); 5];
         for rank in (0..4).rev() {
-            phases[rank] = rules.iter().position(|r| action_rank(r.action) >= rank).unwrap_or(rules.len());
+            phases[rank] = rules
+                .iter()
+                .position(|r| action_rank(r.action) >= rank)
+                .unwrap_or(rules.len());
         }
         Ok(CompiledRuleset {
             version: ruleset.version,
@@ -653,6 +671,11 @@ impl CompiledRuleset {
         self.rules.is_empty()
     }
 
+    /// Rules outside the typed subset, run by cel's interpreter (slower: about 0.6 µs each).
+    pub fn interpreted(&self) -> usize {
+        self.rules.iter().filter(|r| matches!(r.eval, Eval::Cel(_))).count()
+    }
+
     /// Decides one transaction (see the module doc for the order and the modes).
     pub fn evaluate(&self, input: &Input<'_>, thresholds: Thresholds, lists: &dyn ListLookup) -> RulesVerdict {
         let vars = Vars {
@@ -672,7 +695,12 @@ impl CompiledRuleset {
         };
         let mut decided: Option<Decision> = None;
         let first = self.mode == MatchMode::FirstMatched;
-        for (rank, decision) in [(0, Decision::Approve), (1, Decision::Block), (2, Decision::Review), (3, Decision::Approve)] {
+        for (rank, decision) in [
+            (0, Decision::Approve),
+            (1, Decision::Block),
+            (2, Decision::Review),
+            (3, Decision::Approve),
+        ] {
             for rule in &self.rules[self.phases[rank]..self.phases[rank + 1]] {
                 let counts = rule.mode == RuleMode::Active && rule.action != RuleAction::Tag;
                 if counts && first && decided.is_some() {
@@ -1111,7 +1139,11 @@ mod fast {
                         (Node::Cmp(op, b(l), b(r)), Ty::Bool)
                     }
                     (
-                        operators::ADD | operators::SUBSTRACT | operators::MULTIPLY | operators::DIVIDE | operators::MODULO,
+                        operators::ADD
+                        | operators::SUBSTRACT
+                        | operators::MULTIPLY
+                        | operators::DIVIDE
+                        | operators::MODULO,
                         [l, r],
                     ) => {
                         let op = match name {
@@ -1123,7 +1155,8 @@ mod fast {
                         };
                         let (l, lt) = node(l, list_no)?;
                         let (r, rt) = node(r, list_no)?;
-                        let ok = (lt == Ty::Int && rt == Ty::Int) || (lt == Ty::Double && rt == Ty::Double && op != Arith::Rem);
+                        let ok = (lt == Ty::Int && rt == Ty::Int)
+                            || (lt == Ty::Double && rt == Ty::Double && op != Arith::Rem);
                         ok.then_some(())?;
                         (Node::Arith(op, b(l), b(r)), lt)
                     }
@@ -1146,7 +1179,9 @@ mod fast {
                         (Node::InLits(b(x), lits), Ty::Bool)
                     }
                     (IN_LIST, [x, name]) => {
-                        let Expr::Literal(LiteralValue::String(n)) = &name.expr else { return None };
+                        let Expr::Literal(LiteralValue::String(n)) = &name.expr else {
+                            return None;
+                        };
                         let i = *list_no.get(n.inner())?;
                         let (x, xt) = node(x, list_no)?;
                         (xt == Ty::Str).then_some(())?;
@@ -1173,7 +1208,9 @@ mod fast {
         let x = input.extras;
         let opt = |v: &'a Option<String>, name: &str| {
             v.as_deref().map(V::Str).ok_or_else(|| {
-                Error(format!("tx.{name} is not set on this transaction (test it with has(tx.{name}))"))
+                Error(format!(
+                    "tx.{name} is not set on this transaction (test it with has(tx.{name}))"
+                ))
             })
         };
         Ok(match v {
@@ -1433,7 +1470,12 @@ fn tx_field<'v>(input: &'v Input<'v>, name: &str) -> Option<CowVal<'v, 'v>> {
             let map: HashMap<CelMapKey<'v>, Box<dyn Val + 'v>> = x
                 .metadata
                 .iter()
-                .map(|(k, v)| (CelMapKey::from(k.as_str()), Box::new(CelString::from(v.as_str())) as Box<dyn Val + 'v>))
+                .map(|(k, v)| {
+                    (
+                        CelMapKey::from(k.as_str()),
+                        Box::new(CelString::from(v.as_str())) as Box<dyn Val + 'v>,
+                    )
+                })
                 .collect();
             CowVal::owned(CelMap::from(map))
         }
@@ -1448,7 +1490,7 @@ static TX_TYPE: Type = Type::new_unspecified_type("verdict.tx");
 static FEATURES_TYPE: Type = Type::new_unspecified_type("verdict.features");
 static LIST_TYPE: Type = Type::new_unspecified_type("verdict.list");
 
-fn key_name<'a>(idx: &'a dyn Val) -> Result<&'a str, ExecutionError> {
+fn key_name(idx: &dyn Val) -> Result<&str, ExecutionError> {
     idx.downcast_ref::<CelString>()
         .map(|s| s.inner())
         .ok_or_else(|| ExecutionError::UnexpectedType {
@@ -1494,7 +1536,8 @@ impl Indexer for TxVal<'_> {
             return Err(ExecutionError::no_such_key(name));
         }
         let v: Option<CowVal<'v, 'v>> = tx_field(self.input, name);
-        v.map(|v| CowVal::Owned(v.into_owned())).ok_or_else(|| ExecutionError::no_such_key(name))
+        v.map(|v| CowVal::Owned(v.into_owned()))
+            .ok_or_else(|| ExecutionError::no_such_key(name))
     }
     fn steal<'v>(self: Box<Self>, idx: &dyn Val) -> Result<Box<dyn Val + 'v>, ExecutionError>
     where
@@ -1671,9 +1714,12 @@ mod tests {
             extras: RequestExtras {
                 ip: Some("10.1.2.3".into()),
                 email: Some("Bob@Example.com".into()),
-                metadata: [("channel".to_owned(), "web".to_owned()), ("order".to_owned(), "42".to_owned())]
-                    .into_iter()
-                    .collect(),
+                metadata: [
+                    ("channel".to_owned(), "web".to_owned()),
+                    ("order".to_owned(), "42".to_owned()),
+                ]
+                .into_iter()
+                .collect(),
                 ..RequestExtras::NONE
             },
             features: FeatureVector(f),
@@ -1690,7 +1736,10 @@ mod tests {
         }
     }
 
-    const T: Thresholds = Thresholds { review: 0.3, block: 0.8 };
+    const T: Thresholds = Thresholds {
+        review: 0.3,
+        block: 0.8,
+    };
 
     fn run(rs: &CompiledRuleset, score: f64) -> RulesVerdict {
         rs.evaluate(&input(&tx(), score), T, &NoLists)
@@ -1764,12 +1813,18 @@ mod tests {
 
     #[test]
     fn without_a_hit_the_thresholds_decide() {
-        let rs = compiled(MatchMode::FirstMatched, vec![spec("r", "tx.amount > 1000000", RuleAction::Block)]);
+        let rs = compiled(
+            MatchMode::FirstMatched,
+            vec![spec("r", "tx.amount > 1000000", RuleAction::Block)],
+        );
         assert_eq!(run(&rs, 0.1).decision, Decision::Approve);
         assert_eq!(run(&rs, 0.3).decision, Decision::Review);
         assert_eq!(run(&rs, 0.8).decision, Decision::Block);
         assert!(run(&rs, 0.8).hits.is_empty());
-        assert_eq!(run(&compiled(MatchMode::AllMatched, vec![]), 0.5).decision, Decision::Review);
+        assert_eq!(
+            run(&compiled(MatchMode::AllMatched, vec![]), 0.5).decision,
+            Decision::Review
+        );
     }
 
     #[test]
@@ -1777,7 +1832,10 @@ mod tests {
         for mode in [MatchMode::FirstMatched, MatchMode::AllMatched] {
             let rs = compiled(
                 mode,
-                vec![spec("b", "true", RuleAction::Block), spec("a", "tx.customer_id == 'c-1'", RuleAction::Allow)],
+                vec![
+                    spec("b", "true", RuleAction::Block),
+                    spec("a", "tx.customer_id == 'c-1'", RuleAction::Allow),
+                ],
             );
             let v = run(&rs, 0.99);
             assert_eq!(v.decision, Decision::Approve, "{mode:?}");
@@ -1790,7 +1848,10 @@ mod tests {
         for mode in [MatchMode::FirstMatched, MatchMode::AllMatched] {
             let rs = compiled(
                 mode,
-                vec![prio(spec("r", "true", RuleAction::Review), 100), spec("b", "true", RuleAction::Block)],
+                vec![
+                    prio(spec("r", "true", RuleAction::Review), 100),
+                    spec("b", "true", RuleAction::Block),
+                ],
             );
             assert_eq!(run(&rs, 0.0).decision, Decision::Block, "{mode:?}");
         }
@@ -1833,7 +1894,10 @@ mod tests {
         let late = "tx.metadata.missing == 'x'";
         let rs = compiled(
             MatchMode::FirstMatched,
-            vec![spec("first", "true", RuleAction::Block), spec("late", late, RuleAction::Review)],
+            vec![
+                spec("first", "true", RuleAction::Block),
+                spec("late", late, RuleAction::Review),
+            ],
         );
         let v = run(&rs, 0.0);
         assert_eq!(ids(&v.hits), ["first"]);
@@ -1860,7 +1924,11 @@ mod tests {
         );
         let v = run(&rs, 0.99);
         assert_eq!(v.decision, Decision::Approve);
-        assert_eq!(ids(&v.hits), ["al", "bl", "rv", "tg"], "in evaluation order, the false one left out");
+        assert_eq!(
+            ids(&v.hits),
+            ["al", "bl", "rv", "tg"],
+            "in evaluation order, the false one left out"
+        );
         assert_eq!(reason_ids(&v), ["al", "bl", "rv"]);
     }
 
@@ -1876,17 +1944,28 @@ mod tests {
                 ],
             );
             let low = run(&rs, 0.01);
-            assert_eq!(low.decision, Decision::Approve, "{mode:?}: a shadow block on a low score approves");
+            assert_eq!(
+                low.decision,
+                Decision::Approve,
+                "{mode:?}: a shadow block on a low score approves"
+            );
             assert_eq!(ids(&low.hits), ["sa", "sb"]);
             assert!(low.hits.iter().all(|h| h.mode == RuleMode::Shadow));
             assert!(low.reasons.is_empty());
             let high = run(&rs, 0.95);
-            assert_eq!(high.decision, Decision::Block, "{mode:?}: a shadow allow does not approve");
+            assert_eq!(
+                high.decision,
+                Decision::Block,
+                "{mode:?}: a shadow allow does not approve"
+            );
         }
         // After the deciding hit, FIRST_MATCHED still evaluates shadow rules.
         let rs = compiled(
             MatchMode::FirstMatched,
-            vec![spec("b", "true", RuleAction::Block), shadow(spec("later", "true", RuleAction::Review))],
+            vec![
+                spec("b", "true", RuleAction::Block),
+                shadow(spec("later", "true", RuleAction::Review)),
+            ],
         );
         assert_eq!(ids(&run(&rs, 0.0).hits), ["b", "later"]);
     }
@@ -1895,7 +1974,10 @@ mod tests {
     fn tag_rules_are_recorded_only_and_always_evaluated() {
         let rs = compiled(
             MatchMode::FirstMatched,
-            vec![spec("t", "tx.currency == 'EUR'", RuleAction::Tag), spec("b", "true", RuleAction::Block)],
+            vec![
+                spec("t", "tx.currency == 'EUR'", RuleAction::Tag),
+                spec("b", "true", RuleAction::Block),
+            ],
         );
         let v = run(&rs, 0.0);
         assert_eq!(v.decision, Decision::Block);
@@ -1919,14 +2001,22 @@ mod tests {
             ],
         );
         let v = run(&rs, 0.0);
-        assert_eq!(v.decision, Decision::Review, "errors do not count, the decision goes on");
+        assert_eq!(
+            v.decision,
+            Decision::Review,
+            "errors do not count, the decision goes on"
+        );
         let error = |id: &str| {
             let h = v.hits.iter().find(|h| h.rule_id.as_str() == id).unwrap();
             assert_eq!(h.status, HitStatus::Error, "{id}");
             h.error.clone().unwrap()
         };
         assert!(error("missing-key").contains("nope"), "{}", error("missing-key"));
-        assert!(error("type-error").contains("+") || error("type-error").contains("add"), "{}", error("type-error"));
+        assert!(
+            error("type-error").contains("+") || error("type-error").contains("add"),
+            "{}",
+            error("type-error")
+        );
         assert_eq!(error("not-bool"), "evaluated to a string, not a bool");
         assert!(error("absent").contains("has(tx.country)"), "{}", error("absent"));
         assert_eq!(error("unloaded"), "list gone is not loaded");
@@ -1937,16 +2027,26 @@ mod tests {
 
     #[test]
     fn rules_read_the_transaction_the_features_and_the_score() {
-        assert!(holds("tx.amount == 12345 && tx.amount_major == 123.45 && tx.currency == 'EUR'"));
+        assert!(holds(
+            "tx.amount == 12345 && tx.amount_major == 123.45 && tx.currency == 'EUR'"
+        ));
         assert!(holds("tx.hour == 22 && tx.weekday == 7"), "Sunday is 7, in UTC");
         assert!(holds("tx.occurred_at == timestamp('2018-04-01T22:30:00Z')"));
-        assert!(holds("tx.occurred_at > timestamp('2018-04-01T00:00:00Z') && tx.occurred_at.getHours() == 22"));
+        assert!(holds(
+            "tx.occurred_at > timestamp('2018-04-01T00:00:00Z') && tx.occurred_at.getHours() == 22"
+        ));
         assert!(holds("tx.customer_id == 'c-1' && tx.terminal_id.startsWith('t-')"));
         assert!(holds("has(tx.email) && !has(tx.country) && tx.email.endsWith('.com')"));
         assert!(holds("tx.ip == '10.1.2.3'"));
-        assert!(holds("tx.metadata.channel == 'web' && tx.metadata['order'] == '42' && 'order' in tx.metadata"));
-        assert!(holds("has(tx.metadata.channel) && !has(tx.metadata.nope) && size(tx.metadata) == 2"));
-        assert!(holds("tx.metadata.exists(k, tx.metadata[k] == '42') && tx.metadata.all(k, k != '')"));
+        assert!(holds(
+            "tx.metadata.channel == 'web' && tx.metadata['order'] == '42' && 'order' in tx.metadata"
+        ));
+        assert!(holds(
+            "has(tx.metadata.channel) && !has(tx.metadata.nope) && size(tx.metadata) == 2"
+        ));
+        assert!(holds(
+            "tx.metadata.exists(k, tx.metadata[k] == '42') && tx.metadata.all(k, k != '')"
+        ));
         assert!(holds("['web', 'app'].exists(c, c == tx.metadata.channel)"));
         assert!(holds("features.terminal_risk_7d == 0.25 && features.amount == 0.0"));
         assert!(holds("has(features.terminal_risk_7d)"));
@@ -1967,13 +2067,28 @@ mod tests {
         };
         let mut m = HashMap::new();
         let mut put = |name: &str, kind, entries: Vec<ListEntry>| {
-            m.insert(ListName::parse(name).unwrap(), Arc::new(ListIndex::build(kind, &entries)));
+            m.insert(
+                ListName::parse(name).unwrap(),
+                Arc::new(ListIndex::build(kind, &entries)),
+            );
         };
-        put("bad_ips", ListKind::Ip, vec![entry("10.0.0.0/8", None), entry("2001:db8::/32", None)]);
+        put(
+            "bad_ips",
+            ListKind::Ip,
+            vec![entry("10.0.0.0/8", None), entry("2001:db8::/32", None)],
+        );
         put("exact_ip", ListKind::Ip, vec![entry("10.1.2.3", None)]);
         put("emails", ListKind::Email, vec![entry("BOB@example.COM", None)]);
-        put("expired", ListKind::CustomerId, vec![entry("c-1", Some("2018-04-01T22:30:00Z"))]);
-        put("expiring", ListKind::CustomerId, vec![entry("c-1", Some("2018-04-01T22:30:01Z"))]);
+        put(
+            "expired",
+            ListKind::CustomerId,
+            vec![entry("c-1", Some("2018-04-01T22:30:00Z"))],
+        );
+        put(
+            "expiring",
+            ListKind::CustomerId,
+            vec![entry("c-1", Some("2018-04-01T22:30:01Z"))],
+        );
         m
     }
 
@@ -1984,7 +2099,11 @@ mod tests {
         let matched = |expr: &str| {
             let rs = compiled(MatchMode::AllMatched, vec![spec("r", expr, RuleAction::Tag)]);
             let v = rs.evaluate(&input(&t, 0.5), T, &l);
-            assert!(v.hits.iter().all(|h| h.status == HitStatus::Matched), "{expr}: {:?}", v.hits);
+            assert!(
+                v.hits.iter().all(|h| h.status == HitStatus::Matched),
+                "{expr}: {:?}",
+                v.hits
+            );
             !v.hits.is_empty()
         };
         assert!(matched("in_list(tx.ip, 'bad_ips')"), "CIDR v4");
@@ -1993,9 +2112,14 @@ mod tests {
         assert!(matched("in_list(tx.ip, 'exact_ip')"));
         assert!(!matched("in_list('10.1.2.4', 'exact_ip')"));
         assert!(matched("in_list(tx.email, 'emails')"), "email case");
-        assert!(!matched("in_list(tx.customer_id, 'expired')"), "expired at the transaction's instant");
+        assert!(
+            !matched("in_list(tx.customer_id, 'expired')"),
+            "expired at the transaction's instant"
+        );
         assert!(matched("in_list(tx.customer_id, 'expiring')"), "expires a second later");
-        assert!(matched("has(tx.ip) && in_list(tx.ip, 'bad_ips') && !in_list(tx.customer_id, 'expired')"));
+        assert!(matched(
+            "has(tx.ip) && in_list(tx.ip, 'bad_ips') && !in_list(tx.customer_id, 'expired')"
+        ));
         let rs = compiled(
             MatchMode::FirstMatched,
             vec![
@@ -2009,7 +2133,12 @@ mod tests {
 
     #[test]
     fn check_rule_returns_the_lists_a_rule_reads() {
-        let refs = check_rule(&spec("r", "in_list(tx.email, 'a') || in_list(tx.ip, \"b\")", RuleAction::Block)).unwrap();
+        let refs = check_rule(&spec(
+            "r",
+            "in_list(tx.email, 'a') || in_list(tx.ip, \"b\")",
+            RuleAction::Block,
+        ))
+        .unwrap();
         let names: Vec<&str> = refs.lists.iter().map(|n| n.as_str()).collect();
         assert_eq!(names, ["a", "b"]);
     }
@@ -2034,7 +2163,9 @@ mod tests {
         assert!(m.contains("unknown variable `foo`"), "{m}");
         // A comprehension's own variable is known inside it only.
         assert!(check_rule(&spec("r", "[1, 2].exists(x, x > 1)", RuleAction::Block)).is_ok());
-        assert!(problem("[1, 2].exists(x, x > 1) && x > 1").0.contains("unknown variable `x`"));
+        assert!(problem("[1, 2].exists(x, x > 1) && x > 1")
+            .0
+            .contains("unknown variable `x`"));
     }
 
     #[test]
@@ -2068,7 +2199,12 @@ mod tests {
         assert!(m.contains("brackets"), "{m}");
         assert_eq!(at, (1, MAX_BRACKET_NESTING as u32 + 1));
         // Brackets inside a string literal do not count.
-        assert!(check_rule(&spec("r", &format!("tx.currency != '{}'", "(".repeat(40)), RuleAction::Block)).is_ok());
+        assert!(check_rule(&spec(
+            "r",
+            &format!("tx.currency != '{}'", "(".repeat(40)),
+            RuleAction::Block
+        ))
+        .is_ok());
         // Depth without brackets: a left-deep sum.
         let sum = format!("{} > 0", vec!["tx.amount"; 40].join(" + "));
         assert!(problem(&sum).0.contains("levels deep"), "{:?}", problems(&sum));
@@ -2078,22 +2214,38 @@ mod tests {
         // Cost: a comprehension's body counts per element.
         let costly = format!(
             "[{}].all(x, {})",
-            vec!["1"; 60].join(","),
-            vec!["x > 0"; 10].join(" && ")
+            ["1"; 60].join(","),
+            ["x > 0"; 10].join(" && ")
         );
-        assert!(problem(&costly).0.contains("node evaluations"), "{:?}", problems(&costly));
+        assert!(
+            problem(&costly).0.contains("node evaluations"),
+            "{:?}",
+            problems(&costly)
+        );
         // Comprehensions: not nested, only over metadata or literal lists.
         let (m, _) = problem("[1].all(x, [2].exists(y, y > x))");
         assert!(m.contains("nested"), "{m}");
-        assert!(problem("tx.metadata.all(k, tx.metadata.exists(j, j == k))").0.contains("nested"));
-        assert!(problem("tx.currency.all(c, c == 'x')").0.contains("tx.metadata or a literal list"));
-        assert!(problem("tx.metadata.map(k, k).exists(k, k == 'a')").0.contains("nested")
-            || problem("tx.metadata.map(k, k).exists(k, k == 'a')").0.contains("tx.metadata or a literal list"));
+        assert!(problem("tx.metadata.all(k, tx.metadata.exists(j, j == k))")
+            .0
+            .contains("nested"));
+        assert!(problem("tx.currency.all(c, c == 'x')")
+            .0
+            .contains("tx.metadata or a literal list"));
+        assert!(
+            problem("tx.metadata.map(k, k).exists(k, k == 'a')")
+                .0
+                .contains("nested")
+                || problem("tx.metadata.map(k, k).exists(k, k == 'a')")
+                    .0
+                    .contains("tx.metadata or a literal list")
+        );
         assert!(problem("[1].all(tx, tx > 0)").0.contains("is a variable"));
         // matches(): literal, valid, bounded patterns only.
         assert!(problem("tx.email.matches(tx.currency)").0.contains("literal pattern"));
         assert!(problem("tx.email.matches('(')").0.contains("invalid matches() pattern"));
-        assert!(problem("tx.email.matches('(a{1000}){1000}')").0.contains("invalid matches() pattern"));
+        assert!(problem("tx.email.matches('(a{1000}){1000}')")
+            .0
+            .contains("invalid matches() pattern"));
         // Not a condition.
         assert!(problem("tx.amount + 1").0.contains("condition"));
         assert!(problem("42").0.contains("condition"));
@@ -2107,25 +2259,36 @@ mod tests {
         s.name = String::new();
         let p = check_rule(&s).unwrap_err();
         assert!(p.iter().any(|p| p.field == "name"));
-        assert!(p.iter().any(|p| p.field == "expression" && p.message.contains("amonut")));
+        assert!(p
+            .iter()
+            .any(|p| p.field == "expression" && p.message.contains("amonut")));
     }
 
     #[test]
     fn a_ruleset_refuses_duplicate_ids_too_many_rules_and_names_each_bad_rule() {
         let dup = CompiledRuleset::compile(&ruleset(
             MatchMode::FirstMatched,
-            vec![spec("same", "true", RuleAction::Block), spec("same", "false", RuleAction::Review)],
+            vec![
+                spec("same", "true", RuleAction::Block),
+                spec("same", "false", RuleAction::Review),
+            ],
         ))
         .unwrap_err();
         assert_eq!(dup.len(), 1);
         assert_eq!((dup[0].rule.as_deref(), dup[0].field.as_str()), (Some("same"), "id"));
         assert!(dup[0].message.contains("same"));
-        let many: Vec<RuleSpec> = (0..=MAX_RULES_PER_RULESET).map(|i| spec(&format!("r{i}"), "true", RuleAction::Tag)).collect();
+        let many: Vec<RuleSpec> = (0..=MAX_RULES_PER_RULESET)
+            .map(|i| spec(&format!("r{i}"), "true", RuleAction::Tag))
+            .collect();
         let p = CompiledRuleset::compile(&ruleset(MatchMode::AllMatched, many)).unwrap_err();
         assert_eq!(p[0].field, "rules");
         let bad = CompiledRuleset::compile(&ruleset(
             MatchMode::AllMatched,
-            vec![spec("ok", "true", RuleAction::Tag), spec("bad1", "nope", RuleAction::Tag), spec("bad2", "tx.x", RuleAction::Tag)],
+            vec![
+                spec("ok", "true", RuleAction::Tag),
+                spec("bad1", "nope", RuleAction::Tag),
+                spec("bad2", "tx.x", RuleAction::Tag),
+            ],
         ))
         .unwrap_err();
         let named: Vec<_> = bad.iter().map(|p| p.rule.as_deref().unwrap()).collect();
@@ -2138,7 +2301,10 @@ mod tests {
     fn a_compiled_ruleset_is_shared_across_threads() {
         fn send_sync<T: Send + Sync>() {}
         send_sync::<CompiledRuleset>();
-        let rs = Arc::new(compiled(MatchMode::FirstMatched, vec![spec("b", "tx.amount > 100", RuleAction::Block)]));
+        let rs = Arc::new(compiled(
+            MatchMode::FirstMatched,
+            vec![spec("b", "tx.amount > 100", RuleAction::Block)],
+        ));
         let handles: Vec<_> = (0..2)
             .map(|_| {
                 let rs = Arc::clone(&rs);
@@ -2162,10 +2328,10 @@ mod tests {
     fn garbage_never_panics() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(10);
         const TOKENS: [&str; 48] = [
-            "tx", "features", "score", ".", "amount", "email", "metadata", "k", "(", ")", "[", "]", "{", "}", ",",
-            ":", "?", "&&", "||", "!", "-", "+", "*", "/", "%", "==", "<", ">=", " in ", "'a'", "\"b\"", "1", "2.5",
-            "0u", "true", "null", "b'x'", "has", "all", "exists", "map", "filter", "size", "in_list", "matches",
-            "x", "@", "`",
+            "tx", "features", "score", ".", "amount", "email", "metadata", "k", "(", ")", "[", "]", "{", "}", ",", ":",
+            "?", "&&", "||", "!", "-", "+", "*", "/", "%", "==", "<", ">=", " in ", "'a'", "\"b\"", "1", "2.5", "0u",
+            "true", "null", "b'x'", "has", "all", "exists", "map", "filter", "size", "in_list", "matches", "x", "@",
+            "`",
         ];
         for _ in 0..3_000 {
             let n = rng.gen_range(1..30);
@@ -2221,8 +2387,20 @@ mod tests {
     fn random_condition(rng: &mut impl Rng, depth: u32) -> String {
         fn num(rng: &mut impl Rng, depth: u32) -> String {
             const LEAVES: [&str; 14] = [
-                "tx.amount", "tx.hour", "tx.weekday", "risk_score", "features.terminal_risk_7d", "features.amount",
-                "score", "tx.amount_major", "1", "0", "-3", "9223372036854775807", "2.5", "(0.0 / 0.0)",
+                "tx.amount",
+                "tx.hour",
+                "tx.weekday",
+                "risk_score",
+                "features.terminal_risk_7d",
+                "features.amount",
+                "score",
+                "tx.amount_major",
+                "1",
+                "0",
+                "-3",
+                "9223372036854775807",
+                "2.5",
+                "(0.0 / 0.0)",
             ];
             if depth == 0 || rng.gen_bool(0.5) {
                 return LEAVES[rng.gen_range(0..LEAVES.len())].to_owned();
@@ -2235,8 +2413,15 @@ mod tests {
         }
         fn text(rng: &mut impl Rng) -> String {
             const LEAVES: [&str; 9] = [
-                "tx.email", "tx.country", "tx.metadata.channel", "tx.metadata.nope", "tx.currency", "model_version",
-                "'EUR'", "''", "'bob@example.com'",
+                "tx.email",
+                "tx.country",
+                "tx.metadata.channel",
+                "tx.metadata.nope",
+                "tx.currency",
+                "model_version",
+                "'EUR'",
+                "''",
+                "'bob@example.com'",
             ];
             LEAVES[rng.gen_range(0..LEAVES.len())].to_owned()
         }
@@ -2251,14 +2436,30 @@ mod tests {
                 random_condition(rng, d),
                 random_condition(rng, d)
             ),
-            4 => ["has(tx.email)", "has(tx.country)", "has(tx.metadata.channel)", "has(tx.metadata.nope)", "true", "false"]
-                [rng.gen_range(0..6)]
+            4 => [
+                "has(tx.email)",
+                "has(tx.country)",
+                "has(tx.metadata.channel)",
+                "has(tx.metadata.nope)",
+                "true",
+                "false",
+            ][rng.gen_range(0..6)]
             .to_owned(),
-            5 => format!("{}.{}({})", text(rng), ["startsWith", "endsWith", "contains"][rng.gen_range(0..3)], text(rng)),
+            5 => format!(
+                "{}.{}({})",
+                text(rng),
+                ["startsWith", "endsWith", "contains"][rng.gen_range(0..3)],
+                text(rng)
+            ),
             6 => format!("in_list({}, '{}')", text(rng), ["emails", "gone"][rng.gen_range(0..2)]),
             7 => format!("{} in ['EUR', 'web', 'bob@example.com']", text(rng)),
             8 => format!("{} in [1, 22, 12345]", num(rng, 1)),
-            9 => format!("{} {} {}", text(rng), ["==", "!=", "<", ">="][rng.gen_range(0..4)], text(rng)),
+            9 => format!(
+                "{} {} {}",
+                text(rng),
+                ["==", "!=", "<", ">="][rng.gen_range(0..4)],
+                text(rng)
+            ),
             10 => format!("has(tx.email) {} (tx.amount > 5)", ["==", "!="][rng.gen_range(0..2)]),
             _ => format!(
                 "{} {} {}",
@@ -2298,7 +2499,12 @@ mod tests {
                     let v = c.evaluate(&input(t, *score), T, &l);
                     v.hits.first().map(|h| h.status)
                 };
-                assert_eq!(outcome(&fast), outcome(&cel), "{expr} with score {score} on {:?}", t.extras);
+                assert_eq!(
+                    outcome(&fast),
+                    outcome(&cel),
+                    "{expr} with score {score} on {:?}",
+                    t.extras
+                );
                 compared += 1;
             }
         }
@@ -2312,11 +2518,23 @@ mod tests {
             let rs = compiled(MatchMode::AllMatched, vec![spec("r", expr, RuleAction::Tag)]);
             matches!(rs.rules[0].eval, Eval::Fast(_))
         };
-        assert!(kind("tx.amount > 100 && features.terminal_risk_7d > 0.5 && in_list(tx.email, 'x')"));
-        assert!(kind("has(tx.email) && tx.email.endsWith('.ru') || tx.country in ['NG', 'GH']"));
+        assert!(kind(
+            "tx.amount > 100 && features.terminal_risk_7d > 0.5 && in_list(tx.email, 'x')"
+        ));
+        assert!(kind(
+            "has(tx.email) && tx.email.endsWith('.ru') || tx.country in ['NG', 'GH']"
+        ));
         assert!(!kind("tx.metadata.exists(k, k == 'a')"));
         assert!(!kind("tx.occurred_at > timestamp('2018-01-01T00:00:00Z')"));
         assert!(!kind("tx.amount + 1.5 > 2.0"), "int + double is cel's error to raise");
         assert!(!kind("size(tx.email) > 3"));
+        let rs = compiled(
+            MatchMode::AllMatched,
+            vec![
+                spec("a", "tx.amount > 1", RuleAction::Tag),
+                spec("b", "size(tx.email) > 3", RuleAction::Tag),
+            ],
+        );
+        assert_eq!(rs.interpreted(), 1);
     }
 }

@@ -37,7 +37,10 @@ pub fn normalise(kind: ListKind, raw: &str) -> Result<String, String> {
             if t.len() == 2 && t.bytes().all(|b| b.is_ascii_alphabetic()) {
                 Ok(t.to_ascii_uppercase())
             } else {
-                Err(format!("{} is not an ISO 3166 alpha-2 country code (two letters)", show(raw)))
+                Err(format!(
+                    "{} is not an ISO 3166 alpha-2 country code (two letters)",
+                    show(raw)
+                ))
             }
         }
         ListKind::Bin => {
@@ -409,7 +412,10 @@ mod tests {
 
     #[test]
     fn entries_normalise_per_kind() {
-        assert_eq!(normalise(ListKind::Email, "  Bob@Example.COM ").unwrap(), "bob@example.com");
+        assert_eq!(
+            normalise(ListKind::Email, "  Bob@Example.COM ").unwrap(),
+            "bob@example.com"
+        );
         assert_eq!(normalise(ListKind::Country, "fr").unwrap(), "FR");
         assert_eq!(normalise(ListKind::Bin, "412345").unwrap(), "412345");
         assert_eq!(normalise(ListKind::Ip, "10.0.0.0/8").unwrap(), "10.0.0.0/8");
@@ -429,14 +435,18 @@ mod tests {
         for bad in ["10.0.0.0/33", "10.0.0.0/", "10.0.0.0/+8", "::/129", "x", ""] {
             assert!(normalise(ListKind::Ip, bad).is_err(), "{bad}");
         }
-        assert!(normalise(ListKind::Email, "no-at-sign").unwrap_err().contains("\"no-at-sign\""));
+        assert!(normalise(ListKind::Email, "no-at-sign")
+            .unwrap_err()
+            .contains("\"no-at-sign\""));
         assert!(normalise(ListKind::Email, "a@").is_err());
         assert!(normalise(ListKind::Email, "a b@c").is_err());
         assert!(normalise(ListKind::Country, "FRA").is_err());
         assert!(normalise(ListKind::Bin, "12345").is_err());
         assert!(normalise(ListKind::Bin, "123456789").is_err());
         assert!(normalise(ListKind::Bin, "12345a").is_err());
-        assert!(normalise(ListKind::CustomerId, "a#b").unwrap_err().contains("customer id"));
+        assert!(normalise(ListKind::CustomerId, "a#b")
+            .unwrap_err()
+            .contains("customer id"));
         assert!(normalise(ListKind::String, "").is_err());
         let long = normalise(ListKind::String, &"é".repeat(200)).unwrap_err();
         assert!(long.contains("…") && long.contains("256"), "{long}");
@@ -454,7 +464,10 @@ mod tests {
         assert!(l.contains("2001:DB8::", at));
         assert!(!l.contains("2001:db9::1", at));
         assert!(l.contains("::1", at));
-        assert!(l.contains("::ffff:10.9.9.9", at), "an IPv4-mapped address is its IPv4 address");
+        assert!(
+            l.contains("::ffff:10.9.9.9", at),
+            "an IPv4-mapped address is its IPv4 address"
+        );
         assert!(!l.contains("not an ip", at));
         assert_eq!(l.len(), 4);
         let all = index(ListKind::Ip, &["0.0.0.0/0"]);
@@ -481,7 +494,11 @@ mod tests {
     fn a_value_listed_twice_keeps_the_later_expiry() {
         let l = ListIndex::build(
             ListKind::String,
-            &[entry("v", Some("2026-01-02T00:00:00Z")), entry("v", None), entry("w", Some("2026-01-02T00:00:00Z"))],
+            &[
+                entry("v", Some("2026-01-02T00:00:00Z")),
+                entry("v", None),
+                entry("w", Some("2026-01-02T00:00:00Z")),
+            ],
         );
         assert!(l.contains("v", ts("2030-01-01T00:00:00Z")));
         assert!(!l.contains("w", ts("2030-01-01T00:00:00Z")));
@@ -498,7 +515,10 @@ mod tests {
         let c = index(ListKind::Country, &["ng"]);
         assert!(c.contains("NG", at) && c.contains("ng", at));
         let s = index(ListKind::String, &["Abc"]);
-        assert!(s.contains("Abc", at) && !s.contains("abc", at), "strings compare exactly");
+        assert!(
+            s.contains("Abc", at) && !s.contains("abc", at),
+            "strings compare exactly"
+        );
     }
 
     #[test]
