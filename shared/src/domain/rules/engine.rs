@@ -107,6 +107,20 @@ pub const TX_FIELDS: [&str; 13] = [
 /// The variables a rule can name.
 pub const VARIABLES: [&str; 5] = ["tx", "features", "score", "risk_score", "model_version"];
 
+/// CEL's type names, for `type(x) == int`.
+const TYPE_NAMES: [&str; 10] = [
+    "bool",
+    "int",
+    "uint",
+    "double",
+    "string",
+    "bytes",
+    "list",
+    "map",
+    "null_type",
+    "type",
+];
+
 /// The list lookup function.
 pub const IN_LIST: &str = "in_list";
 
@@ -341,7 +355,7 @@ impl Checker<'_> {
         match &e.expr {
             Expr::Literal(_) => 1,
             Expr::Ident(name) => {
-                if !self.in_scope(name) && !VARIABLES.contains(&name.as_str()) {
+                if !self.in_scope(name) && !VARIABLES.contains(&name.as_str()) && !TYPE_NAMES.contains(&name.as_str()) {
                     self.problem(
                         e,
                         format!("unknown variable `{name}`; known are tx, features, score, risk_score, model_version"),
@@ -2054,6 +2068,9 @@ mod tests {
         assert!(holds("tx['amount'] == 12345"));
         assert!(holds("tx.email.matches('^[a-zA-Z]+@')"));
         assert!(holds("tx.currency in ['EUR', 'USD']"));
+        assert!(holds(
+            "type(tx.amount) == int && type(score) == double && type(tx.currency) != int"
+        ));
         assert!(!holds("tx.amount > 12345"));
     }
 
@@ -2212,11 +2229,7 @@ mod tests {
         let many = format!("tx.currency in [{}]", vec!["'X'"; 300].join(","));
         assert!(problem(&many).0.contains("syntax nodes"), "{:?}", problems(&many));
         // Cost: a comprehension's body counts per element.
-        let costly = format!(
-            "[{}].all(x, {})",
-            ["1"; 60].join(","),
-            ["x > 0"; 10].join(" && ")
-        );
+        let costly = format!("[{}].all(x, {})", ["1"; 60].join(","), ["x > 0"; 10].join(" && "));
         assert!(
             problem(&costly).0.contains("node evaluations"),
             "{:?}",
