@@ -2012,6 +2012,13 @@ mod tests {
                 spec("not-a-string", "in_list(tx.amount, 'gone')", RuleAction::Block),
                 spec("div", "tx.amount / 0 > 1", RuleAction::Block),
                 spec("ok", "tx.amount > 1", RuleAction::Review),
+                spec("absent-cel", "size(tx.country) > 1", RuleAction::Block),
+                spec(
+                    "unloaded-cel",
+                    "in_list(tx.email, 'gone') || size(tx.email) > 100",
+                    RuleAction::Block,
+                ),
+                spec("missing-key-cel", "size(tx.metadata.nope) > 1", RuleAction::Block),
             ],
         );
         let v = run(&rs, 0.0);
@@ -2036,7 +2043,24 @@ mod tests {
         assert_eq!(error("unloaded"), "list gone is not loaded");
         error("not-a-string");
         error("div");
+        // The same messages from cel's interpreter (size() is outside the typed subset).
+        assert!(
+            error("absent-cel").contains("has(tx.country)"),
+            "{}",
+            error("absent-cel")
+        );
+        assert_eq!(error("unloaded-cel"), "list gone is not loaded");
+        assert!(
+            error("missing-key-cel").contains("nope"),
+            "{}",
+            error("missing-key-cel")
+        );
         assert_eq!(v.hits.iter().filter(|h| h.status == HitStatus::Matched).count(), 1);
+        assert_eq!(
+            rs.interpreted(),
+            6,
+            "type-error, not-bool, not-a-string and the three -cel rules"
+        );
     }
 
     #[test]
