@@ -5,6 +5,8 @@
 //! up by name. This module holds the definitions as stored and sent; [`engine`] compiles and
 //! evaluates them, [`lists`] parses entries and answers membership.
 
+#[doc(hidden)]
+pub mod bench_fixture;
 pub mod engine;
 pub mod lists;
 
