@@ -16,9 +16,7 @@ use verdict::domain::rules::bench_fixture::{email_entries, ip_entries, lists, ru
 use verdict::domain::rules::engine::CompiledRuleset;
 use verdict::domain::rules::lists::{ListIndex, ListLookup};
 use verdict::domain::rules::ListKind;
-use verdict::domain::{
-    Currency, CustomerId, ListName, Money, TerminalId, Timestamp, Transaction, TransactionId,
-};
+use verdict::domain::{Currency, CustomerId, ListName, Money, TerminalId, Timestamp, Transaction, TransactionId};
 
 struct Case {
     tx: Transaction,

@@ -947,3 +947,198 @@ async fn a_job_leased_to_a_live_invocation_is_left_to_it() {
     .await;
     assert!(matches!(run(&deps, s3_event(&object)).await, Status::Completed { .. }));
 }
+
+/// The hits of one decision, as comparable across paths: the local file's ruleset is version 0
+/// with rules at version 1, the stored one has its own numbers.
+fn hits_of(
+    rules: &Option<verdict::domain::rules::RulesApplied>,
+) -> Vec<(String, &'static str, &'static str, &'static str)> {
+    rules
+        .iter()
+        .flat_map(|r| &r.hits)
+        .map(|h| {
+            (
+                h.rule_id.to_string(),
+                h.action.as_str(),
+                h.mode.as_str(),
+                if h.status == verdict::domain::rules::HitStatus::Matched {
+                    "matched"
+                } else {
+                    "error"
+                },
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_the_api_and_the_cli_apply_the_same_ruleset_alike() {
+    use verdict::app::rules::{EntryInput, RuleRef, RulesService, RulesetDraft};
+    use verdict::domain::decision::RequestExtras;
+    use verdict::domain::rules::{ListKind, RuleSpec};
+    use verdict::domain::{ListName, RuleId};
+    use verdict::offline::rules_file::{load_lists, load_ruleset, ListArg};
+
+    let (st, deps) = setup().await;
+    // The ruleset as a file (the CLI's input) and, from the same specs, stored and active.
+    let dir = std::env::temp_dir().join(format!("verdict-rules-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let rules_json = serde_json::json!({"mode": "ALL_MATCHED", "rules": [
+        {"id": "blocked_email", "name": "Blocked email", "expression": "has(tx.email) && in_list(tx.email, 'blocked')", "action": "block"},
+        {"id": "big", "name": "Big", "expression": "tx.amount > 15000", "action": "review"},
+        {"id": "risky_country", "name": "Country", "expression": "has(tx.country) && tx.country == 'NG'", "action": "tag"},
+        {"id": "mid", "name": "Mid", "expression": "tx.amount > 5000", "action": "block", "mode": "shadow"},
+        {"id": "channel", "name": "Channel", "expression": "tx.metadata['channel'] == 'app'", "action": "review", "mode": "shadow"}
+    ]});
+    let rules_path = dir.join("rules.json");
+    std::fs::write(&rules_path, rules_json.to_string()).unwrap();
+    let list_path = dir.join("blocked.txt");
+    std::fs::write(&list_path, "# blocked emails\nbad@example.com\nWORSE@example.com\n").unwrap();
+
+    let service = RulesService::new(&st.store);
+    let t = tenant();
+    service
+        .create_list(
+            &t,
+            "tests",
+            ListName::parse("blocked").unwrap(),
+            ListKind::Email,
+            String::new(),
+        )
+        .await
+        .unwrap();
+    let values = ["bad@example.com", "WORSE@example.com"]
+        .map(|v| EntryInput {
+            value: v.into(),
+            expires_at: None,
+            note: None,
+        })
+        .to_vec();
+    service
+        .add_entries(&t, "tests", &ListName::parse("blocked").unwrap(), values)
+        .await
+        .unwrap();
+    let specs: Vec<RuleSpec> = serde_json::from_value(rules_json["rules"].clone()).unwrap();
+    for spec in &specs {
+        service.save_rule(&t, "tests", spec.clone()).await.unwrap();
+    }
+    let draft = RulesetDraft {
+        mode: verdict::domain::rules::MatchMode::AllMatched,
+        description: String::new(),
+        rules: specs
+            .iter()
+            .map(|s| RuleRef {
+                id: RuleId::parse(s.id.as_str()).unwrap(),
+                version: None,
+            })
+            .collect(),
+    };
+    let rs = service.create_ruleset(&t, "tests", draft).await.unwrap();
+    service.publish(&t, "tests", rs.version).await.unwrap();
+    service.activate(&t, "tests", rs.version, None).await.unwrap();
+
+    // Rows with the fields the rules read.
+    let mut rows = simulate(30, 3, 5);
+    rows.truncate(60);
+    for (i, r) in rows.iter_mut().enumerate() {
+        let mut extras = RequestExtras::default();
+        match i % 4 {
+            0 => extras.set_text("email", "Bad@Example.com").unwrap(),
+            1 => extras.set_text("country", "NG").unwrap(),
+            2 => extras.add_metadata("channel", "app").unwrap(),
+            _ => {}
+        }
+        r.extras = extras.boxed();
+    }
+
+    // Batch scoring of the file.
+    let object = upload(
+        &st,
+        &format!("batches/incoming/{TENANT}/rules.ndjson"),
+        write(Format::Ndjson, &rows),
+        None,
+    )
+    .await;
+    let status = run(&deps, s3_event(&object)).await;
+    let Status::Completed { summary } = status else {
+        panic!("{status:?}")
+    };
+    assert_eq!(
+        summary.policy_version.as_deref(),
+        Some(Policy::version_of(thresholds(), Some(rs.version)).as_str()),
+        "the summary names the pinned ruleset"
+    );
+    let results = ResultRow::read_all(
+        Format::Ndjson,
+        &get(&st, &format!("batches/results/{TENANT}/rules.ndjson")).await,
+    )
+    .unwrap();
+    assert_eq!(results.len(), rows.len());
+    assert!(results
+        .iter()
+        .all(|r| r.rules.as_ref().map(|a| a.ruleset_version) == Some(rs.version)));
+
+    // The CLI's path: the file's ruleset and list, the one pipeline.
+    let (_, compiled) = load_ruleset(&rules_path).unwrap();
+    let lists = load_lists(&[format!("blocked=email:{}", list_path.display())
+        .parse::<ListArg>()
+        .unwrap()])
+    .unwrap();
+    let policy = Policy::with_rules(thresholds(), Arc::new(compiled), Arc::new(lists));
+    let m = model();
+    let mut history = OfflineFeatures::new();
+
+    // The API's path: the same transactions posted to the real handler.
+    let app = ::api::App::new(st.store.clone(), st.blobs.clone(), None);
+    let key = verdict::domain::auth::ApiKey::generate();
+    st.store
+        .put_key(
+            &key.hash(),
+            &verdict::domain::auth::KeyRecord {
+                key_id: key.key_id(),
+                tenant: t.clone(),
+                scopes: verdict::domain::auth::Scope::parse_list("transactions:write").unwrap(),
+                created_at: 0,
+                expires_at: None,
+                revoked_at: None,
+            },
+        )
+        .await
+        .unwrap();
+    let mut blocked = 0;
+    for (row, result) in rows.iter().zip(&results) {
+        let x = history.push(&row.tx, None);
+        let cli = verdict::domain::pipeline::decide(&m, &policy, &row.tx, row.extras(), &x);
+        let mut body =
+            serde_json::to_value(verdict::domain::decision::TransactionInputs::from_transaction(&row.tx)).unwrap();
+        for (k, v) in serde_json::to_value(row.extras()).unwrap().as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let event = verdict_integration::api::Event::load("post-transaction")
+            .without_header("idempotency-key")
+            .bearer(&key)
+            .json(&body);
+        let reply = verdict_integration::api::send(&app, &event).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let api_rules: Option<verdict::domain::rules::RulesApplied> =
+            serde_json::from_value(reply.body["rules"].clone()).unwrap();
+
+        let want = hits_of(&result.rules);
+        assert_eq!(hits_of(&cli.rules), want, "cli vs batch, {}", row.tx.id);
+        assert_eq!(hits_of(&api_rules), want, "api vs batch, {}", row.tx.id);
+        if want.iter().any(|h| h.0 == "blocked_email") {
+            blocked += 1;
+            for d in [
+                result.decision.as_str(),
+                cli.decision.as_str(),
+                reply.body["decision"].as_str().unwrap(),
+            ] {
+                assert_eq!(d, "block", "{}", row.tx.id);
+            }
+        }
+    }
+    assert_eq!(
+        blocked, 15,
+        "every fourth row has the blocked email, matched whatever its case"
+    );
+}

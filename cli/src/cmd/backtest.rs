@@ -4,12 +4,12 @@
 //! with features from the file's own history and scores from the model.
 
 use super::pipeline::Dataset;
-use super::rules_file::{load_lists, load_ruleset, ListArg};
 use std::path::PathBuf;
 use std::time::Instant;
 use verdict::domain::backtest::{Backtest, BacktestReport, Case};
 use verdict::domain::model::Model;
 use verdict::domain::policy::Thresholds;
+use verdict::offline::rules_file::{load_lists, load_ruleset, ListArg};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -43,9 +43,14 @@ pub struct Args {
 pub fn run(a: Args) -> anyhow::Result<()> {
     let thresholds = Thresholds::new(a.review, a.block)?;
     let model = Model::load(&a.model)?;
-    let (ruleset, draft) = load_ruleset(&a.rules)?;
-    let baseline = a.baseline.as_deref().map(load_ruleset).transpose()?;
-    let lists = load_lists(&a.lists)?;
+    let (ruleset, draft) = load_ruleset(&a.rules).map_err(anyhow::Error::msg)?;
+    let baseline = a
+        .baseline
+        .as_deref()
+        .map(load_ruleset)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let lists = load_lists(&a.lists).map_err(anyhow::Error::msg)?;
     let from = a.from.as_deref().map(super::pipeline::parse_date).transpose()?;
     let ds = Dataset::load(&a.data)?;
     let mut run = Backtest::new(&ruleset, &draft, baseline.as_ref().map(|b| &b.1), thresholds, &lists)

@@ -9,7 +9,6 @@ pub mod keys;
 pub mod load;
 pub mod pipeline;
 pub mod progress;
-pub mod rules_file;
 pub mod score;
 pub mod shards;
 pub mod simulate;

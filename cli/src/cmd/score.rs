@@ -1,5 +1,4 @@
 use super::pipeline::Dataset;
-use super::rules_file::{load_lists, load_ruleset, ListArg};
 use anyhow::Context;
 use std::io::Write;
 use std::path::PathBuf;
@@ -10,6 +9,7 @@ use verdict::domain::io::Format;
 use verdict::domain::model::Model;
 use verdict::domain::pipeline;
 use verdict::domain::policy::{Policy, Thresholds};
+use verdict::offline::rules_file::{load_lists, load_ruleset, ListArg};
 
 /// Score a transaction file offline: features from the file's own history, then the same decision
 /// pipeline (model and policy) as the API and batch scoring. Writes .csv or .ndjson by extension,
@@ -44,8 +44,12 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let policy = match &a.rules {
         None => Policy::thresholds(thresholds),
         Some(path) => {
-            let (_, compiled) = load_ruleset(path)?;
-            Policy::with_rules(thresholds, Arc::new(compiled), Arc::new(load_lists(&a.lists)?))
+            let (_, compiled) = load_ruleset(path).map_err(anyhow::Error::msg)?;
+            Policy::with_rules(
+                thresholds,
+                Arc::new(compiled),
+                Arc::new(load_lists(&a.lists).map_err(anyhow::Error::msg)?),
+            )
         }
     };
     let model = Model::load(&a.model)?;

@@ -292,7 +292,10 @@ fn benches(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    for (name, store) in [("thresholds only", plain), ("50 rules, 3 list lookups on 100k-entry lists", ruled)] {
+    for (name, store) in [
+        ("thresholds only", plain),
+        ("50 rules, 3 list lookups on 100k-entry lists", ruled),
+    ] {
         let app = api::App::new(store, NoBlobs, Some(model.clone()));
         let one = || {
             let req: LambdaRequest = serde_json::from_slice(&event).unwrap();
@@ -324,8 +327,14 @@ fn benches(c: &mut Criterion) {
             p(0.99),
             p(0.999)
         );
-        let id = if name.starts_with("thresholds") { "thresholds" } else { "50_rules" };
-        c.bench_function(&format!("handler/post_transaction/no_io/300_trees/{id}"), |b| b.iter(one));
+        let id = if name.starts_with("thresholds") {
+            "thresholds"
+        } else {
+            "50_rules"
+        };
+        c.bench_function(&format!("handler/post_transaction/no_io/300_trees/{id}"), |b| {
+            b.iter(one)
+        });
     }
 }
 

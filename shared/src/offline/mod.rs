@@ -2,4 +2,5 @@
 //! train/delay/test protocol. The CLI and the tests use them; no function does.
 
 pub mod protocol;
+pub mod rules_file;
 pub mod sim;

@@ -56,7 +56,11 @@ pub fn list_entries() -> Vec<(ListName, ListKind, Vec<ListEntry>)> {
     vec![
         (ListName::parse("bad_ips").unwrap(), ListKind::Ip, ip_entries()),
         (ListName::parse("bad_emails").unwrap(), ListKind::Email, email_entries()),
-        (ListName::parse("bad_customers").unwrap(), ListKind::CustomerId, customer_entries()),
+        (
+            ListName::parse("bad_customers").unwrap(),
+            ListKind::CustomerId,
+            customer_entries(),
+        ),
     ]
 }
 
@@ -166,4 +170,3 @@ pub fn ruleset() -> Ruleset {
         published_at: None,
     }
 }
-

@@ -5,16 +5,13 @@
 //! bodies). A list is `NAME=KIND:PATH`, the file holding one value per line, optionally followed
 //! by `,<expires_at RFC 3339>` and `,<note>`; blank lines and lines starting with `#` are skipped.
 
-use anyhow::{bail, Context};
+use crate::domain::rules::engine::CompiledRuleset;
+use crate::domain::rules::lists::{normalise, ListIndex};
+use crate::domain::rules::{ListEntry, ListKind, MatchMode, Rule, RuleSpec, Ruleset, RulesetStatus, MAX_LIST_ENTRIES};
+use crate::domain::{ListName, Timestamp};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use verdict::domain::rules::engine::CompiledRuleset;
-use verdict::domain::rules::lists::{normalise, ListIndex};
-use verdict::domain::rules::{
-    ListEntry, ListKind, MatchMode, Rule, RuleSpec, Ruleset, RulesetStatus, MAX_LIST_ENTRIES,
-};
-use verdict::domain::{ListName, Timestamp};
 
 /// Who a local file's rules and entries are attributed to.
 const LOCAL: &str = "local file";
@@ -30,10 +27,10 @@ struct RulesFile {
 }
 
 /// The rules of `path` as ruleset version 0 (a local draft), each rule at version 1, compiled.
-pub fn load_ruleset(path: &Path) -> anyhow::Result<(Ruleset, CompiledRuleset)> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+pub fn load_ruleset(path: &Path) -> Result<(Ruleset, CompiledRuleset), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let file: RulesFile =
-        serde_json::from_str(&text).with_context(|| format!("{}: not a rules file", path.display()))?;
+        serde_json::from_str(&text).map_err(|e| format!("{}: not a rules file: {e}", path.display()))?;
     let now = Timestamp::now();
     let ruleset = Ruleset {
         version: 0,
@@ -70,7 +67,7 @@ pub fn load_ruleset(path: &Path) -> anyhow::Result<(Ruleset, CompiledRuleset)> {
                 )
             })
             .collect();
-        anyhow::anyhow!("{}: the rules do not compile:\n{}", path.display(), lines.join("\n"))
+        format!("{}: the rules do not compile:\n{}", path.display(), lines.join("\n"))
     })?;
     Ok((ruleset, compiled))
 }
@@ -105,10 +102,10 @@ impl std::str::FromStr for ListArg {
 }
 
 /// The lists, each indexed as scoring indexes it. A bad value names the file and line.
-pub fn load_lists(args: &[ListArg]) -> anyhow::Result<HashMap<ListName, Arc<ListIndex>>> {
+pub fn load_lists(args: &[ListArg]) -> Result<HashMap<ListName, Arc<ListIndex>>, String> {
     let mut out = HashMap::new();
     for a in args {
-        let text = std::fs::read_to_string(&a.path).with_context(|| format!("cannot read {}", a.path.display()))?;
+        let text = std::fs::read_to_string(&a.path).map_err(|e| format!("cannot read {}: {e}", a.path.display()))?;
         let now = Timestamp::now();
         let mut entries = Vec::new();
         for (i, line) in text.lines().enumerate() {
@@ -119,11 +116,9 @@ pub fn load_lists(args: &[ListArg]) -> anyhow::Result<HashMap<ListName, Arc<List
             let at = || format!("{}:{}", a.path.display(), i + 1);
             let mut parts = line.splitn(3, ',');
             let raw = parts.next().unwrap_or_default().trim();
-            let value = normalise(a.kind, raw).map_err(|e| anyhow::anyhow!("{}: {e}", at()))?;
+            let value = normalise(a.kind, raw).map_err(|e| format!("{}: {e}", at()))?;
             let expires_at = match parts.next().map(str::trim).filter(|s| !s.is_empty()) {
-                Some(t) => {
-                    Some(Timestamp::parse("expires_at", t).map_err(|e| anyhow::anyhow!("{}: {}", at(), e.reason))?)
-                }
+                Some(t) => Some(Timestamp::parse("expires_at", t).map_err(|e| format!("{}: {}", at(), e.reason))?),
                 None => None,
             };
             entries.push(ListEntry {
@@ -134,7 +129,7 @@ pub fn load_lists(args: &[ListArg]) -> anyhow::Result<HashMap<ListName, Arc<List
                 added_at: now,
             });
             if entries.len() > MAX_LIST_ENTRIES {
-                bail!("{}: more than {MAX_LIST_ENTRIES} entries", a.path.display());
+                return Err(format!("{}: more than {MAX_LIST_ENTRIES} entries", a.path.display()));
             }
         }
         out.insert(a.name.clone(), Arc::new(ListIndex::build(a.kind, &entries)));
