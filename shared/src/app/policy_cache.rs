@@ -37,7 +37,7 @@ pub enum RulesUnavailable {
 
 #[derive(Default)]
 pub struct PolicyCache {
-    rulesets: Mutex<HashMap<(TenantId, u32), Arc<CompiledRuleset>>>,
+    rulesets: Mutex<HashMap<(TenantId, u32), Result<Arc<CompiledRuleset>, String>>>,
     lists: Mutex<ListEntries>,
 }
 
@@ -106,30 +106,35 @@ impl PolicyCache {
         version: u32,
     ) -> Result<Arc<CompiledRuleset>, RulesUnavailable> {
         let key = (tenant.clone(), version);
-        if let Some(r) = lock(&self.rulesets).get(&key) {
-            return Ok(r.clone());
+        if let Some(cached) = lock(&self.rulesets).get(&key) {
+            return cached
+                .clone()
+                .map_err(|why| RulesUnavailable::Unusable { version, why });
         }
-        let Some(stored) = store.ruleset(tenant, version).await? else {
-            return Err(RulesUnavailable::Unusable {
-                version,
-                why: "the active ruleset is not stored".into(),
-            });
+        // Rulesets never change under their version: one that does not compile is remembered
+        // too, so odd stored data costs one read per container, not one per decision. One that is
+        // missing (the pointer is only moved onto a stored ruleset) is not: it may be written yet.
+        let compiled = match store.ruleset(tenant, version).await? {
+            None => {
+                return Err(RulesUnavailable::Unusable {
+                    version,
+                    why: "the active ruleset is not stored".into(),
+                })
+            }
+            Some(stored) => CompiledRuleset::compile(&stored).map(Arc::new).map_err(|problems| {
+                format!(
+                    "does not compile: {}",
+                    problems.first().map_or(String::new(), |p| p.message.clone())
+                )
+            }),
         };
-        let compiled = CompiledRuleset::compile(&stored).map_err(|problems| RulesUnavailable::Unusable {
-            version,
-            why: format!(
-                "does not compile: {}",
-                problems.first().map_or(String::new(), |p| p.message.clone())
-            ),
-        })?;
-        let compiled = Arc::new(compiled);
         let mut cache = lock(&self.rulesets);
         if cache.len() >= MAX_RULESETS {
             // Rare (many tenants or many activations): start over rather than track use.
             cache.clear();
         }
         cache.insert(key, compiled.clone());
-        Ok(compiled)
+        compiled.map_err(|why| RulesUnavailable::Unusable { version, why })
     }
 
     /// The list at `version`, or a newer one if that is what the store holds now (a change in
@@ -187,5 +192,133 @@ impl PolicyCache {
     /// Rulesets and lists cached (for tests and logs).
     pub fn sizes(&self) -> (usize, usize) {
         (lock(&self.rulesets).len(), lock(&self.lists).by_key.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::rules::{EntryInput, RuleRef, RulesService, RulesetDraft};
+    use crate::domain::rules::{AuditEntry, ListKind, MatchMode, RuleAction, RuleMode, RuleSpec, RulesetPointer};
+    use crate::domain::{RuleId, Timestamp};
+    use crate::ports::in_memory::{block_on as run, InMemoryDecisions};
+    use crate::ports::rules::{RulesAdmin, TenantPolicyRead};
+
+    fn acme() -> TenantId {
+        TenantId::parse("acme").unwrap()
+    }
+
+    fn pointers(store: &InMemoryDecisions) -> RulesPointers {
+        run(store.tenant_policy(&acme())).unwrap().rules
+    }
+
+    /// A tenant with list `blocked` (email) holding `values` and an active ruleset using it.
+    fn tenant_with_rules(store: &InMemoryDecisions, values: &[&str]) -> u32 {
+        let s = RulesService::new(store);
+        let name = ListName::parse("blocked").unwrap();
+        run(s.create_list(&acme(), "k", name.clone(), ListKind::Email, String::new())).unwrap();
+        let entries = values
+            .iter()
+            .map(|v| EntryInput {
+                value: (*v).into(),
+                expires_at: None,
+                note: None,
+            })
+            .collect();
+        run(s.add_entries(&acme(), "k", &name, entries)).unwrap();
+        let spec = RuleSpec {
+            id: RuleId::parse("b").unwrap(),
+            name: "B".into(),
+            description: String::new(),
+            expression: "has(tx.email) && in_list(tx.email, 'blocked')".into(),
+            action: RuleAction::Block,
+            priority: 0,
+            mode: RuleMode::Active,
+        };
+        run(s.save_rule(&acme(), "k", spec)).unwrap();
+        let draft = RulesetDraft {
+            mode: MatchMode::FirstMatched,
+            description: String::new(),
+            rules: vec![RuleRef {
+                id: RuleId::parse("b").unwrap(),
+                version: None,
+            }],
+        };
+        let v = run(s.create_ruleset(&acme(), "k", draft)).unwrap().version;
+        run(s.publish(&acme(), "k", v)).unwrap();
+        run(s.activate(&acme(), "k", v, None)).unwrap();
+        v
+    }
+
+    #[test]
+    fn a_ruleset_and_its_lists_are_built_once_and_a_list_change_is_picked_up_by_version() {
+        let store = InMemoryDecisions::default();
+        let v = tenant_with_rules(&store, &["a@x.com"]);
+        let cache = PolicyCache::default();
+        let first = run(cache.rules(&store, &acme(), &pointers(&store))).unwrap().unwrap();
+        assert_eq!(first.ruleset.version(), v);
+        let again = run(cache.rules(&store, &acme(), &pointers(&store))).unwrap().unwrap();
+        assert!(Arc::ptr_eq(&first.ruleset, &again.ruleset), "compiled once");
+        let name = ListName::parse("blocked").unwrap();
+        assert!(Arc::ptr_eq(&first.lists[&name], &again.lists[&name]), "indexed once");
+        let at = Timestamp::now();
+        assert!(!first.lists[&name].contains("b@x.com", at));
+
+        let s = RulesService::new(&store);
+        let more = vec![EntryInput {
+            value: "B@X.com".into(),
+            expires_at: None,
+            note: None,
+        }];
+        run(s.add_entries(&acme(), "k", &name, more)).unwrap();
+        let after = run(cache.rules(&store, &acme(), &pointers(&store))).unwrap().unwrap();
+        assert!(after.lists[&name].contains("b@x.com", at), "the new version is read");
+        assert!(Arc::ptr_eq(&first.ruleset, &after.ruleset), "the ruleset stays cached");
+        assert_eq!(cache.sizes(), (1, 1));
+    }
+
+    #[test]
+    fn no_pointer_means_no_rules_and_an_unusable_ruleset_is_reported_not_panicked_on() {
+        let store = InMemoryDecisions::default();
+        let cache = PolicyCache::default();
+        assert!(run(cache.rules(&store, &acme(), &RulesPointers::default()))
+            .unwrap()
+            .is_none());
+        // A pointer at a version that is not stored.
+        let missing = RulesPointers {
+            active_ruleset: Some(9),
+            lists: Default::default(),
+        };
+        assert!(matches!(
+            run(cache.rules(&store, &acme(), &missing)),
+            Err(RulesUnavailable::Unusable { version: 9, .. })
+        ));
+        // A stored ruleset that does not compile (odd data): unusable, and remembered.
+        let v = tenant_with_rules(&store, &["a@x.com"]);
+        let mut odd = run(store.ruleset(&acme(), v)).unwrap().unwrap();
+        odd.version = v + 1;
+        odd.rules[0].spec.expression = "tx.amount >".into();
+        let audit = AuditEntry {
+            at: Timestamp::now(),
+            actor: "k".into(),
+            action: "test".into(),
+            target: String::new(),
+            detail: String::new(),
+        };
+        run(store.put_ruleset(&acme(), &odd, &audit)).unwrap();
+        let to = RulesetPointer {
+            version: v + 1,
+            previous_version: Some(v),
+            activated_by: "k".into(),
+            activated_at: Timestamp::now(),
+        };
+        run(store.move_ruleset_pointer(&acme(), Some(v), &to, &audit)).unwrap();
+        for _ in 0..2 {
+            assert!(matches!(
+                run(cache.rules(&store, &acme(), &pointers(&store))),
+                Err(RulesUnavailable::Unusable { why, .. }) if why.contains("does not compile")
+            ));
+        }
+        assert_eq!(cache.sizes().0, 1, "the failure is cached, not recompiled per decision");
     }
 }

@@ -655,3 +655,242 @@ fn moved(expected: Option<u32>, at: Option<u32>) -> RulesError {
 fn join(names: &[&ListName]) -> String {
     names.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::rules::{RuleAction, RuleMode, MAX_LIST_ENTRIES};
+    use crate::ports::in_memory::{block_on as run, InMemoryDecisions};
+    use crate::ports::rules::TenantPolicyRead;
+
+    fn acme() -> TenantId {
+        TenantId::parse("acme").unwrap()
+    }
+
+    fn spec(id: &str, expression: &str, action: RuleAction) -> RuleSpec {
+        RuleSpec {
+            id: RuleId::parse(id).unwrap(),
+            name: format!("Rule {id}"),
+            description: String::new(),
+            expression: expression.into(),
+            action,
+            priority: 0,
+            mode: RuleMode::Active,
+        }
+    }
+
+    fn draft(ids: &[&str]) -> RulesetDraft {
+        RulesetDraft {
+            mode: MatchMode::FirstMatched,
+            description: String::new(),
+            rules: ids
+                .iter()
+                .map(|id| RuleRef {
+                    id: RuleId::parse(id).unwrap(),
+                    version: None,
+                })
+                .collect(),
+        }
+    }
+
+    fn entry(v: &str) -> EntryInput {
+        EntryInput {
+            value: v.into(),
+            expires_at: None,
+            note: None,
+        }
+    }
+
+    fn audit_actions(store: &InMemoryDecisions) -> Vec<String> {
+        run(store.audit(&acme(), 100, None))
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|a| a.action)
+            .collect()
+    }
+
+    #[test]
+    fn saving_the_same_rule_twice_is_one_version_and_a_change_is_the_next() {
+        let store = InMemoryDecisions::default();
+        let s = RulesService::new(&store);
+        let first = run(s.save_rule(&acme(), "k1", spec("big", "tx.amount > 100", RuleAction::Block))).unwrap();
+        assert!(first.created);
+        assert_eq!((first.rule.version, first.rule.created_by.as_str()), (1, "k1"));
+        let again = run(s.save_rule(&acme(), "k2", spec("big", "tx.amount > 100", RuleAction::Block))).unwrap();
+        assert!(!again.created, "a retry is not a new version");
+        assert_eq!(again.rule, first.rule);
+        let next = run(s.save_rule(&acme(), "k2", spec("big", "tx.amount > 200", RuleAction::Block))).unwrap();
+        assert_eq!((next.created, next.rule.version), (true, 2));
+        assert_eq!(run(s.rule(&acme(), &next.rule.spec.id, Some(1))).unwrap(), first.rule);
+        assert_eq!(audit_actions(&store), ["rule.update", "rule.create"]);
+    }
+
+    #[test]
+    fn a_rule_naming_a_list_that_does_not_exist_is_refused_at_its_position() {
+        let store = InMemoryDecisions::default();
+        let s = RulesService::new(&store);
+        let e = "has(tx.email) && in_list(tx.email, \"nope\")";
+        let Err(RulesError::Invalid(p)) = run(s.save_rule(&acme(), "k", spec("l", e, RuleAction::Block))) else {
+            panic!("saved")
+        };
+        assert_eq!(p[0].rule.as_deref(), Some("l"));
+        assert_eq!(p[0].position.unwrap().offset as usize, e.find("\"nope\"").unwrap());
+        assert!(
+            run(s.rule(&acme(), &RuleId::parse("l").unwrap(), None)).is_err(),
+            "nothing stored"
+        );
+    }
+
+    #[test]
+    fn rulesets_are_drafts_until_published_and_only_published_ones_activate() {
+        let store = InMemoryDecisions::default();
+        let s = RulesService::new(&store);
+        run(s.save_rule(&acme(), "k", spec("a", "tx.amount > 1", RuleAction::Review))).unwrap();
+        run(s.save_rule(&acme(), "k", spec("b", "tx.amount > 2", RuleAction::Block))).unwrap();
+        let Err(RulesError::Invalid(p)) = run(s.create_ruleset(&acme(), "k", draft(&["a", "missing", "a"]))) else {
+            panic!("created")
+        };
+        let fields: Vec<&str> = p.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(fields, ["rules[1]", "rules[2].id"]);
+
+        let v1 = run(s.create_ruleset(&acme(), "k", draft(&["a"]))).unwrap();
+        let v2 = run(s.create_ruleset(&acme(), "k", draft(&["a", "b"]))).unwrap();
+        assert_eq!((v1.version, v2.version), (1, 2));
+        assert!(matches!(
+            run(s.activate(&acme(), "k", 1, None)),
+            Err(RulesError::Conflict(m)) if m.contains("draft")
+        ));
+        assert_eq!(run(s.active(&acme())).unwrap(), None, "nothing changed");
+        run(s.publish(&acme(), "k", 1)).unwrap();
+        assert_eq!(
+            run(s.publish(&acme(), "k", 1)).unwrap().status,
+            RulesetStatus::Published,
+            "idempotent"
+        );
+        run(s.publish(&acme(), "k", 2)).unwrap();
+        let a = run(s.activate(&acme(), "k", 1, Some(None))).unwrap();
+        assert_eq!((a.pointer.version, a.pointer.previous_version), (1, None));
+        // Activated from a stale read: refused, the pointer stays.
+        assert!(matches!(
+            run(s.activate(&acme(), "k", 2, Some(None))),
+            Err(RulesError::Conflict(_))
+        ));
+        let b = run(s.activate(&acme(), "k", 2, Some(Some(1)))).unwrap();
+        assert_eq!((b.pointer.version, b.pointer.previous_version), (2, Some(1)));
+        let back = run(s.rollback(&acme(), "k", None)).unwrap();
+        assert_eq!((back.pointer.version, back.pointer.previous_version), (1, Some(2)));
+        let forth = run(s.rollback(&acme(), "k", Some(Some(1)))).unwrap();
+        assert_eq!(forth.pointer.version, 2, "a second rollback undoes the first");
+        assert_eq!(run(store.tenant_policy(&acme())).unwrap().rules.active_ruleset, Some(2));
+    }
+
+    #[test]
+    fn activating_a_ruleset_whose_list_is_gone_is_a_conflict_and_the_active_one_stays() {
+        let store = InMemoryDecisions::default();
+        let s = RulesService::new(&store);
+        run(s.save_rule(&acme(), "k", spec("a", "tx.amount > 1", RuleAction::Review))).unwrap();
+        let v1 = run(s.create_ruleset(&acme(), "k", draft(&["a"]))).unwrap();
+        run(s.publish(&acme(), "k", v1.version)).unwrap();
+        run(s.activate(&acme(), "k", v1.version, None)).unwrap();
+        // Written behind the service's back (as odd stored data would be): names a list that
+        // does not exist.
+        let mut odd = v1.clone();
+        odd.version = 2;
+        odd.status = RulesetStatus::Published;
+        odd.rules[0].spec.expression = "in_list(tx.email, \"gone\")".into();
+        let audit = RulesService::<InMemoryDecisions>::audit("k", "test", String::new(), String::new());
+        run(store.put_ruleset(&acme(), &odd, &audit)).unwrap();
+        let Err(RulesError::Conflict(why)) = run(s.activate(&acme(), "k", 2, None)) else {
+            panic!("activated")
+        };
+        assert!(why.contains("\"gone\""), "{why}");
+        assert_eq!(run(s.active(&acme())).unwrap().unwrap().pointer.version, 1);
+    }
+
+    #[test]
+    fn list_entries_are_checked_all_or_nothing_normalised_and_retry_safe() {
+        let store = InMemoryDecisions::default();
+        let s = RulesService::new(&store);
+        let name = ListName::parse("ips").unwrap();
+        run(s.create_list(&acme(), "k", name.clone(), ListKind::Ip, String::new())).unwrap();
+        // The same list again is fine; another kind is a conflict.
+        run(s.create_list(&acme(), "k", name.clone(), ListKind::Ip, String::new())).unwrap();
+        assert!(matches!(
+            run(s.create_list(&acme(), "k", name.clone(), ListKind::Email, String::new())),
+            Err(RulesError::Conflict(_))
+        ));
+        let Err(RulesError::Invalid(p)) =
+            run(s.add_entries(&acme(), "k", &name, vec![entry("10.0.0.0/8"), entry("10.0.0.300")]))
+        else {
+            panic!("added")
+        };
+        assert_eq!(p[0].field, "entries[1].value");
+        assert!(p[0].message.contains("10.0.0.300"), "{}", p[0].message);
+        assert_eq!(
+            run(s.list(&acme(), &name)).unwrap().entries,
+            0,
+            "nothing of a refused request"
+        );
+
+        let values = vec![
+            entry("10.0.0.0/8"),
+            entry("2001:db8::/32"),
+            entry("192.0.2.7"),
+            entry("10.0.0.0/8"),
+        ];
+        let change = run(s.add_entries(&acme(), "k", &name, values.clone())).unwrap();
+        assert_eq!(
+            (change.added, change.updated, change.entries),
+            (3, 0, 3),
+            "a value sent twice is one entry"
+        );
+        let retry = run(s.add_entries(&acme(), "k", &name, values)).unwrap();
+        assert_eq!((retry.added, retry.updated, retry.entries), (0, 3, 3));
+        let removed =
+            run(s.remove_entries(&acme(), "k", &name, vec!["192.0.2.7".into(), "198.51.100.1".into()])).unwrap();
+        assert_eq!((removed.removed, removed.absent, removed.entries), (1, 1, 2));
+        assert!(matches!(
+            run(s.add_entries(&acme(), "k", &name, vec![])),
+            Err(RulesError::Invalid(p)) if p[0].field == "entries"
+        ));
+        let too_many = (0..=MAX_ENTRIES_PER_REQUEST)
+            .map(|i| entry(&format!("10.1.{}.{}", i / 256, i % 256)))
+            .collect();
+        assert!(matches!(
+            run(s.add_entries(&acme(), "k", &name, too_many)),
+            Err(RulesError::Invalid(_))
+        ));
+        // A full list refuses new values, with the list's state as a conflict.
+        store.force_list_entry_count(&acme(), &name, MAX_LIST_ENTRIES as u64);
+        assert!(matches!(
+            run(s.add_entries(&acme(), "k", &name, vec![entry("203.0.113.9")])),
+            Err(RulesError::Conflict(_))
+        ));
+    }
+
+    #[test]
+    fn another_tenant_cannot_read_or_use_a_tenants_rules_and_lists() {
+        let store = InMemoryDecisions::default();
+        let s = RulesService::new(&store);
+        let globex = TenantId::parse("globex").unwrap();
+        run(s.create_list(
+            &acme(),
+            "k",
+            ListName::parse("l").unwrap(),
+            ListKind::Email,
+            String::new(),
+        ))
+        .unwrap();
+        run(s.save_rule(&acme(), "k", spec("a", "in_list(tx.email, \"l\")", RuleAction::Block))).unwrap();
+        assert!(matches!(
+            run(s.rule(&globex, &RuleId::parse("a").unwrap(), None)),
+            Err(RulesError::NotFound(_))
+        ));
+        assert!(matches!(
+            run(s.save_rule(&globex, "k", spec("a", "in_list(tx.email, \"l\")", RuleAction::Block))),
+            Err(RulesError::Invalid(_))
+        ));
+        assert!(run(s.lists(&globex)).unwrap().is_empty());
+    }
+}
