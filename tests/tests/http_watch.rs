@@ -743,6 +743,42 @@ fn exercise(api: &Client, key: &ApiKey, other: &ApiKey, read_only: &ApiKey) {
     assert_eq!(spec.status, 200);
     assert!(spec.body["paths"]["/v1/transactions"].is_object());
 
+    // Rules and lists over HTTP: a list, a rule using it, a ruleset published and activated
+    // (paths with {name} and {version}), then a payment the rule blocks.
+    let list = api.post("/v1/lists", key, r#"{"name":"blocked_emails","kind":"email"}"#);
+    assert_eq!(list.status, 201, "{}", list.body);
+    let added = api.post(
+        "/v1/lists/blocked_emails/entries",
+        key,
+        r#"{"entries":[{"value":"Fraud@Example.com"}]}"#,
+    );
+    assert_eq!((added.status, &added.body["added"]), (200, &json!(1)), "{}", added.body);
+    let rule = api.post(
+        "/v1/rules",
+        key,
+        r#"{"id":"blocked_email","name":"Blocked email","expression":"has(tx.email) && in_list(tx.email, 'blocked_emails')","action":"block"}"#,
+    );
+    assert_eq!(rule.status, 201, "{}", rule.body);
+    let set = api.post("/v1/rulesets", key, r#"{"rules":[{"id":"blocked_email"}]}"#);
+    assert_eq!(set.status, 201, "{}", set.body);
+    let v = set.body["version"].as_u64().unwrap();
+    let published = api.post(&format!("/v1/rulesets/{v}/publish"), key, "");
+    assert_eq!(published.status, 200, "{}", published.body);
+    let active = api.post(&format!("/v1/rulesets/{v}/activate"), key, "{}");
+    assert_eq!(active.status, 200, "{}", active.body);
+    let mut body: Value = serde_json::from_str(&tx("http-rule", "2018-08-08T12:00:00Z", "c-9", 500)).unwrap();
+    body["email"] = json!("fraud@example.com");
+    let ruled = api.post("/v1/transactions", key, &body.to_string());
+    assert_eq!(ruled.status, 200, "{}", ruled.body);
+    assert_eq!(ruled.body["decision"], "block", "{}", ruled.body);
+    assert_eq!(ruled.body["reasons"][0]["rule_id"], "blocked_email", "{}", ruled.body);
+    let entries = api.get("/v1/lists/blocked_emails/entries?limit=10", Some(key));
+    assert_eq!(
+        entries.body["items"][0]["value"], "fraud@example.com",
+        "{}",
+        entries.body
+    );
+
     // The same function at the root, through [workspace.metadata.lambda.watch.router], which
     // fills in the {id} path parameter as API Gateway does.
     let root = Client {
