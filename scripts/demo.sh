@@ -15,6 +15,8 @@ say "scoring the last ${DEMO_COUNT:-300} simulated transactions over HTTP"
 status=0
 "$VERDICT" load --url "$API_URL" --key-file "$KEY_FILE" --data "$SIM_FILE" \
     --count "${DEMO_COUNT:-300}" --max-seconds "${DEMO_MAX_SECONDS:-300}" || status=$?
+say "the README's rules tour: a rule blocks what the model approved, an allow list overrides it"
+"$VENV/bin/python" "$ROOT/scripts/rules_tour.py" "$API_URL" "$KEY_FILE" || status=$?
 cat >&2 <<'NOTE'
     The table started empty: customers' and terminals' histories hold only what this demo sent, so
     most features are at cold-start values and few transactions look risky. The latency is the
