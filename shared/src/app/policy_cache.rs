@@ -13,8 +13,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Compiled rulesets kept; a container serves a handful of tenants, each with one active.
 const MAX_RULESETS: usize = 64;
-/// List entries kept over all lists (about 100 bytes each indexed): ten full lists.
-const MAX_LIST_ENTRIES_CACHED: usize = 1_000_000;
+/// List entries kept over all lists (roughly 80 bytes each indexed, so about 40 MB): five full
+/// lists. A container serves few tenants; past this the least recently used lists are dropped and
+/// read again when next needed.
+const MAX_LIST_ENTRIES_CACHED: usize = 500_000;
 
 /// What a decision's policy is built from.
 #[derive(Clone)]
