@@ -497,7 +497,7 @@ impl<'a, S: RulesAdmin> RulesService<'a, S> {
             Err(StoreError::Conflict(_)) => Err(RulesError::Conflict(format!(
                 "A list named \"{name}\" was created by another request at the same time."
             ))),
-            Err(StoreError::Rejected(why)) => Err(RulesError::Conflict(why)),
+            Err(StoreError::LimitReached(why)) => Err(RulesError::Conflict(why)),
             Err(e) => Err(e.into()),
         }
     }
@@ -566,8 +566,8 @@ impl<'a, S: RulesAdmin> RulesService<'a, S> {
         match self.store.add_list_entries(tenant, name, &entries, &audit).await {
             Ok(change) => Ok(change),
             Err(StoreError::NotFound(_)) => Err(RulesError::NotFound(format!("No list \"{name}\"."))),
-            // Over the cap: the list's state, not the request's shape.
-            Err(StoreError::Rejected(why)) => Err(RulesError::Conflict(why)),
+            // Over the cap: an oversized list, refused like any other bad input; nothing added.
+            Err(StoreError::LimitReached(why)) => Err(invalid("entries", why)),
             Err(e) => Err(e.into()),
         }
     }
@@ -861,11 +861,11 @@ mod tests {
             run(s.add_entries(&acme(), "k", &name, too_many)),
             Err(RulesError::Invalid(_))
         ));
-        // A full list refuses new values, with the list's state as a conflict.
+        // A full list refuses new values: a 400 naming `entries`, nothing added.
         store.force_list_entry_count(&acme(), &name, MAX_LIST_ENTRIES as u64);
         assert!(matches!(
             run(s.add_entries(&acme(), "k", &name, vec![entry("203.0.113.9")])),
-            Err(RulesError::Conflict(_))
+            Err(RulesError::Invalid(p)) if p[0].field == "entries" && p[0].message.contains("100000")
         ));
     }
 

@@ -40,6 +40,10 @@ pub enum StoreError {
     /// A conditional change lost to a concurrent one; read again and retry.
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The change would pass a limit of what is stored (a list's entries, a tenant's lists);
+    /// nothing was written. The message is written for the caller.
+    #[error("{0}")]
+    LimitReached(String),
 }
 
 impl StoreError {

@@ -142,7 +142,7 @@ pub trait RulesAdmin: RulesRead {
         audit: &AuditEntry,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Creates an empty list. [`StoreError::Conflict`] if the name is taken; [`StoreError::Rejected`]
+    /// Creates an empty list. [`StoreError::Conflict`] if the name is taken; [`StoreError::LimitReached`]
     /// beyond [`crate::domain::rules::MAX_LISTS`].
     fn create_list(
         &self,
@@ -162,7 +162,7 @@ pub trait RulesAdmin: RulesRead {
 
     /// Adds entries (values already normalised and distinct), replacing the expiry and note of
     /// values already there; bumps the list's version in its meta and in the CONFIG item.
-    /// [`StoreError::NotFound`] if the list does not exist; [`StoreError::Rejected`] if the list
+    /// [`StoreError::NotFound`] if the list does not exist; [`StoreError::LimitReached`] if the list
     /// would exceed [`crate::domain::rules::MAX_LIST_ENTRIES`], with nothing written.
     fn add_list_entries(
         &self,

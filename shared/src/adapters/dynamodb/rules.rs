@@ -463,7 +463,7 @@ impl DynamoStore {
             let (mut items, new, old, delta) = write(&existing)?;
             let entries = meta.entries as i64 + delta;
             if entries > MAX_LIST_ENTRIES as i64 {
-                return Err(StoreError::Rejected(format!(
+                return Err(StoreError::LimitReached(format!(
                     "list {} would hold {entries} entries; at most {MAX_LIST_ENTRIES}",
                     meta.name
                 )));
@@ -840,7 +840,9 @@ impl RulesAdmin for DynamoStore {
                         config.as_ref().and_then(|c| c.get(LIST_VERSIONS)),
                         Some(AttributeValue::M(_))
                     ) {
-                        return Err(StoreError::Rejected(format!("a tenant has at most {MAX_LISTS} lists")));
+                        return Err(StoreError::LimitReached(format!(
+                            "a tenant has at most {MAX_LISTS} lists"
+                        )));
                     }
                     self.repair_list_versions(tenant).await?;
                 }

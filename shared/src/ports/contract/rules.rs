@@ -144,6 +144,10 @@ fn is_rejected<T: std::fmt::Debug>(r: Result<T, StoreError>) -> bool {
     matches!(r, Err(StoreError::Rejected(_)))
 }
 
+fn is_limit<T: std::fmt::Debug>(r: Result<T, StoreError>) -> bool {
+    matches!(r, Err(StoreError::LimitReached(_)))
+}
+
 /// Every item of a paged read, `limit` a page, checking pages are at most `limit` long.
 async fn all_pages<T, F, Fut>(limit: usize, mut page: F) -> Vec<T>
 where
@@ -493,7 +497,7 @@ pub async fn rules_contract<S: RulesAdmin + DecisionStore>(
     seed.force_list_entry_count(tenant, &emails, cap - 2).await;
     let three = [entry("x@a.io", None), entry("y@a.io", None), entry("z@a.io", None)];
     let a = audit.next("list.entries.add", "refused");
-    assert!(is_rejected(store.add_list_entries(tenant, &emails, &three, &a).await));
+    assert!(is_limit(store.add_list_entries(tenant, &emails, &three, &a).await));
     let meta_now = store.list_meta(tenant, &emails).await.unwrap().unwrap();
     assert_eq!((meta_now.version, meta_now.entries), (0, cap - 2), "nothing written");
     assert!(store
@@ -511,9 +515,7 @@ pub async fn rules_contract<S: RulesAdmin + DecisionStore>(
     audit.happened(&a);
     assert_eq!(c, change(0, 1, 0, 0, 2, cap), "full, but an update adds nothing");
     let a = audit.next("list.entries.add", "refused");
-    assert!(is_rejected(
-        store.add_list_entries(tenant, &emails, &three[2..], &a).await
-    ));
+    assert!(is_limit(store.add_list_entries(tenant, &emails, &three[2..], &a).await));
 
     // The audit: one entry per change that happened, newest first, paged.
     for limit in [1, 4, 1000] {
@@ -537,7 +539,7 @@ pub async fn rules_contract<S: RulesAdmin + DecisionStore>(
             .unwrap();
     }
     let a = audit.next("list.create", "refused");
-    assert!(is_rejected(
+    assert!(is_limit(
         store.create_list(&crowded, &meta("one_more", ListKind::Bin), &a).await
     ));
     assert_eq!(store.lists(&crowded).await.unwrap().len(), MAX_LISTS);

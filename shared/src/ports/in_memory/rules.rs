@@ -300,7 +300,9 @@ impl RulesAdmin for InMemoryDecisions {
             return Err(StoreError::Conflict(format!("list {} exists", meta.name)));
         }
         if st.lists.keys().filter(|(t, _)| t == tenant).count() >= MAX_LISTS {
-            return Err(StoreError::Rejected(format!("a tenant has at most {MAX_LISTS} lists")));
+            return Err(StoreError::LimitReached(format!(
+                "a tenant has at most {MAX_LISTS} lists"
+            )));
         }
         let meta = ListMeta {
             entries: 0,
@@ -354,7 +356,7 @@ impl RulesAdmin for InMemoryDecisions {
         let (meta, stored) = st.lists.get(&key).ok_or_else(|| no_list(name))?;
         let new = entries.iter().filter(|e| !stored.contains_key(&e.value)).count() as u64;
         if meta.entries + new > MAX_LIST_ENTRIES as u64 {
-            return Err(StoreError::Rejected(format!(
+            return Err(StoreError::LimitReached(format!(
                 "list {name} would hold {} entries; at most {MAX_LIST_ENTRIES}",
                 meta.entries + new
             )));
