@@ -900,7 +900,7 @@ impl RulesAdmin for DynamoStore {
         let existing = self.existing_values(tenant, name, &values).await?;
         let new = values.iter().filter(|v| !existing.contains(**v)).count() as u64;
         if meta.entries + new > MAX_LIST_ENTRIES as u64 {
-            return Err(StoreError::Rejected(format!(
+            return Err(StoreError::LimitReached(format!(
                 "list {name} would hold {} entries; at most {MAX_LIST_ENTRIES}",
                 meta.entries + new
             )));
