@@ -375,3 +375,43 @@ async fn a_file_that_would_pass_the_cap_applies_the_chunks_that_fit_then_fails()
         "{report}"
     );
 }
+
+#[tokio::test]
+async fn a_run_that_stops_at_a_checkpoint_is_resumed_by_the_next_with_the_same_counts() {
+    let st = Stack::new().await;
+    let acme = tenant("acme");
+    create(&st, &acme, "bins", ListKind::Bin).await;
+    let d = deps(&st);
+    let mut text = String::from("value\n");
+    for i in 0..2100 {
+        text.push_str(&format!("{}\n", 400_000 + i));
+    }
+    text.push_str("12ab56\n");
+    let e = put(&st, "lists/incoming/acme/bins.csv", &text).await;
+    let stop_after_one_chunk = Invocation {
+        max_rows: Some(1),
+        ..Invocation::unbounded()
+    };
+    let mut out = list_import::handle_with(&d, e.clone(), &stop_after_one_chunk)
+        .await
+        .unwrap();
+    assert_eq!(
+        out.records.remove(0).outcome,
+        ImportOutcome::HandedOver {
+            next_line: 1002,
+            reinvoked: false
+        }
+    );
+    assert_eq!(
+        st.store.list_meta(&acme, &list("bins")).await.unwrap().unwrap().entries,
+        1000
+    );
+    let s = completed(&run(&d, &e).await).clone();
+    assert_eq!(
+        (s.counts.rows_read, s.counts.added, s.counts.updated, s.counts.rejected),
+        (2101, 2100, 0, 1)
+    );
+    assert_eq!(s.invocations, 2);
+    let report = object_text(&st, "lists/results/acme/bins.errors.csv").await.unwrap();
+    assert!(report.lines().nth(1).unwrap().starts_with("2102,value,"), "{report}");
+}

@@ -353,12 +353,10 @@ pub struct ListImportSummary {
 mod tests {
     use super::*;
 
-    fn rows(
-        text: &str,
-    ) -> Vec<(
-        u64,
-        Result<(String, Option<String>, Option<String>), (Option<&'static str>, String)>,
-    )> {
+    type Fields = (String, Option<String>, Option<String>);
+    type Bad = (Option<&'static str>, String);
+
+    fn rows(text: &str) -> Vec<(u64, Result<Fields, Bad>)> {
         parse_lines(text.as_bytes())
             .unwrap()
             .into_iter()
