@@ -593,3 +593,223 @@ where
         Ok(ImportOutcome::finished(summary))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::rules::ListKind;
+    use crate::domain::{ListName, TenantId};
+    use crate::ports::in_memory::{InMemoryDecisions, InMemoryJobs, InMemoryObjects};
+    use crate::ports::reinvoke::ReinvokeError;
+    use std::future::Future;
+    use std::sync::Mutex;
+    use std::task::{Context, Poll, Waker};
+    use std::time::SystemTime;
+
+    /// The fakes never wait, so polling once finishes a run.
+    fn now_or_never<Fut: Future>(f: Fut) -> Fut::Output {
+        let mut f = std::pin::pin!(f);
+        match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(v) => v,
+            Poll::Pending => panic!("the fakes never wait"),
+        }
+    }
+
+    const BUCKET: &str = "data";
+
+    #[derive(Default)]
+    struct Continuations(Mutex<Vec<serde_json::Value>>);
+
+    impl Reinvoke for Continuations {
+        async fn reinvoke(&self, payload: &serde_json::Value) -> Result<(), ReinvokeError> {
+            self.0.lock().unwrap().push(payload.clone());
+            Ok(())
+        }
+    }
+
+    #[derive(Default)]
+    struct Waits(Mutex<Vec<Duration>>);
+
+    impl Sleep for Waits {
+        async fn sleep(&self, d: Duration) {
+            self.0.lock().unwrap().push(d);
+        }
+    }
+
+    #[derive(Default)]
+    struct World {
+        rules: InMemoryDecisions,
+        jobs: InMemoryJobs,
+        objects: InMemoryObjects,
+        reinvoke: Continuations,
+        waits: Waits,
+        settings: Settings,
+    }
+
+    fn acme() -> TenantId {
+        TenantId::parse("acme").unwrap()
+    }
+
+    fn name(n: &str) -> ListName {
+        ListName::parse(n).unwrap()
+    }
+
+    impl World {
+        fn with_list(n: &str, kind: ListKind, chunk_rows: usize) -> Self {
+            let w = World {
+                settings: Settings {
+                    chunk_rows,
+                    ..Settings::default()
+                },
+                ..World::default()
+            };
+            now_or_never(RulesService::new(&w.rules).create_list(&acme(), "vk", name(n), kind, String::new())).unwrap();
+            w
+        }
+
+        fn upload(&self, file: &str, text: &str) -> UploadedObject {
+            let key = format!("lists/incoming/acme/{file}");
+            let etag = self.objects.upload(BUCKET, &key, text.as_bytes(), &[]);
+            UploadedObject {
+                bucket: BUCKET.into(),
+                key,
+                etag,
+                size: Some(text.len() as u64),
+                version_id: None,
+            }
+        }
+
+        fn run(&self, up: &UploadedObject, inv: &Invocation) -> RecordOutcome {
+            let importer = ListImporter {
+                rules: &self.rules,
+                jobs: &self.jobs,
+                objects: &self.objects,
+                reinvoke: Some(&self.reinvoke),
+                sleep: &self.waits,
+                bucket: BUCKET,
+                settings: &self.settings,
+            };
+            now_or_never(importer.import_upload(up, &serde_json::json!({"event": up.key}), inv)).unwrap()
+        }
+    }
+
+    #[test]
+    fn a_hand_over_queues_the_event_and_the_next_run_resumes_at_the_checkpoint() {
+        let w = World::with_list("ips", ListKind::Ip, 2);
+        let up = w.upload("ips.txt", "10.0.0.1\n10.0.0.2\n10.0.0.300\n10.0.0.3\n10.0.0.4\n");
+        let inv = Invocation {
+            max_rows: Some(1),
+            ..Invocation::unbounded()
+        };
+        let r = w.run(&up, &inv);
+        assert_eq!(
+            r.outcome,
+            ImportOutcome::HandedOver {
+                next_line: 3,
+                reinvoked: true
+            }
+        );
+        assert_eq!(*w.reinvoke.0.lock().unwrap(), [serde_json::json!({"event": up.key})]);
+        let ImportOutcome::Completed { summary } = w.run(&up, &Invocation::unbounded()).outcome else {
+            panic!("not completed");
+        };
+        assert_eq!(
+            (summary.counts.added, summary.counts.rejected, summary.invocations),
+            (4, 1, 2)
+        );
+        assert_eq!(
+            w.objects.text(BUCKET, "lists/results/acme/ips.errors.csv").unwrap(),
+            "line,field,value,reason\n3,value,\"10.0.0.300\",\"\\\"10.0.0.300\\\" is not an IP address or CIDR range\"\n"
+                .replace("\\\"", "\"\""),
+        );
+    }
+
+    #[test]
+    fn a_job_held_by_another_invocation_is_left_to_it_when_time_is_short() {
+        let w = World::with_list("ips", ListKind::Ip, 1000);
+        let up = w.upload("ips.csv", "10.0.0.1\n");
+        // Another invocation created the job and holds it for 30 s more.
+        let started = Timestamp::now();
+        let owner = LeaseOwner::fresh();
+        let progress = ListImportProgress::default();
+        let job = up.object_ref();
+        assert!(now_or_never(w.jobs.create_job(
+            &acme(),
+            &NewJob {
+                object: &job,
+                job_type: JobType::ListImport,
+                size: up.size,
+                owner: &owner,
+                lease_expires_at: started.unix() + 30,
+                started_at: started,
+                progress: &progress,
+            }
+        ))
+        .unwrap());
+        let hurried = Invocation {
+            deadline: Some(SystemTime::now() + Duration::from_secs(61)),
+            ..Invocation::unbounded()
+        };
+        assert_eq!(w.run(&up, &hurried).outcome, ImportOutcome::Busy);
+        assert!(w.waits.0.lock().unwrap().is_empty(), "no wait without the time for it");
+        assert_eq!(
+            now_or_never(w.rules.list_meta(&acme(), &name("ips")))
+                .unwrap()
+                .unwrap()
+                .entries,
+            0
+        );
+    }
+
+    #[test]
+    fn a_line_is_refused_for_what_the_api_refuses_an_entry_for() {
+        let w = World::with_list("emails", ListKind::Email, 1000);
+        let note = "n".repeat(1025);
+        let text = format!("Ok@Example.com\nnot-an-email\nz@y.io,,{note}\n");
+        let api = now_or_never(RulesService::new(&w.rules).add_entries(
+            &acme(),
+            "vk",
+            &name("emails"),
+            vec![
+                EntryInput {
+                    value: "not-an-email".into(),
+                    expires_at: None,
+                    note: None,
+                },
+                EntryInput {
+                    value: "z@y.io".into(),
+                    expires_at: None,
+                    note: Some(note.clone()),
+                },
+            ],
+        ));
+        let Err(RulesError::Invalid(problems)) = api else {
+            panic!("the API accepted it: {api:?}");
+        };
+        let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(fields, ["entries[0].value", "entries[1].note"]);
+        let up = w.upload("emails.csv", &text);
+        let ImportOutcome::Completed { summary } = w.run(&up, &Invocation::unbounded()).outcome else {
+            panic!("not completed");
+        };
+        assert_eq!((summary.counts.added, summary.counts.rejected), (1, 2));
+        let report = w.objects.text(BUCKET, "lists/results/acme/emails.errors.csv").unwrap();
+        let lines: Vec<&str> = report.lines().collect();
+        assert!(
+            lines[1].starts_with("2,value,") && lines[1].contains(&problems[0].message.replace('"', "\"\"")),
+            "{report}"
+        );
+        assert!(
+            lines[2].starts_with("3,note,") && lines[2].contains(&problems[1].message),
+            "{report}"
+        );
+        let other = UploadedObject {
+            bucket: "elsewhere".into(),
+            ..up
+        };
+        assert!(matches!(
+            w.run(&other, &Invocation::unbounded()).outcome,
+            ImportOutcome::Skipped { .. }
+        ));
+    }
+}
