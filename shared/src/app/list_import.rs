@@ -302,6 +302,23 @@ where
     }
 }
 
+/// A chunk's error lines stop being added past this; each line is short (values shortened), so a
+/// stored chunk stays far below DynamoDB's 400 KB item limit.
+const REPORT_CHUNK_BYTES: usize = 128 * 1024;
+/// Bytes of a value shown in the error report (a bad value may be a whole line).
+const SHOWN_VALUE_BYTES: usize = 100;
+
+fn shorten(value: &str) -> &str {
+    if value.len() <= SHOWN_VALUE_BYTES {
+        return value;
+    }
+    let mut end = SHOWN_VALUE_BYTES;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    &value[..end]
+}
+
 /// One claimed job being worked.
 struct Run<'r, 'a, S, J, O, R, P> {
     app: &'r ListImporter<'a, S, J, O, R, P>,
@@ -407,7 +424,8 @@ where
             let mut entries = Vec::with_capacity(chunk_rows);
             let mut counts = progress.counts;
             let mut next_line = chunk_start;
-            while entries.len() < chunk_rows {
+            // The report chunk is one table item (at most 400 KB): end the chunk early if it grows.
+            while entries.len() < chunk_rows && report.len() < REPORT_CHUNK_BYTES {
                 let Some(l) = pending.next() else { break };
                 next_line = l.line + 1;
                 counts.rows_read += 1;
@@ -426,7 +444,7 @@ where
                     Err(bad) => {
                         counts.rejected += 1;
                         for (field, value, why) in bad {
-                            report_line(&mut csv, &mut report, l.line, field, &value, &why);
+                            report_line(&mut csv, &mut report, l.line, field, shorten(&value), &why);
                         }
                     }
                 }
@@ -811,5 +829,26 @@ mod tests {
             w.run(&other, &Invocation::unbounded()).outcome,
             ImportOutcome::Skipped { .. }
         ));
+    }
+
+    #[test]
+    fn a_file_of_bad_lines_keeps_each_stored_report_chunk_well_below_an_items_size() {
+        let w = World::with_list("bins", ListKind::Bin, 1000);
+        let long = "x".repeat(300);
+        let text: String = (0..3000).map(|i| format!("{i}{long}\n")).collect();
+        let up = w.upload("bins.csv", &text);
+        let ImportOutcome::Completed { summary } = w.run(&up, &Invocation::unbounded()).outcome else {
+            panic!("not completed");
+        };
+        assert_eq!((summary.counts.rejected, summary.counts.added), (3000, 0));
+        // An ended job's progress is not read back: walk its stored chunks.
+        let mut seq = 0;
+        while let Some(text) = now_or_never(w.jobs.report_chunk(&acme(), &up.object_ref(), seq)).unwrap() {
+            assert!(text.len() < 150 * 1024, "chunk {seq} is {} bytes", text.len());
+            seq += 1;
+        }
+        assert!(seq > 1, "{seq} chunk(s)");
+        let report = w.objects.text(BUCKET, "lists/results/acme/bins.errors.csv").unwrap();
+        assert_eq!(report.lines().count(), 3001);
     }
 }
