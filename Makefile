@@ -26,7 +26,7 @@ dev: venv
 demo: venv
 	@bash scripts/demo.sh
 
-## upload: with `make dev` running, FILE=<path> KIND=batch|model|labels [TENANT= NAME= ACTIVATE=1 FEATURES= MANIFEST=] into its S3 and through the function it triggers; alone: usage.
+## upload: with `make dev` running, FILE=<path> KIND=batch|model|labels|list [TENANT= NAME= ACTIVATE=1 FEATURES= MANIFEST=] into its S3 and through the function it triggers; alone: usage.
 upload: venv
 	@bash scripts/upload.sh $(if $(FILE),--file "$(FILE)") $(if $(KIND),--kind "$(KIND)") \
 		$(if $(TENANT),--tenant "$(TENANT)") $(if $(NAME),--name "$(NAME)") \

@@ -11,9 +11,9 @@ source "$(dirname "$0")/lib.sh"
 
 usage() {
     cat <<'USAGE'
-Usage: make upload FILE=<path> KIND=batch|model|labels [TENANT=demo] [NAME=<name>] [ACTIVATE=1]
+Usage: make upload FILE=<path> KIND=batch|model|labels|list [TENANT=demo] [NAME=<name>] [ACTIVATE=1]
                    [FEATURES=file|stored] [MANIFEST=<path>]
-   or: scripts/upload.sh --file <path> --kind batch|model|labels [--tenant T] [--name N]
+   or: scripts/upload.sh --file <path> --kind batch|model|labels|list [--tenant T] [--name N]
                          [--activate] [--features file|stored] [--manifest <path>]
 
 Uploads FILE to the local stack's S3 (moto) and invokes the function that the upload triggers on
@@ -36,6 +36,11 @@ KIND=model    s3://<MODEL_BUCKET>/models/incoming/<tenant>/<file name>   -> mode
 KIND=labels   s3://<DATA_BUCKET>/labels/incoming/<tenant>/<name>   -> labels
               FILE: .csv, .ndjson or .jsonl, optionally .gz: transaction_id, label (fraud|legit),
               source, labelled_at. NAME as for batch. Prints the counts and the error report key.
+KIND=list     s3://<DATA_BUCKET>/lists/incoming/<tenant>/<list name>.<ext>   -> list-import
+              FILE: .csv or .txt, optionally .gz: one value a line, optionally
+              ,<expires_at>,<note> (header value,expires_at,note optional). The list must exist
+              (POST /v1/lists). NAME: the list's name (default: FILE's name without its
+              extensions). Prints added, updated, rejected, the list's version and the error report.
 
 TENANT defaults to VERDICT_TENANT, else demo. The stack's ports and names come from the same
 variables as `make dev`: MOTO_PORT (5010), API_PORT (9000), TABLE_NAME, MODEL_BUCKET
@@ -43,7 +48,7 @@ variables as `make dev`: MOTO_PORT (5010), API_PORT (9000), TABLE_NAME, MODEL_BU
 The event sent is kept in .local/events/ for re-delivery (a duplicate delivery is processed once).
 
 Exit status: 0 when the function accepted the file, now or on an earlier delivery (batch completed
-or already done, model accepted, labels completed), 3 when it ran but refused or did not finish it
+or already done, model accepted, labels or list completed), 3 when it ran but refused or did not finish it
 (failed, already failed, rejected, skipped, busy, handed over), 1 on any other error (the stack not
 running, an upload or invoke failure), 2 on bad usage.
 USAGE
@@ -92,8 +97,9 @@ case "$KIND" in
 batch) FUNCTION=batch-score BUCKET="$DATA_BUCKET" PREFIX="batches/incoming" ;;
 model) FUNCTION=model-import BUCKET="$MODEL_BUCKET" PREFIX="models/incoming" ;;
 labels) FUNCTION=labels BUCKET="$DATA_BUCKET" PREFIX="labels/incoming" ;;
-"") usage_error "KIND is missing: set KIND=batch, KIND=model or KIND=labels" ;;
-*) usage_error "unknown KIND \"$KIND\": expected batch, model or labels" ;;
+list) FUNCTION=list-import BUCKET="$DATA_BUCKET" PREFIX="lists/incoming" ;;
+"") usage_error "KIND is missing: set KIND=batch, KIND=model, KIND=labels or KIND=list" ;;
+*) usage_error "unknown KIND \"$KIND\": expected batch, model, labels or list" ;;
 esac
 
 [[ -n "$FILE" ]] || usage_error "FILE is missing: set FILE=<path> to the file to upload (KIND=$KIND)"
@@ -121,6 +127,16 @@ if [[ "$KIND" == model ]]; then
     fi
     # The name in the key is the file's; NAME is the registry name (x-amz-meta-name).
     OBJECT_NAME="$base"
+elif [[ "$KIND" == list ]]; then
+    [[ "$lower" =~ \.(csv|txt)(\.gz)?$ ]] ||
+        usage_error "$base: a list file must be .csv or .txt, optionally followed by .gz"
+    [[ -z "$ACTIVATE$MANIFEST$FEATURES" ]] || usage_error "ACTIVATE, MANIFEST and FEATURES do not apply to KIND=list"
+    ext="${base: -${#BASH_REMATCH[0]}}"
+    # The key's file name is the list's name: NAME, else FILE's name without its extensions.
+    list_name="${NAME:-${base:0:${#base}-${#ext}}}"
+    [[ "$list_name" =~ ^[A-Za-z0-9._:-]{1,128}$ ]] ||
+        usage_error "the list name \"$list_name\" must be 1-128 of A-Z a-z 0-9 - _ . : (set NAME=<list name>)"
+    OBJECT_NAME="$list_name$ext"
 else
     case "$lower" in
     *.csv | *.ndjson | *.jsonl | *.csv.gz | *.ndjson.gz | *.jsonl.gz) ;;
@@ -427,6 +443,30 @@ elif kind == "labels":
             if s.get("stopped_early"):
                 ok = False
                 print(f"  stopped early: {s['stopped_early']}")
+        elif oc == "handed_over":
+            ok = False
+            print(f"  checkpointed at line {r.get('next_line')}; re-send the event to continue")
+        else:
+            ok = False
+            if r.get("reason"):
+                print(f"  reason: {r['reason']}")
+elif kind == "list":
+    for r in out.get("records", []):
+        oc = r.get("outcome")
+        dup = " (a duplicate delivery: the first outcome, nothing done now)" if r.get("duplicate") else ""
+        print(f"list-import: s3://{r['bucket']}/{r['key']}: {oc.replace('_', ' ')}{dup}")
+        if oc in ("completed", "failed"):
+            ok = ok and oc == "completed"
+            s = r["summary"]
+            names = ("rows_read", "added", "updated", "rejected")
+            c = {k: s.get(k, 0) for k in names}
+            print("  " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in c.items()))
+            print(f"  list {s.get('list')}: version {s.get('list_version')}, {s.get('list_entries')} entries")
+            print(f"  summary:       s3://{r['bucket']}/{s['errors_key'].rsplit('.errors.csv', 1)[0]}.summary.json")
+            show_errors(r["bucket"], s["errors_key"], c.get("rejected", 0) > 0)
+            if s.get("stopped_early"):
+                ok = False
+                print(f"  stopped early: {s['stopped_early']} (from line {s.get('next_line')})")
         elif oc == "handed_over":
             ok = False
             print(f"  checkpointed at line {r.get('next_line')}; re-send the event to continue")

@@ -5,6 +5,7 @@
 pub mod backtest;
 pub mod batch;
 pub mod labels;
+pub mod list_import;
 pub mod models;
 pub mod policy_cache;
 pub mod rules;

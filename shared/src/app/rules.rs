@@ -516,7 +516,8 @@ impl<'a, S: RulesAdmin> RulesService<'a, S> {
     /// Adds or updates up to [`MAX_ENTRIES_PER_REQUEST`] entries. Every value is checked against
     /// the list's kind first; one bad value refuses the whole request, naming `entries[i].value`.
     /// A value sent twice keeps its last expiry and note. Retrying the same request is harmless:
-    /// the second time every value counts as updated.
+    /// the second time every value counts as updated. (A file upload, `app::list_import`, checks
+    /// each line with the same [`check_entry`] but applies the good lines and reports the bad.)
     pub async fn add_entries(
         &self,
         tenant: &TenantId,
@@ -528,33 +529,36 @@ impl<'a, S: RulesAdmin> RulesService<'a, S> {
         check_count("entries", entries.len())?;
         let now = Timestamp::now();
         let mut problems = Vec::new();
-        let mut by_value: BTreeMap<String, ListEntry> = BTreeMap::new();
+        let mut checked = Vec::with_capacity(entries.len());
         for (i, e) in entries.into_iter().enumerate() {
-            if e.note.as_ref().is_some_and(|n| n.len() > MAX_TEXT_BYTES) {
-                problems.push(RuleProblem::field(
-                    None,
-                    &format!("entries[{i}].note"),
-                    format!("must be at most {MAX_TEXT_BYTES} bytes"),
-                ));
-            }
-            match normalise(meta.kind, &e.value) {
-                Ok(value) => {
-                    by_value.insert(
-                        value.clone(),
-                        ListEntry {
-                            value,
-                            expires_at: e.expires_at,
-                            note: e.note,
-                            added_by: actor.to_owned(),
-                            added_at: now,
-                        },
-                    );
-                }
-                Err(why) => problems.push(RuleProblem::field(None, &format!("entries[{i}].value"), why)),
+            match check_entry(meta.kind, e, actor, now) {
+                Ok(entry) => checked.push(entry),
+                Err(bad) => problems.extend(
+                    bad.into_iter()
+                        .map(|(field, why)| RuleProblem::field(None, &format!("entries[{i}].{field}"), why)),
+                ),
             }
         }
         if !problems.is_empty() {
             return Err(RulesError::Invalid(problems));
+        }
+        self.apply_entries(tenant, actor, name, checked).await
+    }
+
+    /// Writes up to [`MAX_ENTRIES_PER_REQUEST`] entries already checked by [`check_entry`], with
+    /// their audit entry. A value given twice keeps its last expiry and note. Over the list's cap
+    /// it is a [`RulesError::Conflict`] and nothing is written.
+    pub async fn apply_entries(
+        &self,
+        tenant: &TenantId,
+        actor: &str,
+        name: &ListName,
+        entries: Vec<ListEntry>,
+    ) -> Result<ListChange, RulesError> {
+        check_count("entries", entries.len())?;
+        let mut by_value: BTreeMap<String, ListEntry> = BTreeMap::new();
+        for e in entries {
+            by_value.insert(e.value.clone(), e);
         }
         let entries: Vec<ListEntry> = by_value.into_values().collect();
         let audit = Self::audit(
@@ -627,6 +631,35 @@ impl<'a, S: RulesAdmin> RulesService<'a, S> {
         cursor: Option<&str>,
     ) -> Result<Page<AuditEntry>, StoreError> {
         self.store.audit(tenant, limit, cursor).await
+    }
+}
+
+/// One entry checked against a list of `kind`, as the API and a file upload both check it: the
+/// note's length, then the value normalised ([`normalise`]). The problems name the entry's field
+/// (`note`, `value`), in that order.
+pub fn check_entry(
+    kind: ListKind,
+    input: EntryInput,
+    actor: &str,
+    at: Timestamp,
+) -> Result<ListEntry, Vec<(&'static str, String)>> {
+    let mut problems = Vec::new();
+    if input.note.as_ref().is_some_and(|n| n.len() > MAX_TEXT_BYTES) {
+        problems.push(("note", format!("must be at most {MAX_TEXT_BYTES} bytes")));
+    }
+    match normalise(kind, &input.value) {
+        Ok(value) if problems.is_empty() => Ok(ListEntry {
+            value,
+            expires_at: input.expires_at,
+            note: input.note,
+            added_by: actor.to_owned(),
+            added_at: at,
+        }),
+        Ok(_) => Err(problems),
+        Err(why) => {
+            problems.push(("value", why));
+            Err(problems)
+        }
     }
 }
 

@@ -12,6 +12,7 @@ pub mod decision;
 pub mod features;
 pub mod io;
 pub mod labels;
+pub mod list_upload;
 pub mod metrics;
 pub mod model;
 pub mod model_upload;

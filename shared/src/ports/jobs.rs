@@ -31,6 +31,8 @@ pub enum JobType {
     Batch,
     Labels,
     Model,
+    /// A file of list entries (`lists/incoming/`).
+    ListImport,
 }
 
 impl JobType {
@@ -39,6 +41,7 @@ impl JobType {
             JobType::Batch => "batch",
             JobType::Labels => "labels",
             JobType::Model => "model",
+            JobType::ListImport => "list_import",
         }
     }
 }
