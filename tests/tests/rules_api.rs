@@ -616,3 +616,90 @@ async fn a_backtest_replays_stored_decisions_with_their_labels_and_writes_nothin
     .await;
     r.assert_problem(404, "not-found");
 }
+
+/// Odd stored data (a negative list count, a ruleset item that does not parse) never turns into a
+/// 5xx for the tenant's decisions, in a container that reads them afresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_stored_rules_data_never_fails_the_tenants_decisions() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use verdict::adapters::dynamodb::Keys;
+    use verdict::domain::ListName;
+    let api = ApiStack::new().await;
+    let (tenant, key) = api.tenant("acme").await;
+    list_with(&api, &key, "blocked_emails", "email", &["jane.doe@example.com"]).await;
+    let v = activate(
+        &api,
+        &key,
+        "FIRST_MATCHED",
+        &[rule(
+            "blocked_email",
+            "has(tx.email) && in_list(tx.email, \"blocked_emails\")",
+            "block",
+        )],
+    )
+    .await;
+    let keys = Keys::new(&tenant);
+    let list = ListName::parse("blocked_emails").unwrap();
+    set_attribute(&api, keys.list_meta(&list), "entries", AttributeValue::N("-1".into())).await;
+    // A new container reads the list afresh: the odd count reads as 0, the list still works.
+    let fresh = ::api::App::new(api.stack.store.clone(), api.stack.blobs.clone(), None);
+    let r = verdict_integration::api::send(&fresh, &post_tx(&key, json!({"id": "odd-1"}))).await;
+    assert_eq!((r.status, &r.body["decision"]), (200, &json!("block")), "{}", r.body);
+    let l = verdict_integration::api::send(
+        &fresh,
+        &Event::load("get-list").path("/v1/lists/blocked_emails").bearer(&key),
+    )
+    .await;
+    assert_eq!((l.status, &l.body["entries"]), (200, &json!(0)), "{}", l.body);
+    let added = verdict_integration::api::send(
+        &fresh,
+        &Event::load("add-entries")
+            .path("/v1/lists/blocked_emails/entries")
+            .bearer(&key)
+            .json(&json!({"entries": [{"value": "x@y.io"}]})),
+    )
+    .await;
+    assert_eq!(added.status, 200, "a change repairs it: {}", added.body);
+
+    // The active ruleset's item stops parsing: decisions go on with the thresholds alone.
+    set_attribute(
+        &api,
+        keys.ruleset(v as u32),
+        "ruleset",
+        AttributeValue::S("{not json".into()),
+    )
+    .await;
+    let fresh = ::api::App::new(api.stack.store.clone(), api.stack.blobs.clone(), None);
+    for id in ["odd-2", "odd-3"] {
+        let r = verdict_integration::api::send(&fresh, &post_tx(&key, json!({"id": id}))).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.body["rules"], Value::Null, "{}", r.body);
+        assert!(
+            !r.body["policy_version"].as_str().unwrap().contains("ruleset"),
+            "{}",
+            r.body
+        );
+    }
+}
+
+/// Writes one attribute of a stored item behind the adapter's back, as odd data would be.
+async fn set_attribute(
+    api: &ApiStack,
+    k: verdict::adapters::dynamodb::ItemKey,
+    attr: &str,
+    value: aws_sdk_dynamodb::types::AttributeValue,
+) {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let st = &api.stack;
+    st.dynamodb
+        .update_item()
+        .table_name(&st.table)
+        .key("pk", AttributeValue::S(k.pk.clone()))
+        .key("sk", AttributeValue::S(k.sk.clone()))
+        .update_expression("SET #a = :v")
+        .expression_attribute_names("#a", attr)
+        .expression_attribute_values(":v", value)
+        .send()
+        .await
+        .expect("UpdateItem");
+}

@@ -71,10 +71,16 @@ pub async fn backtest<S: RulesRead + TenantPolicyRead + DecisionWindow>(
     window: Window,
     limit: usize,
 ) -> Result<BacktestReport, BacktestError> {
-    let ruleset = store
-        .ruleset(tenant, version)
-        .await?
-        .ok_or_else(|| BacktestError::NotFound(format!("No ruleset version {version}.")))?;
+    let ruleset = match store.ruleset(tenant, version).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return Err(BacktestError::NotFound(format!("No ruleset version {version}."))),
+        Err(StoreError::Corrupt { key, reason }) => {
+            return Err(BacktestError::Unusable(format!(
+                "Ruleset {version} is unreadable ({key}: {reason})."
+            )))
+        }
+        Err(e) => return Err(e.into()),
+    };
     let unusable = |v: u32, p: Vec<crate::domain::rules::RuleProblem>| {
         BacktestError::Unusable(format!(
             "Ruleset {v} does not compile: {}",
@@ -84,13 +90,16 @@ pub async fn backtest<S: RulesRead + TenantPolicyRead + DecisionWindow>(
     let draft = CompiledRuleset::compile(&ruleset).map_err(|p| unusable(version, p))?;
     let policy = store.tenant_policy(tenant).await?;
     let baseline = match policy.rules.active_ruleset {
-        Some(v) => {
-            let active = store.ruleset(tenant, v).await?;
-            match active {
-                Some(a) => Some(CompiledRuleset::compile(&a).map_err(|p| unusable(v, p))?),
-                None => None,
+        Some(v) => match store.ruleset(tenant, v).await {
+            Ok(Some(a)) => Some(CompiledRuleset::compile(&a).map_err(|p| unusable(v, p))?),
+            Ok(None) => None,
+            Err(StoreError::Corrupt { key, reason }) => {
+                return Err(BacktestError::Unusable(format!(
+                    "The active ruleset {v} is unreadable ({key}: {reason})."
+                )))
             }
-        }
+            Err(e) => return Err(e.into()),
+        },
         None => None,
     };
     let mut lists: HashMap<ListName, Arc<ListIndex>> = HashMap::new();
@@ -102,11 +111,19 @@ pub async fn backtest<S: RulesRead + TenantPolicyRead + DecisionWindow>(
         if lists.contains_key(name) {
             continue;
         }
-        if let Some(contents) = store.list_contents(tenant, name).await? {
-            lists.insert(
-                name.clone(),
-                Arc::new(ListIndex::build(contents.meta.kind, &contents.entries)),
-            );
+        match store.list_contents(tenant, name).await {
+            Ok(Some(contents)) => {
+                lists.insert(
+                    name.clone(),
+                    Arc::new(ListIndex::build(contents.meta.kind, &contents.entries)),
+                );
+            }
+            Ok(None) => {}
+            // As in scoring: the rules using an unreadable list are errors.
+            Err(StoreError::Corrupt { key, reason }) => {
+                tracing::error!(tenant = %tenant, list = %name, key, reason, "a list is unreadable: rules using it are errors");
+            }
+            Err(e) => return Err(e.into()),
         }
     }
     let thresholds = policy.thresholds.unwrap_or_default();

@@ -52,7 +52,10 @@ struct ListEntries {
 
 struct CachedList {
     version: u64,
-    index: Arc<ListIndex>,
+    /// `None`: unreadable at this version.
+    index: Option<Arc<ListIndex>>,
+    /// Entries indexed, counted against the budget.
+    size: usize,
     used: u64,
 }
 
@@ -116,14 +119,17 @@ impl PolicyCache {
         // Rulesets never change under their version: one that does not compile is remembered
         // too, so odd stored data costs one read per container, not one per decision. One that is
         // missing (the pointer is only moved onto a stored ruleset) is not: it may be written yet.
-        let compiled = match store.ruleset(tenant, version).await? {
-            None => {
+        let compiled = match store.ruleset(tenant, version).await {
+            Ok(None) => {
                 return Err(RulesUnavailable::Unusable {
                     version,
                     why: "the active ruleset is not stored".into(),
                 })
             }
-            Some(stored) => CompiledRuleset::compile(&stored).map(Arc::new).map_err(|problems| {
+            // An item that does not read is as unusable as one that does not compile.
+            Err(StoreError::Corrupt { key, reason }) => Err(format!("item {key} is unreadable: {reason}")),
+            Err(e) => return Err(e.into()),
+            Ok(Some(stored)) => CompiledRuleset::compile(&stored).map(Arc::new).map_err(|problems| {
                 format!(
                     "does not compile: {}",
                     problems.first().map_or(String::new(), |p| p.message.clone())
@@ -155,40 +161,52 @@ impl PolicyCache {
             let now = c.clock;
             if let Some(hit) = c.by_key.get_mut(&key).filter(|l| l.version >= version) {
                 hit.used = now;
-                return Ok(Some(hit.index.clone()));
+                return Ok(hit.index.clone());
             }
         }
-        let Some(contents) = store.list_contents(tenant, name).await? else {
-            return Ok(None);
+        let (index, read_version) = match store.list_contents(tenant, name).await {
+            Ok(None) => return Ok(None),
+            Ok(Some(contents)) => (
+                Some(Arc::new(ListIndex::build(contents.meta.kind, &contents.entries))),
+                contents.meta.version,
+            ),
+            // Odd stored data: the rules using the list record errors (visibly), and this version
+            // is not read again by every decision.
+            Err(StoreError::Corrupt { key, reason }) => {
+                tracing::error!(tenant = %tenant, list = %name, key, reason, "a list is unreadable: rules using it are errors");
+                (None, version)
+            }
+            Err(e) => return Err(e),
         };
-        let index = Arc::new(ListIndex::build(contents.meta.kind, &contents.entries));
+        let size = index.as_ref().map_or(0, |i| i.len());
         let mut c = lock(&self.lists);
         c.clock += 1;
         let used = c.clock;
         if let Some(old) = c.by_key.remove(&key) {
-            c.entries -= old.index.len();
+            c.entries -= old.size;
         }
         // Least recently used lists go first; one larger than the budget is still kept, alone.
-        while c.entries + index.len() > MAX_LIST_ENTRIES_CACHED {
+        while c.entries + size > MAX_LIST_ENTRIES_CACHED {
             let Some(oldest) = c.by_key.iter().min_by_key(|(_, l)| l.used).map(|(k, _)| k.clone()) else {
                 break;
             };
             if let Some(l) = c.by_key.remove(&oldest) {
-                c.entries -= l.index.len();
+                c.entries -= l.size;
             }
         }
-        c.entries += index.len();
+        c.entries += size;
         c.by_key.insert(
             key,
             CachedList {
                 // Never below what the CONFIG item asked for: a meta that lags it (odd data) must
                 // not make every decision read the list again.
-                version: contents.meta.version.max(version),
+                version: read_version.max(version),
                 index: index.clone(),
+                size,
                 used,
             },
         );
-        Ok(Some(index))
+        Ok(index)
     }
 
     /// Rulesets and lists cached (for tests and logs).

@@ -87,7 +87,14 @@ fn meta_item(key: &ItemKey, m: &ListMeta) -> Result<Item, StoreError> {
     Ok(item)
 }
 
-fn parse_meta(item: Item, key: &ItemKey) -> Result<ListMeta, StoreError> {
+fn parse_meta(mut item: Item, key: &ItemKey) -> Result<ListMeta, StoreError> {
+    // A negative or unreadable count reads as 0, logged: an odd counter must not make the list
+    // unreadable for every decision and every later change (the next change rewrites it).
+    let count_ok = matches!(item.get("entries"), Some(AttributeValue::N(n)) if n.parse::<u64>().is_ok());
+    if !count_ok {
+        tracing::warn!(key = %key, entries = ?item.get("entries"), "list meta: unreadable entry count read as 0");
+        item.insert("entries".into(), AttributeValue::N("0".into()));
+    }
     serde_dynamo::aws_sdk_dynamodb_1::from_item(item).map_err(|e| corrupt(key, e.to_string()))
 }
 
