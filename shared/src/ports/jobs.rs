@@ -1,4 +1,4 @@
-//! Job leases: one job per S3 object version (batch-score, labels, model-import), worked on by
+//! Job leases: one job per S3 object version (batch-score, labels, model-import, backtest), worked on by
 //! one invocation at a time under a lease, checkpointed, handed over, finished.
 //!
 //! The job kind's progress is the type parameter `P` (the batch checkpoint, the label file's
@@ -31,6 +31,7 @@ pub enum JobType {
     Batch,
     Labels,
     Model,
+    Backtest,
 }
 
 impl JobType {
@@ -39,6 +40,7 @@ impl JobType {
             JobType::Batch => "batch",
             JobType::Labels => "labels",
             JobType::Model => "model",
+            JobType::Backtest => "backtest",
         }
     }
 }

@@ -57,7 +57,7 @@ fn parse_job<P: DeserializeOwned>(item: Item, key: &ItemKey) -> Result<Job<P>, S
     };
     let job_type: JobType = match item.get("job_type") {
         Some(v) => serde_dynamo::aws_sdk_dynamodb_1::from_attribute_value(v.clone())
-            .map_err(|_| corrupt(key, format!("job_type {v:?} is not batch, labels or model")))?,
+            .map_err(|_| corrupt(key, format!("job_type {v:?} is not batch, labels, model or backtest")))?,
         None => return Err(corrupt(key, "job_type is missing")),
     };
     let progress = match status {
