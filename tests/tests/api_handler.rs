@@ -279,7 +279,7 @@ async fn fifty_concurrent_duplicates_make_one_decision_and_count_once() {
 }
 
 /// Every route that needs a key, with the scope it needs.
-const AUTHENTICATED: [(&str, &str); 27] = [
+const AUTHENTICATED: [(&str, &str); 28] = [
     ("post-transaction", "transactions:write"),
     ("get-transaction", "transactions:read"),
     ("list-transactions", "transactions:read"),
@@ -300,6 +300,7 @@ const AUTHENTICATED: [(&str, &str); 27] = [
     ("publish-ruleset", "rules:write"),
     ("activate-ruleset", "rules:write"),
     ("backtest-ruleset", "rules:read"),
+    ("get-backtest", "rules:read"),
     ("create-list", "lists:write"),
     ("list-lists", "rules:read"),
     ("get-list", "rules:read"),
@@ -701,6 +702,7 @@ async fn the_contract_is_served_and_every_route_in_it_is_routed() {
         "/v1/rulesets/{version}/publish",
         "/v1/rulesets/{version}/activate",
         "/v1/rulesets/{version}/backtest",
+        "/v1/backtests/{id}",
         "/v1/lists",
         "/v1/lists/{name}",
         "/v1/lists/{name}/entries",

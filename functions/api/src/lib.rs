@@ -4,6 +4,7 @@
 //! RFC 9457 problems for every failure. It never returns an error and never panics on input.
 
 mod auth;
+mod backtests;
 mod meta;
 mod models;
 mod problem;
@@ -16,6 +17,7 @@ mod transactions;
 mod views;
 
 pub use auth::KEY_CACHE_TTL;
+pub use backtests::{BacktestQueue, S3Backtests};
 pub use meta::{openapi_json, OPENAPI_YAML};
 pub use problem::{ApiError, TYPE_405};
 pub use request::{DEFAULT_LIMIT, MAX_LIMIT};
@@ -33,9 +35,12 @@ use verdict::domain::Timestamp;
 use verdict::ports::ModelBlobs;
 
 /// Per-container state, built once in `main`: the scorer (store, blobs, model cache, fallback
-/// model) and the API-key cache.
+/// model), the API-key cache and the backtest jobs.
 pub struct App<S, B> {
     pub scorer: Scorer<S, B>,
+    /// Backtest requests and results (the data bucket). `None`: a window too large to answer
+    /// inline is a 503, and `GET /v1/backtests/{id}` finds nothing.
+    pub backtests: Option<Arc<dyn BacktestQueue>>,
     keys: auth::KeyCache,
     /// When this container started serving; the fallback model's activation time.
     started_at: Timestamp,
@@ -45,6 +50,7 @@ impl<S: ApiStore, B: ModelBlobs> App<S, B> {
     pub fn new(store: S, blobs: B, fallback: Option<Arc<Model>>) -> Self {
         App {
             scorer: Scorer::new(store, blobs, fallback),
+            backtests: None,
             keys: auth::KeyCache::default(),
             started_at: Timestamp::now(),
         }
@@ -108,6 +114,7 @@ async fn dispatch<S: ApiStore, B: ModelBlobs>(
         Route::PublishRuleset(v) => rules::publish(app, req, cx, v).await,
         Route::ActivateRuleset(v) => rules::activate(app, req, cx, v).await,
         Route::BacktestRuleset(v) => rules::backtest(app, req, cx, v).await,
+        Route::GetBacktest(id) => rules::get_backtest(app, req, cx, id).await,
         Route::CreateList => rules::create_list(app, req, cx).await,
         Route::ListLists => rules::lists(app, req, cx).await,
         Route::GetList(name) => rules::get_list(app, req, cx, name).await,

@@ -1,12 +1,13 @@
 //! The api Lambda: configuration and clients once per container, then [`api::handle`] per request.
 //!
-//! Environment: `TABLE_NAME`, `MODEL_BUCKET` (both set by template.yaml), optional
+//! Environment: `TABLE_NAME`, `MODEL_BUCKET`, `DATA_BUCKET` (backtest jobs' requests and
+//! results; all three set by template.yaml; without `DATA_BUCKET` no backtest runs as a job), optional
 //! `VERDICT_MODEL_PATH` (a local model artifact serving tenants without an activation pointer),
 //! `VERDICT_MODEL_CACHE_MB` (the loaded models' budget in MiB of artifact; default a quarter of
 //! `AWS_LAMBDA_FUNCTION_MEMORY_SIZE`, else 64), `RUST_LOG` (log filter, default `info`), and the
 //! usual AWS variables (`AWS_ENDPOINT_URL` for moto).
 
-use api::App;
+use api::{App, S3Backtests};
 use lambda_http::{service_fn, Request};
 use std::convert::Infallible;
 use std::process::ExitCode;
@@ -14,7 +15,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use verdict::adapters::lambda::{check_lambda_environment, exit_code, init_logging, required_env};
 use verdict::adapters::{
-    aws_config_from_env, dynamodb_client, s3_client_with, s3_request_timeouts, DynamoStore, S3Blobs,
+    aws_config_from_env, dynamodb_client, s3_client_with, s3_request_timeouts, DynamoStore, ObjectStore, S3Blobs,
 };
 use verdict::app::scoring::ModelCache;
 use verdict::domain::model::Model;
@@ -65,9 +66,21 @@ async fn build() -> Result<App<DynamoStore, S3Blobs>, String> {
     let config = aws_config_from_env().await;
     let store = DynamoStore::new(dynamodb_client(&config), table);
     // Within the api's 10 s: a stuck model fetch becomes a 503, not a Lambda timeout.
-    let blobs = S3Blobs::new(s3_client_with(&config, s3_request_timeouts()), bucket)
-        .with_deadline(std::time::Duration::from_secs(5));
+    let s3 = s3_client_with(&config, s3_request_timeouts());
+    let blobs = S3Blobs::new(s3.clone(), bucket).with_deadline(std::time::Duration::from_secs(5));
+    let backtests = match std::env::var("DATA_BUCKET") {
+        Ok(data) if !data.trim().is_empty() => Some(Arc::new(S3Backtests {
+            objects: ObjectStore::new(s3),
+            jobs: store.clone(),
+            bucket: data.trim().to_owned(),
+        }) as Arc<dyn api::BacktestQueue>),
+        _ => {
+            tracing::warn!("DATA_BUCKET is not set: large backtests are refused (503)");
+            None
+        }
+    };
     let mut app = App::new(store, blobs, fallback);
+    app.backtests = backtests;
     app.scorer.models = ModelCache::with_budget(cache_budget);
     Ok(app)
 }

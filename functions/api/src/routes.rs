@@ -29,6 +29,7 @@ pub enum Route<'p> {
     PublishRuleset(&'p str),
     ActivateRuleset(&'p str),
     BacktestRuleset(&'p str),
+    GetBacktest(&'p str),
     CreateList,
     ListLists,
     GetList(&'p str),
@@ -80,6 +81,7 @@ pub fn route<'p>(method: &Method, path: &'p str) -> Result<Route<'p>, ApiError> 
         ["rulesets", v, "publish"] => (post.then_some(Route::PublishRuleset(v)), "POST"),
         ["rulesets", v, "activate"] => (post.then_some(Route::ActivateRuleset(v)), "POST"),
         ["rulesets", v, "backtest"] => (post.then_some(Route::BacktestRuleset(v)), "POST"),
+        ["backtests", id] => (get.then_some(Route::GetBacktest(id)), "GET"),
         ["lists"] if post => (Some(Route::CreateList), ""),
         ["lists"] => (get.then_some(Route::ListLists), "GET, POST"),
         ["lists", name] => (get.then_some(Route::GetList(name)), "GET"),
@@ -133,6 +135,7 @@ mod tests {
         assert_eq!(ok(Method::POST, "/v1/rulesets/3/publish"), Route::PublishRuleset("3"));
         assert_eq!(ok(Method::POST, "/v1/rulesets/3/activate"), Route::ActivateRuleset("3"));
         assert_eq!(ok(Method::POST, "/v1/rulesets/3/backtest"), Route::BacktestRuleset("3"));
+        assert_eq!(ok(Method::GET, "/v1/backtests/bt1"), Route::GetBacktest("bt1"));
         assert_eq!(ok(Method::POST, "/v1/lists"), Route::CreateList);
         assert_eq!(ok(Method::GET, "/v1/lists"), Route::ListLists);
         assert_eq!(ok(Method::GET, "/v1/lists/l"), Route::GetList("l"));

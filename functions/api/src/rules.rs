@@ -497,22 +497,42 @@ pub async fn audit<S: ApiStore, B: ModelBlobs>(
 // ---------------------------------------------------------------------------------------------
 // Backtest
 
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum BacktestMode {
+    /// Inline, unless the window holds more than an inline backtest replays: then a job.
+    #[default]
+    Inline,
+    Job,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BacktestBody {
     from: String,
     to: String,
+    #[serde(default)]
+    mode: BacktestMode,
+}
+
+/// The 202 of a backtest that runs as a job.
+#[derive(Debug, Serialize)]
+struct BacktestQueued {
+    id: String,
+    status: &'static str,
+    result_url: String,
 }
 
 /// `POST /v1/rulesets/{version}/backtest`: replays the ruleset over the stored decisions of
-/// `[from, to)`, inline. Reads only.
+/// `[from, to)`, inline (reads only), or as a job whose result `GET /v1/backtests/{id}`
+/// answers: for `mode: job`, or when the window is too large to answer inline.
 pub async fn backtest<S: ApiStore, B: ModelBlobs>(
     app: &App<S, B>,
     req: &Request,
     cx: &Ctx<'_>,
     raw_version: &str,
 ) -> Result<Response<Body>, ApiError> {
-    use verdict::app::backtest::{backtest, BacktestError, Window, MAX_INLINE_DECISIONS};
+    use verdict::app::backtest::{backtest, BacktestError, BacktestRequest, Window, MAX_INLINE_DECISIONS};
     let p = principal(app, req, Scope::RulesRead).await?;
     let version = ruleset_version(raw_version)?;
     let body: BacktestBody = json_body(req, MAX_RULE_BODY_BYTES)?;
@@ -526,16 +546,106 @@ pub async fn backtest<S: ApiStore, B: ModelBlobs>(
     let (Some(from), Some(to), true) = (from, to, errors.is_empty()) else {
         return Err(ApiError::Validation(errors));
     };
-    let result = match Window::new(from, to) {
-        Ok(window) => backtest(&app.scorer.store, &p.tenant, version, window, MAX_INLINE_DECISIONS).await,
-        Err(e) => Err(e),
+    let window = Window::new(from, to);
+    let result = match (window, body.mode) {
+        (Ok(window), BacktestMode::Inline) => {
+            backtest(&app.scorer.store, &p.tenant, version, window, MAX_INLINE_DECISIONS).await
+        }
+        // A job for a ruleset that is not there would only fail later.
+        (Ok(_), BacktestMode::Job) => match app.scorer.store.ruleset(&p.tenant, version).await? {
+            Some(_) => Err(BacktestError::TooLarge {
+                limit: MAX_INLINE_DECISIONS,
+            }),
+            None => Err(BacktestError::NotFound(format!("No ruleset version {version}."))),
+        },
+        (Err(e), _) => Err(e),
     };
     match result {
         Ok(report) => Ok(ok(&report, cx.request_id)),
+        Err(BacktestError::TooLarge { .. }) => {
+            let Some(queue) = &app.backtests else {
+                return Err(ApiError::Unavailable(
+                    "backtest jobs are not configured (DATA_BUCKET is not set)".into(),
+                ));
+            };
+            let request = BacktestRequest {
+                version,
+                from,
+                to,
+                requested_by: p.key_id.clone(),
+                requested_at: verdict::domain::Timestamp::now(),
+            };
+            let id = queue.start(&p.tenant, &request).await.map_err(job_error)?;
+            let result_url = format!("/v1/backtests/{id}");
+            let mut response = json_response(
+                StatusCode::ACCEPTED,
+                &BacktestQueued {
+                    id: id.to_string(),
+                    status: "queued",
+                    result_url: result_url.clone(),
+                },
+                JSON,
+                cx.request_id,
+            );
+            if let Ok(v) = lambda_http::http::HeaderValue::from_str(&result_url) {
+                response.headers_mut().insert(lambda_http::http::header::LOCATION, v);
+            }
+            Ok(response)
+        }
         Err(BacktestError::Invalid { field, message }) => Err(ApiError::field(field, message)),
-        Err(e @ BacktestError::TooLarge { .. }) => Err(ApiError::field("to", e.to_string())),
         Err(BacktestError::NotFound(what)) => Err(ApiError::NotFound(what)),
         Err(BacktestError::Unusable(why)) => Err(ApiError::Conflict(why)),
         Err(BacktestError::Store(s)) => Err(s.into()),
     }
+}
+
+fn job_error(e: verdict::app::backtest::BacktestJobError) -> ApiError {
+    match e {
+        verdict::app::backtest::BacktestJobError::Store(s) => s.into(),
+        other => ApiError::Internal(other.to_string()),
+    }
+}
+
+/// `GET /v1/backtests/{id}`: the job's result once written, else its state. Another tenant's
+/// id, or one never issued, is a 404 (the tenant is part of every key read).
+pub async fn get_backtest<S: ApiStore, B: ModelBlobs>(
+    app: &App<S, B>,
+    req: &Request,
+    cx: &Ctx<'_>,
+    raw_id: &str,
+) -> Result<Response<Body>, ApiError> {
+    use verdict::app::backtest::{BacktestId, BacktestState};
+    let p = principal(app, req, Scope::RulesRead).await?;
+    let not_found = || {
+        ApiError::NotFound(format!(
+            "No backtest {:?}.",
+            raw_id.chars().take(64).collect::<String>()
+        ))
+    };
+    let (Some(id), Some(queue)) = (BacktestId::parse(raw_id), &app.backtests) else {
+        return Err(not_found());
+    };
+    let state = queue
+        .state(&p.tenant, &id)
+        .await
+        .map_err(job_error)?
+        .ok_or_else(not_found)?;
+    let mut body = match state {
+        BacktestState::Finished(serde_json::Value::Object(result)) => result,
+        BacktestState::Finished(other) => {
+            return Err(ApiError::Internal(format!(
+                "backtest {id}: the result is not an object: {other}"
+            )))
+        }
+        BacktestState::Queued => serde_json::Map::from_iter([("status".into(), "queued".into())]),
+        BacktestState::Running { started_at } => serde_json::Map::from_iter([
+            ("status".into(), "running".into()),
+            ("started_at".into(), started_at.to_rfc3339().into()),
+        ]),
+        BacktestState::Failed { error } => {
+            serde_json::Map::from_iter([("status".into(), "failed".into()), ("error".into(), error.into())])
+        }
+    };
+    body.insert("id".into(), id.to_string().into());
+    Ok(ok(&body, cx.request_id))
 }

@@ -1,4 +1,4 @@
-//! Job leases: one job per S3 object version (batch-score, labels, model-import), worked on by
+//! Job leases: one job per S3 object version (batch-score, labels, model-import, backtest), worked on by
 //! one invocation at a time under a lease, checkpointed, handed over, finished.
 //!
 //! The job kind's progress is the type parameter `P` (the batch checkpoint, the label file's
@@ -33,6 +33,8 @@ pub enum JobType {
     Model,
     /// A file of list entries (`lists/incoming/`).
     ListImport,
+    /// A backtest request (`backtests/incoming/`).
+    Backtest,
 }
 
 impl JobType {
@@ -42,6 +44,7 @@ impl JobType {
             JobType::Labels => "labels",
             JobType::Model => "model",
             JobType::ListImport => "list_import",
+            JobType::Backtest => "backtest",
         }
     }
 }

@@ -59,7 +59,7 @@ fn parse_job<P: DeserializeOwned>(item: Item, key: &ItemKey) -> Result<Job<P>, S
         Some(v) => serde_dynamo::aws_sdk_dynamodb_1::from_attribute_value(v.clone()).map_err(|_| {
             corrupt(
                 key,
-                format!("job_type {v:?} is not batch, labels, model or list_import"),
+                format!("job_type {v:?} is not batch, labels, model, list_import or backtest"),
             )
         })?,
         None => return Err(corrupt(key, "job_type is missing")),
