@@ -506,6 +506,9 @@ enum BacktestMode {
     Job,
 }
 
+/// Longest window answered inline: 7 days are 112 day partitions to read.
+const INLINE_WINDOW_DAYS: i64 = 7;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BacktestBody {
@@ -546,8 +549,15 @@ pub async fn backtest<S: ApiStore, B: ModelBlobs>(
     let (Some(from), Some(to), true) = (from, to, errors.is_empty()) else {
         return Err(ApiError::Validation(errors));
     };
+    // A job costs up to 15 minutes of a function: starting one needs the write scope.
+    let long = to.unix() - from.unix() > INLINE_WINDOW_DAYS * 86_400;
+    if body.mode == BacktestMode::Job || long {
+        principal(app, req, Scope::RulesWrite).await?;
+    }
     let window = Window::new(from, to);
-    let result = match (window, body.mode) {
+    // Past a week the day partitions alone would take the inline run past the api's timeout.
+    let mode = if long { BacktestMode::Job } else { body.mode };
+    let result = match (window, mode) {
         (Ok(window), BacktestMode::Inline) => {
             backtest(&app.scorer.store, &p.tenant, version, window, MAX_INLINE_DECISIONS).await
         }

@@ -381,6 +381,10 @@ pub async fn job_state<O: Objects, J: JobStore>(
             JobStatus::Failed => BacktestState::Failed {
                 error: j.error.unwrap_or_default(),
             },
+            // A run that died holds its lease until it runs out; nothing resumes it after that.
+            JobStatus::Running if j.lease_expires_at < Timestamp::now().unix() => BacktestState::Failed {
+                error: "the run stopped before it finished (its lease ran out); start the backtest again".into(),
+            },
             // Completed without a result visible yet: still finishing, as far as a reader knows.
             JobStatus::Running | JobStatus::Completed => BacktestState::Running {
                 started_at: j.started_at,

@@ -155,6 +155,14 @@ impl<'a, S: RulesAdmin> RulesService<'a, S> {
     /// Saves `spec` as the rule's next version (1 for a new id). If the latest version already
     /// says exactly this, it is answered as is and nothing is written.
     pub async fn save_rule(&self, tenant: &TenantId, actor: &str, spec: RuleSpec) -> Result<Saved, RulesError> {
+        // `/v1/rules/validate` is a route: a rule by that id could not be read back.
+        if spec.id.as_str() == "validate" {
+            return Err(RulesError::Invalid(vec![RuleProblem::field(
+                Some(&spec.id),
+                "id",
+                "\"validate\" is reserved (POST /v1/rules/validate)",
+            )]));
+        }
         self.validate(tenant, &spec).await?;
         let latest = self.store.rule(tenant, &spec.id, None).await?;
         if let Some(rule) = latest.as_ref().filter(|r| r.spec == spec) {

@@ -286,7 +286,8 @@ fn replay_of(snap: &ScoringSnapshot, fingerprint: &str, request: &ScoreRequest) 
 
 /// The policy of a tenant: its thresholds (else the default ones) and, when it has an active
 /// ruleset, that ruleset with its lists. A ruleset that cannot be used (stored data gone odd) is
-/// logged and the thresholds decide alone, so it never fails every decision of the tenant.
+/// logged and the thresholds decide alone, so it never fails every decision of the tenant; the
+/// decision's policy version names it as unusable.
 pub fn policy_of(
     thresholds: Thresholds,
     rules: Result<Option<TenantRules>, RulesUnavailable>,
@@ -296,9 +297,9 @@ pub fn policy_of(
         Ok(None) => Ok(Policy::thresholds(thresholds)),
         Ok(Some(r)) => Ok(Policy::with_rules(thresholds, r.ruleset, Arc::new(r.lists))),
         Err(RulesUnavailable::Store(e)) => Err(e),
-        Err(e @ RulesUnavailable::Unusable { .. }) => {
+        Err(e @ RulesUnavailable::Unusable { version, .. }) => {
             tracing::error!(tenant = %tenant, error = %e, "the active ruleset cannot be used: the thresholds decide alone");
-            Ok(Policy::thresholds(thresholds))
+            Ok(Policy::without_unusable_ruleset(thresholds, version))
         }
     }
 }

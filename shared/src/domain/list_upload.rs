@@ -24,6 +24,9 @@ pub const RESULTS_PREFIX: &str = "lists/results/";
 pub const COLUMNS: [&str; 3] = ["value", "expires_at", "note"];
 /// A bigger file (compressed or not) is refused unread: 100,000 entries with notes fit well below.
 pub const MAX_FILE_BYTES: u64 = 32 << 20;
+/// Lines a file may hold: twice what a list can, so a file of short or repeated values cannot
+/// hold the whole function's memory in parsed lines.
+pub const MAX_FILE_LINES: usize = 2 * crate::domain::rules::MAX_LIST_ENTRIES;
 /// The error report's header.
 pub const REPORT_HEADER: &str = "line,field,value,reason\n";
 
@@ -198,6 +201,15 @@ pub fn parse_lines(text: &[u8]) -> Result<Vec<ListLine>, (u64, String)> {
         }
         if fields.iter().all(|f| f.trim().is_empty()) {
             continue;
+        }
+        if out.len() >= MAX_FILE_LINES {
+            return Err((
+                line,
+                format!(
+                    "the file has more than {MAX_FILE_LINES} lines; a list holds at most {} entries: split the file",
+                    crate::domain::rules::MAX_LIST_ENTRIES
+                ),
+            ));
         }
         out.push(ListLine {
             line,
@@ -429,6 +441,10 @@ mod tests {
             .1
             .contains("not value,expires_at,note"));
         assert!(parse_lines(b"\xef\xbb\xbfvalue\nx\n").unwrap().len() == 1);
+        let many = "a\n".repeat(MAX_FILE_LINES + 1);
+        let (line, why) = parse_lines(many.as_bytes()).unwrap_err();
+        assert_eq!(line as usize, MAX_FILE_LINES + 1);
+        assert!(why.contains("split the file"), "{why}");
         let l = parse_lines(b"ok\n\xff\xfe\nok2\n").unwrap();
         assert_eq!(l.len(), 3);
         assert_eq!(l[1].line, 2);

@@ -144,6 +144,16 @@ impl Policy {
         }
     }
 
+    /// The thresholds alone, standing in for active ruleset `version`, which cannot be used
+    /// (stored data gone odd). Its version says so: `thresholds:…;ruleset:3(unusable)`.
+    pub fn without_unusable_ruleset(thresholds: Thresholds, version: u32) -> Policy {
+        Policy {
+            version: Cow::Owned(format!("{};ruleset:{version}(unusable)", Self::spell(thresholds))),
+            thresholds,
+            rules: None,
+        }
+    }
+
     /// The active ruleset, if any.
     pub fn ruleset(&self) -> Option<&Arc<CompiledRuleset>> {
         self.rules.as_ref().map(|r| &r.ruleset)
