@@ -375,7 +375,10 @@ impl Checker<'_> {
         match &e.expr {
             Expr::Literal(_) => 1,
             Expr::Ident(name) => {
-                if !self.in_scope(name) && !VARIABLES.contains(&name.as_str()) && !TYPE_NAMES.contains(&name.as_str()) {
+                if (name == "tx" || name == "features") && !self.in_scope(name) {
+                    // Read only by field: a `tx` passed around as a value escapes the field check.
+                    self.problem(e, format!("`{name}` is read by field only (as `{name}.field`)"));
+                } else if !self.in_scope(name) && !VARIABLES.contains(&name.as_str()) && !TYPE_NAMES.contains(&name.as_str()) {
                     self.problem(
                         e,
                         format!("unknown variable `{name}`; known are tx, features, score, risk_score, model_version"),
@@ -457,6 +460,11 @@ impl Checker<'_> {
         } else {
             at
         };
+        self.field_at(at, root, field);
+    }
+
+    /// `root.field` or `root['field']`, the field at `at`: it must exist.
+    fn field_at(&mut self, at: usize, root: &str, field: &str) {
         match root {
             "tx" if !TX_FIELDS.contains(&field) => self.problem_at(
                 at,
@@ -482,10 +490,45 @@ impl Checker<'_> {
         if name == IN_LIST {
             return self.in_list(e, c, d);
         }
-        let operator = name.starts_with('_')
-            || name.starts_with('@')
-            || name == operators::LOGICAL_NOT
-            || name == operators::NEGATE;
+        if name == operators::INDEX && c.target.is_none() && c.args.len() == 2 {
+            if let Expr::Ident(root) = &c.args[0].expr {
+                if (root == "tx" || root == "features") && !self.in_scope(root) {
+                    // `tx['email']` is `tx.email`, checked as one.
+                    self.nodes += 2;
+                    match &c.args[1].expr {
+                        Expr::Literal(LiteralValue::String(f)) => {
+                            let at = self.own_offset(&c.args[1]);
+                            self.field_at(at, root, f.inner());
+                        }
+                        _ => self.problem(&c.args[1], format!("index {root} only with a field name in quotes")),
+                    }
+                    return 3;
+                }
+            }
+        }
+        // Only the operators the parser writes (a rule cannot call `_foo` or `@in` by name).
+        let operator = matches!(
+            name,
+            operators::CONDITIONAL
+                | operators::LOGICAL_AND
+                | operators::LOGICAL_OR
+                | operators::LOGICAL_NOT
+                | operators::SUBSTRACT
+                | operators::ADD
+                | operators::MULTIPLY
+                | operators::DIVIDE
+                | operators::MODULO
+                | operators::EQUALS
+                | operators::NOT_EQUALS
+                | operators::GREATER_EQUALS
+                | operators::LESS_EQUALS
+                | operators::GREATER
+                | operators::LESS
+                | operators::NEGATE
+                | operators::INDEX
+                | operators::NOT_STRICTLY_FALSE
+                | operators::IN
+        );
         if !operator && !is_stdlib_function(name) {
             self.problem(e, format!("unknown function `{name}`"));
         }
@@ -2399,6 +2442,28 @@ mod tests {
         }
         assert!(!problems("tx.email.matches('(a{1000}){1000}')").is_empty());
         assert!(!problems(r"tx.email.matches('\\w{100}{100}')").is_empty());
+    }
+
+    #[test]
+    fn unknown_functions_and_fields_reached_otherwise_are_refused_with_their_position() {
+        for e in [
+            "_foo(1) == 1",
+            "__x__(tx.amount)",
+            "tx['emial'] == 'x'",
+            "features['nope'] > 1.0",
+            "dyn(tx).emial == 'x'",
+            "[tx][0].emial == 'x'",
+            "{'a': tx}.a.emial == 'x'",
+            "tx[tx.currency] == 'x'",
+        ] {
+            let p = problems(e);
+            assert!(p[0].position.is_some(), "{e}: {p:?}");
+        }
+        assert_eq!(problem("tx['emial'] == 'x'").1, (1, 4));
+        assert_eq!(problem("[tx][0].emial == 'x'").1, (1, 2));
+        // A literal index on a real field reads it.
+        assert!(holds("tx['currency'] == 'EUR' && tx['amount'] == 12345"));
+        assert!(check_rule(&spec("r", "features['amount'] >= 0.0 && has(tx.email)", RuleAction::Block)).is_ok());
     }
 
     const MAX_EXPRESSION_BYTES_FOR_TEST: usize = super::super::MAX_EXPRESSION_BYTES;
