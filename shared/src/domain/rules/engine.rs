@@ -16,7 +16,8 @@
 //!   naming a valid list. A list not loaded at run time, or a value that is not a string, makes the
 //!   rule an `error`.
 //! - CEL's standard functions and macros (`has`, `size`, `startsWith`, `matches`, `all`, `exists`,
-//!   …). `matches` takes a literal pattern only (it is compiled on every evaluation by cel 0.15).
+//!   …). `matches` (a partial match, as CEL's) takes a literal pattern only, compiled once with the
+//!   ruleset (cel 0.15's own `matches` would compile it on every call).
 //!
 //! Anything else (an unknown identifier, `tx.emial`, `features.nope`, an unknown function) is
 //! refused when the rule is saved, naming it and its position.
@@ -123,6 +124,25 @@ const TYPE_NAMES: [&str; 10] = [
 
 /// The list lookup function.
 pub const IN_LIST: &str = "in_list";
+
+/// What a lowered `matches` calls: a function over the ruleset's precompiled patterns (cel's own
+/// `matches` runs `Regex::new` on every call: hundreds of µs for `.{1,60}`).
+const MATCHES_COMPILED: &str = "@matches";
+/// Bytes a compiled pattern may take: `\p{L}{10}` or `[^@]{1,60}@[^@]{1,60}` fit; a nested
+/// repetition such as `(a{1000}){1000}` does not.
+const PATTERN_SIZE_LIMIT: usize = 1 << 20;
+/// Bytes of a pattern's lazy DFA cache (past it the regex falls back to a slower engine).
+const PATTERN_DFA_LIMIT: usize = 1 << 18;
+/// Static cost of one `matches`: a linear scan of a bounded string, far more than a node.
+const MATCHES_COST: u64 = 20;
+
+/// A `matches` pattern, as checked at save time and compiled at ruleset compile.
+fn build_pattern(p: &str) -> Result<regex::Regex, regex::Error> {
+    regex::RegexBuilder::new(p)
+        .size_limit(PATTERN_SIZE_LIMIT)
+        .dfa_size_limit(PATTERN_DFA_LIMIT)
+        .build()
+}
 
 /// What a checked rule refers to.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -355,7 +375,10 @@ impl Checker<'_> {
         match &e.expr {
             Expr::Literal(_) => 1,
             Expr::Ident(name) => {
-                if !self.in_scope(name) && !VARIABLES.contains(&name.as_str()) && !TYPE_NAMES.contains(&name.as_str()) {
+                if (name == "tx" || name == "features") && !self.in_scope(name) {
+                    // Read only by field: a `tx` passed around as a value escapes the field check.
+                    self.problem(e, format!("`{name}` is read by field only (as `{name}.field`)"));
+                } else if !self.in_scope(name) && !VARIABLES.contains(&name.as_str()) && !TYPE_NAMES.contains(&name.as_str()) {
                     self.problem(
                         e,
                         format!("unknown variable `{name}`; known are tx, features, score, risk_score, model_version"),
@@ -437,6 +460,11 @@ impl Checker<'_> {
         } else {
             at
         };
+        self.field_at(at, root, field);
+    }
+
+    /// `root.field` or `root['field']`, the field at `at`: it must exist.
+    fn field_at(&mut self, at: usize, root: &str, field: &str) {
         match root {
             "tx" if !TX_FIELDS.contains(&field) => self.problem_at(
                 at,
@@ -462,10 +490,45 @@ impl Checker<'_> {
         if name == IN_LIST {
             return self.in_list(e, c, d);
         }
-        let operator = name.starts_with('_')
-            || name.starts_with('@')
-            || name == operators::LOGICAL_NOT
-            || name == operators::NEGATE;
+        if name == operators::INDEX && c.target.is_none() && c.args.len() == 2 {
+            if let Expr::Ident(root) = &c.args[0].expr {
+                if (root == "tx" || root == "features") && !self.in_scope(root) {
+                    // `tx['email']` is `tx.email`, checked as one.
+                    self.nodes += 2;
+                    match &c.args[1].expr {
+                        Expr::Literal(LiteralValue::String(f)) => {
+                            let at = self.own_offset(&c.args[1]);
+                            self.field_at(at, root, f.inner());
+                        }
+                        _ => self.problem(&c.args[1], format!("index {root} only with a field name in quotes")),
+                    }
+                    return 3;
+                }
+            }
+        }
+        // Only the operators the parser writes (a rule cannot call `_foo` or `@in` by name).
+        let operator = matches!(
+            name,
+            operators::CONDITIONAL
+                | operators::LOGICAL_AND
+                | operators::LOGICAL_OR
+                | operators::LOGICAL_NOT
+                | operators::SUBSTRACT
+                | operators::ADD
+                | operators::MULTIPLY
+                | operators::DIVIDE
+                | operators::MODULO
+                | operators::EQUALS
+                | operators::NOT_EQUALS
+                | operators::GREATER_EQUALS
+                | operators::LESS_EQUALS
+                | operators::GREATER
+                | operators::LESS
+                | operators::NEGATE
+                | operators::INDEX
+                | operators::NOT_STRICTLY_FALSE
+                | operators::IN
+        );
         if !operator && !is_stdlib_function(name) {
             self.problem(e, format!("unknown function `{name}`"));
         }
@@ -476,7 +539,7 @@ impl Checker<'_> {
                     let p = p.inner();
                     if p.len() > MAX_PATTERN_BYTES {
                         self.problem(e, format!("a matches() pattern is at most {MAX_PATTERN_BYTES} bytes"));
-                    } else if let Err(err) = regex::RegexBuilder::new(p).size_limit(1 << 16).build() {
+                    } else if let Err(err) = build_pattern(p) {
                         let err = err.to_string();
                         self.problem(
                             e,
@@ -487,7 +550,7 @@ impl Checker<'_> {
                 _ => self.problem(e, "matches() takes a literal pattern"),
             }
         }
-        let mut cost = 1;
+        let mut cost = if name == "matches" { MATCHES_COST } else { 1 };
         if let Some(t) = &c.target {
             cost += self.walk(t, d);
         }
@@ -556,6 +619,8 @@ pub struct CompiledRuleset {
     lists: BTreeSet<ListName>,
     /// `lists` in order: a lowered `in_list` names its list by index here.
     list_table: Vec<ListName>,
+    /// Every `matches` pattern, compiled once: a lowered `matches` names its pattern by index.
+    patterns: Arc<Vec<regex::Regex>>,
 }
 
 impl std::fmt::Debug for CompiledRuleset {
@@ -624,6 +689,7 @@ impl CompiledRuleset {
         }
         let list_table: Vec<ListName> = lists.iter().cloned().collect();
         let list_no: HashMap<&str, usize> = list_table.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
+        let mut patterns = Vec::new();
         let mut rules: Vec<CompiledRule> = parsed
             .into_iter()
             .map(|(rule, expr)| CompiledRule {
@@ -634,7 +700,7 @@ impl CompiledRuleset {
                 reason: rule.spec.reason_text(),
                 eval: match fast.then(|| fast::compile(&expr, &list_no)).flatten() {
                     Some(node) => Eval::Fast(node),
-                    None => Eval::Cel(lower(expr, &list_no, &mut Vec::new())),
+                    None => Eval::Cel(lower(expr, &list_no, &mut Vec::new(), &mut patterns)),
                 },
             })
             .collect();
@@ -660,6 +726,7 @@ impl CompiledRuleset {
             phases,
             lists,
             list_table,
+            patterns: Arc::new(patterns),
         })
     }
 
@@ -702,6 +769,13 @@ impl CompiledRuleset {
         };
         let mut ctx = Context::with_env(Arc::clone(env()));
         ctx.set_variable_resolver(&vars);
+        if !self.patterns.is_empty() {
+            let patterns = Arc::clone(&self.patterns);
+            // The name is not a stdlib one (it starts with `@`), so this cannot fail.
+            let _ = ctx.add_function(MATCHES_COMPILED, move |s: Arc<String>, i: i64| -> bool {
+                usize::try_from(i).ok().and_then(|i| patterns.get(i)).is_some_and(|p| p.is_match(&s))
+            });
+        }
         let mut verdict = RulesVerdict {
             decision: Decision::Approve,
             hits: Vec::new(),
@@ -810,7 +884,12 @@ fn truncate(mut s: String, max: usize) -> String {
 /// `tx.metadata` → `@tx.metadata`, `in_list(v, "n")` → `v in @list.<index of n>`. The new names
 /// cannot be written by a rule (`@` is not an identifier character). `scope` holds the
 /// comprehension variables, which may shadow `tx` and `features`.
-fn lower(e: IdedExpr, list_no: &HashMap<&str, usize>, scope: &mut Vec<String>) -> IdedExpr {
+fn lower(
+    e: IdedExpr,
+    list_no: &HashMap<&str, usize>,
+    scope: &mut Vec<String>,
+    patterns: &mut Vec<regex::Regex>,
+) -> IdedExpr {
     let id = e.id;
     let ident = |name: String| IdedExpr {
         id,
@@ -824,20 +903,20 @@ fn lower(e: IdedExpr, list_no: &HashMap<&str, usize>, scope: &mut Vec<String>) -
                 return ident(format!("@f.{i}"));
             }
             _ => Expr::Select(cel::common::ast::SelectExpr {
-                operand: Box::new(lower(*s.operand, list_no, scope)),
+                operand: Box::new(lower(*s.operand, list_no, scope, patterns)),
                 ..s
             }),
         },
         Expr::Select(mut s) => {
             // `has(tx.f)` keeps its form: the presence test is on `tx` itself.
             if !matches!(&s.operand.expr, Expr::Ident(_)) {
-                s.operand = Box::new(lower(*s.operand, list_no, scope));
+                s.operand = Box::new(lower(*s.operand, list_no, scope, patterns));
             }
             Expr::Select(s)
         }
         Expr::Call(c) if c.func_name == IN_LIST && c.target.is_none() && c.args.len() == 2 => {
             let mut args = c.args.into_iter();
-            let value = args.next().map(|a| lower(a, list_no, scope)).unwrap_or_default();
+            let value = args.next().map(|a| lower(a, list_no, scope, patterns)).unwrap_or_default();
             let name = match args.next().map(|a| a.expr) {
                 Some(Expr::Literal(LiteralValue::String(s))) => s.inner().to_owned(),
                 _ => String::new(),
@@ -849,34 +928,58 @@ fn lower(e: IdedExpr, list_no: &HashMap<&str, usize>, scope: &mut Vec<String>) -
                 args: vec![value, ident(format!("@list.{list}"))],
             })
         }
+        Expr::Call(c) if c.func_name == "matches" && c.target.is_some() as usize + c.args.len() == 2 => {
+            // The checked pattern is compiled once here; `@matches(s, i)` runs the i-th.
+            let mut operands = c.target.map(|t| *t).into_iter().chain(c.args);
+            let value = operands.next().map(|a| lower(a, list_no, scope, patterns)).unwrap_or_default();
+            let pattern = match operands.next().map(|a| a.expr) {
+                Some(Expr::Literal(LiteralValue::String(p))) => build_pattern(p.inner()).ok(),
+                _ => None,
+            };
+            let index = pattern.map_or(-1, |p| {
+                patterns.push(p);
+                patterns.len() as i64 - 1
+            });
+            Expr::Call(CallExpr {
+                func_name: MATCHES_COMPILED.to_owned(),
+                target: None,
+                args: vec![
+                    value,
+                    IdedExpr {
+                        id,
+                        expr: Expr::Literal(LiteralValue::Int(index.into())),
+                    },
+                ],
+            })
+        }
         Expr::Call(c) => Expr::Call(CallExpr {
             func_name: c.func_name,
-            target: c.target.map(|t| Box::new(lower(*t, list_no, scope))),
-            args: c.args.into_iter().map(|a| lower(a, list_no, scope)).collect(),
+            target: c.target.map(|t| Box::new(lower(*t, list_no, scope, patterns))),
+            args: c.args.into_iter().map(|a| lower(a, list_no, scope, patterns)).collect(),
         }),
         Expr::List(mut l) => {
-            l.elements = l.elements.into_iter().map(|a| lower(a, list_no, scope)).collect();
+            l.elements = l.elements.into_iter().map(|a| lower(a, list_no, scope, patterns)).collect();
             Expr::List(l)
         }
         Expr::Map(mut m) => {
             for entry in &mut m.entries {
                 if let EntryExpr::MapEntry(me) = &mut entry.expr {
-                    me.key = lower(std::mem::take(&mut me.key), list_no, scope);
-                    me.value = lower(std::mem::take(&mut me.value), list_no, scope);
+                    me.key = lower(std::mem::take(&mut me.key), list_no, scope, patterns);
+                    me.value = lower(std::mem::take(&mut me.value), list_no, scope, patterns);
                 }
             }
             Expr::Map(m)
         }
         Expr::Comprehension(mut c) => {
-            c.iter_range = lower(std::mem::take(&mut c.iter_range), list_no, scope);
-            c.accu_init = lower(std::mem::take(&mut c.accu_init), list_no, scope);
+            c.iter_range = lower(std::mem::take(&mut c.iter_range), list_no, scope, patterns);
+            c.accu_init = lower(std::mem::take(&mut c.accu_init), list_no, scope, patterns);
             let depth = scope.len();
             scope.push(c.accu_var.clone());
             scope.push(c.iter_var.clone());
             scope.extend(c.iter_var2.clone());
-            c.loop_cond = lower(std::mem::take(&mut c.loop_cond), list_no, scope);
-            c.loop_step = lower(std::mem::take(&mut c.loop_step), list_no, scope);
-            c.result = lower(std::mem::take(&mut c.result), list_no, scope);
+            c.loop_cond = lower(std::mem::take(&mut c.loop_cond), list_no, scope, patterns);
+            c.loop_step = lower(std::mem::take(&mut c.loop_step), list_no, scope, patterns);
+            c.result = lower(std::mem::take(&mut c.result), list_no, scope, patterns);
             scope.truncate(depth);
             Expr::Comprehension(c)
         }
@@ -2286,6 +2389,81 @@ mod tests {
         // Not a condition.
         assert!(problem("tx.amount + 1").0.contains("condition"));
         assert!(problem("42").0.contains("condition"));
+    }
+
+    /// Whether the lowered tree still calls `name` (cel's `matches` compiles its pattern per call).
+    fn calls(e: &IdedExpr, name: &str) -> bool {
+        match &e.expr {
+            Expr::Call(c) => {
+                c.func_name == name
+                    || c.target.as_deref().is_some_and(|t| calls(t, name))
+                    || c.args.iter().any(|a| calls(a, name))
+            }
+            Expr::Select(s) => calls(&s.operand, name),
+            Expr::List(l) => l.elements.iter().any(|x| calls(x, name)),
+            Expr::Map(m) => m.entries.iter().any(|en| match &en.expr {
+                EntryExpr::MapEntry(me) => calls(&me.key, name) || calls(&me.value, name),
+                EntryExpr::StructField(f) => calls(&f.value, name),
+            }),
+            Expr::Comprehension(c) => [&c.iter_range, &c.accu_init, &c.loop_cond, &c.loop_step, &c.result]
+                .into_iter()
+                .any(|x| calls(x, name)),
+            _ => false,
+        }
+    }
+
+    #[test]
+    fn matches_patterns_are_compiled_once_per_ruleset_not_per_evaluation() {
+        let exprs = [
+            "tx.email.matches('(?s).{1,60}') && false",
+            "[0, 1, 2].exists(x, tx.email.matches('^[a-z]+@') && x == 1)",
+            "matches(tx.email, 'example')",
+        ];
+        for (i, e) in exprs.iter().enumerate() {
+            let rs = compiled(MatchMode::AllMatched, vec![spec(&format!("r{i}"), e, RuleAction::Block)]);
+            for r in &rs.rules {
+                if let Eval::Cel(x) = &r.eval {
+                    assert!(!calls(x, "matches"), "{e} still calls cel's matches (a Regex::new per evaluation)");
+                }
+            }
+        }
+        // Partial-match semantics are kept.
+        assert!(holds("tx.email.matches('Example')"));
+        assert!(holds("matches(tx.email, '^[A-Za-z]+@')"));
+        assert!(!holds("tx.email.matches('^Example$')"));
+        assert!(holds("[1, 2].exists(x, tx.email.matches('Example') && x == 2)"));
+    }
+
+    #[test]
+    fn ordinary_matches_patterns_fit_the_size_limit_and_pathological_ones_do_not() {
+        for p in [r"\w{3}", ".{1,200}", r"\p{L}{10}", "[^@]{1,60}@[^@]{1,60}", "(?s).{1,60}"] {
+            let e = format!("tx.email.matches(r'{p}')");
+            assert!(check_rule(&spec("r", &e, RuleAction::Block)).is_ok(), "{e}: {:?}", check_rule(&spec("r", &e, RuleAction::Block)));
+        }
+        assert!(!problems("tx.email.matches('(a{1000}){1000}')").is_empty());
+        assert!(!problems(r"tx.email.matches('\\w{100}{100}')").is_empty());
+    }
+
+    #[test]
+    fn unknown_functions_and_fields_reached_otherwise_are_refused_with_their_position() {
+        for e in [
+            "_foo(1) == 1",
+            "__x__(tx.amount)",
+            "tx['emial'] == 'x'",
+            "features['nope'] > 1.0",
+            "dyn(tx).emial == 'x'",
+            "[tx][0].emial == 'x'",
+            "{'a': tx}.a.emial == 'x'",
+            "tx[tx.currency] == 'x'",
+        ] {
+            let p = problems(e);
+            assert!(p[0].position.is_some(), "{e}: {p:?}");
+        }
+        assert_eq!(problem("tx['emial'] == 'x'").1, (1, 4));
+        assert_eq!(problem("[tx][0].emial == 'x'").1, (1, 2));
+        // A literal index on a real field reads it.
+        assert!(holds("tx['currency'] == 'EUR' && tx['amount'] == 12345"));
+        assert!(check_rule(&spec("r", "features['amount'] >= 0.0 && has(tx.email)", RuleAction::Block)).is_ok());
     }
 
     const MAX_EXPRESSION_BYTES_FOR_TEST: usize = super::super::MAX_EXPRESSION_BYTES;
