@@ -378,7 +378,10 @@ impl Checker<'_> {
                 if (name == "tx" || name == "features") && !self.in_scope(name) {
                     // Read only by field: a `tx` passed around as a value escapes the field check.
                     self.problem(e, format!("`{name}` is read by field only (as `{name}.field`)"));
-                } else if !self.in_scope(name) && !VARIABLES.contains(&name.as_str()) && !TYPE_NAMES.contains(&name.as_str()) {
+                } else if !self.in_scope(name)
+                    && !VARIABLES.contains(&name.as_str())
+                    && !TYPE_NAMES.contains(&name.as_str())
+                {
                     self.problem(
                         e,
                         format!("unknown variable `{name}`; known are tx, features, score, risk_score, model_version"),
@@ -773,7 +776,10 @@ impl CompiledRuleset {
             let patterns = Arc::clone(&self.patterns);
             // The name is not a stdlib one (it starts with `@`), so this cannot fail.
             let _ = ctx.add_function(MATCHES_COMPILED, move |s: Arc<String>, i: i64| -> bool {
-                usize::try_from(i).ok().and_then(|i| patterns.get(i)).is_some_and(|p| p.is_match(&s))
+                usize::try_from(i)
+                    .ok()
+                    .and_then(|i| patterns.get(i))
+                    .is_some_and(|p| p.is_match(&s))
             });
         }
         let mut verdict = RulesVerdict {
@@ -916,7 +922,10 @@ fn lower(
         }
         Expr::Call(c) if c.func_name == IN_LIST && c.target.is_none() && c.args.len() == 2 => {
             let mut args = c.args.into_iter();
-            let value = args.next().map(|a| lower(a, list_no, scope, patterns)).unwrap_or_default();
+            let value = args
+                .next()
+                .map(|a| lower(a, list_no, scope, patterns))
+                .unwrap_or_default();
             let name = match args.next().map(|a| a.expr) {
                 Some(Expr::Literal(LiteralValue::String(s))) => s.inner().to_owned(),
                 _ => String::new(),
@@ -931,7 +940,10 @@ fn lower(
         Expr::Call(c) if c.func_name == "matches" && c.target.is_some() as usize + c.args.len() == 2 => {
             // The checked pattern is compiled once here; `@matches(s, i)` runs the i-th.
             let mut operands = c.target.map(|t| *t).into_iter().chain(c.args);
-            let value = operands.next().map(|a| lower(a, list_no, scope, patterns)).unwrap_or_default();
+            let value = operands
+                .next()
+                .map(|a| lower(a, list_no, scope, patterns))
+                .unwrap_or_default();
             let pattern = match operands.next().map(|a| a.expr) {
                 Some(Expr::Literal(LiteralValue::String(p))) => build_pattern(p.inner()).ok(),
                 _ => None,
@@ -958,7 +970,11 @@ fn lower(
             args: c.args.into_iter().map(|a| lower(a, list_no, scope, patterns)).collect(),
         }),
         Expr::List(mut l) => {
-            l.elements = l.elements.into_iter().map(|a| lower(a, list_no, scope, patterns)).collect();
+            l.elements = l
+                .elements
+                .into_iter()
+                .map(|a| lower(a, list_no, scope, patterns))
+                .collect();
             Expr::List(l)
         }
         Expr::Map(mut m) => {
@@ -2420,10 +2436,16 @@ mod tests {
             "matches(tx.email, 'example')",
         ];
         for (i, e) in exprs.iter().enumerate() {
-            let rs = compiled(MatchMode::AllMatched, vec![spec(&format!("r{i}"), e, RuleAction::Block)]);
+            let rs = compiled(
+                MatchMode::AllMatched,
+                vec![spec(&format!("r{i}"), e, RuleAction::Block)],
+            );
             for r in &rs.rules {
                 if let Eval::Cel(x) = &r.eval {
-                    assert!(!calls(x, "matches"), "{e} still calls cel's matches (a Regex::new per evaluation)");
+                    assert!(
+                        !calls(x, "matches"),
+                        "{e} still calls cel's matches (a Regex::new per evaluation)"
+                    );
                 }
             }
         }
@@ -2436,9 +2458,19 @@ mod tests {
 
     #[test]
     fn ordinary_matches_patterns_fit_the_size_limit_and_pathological_ones_do_not() {
-        for p in [r"\w{3}", ".{1,200}", r"\p{L}{10}", "[^@]{1,60}@[^@]{1,60}", "(?s).{1,60}"] {
+        for p in [
+            r"\w{3}",
+            ".{1,200}",
+            r"\p{L}{10}",
+            "[^@]{1,60}@[^@]{1,60}",
+            "(?s).{1,60}",
+        ] {
             let e = format!("tx.email.matches(r'{p}')");
-            assert!(check_rule(&spec("r", &e, RuleAction::Block)).is_ok(), "{e}: {:?}", check_rule(&spec("r", &e, RuleAction::Block)));
+            assert!(
+                check_rule(&spec("r", &e, RuleAction::Block)).is_ok(),
+                "{e}: {:?}",
+                check_rule(&spec("r", &e, RuleAction::Block))
+            );
         }
         assert!(!problems("tx.email.matches('(a{1000}){1000}')").is_empty());
         assert!(!problems(r"tx.email.matches('\\w{100}{100}')").is_empty());
@@ -2463,7 +2495,12 @@ mod tests {
         assert_eq!(problem("[tx][0].emial == 'x'").1, (1, 2));
         // A literal index on a real field reads it.
         assert!(holds("tx['currency'] == 'EUR' && tx['amount'] == 12345"));
-        assert!(check_rule(&spec("r", "features['amount'] >= 0.0 && has(tx.email)", RuleAction::Block)).is_ok());
+        assert!(check_rule(&spec(
+            "r",
+            "features['amount'] >= 0.0 && has(tx.email)",
+            RuleAction::Block
+        ))
+        .is_ok());
     }
 
     const MAX_EXPRESSION_BYTES_FOR_TEST: usize = super::super::MAX_EXPRESSION_BYTES;
