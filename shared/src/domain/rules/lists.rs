@@ -194,10 +194,19 @@ fn parse_ip_entry(raw: &str) -> Result<IpEntry, String> {
                     IpEntry::V6(a & mask6(p), p)
                 ));
             }
-            Ok(match (p, IpAddr::V6(Ipv6Addr::from(a)).to_canonical()) {
-                (128, IpAddr::V4(v4)) => IpEntry::V4(u32::from(v4), 32),
-                _ => IpEntry::V6(a, p),
-            })
+            // Lookups read an IPv4-mapped address as its IPv4 address, so a mapped range is stored
+            // as the IPv4 range it covers; one wider than the mapped block could never match.
+            const MAPPED: u128 = 0xffff_0000_0000;
+            if a >> 32 == MAPPED >> 32 {
+                if p < 96 {
+                    return Err(format!(
+                        "{}: an IPv4-mapped range needs a prefix of at least /96 (write the IPv4 range instead)",
+                        show(raw)
+                    ));
+                }
+                return Ok(IpEntry::V4(a as u32, p - 96));
+            }
+            Ok(IpEntry::V6(a, p))
         }
     }
 }
@@ -409,6 +418,31 @@ mod tests {
     }
 
     const AT: &str = "2026-06-01T00:00:00Z";
+
+    #[test]
+    fn ipv4_mapped_ranges_are_stored_as_the_ipv4_ranges_they_cover() {
+        let at = Timestamp::parse("t", "2026-01-01T00:00:00Z").unwrap();
+        for (entry, inside, outside) in [
+            ("::ffff:10.0.0.0/104", "10.1.2.3", "11.0.0.1"),
+            ("::ffff:1.2.3.0/120", "::ffff:1.2.3.9", "1.2.4.1"),
+            ("::ffff:0:0/96", "192.0.2.1", "2001:db8::1"),
+        ] {
+            let e = ListEntry {
+                value: normalise(ListKind::Ip, entry).unwrap(),
+                expires_at: None,
+                note: None,
+                added_by: "k".into(),
+                added_at: at,
+            };
+            let index = ListIndex::build(ListKind::Ip, &[e]);
+            assert!(index.contains(inside, at), "{entry} holds {inside}");
+            assert!(!index.contains(outside, at), "{entry} does not hold {outside}");
+        }
+        assert!(
+            normalise(ListKind::Ip, "::ffff:0:0/95").is_err(),
+            "wider than the mapped block"
+        );
+    }
 
     #[test]
     fn entries_normalise_per_kind() {
