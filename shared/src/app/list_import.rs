@@ -462,14 +462,15 @@ where
                         counts.list_version = Some(change.version);
                         counts.list_entries = Some(change.entries);
                     }
-                    // Over the cap, or the list deleted meanwhile: this chunk wrote nothing.
-                    Err(RulesError::Conflict(why) | RulesError::NotFound(why)) => {
-                        let why = format!("{why}; lines {chunk_start} onwards were not applied");
-                        return self.finish(&state, &mut progress, stop(why, chunk_start)).await;
-                    }
                     Err(RulesError::Store(e)) => return Err(e.into()),
-                    Err(RulesError::Invalid(p)) => {
-                        let why = p.first().map_or(String::new(), |p| p.message.clone());
+                    // Over the cap (refused as invalid), or the list deleted meanwhile: this chunk
+                    // wrote nothing.
+                    Err(e) => {
+                        let why = match e {
+                            RulesError::Invalid(p) => p.first().map_or(String::new(), |p| p.message.clone()),
+                            other => other.to_string(),
+                        };
+                        let why = format!("{why}; lines {chunk_start} onwards were not applied");
                         return self.finish(&state, &mut progress, stop(why, chunk_start)).await;
                     }
                 }
