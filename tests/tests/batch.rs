@@ -993,7 +993,11 @@ async fn batch_the_api_and_the_cli_apply_the_same_ruleset_alike() {
     let rules_path = dir.join("rules.json");
     std::fs::write(&rules_path, rules_json.to_string()).unwrap();
     let list_path = dir.join("blocked.txt");
-    std::fs::write(&list_path, "# blocked emails\nbad@example.com\nWORSE@example.com\n").unwrap();
+    std::fs::write(
+        &list_path,
+        "value,note\nbad@example.com,chargeback\nWORSE@example.com\n",
+    )
+    .unwrap();
 
     let service = RulesService::new(&st.store);
     let t = tenant();

@@ -171,8 +171,9 @@ impl Policy {
         }
     }
 
-    /// Names exactly what decided: two decisions with the same policy version and the same score
-    /// got the same outcome.
+    /// Names what decided: the thresholds and the ruleset version. Without a ruleset, the same
+    /// version and score give the same outcome; with one, rules also read the transaction and the
+    /// lists, whose entries change in place (audited) under the same version.
     pub fn version(&self) -> &str {
         &self.version
     }

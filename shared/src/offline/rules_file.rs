@@ -2,12 +2,15 @@
 //! compiled ruleset and list indexes the API and batch scoring build from DynamoDB.
 //!
 //! A rules file is JSON: `{"mode": "FIRST_MATCHED", "rules": [<RuleSpec>, …]}` (the API's rule
-//! bodies). A list is `NAME=KIND:PATH`, the file holding one value per line, optionally followed
-//! by `,<expires_at RFC 3339>` and `,<note>`; blank lines and lines starting with `#` are skipped.
+//! bodies). A list is `NAME=KIND:PATH`, the file in the format of a list upload (see
+//! `domain::list_upload`): one value per line, optionally `,<expires_at RFC 3339>,<note>`, with an
+//! optional `value,expires_at,note` header; blank lines are skipped.
 
+use crate::app::rules::{check_entry, EntryInput};
+use crate::domain::list_upload::parse_lines;
 use crate::domain::rules::engine::CompiledRuleset;
-use crate::domain::rules::lists::{normalise, ListIndex};
-use crate::domain::rules::{ListEntry, ListKind, MatchMode, Rule, RuleSpec, Ruleset, RulesetStatus, MAX_LIST_ENTRIES};
+use crate::domain::rules::lists::ListIndex;
+use crate::domain::rules::{ListKind, MatchMode, Rule, RuleSpec, Ruleset, RulesetStatus, MAX_LIST_ENTRIES};
 use crate::domain::{ListName, Timestamp};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -101,33 +104,31 @@ impl std::str::FromStr for ListArg {
     }
 }
 
-/// The lists, each indexed as scoring indexes it. A bad value names the file and line.
+/// The lists, each indexed as scoring indexes it. The file is read as a list upload is
+/// ([`parse_lines`]) and each entry checked as the API checks it ([`check_entry`]); the first bad
+/// line names the file, line and field.
 pub fn load_lists(args: &[ListArg]) -> Result<HashMap<ListName, Arc<ListIndex>>, String> {
     let mut out = HashMap::new();
     for a in args {
-        let text = std::fs::read_to_string(&a.path).map_err(|e| format!("cannot read {}: {e}", a.path.display()))?;
+        let bytes = std::fs::read(&a.path).map_err(|e| format!("cannot read {}: {e}", a.path.display()))?;
+        let lines = parse_lines(&bytes).map_err(|(line, why)| format!("{}:{line}: {why}", a.path.display()))?;
         let now = Timestamp::now();
-        let mut entries = Vec::new();
-        for (i, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let at = || format!("{}:{}", a.path.display(), i + 1);
-            let mut parts = line.splitn(3, ',');
-            let raw = parts.next().unwrap_or_default().trim();
-            let value = normalise(a.kind, raw).map_err(|e| format!("{}: {e}", at()))?;
-            let expires_at = match parts.next().map(str::trim).filter(|s| !s.is_empty()) {
-                Some(t) => Some(Timestamp::parse("expires_at", t).map_err(|e| format!("{}: {}", at(), e.reason))?),
-                None => None,
+        let mut entries = Vec::with_capacity(lines.len());
+        for l in lines {
+            let at = format!("{}:{}", a.path.display(), l.line);
+            let row = l
+                .row
+                .map_err(|e| format!("{at}: {}: {}", e.field.unwrap_or("line"), e.reason))?;
+            let input = EntryInput {
+                value: row.value,
+                expires_at: row.expires_at,
+                note: row.note,
             };
-            entries.push(ListEntry {
-                value,
-                expires_at,
-                note: parts.next().map(|n| n.trim().to_owned()),
-                added_by: LOCAL.into(),
-                added_at: now,
-            });
+            let entry = check_entry(a.kind, input, LOCAL, now).map_err(|problems| {
+                let (field, why) = problems.into_iter().next().unwrap_or(("value", String::new()));
+                format!("{at}: {field}: {why}")
+            })?;
+            entries.push(entry);
             if entries.len() > MAX_LIST_ENTRIES {
                 return Err(format!("{}: more than {MAX_LIST_ENTRIES} entries", a.path.display()));
             }
