@@ -995,7 +995,7 @@ async fn batch_the_api_and_the_cli_apply_the_same_ruleset_alike() {
     let list_path = dir.join("blocked.txt");
     std::fs::write(
         &list_path,
-        "value,note\nbad@example.com,chargeback\nWORSE@example.com\n",
+        "value,expires_at,note\nbad@example.com,,chargeback\nWORSE@example.com\n",
     )
     .unwrap();
 
