@@ -573,6 +573,8 @@ pub async fn backtest<S: ApiStore, B: ModelBlobs>(
     match result {
         Ok(report) => Ok(ok(&report, cx.request_id)),
         Err(BacktestError::TooLarge { .. }) => {
+            // Any job (asked for, long, or too many decisions to answer inline) needs the write scope.
+            principal(app, req, Scope::RulesWrite).await?;
             let Some(queue) = &app.backtests else {
                 return Err(ApiError::Unavailable(
                     "backtest jobs are not configured (DATA_BUCKET is not set)".into(),
