@@ -444,7 +444,9 @@ async fn the_sdk_reads_the_cancellation_reasons_of_the_proxys_conflicts() {
         .expect_err("an injected conflict");
     assert_eq!(codes(e), ["TransactionConflict", "TransactionConflict"]);
 
-    proxy.configure(json!({"simulate_conflicts": true, "hold_ms": 1000}));
+    // The hold must stay well inside the 1 s attempt timeout: a held first transaction that
+    // times out is retried with the same token and answered TransactionInProgress instead.
+    proxy.configure(json!({"simulate_conflicts": true, "hold_ms": 500}));
     let send = |items: Vec<TransactWriteItem>| {
         faulted
             .dynamodb
