@@ -279,9 +279,10 @@ async fn fifty_concurrent_duplicates_make_one_decision_and_count_once() {
 }
 
 /// Every route that needs a key, with the scope it needs.
-const AUTHENTICATED: [(&str, &str); 28] = [
+const AUTHENTICATED: [(&str, &str); 29] = [
     ("post-transaction", "transactions:write"),
     ("get-transaction", "transactions:read"),
+    ("label-transaction", "labels:write"),
     ("list-transactions", "transactions:read"),
     ("get-active-model", "models:read"),
     ("list-models", "models:read"),
@@ -687,6 +688,7 @@ async fn the_contract_is_served_and_every_route_in_it_is_routed() {
     let served = [
         "/v1/transactions",
         "/v1/transactions/{id}",
+        "/v1/transactions/{id}/label",
         "/v1/models",
         "/v1/models/active",
         "/v1/models/{id}",

@@ -5,6 +5,7 @@
 
 mod auth;
 mod backtests;
+mod labels;
 mod meta;
 mod models;
 mod problem;
@@ -97,6 +98,7 @@ async fn dispatch<S: ApiStore, B: ModelBlobs>(
         Route::ScoreTransaction => transactions::score(app, req, cx).await,
         Route::GetTransaction(id) => transactions::get(app, req, cx, id).await,
         Route::ListTransactions => transactions::list(app, req, cx).await,
+        Route::LabelTransaction(id) => labels::label(app, req, cx, id).await,
         Route::ActiveModel => models::active(app, req, cx).await,
         Route::GetModel(id) => models::get(app, req, cx, id).await,
         Route::ListModels => models::list(app, req, cx).await,

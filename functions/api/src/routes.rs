@@ -12,6 +12,7 @@ pub enum Route<'p> {
     ScoreTransaction,
     ListTransactions,
     GetTransaction(&'p str),
+    LabelTransaction(&'p str),
     ListModels,
     ActiveModel,
     GetModel(&'p str),
@@ -63,6 +64,7 @@ pub fn route<'p>(method: &Method, path: &'p str) -> Result<Route<'p>, ApiError> 
         ["transactions"] if post => (Some(Route::ScoreTransaction), ""),
         ["transactions"] => (get.then_some(Route::ListTransactions), "GET, POST"),
         ["transactions", id] => (get.then_some(Route::GetTransaction(id)), "GET"),
+        ["transactions", id, "label"] => (post.then_some(Route::LabelTransaction(id)), "POST"),
         ["models"] => (get.then_some(Route::ListModels), "GET"),
         // Static segments win over `{id}`, as in API Gateway.
         ["models", "active"] => (get.then_some(Route::ActiveModel), "GET"),
@@ -115,6 +117,10 @@ mod tests {
         assert_eq!(ok(Method::POST, "/v1/transactions"), Route::ScoreTransaction);
         assert_eq!(ok(Method::GET, "/v1/transactions"), Route::ListTransactions);
         assert_eq!(ok(Method::GET, "/v1/transactions/tx-1"), Route::GetTransaction("tx-1"));
+        assert_eq!(
+            ok(Method::POST, "/v1/transactions/tx-1/label"),
+            Route::LabelTransaction("tx-1")
+        );
         assert_eq!(ok(Method::GET, "/v1/models"), Route::ListModels);
         assert_eq!(ok(Method::GET, "/v1/models/active"), Route::ActiveModel);
         assert_eq!(ok(Method::POST, "/v1/models/rollback"), Route::RollbackModel);
@@ -170,6 +176,7 @@ mod tests {
         };
         assert_eq!(allow(Method::DELETE, "/v1/transactions"), "GET, POST");
         assert_eq!(allow(Method::POST, "/v1/transactions/tx-1"), "GET");
+        assert_eq!(allow(Method::GET, "/v1/transactions/tx-1/label"), "POST");
         assert_eq!(allow(Method::GET, "/v1/models/rollback"), "POST");
         assert_eq!(allow(Method::POST, "/v1/health"), "GET");
         assert_eq!(allow(Method::PUT, "/v1/openapi.json"), "GET");
