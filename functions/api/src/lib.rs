@@ -11,6 +11,7 @@ mod models;
 mod problem;
 mod request;
 mod response;
+mod reviews;
 mod routes;
 mod rules;
 mod store;
@@ -124,5 +125,10 @@ async fn dispatch<S: ApiStore, B: ModelBlobs>(
         Route::AddEntries(name) => rules::add_entries(app, req, cx, name).await,
         Route::RemoveEntries(name) => rules::remove_entries(app, req, cx, name).await,
         Route::Audit => rules::audit(app, req, cx).await,
+        Route::ListReviews => reviews::list(app, req, cx).await,
+        Route::GetReview(id) => reviews::get(app, req, cx, id).await,
+        Route::ClaimReview(id) => reviews::claim(app, req, cx, id).await,
+        Route::ReleaseReview(id) => reviews::release(app, req, cx, id).await,
+        Route::ResolveReview(id) => reviews::resolve(app, req, cx, id).await,
     }
 }

@@ -45,7 +45,11 @@ fn held_by(r: &Review, holder: &str, now: i64) -> Result<(), ReviewRefusal> {
     open_and(r)?;
     match r.live_claim(now) {
         Some(c) if c.holder == holder => Ok(()),
-        _ => Err(ReviewRefusal::NotHeld),
+        Some(c) => Err(ReviewRefusal::HeldByOther {
+            holder: c.holder.clone(),
+            expires_at: c.expires_at,
+        }),
+        None => Err(ReviewRefusal::NotHeld),
     }
 }
 
