@@ -270,3 +270,43 @@ fn rules_error(name: &ListName, e: RulesError) -> ReviewError {
         RulesError::Store(s) => ReviewError::Store(s),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_defaults_to_fifteen_minutes_and_is_bounded() {
+        assert_eq!(lease_secs(None).unwrap(), 900);
+        assert_eq!(lease_secs(Some(1)).unwrap(), 1);
+        assert_eq!(lease_secs(Some(MAX_LEASE_SECS)).unwrap(), MAX_LEASE_SECS);
+        for bad in [0, -5, MAX_LEASE_SECS + 1] {
+            match lease_secs(Some(bad)) {
+                Err(ReviewError::Invalid { field, .. }) => assert_eq!(field, "lease_seconds"),
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn refusals_say_why_in_the_callers_words() {
+        let id = TransactionId::parse("tx-1").unwrap();
+        assert!(matches!(refused(&id, ReviewRefusal::Missing), ReviewError::NotFound(_)));
+        let held = refused(
+            &id,
+            ReviewRefusal::HeldByOther {
+                holder: "vk_a".into(),
+                expires_at: 1_533_723_301,
+            },
+        );
+        assert_eq!(
+            held.to_string(),
+            "The review of \"tx-1\" is claimed by vk_a until 2018-08-08T10:15:01Z."
+        );
+        assert!(matches!(refused(&id, ReviewRefusal::NotHeld), ReviewError::Conflict(_)));
+        assert!(matches!(
+            refused(&id, ReviewRefusal::AlreadyResolved),
+            ReviewError::Conflict(_)
+        ));
+    }
+}
