@@ -1010,6 +1010,44 @@ mod tests {
     }
 
     #[test]
+    fn an_api_label_body_names_every_bad_field() {
+        let id = TransactionId::parse("tx-1").unwrap();
+        let ok = LabelRequest::parse_json(
+            &id,
+            br#"{"label":"FRAUD","source":" chargeback ","labelled_at":"2018-08-20T10:00:00+02:00","note":"n"}"#,
+        )
+        .unwrap();
+        assert_eq!(ok.row.label, LabelValue::Fraud);
+        assert_eq!(ok.row.source, "chargeback");
+        assert_eq!(ok.row.labelled_at, ts("2018-08-20T08:00:00Z"));
+        assert_eq!(
+            (ok.row.transaction_id.as_str(), ok.note.as_deref()),
+            ("tx-1", Some("n"))
+        );
+        let fields = |body: &str| -> Vec<&'static str> {
+            LabelRequest::parse_json(&id, body.as_bytes())
+                .unwrap_err()
+                .into_iter()
+                .map(|(f, _)| f)
+                .collect()
+        };
+        assert_eq!(
+            fields(r#"{"label":"maybe","source":"","labelled_at":"soon"}"#),
+            ["label", "source", "labelled_at"]
+        );
+        let long = format!(
+            r#"{{"label":"legit","source":"a","labelled_at":"2018-08-20T10:00:00Z","note":"{}"}}"#,
+            "x".repeat(MAX_NOTE_LEN + 1)
+        );
+        assert_eq!(fields(&long), ["note"]);
+        assert_eq!(
+            fields(r#"{"label":"legit","other":1}"#),
+            ["body", "source", "labelled_at"]
+        );
+        assert_eq!(fields("[1]"), ["body"]);
+    }
+
+    #[test]
     fn times_are_checked_against_the_transaction() {
         let r = LabelRow {
             transaction_id: TransactionId::parse("tx").unwrap(),
