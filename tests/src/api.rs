@@ -21,7 +21,7 @@ pub type TestApp = ::api::App<DynamoStore, S3Blobs>;
 /// The bearer token the sample events carry in place of a real key.
 pub const PLACEHOLDER_AUTH: &str = "Bearer vk_test_REPLACE_ME";
 pub const ALL_SCOPES: &str =
-    "transactions:write,transactions:read,models:read,models:write,rules:read,rules:write,lists:write";
+    "transactions:write,transactions:read,models:read,models:write,rules:read,rules:write,lists:write,labels:write,reviews:read,reviews:write";
 
 /// A small real model: a month of a small simulated population, 40 shallow trees. Trained once
 /// per test binary (about a second).

@@ -278,6 +278,7 @@ pub async fn label_fraud(store: &DynamoStore, tenant: &verdict::domain::TenantId
         file: None,
         etag: None,
         line: None,
+        note: None,
     };
     let write = LabelWrite {
         label: &label,

@@ -375,6 +375,7 @@ async fn a_label_whose_fraud_counter_is_not_a_number_is_refused_and_changes_noth
         file: None,
         etag: None,
         line: None,
+        note: None,
     };
     let write = LabelWrite {
         label: &label,

@@ -279,9 +279,10 @@ async fn fifty_concurrent_duplicates_make_one_decision_and_count_once() {
 }
 
 /// Every route that needs a key, with the scope it needs.
-const AUTHENTICATED: [(&str, &str); 28] = [
+const AUTHENTICATED: [(&str, &str); 34] = [
     ("post-transaction", "transactions:write"),
     ("get-transaction", "transactions:read"),
+    ("label-transaction", "labels:write"),
     ("list-transactions", "transactions:read"),
     ("get-active-model", "models:read"),
     ("list-models", "models:read"),
@@ -308,6 +309,11 @@ const AUTHENTICATED: [(&str, &str); 28] = [
     ("add-entries", "lists:write"),
     ("remove-entries", "lists:write"),
     ("list-audit", "rules:read"),
+    ("list-reviews", "reviews:read"),
+    ("get-review", "reviews:read"),
+    ("claim-review", "reviews:write"),
+    ("release-review", "reviews:write"),
+    ("resolve-review", "reviews:write"),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -687,6 +693,7 @@ async fn the_contract_is_served_and_every_route_in_it_is_routed() {
     let served = [
         "/v1/transactions",
         "/v1/transactions/{id}",
+        "/v1/transactions/{id}/label",
         "/v1/models",
         "/v1/models/active",
         "/v1/models/{id}",
@@ -708,6 +715,11 @@ async fn the_contract_is_served_and_every_route_in_it_is_routed() {
         "/v1/lists/{name}/entries",
         "/v1/lists/{name}/entries/remove",
         "/v1/audit",
+        "/v1/reviews",
+        "/v1/reviews/{id}",
+        "/v1/reviews/{id}/claim",
+        "/v1/reviews/{id}/release",
+        "/v1/reviews/{id}/resolve",
         "/v1/health",
         "/v1/openapi.json",
     ];

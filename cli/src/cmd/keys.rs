@@ -31,7 +31,7 @@ struct CreateArgs {
     #[arg(long, value_name = "TENANT")]
     tenant: String,
     /// Comma-separated scopes: transactions:write, transactions:read, models:read, models:write,
-    /// rules:read, rules:write, lists:write
+    /// rules:read, rules:write, lists:write, labels:write, reviews:read, reviews:write
     #[arg(long, value_name = "LIST")]
     scopes: String,
     /// Lifetime: 90d, 12h, 30m, or never

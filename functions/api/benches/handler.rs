@@ -19,12 +19,14 @@ use verdict::domain::features::{EntityAggregate, OfflineFeatures};
 use verdict::domain::model::train::{train, TrainParams};
 use verdict::domain::model::Model;
 use verdict::domain::registry::{ModelPointer, RegistryEntry};
+use verdict::domain::review::{Resolution, Review, ReviewSort, ReviewStatus};
 use verdict::domain::rules::{AuditEntry, ListEntry, ListMeta, Rule, Ruleset, RulesetPointer};
 use verdict::domain::{CustomerId, TenantId, Transaction, TransactionId};
 use verdict::domain::{ListName, RuleId, Timestamp};
 use verdict::offline::sim::{simulate, SimConfig};
-use verdict::ports::in_memory::InMemoryDecisions;
+use verdict::ports::in_memory::{InMemoryDecisions, InMemoryLabels};
 use verdict::ports::registry::{ExpectedPointer, ModelRegistry};
+use verdict::ports::reviews::{ReviewChange, ReviewStore};
 use verdict::ports::rules::{
     ListChange, ListContents, RulesAdmin, RulesPointers, RulesRead, TenantPolicy, TenantPolicyRead,
 };
@@ -37,6 +39,7 @@ struct MemoryStore {
     customer: EntityAggregate,
     terminal: EntityAggregate,
     rules: InMemoryDecisions,
+    labels: InMemoryLabels,
     pointers: RulesPointers,
 }
 
@@ -119,6 +122,78 @@ impl DecisionWindow for MemoryStore {
             items: vec![],
             next_cursor: None,
         })
+    }
+}
+
+/// Labels and reviews are not benchmarked: they delegate to the fakes.
+impl verdict::ports::labels::LabelStore for MemoryStore {
+    async fn label_targets(
+        &self,
+        t: &TenantId,
+        ids: &[TransactionId],
+    ) -> Result<std::collections::HashMap<TransactionId, verdict::ports::labels::LabelTarget>, StoreError> {
+        self.labels.label_targets(t, ids).await
+    }
+    async fn newest_days(
+        &self,
+        t: &TenantId,
+        c: &[CustomerId],
+        m: &[verdict::domain::TerminalId],
+    ) -> Result<verdict::ports::labels::NewestDays, StoreError> {
+        self.labels.newest_days(t, c, m).await
+    }
+    async fn write_label(
+        &self,
+        t: &TenantId,
+        id: &TransactionId,
+        w: &verdict::ports::labels::LabelWrite<'_>,
+    ) -> Result<verdict::ports::labels::LabelWriteOutcome, StoreError> {
+        self.labels.write_label(t, id, w).await
+    }
+}
+
+impl ReviewStore for MemoryStore {
+    async fn review(&self, t: &TenantId, id: &TransactionId) -> Result<Option<Review>, StoreError> {
+        self.rules.review(t, id).await
+    }
+    async fn reviews(
+        &self,
+        t: &TenantId,
+        s: ReviewStatus,
+        o: ReviewSort,
+        l: usize,
+        c: Option<&str>,
+    ) -> Result<Page<Review>, StoreError> {
+        self.rules.reviews(t, s, o, l, c).await
+    }
+    async fn claim(
+        &self,
+        t: &TenantId,
+        id: &TransactionId,
+        h: &str,
+        now: Timestamp,
+        until: i64,
+    ) -> Result<ReviewChange, StoreError> {
+        self.rules.claim(t, id, h, now, until).await
+    }
+    async fn release(
+        &self,
+        t: &TenantId,
+        id: &TransactionId,
+        h: &str,
+        now: Timestamp,
+    ) -> Result<ReviewChange, StoreError> {
+        self.rules.release(t, id, h, now).await
+    }
+    async fn resolve(
+        &self,
+        t: &TenantId,
+        id: &TransactionId,
+        h: &str,
+        now: Timestamp,
+        r: &Resolution,
+    ) -> Result<ReviewChange, StoreError> {
+        self.rules.resolve(t, id, h, now, r).await
     }
 }
 
@@ -279,6 +354,7 @@ fn benches(c: &mut Criterion) {
         customer: customer.clone(),
         terminal: terminal.clone(),
         rules: InMemoryDecisions::default(),
+        labels: InMemoryLabels::default(),
         pointers: RulesPointers::default(),
     };
     let ruled = with_ruleset(MemoryStore {
@@ -286,6 +362,7 @@ fn benches(c: &mut Criterion) {
         customer,
         terminal,
         rules: InMemoryDecisions::default(),
+        labels: InMemoryLabels::default(),
         pointers: RulesPointers::default(),
     });
     let rt = tokio::runtime::Builder::new_current_thread()

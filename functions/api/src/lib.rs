@@ -5,11 +5,13 @@
 
 mod auth;
 mod backtests;
+mod labels;
 mod meta;
 mod models;
 mod problem;
 mod request;
 mod response;
+mod reviews;
 mod routes;
 mod rules;
 mod store;
@@ -97,6 +99,7 @@ async fn dispatch<S: ApiStore, B: ModelBlobs>(
         Route::ScoreTransaction => transactions::score(app, req, cx).await,
         Route::GetTransaction(id) => transactions::get(app, req, cx, id).await,
         Route::ListTransactions => transactions::list(app, req, cx).await,
+        Route::LabelTransaction(id) => labels::label(app, req, cx, id).await,
         Route::ActiveModel => models::active(app, req, cx).await,
         Route::GetModel(id) => models::get(app, req, cx, id).await,
         Route::ListModels => models::list(app, req, cx).await,
@@ -122,5 +125,10 @@ async fn dispatch<S: ApiStore, B: ModelBlobs>(
         Route::AddEntries(name) => rules::add_entries(app, req, cx, name).await,
         Route::RemoveEntries(name) => rules::remove_entries(app, req, cx, name).await,
         Route::Audit => rules::audit(app, req, cx).await,
+        Route::ListReviews => reviews::list(app, req, cx).await,
+        Route::GetReview(id) => reviews::get(app, req, cx, id).await,
+        Route::ClaimReview(id) => reviews::claim(app, req, cx, id).await,
+        Route::ReleaseReview(id) => reviews::release(app, req, cx, id).await,
+        Route::ResolveReview(id) => reviews::resolve(app, req, cx, id).await,
     }
 }

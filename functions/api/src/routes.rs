@@ -12,6 +12,7 @@ pub enum Route<'p> {
     ScoreTransaction,
     ListTransactions,
     GetTransaction(&'p str),
+    LabelTransaction(&'p str),
     ListModels,
     ActiveModel,
     GetModel(&'p str),
@@ -37,6 +38,11 @@ pub enum Route<'p> {
     AddEntries(&'p str),
     RemoveEntries(&'p str),
     Audit,
+    ListReviews,
+    GetReview(&'p str),
+    ClaimReview(&'p str),
+    ReleaseReview(&'p str),
+    ResolveReview(&'p str),
     Health,
     OpenApi,
 }
@@ -63,6 +69,7 @@ pub fn route<'p>(method: &Method, path: &'p str) -> Result<Route<'p>, ApiError> 
         ["transactions"] if post => (Some(Route::ScoreTransaction), ""),
         ["transactions"] => (get.then_some(Route::ListTransactions), "GET, POST"),
         ["transactions", id] => (get.then_some(Route::GetTransaction(id)), "GET"),
+        ["transactions", id, "label"] => (post.then_some(Route::LabelTransaction(id)), "POST"),
         ["models"] => (get.then_some(Route::ListModels), "GET"),
         // Static segments win over `{id}`, as in API Gateway.
         ["models", "active"] => (get.then_some(Route::ActiveModel), "GET"),
@@ -89,6 +96,11 @@ pub fn route<'p>(method: &Method, path: &'p str) -> Result<Route<'p>, ApiError> 
         ["lists", name, "entries"] => (get.then_some(Route::ListEntries(name)), "GET, POST"),
         ["lists", name, "entries", "remove"] => (post.then_some(Route::RemoveEntries(name)), "POST"),
         ["audit"] => (get.then_some(Route::Audit), "GET"),
+        ["reviews"] => (get.then_some(Route::ListReviews), "GET"),
+        ["reviews", id] => (get.then_some(Route::GetReview(id)), "GET"),
+        ["reviews", id, "claim"] => (post.then_some(Route::ClaimReview(id)), "POST"),
+        ["reviews", id, "release"] => (post.then_some(Route::ReleaseReview(id)), "POST"),
+        ["reviews", id, "resolve"] => (post.then_some(Route::ResolveReview(id)), "POST"),
         ["health"] => (get.then_some(Route::Health), "GET"),
         ["openapi.json"] => (get.then_some(Route::OpenApi), "GET"),
         _ => return Err(not_found(path)),
@@ -115,6 +127,10 @@ mod tests {
         assert_eq!(ok(Method::POST, "/v1/transactions"), Route::ScoreTransaction);
         assert_eq!(ok(Method::GET, "/v1/transactions"), Route::ListTransactions);
         assert_eq!(ok(Method::GET, "/v1/transactions/tx-1"), Route::GetTransaction("tx-1"));
+        assert_eq!(
+            ok(Method::POST, "/v1/transactions/tx-1/label"),
+            Route::LabelTransaction("tx-1")
+        );
         assert_eq!(ok(Method::GET, "/v1/models"), Route::ListModels);
         assert_eq!(ok(Method::GET, "/v1/models/active"), Route::ActiveModel);
         assert_eq!(ok(Method::POST, "/v1/models/rollback"), Route::RollbackModel);
@@ -146,6 +162,17 @@ mod tests {
             Route::RemoveEntries("l")
         );
         assert_eq!(ok(Method::GET, "/v1/audit"), Route::Audit);
+        assert_eq!(ok(Method::GET, "/v1/reviews"), Route::ListReviews);
+        assert_eq!(ok(Method::GET, "/v1/reviews/tx-1"), Route::GetReview("tx-1"));
+        assert_eq!(ok(Method::POST, "/v1/reviews/tx-1/claim"), Route::ClaimReview("tx-1"));
+        assert_eq!(
+            ok(Method::POST, "/v1/reviews/tx-1/release"),
+            Route::ReleaseReview("tx-1")
+        );
+        assert_eq!(
+            ok(Method::POST, "/v1/reviews/tx-1/resolve"),
+            Route::ResolveReview("tx-1")
+        );
         assert_eq!(ok(Method::GET, "/v1/health"), Route::Health);
         assert_eq!(ok(Method::GET, "/v1/openapi.json"), Route::OpenApi);
     }
@@ -170,6 +197,9 @@ mod tests {
         };
         assert_eq!(allow(Method::DELETE, "/v1/transactions"), "GET, POST");
         assert_eq!(allow(Method::POST, "/v1/transactions/tx-1"), "GET");
+        assert_eq!(allow(Method::GET, "/v1/transactions/tx-1/label"), "POST");
+        assert_eq!(allow(Method::POST, "/v1/reviews"), "GET");
+        assert_eq!(allow(Method::GET, "/v1/reviews/tx-1/resolve"), "POST");
         assert_eq!(allow(Method::GET, "/v1/models/rollback"), "POST");
         assert_eq!(allow(Method::POST, "/v1/health"), "GET");
         assert_eq!(allow(Method::PUT, "/v1/openapi.json"), "GET");

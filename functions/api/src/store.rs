@@ -1,11 +1,19 @@
 //! What the handler reads and writes: decisions ([`DecisionStore`]) and the model registry
-//! ([`ModelRegistry`]) and rules and lists ([`RulesAdmin`]), on one store.
+//! ([`ModelRegistry`]), rules and lists ([`RulesAdmin`]), labels ([`LabelStore`]) and reviews ([`ReviewStore`]), on one store.
 
+use verdict::ports::labels::LabelStore;
 use verdict::ports::registry::ModelRegistry;
+use verdict::ports::reviews::ReviewStore;
 use verdict::ports::rules::{RulesAdmin, TenantPolicyRead};
 use verdict::ports::{DecisionStore, DecisionWindow};
 
 /// Everything the handler reads and writes.
-pub trait ApiStore: DecisionStore + DecisionWindow + ModelRegistry + RulesAdmin + TenantPolicyRead {}
+pub trait ApiStore:
+    DecisionStore + DecisionWindow + ModelRegistry + RulesAdmin + TenantPolicyRead + LabelStore + ReviewStore
+{
+}
 
-impl<T: DecisionStore + DecisionWindow + ModelRegistry + RulesAdmin + TenantPolicyRead> ApiStore for T {}
+impl<T: DecisionStore + DecisionWindow + ModelRegistry + RulesAdmin + TenantPolicyRead + LabelStore + ReviewStore>
+    ApiStore for T
+{
+}

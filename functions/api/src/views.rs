@@ -3,6 +3,7 @@
 use serde::Serialize;
 use std::collections::BTreeMap;
 use verdict::domain::decision::{DecisionInputs, DecisionRecord, FeatureValues, ReasonRecord};
+use verdict::domain::labels::StoredLabel;
 use verdict::domain::model::{Model, ModelSource};
 use verdict::domain::registry::{ModelStatus, RegistryEntry};
 use verdict::domain::rules::RulesApplied;
@@ -63,6 +64,24 @@ pub struct LabelView<'a> {
     pub value: &'static str,
     pub source: &'a str,
     pub labelled_at: String,
+    /// The API's note, when one was sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<&'a str>,
+    /// `api:<key id>` for a label from the API, else the label file's `s3://…` address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin: Option<&'a str>,
+}
+
+impl<'a> LabelView<'a> {
+    pub fn new(l: &'a StoredLabel) -> Self {
+        LabelView {
+            value: l.value.as_str(),
+            source: &l.source,
+            labelled_at: l.labelled_at.to_rfc3339(),
+            note: l.note.as_deref(),
+            origin: l.file.as_deref(),
+        }
+    }
 }
 
 /// `StoredDecision`: the audit trail, with the label once a labels upload set one.
@@ -79,11 +98,7 @@ impl<'a> StoredDecisionView<'a> {
         StoredDecisionView {
             decision: DecisionView::new(r, false),
             inputs: &r.inputs,
-            label: r.label.as_ref().map(|l| LabelView {
-                value: l.value.as_str(),
-                source: &l.source,
-                labelled_at: l.labelled_at.to_rfc3339(),
-            }),
+            label: r.label.as_ref().map(LabelView::new),
         }
     }
 }

@@ -32,8 +32,8 @@ use crate::app::try_join_bounded;
 use crate::domain::features::RETENTION_DAYS;
 use crate::domain::io::RowError;
 use crate::domain::labels::{
-    report_line, transition, LabelCounts, LabelFile, LabelProgress, LabelRow, LabelSummary, Provenance, Resume,
-    StoredLabel, Transition, REPORT_HEADER,
+    report_line, transition, LabelCounts, LabelFile, LabelProgress, LabelRequest, LabelRow, LabelSummary, Provenance,
+    Resume, StoredLabel, Transition, REPORT_HEADER,
 };
 use crate::domain::objects::UploadedObject;
 use crate::domain::{CustomerId, JobStatus, ObjectRef, TenantId, TerminalId, Timestamp, TransactionId};
@@ -358,6 +358,8 @@ enum RowResult {
         field: Option<&'static str>,
         reason: String,
     },
+    /// The label kept changing under concurrent writers for [`LABEL_ATTEMPTS`] tries.
+    Stuck,
 }
 
 /// One claimed job being worked.
@@ -493,6 +495,12 @@ where
                         counts.rejected += 1;
                         report.push((line, report_line(line, Some(&id), field, &reason)));
                     }
+                    // `apply_row` turns this into an error: the invocation is retried.
+                    RowResult::Stuck => {
+                        return Err(LabelsError::Store(StoreError::Unavailable(format!(
+                            "transaction {id}: its label kept changing while line {line} was applied"
+                        ))))
+                    }
                 }
             }
             if let Some(reason) = transient {
@@ -572,7 +580,7 @@ where
             if t.terminal_id.is_none() || row.check_times(&t.occurred_at, &now).is_err() {
                 continue;
             }
-            if let Transition::Apply { fraud_delta } = transition(label.as_ref(), row, self.provenance(*line)) {
+            if let Transition::Apply { fraud_delta } = transition(label.as_ref(), row, Some(self.provenance(*line))) {
                 if fraud_delta != 0 {
                     customers.insert(t.customer_id.clone());
                     terminals.extend(t.terminal_id.clone());
@@ -742,6 +750,7 @@ fn stored_label(row: &LabelRow, file: &str, etag: &str, line: u64) -> StoredLabe
         file: Some(file.to_owned()),
         etag: Some(etag.to_owned()),
         line: Some(line),
+        note: None,
     }
 }
 
@@ -769,7 +778,48 @@ async fn apply_row<S: LabelStore>(
     line: u64,
     row: &LabelRow,
 ) -> Result<RowResult, LabelsError> {
-    if let Err((field, reason)) = row.check_times(&target.occurred_at, &chunk.now) {
+    let from = Provenance {
+        file: chunk.file,
+        etag: chunk.etag,
+        line,
+    };
+    let known = KnownDays {
+        newest: &chunk.newest,
+        asked: &chunk.asked,
+    };
+    let new = stored_label(row, chunk.file, chunk.etag, line);
+    match apply_label(store, chunk.tenant, &chunk.now, id, target, row, Some(from), new, known).await? {
+        RowResult::Stuck => Err(LabelsError::Store(StoreError::Unavailable(format!(
+            "transaction {id}: its label kept changing while line {line} was applied"
+        )))),
+        applied => Ok(applied),
+    }
+}
+
+/// The aggregates' newest days a caller already read, and for which entities.
+#[derive(Clone, Copy)]
+struct KnownDays<'k> {
+    newest: &'k NewestDays,
+    asked: &'k (BTreeSet<CustomerId>, BTreeSet<TerminalId>),
+}
+
+/// Labels one transaction: the ONE place a label is checked, its transition decided, the
+/// retention rule applied and the conditional write made (and replayed after a lost race).
+/// Both a file row and `POST /v1/transactions/{id}/label` go through here. `new` is the label
+/// to store; `from` the file row it comes from (`None` for the API).
+#[allow(clippy::too_many_arguments)]
+async fn apply_label<S: LabelStore>(
+    store: &S,
+    tenant: &TenantId,
+    now: &Timestamp,
+    id: &TransactionId,
+    target: &mut LabelTarget,
+    row: &LabelRow,
+    from: Option<Provenance<'_>>,
+    new: StoredLabel,
+    known: KnownDays<'_>,
+) -> Result<RowResult, StoreError> {
+    if let Err((field, reason)) = row.check_times(&target.occurred_at, now) {
         return Ok(RowResult::Invalid {
             field: Some(field),
             reason,
@@ -780,11 +830,6 @@ async fn apply_row<S: LabelStore>(
             field: Some("transaction_id"),
             reason: "the stored decision has no terminal_id, so its fraud counts cannot be kept".into(),
         });
-    };
-    let from = Provenance {
-        file: chunk.file,
-        etag: chunk.etag,
-        line,
     };
     // Read again after a lost race: the first pass may not have read these aggregates (it saw
     // no delta), and their windows may have moved since.
@@ -797,25 +842,24 @@ async fn apply_row<S: LabelStore>(
             Transition::Unchanged => return Ok(RowResult::Unchanged),
             Transition::Superseded => return Ok(RowResult::Superseded),
         };
-        let asked = chunk.asked.0.contains(&target.customer_id) && chunk.asked.1.contains(&terminal);
+        let asked = known.asked.0.contains(&target.customer_id) && known.asked.1.contains(&terminal);
         if fraud_delta != 0 && (retried || !asked) {
             fresh = Some(
                 store
                     .newest_days(
-                        chunk.tenant,
+                        tenant,
                         std::slice::from_ref(&target.customer_id),
                         std::slice::from_ref(&terminal),
                     )
                     .await?,
             );
         }
-        let newest = fresh.as_ref().unwrap_or(&chunk.newest);
+        let newest = fresh.as_ref().unwrap_or(known.newest);
         let day = target.occurred_at.epoch_day();
         // A day that left an aggregate's window is never read again; counting it would only
         // leave an attribute behind that pruning no longer reaches. Absent from what was read:
         // the aggregate does not exist yet, so the day is the newest.
         let live = |newest: Option<&i32>| newest.is_none_or(|n| day > n - RETENTION_DAYS);
-        let new = stored_label(row, chunk.file, chunk.etag, line);
         let write = LabelWrite {
             label: &new,
             previous: target.label.as_ref(),
@@ -824,7 +868,7 @@ async fn apply_row<S: LabelStore>(
             customer: live(newest.customers.get(&target.customer_id)).then_some(&target.customer_id),
             terminal: live(newest.terminals.get(&terminal)).then_some(&terminal),
         };
-        match store.write_label(chunk.tenant, id, &write).await? {
+        match store.write_label(tenant, id, &write).await? {
             // Whatever the retry (a fraud counter that is not a number): report the row, and
             // let the rest of the file apply.
             LabelWriteOutcome::Refused => {
@@ -838,10 +882,7 @@ async fn apply_row<S: LabelStore>(
                 target.label = Some(new);
                 return Ok(RowResult::Applied);
             }
-            LabelWriteOutcome::Changed => match store
-                .label_targets(chunk.tenant, std::slice::from_ref(id))
-                .await?
-                .remove(id)
+            LabelWriteOutcome::Changed => match store.label_targets(tenant, std::slice::from_ref(id)).await?.remove(id)
             {
                 Some(now) => {
                     *target = now;
@@ -851,9 +892,96 @@ async fn apply_row<S: LabelStore>(
             },
         }
     }
-    Err(LabelsError::Store(StoreError::Unavailable(format!(
-        "transaction {id}: its label kept changing while line {line} was applied"
-    ))))
+    Ok(RowResult::Stuck)
+}
+
+// ---------------------------------------------------------------------------------------------
+// One label from the API
+
+/// What `POST /v1/transactions/{id}/label` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LabelOutcome {
+    /// The label was written (and the fraud counters moved if it changed fraud-ness).
+    Applied,
+    /// The transaction already had this label: nothing moved.
+    Unchanged,
+    /// The transaction has a different label given later; that one stands.
+    Superseded,
+}
+
+/// The answer: what happened and the label the decision now carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Labelled {
+    pub outcome: LabelOutcome,
+    pub label: Option<StoredLabel>,
+}
+
+/// Why one API label was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum LabelError {
+    #[error("no transaction {0:?}")]
+    NotFound(String),
+    #[error("{field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+    /// The label kept changing under concurrent writers; retry.
+    #[error("transaction {0}: its label kept changing")]
+    Busy(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The label an API request stores: `file` names the key that labelled (`api:<key id>`).
+pub fn api_label(request: &LabelRequest, key_id: &str) -> StoredLabel {
+    StoredLabel {
+        value: request.row.label,
+        source: request.row.source.clone(),
+        labelled_at: request.row.labelled_at,
+        file: Some(format!("api:{key_id}")),
+        etag: None,
+        line: None,
+        note: request.note.clone(),
+    }
+}
+
+/// Labels one of `tenant`'s transactions, as one row of a label file would, through the same
+/// [`apply_label`]: exactly once, a relabel moves the counters back, an older label than the
+/// stored one does not replace it. Another tenant's transaction is not found.
+pub async fn label_transaction<S: LabelStore>(
+    store: &S,
+    tenant: &TenantId,
+    key_id: &str,
+    request: &LabelRequest,
+) -> Result<Labelled, LabelError> {
+    let id = &request.row.transaction_id;
+    let Some(mut target) = store.label_targets(tenant, std::slice::from_ref(id)).await?.remove(id) else {
+        return Err(LabelError::NotFound(id.to_string()));
+    };
+    let nothing_read = NewestDays::default();
+    let nobody = (BTreeSet::new(), BTreeSet::new());
+    let known = KnownDays {
+        newest: &nothing_read,
+        asked: &nobody,
+    };
+    let new = api_label(request, key_id);
+    let now = Timestamp::now();
+    let outcome = match apply_label(store, tenant, &now, id, &mut target, &request.row, None, new, known).await? {
+        RowResult::Applied => LabelOutcome::Applied,
+        RowResult::Unchanged => LabelOutcome::Unchanged,
+        RowResult::Superseded => LabelOutcome::Superseded,
+        RowResult::Unknown => return Err(LabelError::NotFound(id.to_string())),
+        RowResult::Invalid { field, reason } => {
+            return Err(LabelError::Invalid {
+                field: field.unwrap_or("transaction_id"),
+                reason,
+            })
+        }
+        RowResult::Stuck => return Err(LabelError::Busy(id.to_string())),
+    };
+    Ok(Labelled {
+        outcome,
+        label: target.label,
+    })
 }
 
 #[cfg(test)]
@@ -1137,6 +1265,7 @@ mod tests {
             file: Some("s3://data/other.csv".into()),
             etag: Some("e".into()),
             line: Some(2),
+            note: None,
         };
         // tx-1: another file labels it fraud first; ours (fraud too) is then unchanged.
         w.store.race_next_write(
@@ -1181,6 +1310,7 @@ mod tests {
             file: Some("s3://data/other.csv".into()),
             etag: Some("e".into()),
             line: Some(2),
+            note: None,
         };
         // Our legit on an unlabelled decision moves nothing, so no window is read first; their
         // fraud gets in (counting nowhere, its day being out), and our retry takes one back.

@@ -8,6 +8,7 @@ pub mod labels;
 pub mod list_import;
 pub mod models;
 pub mod policy_cache;
+pub mod reviews;
 pub mod rules;
 pub mod scoring;
 

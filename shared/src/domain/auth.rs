@@ -27,10 +27,19 @@ pub enum Scope {
     /// Create lists and add or remove their entries.
     #[serde(rename = "lists:write")]
     ListsWrite,
+    /// Label transactions (`POST /v1/transactions/{id}/label`).
+    #[serde(rename = "labels:write")]
+    LabelsWrite,
+    /// Read the review queue and its items.
+    #[serde(rename = "reviews:read")]
+    ReviewsRead,
+    /// Claim, release and resolve review items.
+    #[serde(rename = "reviews:write")]
+    ReviewsWrite,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 7] = [
+    pub const ALL: [Scope; 10] = [
         Scope::TransactionsWrite,
         Scope::TransactionsRead,
         Scope::ModelsRead,
@@ -38,6 +47,9 @@ impl Scope {
         Scope::RulesRead,
         Scope::RulesWrite,
         Scope::ListsWrite,
+        Scope::LabelsWrite,
+        Scope::ReviewsRead,
+        Scope::ReviewsWrite,
     ];
 
     pub fn as_str(&self) -> &'static str {
@@ -49,6 +61,9 @@ impl Scope {
             Scope::RulesRead => "rules:read",
             Scope::RulesWrite => "rules:write",
             Scope::ListsWrite => "lists:write",
+            Scope::LabelsWrite => "labels:write",
+            Scope::ReviewsRead => "reviews:read",
+            Scope::ReviewsWrite => "reviews:write",
         }
     }
 

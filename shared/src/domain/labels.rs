@@ -85,24 +85,30 @@ type FieldError = (Option<&'static str>, String);
 fn parse_row(id: &str, label: &str, source: &str, labelled_at: &str) -> Result<LabelRow, FieldError> {
     let transaction_id = TransactionId::parse(id.trim()).map_err(|e| (Some("transaction_id"), e.reason))?;
     let label = LabelValue::parse(label).map_err(|r| (Some("label"), r))?;
-    let source = source.trim();
-    if source.is_empty() {
-        return Err((Some("source"), "must not be empty".into()));
-    }
-    if source.chars().count() > MAX_SOURCE_LEN {
-        return Err((Some("source"), format!("must be at most {MAX_SOURCE_LEN} characters")));
-    }
-    if source.chars().any(char::is_control) {
-        return Err((Some("source"), "must not contain control characters".into()));
-    }
+    let source = check_source(source).map_err(|r| (Some("source"), r))?;
     let labelled_at =
         Timestamp::parse("labelled_at", labelled_at.trim()).map_err(|e| (Some("labelled_at"), e.reason))?;
     Ok(LabelRow {
         transaction_id,
         label,
-        source: source.to_owned(),
+        source,
         labelled_at,
     })
+}
+
+/// Who said so: trimmed, 1..=[`MAX_SOURCE_LEN`] characters, no control characters.
+fn check_source(raw: &str) -> Result<String, String> {
+    let source = raw.trim();
+    if source.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if source.chars().count() > MAX_SOURCE_LEN {
+        return Err(format!("must be at most {MAX_SOURCE_LEN} characters"));
+    }
+    if source.chars().any(char::is_control) {
+        return Err("must not contain control characters".into());
+    }
+    Ok(source.to_owned())
 }
 
 impl LabelRow {
@@ -122,6 +128,83 @@ impl LabelRow {
             return Err(("labelled_at", format!("{} is in the future", self.labelled_at)));
         }
         Ok(())
+    }
+}
+
+/// `POST /v1/transactions/{id}/label`'s note: at most this many characters.
+pub const MAX_NOTE_LEN: usize = 1000;
+
+/// A label sent through the API: the row a file would carry, plus an optional note.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelRequest {
+    pub row: LabelRow,
+    pub note: Option<String>,
+}
+
+impl LabelRequest {
+    /// Parses the JSON body `{label, source, labelled_at, note}` for transaction `id`, naming
+    /// every bad field at once (`(field, reason)` pairs).
+    pub fn parse_json(id: &TransactionId, body: &[u8]) -> Result<LabelRequest, Vec<(&'static str, String)>> {
+        let v: Value = serde_json::from_slice(body).map_err(|e| vec![("body", format!("is not valid JSON: {e}"))])?;
+        let Value::Object(o) = v else {
+            return Err(vec![("body", "must be a JSON object".into())]);
+        };
+        let mut errors = Vec::new();
+        for k in o.keys() {
+            if !["label", "source", "labelled_at", "note"].contains(&k.as_str()) {
+                errors.push((
+                    "body",
+                    format!("unknown field {:?}", k.chars().take(64).collect::<String>()),
+                ));
+            }
+        }
+        let text = |name: &'static str, errors: &mut Vec<(&'static str, String)>| match o.get(name) {
+            Some(Value::String(s)) => Some(s.clone()),
+            None | Some(Value::Null) => {
+                errors.push((name, "is missing".into()));
+                None
+            }
+            Some(other) => {
+                errors.push((name, format!("must be a string, found {}", json_kind(other))));
+                None
+            }
+        };
+        let label = text("label", &mut errors);
+        let source = text("source", &mut errors);
+        let labelled_at = text("labelled_at", &mut errors);
+        let note = match o.get("note") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.chars().count() > MAX_NOTE_LEN => {
+                errors.push(("note", format!("must be at most {MAX_NOTE_LEN} characters")));
+                None
+            }
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(other) => {
+                errors.push(("note", format!("must be a string, found {}", json_kind(other))));
+                None
+            }
+        };
+        let mut row = None;
+        if let (Some(label), Some(source), Some(at)) = (&label, &source, &labelled_at) {
+            // The row's own checks, one field at a time, so each bad one is named.
+            let label = LabelValue::parse(label).map_err(|r| errors.push(("label", r))).ok();
+            let source = check_source(source).map_err(|r| errors.push(("source", r))).ok();
+            let at = Timestamp::parse("labelled_at", at.trim())
+                .map_err(|e| errors.push(("labelled_at", e.reason)))
+                .ok();
+            if let (Some(label), Some(source), Some(labelled_at)) = (label, source, at) {
+                row = Some(LabelRow {
+                    transaction_id: id.clone(),
+                    label,
+                    source,
+                    labelled_at,
+                });
+            }
+        }
+        match row {
+            Some(row) if errors.is_empty() => Ok(LabelRequest { row, note }),
+            _ => Err(errors),
+        }
     }
 }
 
@@ -587,10 +670,13 @@ pub struct StoredLabel {
     pub value: LabelValue,
     pub source: String,
     pub labelled_at: Timestamp,
-    /// The label file and line that set it, when a file did.
+    /// The label file and line that set it, when a file did. A label from the API has
+    /// `file` = `api:<key id>` (who labelled) and no etag or line.
     pub file: Option<String>,
     pub etag: Option<String>,
     pub line: Option<u64>,
+    /// The API's free-text note (files carry none).
+    pub note: Option<String>,
 }
 
 /// Which file version and line a label comes from.
@@ -615,16 +701,20 @@ pub enum Transition {
     Superseded,
 }
 
-pub fn transition(previous: Option<&StoredLabel>, row: &LabelRow, from: Provenance<'_>) -> Transition {
+/// `from` is the file row's provenance; `None` for a label from the API, which is never "already
+/// applied": the same label again is simply unchanged.
+pub fn transition(previous: Option<&StoredLabel>, row: &LabelRow, from: Option<Provenance<'_>>) -> Transition {
     let delta = |v: LabelValue| if v == LabelValue::Fraud { 1 } else { 0 };
     match previous {
         None => Transition::Apply {
             fraud_delta: delta(row.label),
         },
         Some(p) if p.value == row.label => {
-            let same_row = p.file.as_deref() == Some(from.file)
-                && p.etag.as_deref() == Some(from.etag)
-                && p.line == Some(from.line);
+            let same_row = from.is_some_and(|from| {
+                p.file.as_deref() == Some(from.file)
+                    && p.etag.as_deref() == Some(from.etag)
+                    && p.line == Some(from.line)
+            });
             if same_row {
                 Transition::AlreadyApplied
             } else {
@@ -883,9 +973,10 @@ mod tests {
             file: Some("s3://b/k".into()),
             etag: Some("e1".into()),
             line: Some(line),
+            note: None,
         };
         use LabelValue::*;
-        let t = |prev: Option<&StoredLabel>, r: &LabelRow| transition(prev, r, here);
+        let t = |prev: Option<&StoredLabel>, r: &LabelRow| transition(prev, r, Some(here));
         assert_eq!(
             t(None, &row(Fraud, "2018-08-20T00:00:00Z")),
             Transition::Apply { fraud_delta: 1 }
@@ -911,6 +1002,49 @@ mod tests {
             t(Some(&mine), &row(Fraud, "2018-08-20T00:00:00Z")),
             Transition::AlreadyApplied
         );
+        // From the API there is no row to recognise: the same label again is unchanged.
+        assert_eq!(
+            transition(Some(&mine), &row(Fraud, "2018-08-20T00:00:00Z"), None),
+            Transition::Unchanged
+        );
+    }
+
+    #[test]
+    fn an_api_label_body_names_every_bad_field() {
+        let id = TransactionId::parse("tx-1").unwrap();
+        let ok = LabelRequest::parse_json(
+            &id,
+            br#"{"label":"FRAUD","source":" chargeback ","labelled_at":"2018-08-20T10:00:00+02:00","note":"n"}"#,
+        )
+        .unwrap();
+        assert_eq!(ok.row.label, LabelValue::Fraud);
+        assert_eq!(ok.row.source, "chargeback");
+        assert_eq!(ok.row.labelled_at, ts("2018-08-20T08:00:00Z"));
+        assert_eq!(
+            (ok.row.transaction_id.as_str(), ok.note.as_deref()),
+            ("tx-1", Some("n"))
+        );
+        let fields = |body: &str| -> Vec<&'static str> {
+            LabelRequest::parse_json(&id, body.as_bytes())
+                .unwrap_err()
+                .into_iter()
+                .map(|(f, _)| f)
+                .collect()
+        };
+        assert_eq!(
+            fields(r#"{"label":"maybe","source":"","labelled_at":"soon"}"#),
+            ["label", "source", "labelled_at"]
+        );
+        let long = format!(
+            r#"{{"label":"legit","source":"a","labelled_at":"2018-08-20T10:00:00Z","note":"{}"}}"#,
+            "x".repeat(MAX_NOTE_LEN + 1)
+        );
+        assert_eq!(fields(&long), ["note"]);
+        assert_eq!(
+            fields(r#"{"label":"legit","other":1}"#),
+            ["body", "source", "labelled_at"]
+        );
+        assert_eq!(fields("[1]"), ["body"]);
     }
 
     #[test]

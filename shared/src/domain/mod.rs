@@ -20,6 +20,7 @@ pub mod objects;
 pub mod pipeline;
 pub mod policy;
 pub mod registry;
+pub mod review;
 pub mod rules;
 pub mod shards;
 

@@ -5,6 +5,7 @@ pub mod jobs;
 pub mod labels;
 pub mod objects;
 pub mod reinvoke;
+pub mod reviews;
 pub mod rules;
 
 use crate::domain::auth::{KeyHash, KeyRecord};
@@ -139,6 +140,15 @@ pub struct DecisionCommit<'a> {
     /// From the [`ScoringSnapshot`] this decision was made on ([`AggregateWritePlan::NONE`]
     /// without one).
     pub aggregates: &'a AggregateWritePlan,
+}
+
+impl DecisionCommit<'_> {
+    /// The review item this decision opens in the same atomic write: one for every `review`
+    /// decision, none otherwise. Derived from the record, so the scoring service, a replay and
+    /// a retry all commit the same item, and its conditional Put makes it exist at most once.
+    pub fn review(&self) -> Option<crate::domain::review::Review> {
+        crate::domain::review::Review::opened_by(self.record)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

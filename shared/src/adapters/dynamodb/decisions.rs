@@ -120,6 +120,10 @@ impl DynamoStore {
             let update = self.update(&key, aggregate_update(&c.delta, &write.remove, today()))?;
             items.push(TransactWriteItem::builder().update(update).build());
         }
+        // Last, so the Puts' positions above stay as `commit` reads them.
+        if let Some(review) = c.review() {
+            items.push(super::reviews::review_put(self, tenant, &review)?);
+        }
         Ok(items)
     }
 }

@@ -61,6 +61,22 @@ impl<'t> Keys<'t> {
         TransactionId::parse(pk.strip_prefix(&prefix)?).ok()
     }
 
+    /// A `review` decision's review item: beside its decision, in the transaction's partition.
+    pub fn review(&self, id: &TransactionId) -> ItemKey {
+        ItemKey::new(self.scoped("TX", id.as_str()), "REVIEW")
+    }
+
+    /// The review queue of one status in `gsi1` (oldest first) and in `gsi2` (by risk). The
+    /// `REVIEWS` and `REVIEWS-RISK` segments differ from `CUST` and `DAY`, so a queue never
+    /// shares a partition with a customer's history or a day's decisions.
+    pub fn review_queue(&self, status: &str) -> String {
+        self.scoped("REVIEWS", status)
+    }
+
+    pub fn review_queue_by_risk(&self, status: &str) -> String {
+        self.scoped("REVIEWS-RISK", status)
+    }
+
     /// The partition of a customer's decision history in `gsi1`.
     pub fn customer_history(&self, customer: &CustomerId) -> String {
         self.scoped("CUST", customer.as_str())

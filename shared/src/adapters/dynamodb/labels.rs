@@ -21,6 +21,9 @@ pub(super) fn label_value(l: &StoredLabel) -> AttributeValue {
     if let Some(line) = l.line {
         m.insert("line".into(), n(line));
     }
+    if let Some(note) = &l.note {
+        m.insert("note".into(), s(note));
+    }
     AttributeValue::M(m)
 }
 
@@ -39,6 +42,7 @@ pub(super) fn parse_label(item: &Item, key: &ItemKey) -> Result<Option<StoredLab
         file: get_s_opt(m, "file", key)?.map(str::to_owned),
         etag: get_s_opt(m, "etag", key)?.map(str::to_owned),
         line: get_n_opt(m, "line", key)?,
+        note: get_s_opt(m, "note", key)?.map(str::to_owned),
     }))
 }
 

@@ -19,6 +19,7 @@
 //! | ruleset | `T#<tenant>#RULESET` | `V#<10 digits>` | version, status, ruleset (JSON) |
 //! | list meta | `T#<tenant>#LISTS` | `<name>` | [`ListMeta`](crate::domain::rules::ListMeta) |
 //! | list entry | `T#<tenant>#LIST#<name>` | `E#<value>` | value, expiry, note, added_by, added_at |
+//! | review item | `T#<tenant>#TX#<id>` | `REVIEW` | tenant, transaction_id, status, opened_at, risk_score, claim_holder, claim_expires_at, history, resolution; gsi1pk `T#<tenant>#REVIEWS#<status>`, gsi1sk `ts9(opened_at)#<id>`; gsi2pk `T#<tenant>#REVIEWS-RISK#<status>`, gsi2sk `<100 − risk, 3 digits>#ts9(opened_at)#<id>` ([`reviews`]) |
 //! | audit entry | `T#<tenant>#AUDIT` | `ts9(at)#<unique>#<part>` | [`AuditEntry`](crate::domain::rules::AuditEntry) |
 //!
 //! Every tenant-scoped key is built by [`Keys`]; nothing else formats them. Tenant, customer,
@@ -35,6 +36,7 @@ mod jobs;
 mod keys;
 mod labels;
 mod registry;
+mod reviews;
 mod rules;
 mod table;
 mod tenant_config;

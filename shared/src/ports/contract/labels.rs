@@ -75,6 +75,7 @@ fn label(value: LabelValue, at: &str) -> StoredLabel {
         file: Some("s3://b/k".into()),
         etag: Some("e".into()),
         line: Some(2),
+        note: None,
     }
 }
 

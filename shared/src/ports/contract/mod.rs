@@ -12,6 +12,7 @@ pub mod jobs;
 pub mod labels;
 pub mod objects;
 pub mod registry;
+pub mod reviews;
 pub mod rules;
 
 #[cfg(test)]
@@ -35,6 +36,11 @@ mod tests {
     fn the_decisions_fake_keeps_the_contract() {
         let store = InMemoryDecisions::default();
         block_on(decisions::decision_store(&store, &store));
+    }
+
+    #[test]
+    fn the_reviews_fake_keeps_the_contract() {
+        block_on(reviews::review_rules(&InMemoryDecisions::default()));
     }
 
     #[test]

@@ -30,6 +30,8 @@ pub(super) struct State {
     racing: Vec<(TenantId, DecisionRecord, Transaction)>,
     /// The entities of each bulk aggregate read, in the order asked.
     aggregate_reads: Vec<(Vec<CustomerId>, Vec<TerminalId>)>,
+    /// Review items, opened by the commit of a `review` decision ([`super::reviews`]).
+    pub(super) reviews: BTreeMap<Scoped<String>, crate::domain::review::Review>,
     /// Rules, rulesets, the pointer, lists and the audit ([`super::rules`]): in this fake, as
     /// the pointers ride in the CONFIG item the decision reads in the adapter.
     pub(super) rules: super::rules::RulesState,
@@ -99,6 +101,9 @@ impl State {
         let idem_key = c.idempotency_key.map(|k| (tenant.clone(), k.as_str().to_owned()));
         if self.decisions.contains_key(&id_key) || idem_key.as_ref().is_some_and(|k| self.idempotency.contains_key(k)) {
             return CommitOutcome::AlreadyDecided;
+        }
+        if let Some(review) = crate::domain::review::Review::opened_by(c.record) {
+            self.reviews.insert(id_key.clone(), review);
         }
         self.decisions.insert(id_key, c.record.clone());
         if let Some(k) = idem_key {

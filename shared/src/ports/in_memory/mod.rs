@@ -10,6 +10,7 @@ mod jobs;
 mod labels;
 mod objects;
 mod registry;
+mod reviews;
 mod rules;
 
 pub use decisions::InMemoryDecisions;

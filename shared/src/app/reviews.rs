@@ -1,0 +1,312 @@
+//! The review queue: what analysts do with the `review` decisions. Items are opened by the
+//! decision's own commit (see [`crate::ports::reviews`]); this service reads the queue, claims
+//! and releases items, and resolves them through the existing paths: the label through
+//! [`crate::app::labels::label_transaction`] (the labels API's path, shared with label files),
+//! list entries through [`RulesService`] ([`check_entry`] and [`RulesService::apply_entries`]).
+//!
+//! Resolving, in an order that a retry after a crash completes without duplicating anything and
+//! where a refusal changes nothing:
+//! 1. read the item: it must be open and claimed by the caller, unexpired (else 409);
+//! 2. check every list entry (the list exists, its kind has a transaction field, the
+//!    transaction has a value, the value parses) before writing anything (else 400);
+//! 3. write the label (a repeat is `unchanged`: nothing moves);
+//! 4. add the list entries (a value already there is updated, never duplicated);
+//! 5. close the item with one conditional update (open, held by the caller): of two racing
+//!    resolutions one wins, the other is a 409.
+
+use crate::app::labels::{label_transaction, LabelError};
+use crate::app::rules::{check_entry, EntryInput, RulesError, RulesService};
+use crate::domain::labels::{LabelRequest, LabelRow, LabelValue};
+use crate::domain::review::{
+    list_field, ListAdded, Resolution, ResolutionLabel, ResolveRequest, Review, ReviewSort, ReviewStatus,
+    DEFAULT_LEASE_SECS, MAX_LEASE_SECS,
+};
+use crate::domain::rules::ListEntry;
+use crate::domain::{ListName, TenantId, Timestamp, TransactionId};
+use crate::ports::labels::LabelStore;
+use crate::ports::reviews::{ReviewRefusal, ReviewStore};
+use crate::ports::rules::RulesAdmin;
+use crate::ports::{DecisionStore, Page, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    #[error("{0}")]
+    NotFound(String),
+    /// The item's state does not allow it: held by another key, not held, resolved.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{field}: {reason}")]
+    Invalid { field: String, reason: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn refused(id: &TransactionId, r: ReviewRefusal) -> ReviewError {
+    match r {
+        ReviewRefusal::Missing => ReviewError::NotFound(format!("No review item for transaction \"{id}\".")),
+        ReviewRefusal::HeldByOther { holder, expires_at } => {
+            let until = Timestamp::from_unix(expires_at).map_or_else(|_| expires_at.to_string(), |t| t.to_rfc3339());
+            ReviewError::Conflict(format!("The review of \"{id}\" is claimed by {holder} until {until}."))
+        }
+        ReviewRefusal::NotHeld => ReviewError::Conflict(format!(
+            "You do not hold an unexpired claim on the review of \"{id}\"; claim it first."
+        )),
+        ReviewRefusal::AlreadyResolved => ReviewError::Conflict(format!("The review of \"{id}\" is already resolved.")),
+    }
+}
+
+fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ReviewError {
+    ReviewError::Invalid {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+/// Checks a requested lease: absent is the default; 1 s ..= [`MAX_LEASE_SECS`].
+pub fn lease_secs(requested: Option<i64>) -> Result<i64, ReviewError> {
+    match requested {
+        None => Ok(DEFAULT_LEASE_SECS),
+        Some(s) if (1..=MAX_LEASE_SECS).contains(&s) => Ok(s),
+        Some(_) => Err(invalid(
+            "lease_seconds",
+            format!("must be between 1 and {MAX_LEASE_SECS}"),
+        )),
+    }
+}
+
+pub struct ReviewService<'a, S> {
+    store: &'a S,
+}
+
+impl<'a, S: ReviewStore + LabelStore + RulesAdmin + DecisionStore> ReviewService<'a, S> {
+    pub fn new(store: &'a S) -> Self {
+        ReviewService { store }
+    }
+
+    pub async fn queue(
+        &self,
+        tenant: &TenantId,
+        status: ReviewStatus,
+        sort: ReviewSort,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<Review>, ReviewError> {
+        Ok(self.store.reviews(tenant, status, sort, limit, cursor).await?)
+    }
+
+    pub async fn get(&self, tenant: &TenantId, id: &TransactionId) -> Result<Review, ReviewError> {
+        self.store
+            .review(tenant, id)
+            .await?
+            .ok_or_else(|| refused(id, ReviewRefusal::Missing))
+    }
+
+    /// Claims for `key_id` for `lease` seconds ([`lease_secs`]); the holder's re-claim renews.
+    pub async fn claim(
+        &self,
+        tenant: &TenantId,
+        id: &TransactionId,
+        key_id: &str,
+        lease: i64,
+    ) -> Result<Review, ReviewError> {
+        let now = Timestamp::now();
+        self.store
+            .claim(tenant, id, key_id, now, now.unix() + lease)
+            .await?
+            .map_err(|r| refused(id, r))
+    }
+
+    pub async fn release(&self, tenant: &TenantId, id: &TransactionId, key_id: &str) -> Result<Review, ReviewError> {
+        self.store
+            .release(tenant, id, key_id, Timestamp::now())
+            .await?
+            .map_err(|r| refused(id, r))
+    }
+
+    pub async fn resolve(
+        &self,
+        tenant: &TenantId,
+        id: &TransactionId,
+        key_id: &str,
+        request: ResolveRequest,
+    ) -> Result<Review, ReviewError> {
+        let now = Timestamp::now();
+        // 1. Open and ours, before anything is written.
+        let review = self.get(tenant, id).await?;
+        if review.status == ReviewStatus::Resolved {
+            return Err(refused(id, ReviewRefusal::AlreadyResolved));
+        }
+        match review.live_claim(now.unix()) {
+            Some(c) if c.holder == key_id => {}
+            Some(c) => {
+                return Err(refused(
+                    id,
+                    ReviewRefusal::HeldByOther {
+                        holder: c.holder.clone(),
+                        expires_at: c.expires_at,
+                    },
+                ))
+            }
+            None => return Err(refused(id, ReviewRefusal::NotHeld)),
+        }
+        // 2. Every list entry checked.
+        let entries = self.list_entries(tenant, id, key_id, &request.add_to_list, now).await?;
+        // 3. The label, through the labels path.
+        if let Some(value) = match request.label {
+            ResolutionLabel::Fraud => Some(LabelValue::Fraud),
+            ResolutionLabel::Legit => Some(LabelValue::Legit),
+            ResolutionLabel::None => None,
+        } {
+            let label = LabelRequest {
+                row: LabelRow {
+                    transaction_id: id.clone(),
+                    label: value,
+                    source: format!("review:{key_id}"),
+                    labelled_at: now,
+                },
+                note: request.note.clone(),
+            };
+            label_transaction(self.store, tenant, key_id, &label)
+                .await
+                .map_err(|e| match e {
+                    LabelError::NotFound(id) => ReviewError::NotFound(format!("No transaction \"{id}\".")),
+                    LabelError::Invalid { reason, .. } => invalid("label", reason),
+                    LabelError::Busy(id) => ReviewError::Store(StoreError::Unavailable(format!(
+                        "transaction {id}: its label kept changing"
+                    ))),
+                    LabelError::Store(s) => ReviewError::Store(s),
+                })?;
+        }
+        // 4. The list entries, through the rules service.
+        let rules = RulesService::new(self.store);
+        let mut lists_added = Vec::with_capacity(entries.len());
+        for (name, entry) in entries {
+            lists_added.push(ListAdded {
+                list: name.to_string(),
+                value: entry.value.clone(),
+            });
+            rules
+                .apply_entries(tenant, key_id, &name, vec![entry])
+                .await
+                .map_err(|e| rules_error(&name, e))?;
+        }
+        // 5. Close it, conditionally.
+        let resolution = Resolution {
+            outcome: request.outcome,
+            label: request.label,
+            note: request.note,
+            resolved_by: key_id.to_owned(),
+            resolved_at: now,
+            lists_added,
+        };
+        self.store
+            .resolve(tenant, id, key_id, now, &resolution)
+            .await?
+            .map_err(|r| refused(id, r))
+    }
+
+    /// The entry each named list gets: the transaction's value of the list kind's field.
+    async fn list_entries(
+        &self,
+        tenant: &TenantId,
+        id: &TransactionId,
+        key_id: &str,
+        lists: &[ListName],
+        now: Timestamp,
+    ) -> Result<Vec<(ListName, ListEntry)>, ReviewError> {
+        if lists.is_empty() {
+            return Ok(Vec::new());
+        }
+        let decision = self
+            .store
+            .decision(tenant, id)
+            .await?
+            .ok_or_else(|| ReviewError::NotFound(format!("No transaction \"{id}\".")))?;
+        let inputs = decision.inputs.to_json();
+        let rules = RulesService::new(self.store);
+        let mut out = Vec::with_capacity(lists.len());
+        for (i, name) in lists.iter().enumerate() {
+            let field = format!("add_to_list[{i}]");
+            let meta = match rules.list(tenant, name).await {
+                Ok(m) => m,
+                Err(RulesError::NotFound(_)) => return Err(invalid(field, format!("no list \"{name}\""))),
+                Err(e) => return Err(rules_error(name, e)),
+            };
+            let Some(source) = list_field(meta.kind) else {
+                return Err(invalid(
+                    field,
+                    format!("list \"{name}\" holds values no transaction field gives"),
+                ));
+            };
+            let Some(value) = inputs.get(source).and_then(|v| v.as_str()) else {
+                return Err(invalid(
+                    field,
+                    format!("the transaction has no {source} for list \"{name}\""),
+                ));
+            };
+            let input = EntryInput {
+                value: value.to_owned(),
+                expires_at: None,
+                note: Some(format!("review of {id}")),
+            };
+            let entry = check_entry(meta.kind, input, key_id, now).map_err(|problems| {
+                let why: Vec<String> = problems.into_iter().map(|(f, r)| format!("{f}: {r}")).collect();
+                invalid(field.clone(), why.join("; "))
+            })?;
+            out.push((name.clone(), entry));
+        }
+        Ok(out)
+    }
+}
+
+fn rules_error(name: &ListName, e: RulesError) -> ReviewError {
+    match e {
+        RulesError::NotFound(_) => invalid("add_to_list", format!("no list \"{name}\"")),
+        RulesError::Invalid(p) => invalid(
+            "add_to_list",
+            p.into_iter().map(|p| p.message).collect::<Vec<_>>().join("; "),
+        ),
+        RulesError::Conflict(why) => ReviewError::Conflict(why),
+        RulesError::Store(s) => ReviewError::Store(s),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_defaults_to_fifteen_minutes_and_is_bounded() {
+        assert_eq!(lease_secs(None).unwrap(), 900);
+        assert_eq!(lease_secs(Some(1)).unwrap(), 1);
+        assert_eq!(lease_secs(Some(MAX_LEASE_SECS)).unwrap(), MAX_LEASE_SECS);
+        for bad in [0, -5, MAX_LEASE_SECS + 1] {
+            match lease_secs(Some(bad)) {
+                Err(ReviewError::Invalid { field, .. }) => assert_eq!(field, "lease_seconds"),
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn refusals_say_why_in_the_callers_words() {
+        let id = TransactionId::parse("tx-1").unwrap();
+        assert!(matches!(refused(&id, ReviewRefusal::Missing), ReviewError::NotFound(_)));
+        let held = refused(
+            &id,
+            ReviewRefusal::HeldByOther {
+                holder: "vk_a".into(),
+                expires_at: 1_533_723_301,
+            },
+        );
+        assert_eq!(
+            held.to_string(),
+            "The review of \"tx-1\" is claimed by vk_a until 2018-08-08T10:15:01Z."
+        );
+        assert!(matches!(refused(&id, ReviewRefusal::NotHeld), ReviewError::Conflict(_)));
+        assert!(matches!(
+            refused(&id, ReviewRefusal::AlreadyResolved),
+            ReviewError::Conflict(_)
+        ));
+    }
+}
