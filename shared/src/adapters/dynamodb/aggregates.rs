@@ -457,7 +457,7 @@ mod seed_tests {
                 },
             ),
         ]);
-        let key = ItemKey::new("T#acme#CUST#c-1", "AGG");
+        let key = ItemKey::new("T#acme#CUST#c-1".to_owned(), "AGG");
         let item = aggregate_item(&key, &agg);
         // Zero counters are not written, as a decision's ADD leaves none.
         assert!(!item.contains_key(&day_attribute('f', day)));
