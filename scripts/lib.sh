@@ -192,6 +192,8 @@ build() {
 
 start_moto() {
     require_free_port "$MOTO_PORT" MOTO_PORT
+    # A fresh moto holds no events: `make events` must not list an earlier stack's.
+    rm -f "$LOCAL/events.ndjson"
     say "starting moto on $MOTO_URL (log: $LOCAL/moto.log)"
     # tests/moto_server.py: moto_server handling one request at a time, which gives
     # TransactWriteItems and conditional writes DynamoDB's atomicity (see the file).
