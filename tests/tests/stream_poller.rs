@@ -108,7 +108,10 @@ async fn table_with_records(st: &Stack, customers: &[&str]) -> String {
                 amount_minor: 1_000,
                 frauds: 0,
             };
-            (CustomerId::parse(c).unwrap(), EntityAggregate::from_days([(17_681, day)]))
+            (
+                CustomerId::parse(c).unwrap(),
+                EntityAggregate::from_days([(17_681, day)]),
+            )
         })
         .collect();
     // One at a time, so the stream holds them in this order.
@@ -127,7 +130,14 @@ fn run_poller_with(st: &Stack, invoke_url: &str, extra: &[&str]) -> (i32, String
     let python = repo_root().join(".venv/bin/python");
     let mut child = Command::new(python)
         .arg(repo_root().join("scripts/stream_poller.py"))
-        .args(["--table", &st.table, "--invoke-url", invoke_url, "--endpoint", &endpoint()])
+        .args([
+            "--table",
+            &st.table,
+            "--invoke-url",
+            invoke_url,
+            "--endpoint",
+            &endpoint(),
+        ])
         .args(["--start", "trim_horizon", "--idle-exit", "2", "--poll-seconds", "0.2"])
         .args(["--max-retries", "2"])
         .args(extra)
@@ -135,7 +145,10 @@ fn run_poller_with(st: &Stack, invoke_url: &str, extra: &[&str]) -> (i32, String
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("AWS_CONFIG_FILE", "/nonexistent/verdict-test-aws-config")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/verdict-test-aws-credentials")
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "/nonexistent/verdict-test-aws-credentials",
+        )
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env_remove("AWS_PROFILE")
         .stdout(Stdio::null())
@@ -195,7 +208,10 @@ async fn the_poller_sends_lambda_stream_events_and_retries_from_the_first_failed
         assert_eq!(r["dynamodb"]["StreamViewType"], "NEW_AND_OLD_IMAGES");
         assert!(r["dynamodb"]["SizeBytes"].as_u64().is_some_and(|n| n > 0));
         assert!(r["dynamodb"]["ApproximateCreationDateTime"].as_f64().is_some());
-        assert_eq!(r["dynamodb"]["NewImage"]["c17681"]["N"], "2", "the image as DynamoDB JSON");
+        assert_eq!(
+            r["dynamodb"]["NewImage"]["c17681"]["N"], "2",
+            "the image as DynamoDB JSON"
+        );
         assert_eq!(r["dynamodb"]["Keys"]["sk"]["S"], "AGG");
     }
     // The retry starts at the failed record: the one before it is not sent again.
@@ -223,7 +239,10 @@ async fn a_record_that_keeps_failing_is_dropped_after_the_retries_and_the_shard_
     // The batch, then two retries from the poisoned record.
     assert_eq!(calls.len(), 3, "{log}");
     for retry in &calls[1..] {
-        assert_eq!(retry.iter().map(pk).collect::<Vec<_>>(), ["T#acme#CUST#c-poison", "T#acme#CUST#c-3"]);
+        assert_eq!(
+            retry.iter().map(pk).collect::<Vec<_>>(),
+            ["T#acme#CUST#c-poison", "T#acme#CUST#c-3"]
+        );
     }
 }
 
