@@ -283,7 +283,8 @@ STREAM_FILTER='{"eventName": ["INSERT", "MODIFY"], "dynamodb": {"Keys": {"sk": {
 
 # The table's stream → functions/events under watch, as Lambda's event source mapping would
 # (scripts/stream_poller.py), from the stream's newest record on: the history load before it is
-# not replayed. Without functions/events in this checkout there is nothing to invoke.
+# not replayed. The first invocation builds the function under watch, hence READY_TIMEOUT for
+# an answer. Without functions/events in this checkout there is nothing to invoke.
 start_poller() {
     if ! have_events; then
         warn "functions/events is not in this checkout: no stream poller (events are not published locally)"
@@ -292,6 +293,7 @@ start_poller() {
     say "starting the stream poller: the table's stream → functions/events (log: $LOCAL/poller.log)"
     start_group POLLER_PID "$LOCAL/poller.log" "$VENV/bin/python" "$ROOT/scripts/stream_poller.py" \
         --table "$TABLE_NAME" --endpoint "$MOTO_URL" --filter "$STREAM_FILTER" \
+        --timeout "$READY_TIMEOUT" \
         --invoke-url "http://127.0.0.1:$API_PORT/2015-03-31/functions/events/invocations"
 }
 

@@ -1,7 +1,8 @@
 //! The AggregateReads contract (the batch runner's bulk reads of the `stored` source): a bulk
 //! read finds what a decision's own read finds, an entity with no aggregate is absent, another
 //! tenant's entities of the same ids are not found, and a read of more keys than one BatchGetItem
-//! takes still answers them all.
+//! takes still answers them all. And the AggregateSeeding contract (`verdict history load`),
+//! below.
 
 use super::decisions::{record, tx};
 use crate::domain::auth::KeyHash;
