@@ -79,13 +79,14 @@ def lambda_record(rec, stream_arn, region):
         "SizeBytes": ddb.get("SizeBytes", 0),
         "StreamViewType": ddb.get("StreamViewType", "NEW_AND_OLD_IMAGES"),
     }
+    # Whole epoch seconds, as Lambda's samples carry it.
     created = ddb.get("ApproximateCreationDateTime")
     if isinstance(created, datetime.datetime):
-        d["ApproximateCreationDateTime"] = created.timestamp()
+        d["ApproximateCreationDateTime"] = int(created.timestamp())
     elif created is not None:
-        d["ApproximateCreationDateTime"] = float(created)
+        d["ApproximateCreationDateTime"] = int(float(created))
     else:
-        d["ApproximateCreationDateTime"] = time.time()
+        d["ApproximateCreationDateTime"] = int(time.time())
     for image in ("NewImage", "OldImage"):
         if image in ddb:
             d[image] = image_json(ddb[image])
