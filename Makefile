@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CARGO ?= cargo
 
-.PHONY: test unit venv dev demo bench handbook fmt clean upload one-build
+.PHONY: test unit venv dev demo events bench handbook fmt clean upload one-build
 
 # The local stack's tools (moto, cargo-lambda with its ziglang, cfn-lint), pinned in
 # requirements-dev.txt. The stamp is only touched once pip succeeded, so a failed install is
@@ -25,6 +25,10 @@ dev: venv
 ## demo: the same stack non-interactively; scores a few hundred transactions over HTTP, then stops.
 demo: venv
 	@bash scripts/demo.sh
+
+## events: with `make dev` running, the events that arrived on the local bus (its SQS tap), newest last.
+events: venv
+	@bash scripts/events.sh
 
 ## upload: with `make dev` running, FILE=<path> KIND=batch|model|labels|list [TENANT= NAME= ACTIVATE=1 FEATURES= MANIFEST=] into its S3 and through the function it triggers; alone: usage.
 upload: venv

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # `make dev`: the whole stack on this machine, no Docker. Builds, starts moto (DynamoDB and S3) on
 # 127.0.0.1, creates the table and buckets, simulates a history, trains and activates a model,
-# creates an API key, runs `cargo lambda watch` with every function, and prints curl commands to
-# try. Ctrl-C stops everything it started.
+# loads the history (all but its last DEMO_COUNT transactions) into the aggregates, creates an API
+# key, runs `cargo lambda watch` with every function and a stream poller feeding functions/events,
+# and prints curl commands to try. Ctrl-C stops everything it started.
 #
 # Environment: MOTO_PORT (5010), API_PORT (9000), VERDICT_TENANT (demo), TABLE_NAME, MODEL_BUCKET,
-# DATA_BUCKET, READY_TIMEOUT (seconds for the first build, 1200), SIM_CUSTOMERS/SIM_TERMINALS/SIM_DAYS,
+# DATA_BUCKET, EVENT_BUS_NAME, EVENTS_TAP_QUEUE, DEMO_COUNT (transactions left out of the history,
+# 1000), READY_TIMEOUT (seconds for the first build, 1200), SIM_CUSTOMERS/SIM_TERMINALS/SIM_DAYS,
 # WATCH_CONCURRENCY (instances of each function watch may run at once, 1; e.g. 16 for `verdict load
 # --concurrency 16`).
 set -euo pipefail
@@ -37,7 +39,11 @@ key="$(cat "$KEY_FILE")"
 cat <<MSG
 
 Verdict is running: api at $API_URL, moto at $MOTO_URL, tenant "$TENANT".
-Logs: .local/watch.log (the function, rebuilt on every change) and .local/moto.log.
+Logs: .local/watch.log (the function, rebuilt on every change), .local/moto.log, .local/poller.log.
+The aggregates hold the simulated history up to its last $DEMO_COUNT transactions, with the fraud
+labels known by then. Score those and see the mix against the simulator's labels:
+  $VERDICT load --url $API_URL --key-file $KEY_FILE --data $SIM_FILE --count $DEMO_COUNT
+What was published on the bus (decisions, labels, activations): MOTO_PORT=$MOTO_PORT make events
 
 # Score a transaction
 curl -sS -X POST '$API_URL/v1/transactions' \\

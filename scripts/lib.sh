@@ -17,6 +17,10 @@ TENANT="${VERDICT_TENANT:-demo}"
 TABLE_NAME="${TABLE_NAME:-verdict-local}"
 MODEL_BUCKET="${MODEL_BUCKET:-verdict-models-local}"
 DATA_BUCKET="${DATA_BUCKET:-verdict-data-local}"
+# The bus functions/events publishes to, and the SQS queue a rule copies every event into, so
+# `make events` can list what arrived (created by `verdict bootstrap --events-tap`).
+EVENT_BUS_NAME="${EVENT_BUS_NAME:-verdict-events}"
+EVENTS_TAP_QUEUE="${EVENTS_TAP_QUEUE:-verdict-events-tap}"
 # build() compiles the CLI and the api before watch starts, into the artifacts watch reuses (one
 # build: workspace-hack/Cargo.toml), so watch's first request compiles nothing; the bound is for a
 # watch that has to compile after all (an edited source).
@@ -32,6 +36,9 @@ TRAIN_START="2018-05-01" # 30 days in, so the 30-day windows are full; test traf
 SIM_FILE="$LOCAL/sim-${SIM_CUSTOMERS}c-${SIM_TERMINALS}t-${SIM_DAYS}d.ndjson"
 MODEL_FILE="$LOCAL/model-${SIM_CUSTOMERS}c-${SIM_TERMINALS}t-${SIM_DAYS}d.vmodel"
 KEY_FILE="$LOCAL/api-key"
+# The simulation's last DEMO_COUNT transactions are what `make demo` scores (`verdict load
+# --count`); everything before them is loaded into the aggregates first (load_history).
+DEMO_COUNT="${DEMO_COUNT:-1000}"
 
 MOTO_URL="http://127.0.0.1:$MOTO_PORT"
 API_URL="http://127.0.0.1:$API_PORT/lambda-url/api"
@@ -40,6 +47,7 @@ VERDICT=""
 
 MOTO_PID=""
 WATCH_PID=""
+POLLER_PID=""
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 warn() { printf 'warning: %s\n' "$*" >&2; }
@@ -59,7 +67,12 @@ use_local_aws() {
     export AWS_SHARED_CREDENTIALS_FILE=/nonexistent/verdict-local-aws-credentials
     export AWS_EC2_METADATA_DISABLED=true
     unset AWS_PROFILE AWS_SESSION_TOKEN AWS_DEFAULT_REGION
-    export TABLE_NAME MODEL_BUCKET DATA_BUCKET
+    export TABLE_NAME MODEL_BUCKET DATA_BUCKET EVENT_BUS_NAME
+}
+
+# True if this checkout has the events function (and with it the bus and the table's stream).
+have_events() {
+    [[ -d "$ROOT/functions/events" ]]
 }
 
 check_tools() {
@@ -149,6 +162,8 @@ stop_group() {
 stop_stack() {
     # Once only, whether reached by a signal or by the normal exit.
     trap - EXIT INT TERM
+    stop_group "$POLLER_PID" "the stream poller"
+    POLLER_PID=""
     stop_group "$WATCH_PID" "cargo lambda watch"
     WATCH_PID=""
     stop_group "$MOTO_PID" "moto"
@@ -177,6 +192,8 @@ build() {
 
 start_moto() {
     require_free_port "$MOTO_PORT" MOTO_PORT
+    # A fresh moto holds no events: `make events` must not list an earlier stack's.
+    rm -f "$LOCAL/events.ndjson"
     say "starting moto on $MOTO_URL (log: $LOCAL/moto.log)"
     # tests/moto_server.py: moto_server handling one request at a time, which gives
     # TransactWriteItems and conditional writes DynamoDB's atomicity (see the file).
@@ -214,8 +231,19 @@ make_model() {
 
 bootstrap() {
     say "creating table $TABLE_NAME and buckets $MODEL_BUCKET, $DATA_BUCKET; activating the model for tenant $TENANT"
+    local -a events=()
+    if have_events; then
+        events=(--event-bus "$EVENT_BUS_NAME" --events-tap "$EVENTS_TAP_QUEUE")
+    fi
     "$VERDICT" bootstrap --tenant "$TENANT" --table "$TABLE_NAME" --model-bucket "$MODEL_BUCKET" \
-        --data-bucket "$DATA_BUCKET" --model "$MODEL_FILE"
+        --data-bucket "$DATA_BUCKET" --model "$MODEL_FILE" "${events[@]}"
+}
+
+# The history before the transactions to score, into the tenant's aggregates, with the fraud
+# labels known by then (7 days' delay), so scoring sees real velocity and terminal risk.
+load_history() {
+    say "loading the simulated history (all but the last $DEMO_COUNT transactions) into the aggregates"
+    "$VERDICT" history load --tenant "$TENANT" --table "$TABLE_NAME" --data "$SIM_FILE" --leave-last "$DEMO_COUNT"
 }
 
 # The key goes straight into a file only this user can read; it is never echoed here.
@@ -243,10 +271,30 @@ start_watch() {
         --env-var "TABLE_NAME=$TABLE_NAME" \
         --env-var "MODEL_BUCKET=$MODEL_BUCKET" \
         --env-var "DATA_BUCKET=$DATA_BUCKET" \
+        --env-var "EVENT_BUS_NAME=$EVENT_BUS_NAME" \
         --env-var "AWS_ENDPOINT_URL=$MOTO_URL" \
         --env-var "RUST_LOG=${RUST_LOG:-info}" \
         --concurrency "${WATCH_CONCURRENCY:-1}" \
         "$@"
+}
+
+# template.yaml's EventsStreamMapping FilterCriteria: only these records reach the function.
+STREAM_FILTER='{"eventName": ["INSERT", "MODIFY"], "dynamodb": {"Keys": {"sk": {"S": ["DECISION", "REVIEW", "ACTIVE", "CONFIG"]}}}}'
+
+# The table's stream → functions/events under watch, as Lambda's event source mapping would
+# (scripts/stream_poller.py), from the stream's newest record on: the history load before it is
+# not replayed. The first invocation builds the function under watch, hence READY_TIMEOUT for
+# an answer. Without functions/events in this checkout there is nothing to invoke.
+start_poller() {
+    if ! have_events; then
+        warn "functions/events is not in this checkout: no stream poller (events are not published locally)"
+        return 0
+    fi
+    say "starting the stream poller: the table's stream → functions/events (log: $LOCAL/poller.log)"
+    start_group POLLER_PID "$LOCAL/poller.log" "$VENV/bin/python" "$ROOT/scripts/stream_poller.py" \
+        --table "$TABLE_NAME" --endpoint "$MOTO_URL" --filter "$STREAM_FILTER" \
+        --timeout "$READY_TIMEOUT" \
+        --invoke-url "http://127.0.0.1:$API_PORT/2015-03-31/functions/events/invocations"
 }
 
 # Waits until the api answers GET /v1/health; the first request also triggers its build.
@@ -281,8 +329,10 @@ setup_stack() {
     start_moto
     make_model
     bootstrap
+    load_history
     create_key
     start_watch "$@"
+    start_poller
     wait_ready
     seed_rules
 }

@@ -39,6 +39,8 @@ enum Command {
     Shards(cmd::shards::Args),
     /// Create the table and buckets if missing; optionally upload and activate a tenant's model
     Bootstrap(cmd::bootstrap::Args),
+    /// Load a simulated history into a tenant's customer and terminal aggregates, with the labels known by then
+    History(cmd::history::Args),
     /// Score the last transactions of a file over HTTP against the local stack; report mix and latency
     Load(cmd::load::Args),
 }
@@ -57,6 +59,7 @@ fn main() {
         Command::Keys(a) => cmd::keys::run(a),
         Command::Shards(a) => cmd::shards::run(a),
         Command::Bootstrap(a) => cmd::bootstrap::run(a),
+        Command::History(a) => cmd::history::run(a),
         Command::Load(a) => cmd::load::run(a),
     };
     if let Err(e) = result {

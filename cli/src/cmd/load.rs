@@ -1,6 +1,8 @@
 //! `verdict load`: scores the most recent transactions of a file over HTTP against a local stack
 //! (`cargo lambda watch`), from `--concurrency` clients (each one request at a time), and reports
-//! the decision mix, the rate and the latencies.
+//! the decision mix, the rate and the latencies. Where the file holds labels (a simulation
+//! does), the mix is also set against them: frauds blocked, sent to review and missed, and the
+//! legitimate payments blocked or reviewed (false positives).
 //! Exits non-zero if any request failed.
 //!
 //! Bounded on purpose: at most [`MAX_COUNT`] requests and `--max-seconds`, and only to a loopback
@@ -14,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use verdict::domain::io::TransactionReader;
-use verdict::domain::Transaction;
+use verdict::domain::{Label, Transaction};
 
 /// The most requests one run sends.
 pub const MAX_COUNT: usize = 10_000;
@@ -88,19 +90,68 @@ fn read_key(file: Option<&PathBuf>) -> anyhow::Result<String> {
     Ok(key)
 }
 
-/// The last `count` transactions of the file, in time order; memory stays bounded by `count`.
-fn last_transactions(path: &PathBuf, count: usize) -> anyhow::Result<Vec<Transaction>> {
+/// The last `count` transactions of the file with their labels, in time order; memory stays
+/// bounded by `count`.
+fn last_transactions(path: &PathBuf, count: usize) -> anyhow::Result<Vec<(Transaction, Option<Label>)>> {
     let mut kept = VecDeque::with_capacity(count);
     for row in TransactionReader::open(path)? {
         let row = row?;
         if kept.len() == count {
             kept.pop_front();
         }
-        kept.push_back(row.tx);
+        kept.push_back((row.tx, row.label));
     }
-    let mut txs: Vec<Transaction> = kept.into();
-    txs.sort_by(|a, b| (a.occurred_at, a.id.as_str()).cmp(&(b.occurred_at, b.id.as_str())));
+    let mut txs: Vec<(Transaction, Option<Label>)> = kept.into();
+    txs.sort_by(|(a, _), (b, _)| (a.occurred_at, a.id.as_str()).cmp(&(b.occurred_at, b.id.as_str())));
     Ok(txs)
+}
+
+/// Decisions by the file's label: `[fraud, legit]` × `[approve, review, block]`.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct LabelMix {
+    pub fraud: [usize; 3],
+    pub legit: [usize; 3],
+}
+
+impl LabelMix {
+    /// Counts one decision; unlabelled transactions and other decisions are not counted.
+    pub fn add(&mut self, decision: &str, label: Option<Label>) {
+        let (Some(label), Some(i)) = (
+            label,
+            ["approve", "review", "block"].iter().position(|d| *d == decision),
+        ) else {
+            return;
+        };
+        if label.fraud {
+            self.fraud[i] += 1;
+        } else {
+            self.legit[i] += 1;
+        }
+    }
+
+    /// The lines the summary prints, or none when nothing labelled was decided.
+    pub fn lines(&self) -> Vec<String> {
+        let frauds: usize = self.fraud.iter().sum();
+        let legit: usize = self.legit.iter().sum();
+        if frauds + legit == 0 {
+            return Vec::new();
+        }
+        let share = |n: usize, of: usize| 100.0 * n as f64 / of.max(1) as f64;
+        let [missed, reviewed, blocked] = self.fraud;
+        let [approved, legit_reviewed, legit_blocked] = self.legit;
+        vec![
+            format!(
+                "frauds (the file's labels): {frauds}: blocked {blocked}, sent to review {reviewed}, missed {missed} \
+                 (caught {:.1}%)",
+                share(blocked + reviewed, frauds)
+            ),
+            format!(
+                "legitimate: {legit}: approved {approved}; false positives: blocked {legit_blocked}, \
+                 sent to review {legit_reviewed} ({:.1}%)",
+                share(legit_blocked + legit_reviewed, legit)
+            ),
+        ]
+    }
 }
 
 /// The request body `POST /v1/transactions` takes (the file's labels stay out of it).
@@ -217,14 +268,15 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let next = AtomicUsize::new(0);
     // Consecutive requests, over all clients, that got no answer.
     let unanswered = AtomicUsize::new(0);
-    let results: Mutex<Vec<(String, Result<(u16, String, f64), String>)>> = Mutex::new(Vec::with_capacity(txs.len()));
+    type Answer = Result<(u16, String, f64), String>;
+    let results: Mutex<Vec<(String, Option<Label>, Answer)>> = Mutex::new(Vec::with_capacity(txs.len()));
     std::thread::scope(|scope| {
         for _ in 0..a.concurrency {
             scope.spawn(|| loop {
                 if Instant::now() >= deadline || unanswered.load(Ordering::Relaxed) >= MAX_TRANSPORT_ERRORS {
                     return;
                 }
-                let Some(tx) = txs.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                let Some((tx, label)) = txs.get(next.fetch_add(1, Ordering::Relaxed)) else {
                     return;
                 };
                 let t0 = Instant::now();
@@ -249,7 +301,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 results
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .push((tx.id.to_string(), answer));
+                    .push((tx.id.to_string(), *label, answer));
             });
         }
     });
@@ -264,7 +316,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let mut mix: BTreeMap<String, usize> = BTreeMap::new();
     let mut replays = 0usize;
     let mut failures: Vec<String> = Vec::new();
-    for (id, answer) in results {
+    let mut by_label = LabelMix::default();
+    for (id, label, answer) in results {
         match answer {
             Err(e) => failures.push(format!("{id}: {e}")),
             Ok((status, text, ms)) => match outcome(status, &text) {
@@ -275,6 +328,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 } => {
                     latencies.push(ms);
                     processing.extend(processing_ms);
+                    by_label.add(&decision, label);
                     *mix.entry(decision).or_default() += 1;
                     replays += replay as usize;
                 }
@@ -314,6 +368,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             String::new()
         }
     );
+    for line in by_label.lines() {
+        println!("{line}");
+    }
     println!("{}", summary("latency ms (client round trip)", latencies));
     println!("{}", summary("processing_ms (server)", processing));
     println!(
@@ -384,6 +441,49 @@ mod tests {
         assert_eq!(percentile(&v, 0.99), 99.0);
         assert_eq!(percentile(&[7.0], 0.99), 7.0);
         assert!(percentile(&[], 0.5).is_nan());
+    }
+
+    #[test]
+    fn the_mix_against_labels_counts_frauds_caught_and_missed_and_false_positives() {
+        let fraud = Some(Label {
+            fraud: true,
+            scenario: 1,
+        });
+        let legit = Some(Label::default());
+        let mut m = LabelMix::default();
+        for (d, l) in [
+            ("block", fraud),
+            ("block", fraud),
+            ("review", fraud),
+            ("approve", fraud),
+            ("approve", legit),
+            ("approve", legit),
+            ("review", legit),
+            ("block", legit),
+            ("block", None),
+        ] {
+            m.add(d, l);
+        }
+        assert_eq!(
+            m,
+            LabelMix {
+                fraud: [1, 1, 2],
+                legit: [2, 1, 1]
+            }
+        );
+        let lines = m.lines();
+        assert!(
+            lines[0].contains("4: blocked 2, sent to review 1, missed 1 (caught 75.0%)"),
+            "{lines:?}"
+        );
+        assert!(
+            lines[1].contains("4: approved 2; false positives: blocked 1, sent to review 1 (50.0%)"),
+            "{lines:?}"
+        );
+        assert!(
+            LabelMix::default().lines().is_empty(),
+            "an unlabelled file prints nothing"
+        );
     }
 
     #[test]

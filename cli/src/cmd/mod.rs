@@ -4,6 +4,7 @@ pub mod bootstrap;
 pub mod evaluate;
 pub mod features;
 pub mod handbook;
+pub mod history;
 pub mod import;
 pub mod keys;
 pub mod load;

@@ -237,6 +237,21 @@ pub trait AggregateReads: Send + Sync {
     ) -> impl Future<Output = Result<FoundAggregates, StoreError>> + Send;
 }
 
+/// Whole per-entity aggregates written in bulk, in the form decisions and labels keep them: a
+/// history loaded before live traffic (`verdict history load`).
+pub trait AggregateSeeding: Send + Sync {
+    /// Stores each entity's aggregate as the counters of its shard 0, replacing what that shard
+    /// held, so loading the same history again leaves the same state. Meant for entities without
+    /// live traffic yet: counts a decision or a label put in that shard are replaced too. An
+    /// empty aggregate writes nothing.
+    fn seed_aggregates(
+        &self,
+        tenant: &TenantId,
+        customers: &[(CustomerId, EntityAggregate)],
+        terminals: &[(TerminalId, EntityAggregate)],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
 /// Model artifacts by object key.
 pub trait ModelBlobs: Send + Sync {
     fn fetch(&self, object_key: &str) -> impl Future<Output = Result<Vec<u8>, StoreError>> + Send;

@@ -8,11 +8,14 @@
 
 use super::*;
 use crate::domain::shards::{AggregateShards, ShardCount};
-use crate::ports::{AggregateReads, FoundAggregates, ShardWrite};
+use crate::ports::{AggregateReads, AggregateSeeding, FoundAggregates, ShardWrite};
+use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
 use std::ops::RangeInclusive;
 
 /// The most keys one BatchGetItem takes.
 pub const BATCH_GET_MAX_KEYS: usize = 100;
+/// The most items one BatchWriteItem takes.
+const BATCH_WRITE_MAX_ITEMS: usize = 25;
 /// Days after the later of today and the transaction's day that can hold data (transactions
 /// may be dated up to a day ahead); later days are corrupt.
 const FUTURE_DAYS: i32 = 2;
@@ -253,6 +256,92 @@ impl AggregateReads for DynamoStore {
     }
 }
 
+/// An entity's aggregate as one stored item: the day counters decisions ADD and labels move
+/// (`c`, `a`, `f` per epoch day), each only where it is not zero, as those writes leave them.
+pub(super) fn aggregate_item(key: &ItemKey, agg: &EntityAggregate) -> Item {
+    let mut item = key.to_item();
+    for (day, c) in agg.days() {
+        for (kind, value) in [
+            ('c', c.count as i128),
+            ('a', c.amount_minor as i128),
+            ('f', c.frauds as i128),
+        ] {
+            if value != 0 {
+                item.insert(day_attribute(kind, day), n(value));
+            }
+        }
+    }
+    item
+}
+
+impl DynamoStore {
+    /// PutItems in BatchWriteItems of 25, retrying only what DynamoDB left unprocessed. The
+    /// keys must be distinct (DynamoDB refuses a batch that repeats one).
+    async fn batch_put(&self, items: Vec<Item>) -> Result<(), StoreError> {
+        for chunk in items.chunks(BATCH_WRITE_MAX_ITEMS) {
+            let mut pending = chunk
+                .iter()
+                .map(|item| {
+                    let put = build("PutRequest", PutRequest::builder().set_item(Some(item.clone())).build())?;
+                    Ok(WriteRequest::builder().put_request(put).build())
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            let mut attempt = 0;
+            while !pending.is_empty() {
+                if attempt > UNPROCESSED_RETRIES {
+                    return Err(StoreError::Unavailable(format!(
+                        "DynamoDB BatchWriteItem: {} items still unprocessed after {UNPROCESSED_RETRIES} retries",
+                        pending.len()
+                    )));
+                }
+                if attempt > 0 {
+                    tokio::time::sleep(jitter(attempt - 1)).await;
+                }
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, pending)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("BatchWriteItem", e))?;
+                pending = out
+                    .unprocessed_items
+                    .and_then(|mut u| u.remove(&self.table))
+                    .unwrap_or_default();
+                attempt += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl AggregateSeeding for DynamoStore {
+    async fn seed_aggregates(
+        &self,
+        tenant: &TenantId,
+        customers: &[(CustomerId, EntityAggregate)],
+        terminals: &[(TerminalId, EntityAggregate)],
+    ) -> Result<(), StoreError> {
+        let keys = Keys::new(tenant);
+        // By key, the last of a repeated entity winning, as successive writes would.
+        let mut items: BTreeMap<ItemKey, Item> = BTreeMap::new();
+        let entities = customers
+            .iter()
+            .map(|(c, agg)| (Entity::Customer(c), agg))
+            .chain(terminals.iter().map(|(t, agg)| (Entity::Terminal(t), agg)));
+        for (entity, agg) in entities {
+            let key = entity.shard_key(&keys, 0);
+            if agg.days().is_empty() {
+                items.remove(&key);
+                continue;
+            }
+            let item = aggregate_item(&key, agg);
+            items.insert(key, item);
+        }
+        self.batch_put(items.into_values().collect()).await
+    }
+}
+
 /// An UpdateExpression with its names, values and condition.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct UpdateExpr {
@@ -341,4 +430,41 @@ pub(super) fn shard_write(shard: u8, mut ignored: Vec<String>, day: i32) -> Shar
     ignored.sort_by_key(|name| (parse_day_attribute(name).map(|(_, d)| d) != Some(day), name.clone()));
     ignored.truncate(MAX_REMOVALS);
     ShardWrite { shard, remove: ignored }
+}
+
+#[cfg(test)]
+mod seed_tests {
+    use super::*;
+
+    #[test]
+    fn a_seeded_item_reads_back_as_the_aggregate_it_was_made_of() {
+        let day = 17_681;
+        let agg = EntityAggregate::from_days([
+            (
+                day - 40,
+                DayCounter {
+                    count: 3,
+                    amount_minor: 12_345,
+                    frauds: 1,
+                },
+            ),
+            (
+                day,
+                DayCounter {
+                    count: 2,
+                    amount_minor: -500,
+                    frauds: 0,
+                },
+            ),
+        ]);
+        let key = ItemKey::new("T#acme#CUST#c-1".to_owned(), "AGG");
+        let item = aggregate_item(&key, &agg);
+        // Zero counters are not written, as a decision's ADD leaves none.
+        assert!(!item.contains_key(&day_attribute('f', day)));
+        assert_eq!(item.get("c17641"), Some(&AttributeValue::N("3".into())));
+        let mut sum = AggregateSum::default();
+        let ignored = sum.add_item(&item, &key, &day_windows(Some(day), day));
+        assert!(ignored.is_empty(), "{ignored:?}");
+        assert_eq!(sum.finish(&key), agg);
+    }
 }

@@ -33,6 +33,11 @@ mod tests {
     }
 
     #[test]
+    fn the_aggregates_fake_keeps_the_seeding_contract() {
+        block_on(aggregates::aggregate_seeding(&InMemoryDecisions::default()));
+    }
+
+    #[test]
     fn the_decisions_fake_keeps_the_contract() {
         let store = InMemoryDecisions::default();
         block_on(decisions::decision_store(&store, &store));

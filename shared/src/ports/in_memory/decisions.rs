@@ -9,8 +9,8 @@ use crate::domain::features::{transaction_delta, AggregateDelta, EntityAggregate
 use crate::domain::policy::Thresholds;
 use crate::domain::{CustomerId, TenantId, TerminalId, Transaction, TransactionId};
 use crate::ports::{
-    ActiveModel, AggregateReads, CommitOutcome, DecisionCommit, DecisionStore, FoundAggregates, IdempotencyRecord,
-    Page, ScoringSnapshot, StoreError,
+    ActiveModel, AggregateReads, AggregateSeeding, CommitOutcome, DecisionCommit, DecisionStore, FoundAggregates,
+    IdempotencyRecord, Page, ScoringSnapshot, StoreError,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -154,6 +154,25 @@ impl AggregateReads for InMemoryDecisions {
             }
         }
         Ok(found)
+    }
+}
+
+impl AggregateSeeding for InMemoryDecisions {
+    async fn seed_aggregates(
+        &self,
+        tenant: &TenantId,
+        customers: &[(CustomerId, EntityAggregate)],
+        terminals: &[(TerminalId, EntityAggregate)],
+    ) -> Result<(), StoreError> {
+        let mut s = self.state();
+        let empty = EntityAggregate::default();
+        for (c, agg) in customers.iter().filter(|(_, a)| *a != empty) {
+            s.customers.insert((tenant.clone(), c.as_str().to_owned()), agg.clone());
+        }
+        for (t, agg) in terminals.iter().filter(|(_, a)| *a != empty) {
+            s.terminals.insert((tenant.clone(), t.as_str().to_owned()), agg.clone());
+        }
+        Ok(())
     }
 }
 
