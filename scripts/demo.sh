@@ -18,6 +18,12 @@ status=0
     --count "$DEMO_COUNT" --max-seconds "${DEMO_MAX_SECONDS:-300}" || status=$?
 say "the README's rules tour: a rule blocks what the model approved, an allow list overrides it"
 "$VENV/bin/python" "$ROOT/scripts/rules_tour.py" "$API_URL" "$KEY_FILE" || status=$?
+say "the README's review tour: review item → claim → resolve as fraud → label and block list → the card's next payment is blocked"
+tour_tx="$("$VENV/bin/python" "$ROOT/scripts/review_tour.py" "$API_URL" "$KEY_FILE")" || status=$?
+if [[ -n "${tour_tx:-}" ]]; then
+    say "what the stream poller published for the tour (make events)"
+    check_tour_events "$tour_tx" || status=$?
+fi
 cat >&2 <<'NOTE'
     The customers' and terminals' aggregates hold the simulated history before these transactions,
     with the fraud labels of the days at least 7 days before (the labels known by then). The

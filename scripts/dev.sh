@@ -56,12 +56,15 @@ curl -sS '$API_URL/v1/transactions/$id' -H 'Authorization: Bearer $key'; echo
 # The customer's history, newest first
 curl -sS '$API_URL/v1/transactions?customer=$customer&limit=10' -H 'Authorization: Bearer $key'; echo
 
-# Rules (seeded: lists blocked_emails and trusted_customers, ruleset 1 active; README "Rules and lists")
+# Rules (seeded: lists blocked_emails, blocked_cards and trusted_customers, ruleset 1 active; README "Rules and lists")
 curl -sS -X POST '$API_URL/v1/transactions' \\
   -H 'Authorization: Bearer $key' -H 'Content-Type: application/json' \\
   -d '{"id":"tx_rule_$id","occurred_at":"2018-08-08T10:00:00Z","amount":1500,"currency":"EUR","customer_id":"c-00042","terminal_id":"t-00917","email":"fraudster@example.com"}'; echo
 curl -sS '$API_URL/v1/rulesets/active' -H 'Authorization: Bearer $key'; echo
 curl -sS '$API_URL/v1/audit' -H 'Authorization: Bearer $key'; echo
+
+# The review queue (review decisions open items; README "Labels and reviews")
+curl -sS '$API_URL/v1/reviews?status=open&sort=risk&limit=5' -H 'Authorization: Bearer $key'; echo
 
 # Which model is serving
 curl -sS '$API_URL/v1/models/active' -H 'Authorization: Bearer $key'; echo

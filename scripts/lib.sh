@@ -252,7 +252,7 @@ create_key() {
     (
         umask 077
         "$VERDICT" keys create --tenant "$TENANT" \
-            --scopes transactions:write,transactions:read,models:read,models:write,rules:read,rules:write,lists:write --expires-in 30d >"$KEY_FILE.tmp"
+            --scopes transactions:write,transactions:read,models:read,models:write,rules:read,rules:write,lists:write,labels:write,reviews:read,reviews:write --expires-in 30d >"$KEY_FILE.tmp"
     )
     mv "$KEY_FILE.tmp" "$KEY_FILE"
 }
@@ -341,4 +341,47 @@ setup_stack() {
 seed_rules() {
     say "seeding an example ruleset and lists"
     "$VENV/bin/python" "$ROOT/scripts/seed_rules.py" "$API_URL" "$KEY_FILE"
+}
+
+# The review tour's events, as `make events` sees them: the review decision, its label and its
+# resolution, and the blocked next payment, each published once (the poller delivers within
+# seconds; waits up to TOUR_EVENTS_SECONDS, 90). Argument: the tour's first transaction id.
+check_tour_events() {
+    local tx="$1" deadline=$((SECONDS + ${TOUR_EVENTS_SECONDS:-90}))
+    while true; do
+        EVENTS_LAST=0 bash "$ROOT/scripts/events.sh" >/dev/null || return 1
+        if "$VENV/bin/python" - "$LOCAL/events.ndjson" "$tx" "$((deadline - SECONDS))" <<'PY'; then
+import json, sys
+from collections import Counter
+
+path, tx, left = sys.argv[1], sys.argv[2], int(sys.argv[3])
+second = tx[:-1] + "2"
+want = {("verdict.decisions", tx), ("verdict.labels", tx), ("verdict.reviews", tx), ("verdict.decisions", second)}
+seen = Counter()
+for line in open(path):
+    try:
+        e = json.loads(line)
+    except ValueError:
+        continue
+    d = e.get("detail") or {}
+    # At-least-once delivery: one event per committed change means one per event_id.
+    if (e.get("source"), d.get("transaction_id")) in want:
+        seen[(e["source"], d["transaction_id"], d.get("event_id"))] += 1
+kinds = {(s, t) for s, t, _ in seen}
+if kinds == want or left <= 0:
+    for (s, t, _), n in sorted(seen.items()):
+        print(f"    {s} {t}: received {n}x", file=sys.stderr)
+    missing = want - kinds
+    if missing:
+        sys.exit(f"error: no event for {sorted(missing)} within the wait")
+    sys.exit(0)
+sys.exit(2)
+PY
+            return 0
+        else
+            local rc=$?
+            ((rc == 2)) || return 1
+        fi
+        sleep 2
+    done
 }

@@ -1,5 +1,6 @@
 """Seeds the local stack with an example of rules and lists, through the API as a fraud team would:
-a block list of emails, an allow list of trusted customers, four rules (one of them shadow), and a
+a block list of emails, an allow list of trusted customers, a block list of cards that review
+resolutions fill, five rules (one of them shadow), and a
 FIRST_MATCHED ruleset that is published and activated. Run by `make dev` and `make demo` once the
 api answers. Usage: seed_rules.py API_URL KEY_FILE. Exits non-zero, naming the step, on any
 non-2xx answer."""
@@ -38,6 +39,8 @@ call("POST", "/v1/lists", {"name": "trusted_customers", "kind": "customer_id",
 call("POST", "/v1/lists/trusted_customers/entries", {"entries": [
     {"value": "c-trusted", "note": "seeded by make dev"},
 ]})
+call("POST", "/v1/lists", {"name": "blocked_cards", "kind": "customer_id",
+                            "description": "Cards an analyst confirmed as fraud (review resolutions add to it)"})
 rules = [
     {"id": "trusted_customer", "name": "Trusted customer",
      "description": "The customer is on the trusted list",
@@ -45,6 +48,9 @@ rules = [
     {"id": "blocked_email", "name": "Blocked email",
      "description": "The email is on the block list",
      "expression": 'has(tx.email) && in_list(tx.email, "blocked_emails")', "action": "block", "priority": 50},
+    {"id": "blocked_card", "name": "Blocked card",
+     "description": "The card is on the block list",
+     "expression": 'in_list(tx.customer_id, "blocked_cards")', "action": "block", "priority": 60},
     {"id": "big_at_night", "name": "Large amount at night",
      "description": "Over 1,000.00 between midnight and 6 UTC",
      "expression": "tx.amount_major > 1000.0 && tx.hour < 6", "action": "review", "priority": 10},
@@ -60,5 +66,5 @@ ruleset = call("POST", "/v1/rulesets", {"mode": "FIRST_MATCHED", "description": 
 version = ruleset["version"]
 call("POST", f"/v1/rulesets/{version}/publish")
 call("POST", f"/v1/rulesets/{version}/activate")
-print(f"ruleset {version} active: {len(rules)} rules, lists blocked_emails and trusted_customers",
+print(f"ruleset {version} active: {len(rules)} rules, lists blocked_emails, blocked_cards and trusted_customers",
       file=sys.stderr)
