@@ -159,6 +159,13 @@ fn table_drift(template: &Value, spec: &TableSpec) -> Vec<String> {
             spec.ttl_attribute
         ));
     }
+    let stream = text(at(&props, &["StreamSpecification", "StreamViewType"]));
+    if stream.as_deref() != Some(spec.stream_view_type) {
+        drift.push(format!(
+            "StreamSpecification: template {stream:?}, spec {:?}",
+            spec.stream_view_type
+        ));
+    }
     drift
 }
 
@@ -338,6 +345,11 @@ fn a_drifted_template_table_is_caught() {
             "        AttributeName: expires_at\n        Enabled: false",
             "TimeToLiveSpecification",
         ),
+        (
+            "StreamViewType: NEW_AND_OLD_IMAGES",
+            "StreamViewType: KEYS_ONLY",
+            "StreamSpecification",
+        ),
     ];
     for (from, to, what) in cases {
         let drifted = parse("drifted template", &mutate(&text, from, to));
@@ -377,6 +389,10 @@ fn a_drifted_table_spec_is_caught() {
         TableSpec { indexes: &[], ..TABLE },
         TableSpec {
             ttl_attribute: "ttl",
+            ..TABLE
+        },
+        TableSpec {
+            stream_view_type: "NEW_IMAGE",
             ..TABLE
         },
     ];

@@ -5,6 +5,9 @@
 //!   (tests/tests/template.rs proves they agree), with TTL on.
 //! - The buckets are created empty. On AWS, `sam deploy` creates them with encryption, versioning and
 //!   the TLS-only policy; this command is for the local stack and for trying things out.
+//! - The EventBridge bus the events function publishes to (`--event-bus`, default
+//!   `verdict-events`) and, with `--events-tap QUEUE`, an SQS queue that a rule fills with every
+//!   Verdict event, so a local stack can list what arrived (docs/events.md).
 //! - `--model FILE` is verified (digest, schema, trees), uploaded to
 //!   `models/active/<tenant>/<version>.vmodel`, registered and activated, as model-import would.
 
@@ -33,6 +36,12 @@ pub struct Args {
     /// Bucket for batch files and labels
     #[arg(long, value_name = "BUCKET", env = "DATA_BUCKET")]
     data_bucket: String,
+    /// EventBridge bus the events function publishes to
+    #[arg(long, value_name = "NAME", env = "EVENT_BUS_NAME", default_value = verdict::adapters::eventbridge::LOCAL_EVENT_BUS)]
+    event_bus: String,
+    /// Also create this SQS queue and a rule sending it every event on the bus (a local "tap")
+    #[arg(long, value_name = "QUEUE")]
+    events_tap: Option<String>,
     /// A model artifact (from `verdict train` or `verdict import`) to upload and activate
     #[arg(long, value_name = "FILE")]
     model: Option<PathBuf>,
@@ -107,6 +116,16 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 .map_err(err)
                 .with_context(|| format!("cannot create bucket {bucket}"))?;
             eprintln!("  bucket {bucket}: {}", if created { "created" } else { "exists" });
+        }
+
+        let config = verdict::adapters::aws_config_from_env().await;
+        let bus = verdict::adapters::eventbridge::bootstrap_bus(&config, &a.event_bus, a.events_tap.as_deref())
+            .await
+            .map_err(err)
+            .with_context(|| format!("cannot create event bus {}", a.event_bus))?;
+        eprintln!("  event bus {}: {}", a.event_bus, if bus.created { "created" } else { "exists" });
+        if let Some(url) = &bus.tap_queue_url {
+            eprintln!("  events tap: every verdict.* event on {} goes to {url}", a.event_bus);
         }
 
         let store = DynamoStore::new(aws.dynamodb.clone(), &a.table);

@@ -4,6 +4,7 @@
 
 pub mod backtest;
 pub mod batch;
+pub mod events;
 pub mod labels;
 pub mod list_import;
 pub mod models;

@@ -36,6 +36,7 @@ mod keys;
 mod labels;
 mod registry;
 mod rules;
+mod stream;
 mod table;
 mod tenant_config;
 
@@ -47,6 +48,7 @@ pub use jobs::*;
 pub use keys::*;
 pub use labels::*;
 use registry::*;
+pub use stream::*;
 pub use table::*;
 use tenant_config::*;
 

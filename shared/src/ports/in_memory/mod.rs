@@ -6,6 +6,7 @@
 //! make the tests, `cargo lambda watch` and the CLI build the shared crate differently.
 
 mod decisions;
+mod events;
 mod jobs;
 mod labels;
 mod objects;
@@ -13,6 +14,7 @@ mod registry;
 mod rules;
 
 pub use decisions::InMemoryDecisions;
+pub use events::InMemoryBus;
 pub use jobs::InMemoryJobs;
 pub use labels::{InMemoryLabels, InlineReading};
 pub use objects::InMemoryObjects;

@@ -1,0 +1,78 @@
+//! [`EventBus`] in memory: records what was published and every call's size, and fails the
+//! entries a test names, as many times as it asks. The events contract
+//! ([`crate::ports::contract::events`]) holds it to what EventBridge does on moto.
+
+use super::lock;
+use crate::domain::events::Event;
+use crate::ports::events::{check_batch_size, EntryOutcome, EventBus};
+use crate::ports::StoreError;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+#[derive(Debug, Default)]
+pub struct InMemoryBus {
+    published: Mutex<Vec<Event>>,
+    /// The number of entries of each call, in order.
+    calls: Mutex<Vec<Vec<String>>>,
+    /// Event id → how many more times its entry fails.
+    failing: Mutex<HashMap<String, usize>>,
+    /// How many more whole calls fail.
+    down: Mutex<usize>,
+}
+
+impl InMemoryBus {
+    /// Everything accepted, in order (a re-sent event appears again).
+    pub fn published(&self) -> Vec<Event> {
+        lock(&self.published).clone()
+    }
+
+    /// The event ids of each call, in order.
+    pub fn calls(&self) -> Vec<Vec<String>> {
+        lock(&self.calls).clone()
+    }
+
+    /// The entry of `event_id` fails the next `times` times it is sent.
+    pub fn fail_entry(&self, event_id: &str, times: usize) {
+        lock(&self.failing).insert(event_id.to_owned(), times);
+    }
+
+    /// The next `calls` calls fail whole (`Unavailable`).
+    pub fn fail_calls(&self, calls: usize) {
+        *lock(&self.down) = calls;
+    }
+}
+
+impl EventBus for InMemoryBus {
+    async fn put_events(&self, events: &[Event]) -> Result<Vec<EntryOutcome>, StoreError> {
+        check_batch_size(events)?;
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        lock(&self.calls).push(events.iter().map(|e| e.event_id.clone()).collect());
+        {
+            let mut down = lock(&self.down);
+            if *down > 0 {
+                *down -= 1;
+                return Err(StoreError::Unavailable("PutEvents: the bus is down".into()));
+            }
+        }
+        let mut failing = lock(&self.failing);
+        let mut published = lock(&self.published);
+        Ok(events
+            .iter()
+            .map(|e| match failing.get_mut(&e.event_id) {
+                Some(n) if *n > 0 => {
+                    *n -= 1;
+                    EntryOutcome::Failed {
+                        code: "InternalFailure".into(),
+                        message: "injected".into(),
+                    }
+                }
+                _ => {
+                    published.push(e.clone());
+                    EntryOutcome::Published
+                }
+            })
+            .collect())
+    }
+}
