@@ -25,9 +25,10 @@ impl Tap {
         let bus = EventBridgeBus::new(events.clone(), &bus_name);
         assert!(bus.create_if_missing().await.expect("CreateEventBus"));
         let sqs = aws_sdk_sqs::Client::new(config);
-        let queue_url = verdict::adapters::eventbridge::create_tap(&events, &sqs, &bus_name, &format!("{bus_name}-tap"))
-            .await
-            .expect("the tap");
+        let queue_url =
+            verdict::adapters::eventbridge::create_tap(&events, &sqs, &bus_name, &format!("{bus_name}-tap"))
+                .await
+                .expect("the tap");
         Tap {
             bus,
             bus_name,
@@ -103,7 +104,12 @@ impl StreamReader {
             .expect("DescribeStream");
         let shards: Vec<String> = described
             .stream_description()
-            .map(|d| d.shards().iter().filter_map(|s| s.shard_id().map(str::to_owned)).collect())
+            .map(|d| {
+                d.shards()
+                    .iter()
+                    .filter_map(|s| s.shard_id().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default();
         let mut records = Vec::new();
         for shard in shards {
@@ -134,7 +140,8 @@ impl StreamReader {
             for r in out.records() {
                 records.push(lambda_record(r, &self.arn));
             }
-            self.positions.insert(shard, out.next_shard_iterator().map(str::to_owned));
+            self.positions
+                .insert(shard, out.next_shard_iterator().map(str::to_owned));
         }
         records
     }
@@ -155,7 +162,11 @@ fn lambda_record(r: &aws_sdk_dynamodbstreams::types::Record, arn: &str) -> Value
         "ApproximateCreationDateTime".into(),
         json!(d.approximate_creation_date_time().map(|t| t.secs()).unwrap_or(0)),
     );
-    for (name, m) in [("Keys", d.keys()), ("NewImage", d.new_image()), ("OldImage", d.old_image())] {
+    for (name, m) in [
+        ("Keys", d.keys()),
+        ("NewImage", d.new_image()),
+        ("OldImage", d.old_image()),
+    ] {
         if let Some(v) = image(m) {
             change.insert(name.into(), v);
         }

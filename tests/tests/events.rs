@@ -53,12 +53,26 @@ async fn activate_ruleset(api: &ApiStack, key: &ApiKey) -> u64 {
     let rule = json!({"id": "huge", "name": "Huge", "description": "huge amount", "expression": "tx.amount_major > 100000.0", "action": "block"});
     let r = call(api, "save-rule", "/v1/rules", key, Some(rule)).await;
     assert_eq!(r.status, 201, "{}", r.body);
-    let r = call(api, "create-ruleset", "/v1/rulesets", key, Some(json!({"mode": "FIRST_MATCHED", "rules": [{"id": "huge"}]}))).await;
+    let r = call(
+        api,
+        "create-ruleset",
+        "/v1/rulesets",
+        key,
+        Some(json!({"mode": "FIRST_MATCHED", "rules": [{"id": "huge"}]})),
+    )
+    .await;
     assert_eq!(r.status, 201, "{}", r.body);
     let v = r.body["version"].as_u64().unwrap();
     let r = call(api, "publish-ruleset", &format!("/v1/rulesets/{v}/publish"), key, None).await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let r = call(api, "activate-ruleset", &format!("/v1/rulesets/{v}/activate"), key, Some(json!({}))).await;
+    let r = call(
+        api,
+        "activate-ruleset",
+        &format!("/v1/rulesets/{v}/activate"),
+        key,
+        Some(json!({})),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.body);
     v
 }
@@ -74,7 +88,14 @@ fn label(value: LabelValue, at: &str, source: &str) -> StoredLabel {
     }
 }
 
-async fn write_label(api: &ApiStack, tenant: &TenantId, t: &Transaction, l: &StoredLabel, previous: Option<&StoredLabel>, delta: i64) {
+async fn write_label(
+    api: &ApiStack,
+    tenant: &TenantId,
+    t: &Transaction,
+    l: &StoredLabel,
+    previous: Option<&StoredLabel>,
+    delta: i64,
+) {
     let w = LabelWrite {
         label: l,
         previous,
@@ -83,7 +104,12 @@ async fn write_label(api: &ApiStack, tenant: &TenantId, t: &Transaction, l: &Sto
         customer: Some(&t.customer_id),
         terminal: Some(&t.terminal_id),
     };
-    let outcome = api.stack.store.write_label(tenant, &t.id, &w).await.expect("write_label");
+    let outcome = api
+        .stack
+        .store
+        .write_label(tenant, &t.id, &w)
+        .await
+        .expect("write_label");
     assert_eq!(outcome, LabelWriteOutcome::Written);
 }
 
@@ -146,7 +172,10 @@ async fn open_and_resolve_review(api: &ApiStack, tenant: &TenantId, id: &str) {
 fn by_id(arrived: &[Value]) -> BTreeMap<String, (String, Value, usize)> {
     let mut out: BTreeMap<String, (String, Value, usize)> = BTreeMap::new();
     for e in arrived {
-        let id = e["detail"]["event_id"].as_str().expect("every detail has an event_id").to_owned();
+        let id = e["detail"]["event_id"]
+            .as_str()
+            .expect("every detail has an event_id")
+            .to_owned();
         let entry = out
             .entry(id)
             .or_insert_with(|| (e["detail-type"].as_str().unwrap().to_owned(), e["detail"].clone(), 0));
@@ -220,7 +249,11 @@ async fn every_kind_is_published_once_per_committed_change_and_a_redelivery_adds
         .filter(|(t, _, _)| t == EventKind::Decision.detail_type())
         .map(|(_, d, _)| d["transaction_id"].as_str().unwrap())
         .collect();
-    assert_eq!(decided, BTreeSet::from(["tx-ev-1", "tx-ev-2"]), "no event for the refused request");
+    assert_eq!(
+        decided,
+        BTreeSet::from(["tx-ev-1", "tx-ev-2"]),
+        "no event for the refused request"
+    );
     let labels: BTreeSet<&str> = first
         .values()
         .filter(|(t, _, _)| t == EventKind::Label.detail_type())
@@ -333,10 +366,21 @@ async fn a_refused_putevents_entry_is_sent_again_alone_and_arrives_once() {
     let response = events::handle(&bus, stream_event(&records)).await;
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
     let calls = bus.calls.lock().unwrap().clone();
-    assert_eq!(calls.iter().map(Vec::len).collect::<Vec<_>>(), vec![10, 1, 2], "{calls:?}");
-    assert_eq!(calls[1], vec![ids[4].clone()], "the retry carries the refused entry alone");
+    assert_eq!(
+        calls.iter().map(Vec::len).collect::<Vec<_>>(),
+        vec![10, 1, 2],
+        "{calls:?}"
+    );
+    assert_eq!(
+        calls[1],
+        vec![ids[4].clone()],
+        "the retry carries the refused entry alone"
+    );
     let arrived = by_id(&tap.drain().await);
-    assert_eq!(arrived.keys().cloned().collect::<BTreeSet<_>>(), ids.iter().cloned().collect());
+    assert_eq!(
+        arrived.keys().cloned().collect::<BTreeSet<_>>(),
+        ids.iter().cloned().collect()
+    );
     assert!(arrived.values().all(|(_, _, n)| *n == 1), "each decision arrived once");
 }
 
@@ -350,7 +394,11 @@ async fn an_entry_that_keeps_failing_is_retried_by_lambda_from_its_record_and_no
     };
     let response = events::handle(&bus, stream_event(&records)).await;
     let seq = |r: &Value| r["dynamodb"]["SequenceNumber"].as_str().unwrap().to_owned();
-    let reported: Vec<String> = response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
+    let reported: Vec<String> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
     assert_eq!(reported, records[4..].iter().map(seq).collect::<Vec<_>>());
     let first = by_id(&tap.drain().await);
     assert!(!first.contains_key(&ids[4]));
@@ -365,6 +413,9 @@ async fn an_entry_that_keeps_failing_is_retried_by_lambda_from_its_record_and_no
     let all: BTreeSet<String> = first.keys().chain(second.keys()).cloned().collect();
     assert_eq!(all, ids.iter().cloned().collect(), "every decision arrived");
     for (i, id) in ids.iter().enumerate().take(4) {
-        assert!(!second.contains_key(id), "decision {i}, before the failure, was not sent again");
+        assert!(
+            !second.contains_key(id),
+            "decision {i}, before the failure, was not sent again"
+        );
     }
 }

@@ -60,23 +60,36 @@ async fn the_samples_details_carry_what_was_committed() {
     assert_eq!(labels[0].1["previous"], Value::Null);
     assert_eq!(labels[1].1["label"]["value"], "legit");
     assert_eq!(labels[1].1["previous"]["value"], "fraud");
-    assert_ne!(labels[0].1["event_id"], labels[1].1["event_id"], "a relabel is a new event");
+    assert_ne!(
+        labels[0].1["event_id"], labels[1].1["event_id"],
+        "a relabel is a new event"
+    );
 
     let review = &published("stream-review-resolved.json").await[0].1;
     assert_eq!(review["outcome"], "block");
     assert_eq!(review["lists_added"][0]["value"], "jane.doe@example.com");
 
     let model = &published("stream-model-activated.json").await[0].1;
-    assert_eq!((&model["version"], &model["previous_version"]), (&"a41c09e7d2b5f318".into(), &"0d93be55c1a7f402".into()));
+    assert_eq!(
+        (&model["version"], &model["previous_version"]),
+        (&"a41c09e7d2b5f318".into(), &"0d93be55c1a7f402".into())
+    );
 
     let ruleset = &published("stream-ruleset-activated.json").await[0].1;
-    assert_eq!((&ruleset["version"], &ruleset["previous_version"]), (&3.into(), &2.into()));
+    assert_eq!(
+        (&ruleset["version"], &ruleset["previous_version"]),
+        (&3.into(), &2.into())
+    );
 }
 
 #[tokio::test]
 async fn the_same_sample_twice_gives_the_same_event_ids() {
     let ids = |v: Vec<(EventKind, Value)>| v.into_iter().map(|(_, d)| d["event_id"].clone()).collect::<Vec<_>>();
-    for name in ["stream-decision.json", "stream-label.json", "stream-review-resolved.json"] {
+    for name in [
+        "stream-decision.json",
+        "stream-label.json",
+        "stream-review-resolved.json",
+    ] {
         assert_eq!(ids(published(name).await), ids(published(name).await), "{name}");
     }
 }
@@ -105,11 +118,9 @@ async fn a_failed_entry_is_reported_by_its_sequence_number_with_what_follows() {
         .iter()
         .map(|r| r.change.sequence_number.clone().unwrap())
         .collect();
-    let bus = InMemoryBus::default();
     // The first label's event fails on every attempt.
-    let first = events::handle(&InMemoryBus::default(), sample("stream-label.json")).await;
-    assert!(first.batch_item_failures.is_empty());
     let id = published("stream-label.json").await[0].1["event_id"].as_str().unwrap().to_owned();
+    let bus = InMemoryBus::default();
     bus.fail_entry(&id, usize::MAX);
     let response = events::handle(&bus, event).await;
     let reported: Vec<String> = response
@@ -128,7 +139,10 @@ fn every_schema_names_the_source_and_detail_type_the_code_publishes_with() {
         let s = schema(kind);
         assert_eq!(s["x-eventbridge"]["source"], kind.source(), "{}", kind.name());
         assert_eq!(s["x-eventbridge"]["detail-type"], kind.detail_type(), "{}", kind.name());
-        assert_eq!(s["properties"]["schema_version"]["const"], verdict::domain::events::SCHEMA_VERSION);
+        assert_eq!(
+            s["properties"]["schema_version"]["const"],
+            verdict::domain::events::SCHEMA_VERSION
+        );
         for field in ["event_id", "tenant", "schema_version"] {
             assert!(
                 s["required"].as_array().unwrap().iter().any(|r| r == field),

@@ -123,7 +123,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             .await
             .map_err(err)
             .with_context(|| format!("cannot create event bus {}", a.event_bus))?;
-        eprintln!("  event bus {}: {}", a.event_bus, if bus.created { "created" } else { "exists" });
+        eprintln!(
+            "  event bus {}: {}",
+            a.event_bus,
+            if bus.created { "created" } else { "exists" }
+        );
         if let Some(url) = &bus.tap_queue_url {
             eprintln!("  events tap: every verdict.* event on {} goes to {url}", a.event_bus);
         }
