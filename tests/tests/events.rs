@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use verdict::adapters::dynamodb::{Keys, LabelWrite, LabelWriteOutcome};
-use verdict::adapters::EventBridgeBus;
+use verdict::adapters::{EventBridgeBus, ObjectStore};
 use verdict::domain::auth::ApiKey;
 use verdict::domain::events::{Event, EventKind};
 use verdict::domain::labels::{LabelValue, StoredLabel};
@@ -168,6 +168,42 @@ async fn open_and_resolve_review(api: &ApiStack, tenant: &TenantId, id: &str) {
         .expect("UpdateItem review");
 }
 
+fn deps(api: &ApiStack, tap: &Tap) -> events::Deps<EventBridgeBus, ObjectStore> {
+    events::Deps {
+        bus: tap.bus.clone(),
+        objects: ObjectStore::new(api.stack.s3.clone()),
+        data_bucket: Some(api.stack.bucket.clone()),
+    }
+}
+
+/// Every line of the archive by event id, with the number of times it is there.
+async fn archived(api: &ApiStack) -> BTreeMap<String, usize> {
+    let s3 = &api.stack.s3;
+    let listed = s3
+        .list_objects_v2()
+        .bucket(&api.stack.bucket)
+        .prefix("archive/")
+        .send()
+        .await
+        .expect("ListObjectsV2");
+    let mut ids = BTreeMap::new();
+    for o in listed.contents() {
+        let key = o.key().unwrap();
+        let body = s3
+            .get_object()
+            .bucket(&api.stack.bucket)
+            .key(key)
+            .send()
+            .await
+            .expect("GetObject");
+        let bytes = body.body.collect().await.expect("the body").into_bytes();
+        for line in verdict::app::archive::read_lines(&bytes).expect("gzip NDJSON") {
+            *ids.entry(line["event_id"].as_str().unwrap().to_owned()).or_insert(0) += 1;
+        }
+    }
+    ids
+}
+
 /// What arrived, by event id: (kind name from the detail-type, detail, how many times).
 fn by_id(arrived: &[Value]) -> BTreeMap<String, (String, Value, usize)> {
     let mut out: BTreeMap<String, (String, Value, usize)> = BTreeMap::new();
@@ -218,9 +254,10 @@ async fn every_kind_is_published_once_per_committed_change_and_a_redelivery_adds
     let ruleset = activate_ruleset(&api, &key).await;
     open_and_resolve_review(&api, &tenant, "tx-ev-2").await;
 
+    let deps = deps(&api, &tap);
     let records = stream.next_records().await;
     assert!(!records.is_empty());
-    let response = events::handle(&tap.bus, stream_event(&records)).await;
+    let response = events::handle(&deps, stream_event(&records)).await;
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
 
     let first = by_id(&tap.drain().await);
@@ -266,8 +303,13 @@ async fn every_kind_is_published_once_per_committed_change_and_a_redelivery_adds
         .unwrap();
     assert_eq!(activated.1["version"], ruleset);
 
+    // The archive: the two decisions and the two labels.
+    let archive = archived(&api).await;
+    assert_eq!(archive.len(), 4, "{archive:?}");
+    assert!(archive.values().all(|n| *n == 1));
+
     // Lambda redelivers the same batch: the same events again, under the same ids only.
-    let response = events::handle(&tap.bus, stream_event(&records)).await;
+    let response = events::handle(&deps, stream_event(&records)).await;
     assert!(response.batch_item_failures.is_empty());
     let again = by_id(&tap.drain().await);
     assert_eq!(
@@ -276,12 +318,17 @@ async fn every_kind_is_published_once_per_committed_change_and_a_redelivery_adds
         "a redelivery publishes no new id"
     );
     assert!(again.values().all(|(_, _, n)| *n == 1));
+    assert_eq!(
+        archived(&api).await,
+        archive,
+        "the redelivery overwrote its own objects"
+    );
 
     // Nothing committed since: the stream has nothing that publishes.
     let late = api.send(&post_tx(&key, "tx-ev-1")).await;
     assert_eq!(late.body["idempotent_replay"], true);
     let records = stream.next_records().await;
-    let response = events::handle(&tap.bus, stream_event(&records)).await;
+    let response = events::handle(&deps, stream_event(&records)).await;
     assert!(response.batch_item_failures.is_empty());
     assert!(tap.drain().await.is_empty(), "a replay publishes nothing");
 }
@@ -330,6 +377,18 @@ impl EventBus for Refusing<'_> {
     }
 }
 
+fn refusing<'a>(api: &ApiStack, tap: &'a Tap, id: &str, times: usize) -> events::Deps<Refusing<'a>, ObjectStore> {
+    events::Deps {
+        bus: Refusing {
+            bus: &tap.bus,
+            refuse: Mutex::new(BTreeMap::from([(id.to_owned(), times)])),
+            calls: Mutex::new(Vec::new()),
+        },
+        objects: ObjectStore::new(api.stack.s3.clone()),
+        data_bucket: Some(api.stack.bucket.clone()),
+    }
+}
+
 /// Twelve committed decisions on the stream, and their records.
 async fn twelve_decisions() -> (ApiStack, Tap, Vec<Value>, Vec<String>) {
     let api = ApiStack::new().await;
@@ -349,23 +408,23 @@ async fn twelve_decisions() -> (ApiStack, Tap, Vec<Value>, Vec<String>) {
         .filter(|r| r["dynamodb"]["Keys"]["sk"]["S"] == "DECISION")
         .collect();
     assert_eq!(records.len(), 12);
-    let bus = verdict::ports::in_memory::InMemoryBus::default();
-    events::handle(&bus, stream_event(&records)).await;
-    let ids = bus.published().into_iter().map(|e| e.event_id).collect();
+    let dry = events::Deps {
+        bus: verdict::ports::in_memory::InMemoryBus::default(),
+        objects: verdict::ports::in_memory::InMemoryObjects::default(),
+        data_bucket: None,
+    };
+    events::handle(&dry, stream_event(&records)).await;
+    let ids = dry.bus.published().into_iter().map(|e| e.event_id).collect();
     (api, tap, records, ids)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_putevents_entry_is_sent_again_alone_and_arrives_once() {
-    let (_api, tap, records, ids) = twelve_decisions().await;
-    let bus = Refusing {
-        bus: &tap.bus,
-        refuse: Mutex::new(BTreeMap::from([(ids[4].clone(), 1)])),
-        calls: Mutex::new(Vec::new()),
-    };
-    let response = events::handle(&bus, stream_event(&records)).await;
+    let (api, tap, records, ids) = twelve_decisions().await;
+    let deps = refusing(&api, &tap, &ids[4], 1);
+    let response = events::handle(&deps, stream_event(&records)).await;
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
-    let calls = bus.calls.lock().unwrap().clone();
+    let calls = deps.bus.calls.lock().unwrap().clone();
     assert_eq!(
         calls.iter().map(Vec::len).collect::<Vec<_>>(),
         vec![10, 1, 2],
@@ -382,17 +441,19 @@ async fn a_refused_putevents_entry_is_sent_again_alone_and_arrives_once() {
         ids.iter().cloned().collect()
     );
     assert!(arrived.values().all(|(_, _, n)| *n == 1), "each decision arrived once");
+    let archive = archived(&api).await;
+    assert_eq!(
+        archive.keys().cloned().collect::<BTreeSet<_>>(),
+        ids.iter().cloned().collect()
+    );
+    assert!(archive.values().all(|n| *n == 1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_entry_that_keeps_failing_is_retried_by_lambda_from_its_record_and_nothing_is_lost() {
-    let (_api, tap, records, ids) = twelve_decisions().await;
-    let bus = Refusing {
-        bus: &tap.bus,
-        refuse: Mutex::new(BTreeMap::from([(ids[4].clone(), usize::MAX)])),
-        calls: Mutex::new(Vec::new()),
-    };
-    let response = events::handle(&bus, stream_event(&records)).await;
+    let (api, tap, records, ids) = twelve_decisions().await;
+    let deps = refusing(&api, &tap, &ids[4], usize::MAX);
+    let response = events::handle(&deps, stream_event(&records)).await;
     let seq = |r: &Value| r["dynamodb"]["SequenceNumber"].as_str().unwrap().to_owned();
     let reported: Vec<String> = response
         .batch_item_failures
@@ -404,10 +465,16 @@ async fn an_entry_that_keeps_failing_is_retried_by_lambda_from_its_record_and_no
     assert!(!first.contains_key(&ids[4]));
     assert!(!first.contains_key(&ids[11]), "nothing after the failed call is sent");
     assert!(first.contains_key(&ids[0]) && first.contains_key(&ids[9]));
+    let archive = archived(&api).await;
+    assert_eq!(
+        archive.keys().cloned().collect::<BTreeSet<_>>(),
+        ids[..4].iter().cloned().collect(),
+        "only the records before the failure are archived"
+    );
 
     // Lambda retries from the lowest reported sequence number; the bus has recovered.
     let from = records.iter().position(|r| seq(r) == reported[0]).unwrap();
-    let response = events::handle(&tap.bus, stream_event(&records[from..])).await;
+    let response = events::handle(&self::deps(&api, &tap), stream_event(&records[from..])).await;
     assert!(response.batch_item_failures.is_empty());
     let second = by_id(&tap.drain().await);
     let all: BTreeSet<String> = first.keys().chain(second.keys()).cloned().collect();
@@ -418,4 +485,44 @@ async fn an_entry_that_keeps_failing_is_retried_by_lambda_from_its_record_and_no
             "decision {i}, before the failure, was not sent again"
         );
     }
+    let archive = archived(&api).await;
+    assert_eq!(
+        archive.keys().cloned().collect::<BTreeSet<_>>(),
+        ids.iter().cloned().collect()
+    );
+    assert!(
+        archive.values().all(|n| *n == 1),
+        "every decision archived once: {archive:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_archive_failure_reports_the_whole_batch_and_its_retry_archives_each_decision_once() {
+    let (api, tap, records, ids) = twelve_decisions().await;
+    let mut broken = deps(&api, &tap);
+    broken.data_bucket = Some(format!("{}-missing", api.stack.bucket));
+    let response = events::handle(&broken, stream_event(&records)).await;
+    let seq = |r: &Value| r["dynamodb"]["SequenceNumber"].as_str().unwrap().to_owned();
+    let reported: Vec<String> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    assert_eq!(reported, records.iter().map(seq).collect::<Vec<_>>(), "the whole batch");
+    assert!(archived(&api).await.is_empty());
+    tap.drain().await;
+    // Lambda retries from the same record.
+    let response = events::handle(&deps(&api, &tap), stream_event(&records)).await;
+    assert!(response.batch_item_failures.is_empty());
+    let archive = archived(&api).await;
+    assert_eq!(
+        archive.keys().cloned().collect::<BTreeSet<_>>(),
+        ids.iter().cloned().collect()
+    );
+    assert!(archive.values().all(|n| *n == 1));
+    assert_eq!(
+        by_id(&tap.drain().await).len(),
+        12,
+        "its events went out again, same ids"
+    );
 }

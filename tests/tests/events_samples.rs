@@ -6,7 +6,7 @@
 use serde_json::Value;
 use std::collections::BTreeMap;
 use verdict::domain::events::EventKind;
-use verdict::ports::in_memory::InMemoryBus;
+use verdict::ports::in_memory::{InMemoryBus, InMemoryObjects};
 use verdict_integration::events::{schema, validate};
 use verdict_integration::repo_root;
 
@@ -16,12 +16,20 @@ fn sample(name: &str) -> events::StreamEvent {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+fn deps() -> events::Deps<InMemoryBus, InMemoryObjects> {
+    events::Deps {
+        bus: InMemoryBus::default(),
+        objects: InMemoryObjects::default(),
+        data_bucket: Some("data".into()),
+    }
+}
+
 /// The events a sample publishes, in order: (kind, detail).
 async fn published(name: &str) -> Vec<(EventKind, Value)> {
-    let bus = InMemoryBus::default();
-    let response = events::handle(&bus, sample(name)).await;
+    let deps = deps();
+    let response = events::handle(&deps, sample(name)).await;
     assert!(response.batch_item_failures.is_empty(), "{name}: {response:?}");
-    bus.published().into_iter().map(|e| (e.kind, e.detail)).collect()
+    deps.bus.published().into_iter().map(|e| (e.kind, e.detail)).collect()
 }
 
 #[tokio::test]
@@ -104,10 +112,14 @@ async fn an_unreadable_record_is_skipped_and_does_not_block_the_batch() {
     broken["dynamodb"]["NewImage"]["decision"] = serde_json::json!({"S": "maybe"});
     broken["dynamodb"]["SequenceNumber"] = "1".into();
     event["Records"].as_array_mut().unwrap().insert(0, broken);
-    let bus = InMemoryBus::default();
-    let response = events::handle(&bus, serde_json::from_value(event).unwrap()).await;
+    let deps = deps();
+    let response = events::handle(&deps, serde_json::from_value(event).unwrap()).await;
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
-    assert_eq!(bus.published().len(), 1, "the readable decision is still published");
+    assert_eq!(
+        deps.bus.published().len(),
+        1,
+        "the readable decision is still published"
+    );
 }
 
 #[tokio::test]
@@ -119,10 +131,13 @@ async fn a_failed_entry_is_reported_by_its_sequence_number_with_what_follows() {
         .map(|r| r.change.sequence_number.clone().unwrap())
         .collect();
     // The first label's event fails on every attempt.
-    let id = published("stream-label.json").await[0].1["event_id"].as_str().unwrap().to_owned();
-    let bus = InMemoryBus::default();
-    bus.fail_entry(&id, usize::MAX);
-    let response = events::handle(&bus, event).await;
+    let id = published("stream-label.json").await[0].1["event_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let deps = deps();
+    deps.bus.fail_entry(&id, usize::MAX);
+    let response = events::handle(&deps, event).await;
     let reported: Vec<String> = response
         .batch_item_failures
         .iter()
@@ -131,6 +146,25 @@ async fn a_failed_entry_is_reported_by_its_sequence_number_with_what_follows() {
     assert_eq!(reported, seqs, "the failed record and the one after it");
     let json = serde_json::to_value(&response).unwrap();
     assert_eq!(json["batchItemFailures"][0]["itemIdentifier"], seqs[0].as_str());
+}
+
+#[tokio::test]
+async fn the_sample_decision_and_labels_are_archived_by_day() {
+    let deps = deps();
+    events::handle(&deps, sample("stream-decision.json")).await;
+    events::handle(&deps, sample("stream-label.json")).await;
+    let keys = deps.objects.keys("data", "archive/");
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    assert!(
+        keys[0].starts_with("archive/acme/decisions/date=2018-08-08/"),
+        "{keys:?}"
+    );
+    assert!(keys[1].starts_with("archive/acme/labels/date=2018-08-20/"), "{keys:?}");
+    assert!(keys[2].starts_with("archive/acme/labels/date=2018-08-21/"), "{keys:?}");
+    let lines = verdict::app::archive::read_lines(&deps.objects.object("data", &keys[0]).unwrap()).unwrap();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["transaction_id"], "tx_2018-08-08_000123");
+    assert_eq!(lines[0]["features"]["amount"], 257.31, "the features retraining reads");
 }
 
 #[test]

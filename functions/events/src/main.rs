@@ -1,40 +1,49 @@
 //! The events Lambda: the EventBridge client once per container, then [`events::handle`] per
 //! stream batch.
 //!
-//! Environment: `EVENT_BUS_NAME` (template.yaml sets it; locally `verdict-events`), `RUST_LOG`
+//! Environment: `EVENT_BUS_NAME` (template.yaml sets it; locally `verdict-events`),
+//! `DATA_BUCKET` (the archive's bucket; template.yaml sets it; unset: no archive), `RUST_LOG`
 //! (log filter, default `info`) and the usual AWS variables.
 
-use events::{EventBridgeBus, StreamEvent};
+use events::{Deps, EventBridgeBus, ObjectStore, StreamEvent};
 use lambda_runtime::{service_fn, LambdaEvent};
 use std::process::ExitCode;
-use verdict::adapters::aws_config_from_env;
 use verdict::adapters::eventbridge::LOCAL_EVENT_BUS;
 use verdict::adapters::lambda::{check_lambda_environment, exit_code, init_logging, required_env};
+use verdict::adapters::{aws_config_from_env, s3_client};
 
 #[tokio::main]
 async fn main() -> ExitCode {
     init_logging();
-    let bus = match build().await {
-        Ok(b) => b,
+    let deps = match build().await {
+        Ok(d) => d,
         Err(e) => {
             tracing::error!(error = %e, "cannot start");
             return ExitCode::FAILURE;
         }
     };
     // Lives as long as the process.
-    let bus: &'static EventBridgeBus = Box::leak(Box::new(bus));
+    let deps: &'static Deps<EventBridgeBus, ObjectStore> = Box::leak(Box::new(deps));
     let served = lambda_runtime::run(service_fn(move |event: LambdaEvent<StreamEvent>| async move {
-        Ok::<_, lambda_runtime::Error>(events::handle(bus, event.payload).await)
+        Ok::<_, lambda_runtime::Error>(events::handle(deps, event.payload).await)
     }))
     .await;
     exit_code(served)
 }
 
-async fn build() -> Result<EventBridgeBus, String> {
+async fn build() -> Result<Deps<EventBridgeBus, ObjectStore>, String> {
     check_lambda_environment()?;
     // template.yaml always sets it; a local run (cargo lambda watch) may rely on the default.
     let bus = required_env("EVENT_BUS_NAME", "the EventBridge bus (template.yaml sets it)")
         .unwrap_or_else(|_| LOCAL_EVENT_BUS.to_owned());
     let config = aws_config_from_env().await;
-    Ok(EventBridgeBus::new(aws_sdk_eventbridge::Client::new(&config), bus))
+    let data_bucket = required_env("DATA_BUCKET", "the data bucket (template.yaml sets it)").ok();
+    if data_bucket.is_none() {
+        tracing::warn!("DATA_BUCKET is not set: events are published, nothing is archived");
+    }
+    Ok(Deps {
+        bus: EventBridgeBus::new(aws_sdk_eventbridge::Client::new(&config), bus),
+        objects: ObjectStore::new(s3_client(&config)),
+        data_bucket,
+    })
 }

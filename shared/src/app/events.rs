@@ -14,8 +14,10 @@
 //! Delivery is therefore at least once, and exactly once per `event_id` for a consumer that
 //! deduplicates on it.
 
+use crate::app::archive::Archiver;
 use crate::domain::events::{Event, RecordContent, StreamRecord};
 use crate::ports::events::{EntryOutcome, EventBus, MAX_ENTRIES_PER_CALL};
+use crate::ports::objects::Objects;
 
 /// What one batch came to.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -29,6 +31,8 @@ pub struct PublishReport {
     /// Sequence numbers to report as `batchItemFailures`, in order: the first failed record
     /// and everything after it.
     pub failed: Vec<String>,
+    /// Archive objects written.
+    pub archived: usize,
 }
 
 pub struct Publisher<'a, B> {
@@ -102,6 +106,36 @@ impl<'a, B: EventBus> Publisher<'a, B> {
             }
         }
         pending.iter().map(|(i, _)| *i).min()
+    }
+}
+
+/// The stream consumer: publishes a batch's events, then archives its decisions and labels.
+///
+/// Publishing comes first: only the records before the first one reported failed are archived,
+/// so the retry Lambda starts at that record archives the rest, each once. An archive failure
+/// reports the whole batch (from its first record): its retry starts at the same record, names
+/// its objects the same and overwrites them; its events go out again under the same ids.
+pub struct StreamConsumer<'a, B, O> {
+    pub publisher: Publisher<'a, B>,
+    /// `None`: no archive (a stack without a data bucket).
+    pub archiver: Option<Archiver<'a, O>>,
+}
+
+impl<B: EventBus, O: Objects> StreamConsumer<'_, B, O> {
+    pub async fn consume(&self, records: &[StreamRecord]) -> PublishReport {
+        let mut report = self.publisher.publish(records).await;
+        let Some(archiver) = &self.archiver else {
+            return report;
+        };
+        let done = records.len() - report.failed.len();
+        match archiver.archive(&records[..done]).await {
+            Ok(keys) => report.archived = keys.len(),
+            Err(e) => {
+                tracing::error!(error = %e, "archive failed; the whole batch is reported for a retry");
+                report.failed = records.iter().map(|r| r.sequence_number.clone()).collect();
+            }
+        }
+        report
     }
 }
 
@@ -239,5 +273,110 @@ mod tests {
         let ids: std::collections::BTreeSet<String> = bus.published().iter().map(|e| e.event_id.clone()).collect();
         assert_eq!(bus.published().len(), 8, "at least once: the bus saw both deliveries");
         assert_eq!(ids.len(), 4, "deduplicated by event_id: each change once");
+    }
+
+    mod archive {
+        use super::*;
+        use crate::app::archive::{read_lines, Archiver};
+        use crate::ports::in_memory::InMemoryObjects;
+        use std::collections::BTreeMap;
+
+        fn consumer<'a>(
+            bus: &'a InMemoryBus,
+            objects: &'a InMemoryObjects,
+        ) -> StreamConsumer<'a, InMemoryBus, InMemoryObjects> {
+            StreamConsumer {
+                publisher: Publisher::new(bus),
+                archiver: Some(Archiver {
+                    objects,
+                    bucket: "data",
+                }),
+            }
+        }
+
+        /// Every archived line's event id, with how many objects hold it.
+        fn archived(objects: &InMemoryObjects) -> BTreeMap<String, usize> {
+            let mut ids = BTreeMap::new();
+            for key in objects.keys("data", "archive/") {
+                for line in read_lines(&objects.object("data", &key).unwrap()).unwrap() {
+                    *ids.entry(line["event_id"].as_str().unwrap().to_owned()).or_insert(0) += 1;
+                }
+            }
+            ids
+        }
+
+        #[test]
+        fn labels_go_to_day_partitioned_gzip_ndjson_named_by_the_first_sequence_number() {
+            let (bus, objects) = (InMemoryBus::default(), InMemoryObjects::default());
+            let report = block_on(consumer(&bus, &objects).consume(&records(3)));
+            assert_eq!(report.archived, 1);
+            assert_eq!(
+                objects.keys("data", "archive/"),
+                vec![format!(
+                    "archive/acme/labels/date=2026-01-01/{:0>40}.ndjson.gz",
+                    "00000"
+                )]
+            );
+            assert_eq!(archived(&objects).len(), 3);
+        }
+
+        #[test]
+        fn a_redelivered_batch_overwrites_its_own_objects() {
+            let (bus, objects) = (InMemoryBus::default(), InMemoryObjects::default());
+            let recs = records(5);
+            block_on(consumer(&bus, &objects).consume(&recs));
+            block_on(consumer(&bus, &objects).consume(&recs));
+            // Redelivered with more records behind it: the same start, the same name.
+            let more = records(8);
+            block_on(consumer(&bus, &objects).consume(&more));
+            assert_eq!(objects.keys("data", "archive/").len(), 1);
+            let ids = archived(&objects);
+            assert_eq!(ids.len(), 8);
+            assert!(ids.values().all(|n| *n == 1), "{ids:?}");
+        }
+
+        #[test]
+        fn a_retry_from_a_failed_record_archives_each_record_once() {
+            let (bus, objects) = (InMemoryBus::default(), InMemoryObjects::default());
+            let recs = records(15);
+            bus.fail_entry(&id_of(&recs[6]), 3);
+            let report = block_on(consumer(&bus, &objects).consume(&recs));
+            assert_eq!(report.failed.first(), Some(&recs[6].sequence_number));
+            assert_eq!(archived(&objects).len(), 6, "only the records before the failure");
+            // Lambda retries from the reported record.
+            let report = block_on(consumer(&bus, &objects).consume(&recs[6..]));
+            assert!(report.failed.is_empty());
+            let ids = archived(&objects);
+            assert_eq!(ids.len(), 15);
+            assert!(ids.values().all(|n| *n == 1), "{ids:?}");
+        }
+
+        #[test]
+        fn a_batch_split_after_a_crash_archives_each_record_once() {
+            // The first run wrote its objects but its answer was lost; Lambda bisects the batch.
+            let (bus, objects) = (InMemoryBus::default(), InMemoryObjects::default());
+            let mut recs = records(10);
+            // A second day in the batch, first seen in its second half.
+            if let RecordContent::Publish(Change::Label { label, .. }) = &mut recs[7].content {
+                label.labelled_at = Timestamp::parse("labelled_at", "2026-01-02T00:00:00Z").unwrap();
+            }
+            block_on(consumer(&bus, &objects).consume(&recs));
+            block_on(consumer(&bus, &objects).consume(&recs[..5]));
+            block_on(consumer(&bus, &objects).consume(&recs[5..]));
+            let ids = archived(&objects);
+            assert_eq!(ids.len(), 10);
+            assert!(ids.values().all(|n| *n == 1), "{ids:?}");
+        }
+
+        #[test]
+        fn the_same_change_twice_in_a_batch_is_archived_once() {
+            let (bus, objects) = (InMemoryBus::default(), InMemoryObjects::default());
+            let mut recs = records(2);
+            let mut dup = recs[1].clone();
+            dup.sequence_number = "00009".into();
+            recs.push(dup);
+            block_on(consumer(&bus, &objects).consume(&recs));
+            assert_eq!(archived(&objects).values().sum::<usize>(), 2);
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! [`crate::ports`], so they run against DynamoDB and S3 in a function and against in-memory fakes
 //! in unit tests.
 
+pub mod archive;
 pub mod backtest;
 pub mod batch;
 pub mod events;

@@ -305,6 +305,76 @@ impl Change {
     }
 }
 
+/// The two record sets of the decision archive (`archive/{tenant}/<kind>/date=YYYY-MM-DD/`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ArchiveKind {
+    Decisions,
+    Labels,
+}
+
+impl ArchiveKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ArchiveKind::Decisions => "decisions",
+            ArchiveKind::Labels => "labels",
+        }
+    }
+}
+
+/// One line of the archive: where it goes and what it says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArchiveLine {
+    pub kind: ArchiveKind,
+    pub tenant: TenantId,
+    /// The partition: the transaction's day for a decision, the label's day for a label (UTC).
+    pub date: time::Date,
+    pub event_id: String,
+    /// The event's detail; a decision's also carries the features it was made on (what
+    /// retraining reads).
+    pub line: Value,
+}
+
+impl Change {
+    /// The archive line of a decision or a label; other kinds are not archived.
+    pub fn archive_line(&self) -> Option<ArchiveLine> {
+        let (kind, date) = match self {
+            Change::Decision { record, .. } => (ArchiveKind::Decisions, record.occurred_at.inner().date()),
+            Change::Label { label, .. } => (ArchiveKind::Labels, label.labelled_at.inner().date()),
+            _ => return None,
+        };
+        let event = self.to_event();
+        let mut line = event.detail;
+        if let (Change::Decision { record, .. }, Value::Object(m)) = (self, &mut line) {
+            m.insert(
+                "features".into(),
+                serde_json::to_value(&record.features).unwrap_or_else(|_| json!({})),
+            );
+        }
+        Some(ArchiveLine {
+            kind,
+            tenant: event.tenant,
+            date,
+            event_id: event.event_id,
+            line,
+        })
+    }
+}
+
+/// The archive object of a (tenant, kind, day) group of one stream batch, named by the
+/// sequence number of the group's first record (40 digits, so names sort by it):
+/// `archive/{tenant}/{kind}/date=YYYY-MM-DD/{sequence}.ndjson.gz`.
+pub fn archive_key(tenant: &TenantId, kind: ArchiveKind, date: time::Date, first_sequence: &str) -> String {
+    format!(
+        "archive/{}/{}/date={:04}-{:02}-{:02}/{:0>40}.ndjson.gz",
+        tenant.as_str(),
+        kind.as_str(),
+        date.year(),
+        u8::from(date.month()),
+        date.day(),
+        first_sequence
+    )
+}
+
 /// One stream record, as the stream adapter read it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamRecord {
