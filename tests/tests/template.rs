@@ -541,3 +541,68 @@ fn the_watch_router_sends_every_contract_path_to_the_api() {
         .iter()
         .any(|d| d.starts_with("/v1/reports:")));
 }
+
+/// The events function's stream mapping: partial batch failures, bounded retries with a
+/// destination, one batch per shard, and a filter passing exactly the items it publishes.
+#[test]
+fn the_events_mapping_reports_item_failures_and_passes_the_published_items() {
+    let (_, t) = template();
+    let m = at(&t, &["Resources", "EventsStreamMapping", "Properties"]).expect("EventsStreamMapping");
+    let responses: Vec<String> = list(at(m, &["FunctionResponseTypes"]))
+        .iter()
+        .filter_map(|v| text(Some(v)))
+        .collect();
+    assert_eq!(responses, vec!["ReportBatchItemFailures".to_owned()]);
+    assert_eq!(text(at(m, &["BisectBatchOnFunctionError"])).as_deref(), Some("true"));
+    assert_eq!(text(at(m, &["ParallelizationFactor"])).as_deref(), Some("1"));
+    let retries: u32 = text(at(m, &["MaximumRetryAttempts"])).unwrap().parse().unwrap();
+    assert!((1..=100).contains(&retries), "bounded retries");
+    assert!(at(m, &["DestinationConfig", "OnFailure", "Destination"]).is_some());
+    let filters = list(at(m, &["FilterCriteria", "Filters"]));
+    assert_eq!(filters.len(), 1);
+    let pattern: serde_json::Value = serde_json::from_str(&text(at(&filters[0], &["Pattern"])).unwrap()).unwrap();
+    let sort_keys: BTreeSet<&str> = pattern["dynamodb"]["Keys"]["sk"]["S"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert_eq!(
+        sort_keys,
+        verdict::adapters::dynamodb::PUBLISHED_SORT_KEYS.into_iter().collect(),
+        "the filter passes exactly the items the stream decoder publishes"
+    );
+    let view = text(at(
+        &t,
+        &[
+            "Resources",
+            TABLE_RESOURCE,
+            "Properties",
+            "StreamSpecification",
+            "StreamViewType",
+        ],
+    ));
+    assert_eq!(view.as_deref(), Some("NEW_AND_OLD_IMAGES"));
+}
+
+/// Every function of the workspace is a function of the template, built from its package.
+#[test]
+fn every_function_package_is_a_template_function() {
+    let (_, t) = template();
+    let root = repo_root();
+    let resources = at(&t, &["Resources"])
+        .and_then(|r| untag(r).as_mapping().cloned())
+        .unwrap();
+    let code_uris: BTreeSet<String> = resources
+        .values()
+        .filter(|r| text(at(r, &["Type"])).as_deref() == Some("AWS::Serverless::Function"))
+        .filter_map(|r| text(at(r, &["Properties", "CodeUri"])))
+        .collect();
+    for entry in std::fs::read_dir(root.join("functions")).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(
+            code_uris.contains(&format!("functions/{name}")),
+            "functions/{name} has no template function"
+        );
+    }
+}

@@ -7,6 +7,10 @@ use super::*;
 use crate::domain::events::{Change, RecordContent, ReviewResolution, StreamRecord};
 use aws_lambda_events::event::dynamodb::EventRecord;
 
+/// The sort keys of the items whose changes can be published: the event source mapping's
+/// `FilterCriteria` in template.yaml passes these only (tests/tests/template.rs checks it).
+pub const PUBLISHED_SORT_KEYS: [&str; 4] = ["DECISION", "REVIEW", "ACTIVE", "CONFIG"];
+
 /// The tenant of a tenant-scoped key (`T#<tenant>` or `T#<tenant>#…`).
 fn tenant_of(pk: &str) -> Option<TenantId> {
     let rest = pk.strip_prefix("T#")?;
