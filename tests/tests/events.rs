@@ -526,3 +526,47 @@ async fn an_archive_failure_reports_the_whole_batch_and_its_retry_archives_each_
         "its events went out again, same ids"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_table_made_before_the_stream_gets_it() {
+    use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+    let config = verdict_integration::sdk_config().await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&config);
+    let table = format!("verdict-old-{}", verdict_integration::unique_suffix());
+    let mut create = dynamodb
+        .create_table()
+        .table_name(&table)
+        .billing_mode(BillingMode::PayPerRequest);
+    for (name, kind) in [("pk", KeyType::Hash), ("sk", KeyType::Range)] {
+        create = create
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name(name)
+                    .key_type(kind)
+                    .build()
+                    .unwrap(),
+            )
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(name)
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .unwrap(),
+            );
+    }
+    create.send().await.expect("CreateTable without a stream");
+    assert_eq!(
+        verdict::adapters::dynamodb::stream_arn(&dynamodb, &table)
+            .await
+            .unwrap(),
+        None
+    );
+    let created = verdict::adapters::dynamodb::create_table_if_missing(&dynamodb, &table)
+        .await
+        .unwrap();
+    assert!(!created);
+    assert!(verdict::adapters::dynamodb::stream_arn(&dynamodb, &table)
+        .await
+        .unwrap()
+        .is_some());
+}
