@@ -185,3 +185,110 @@ fn ruleset_change(tenant: &TenantId, key: &ItemKey, old: Option<&Item>, new: &It
         at: after.activated_at,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(pairs: &[(&str, AttributeValue)]) -> Item {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect()
+    }
+
+    fn sv(v: &str) -> AttributeValue {
+        AttributeValue::S(v.to_owned())
+    }
+
+    fn config(extra: &[(&str, AttributeValue)]) -> Item {
+        let mut i = item(&[("pk", sv("T#acme")), ("sk", sv("CONFIG"))]);
+        i.extend(item(extra));
+        i
+    }
+
+    fn pointer(version: &str) -> Vec<(&'static str, AttributeValue)> {
+        vec![
+            ("ruleset_active", AttributeValue::N(version.into())),
+            ("ruleset_by", sv("vk_1")),
+            ("ruleset_at", sv("2026-01-01T00:00:00Z")),
+        ]
+    }
+
+    fn kind(c: &RecordContent) -> &'static str {
+        match c {
+            RecordContent::Publish(ch) => ch.kind().name(),
+            RecordContent::Ignore => "ignore",
+            RecordContent::Unreadable(_) => "unreadable",
+        }
+    }
+
+    #[test]
+    fn a_config_change_is_an_activation_only_when_the_ruleset_pointer_moved() {
+        let before = config(&pointer("2"));
+        let mut thresholds = before.clone();
+        thresholds.insert("review_threshold".into(), AttributeValue::N("0.4".into()));
+        assert_eq!(
+            kind(&decode_images("MODIFY", None, Some(before.clone()), Some(thresholds))),
+            "ignore"
+        );
+        let moved = config(&pointer("3"));
+        assert_eq!(
+            kind(&decode_images("MODIFY", None, Some(before), Some(moved.clone()))),
+            "ruleset-activation"
+        );
+        // moto's first INSERT of an item an Update made in a transaction carries only its keys.
+        let keys_only = config(&[]);
+        assert_eq!(kind(&decode_images("INSERT", None, None, Some(keys_only))), "ignore");
+        assert_eq!(
+            kind(&decode_images("INSERT", None, None, Some(moved))),
+            "ruleset-activation"
+        );
+    }
+
+    #[test]
+    fn a_review_is_published_when_it_becomes_resolved_only() {
+        let key = [("pk", sv("T#acme#TX#tx1")), ("sk", sv("REVIEW"))];
+        let open = item(&[&key[..], &[("status", sv("open"))]].concat());
+        let resolution = AttributeValue::M(item(&[
+            ("outcome", sv("approve")),
+            ("resolved_by", sv("vk_1")),
+            ("resolved_at", sv("2026-01-01T00:00:00Z")),
+        ]));
+        let resolved = item(&[&key[..], &[("status", sv("resolved")), ("resolution", resolution)]].concat());
+        assert_eq!(kind(&decode_images("INSERT", None, None, Some(open.clone()))), "ignore");
+        let change = decode_images("MODIFY", None, Some(open), Some(resolved.clone()));
+        assert_eq!(kind(&change), "review-resolution");
+        if let RecordContent::Publish(Change::ReviewResolution { resolution, .. }) = change {
+            assert_eq!(resolution.label, "none", "no label given reads as none");
+        }
+        assert_eq!(
+            kind(&decode_images("MODIFY", None, Some(resolved.clone()), Some(resolved))),
+            "ignore"
+        );
+        let broken = item(&[&key[..], &[("status", sv("resolved"))]].concat());
+        assert_eq!(kind(&decode_images("MODIFY", None, None, Some(broken))), "unreadable");
+    }
+
+    #[test]
+    fn other_items_and_removals_publish_nothing() {
+        let agg = item(&[("pk", sv("T#acme#CUST#c1")), ("sk", sv("AGG"))]);
+        assert_eq!(kind(&decode_images("INSERT", None, None, Some(agg))), "ignore");
+        let key = item(&[("pk", sv(&format!("KEY#{}", "0".repeat(64)))), ("sk", sv("KEY"))]);
+        assert_eq!(kind(&decode_images("INSERT", None, None, Some(key))), "ignore");
+        let decision = item(&[("pk", sv("T#acme#TX#tx1")), ("sk", sv("DECISION"))]);
+        assert_eq!(
+            kind(&decode_images("REMOVE", Some(decision.clone()), Some(decision), None)),
+            "ignore"
+        );
+        assert_eq!(kind(&decode_images("INSERT", None, None, None)), "unreadable");
+    }
+
+    #[test]
+    fn a_decision_modified_without_a_new_label_publishes_nothing() {
+        let label = AttributeValue::M(item(&[
+            ("value", sv("fraud")),
+            ("source", sv("api")),
+            ("labelled_at", sv("2026-01-01T00:00:00Z")),
+        ]));
+        let d = item(&[("pk", sv("T#acme#TX#tx1")), ("sk", sv("DECISION")), ("label", label)]);
+        assert_eq!(kind(&decode_images("MODIFY", None, Some(d.clone()), Some(d))), "ignore");
+    }
+}
