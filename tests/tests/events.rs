@@ -570,3 +570,37 @@ async fn a_local_table_made_before_the_stream_gets_it() {
         .unwrap()
         .is_some());
 }
+
+/// PutEvents failing whole on moto (the fault proxy answers 500 InternalServerError): the SDK's
+/// own attempts and the publisher's, then the batch is reported from its first record, nothing
+/// archived; Lambda's retry publishes and archives each decision once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bus_outage_reports_the_batch_and_its_retry_loses_nothing() {
+    let (api, tap, records, ids) = twelve_decisions().await;
+    let proxy = verdict_integration::faults::Proxy::start();
+    let config = proxy.sdk_config().await;
+    let deps = events::Deps {
+        bus: EventBridgeBus::new(aws_sdk_eventbridge::Client::new(&config), &tap.bus_name),
+        objects: ObjectStore::new(api.stack.s3.clone()),
+        data_bucket: Some(api.stack.bucket.clone()),
+    };
+    // 3 SDK attempts for each of the publisher's 3 sends; then one that goes through.
+    proxy.configure(json!({"next": {"PutEvents": vec!["internal"; 9]}}));
+    let response = events::handle(&deps, stream_event(&records)).await;
+    assert_eq!(response.batch_item_failures.len(), 12, "{response:?}");
+    assert!(tap.drain().await.is_empty());
+    assert!(archived(&api).await.is_empty());
+    assert_eq!(proxy.faults_by_kind().get("internal"), Some(&9));
+
+    let response = events::handle(&deps, stream_event(&records)).await;
+    assert!(response.batch_item_failures.is_empty());
+    let arrived = by_id(&tap.drain().await);
+    assert_eq!(
+        arrived.keys().cloned().collect::<BTreeSet<_>>(),
+        ids.iter().cloned().collect()
+    );
+    assert!(arrived.values().all(|(_, _, n)| *n == 1));
+    let archive = archived(&api).await;
+    assert_eq!(archive.len(), 12);
+    assert!(archive.values().all(|n| *n == 1));
+}
