@@ -147,9 +147,9 @@ impl StreamReader {
     }
 }
 
-/// A Lambda DynamoDB stream event of these records.
-pub fn stream_event(records: &[Value]) -> events::StreamEvent {
-    serde_json::from_value(json!({ "Records": records })).expect("a DynamoDB stream event")
+/// A Lambda DynamoDB stream event of these records, as the events function reads it (JSON).
+pub fn stream_event(records: &[Value]) -> Value {
+    json!({ "Records": records })
 }
 
 fn lambda_record(r: &aws_sdk_dynamodbstreams::types::Record, arn: &str) -> Value {
@@ -219,7 +219,7 @@ pub fn schema(kind: EventKind) -> Value {
 
 /// The problems of `value` against `schema`, for the keywords the schemas use: `type`,
 /// `required`, `properties`, `additionalProperties: false`, `items`, `enum`, `const`,
-/// `minimum`, `maximum`, `minLength`, `maxLength` and `format: date-time`. A keyword it does
+/// `minimum`, `maximum`, `minLength`, `maxLength`, `format: date-time` and `if`/`then`/`else`. A keyword it does
 /// not know is a problem too, so a schema cannot silently outgrow the check.
 pub fn validate(schema: &Value, value: &Value, at: &str) -> Vec<String> {
     let mut problems = Vec::new();
@@ -228,7 +228,17 @@ pub fn validate(schema: &Value, value: &Value, at: &str) -> Vec<String> {
     };
     for (k, rule) in s {
         match k.as_str() {
-            "$schema" | "$id" | "title" | "description" | "x-eventbridge" => {}
+            "$schema" | "$id" | "title" | "description" | "x-eventbridge" | "then" | "else" => {}
+            "if" => {
+                let branch = if validate(rule, value, at).is_empty() {
+                    "then"
+                } else {
+                    "else"
+                };
+                if let Some(sub) = s.get(branch) {
+                    problems.extend(validate(sub, value, at));
+                }
+            }
             "type" => {
                 let types: Vec<&str> = match rule {
                     Value::String(t) => vec![t.as_str()],

@@ -172,6 +172,7 @@ fn deps(api: &ApiStack, tap: &Tap) -> events::Deps<EventBridgeBus, ObjectStore> 
     events::Deps {
         bus: tap.bus.clone(),
         objects: ObjectStore::new(api.stack.s3.clone()),
+        sleep: events::TokioSleep,
         data_bucket: Some(api.stack.bucket.clone()),
     }
 }
@@ -257,7 +258,7 @@ async fn every_kind_is_published_once_per_committed_change_and_a_redelivery_adds
     let deps = deps(&api, &tap);
     let records = stream.next_records().await;
     assert!(!records.is_empty());
-    let response = events::handle(&deps, stream_event(&records)).await;
+    let response = events::handle(&deps, stream_event(&records)).await.unwrap();
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
 
     let first = by_id(&tap.drain().await);
@@ -309,7 +310,7 @@ async fn every_kind_is_published_once_per_committed_change_and_a_redelivery_adds
     assert!(archive.values().all(|n| *n == 1));
 
     // Lambda redelivers the same batch: the same events again, under the same ids only.
-    let response = events::handle(&deps, stream_event(&records)).await;
+    let response = events::handle(&deps, stream_event(&records)).await.unwrap();
     assert!(response.batch_item_failures.is_empty());
     let again = by_id(&tap.drain().await);
     assert_eq!(
@@ -328,7 +329,7 @@ async fn every_kind_is_published_once_per_committed_change_and_a_redelivery_adds
     let late = api.send(&post_tx(&key, "tx-ev-1")).await;
     assert_eq!(late.body["idempotent_replay"], true);
     let records = stream.next_records().await;
-    let response = events::handle(&deps, stream_event(&records)).await;
+    let response = events::handle(&deps, stream_event(&records)).await.unwrap();
     assert!(response.batch_item_failures.is_empty());
     assert!(tap.drain().await.is_empty(), "a replay publishes nothing");
 }
@@ -385,6 +386,7 @@ fn refusing<'a>(api: &ApiStack, tap: &'a Tap, id: &str, times: usize) -> events:
             calls: Mutex::new(Vec::new()),
         },
         objects: ObjectStore::new(api.stack.s3.clone()),
+        sleep: events::TokioSleep,
         data_bucket: Some(api.stack.bucket.clone()),
     }
 }
@@ -411,9 +413,10 @@ async fn twelve_decisions() -> (ApiStack, Tap, Vec<Value>, Vec<String>) {
     let dry = events::Deps {
         bus: verdict::ports::in_memory::InMemoryBus::default(),
         objects: verdict::ports::in_memory::InMemoryObjects::default(),
+        sleep: events::TokioSleep,
         data_bucket: None,
     };
-    events::handle(&dry, stream_event(&records)).await;
+    events::handle(&dry, stream_event(&records)).await.unwrap();
     let ids = dry.bus.published().into_iter().map(|e| e.event_id).collect();
     (api, tap, records, ids)
 }
@@ -422,7 +425,7 @@ async fn twelve_decisions() -> (ApiStack, Tap, Vec<Value>, Vec<String>) {
 async fn a_refused_putevents_entry_is_sent_again_alone_and_arrives_once() {
     let (api, tap, records, ids) = twelve_decisions().await;
     let deps = refusing(&api, &tap, &ids[4], 1);
-    let response = events::handle(&deps, stream_event(&records)).await;
+    let response = events::handle(&deps, stream_event(&records)).await.unwrap();
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
     let calls = deps.bus.calls.lock().unwrap().clone();
     assert_eq!(
@@ -453,7 +456,7 @@ async fn a_refused_putevents_entry_is_sent_again_alone_and_arrives_once() {
 async fn an_entry_that_keeps_failing_is_retried_by_lambda_from_its_record_and_nothing_is_lost() {
     let (api, tap, records, ids) = twelve_decisions().await;
     let deps = refusing(&api, &tap, &ids[4], usize::MAX);
-    let response = events::handle(&deps, stream_event(&records)).await;
+    let response = events::handle(&deps, stream_event(&records)).await.unwrap();
     let seq = |r: &Value| r["dynamodb"]["SequenceNumber"].as_str().unwrap().to_owned();
     let reported: Vec<String> = response
         .batch_item_failures
@@ -474,7 +477,9 @@ async fn an_entry_that_keeps_failing_is_retried_by_lambda_from_its_record_and_no
 
     // Lambda retries from the lowest reported sequence number; the bus has recovered.
     let from = records.iter().position(|r| seq(r) == reported[0]).unwrap();
-    let response = events::handle(&self::deps(&api, &tap), stream_event(&records[from..])).await;
+    let response = events::handle(&self::deps(&api, &tap), stream_event(&records[from..]))
+        .await
+        .unwrap();
     assert!(response.batch_item_failures.is_empty());
     let second = by_id(&tap.drain().await);
     let all: BTreeSet<String> = first.keys().chain(second.keys()).cloned().collect();
@@ -501,7 +506,7 @@ async fn an_archive_failure_reports_the_whole_batch_and_its_retry_archives_each_
     let (api, tap, records, ids) = twelve_decisions().await;
     let mut broken = deps(&api, &tap);
     broken.data_bucket = Some(format!("{}-missing", api.stack.bucket));
-    let response = events::handle(&broken, stream_event(&records)).await;
+    let response = events::handle(&broken, stream_event(&records)).await.unwrap();
     let seq = |r: &Value| r["dynamodb"]["SequenceNumber"].as_str().unwrap().to_owned();
     let reported: Vec<String> = response
         .batch_item_failures
@@ -512,7 +517,7 @@ async fn an_archive_failure_reports_the_whole_batch_and_its_retry_archives_each_
     assert!(archived(&api).await.is_empty());
     tap.drain().await;
     // Lambda retries from the same record.
-    let response = events::handle(&deps(&api, &tap), stream_event(&records)).await;
+    let response = events::handle(&deps(&api, &tap), stream_event(&records)).await.unwrap();
     assert!(response.batch_item_failures.is_empty());
     let archive = archived(&api).await;
     assert_eq!(
@@ -582,17 +587,18 @@ async fn a_bus_outage_reports_the_batch_and_its_retry_loses_nothing() {
     let deps = events::Deps {
         bus: EventBridgeBus::new(aws_sdk_eventbridge::Client::new(&config), &tap.bus_name),
         objects: ObjectStore::new(api.stack.s3.clone()),
+        sleep: events::TokioSleep,
         data_bucket: Some(api.stack.bucket.clone()),
     };
     // 3 SDK attempts for each of the publisher's 3 sends; then one that goes through.
     proxy.configure(json!({"next": {"PutEvents": vec!["internal"; 9]}}));
-    let response = events::handle(&deps, stream_event(&records)).await;
+    let response = events::handle(&deps, stream_event(&records)).await.unwrap();
     assert_eq!(response.batch_item_failures.len(), 12, "{response:?}");
     assert!(tap.drain().await.is_empty());
     assert!(archived(&api).await.is_empty());
     assert_eq!(proxy.faults_by_kind().get("internal"), Some(&9));
 
-    let response = events::handle(&deps, stream_event(&records)).await;
+    let response = events::handle(&deps, stream_event(&records)).await.unwrap();
     assert!(response.batch_item_failures.is_empty());
     let arrived = by_id(&tap.drain().await);
     assert_eq!(

@@ -10,7 +10,7 @@ use verdict::ports::in_memory::{InMemoryBus, InMemoryObjects};
 use verdict_integration::events::{schema, validate};
 use verdict_integration::repo_root;
 
-fn sample(name: &str) -> events::StreamEvent {
+fn sample(name: &str) -> Value {
     let path = repo_root().join("events/dynamodb").join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -20,6 +20,7 @@ fn deps() -> events::Deps<InMemoryBus, InMemoryObjects> {
     events::Deps {
         bus: InMemoryBus::default(),
         objects: InMemoryObjects::default(),
+        sleep: events::TokioSleep,
         data_bucket: Some("data".into()),
     }
 }
@@ -27,7 +28,7 @@ fn deps() -> events::Deps<InMemoryBus, InMemoryObjects> {
 /// The events a sample publishes, in order: (kind, detail).
 async fn published(name: &str) -> Vec<(EventKind, Value)> {
     let deps = deps();
-    let response = events::handle(&deps, sample(name)).await;
+    let response = events::handle(&deps, sample(name)).await.unwrap();
     assert!(response.batch_item_failures.is_empty(), "{name}: {response:?}");
     deps.bus.published().into_iter().map(|e| (e.kind, e.detail)).collect()
 }
@@ -113,7 +114,7 @@ async fn an_unreadable_record_is_skipped_and_does_not_block_the_batch() {
     broken["dynamodb"]["SequenceNumber"] = "1".into();
     event["Records"].as_array_mut().unwrap().insert(0, broken);
     let deps = deps();
-    let response = events::handle(&deps, serde_json::from_value(event).unwrap()).await;
+    let response = events::handle(&deps, event).await.unwrap();
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
     assert_eq!(
         deps.bus.published().len(),
@@ -123,12 +124,72 @@ async fn an_unreadable_record_is_skipped_and_does_not_block_the_batch() {
 }
 
 #[tokio::test]
+async fn a_record_that_does_not_deserialize_is_skipped_not_a_failed_invocation() {
+    let mut event = sample("stream-decision.json");
+    let mut odd = event["Records"][0].clone();
+    // Not the shape of a stream record at all: Keys as a string.
+    odd["dynamodb"]["Keys"] = "garbled".into();
+    odd["dynamodb"]["SequenceNumber"] = "1".into();
+    event["Records"].as_array_mut().unwrap().insert(0, odd);
+    let deps = deps();
+    let response = events::handle(&deps, event).await.expect("not a failed invocation");
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    assert_eq!(deps.bus.published().len(), 1, "the readable decision is published");
+}
+
+#[tokio::test]
+async fn a_record_without_a_sequence_number_fails_the_whole_batch_and_publishes_nothing() {
+    let mut event = sample("stream-decision.json");
+    event["Records"][0]["dynamodb"]
+        .as_object_mut()
+        .unwrap()
+        .remove("SequenceNumber");
+    let deps = deps();
+    let result = events::handle(&deps, event).await;
+    assert!(result.is_err(), "{result:?}");
+    assert!(deps.bus.published().is_empty());
+    assert!(
+        deps.objects.keys("data", "archive/").is_empty(),
+        "nothing archived under an empty name"
+    );
+}
+
+#[tokio::test]
+async fn a_300_kb_decision_is_published_shortened_and_flagged_and_keeps_its_schema() {
+    let mut event = sample("stream-decision.json");
+    let image = &mut event["Records"][0]["dynamodb"]["NewImage"];
+    let reasons = image["reasons"]["L"].as_array_mut().expect("the sample has reasons");
+    let mut big = reasons[0].clone();
+    big["M"]["text"] = serde_json::json!({"S": "x".repeat(300 * 1024)});
+    reasons.push(big);
+    let reasons_stored = reasons.len();
+    let deps = deps();
+    let response = events::handle(&deps, event).await.unwrap();
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    let published = deps.bus.published();
+    assert_eq!(published.len(), 1);
+    let detail = &published[0].detail;
+    assert_eq!(detail["truncated"], true);
+    assert!(detail.get("reasons").is_none() && detail.get("inputs").is_none());
+    assert!(verdict::ports::events::entry_size(&published[0]) < 256 * 1024);
+    assert_eq!(
+        validate(&schema(EventKind::Decision), detail, "decision"),
+        Vec::<String>::new()
+    );
+    // The archive keeps the whole decision.
+    let keys = deps.objects.keys("data", "archive/");
+    let lines = verdict::app::archive::read_lines(&deps.objects.object("data", &keys[0]).unwrap()).unwrap();
+    assert_eq!(lines[0]["reasons"].as_array().map(Vec::len), Some(reasons_stored));
+}
+
+#[tokio::test]
 async fn a_failed_entry_is_reported_by_its_sequence_number_with_what_follows() {
     let event = sample("stream-label.json");
-    let seqs: Vec<String> = event
-        .records
+    let seqs: Vec<String> = event["Records"]
+        .as_array()
+        .unwrap()
         .iter()
-        .map(|r| r.change.sequence_number.clone().unwrap())
+        .map(|r| r["dynamodb"]["SequenceNumber"].as_str().unwrap().to_owned())
         .collect();
     // The first label's event fails on every attempt.
     let id = published("stream-label.json").await[0].1["event_id"]
@@ -137,7 +198,7 @@ async fn a_failed_entry_is_reported_by_its_sequence_number_with_what_follows() {
         .to_owned();
     let deps = deps();
     deps.bus.fail_entry(&id, usize::MAX);
-    let response = events::handle(&deps, event).await;
+    let response = events::handle(&deps, event).await.unwrap();
     let reported: Vec<String> = response
         .batch_item_failures
         .iter()
@@ -151,8 +212,8 @@ async fn a_failed_entry_is_reported_by_its_sequence_number_with_what_follows() {
 #[tokio::test]
 async fn the_sample_decision_and_labels_are_archived_by_day() {
     let deps = deps();
-    events::handle(&deps, sample("stream-decision.json")).await;
-    events::handle(&deps, sample("stream-label.json")).await;
+    events::handle(&deps, sample("stream-decision.json")).await.unwrap();
+    events::handle(&deps, sample("stream-label.json")).await.unwrap();
     let keys = deps.objects.keys("data", "archive/");
     assert_eq!(keys.len(), 3, "{keys:?}");
     assert!(
@@ -211,4 +272,46 @@ fn the_schema_check_catches_a_wrong_detail() {
     let mut missing = good.clone();
     missing.as_object_mut().unwrap().remove("transaction_id");
     assert!(!validate(&s, &missing, "label").is_empty());
+}
+
+#[tokio::test]
+async fn the_decision_schema_is_exact_on_reasons_and_takes_a_score_that_was_nan() {
+    let s = schema(EventKind::Decision);
+    let good = published("stream-decision.json").await[0].1.clone();
+    assert_eq!(validate(&s, &good, "decision"), Vec::<String>::new());
+    // What the code emits for a NaN score (JSON has no NaN).
+    let raw = sample("stream-decision.json")["Records"][0].clone();
+    let record = verdict::adapters::dynamodb::decode_record(&serde_json::from_value(raw).unwrap());
+    let verdict::domain::events::RecordContent::Publish(verdict::domain::events::Change::Decision {
+        tenant,
+        mut record,
+    }) = record.content
+    else {
+        panic!("the sample is a decision");
+    };
+    record.score = f64::NAN;
+    let nan = verdict::domain::events::Change::Decision { tenant, record }
+        .to_event()
+        .detail;
+    assert!(nan["score"].is_null(), "{}", nan["score"]);
+    assert_eq!(validate(&s, &nan, "decision"), Vec::<String>::new());
+    let mut v = good.clone();
+    v["reasons"] = serde_json::json!([{"kind": "rule", "rule_id": "r1", "rule_version": 2, "action": "block", "text": "t"},
+        {"kind": "model", "code": "C", "feature": "f", "value": null, "contribution": 0.5, "text": "t"}]);
+    assert_eq!(validate(&s, &v, "decision"), Vec::<String>::new());
+    for bad in [
+        serde_json::json!([{"kind": "rule", "rule_id": "r1", "rule_version": 2, "action": "block", "text": "t", "extra": 1}]),
+        serde_json::json!([{"kind": "rule", "rule_id": "r1", "action": "block", "text": "t"}]),
+        serde_json::json!([{"kind": "model", "code": "C", "text": "t"}]),
+    ] {
+        let mut v = good.clone();
+        v["reasons"] = bad.clone();
+        assert!(!validate(&s, &v, "decision").is_empty(), "{bad} was not caught");
+    }
+    let mut v = good.clone();
+    v.as_object_mut().unwrap().remove("reasons");
+    assert!(
+        !validate(&s, &v, "decision").is_empty(),
+        "reasons may be left out only when truncated"
+    );
 }

@@ -5,7 +5,10 @@
 //! `DATA_BUCKET` (the archive's bucket; template.yaml sets it; unset: no archive), `RUST_LOG`
 //! (log filter, default `info`) and the usual AWS variables.
 
-use events::{Deps, EventBridgeBus, ObjectStore, StreamEvent};
+// The handler's future is deep (SDK calls inside the runtime's service).
+#![recursion_limit = "256"]
+
+use events::{Deps, EventBridgeBus, ObjectStore, TokioSleep};
 use lambda_runtime::{service_fn, LambdaEvent};
 use std::process::ExitCode;
 use verdict::adapters::eventbridge::LOCAL_EVENT_BUS;
@@ -24,8 +27,11 @@ async fn main() -> ExitCode {
     };
     // Lives as long as the process.
     let deps: &'static Deps<EventBridgeBus, ObjectStore> = Box::leak(Box::new(deps));
-    let served = lambda_runtime::run(service_fn(move |event: LambdaEvent<StreamEvent>| async move {
-        Ok::<_, lambda_runtime::Error>(events::handle(deps, event.payload).await)
+    // The event as JSON: each record is decoded on its own, so one odd record is skipped alone.
+    let served = lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {
+        events::handle(deps, event.payload)
+            .await
+            .map_err(|e| -> lambda_runtime::Error { e.into() })
     }))
     .await;
     exit_code(served)
@@ -44,6 +50,7 @@ async fn build() -> Result<Deps<EventBridgeBus, ObjectStore>, String> {
     Ok(Deps {
         bus: EventBridgeBus::new(aws_sdk_eventbridge::Client::new(&config), bus),
         objects: ObjectStore::new(s3_client(&config)),
+        sleep: TokioSleep,
         data_bucket,
     })
 }

@@ -10,6 +10,7 @@
 //! records archived; and an archive failure reports the whole batch, so its retry starts where it
 //! did.
 
+use crate::app::batch::NDJSON_TYPE;
 use crate::domain::events::{archive_key, ArchiveKind, ArchiveLine, RecordContent, StreamRecord};
 use crate::domain::TenantId;
 use crate::ports::objects::Objects;
@@ -18,8 +19,6 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
-
-pub const CONTENT_TYPE: &str = "application/x-ndjson";
 
 pub struct Archiver<'a, O> {
     pub objects: &'a O,
@@ -74,7 +73,7 @@ impl<O: Objects> Archiver<'_, O> {
                 .map_err(|e| StoreError::Rejected(format!("{key}: gzip: {e}")))?;
             let count = group.ids.len().to_string();
             self.objects
-                .put(self.bucket, &key, bytes, CONTENT_TYPE, &[("records", count.as_str())])
+                .put(self.bucket, &key, bytes, NDJSON_TYPE, &[("records", count.as_str())])
                 .await?;
             keys.push(key);
         }

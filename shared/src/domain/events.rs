@@ -172,10 +172,18 @@ impl Change {
         match self {
             // One decision per transaction id, never overwritten.
             Change::Decision { record, .. } => stable_id(&[kind, t, record.id.as_str()]),
+            // With the label it replaced: fraud@T → legit@T → fraud@T are three changes.
             Change::Label {
-                transaction_id, label, ..
+                transaction_id,
+                label,
+                previous,
+                ..
             } => {
                 let line = label.line.map(|l| l.to_string()).unwrap_or_default();
+                let (prev_value, prev_at) = previous
+                    .as_ref()
+                    .map(|p| (p.value.as_str(), p.labelled_at.to_rfc3339()))
+                    .unwrap_or(("", String::new()));
                 stable_id(&[
                     kind,
                     t,
@@ -186,6 +194,8 @@ impl Change {
                     label.file.as_deref().unwrap_or(""),
                     label.etag.as_deref().unwrap_or(""),
                     &line,
+                    prev_value,
+                    &prev_at,
                 ])
             }
             // A review is resolved once.
@@ -219,7 +229,7 @@ impl Change {
                 let r = record.as_ref();
                 detail.insert("transaction_id".into(), r.id.as_str().into());
                 detail.insert("decision".into(), r.decision.as_str().into());
-                detail.insert("score".into(), json!(r.score));
+                detail.insert("score".into(), json!(r.score)); // NaN: null, which the schema allows
                 detail.insert("risk_score".into(), r.risk_score.into());
                 detail.insert(
                     "reasons".into(),
@@ -302,6 +312,24 @@ impl Change {
             tenant: self.tenant().clone(),
             detail: Value::Object(detail),
         }
+    }
+}
+
+impl Event {
+    /// The event without its bulky parts, for an entry too large for the bus: a decision
+    /// without `reasons` and `inputs`, flagged `truncated: true` (its schema allows it). `None`:
+    /// nothing to leave out (other kinds are small by construction).
+    pub fn shortened(&self) -> Option<Event> {
+        if self.kind != EventKind::Decision {
+            return None;
+        }
+        let mut short = self.clone();
+        if let Value::Object(m) = &mut short.detail {
+            m.remove("reasons");
+            m.remove("inputs");
+            m.insert("truncated".into(), true.into());
+        }
+        Some(short)
     }
 }
 
@@ -426,6 +454,28 @@ mod tests {
         assert_eq!(a.event_id(), again.event_id());
         assert_ne!(a.event_id(), relabel.event_id());
         assert_eq!(a.to_event().detail["event_id"], a.event_id());
+    }
+
+    #[test]
+    fn a_label_changed_back_and_forth_at_the_same_time_gives_three_ids() {
+        let at = "2026-01-01T00:00:00Z";
+        let change = |l: StoredLabel, previous: Option<StoredLabel>| Change::Label {
+            tenant: TenantId::parse("acme").unwrap(),
+            transaction_id: TransactionId::parse("tx1").unwrap(),
+            label: l,
+            previous,
+        };
+        let fraud = label(LabelValue::Fraud, at);
+        let legit = label(LabelValue::Legit, at);
+        let ids: std::collections::BTreeSet<String> = [
+            change(fraud.clone(), None),
+            change(legit.clone(), Some(fraud.clone())),
+            change(fraud, Some(legit)),
+        ]
+        .iter()
+        .map(Change::event_id)
+        .collect();
+        assert_eq!(ids.len(), 3);
     }
 
     #[test]

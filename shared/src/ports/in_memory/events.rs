@@ -14,8 +14,10 @@ pub struct InMemoryBus {
     published: Mutex<Vec<Event>>,
     /// The number of entries of each call, in order.
     calls: Mutex<Vec<Vec<String>>>,
-    /// Event id → how many more times its entry fails.
-    failing: Mutex<HashMap<String, usize>>,
+    /// Event id → how many more times its entry fails, and with which code.
+    failing: Mutex<HashMap<String, (usize, String)>>,
+    /// Event ids whose calls fail whole with a permanent refusal (a whole-call ValidationException).
+    poison: Mutex<Vec<String>>,
     /// How many more whole calls fail.
     down: Mutex<usize>,
 }
@@ -33,7 +35,17 @@ impl InMemoryBus {
 
     /// The entry of `event_id` fails the next `times` times it is sent.
     pub fn fail_entry(&self, event_id: &str, times: usize) {
-        lock(&self.failing).insert(event_id.to_owned(), times);
+        self.refuse_entry(event_id, times, "InternalFailure");
+    }
+
+    /// The entry of `event_id` is refused with `code` the next `times` times it is sent.
+    pub fn refuse_entry(&self, event_id: &str, times: usize, code: &str) {
+        lock(&self.failing).insert(event_id.to_owned(), (times, code.to_owned()));
+    }
+
+    /// Every call carrying `event_id` fails whole, permanently (`Rejected`).
+    pub fn reject_calls_with(&self, event_id: &str) {
+        lock(&self.poison).push(event_id.to_owned());
     }
 
     /// The next `calls` calls fail whole (`Unavailable`).
@@ -56,15 +68,18 @@ impl EventBus for InMemoryBus {
                 return Err(StoreError::Unavailable("PutEvents: the bus is down".into()));
             }
         }
+        if events.iter().any(|e| lock(&self.poison).contains(&e.event_id)) {
+            return Err(StoreError::Rejected("PutEvents: ValidationException (injected)".into()));
+        }
         let mut failing = lock(&self.failing);
         let mut published = lock(&self.published);
         Ok(events
             .iter()
             .map(|e| match failing.get_mut(&e.event_id) {
-                Some(n) if *n > 0 => {
+                Some((n, code)) if *n > 0 => {
                     *n -= 1;
                     EntryOutcome::Failed {
-                        code: "InternalFailure".into(),
+                        code: code.clone(),
                         message: "injected".into(),
                     }
                 }
