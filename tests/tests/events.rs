@@ -234,7 +234,8 @@ async fn every_kind_is_published_once_per_committed_change_and_a_redelivery_adds
     let tap = Tap::new(&api.stack.config).await;
     let mut stream = StreamReader::new(&api.stack.config, &api.stack.dynamodb, &api.stack.table).await;
 
-    // A model activation, two decisions, a refused request and a replay (nothing committed).
+    // A model activation, two decisions, a refused request, a replay and a conflict (the same
+    // transaction id with another body): the last three commit nothing.
     let (tenant, key) = api.tenant("acme").await;
     for id in ["tx-ev-1", "tx-ev-2"] {
         let r = api.send(&post_tx(&key, id)).await;
@@ -244,6 +245,10 @@ async fn every_kind_is_published_once_per_committed_change_and_a_redelivery_adds
     assert_eq!(replay.body["idempotent_replay"], true, "{}", replay.body);
     let refused = api.send(&post_tx(&key, "tx-ev-3").body("{\"id\": 7}")).await;
     assert_eq!(refused.status, 400, "{}", refused.body);
+    let mut other = post_tx(&key, "tx-ev-1").body_json();
+    other["amount"] = json!(999_999);
+    let conflict = api.send(&post_tx(&key, "tx-ev-1").json(&other)).await;
+    assert_eq!(conflict.status, 409, "{}", conflict.body);
 
     // A label, then a relabel, through the labels path.
     let t1 = sample_tx("tx-ev-1");
@@ -291,6 +296,16 @@ async fn every_kind_is_published_once_per_committed_change_and_a_redelivery_adds
         decided,
         BTreeSet::from(["tx-ev-1", "tx-ev-2"]),
         "no event for the refused request"
+    );
+    let amounts: Vec<&Value> = first
+        .values()
+        .filter(|(t, d, _)| t == EventKind::Decision.detail_type() && d["transaction_id"] == "tx-ev-1")
+        .map(|(_, d, _)| &d["inputs"]["amount"])
+        .collect();
+    assert_eq!(
+        amounts,
+        vec![&json!(5731)],
+        "one decision for tx-ev-1, none for the conflicting body"
     );
     let labels: BTreeSet<&str> = first
         .values()
