@@ -21,14 +21,32 @@ pub struct Tap {
 impl Tap {
     pub async fn new(config: &SdkConfig) -> Tap {
         let bus_name = format!("verdict-events-{}", unique_suffix());
-        let events = aws_sdk_eventbridge::Client::new(config);
-        let bus = EventBridgeBus::new(events.clone(), &bus_name);
+        let bus = EventBridgeBus::new(aws_sdk_eventbridge::Client::new(config), &bus_name);
         assert!(bus.create_if_missing().await.expect("CreateEventBus"));
         let sqs = aws_sdk_sqs::Client::new(config);
-        let queue_url =
-            verdict::adapters::eventbridge::create_tap(&events, &sqs, &bus_name, &format!("{bus_name}-tap"))
-                .await
-                .expect("the tap");
+        let queue_url = sqs
+            .create_queue()
+            .queue_name(format!("{bus_name}-tap"))
+            .send()
+            .await
+            .expect("CreateQueue")
+            .queue_url()
+            .expect("a queue URL")
+            .to_owned();
+        let arn = sqs
+            .get_queue_attributes()
+            .queue_url(&queue_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .expect("GetQueueAttributes")
+            .attributes()
+            .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
+            .cloned()
+            .expect("the queue ARN");
+        bus.tap_into(&format!("{bus_name}-tap"), &arn)
+            .await
+            .expect("the tap rule");
         Tap {
             bus,
             bus_name,

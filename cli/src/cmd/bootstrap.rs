@@ -16,7 +16,7 @@ use anyhow::Context;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use verdict::adapters::dynamodb::create_table_if_missing;
-use verdict::adapters::{DynamoStore, S3Blobs};
+use verdict::adapters::{DynamoStore, EventBridgeBus, S3Blobs};
 use verdict::domain::model::{Model, ModelSource};
 use verdict::domain::policy::Thresholds;
 use verdict::domain::registry::{ModelRegistration, ModelStatus};
@@ -119,16 +119,21 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         }
 
         let config = verdict::adapters::aws_config_from_env().await;
-        let bus = verdict::adapters::eventbridge::bootstrap_bus(&config, &a.event_bus, a.events_tap.as_deref())
+        let bus = EventBridgeBus::new(aws_sdk_eventbridge::Client::new(&config), &a.event_bus);
+        let created = bus
+            .create_if_missing()
             .await
             .map_err(err)
             .with_context(|| format!("cannot create event bus {}", a.event_bus))?;
         eprintln!(
             "  event bus {}: {}",
             a.event_bus,
-            if bus.created { "created" } else { "exists" }
+            if created { "created" } else { "exists" }
         );
-        if let Some(url) = &bus.tap_queue_url {
+        if let Some(queue) = &a.events_tap {
+            let url = events_tap(&aws_sdk_sqs::Client::new(&config), &bus, queue)
+                .await
+                .with_context(|| format!("cannot create the events tap {queue}"))?;
             eprintln!("  events tap: every verdict.* event on {} goes to {url}", a.event_bus);
         }
 
@@ -188,4 +193,34 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         );
         Ok(())
     })?
+}
+
+/// The local tap: an SQS queue `queue` (made unless it exists) and a rule of the same name on
+/// the bus sending it every Verdict event. Local stacks only (moto delivers without a queue
+/// policy), which is why SQS is the CLI's dependency, not the functions'. Returns the queue URL.
+async fn events_tap(sqs: &aws_sdk_sqs::Client, bus: &EventBridgeBus, queue: &str) -> anyhow::Result<String> {
+    use aws_sdk_sqs::error::DisplayErrorContext;
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let url = sqs
+        .create_queue()
+        .queue_name(queue)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("SQS CreateQueue {queue}: {}", DisplayErrorContext(&e)))?
+        .queue_url()
+        .context("SQS CreateQueue answered no queue URL")?
+        .to_owned();
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("SQS GetQueueAttributes {queue}: {}", DisplayErrorContext(&e)))?
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn))
+        .cloned()
+        .context("SQS GetQueueAttributes answered no QueueArn")?;
+    bus.tap_into(queue, &arn).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(url)
 }

@@ -106,82 +106,33 @@ impl EventBus for EventBridgeBus {
 /// The rule pattern of a tap: every Verdict event.
 pub const TAP_PATTERN: &str = r#"{"source": [{"prefix": "verdict."}]}"#;
 
-/// A local stack's "tap": an SQS queue `queue_name` and a rule on `bus_name` sending it every
-/// Verdict event, so what arrived on the bus can be listed (`aws sqs receive-message`). Made
-/// by `verdict bootstrap --events-tap` and the tests; idempotent. Returns the queue URL.
-pub async fn create_tap(
-    events: &Client,
-    sqs: &aws_sdk_sqs::Client,
-    bus_name: &str,
-    queue_name: &str,
-) -> Result<String, StoreError> {
-    let fail = |op: &str, e: String| StoreError::Unavailable(format!("{op} (tap {queue_name}): {e}"));
-    let queue_url = sqs
-        .create_queue()
-        .queue_name(queue_name)
-        .send()
-        .await
-        .map_err(|e| fail("SQS CreateQueue", DisplayErrorContext(&e).to_string()))?
-        .queue_url()
-        .unwrap_or_default()
-        .to_owned();
-    let queue_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&queue_url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .map_err(|e| fail("SQS GetQueueAttributes", DisplayErrorContext(&e).to_string()))?
-        .attributes()
-        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
-        .cloned()
-        .unwrap_or_default();
-    events
-        .put_rule()
-        .name(queue_name)
-        .event_bus_name(bus_name)
-        .event_pattern(TAP_PATTERN)
-        .send()
-        .await
-        .map_err(|e| fail("EventBridge PutRule", DisplayErrorContext(&e).to_string()))?;
-    let target = aws_sdk_eventbridge::types::Target::builder()
-        .id("tap")
-        .arn(queue_arn)
-        .build()
-        .map_err(|e| StoreError::Rejected(format!("tap target: {e}")))?;
-    events
-        .put_targets()
-        .rule(queue_name)
-        .event_bus_name(bus_name)
-        .targets(target)
-        .send()
-        .await
-        .map_err(|e| fail("EventBridge PutTargets", DisplayErrorContext(&e).to_string()))?;
-    Ok(queue_url)
-}
-
-/// What [`bootstrap_bus`] found or made.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LocalBus {
-    pub created: bool,
-    /// The tap queue's URL, when one was asked for.
-    pub tap_queue_url: Option<String>,
-}
-
-/// A local stack's bus (`verdict bootstrap`): created unless it exists, with a tap queue when
-/// `tap_queue` names one.
-pub async fn bootstrap_bus(
-    config: &aws_config::SdkConfig,
-    bus_name: &str,
-    tap_queue: Option<&str>,
-) -> Result<LocalBus, StoreError> {
-    let events = Client::new(config);
-    let created = EventBridgeBus::new(events.clone(), bus_name)
-        .create_if_missing()
-        .await?;
-    let tap_queue_url = match tap_queue {
-        Some(q) => Some(create_tap(&events, &aws_sdk_sqs::Client::new(config), bus_name, q).await?),
-        None => None,
-    };
-    Ok(LocalBus { created, tap_queue_url })
+impl EventBridgeBus {
+    /// A local stack's "tap" rule: `rule` on this bus sends every Verdict event to `target_arn`
+    /// (an SQS queue the caller made: `verdict bootstrap --events-tap`, the tests), so what
+    /// arrived can be listed. Idempotent.
+    pub async fn tap_into(&self, rule: &str, target_arn: &str) -> Result<(), StoreError> {
+        let fail = |op: &str, e: String| StoreError::Unavailable(format!("EventBridge {op} (tap {rule}): {e}"));
+        self.client
+            .put_rule()
+            .name(rule)
+            .event_bus_name(&self.bus_name)
+            .event_pattern(TAP_PATTERN)
+            .send()
+            .await
+            .map_err(|e| fail("PutRule", DisplayErrorContext(&e).to_string()))?;
+        let target = aws_sdk_eventbridge::types::Target::builder()
+            .id("tap")
+            .arn(target_arn)
+            .build()
+            .map_err(|e| StoreError::Rejected(format!("tap target: {e}")))?;
+        self.client
+            .put_targets()
+            .rule(rule)
+            .event_bus_name(&self.bus_name)
+            .targets(target)
+            .send()
+            .await
+            .map_err(|e| fail("PutTargets", DisplayErrorContext(&e).to_string()))?;
+        Ok(())
+    }
 }
