@@ -2,13 +2,16 @@
 //! the data bucket, one object per (tenant, kind, day) group of the batch, named by the sequence
 //! number of the group's first record ([`archive_key`]).
 //!
-//! Why that gives every committed record exactly once across redeliveries, without a checkpoint
-//! (Lambda's DynamoDB stream records carry no shard id to key one by; docs/events.md has the
-//! argument): the same batch start gives the same names, so a redelivery overwrites its own
-//! objects; the consumer ([`crate::app::events::StreamConsumer`]) archives only the records before
-//! the first one it reports failed, so a retry that starts at that record finds none of its
-//! records archived; and an archive failure reports the whole batch, so its retry starts where it
-//! did.
+//! The guarantee, precisely: every committed record is archived exactly once under the
+//! deliveries the event source mapping makes (a redelivered batch, a retry from a reported
+//! record, a bisected batch), without a checkpoint (Lambda's DynamoDB stream records carry no
+//! shard id to key one by; docs/events.md has the argument): the same batch start gives the
+//! same names, so a redelivery overwrites its own objects; the consumer
+//! ([`crate::app::events::StreamConsumer`]) archives only the records before the first one it
+//! reports failed, so a retry that starts at that record finds none of its records archived; and
+//! an archive failure reports the whole batch, so its retry starts where it did. A shard re-read
+//! from an earlier position (which at-least-once allows) starts its batches elsewhere and can
+//! archive a record again: every line carries `event_id`, and readers deduplicate on it.
 
 use crate::app::batch::NDJSON_TYPE;
 use crate::domain::events::{archive_key, ArchiveKind, ArchiveLine, RecordContent, StreamRecord};
