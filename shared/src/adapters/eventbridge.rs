@@ -2,7 +2,7 @@
 //! reports it (an entry with an `ErrorCode` failed alone).
 
 use crate::domain::events::Event;
-use crate::ports::events::{check_batch_size, EntryOutcome, EventBus};
+use crate::ports::events::{check_batch_size, EntryOutcome, EventBus, INVALID_CALL_CODE};
 use crate::ports::StoreError;
 use aws_sdk_eventbridge::error::DisplayErrorContext;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
@@ -70,18 +70,21 @@ impl EventBus for EventBridgeBus {
                     .build()
             })
             .collect();
-        let out = self
-            .client
-            .put_events()
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .map_err(|e| {
-                crate::adapters::sdk_errors::classified(
-                    format!("EventBridge PutEvents {}: {}", self.bus_name, DisplayErrorContext(&e)),
-                    &e,
-                )
-            })?;
+        let out = match self.client.put_events().set_entries(Some(entries)).send().await {
+            Ok(out) => out,
+            Err(e) => {
+                let message = format!("EventBridge PutEvents {}: {}", self.bus_name, DisplayErrorContext(&e));
+                // A one-entry call refused as invalid: that entry's own refusal (see EventBus).
+                let code = e.as_service_error().and_then(|s| s.meta().code());
+                if events.len() == 1 && code == Some(INVALID_CALL_CODE) {
+                    return Ok(vec![EntryOutcome::Failed {
+                        code: INVALID_CALL_CODE.to_owned(),
+                        message,
+                    }]);
+                }
+                return Err(crate::adapters::sdk_errors::classified(message, &e));
+            }
+        };
         let results = out.entries();
         if results.len() != events.len() {
             return Err(StoreError::Unavailable(format!(

@@ -6,9 +6,11 @@
 //! - The entries the bus refuses for now (throttled, an internal failure, no answer for them)
 //!   are sent again together, after a short jittered wait, up to [`Publisher::entry_attempts`]
 //!   sends in all, never with the entries already published beside them.
-//! - An entry refused for good (one of [`crate::ports::events::PERMANENT_ENTRY_CODES`]), or a call refused whole for
-//!   good (split into single entries first, so only the bad one is lost), is logged, counted
-//!   and skipped, like an unreadable record: it can never block the shard.
+//! - An entry refused for good (one of [`crate::ports::events::PERMANENT_ENTRY_CODES`]) is
+//!   logged, counted and skipped, like an unreadable record: it can never block the shard. A
+//!   call refused whole for good is split into single entries, so only an entry refused as
+//!   invalid alone is skipped; a refusal that is no entry's fault (access denied, no such bus)
+//!   fails the record, and the shard waits (IteratorAge alarm) until it is fixed.
 //! - If an entry still fails (or a whole call does, for now), that record and every record
 //!   after it in the batch are reported as failed, and nothing after it is sent: Lambda retries
 //!   the shard from the lowest reported sequence number, so the order of the shard is kept and
@@ -140,10 +142,8 @@ impl<'a, B: EventBus, S: Sleep> Publisher<'a, B, S> {
                     match self.attempts(vec![p], report).await {
                         Sent::Done => {}
                         Sent::Failed(i) => first_failed = first_failed.or(Some(i)),
-                        Sent::Refused(_) => {
-                            report.refused += 1;
-                            tracing::error!(event_id = %p.1.event_id, "event refused whole by the bus: skipped");
-                        }
+                        // Not the entry's fault (access denied, no such bus): block until fixed.
+                        Sent::Refused(_) => first_failed = first_failed.or(Some(p.0)),
                     }
                 }
                 first_failed
@@ -418,6 +418,17 @@ mod tests {
         assert_eq!((report.published, report.refused), (3, 1));
         let ids: Vec<String> = bus.published().iter().map(|e| e.event_id.clone()).collect();
         assert!(!ids.contains(&id_of(&recs[2])));
+    }
+
+    #[test]
+    fn a_call_refused_whole_for_no_entry_s_fault_fails_the_batch_and_skips_nothing() {
+        let bus = InMemoryBus::default();
+        let recs = records(3);
+        bus.deny_calls();
+        let report = block_on(Publisher::new(&bus, &Waits::default()).publish(&recs));
+        assert_eq!(report.refused, 0);
+        let all: Vec<String> = recs.iter().map(|r| r.sequence_number.clone()).collect();
+        assert_eq!(report.failed, all);
     }
 
     #[test]

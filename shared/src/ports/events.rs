@@ -30,6 +30,12 @@ pub const PERMANENT_ENTRY_CODES: &[&str] = &[
     "ValidationException",
 ];
 
+/// The error code of a whole call refused as invalid. Refused with one entry only, it is that
+/// entry's refusal: the bus reports it as the entry's [`EntryOutcome::Failed`] (permanent), so
+/// the publisher can split a refused call and skip only the entry at fault. Any other whole-call
+/// refusal (access denied, no such bus) stays an error and blocks the shard until it is fixed.
+pub const INVALID_CALL_CODE: &str = "ValidationException";
+
 /// What the bus answered for one entry, in the order of the entries sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EntryOutcome {

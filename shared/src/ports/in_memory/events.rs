@@ -4,7 +4,7 @@
 
 use super::lock;
 use crate::domain::events::Event;
-use crate::ports::events::{check_batch_size, EntryOutcome, EventBus};
+use crate::ports::events::{check_batch_size, EntryOutcome, EventBus, INVALID_CALL_CODE};
 use crate::ports::StoreError;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -16,8 +16,10 @@ pub struct InMemoryBus {
     calls: Mutex<Vec<Vec<String>>>,
     /// Event id → how many more times its entry fails, and with which code.
     failing: Mutex<HashMap<String, (usize, String)>>,
-    /// Event ids whose calls fail whole with a permanent refusal (a whole-call ValidationException).
+    /// Event ids whose calls are refused whole as invalid (a whole-call ValidationException).
     poison: Mutex<Vec<String>>,
+    /// Every call is refused whole for good, not as invalid (access denied).
+    denied: Mutex<bool>,
     /// How many more whole calls fail.
     down: Mutex<usize>,
 }
@@ -43,9 +45,15 @@ impl InMemoryBus {
         lock(&self.failing).insert(event_id.to_owned(), (times, code.to_owned()));
     }
 
-    /// Every call carrying `event_id` fails whole, permanently (`Rejected`).
+    /// Every call carrying `event_id` is refused whole as invalid, as EventBridge answers:
+    /// `Rejected`, or that entry's [`INVALID_CALL_CODE`] outcome when it is alone.
     pub fn reject_calls_with(&self, event_id: &str) {
         lock(&self.poison).push(event_id.to_owned());
+    }
+
+    /// Every call is refused whole for good (`Rejected`, as an access denied would be).
+    pub fn deny_calls(&self) {
+        *lock(&self.denied) = true;
     }
 
     /// The next `calls` calls fail whole (`Unavailable`).
@@ -68,7 +76,18 @@ impl EventBus for InMemoryBus {
                 return Err(StoreError::Unavailable("PutEvents: the bus is down".into()));
             }
         }
+        if *lock(&self.denied) {
+            return Err(StoreError::Rejected(
+                "PutEvents: AccessDeniedException (injected)".into(),
+            ));
+        }
         if events.iter().any(|e| lock(&self.poison).contains(&e.event_id)) {
+            if events.len() == 1 {
+                return Ok(vec![EntryOutcome::Failed {
+                    code: INVALID_CALL_CODE.into(),
+                    message: "injected".into(),
+                }]);
+            }
             return Err(StoreError::Rejected("PutEvents: ValidationException (injected)".into()));
         }
         let mut failing = lock(&self.failing);
