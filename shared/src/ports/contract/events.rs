@@ -3,7 +3,7 @@
 
 use crate::domain::events::{Event, EventKind};
 use crate::domain::TenantId;
-use crate::ports::events::{EntryOutcome, EventBus, MAX_ENTRIES_PER_CALL};
+use crate::ports::events::{entry_size, EntryOutcome, EventBus, MAX_ENTRIES_PER_CALL, MAX_REQUEST_BYTES};
 use crate::ports::StoreError;
 use serde_json::json;
 use std::future::Future;
@@ -33,6 +33,20 @@ pub async fn event_bus<B: EventBus, D: Delivered>(bus: &B, tap: &D, prefix: &str
     match bus.put_events(&too_many).await {
         Err(StoreError::Rejected(_)) => {}
         other => panic!("11 entries must be refused, got {other:?}"),
+    }
+
+    // More bytes than a call takes (EventBridge's count) is refused before anything is sent.
+    let heavy: Vec<Event> = (0..2)
+        .map(|i| {
+            let mut e = event(EventKind::Decision, &format!("{prefix}-big-heavy-{i}"));
+            e.detail["pad"] = json!("x".repeat(MAX_REQUEST_BYTES / 2));
+            e
+        })
+        .collect();
+    assert!(heavy.iter().map(entry_size).sum::<usize>() > MAX_REQUEST_BYTES);
+    match bus.put_events(&heavy).await {
+        Err(StoreError::Rejected(_)) => {}
+        other => panic!("a call over {MAX_REQUEST_BYTES} bytes must be refused, got {other:?}"),
     }
 
     // One outcome per entry, in order; each delivered once with its source, type and detail.
