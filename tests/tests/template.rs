@@ -542,8 +542,9 @@ fn the_watch_router_sends_every_contract_path_to_the_api() {
         .any(|d| d.starts_with("/v1/reports:")));
 }
 
-/// The events function's stream mapping: partial batch failures, bounded retries with a
-/// destination, one batch per shard, and a filter passing exactly the items it publishes.
+/// The events function's stream mapping: partial batch failures, retries until the records are
+/// 24 h old then a destination, batches of 500 / 10 s, one batch per shard, and a filter passing
+/// exactly the items it publishes.
 #[test]
 fn the_events_mapping_reports_item_failures_and_passes_the_published_items() {
     let (_, t) = template();
