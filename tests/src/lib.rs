@@ -12,6 +12,7 @@
 //!   for the tests that inject faults; the others talk to moto directly.
 
 pub mod api;
+pub mod events;
 pub mod faults;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};

@@ -159,6 +159,13 @@ fn table_drift(template: &Value, spec: &TableSpec) -> Vec<String> {
             spec.ttl_attribute
         ));
     }
+    let stream = text(at(&props, &["StreamSpecification", "StreamViewType"]));
+    if stream.as_deref() != Some(spec.stream_view_type) {
+        drift.push(format!(
+            "StreamSpecification: template {stream:?}, spec {:?}",
+            spec.stream_view_type
+        ));
+    }
     drift
 }
 
@@ -338,6 +345,11 @@ fn a_drifted_template_table_is_caught() {
             "        AttributeName: expires_at\n        Enabled: false",
             "TimeToLiveSpecification",
         ),
+        (
+            "StreamViewType: NEW_AND_OLD_IMAGES",
+            "StreamViewType: KEYS_ONLY",
+            "StreamSpecification",
+        ),
     ];
     for (from, to, what) in cases {
         let drifted = parse("drifted template", &mutate(&text, from, to));
@@ -377,6 +389,10 @@ fn a_drifted_table_spec_is_caught() {
         TableSpec { indexes: &[], ..TABLE },
         TableSpec {
             ttl_attribute: "ttl",
+            ..TABLE
+        },
+        TableSpec {
+            stream_view_type: "NEW_IMAGE",
             ..TABLE
         },
     ];
@@ -524,4 +540,165 @@ fn the_watch_router_sends_every_contract_path_to_the_api() {
     assert!(router_drift(&cargo, &parse("drifted openapi", &extra))
         .iter()
         .any(|d| d.starts_with("/v1/reports:")));
+}
+
+/// The events function's stream mapping: partial batch failures, retries until the records are
+/// 24 h old then a destination, batches of 500 / 10 s, one batch per shard, and a filter passing
+/// exactly the items it publishes.
+#[test]
+fn the_events_mapping_reports_item_failures_and_passes_the_published_items() {
+    let (_, t) = template();
+    let m = at(&t, &["Resources", "EventsStreamMapping", "Properties"]).expect("EventsStreamMapping");
+    let responses: Vec<String> = list(at(m, &["FunctionResponseTypes"]))
+        .iter()
+        .filter_map(|v| text(Some(v)))
+        .collect();
+    assert_eq!(responses, vec!["ReportBatchItemFailures".to_owned()]);
+    assert_eq!(text(at(m, &["BisectBatchOnFunctionError"])).as_deref(), Some("true"));
+    assert_eq!(text(at(m, &["ParallelizationFactor"])).as_deref(), Some("1"));
+    // Retried until the records are 24 h old (an outage never skips them), then to the queue.
+    assert_eq!(text(at(m, &["MaximumRetryAttempts"])).as_deref(), Some("-1"));
+    assert_eq!(text(at(m, &["MaximumRecordAgeInSeconds"])).as_deref(), Some("86400"));
+    assert!(at(m, &["DestinationConfig", "OnFailure", "Destination"]).is_some());
+    assert_eq!(text(at(m, &["BatchSize"])).as_deref(), Some("500"));
+    assert_eq!(text(at(m, &["MaximumBatchingWindowInSeconds"])).as_deref(), Some("10"));
+    let filters = list(at(m, &["FilterCriteria", "Filters"]));
+    assert_eq!(filters.len(), 1);
+    let pattern: serde_json::Value = serde_json::from_str(&text(at(&filters[0], &["Pattern"])).unwrap()).unwrap();
+    let sort_keys: BTreeSet<&str> = pattern["dynamodb"]["Keys"]["sk"]["S"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert_eq!(
+        sort_keys,
+        verdict::adapters::dynamodb::PUBLISHED_SORT_KEYS.into_iter().collect(),
+        "the filter passes exactly the items the stream decoder publishes"
+    );
+    let view = text(at(
+        &t,
+        &[
+            "Resources",
+            TABLE_RESOURCE,
+            "Properties",
+            "StreamSpecification",
+            "StreamViewType",
+        ],
+    ));
+    assert_eq!(view.as_deref(), Some("NEW_AND_OLD_IMAGES"));
+}
+
+/// Every function of the workspace is a function of the template, built from its package.
+#[test]
+fn every_function_package_is_a_template_function() {
+    let (_, t) = template();
+    let root = repo_root();
+    let resources = at(&t, &["Resources"])
+        .and_then(|r| untag(r).as_mapping().cloned())
+        .unwrap();
+    let code_uris: BTreeSet<String> = resources
+        .values()
+        .filter(|r| text(at(r, &["Type"])).as_deref() == Some("AWS::Serverless::Function"))
+        .filter_map(|r| text(at(r, &["Properties", "CodeUri"])))
+        .collect();
+    for entry in std::fs::read_dir(root.join("functions")).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(
+            code_uris.contains(&format!("functions/{name}")),
+            "functions/{name} has no template function"
+        );
+    }
+}
+
+/// A stuck stream is seen long before its records age out: an alarm on the events function's
+/// IteratorAge above 15 minutes.
+#[test]
+fn the_events_function_has_an_iterator_age_alarm() {
+    let (_, t) = template();
+    let resources = at(&t, &["Resources"])
+        .and_then(|r| untag(r).as_mapping().cloned())
+        .unwrap();
+    let alarm = resources
+        .values()
+        .find(|r| {
+            text(at(r, &["Type"])).as_deref() == Some("AWS::CloudWatch::Alarm")
+                && text(at(r, &["Properties", "MetricName"])).as_deref() == Some("IteratorAge")
+        })
+        .expect("an IteratorAge alarm");
+    let p = at(alarm, &["Properties"]).unwrap();
+    assert_eq!(text(at(p, &["Namespace"])).as_deref(), Some("AWS/Lambda"));
+    let dims = list(at(p, &["Dimensions"]));
+    assert!(
+        dims.iter()
+            .any(|d| text(at(d, &["Name"])).as_deref() == Some("FunctionName")
+                && text(at(d, &["Value"])).as_deref() == Some("EventsFunction")),
+        "{dims:?}"
+    );
+    let threshold: f64 = text(at(p, &["Threshold"])).unwrap().parse().unwrap();
+    assert!(threshold <= 15.0 * 60.0 * 1000.0, "milliseconds: at most 15 minutes");
+    assert_eq!(
+        text(at(p, &["ComparisonOperator"])).as_deref(),
+        Some("GreaterThanThreshold")
+    );
+}
+
+/// The archive's Glue tables: a partition key is never also a data column (Athena refuses
+/// duplicates), and days are projected up to tomorrow (transactions may be dated 24 h ahead).
+#[test]
+fn the_archive_tables_partition_on_tenant_and_date_up_to_tomorrow() {
+    let (_, t) = template();
+    for table in ["ArchiveDecisionsTable", "ArchiveLabelsTable"] {
+        let input = at(&t, &["Resources", table, "Properties", "TableInput"]).expect(table);
+        let names = |path: &[&str]| -> BTreeSet<String> {
+            list(at(input, path))
+                .iter()
+                .filter_map(|c| text(at(c, &["Name"])))
+                .collect()
+        };
+        let keys = names(&["PartitionKeys"]);
+        assert_eq!(
+            keys,
+            BTreeSet::from(["tenant".to_owned(), "date".to_owned()]),
+            "{table}"
+        );
+        let columns = names(&["StorageDescriptor", "Columns"]);
+        assert!(
+            columns.is_disjoint(&keys),
+            "{table}: {:?}",
+            columns.intersection(&keys).collect::<Vec<_>>()
+        );
+        assert!(columns.contains("event_id"), "{table}: readers dedupe on it");
+        assert_eq!(
+            text(at(input, &["Parameters", "projection.date.range"])).as_deref(),
+            Some("2000-01-01,NOW+1DAYS"),
+            "{table}"
+        );
+    }
+}
+
+/// The webhook: its rule can be narrowed to one tenant, and its secret has no dummy default
+/// (a Rules assertion refuses a webhook without it).
+#[test]
+fn the_webhook_filters_on_a_tenant_and_needs_its_secret() {
+    let (text_, t) = template();
+    let secret = at(&t, &["Parameters", "WebhookAuthValue"]).unwrap();
+    assert_eq!(text(at(secret, &["NoEcho"])).as_deref(), Some("true"));
+    assert_eq!(text(at(secret, &["Default"])).as_deref(), Some(""), "no dummy secret");
+    let rules = at(&t, &["Rules"])
+        .and_then(|r| untag(r).as_mapping().cloned())
+        .expect("a Rules section");
+    let asserts_secret = rules
+        .values()
+        .any(|r| serde_yaml::to_string(r).is_ok_and(|y| y.contains("WebhookUrl") && y.contains("WebhookAuthValue")));
+    assert!(asserts_secret, "a rule refuses a webhook URL without its secret");
+    assert!(at(&t, &["Parameters", "WebhookTenant"]).is_some());
+    let rule = at(&t, &["Resources", "WebhookRule", "Properties", "EventPattern"]).unwrap();
+    let pattern = serde_yaml::to_string(rule).unwrap();
+    assert!(
+        pattern.contains("HasWebhookTenant") && pattern.contains("WebhookTenant"),
+        "{pattern}"
+    );
+    assert!(pattern.contains("detail") && pattern.contains("tenant"), "{pattern}");
+    assert!(text_.contains("HasWebhookTenant: !Not [!Equals [!Ref WebhookTenant, '']]"));
 }

@@ -5,6 +5,9 @@
 //!   (tests/tests/template.rs proves they agree), with TTL on.
 //! - The buckets are created empty. On AWS, `sam deploy` creates them with encryption, versioning and
 //!   the TLS-only policy; this command is for the local stack and for trying things out.
+//! - The EventBridge bus the events function publishes to (`--event-bus`, default
+//!   `verdict-events`) and, with `--events-tap QUEUE`, an SQS queue that a rule fills with every
+//!   Verdict event, so a local stack can list what arrived (docs/events.md).
 //! - `--model FILE` is verified (digest, schema, trees), uploaded to
 //!   `models/active/<tenant>/<version>.vmodel`, registered and activated, as model-import would.
 
@@ -13,7 +16,7 @@ use anyhow::Context;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use verdict::adapters::dynamodb::create_table_if_missing;
-use verdict::adapters::{DynamoStore, S3Blobs};
+use verdict::adapters::{DynamoStore, EventBridgeBus, S3Blobs};
 use verdict::domain::model::{Model, ModelSource};
 use verdict::domain::policy::Thresholds;
 use verdict::domain::registry::{ModelRegistration, ModelStatus};
@@ -33,6 +36,12 @@ pub struct Args {
     /// Bucket for batch files and labels
     #[arg(long, value_name = "BUCKET", env = "DATA_BUCKET")]
     data_bucket: String,
+    /// EventBridge bus the events function publishes to
+    #[arg(long, value_name = "NAME", env = "EVENT_BUS_NAME", default_value = verdict::adapters::eventbridge::LOCAL_EVENT_BUS)]
+    event_bus: String,
+    /// Also create this SQS queue and a rule sending it every event on the bus (a local "tap")
+    #[arg(long, value_name = "QUEUE")]
+    events_tap: Option<String>,
     /// A model artifact (from `verdict train` or `verdict import`) to upload and activate
     #[arg(long, value_name = "FILE")]
     model: Option<PathBuf>,
@@ -109,6 +118,25 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             eprintln!("  bucket {bucket}: {}", if created { "created" } else { "exists" });
         }
 
+        let config = verdict::adapters::aws_config_from_env().await;
+        let bus = EventBridgeBus::new(aws_sdk_eventbridge::Client::new(&config), &a.event_bus);
+        let created = bus
+            .create_if_missing()
+            .await
+            .map_err(err)
+            .with_context(|| format!("cannot create event bus {}", a.event_bus))?;
+        eprintln!(
+            "  event bus {}: {}",
+            a.event_bus,
+            if created { "created" } else { "exists" }
+        );
+        if let Some(queue) = &a.events_tap {
+            let url = events_tap(&aws_sdk_sqs::Client::new(&config), &bus, queue)
+                .await
+                .with_context(|| format!("cannot create the events tap {queue}"))?;
+            eprintln!("  events tap: every verdict.* event on {} goes to {url}", a.event_bus);
+        }
+
         let store = DynamoStore::new(aws.dynamodb.clone(), &a.table);
         if let Some(t) = thresholds {
             store.set_thresholds(&tenant, t).await.map_err(err)?;
@@ -165,4 +193,34 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         );
         Ok(())
     })?
+}
+
+/// The local tap: an SQS queue `queue` (made unless it exists) and a rule of the same name on
+/// the bus sending it every Verdict event. Local stacks only (moto delivers without a queue
+/// policy), which is why SQS is the CLI's dependency, not the functions'. Returns the queue URL.
+async fn events_tap(sqs: &aws_sdk_sqs::Client, bus: &EventBridgeBus, queue: &str) -> anyhow::Result<String> {
+    use aws_sdk_sqs::error::DisplayErrorContext;
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let url = sqs
+        .create_queue()
+        .queue_name(queue)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("SQS CreateQueue {queue}: {}", DisplayErrorContext(&e)))?
+        .queue_url()
+        .context("SQS CreateQueue answered no queue URL")?
+        .to_owned();
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("SQS GetQueueAttributes {queue}: {}", DisplayErrorContext(&e)))?
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn))
+        .cloned()
+        .context("SQS GetQueueAttributes answered no QueueArn")?;
+    bus.tap_into(queue, &arn).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(url)
 }

@@ -9,6 +9,7 @@
 
 pub mod batch;
 pub mod dynamodb;
+pub mod eventbridge;
 pub mod label_reading;
 pub mod lambda;
 pub mod runtime;
@@ -25,6 +26,7 @@ use std::time::Duration;
 
 pub use batch::TokioScoring;
 pub use dynamodb::{DynamoStore, TableSpec, TABLE};
+pub use eventbridge::EventBridgeBus;
 pub use lambda::LambdaReinvoker;
 pub use runtime::TokioSleep;
 pub use s3::{ObjectStore, S3Blobs};

@@ -325,7 +325,8 @@ pub struct BatchRunner<'a, J, O, M, P, R, S> {
 }
 
 const CSV_TYPE: &str = "text/csv";
-const NDJSON_TYPE: &str = "application/x-ndjson";
+/// The content type of NDJSON objects: batch results and the decision archive.
+pub const NDJSON_TYPE: &str = "application/x-ndjson";
 /// Output objects name the input version they came from; completion checks it on a retry.
 const SOURCE_ETAG_METADATA: &str = "source-etag";
 

@@ -2,8 +2,10 @@
 //! [`crate::ports`], so they run against DynamoDB and S3 in a function and against in-memory fakes
 //! in unit tests.
 
+pub mod archive;
 pub mod backtest;
 pub mod batch;
+pub mod events;
 pub mod labels;
 pub mod list_import;
 pub mod models;

@@ -9,6 +9,7 @@ pub mod backtest;
 pub mod batch;
 pub mod csv_line;
 pub mod decision;
+pub mod events;
 pub mod features;
 pub mod io;
 pub mod labels;

@@ -1,6 +1,7 @@
 //! Ports: what the domain needs from storage, as traits. Adapters implement them.
 
 pub mod contract;
+pub mod events;
 pub mod jobs;
 pub mod labels;
 pub mod objects;

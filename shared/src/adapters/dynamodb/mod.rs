@@ -38,6 +38,7 @@ mod labels;
 mod registry;
 mod reviews;
 mod rules;
+mod stream;
 mod table;
 mod tenant_config;
 
@@ -49,6 +50,7 @@ pub use jobs::*;
 pub use keys::*;
 pub use labels::*;
 use registry::*;
+pub use stream::*;
 pub use table::*;
 use tenant_config::*;
 

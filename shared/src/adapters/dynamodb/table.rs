@@ -1,6 +1,7 @@
 //! The table definition (template.yaml declares the same; a test compares them).
 
 use super::*;
+use aws_sdk_dynamodb::types::{StreamSpecification, StreamViewType};
 
 /// A global secondary index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +23,9 @@ pub struct TableSpec {
     pub indexes: &'static [IndexSpec],
     pub ttl_attribute: &'static str,
     pub billing_mode: &'static str,
+    /// The stream's view type (`NEW_AND_OLD_IMAGES`): the events function compares the images
+    /// to tell a relabel or an activation from any other change of the item.
+    pub stream_view_type: &'static str,
 }
 
 pub const TABLE: TableSpec = TableSpec {
@@ -44,6 +48,7 @@ pub const TABLE: TableSpec = TableSpec {
     ],
     ttl_attribute: TTL_ATTRIBUTE,
     billing_mode: "PAY_PER_REQUEST",
+    stream_view_type: "NEW_AND_OLD_IMAGES",
 };
 
 pub(super) fn build<T>(op: &'static str, r: Result<T, BuildError>) -> Result<T, StoreError> {
@@ -72,7 +77,14 @@ impl TableSpec {
             .table_name(name)
             .billing_mode(BillingMode::from(self.billing_mode))
             .key_schema(key_element(self.hash_key, KeyType::Hash)?)
-            .key_schema(key_element(self.range_key, KeyType::Range)?);
+            .key_schema(key_element(self.range_key, KeyType::Range)?)
+            .stream_specification(build(
+                "CreateTable",
+                StreamSpecification::builder()
+                    .stream_enabled(true)
+                    .stream_view_type(StreamViewType::from(self.stream_view_type))
+                    .build(),
+            )?);
         for a in self.string_attributes {
             req = req.attribute_definitions(build(
                 "CreateTable",
@@ -133,6 +145,33 @@ pub async fn create_table_if_missing(client: &Client, name: &str) -> Result<bool
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    // A table made before the stream existed (a local stack) gets it now.
+    let described = client
+        .describe_table()
+        .table_name(name)
+        .send()
+        .await
+        .map_err(|e| sdk_error("DescribeTable", e))?;
+    let streaming = described
+        .table()
+        .and_then(|t| t.stream_specification())
+        .is_some_and(|s| s.stream_enabled());
+    if !streaming {
+        let spec = build(
+            "UpdateTable",
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::from(TABLE.stream_view_type))
+                .build(),
+        )?;
+        client
+            .update_table()
+            .table_name(name)
+            .stream_specification(spec)
+            .send()
+            .await
+            .map_err(|e| sdk_error("UpdateTable", e))?;
+    }
     let ttl = client
         .describe_time_to_live()
         .table_name(name)
@@ -157,4 +196,16 @@ pub async fn create_table_if_missing(client: &Client, name: &str) -> Result<bool
             .map_err(|e| sdk_error("UpdateTimeToLive", e))?;
     }
     Ok(created)
+}
+
+/// The ARN of the table's stream (what a local poller reads; Lambda's event source mapping in
+/// template.yaml names it itself).
+pub async fn stream_arn(client: &Client, name: &str) -> Result<Option<String>, StoreError> {
+    let out = client
+        .describe_table()
+        .table_name(name)
+        .send()
+        .await
+        .map_err(|e| sdk_error("DescribeTable", e))?;
+    Ok(out.table().and_then(|t| t.latest_stream_arn()).map(str::to_owned))
 }

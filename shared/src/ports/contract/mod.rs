@@ -8,6 +8,7 @@
 
 pub mod aggregates;
 pub mod decisions;
+pub mod events;
 pub mod jobs;
 pub mod labels;
 pub mod objects;
@@ -51,6 +52,21 @@ mod tests {
     #[test]
     fn the_decisions_fake_keeps_the_window_contract() {
         block_on(decisions::decision_window(&InMemoryDecisions::default()));
+    }
+
+    #[test]
+    fn the_bus_fake_keeps_the_contract() {
+        use crate::domain::events::Event;
+        use crate::ports::in_memory::InMemoryBus;
+        struct Tap<'a>(&'a InMemoryBus);
+        impl events::Delivered for Tap<'_> {
+            async fn delivered(&self) -> Vec<(String, String, serde_json::Value)> {
+                let to = |e: Event| (e.kind.source().to_owned(), e.kind.detail_type().to_owned(), e.detail);
+                self.0.published().into_iter().map(to).collect()
+            }
+        }
+        let bus = InMemoryBus::default();
+        block_on(events::event_bus(&bus, &Tap(&bus), "fake"));
     }
 
     #[test]

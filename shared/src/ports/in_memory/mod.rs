@@ -6,6 +6,7 @@
 //! make the tests, `cargo lambda watch` and the CLI build the shared crate differently.
 
 mod decisions;
+mod events;
 mod jobs;
 mod labels;
 mod objects;
@@ -14,6 +15,7 @@ mod reviews;
 mod rules;
 
 pub use decisions::InMemoryDecisions;
+pub use events::InMemoryBus;
 pub use jobs::InMemoryJobs;
 pub use labels::{InMemoryLabels, InlineReading};
 pub use objects::InMemoryObjects;

@@ -1,0 +1,80 @@
+//! The event bus (EventBridge in production, [`crate::ports::in_memory::InMemoryBus`] in unit
+//! tests): publishes up to [`MAX_ENTRIES_PER_CALL`] entries per call and says, entry by entry,
+//! which were accepted, as PutEvents does. A call also totals at most [`MAX_REQUEST_BYTES`]
+//! by EventBridge's own count ([`entry_size`]).
+
+use crate::domain::events::Event;
+use crate::ports::StoreError;
+use std::future::Future;
+
+/// PutEvents takes at most 10 entries.
+pub const MAX_ENTRIES_PER_CALL: usize = 10;
+
+/// A PutEvents request totals less than 256 KB, its entries counted by [`entry_size`].
+pub const MAX_REQUEST_BYTES: usize = 256 * 1024 - 1;
+
+/// An entry's size as EventBridge counts it ("Calculating PutEvents event entry size"): the
+/// UTF-8 bytes of source, detail-type and detail (and of each resource: none here), plus 14
+/// for a time, counted whether or not one is sent.
+pub fn entry_size(event: &Event) -> usize {
+    14 + event.kind.source().len() + event.kind.detail_type().len() + event.detail.to_string().len()
+}
+
+/// Entry error codes no later attempt can get past: the entry itself or the permissions are
+/// wrong. Such an entry is logged, counted and skipped, like an unreadable record.
+pub const PERMANENT_ENTRY_CODES: &[&str] = &[
+    "MalformedDetail",
+    "InvalidArgument",
+    "NotAuthorizedForDetailType",
+    "NotAuthorizedForSourceException",
+    "ValidationException",
+];
+
+/// The error code of a whole call refused as invalid. Refused with one entry only, it is that
+/// entry's refusal: the bus reports it as the entry's [`EntryOutcome::Failed`] (permanent), so
+/// the publisher can split a refused call and skip only the entry at fault. Any other whole-call
+/// refusal (access denied, no such bus) stays an error and blocks the shard until it is fixed.
+pub const INVALID_CALL_CODE: &str = "ValidationException";
+
+/// What the bus answered for one entry, in the order of the entries sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryOutcome {
+    Published,
+    /// The bus refused this entry alone: throttled or an internal failure (it may be sent
+    /// again), or one of [`PERMANENT_ENTRY_CODES`] (it never will be accepted).
+    Failed {
+        code: String,
+        message: String,
+    },
+}
+
+impl EntryOutcome {
+    /// A refusal that sending again cannot change.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, EntryOutcome::Failed { code, .. } if PERMANENT_ENTRY_CODES.contains(&code.as_str()))
+    }
+}
+
+pub trait EventBus: Send + Sync {
+    /// Publishes `events` (at most [`MAX_ENTRIES_PER_CALL`] and [`MAX_REQUEST_BYTES`]; more is
+    /// [`StoreError::Rejected`] before anything is sent); one outcome per event, in order. An error of the whole call
+    /// ([`StoreError::Unavailable`]) means none of them is known to be published.
+    fn put_events(&self, events: &[Event]) -> impl Future<Output = Result<Vec<EntryOutcome>, StoreError>> + Send;
+}
+
+/// The refusal of a call with too many entries or bytes, shared by the adapter and the fake.
+pub fn check_batch_size(events: &[Event]) -> Result<(), StoreError> {
+    if events.len() > MAX_ENTRIES_PER_CALL {
+        return Err(StoreError::Rejected(format!(
+            "PutEvents takes at most {MAX_ENTRIES_PER_CALL} entries, not {}",
+            events.len()
+        )));
+    }
+    let bytes: usize = events.iter().map(entry_size).sum();
+    if bytes > MAX_REQUEST_BYTES {
+        return Err(StoreError::Rejected(format!(
+            "PutEvents takes at most {MAX_REQUEST_BYTES} bytes, not {bytes}"
+        )));
+    }
+    Ok(())
+}
