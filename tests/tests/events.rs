@@ -85,6 +85,7 @@ fn label(value: LabelValue, at: &str, source: &str) -> StoredLabel {
         file: None,
         etag: None,
         line: None,
+        note: None,
     }
 }
 

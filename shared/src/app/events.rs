@@ -299,6 +299,7 @@ mod tests {
                     file: None,
                     etag: None,
                     line: None,
+                    note: None,
                 },
                 previous: None,
             }),

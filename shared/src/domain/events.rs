@@ -434,6 +434,7 @@ mod tests {
             file: None,
             etag: None,
             line: None,
+            note: None,
         }
     }
 
