@@ -70,11 +70,6 @@ use_local_aws() {
     export TABLE_NAME MODEL_BUCKET DATA_BUCKET EVENT_BUS_NAME
 }
 
-# True if this checkout has the events function (and with it the bus and the table's stream).
-have_events() {
-    [[ -d "$ROOT/functions/events" ]]
-}
-
 check_tools() {
     [[ -x "$VENV/bin/moto_server" && -x "$VENV/bin/cargo-lambda" ]] ||
         die "$VENV is missing moto_server or cargo-lambda: run \`make venv\` (or \`make dev\`, which does)"
@@ -231,12 +226,9 @@ make_model() {
 
 bootstrap() {
     say "creating table $TABLE_NAME and buckets $MODEL_BUCKET, $DATA_BUCKET; activating the model for tenant $TENANT"
-    local -a events=()
-    if have_events; then
-        events=(--event-bus "$EVENT_BUS_NAME" --events-tap "$EVENTS_TAP_QUEUE")
-    fi
     "$VERDICT" bootstrap --tenant "$TENANT" --table "$TABLE_NAME" --model-bucket "$MODEL_BUCKET" \
-        --data-bucket "$DATA_BUCKET" --model "$MODEL_FILE" "${events[@]}"
+        --data-bucket "$DATA_BUCKET" --model "$MODEL_FILE" \
+        --event-bus "$EVENT_BUS_NAME" --events-tap "$EVENTS_TAP_QUEUE"
 }
 
 # The history before the transactions to score, into the tenant's aggregates, with the fraud
@@ -284,12 +276,8 @@ STREAM_FILTER='{"eventName": ["INSERT", "MODIFY"], "dynamodb": {"Keys": {"sk": {
 # The table's stream → functions/events under watch, as Lambda's event source mapping would
 # (scripts/stream_poller.py), from the stream's newest record on: the history load before it is
 # not replayed. The first invocation builds the function under watch, hence READY_TIMEOUT for
-# an answer. Without functions/events in this checkout there is nothing to invoke.
+# an answer.
 start_poller() {
-    if ! have_events; then
-        warn "functions/events is not in this checkout: no stream poller (events are not published locally)"
-        return 0
-    fi
     say "starting the stream poller: the table's stream → functions/events (log: $LOCAL/poller.log)"
     start_group POLLER_PID "$LOCAL/poller.log" "$VENV/bin/python" "$ROOT/scripts/stream_poller.py" \
         --table "$TABLE_NAME" --endpoint "$MOTO_URL" --filter "$STREAM_FILTER" \

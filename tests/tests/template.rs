@@ -544,7 +544,7 @@ fn the_watch_router_sends_every_contract_path_to_the_api() {
 
 /// The events function's stream mapping: partial batch failures, retries until the records are
 /// 24 h old then a destination, batches of 500 / 10 s, one batch per shard, and a filter passing
-/// exactly the items it publishes.
+/// exactly the items it publishes (the same filter as `make dev`'s stream poller).
 #[test]
 fn the_events_mapping_reports_item_failures_and_passes_the_published_items() {
     let (_, t) = template();
@@ -576,6 +576,14 @@ fn the_events_mapping_reports_item_failures_and_passes_the_published_items() {
         verdict::adapters::dynamodb::PUBLISHED_SORT_KEYS.into_iter().collect(),
         "the filter passes exactly the items the stream decoder publishes"
     );
+    // `make dev`'s stream poller stands in for this mapping: it must filter alike.
+    let lib = std::fs::read_to_string(repo_root().join("scripts/lib.sh")).unwrap();
+    let local = lib
+        .lines()
+        .find_map(|l| l.strip_prefix("STREAM_FILTER='")?.strip_suffix('\''))
+        .expect("scripts/lib.sh sets STREAM_FILTER");
+    let local: serde_json::Value = serde_json::from_str(local).unwrap();
+    assert_eq!(local, pattern, "scripts/lib.sh's STREAM_FILTER is the template's FilterCriteria");
     let view = text(at(
         &t,
         &[
