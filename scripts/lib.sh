@@ -331,6 +331,47 @@ seed_rules() {
     "$VENV/bin/python" "$ROOT/scripts/seed_rules.py" "$API_URL" "$KEY_FILE"
 }
 
+# The review tour's lines in the S3 archive functions/events writes beside publishing: its two
+# decisions and its label, each exactly once. Argument: the tour's first transaction id.
+check_tour_archive() {
+    "$VENV/bin/python" - "$DATA_BUCKET" "$TENANT" "$1" <<'PY'
+import gzip, json, os, sys, time
+from collections import Counter
+
+import boto3
+
+bucket, tenant, tx = sys.argv[1], sys.argv[2], sys.argv[3]
+s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name=os.environ["AWS_REGION"])
+want = {("decisions", tx), ("decisions", tx[:-1] + "2"), ("labels", tx)}
+
+
+def scan():
+    seen = Counter()
+    for kind in ("decisions", "labels"):
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"archive/{tenant}/{kind}/")
+        for page in pages:
+            for o in page.get("Contents", []):
+                body = gzip.decompress(s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read())
+                for line in body.splitlines():
+                    t = json.loads(line).get("transaction_id")
+                    if (kind, t) in want:
+                        seen[(kind, t)] += 1
+    return seen
+
+
+# The archive is written right after the events are published, in the same invocation.
+for _ in range(10):
+    seen = scan()
+    if all(seen[k] >= 1 for k in want):
+        break
+    time.sleep(1)
+for k in sorted(want):
+    print(f"    archive/{tenant}/{k[0]}/…: {k[1]} in {seen[k]} line(s)", file=sys.stderr)
+if any(seen[k] != 1 for k in want):
+    sys.exit("error: the archive does not hold each of the tour's decisions and its label exactly once")
+PY
+}
+
 # The review tour's events, as `make events` sees them: the review decision, its label and its
 # resolution, and the blocked next payment, each published once (the poller delivers within
 # seconds; waits up to TOUR_EVENTS_SECONDS, 90). Argument: the tour's first transaction id.
@@ -365,7 +406,8 @@ if kinds == want or left <= 0:
     sys.exit(0)
 sys.exit(2)
 PY
-            return 0
+            check_tour_archive "$tx"
+            return
         else
             local rc=$?
             ((rc == 2)) || return 1
