@@ -14,7 +14,7 @@ use verdict::app::reviews::{lease_secs, ReviewError, ReviewService};
 use verdict::domain::auth::{Principal, Scope};
 use verdict::domain::review::{Resolution, ResolveRequest, Review, ReviewEvent, ReviewSort, ReviewStatus};
 use verdict::domain::{Timestamp, TransactionId};
-use verdict::ports::{ModelBlobs, StoreError};
+use verdict::ports::ModelBlobs;
 
 /// A resolve body: a note of at most 1,000 characters and at most 5 list names.
 const MAX_REVIEW_BODY_BYTES: usize = 8 * 1024;
@@ -25,7 +25,7 @@ impl From<ReviewError> for ApiError {
             ReviewError::NotFound(what) => ApiError::NotFound(what),
             ReviewError::Conflict(why) => ApiError::Conflict(why),
             ReviewError::Invalid { field, reason } => ApiError::field(&field, reason),
-            ReviewError::Store(StoreError::BadCursor) => ApiError::field("cursor", "was not issued for this query"),
+            ReviewError::NotApplicable(why) => ApiError::LabelNotApplicable(why),
             ReviewError::Store(s) => s.into(),
         }
     }
@@ -64,10 +64,23 @@ pub struct ReviewView<'a> {
     seconds_in_queue: i64,
     claim: Option<ClaimView<'a>>,
     resolution: Option<&'a Resolution>,
-    history: &'a [ReviewEvent],
+    /// A resolution is recorded and being carried out (a retry of resolve completes it).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    resolution_pending: bool,
+    /// On `GET /v1/reviews/{id}` and the changes' answers only, not on queue pages.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    history: Option<&'a [ReviewEvent]>,
 }
 
 impl<'a> ReviewView<'a> {
+    /// A queue page's row: no history.
+    fn row(r: &'a Review, now: Timestamp) -> Self {
+        ReviewView {
+            history: None,
+            ..Self::new(r, now)
+        }
+    }
+
     fn new(r: &'a Review, now: Timestamp) -> Self {
         ReviewView {
             transaction_id: r.transaction_id.as_str(),
@@ -75,13 +88,16 @@ impl<'a> ReviewView<'a> {
             opened_at: r.opened_at.to_rfc3339(),
             risk_score: r.risk_score,
             seconds_in_queue: r.seconds_in_queue(now),
-            // An expired claim is no claim.
-            claim: r.live_claim(now.unix()).map(|c| ClaimView {
-                holder: &c.holder,
-                expires_at: Timestamp::from_unix(c.expires_at).map_or_else(|_| String::new(), |t| t.to_rfc3339()),
+            // An expired claim is no claim; one whose expiry is no instant is left out.
+            claim: r.live_claim(now.unix()).and_then(|c| {
+                Some(ClaimView {
+                    holder: &c.holder,
+                    expires_at: Timestamp::from_unix(c.expires_at).ok()?.to_rfc3339(),
+                })
             }),
             resolution: r.resolution.as_ref(),
-            history: &r.history,
+            resolution_pending: r.pending.is_some(),
+            history: Some(&r.history),
         }
     }
 }
@@ -121,7 +137,7 @@ pub async fn list<S: ApiStore, B: ModelBlobs>(
     let now = Timestamp::now();
     Ok(ok(
         &PageView {
-            items: found.items.iter().map(|r| ReviewView::new(r, now)).collect(),
+            items: found.items.iter().map(|r| ReviewView::row(r, now)).collect(),
             next_cursor: found.next_cursor,
         },
         cx.request_id,
@@ -218,6 +234,10 @@ pub async fn resolve<S: ApiStore, B: ModelBlobs>(
     let id = review_id(raw_id)?;
     let request = ResolveRequest::parse_json(body)
         .map_err(|errors| ApiError::Validation(errors.into_iter().map(|(f, m)| field_error(&f, m)).collect()))?;
+    // Adding to a block list is a list change: it needs the lists' scope too.
+    if !request.add_to_list.is_empty() {
+        p.require(Scope::ListsWrite)?;
+    }
     let done = service(app).resolve(&p.tenant, &id, &p.key_id, request).await?;
     Ok(one(&done, cx.request_id))
 }

@@ -4,24 +4,29 @@
 //! [`crate::app::labels::label_transaction`] (the labels API's path, shared with label files),
 //! list entries through [`RulesService`] ([`check_entry`] and [`RulesService::apply_entries`]).
 //!
-//! Resolving, in an order that a retry after a crash completes without duplicating anything and
-//! where a refusal changes nothing:
-//! 1. read the item: it must be open and claimed by the caller, unexpired (else 409);
-//! 2. check every list entry (the list exists, its kind has a transaction field, the
-//!    transaction has a value, the value parses) before writing anything (else 400);
-//! 3. write the label (a repeat is `unchanged`: nothing moves);
-//! 4. add the list entries (a value already there is updated, never duplicated);
-//! 5. close the item with one conditional update (open, held by the caller): of two racing
-//!    resolutions one wins, the other is a 409.
+//! Resolving is fenced, so a refusal writes nothing and a retry completes without duplicating:
+//! 1. read the item; check every list entry (the list exists, its kind is card, email or IP,
+//!    it has room, the transaction has a value that parses) and that the label can apply (the
+//!    transaction exists and has occurred): any refusal here writes nothing;
+//! 2. record the intent on the item (`resolving`) with one conditional update: open, held by
+//!    the caller unexpired, no other resolution pending. From here no claim, release or other
+//!    resolution gets in (409);
+//! 3. write the label (labels path) and add the list entries (rules service), as recorded;
+//! 4. close the item, conditioned on the pending resolution being this one.
+//!
+//! A crash after 2 is completed by the next resolve of the item: the author's retry returns the
+//! resolved item; anyone else's completes the recorded resolution (as its author's) and is then
+//! told the item is resolved (409). Steps 3 and 4 are idempotent (the same label again is
+//! `unchanged`; the close of an item already closed by the same key returns it).
 
 use crate::app::labels::{label_transaction, LabelError};
 use crate::app::rules::{check_entry, EntryInput, RulesError, RulesService};
 use crate::domain::labels::{LabelRequest, LabelRow, LabelValue};
 use crate::domain::review::{
     list_field, ListAdded, Resolution, ResolutionLabel, ResolveRequest, Review, ReviewSort, ReviewStatus,
-    DEFAULT_LEASE_SECS, MAX_LEASE_SECS,
+    DEFAULT_LEASE_SECS, MAX_HISTORY, MAX_LEASE_SECS,
 };
-use crate::domain::rules::ListEntry;
+use crate::domain::rules::{ListEntry, MAX_LIST_ENTRIES};
 use crate::domain::{ListName, TenantId, Timestamp, TransactionId};
 use crate::ports::labels::LabelStore;
 use crate::ports::reviews::{ReviewRefusal, ReviewStore};
@@ -37,6 +42,10 @@ pub enum ReviewError {
     Conflict(String),
     #[error("{field}: {reason}")]
     Invalid { field: String, reason: String },
+    /// The stored transaction does not take the label (it occurs later, or its stored data does
+    /// not allow it): not the request's fault, so not a 400.
+    #[error("{0}")]
+    NotApplicable(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -52,6 +61,12 @@ fn refused(id: &TransactionId, r: ReviewRefusal) -> ReviewError {
             "You do not hold an unexpired claim on the review of \"{id}\"; claim it first."
         )),
         ReviewRefusal::AlreadyResolved => ReviewError::Conflict(format!("The review of \"{id}\" is already resolved.")),
+        ReviewRefusal::Pending { by } => ReviewError::Conflict(format!(
+            "A resolution of the review of \"{id}\" by {by} is being carried out; resolve it again to complete it."
+        )),
+        ReviewRefusal::HistoryFull => ReviewError::Conflict(format!(
+            "The review of \"{id}\" has {MAX_HISTORY} history entries, the most it keeps; resolve it."
+        )),
     }
 }
 
@@ -131,8 +146,17 @@ impl<'a, S: ReviewStore + LabelStore + RulesAdmin + DecisionStore> ReviewService
         request: ResolveRequest,
     ) -> Result<Review, ReviewError> {
         let now = Timestamp::now();
-        // 1. Open and ours, before anything is written.
         let review = self.get(tenant, id).await?;
+        // A resolution recorded before a crash is completed first, whoever asks.
+        if let Some(pending) = review.pending {
+            let mine = pending.resolved_by == key_id;
+            let done = self.complete(tenant, id, pending).await?;
+            return if mine {
+                Ok(done)
+            } else {
+                Err(refused(id, ReviewRefusal::AlreadyResolved))
+            };
+        }
         if review.status == ReviewStatus::Resolved {
             return Err(refused(id, ReviewRefusal::AlreadyResolved));
         }
@@ -149,10 +173,53 @@ impl<'a, S: ReviewStore + LabelStore + RulesAdmin + DecisionStore> ReviewService
             }
             None => return Err(refused(id, ReviewRefusal::NotHeld)),
         }
-        // 2. Every list entry checked.
+        // 1. Everything that could refuse, before anything is written.
+        if request.label != ResolutionLabel::None || !request.add_to_list.is_empty() {
+            let decision = self
+                .store
+                .decision(tenant, id)
+                .await?
+                .ok_or_else(|| ReviewError::NotFound(format!("No transaction \"{id}\".")))?;
+            if request.label != ResolutionLabel::None && decision.occurred_at > now {
+                return Err(ReviewError::NotApplicable(format!(
+                    "Transaction \"{id}\" occurs at {}, after now: it cannot be labelled yet; resolve it then.",
+                    decision.occurred_at
+                )));
+            }
+        }
         let entries = self.list_entries(tenant, id, key_id, &request.add_to_list, now).await?;
-        // 3. The label, through the labels path.
-        if let Some(value) = match request.label {
+        // 2. The intent, fenced by the claim.
+        let intent = Resolution {
+            outcome: request.outcome,
+            label: request.label,
+            note: request.note,
+            resolved_by: key_id.to_owned(),
+            resolved_at: now,
+            lists_added: entries
+                .iter()
+                .map(|(name, e)| ListAdded {
+                    list: name.to_string(),
+                    value: e.value.clone(),
+                })
+                .collect(),
+        };
+        let recorded = self
+            .store
+            .begin_resolve(tenant, id, key_id, Timestamp::now(), &intent)
+            .await?
+            .map_err(|r| refused(id, r))?;
+        let pending = recorded
+            .pending
+            .ok_or_else(|| refused(id, ReviewRefusal::NotHeld))?;
+        // 3. and 4.
+        self.complete(tenant, id, pending).await
+    }
+
+    /// Carries out a recorded resolution: the label, the list entries, the close. Each step is
+    /// idempotent, so running it twice (a retry, two callers) changes nothing more.
+    async fn complete(&self, tenant: &TenantId, id: &TransactionId, pending: Resolution) -> Result<Review, ReviewError> {
+        let by = pending.resolved_by.as_str();
+        if let Some(value) = match pending.label {
             ResolutionLabel::Fraud => Some(LabelValue::Fraud),
             ResolutionLabel::Legit => Some(LabelValue::Legit),
             ResolutionLabel::None => None,
@@ -161,46 +228,48 @@ impl<'a, S: ReviewStore + LabelStore + RulesAdmin + DecisionStore> ReviewService
                 row: LabelRow {
                     transaction_id: id.clone(),
                     label: value,
-                    source: format!("review:{key_id}"),
-                    labelled_at: now,
+                    source: format!("review:{by}"),
+                    // The recorded time, so a retry writes the same label.
+                    labelled_at: pending.resolved_at,
                 },
-                note: request.note.clone(),
+                note: pending.note.clone(),
             };
-            label_transaction(self.store, tenant, key_id, &label)
+            label_transaction(self.store, tenant, by, &label)
                 .await
                 .map_err(|e| match e {
                     LabelError::NotFound(id) => ReviewError::NotFound(format!("No transaction \"{id}\".")),
-                    LabelError::Invalid { reason, .. } => invalid("label", reason),
+                    LabelError::Invalid { reason, .. } => {
+                        ReviewError::NotApplicable(format!("The label cannot be applied to \"{id}\": {reason}"))
+                    }
+                    LabelError::NotApplicable(why) => ReviewError::NotApplicable(format!("Transaction {why}.")),
                     LabelError::Busy(id) => ReviewError::Store(StoreError::Unavailable(format!(
                         "transaction {id}: its label kept changing"
                     ))),
                     LabelError::Store(s) => ReviewError::Store(s),
                 })?;
         }
-        // 4. The list entries, through the rules service.
         let rules = RulesService::new(self.store);
-        let mut lists_added = Vec::with_capacity(entries.len());
-        for (name, entry) in entries {
-            lists_added.push(ListAdded {
-                list: name.to_string(),
-                value: entry.value.clone(),
-            });
+        for added in &pending.lists_added {
+            let name = ListName::parse(&added.list).map_err(|e| invalid("add_to_list", e.reason))?;
+            let entry = ListEntry {
+                value: added.value.clone(),
+                expires_at: None,
+                note: Some(format!("review of {id}")),
+                added_by: by.to_owned(),
+                added_at: pending.resolved_at,
+            };
             rules
-                .apply_entries(tenant, key_id, &name, vec![entry])
+                .apply_entries(tenant, by, &name, vec![entry])
                 .await
                 .map_err(|e| rules_error(&name, e))?;
         }
-        // 5. Close it, conditionally.
+        // Closed with a fresh clock: resolved_at is when it was closed.
         let resolution = Resolution {
-            outcome: request.outcome,
-            label: request.label,
-            note: request.note,
-            resolved_by: key_id.to_owned(),
-            resolved_at: now,
-            lists_added,
+            resolved_at: Timestamp::now(),
+            ..pending
         };
         self.store
-            .resolve(tenant, id, key_id, now, &resolution)
+            .finish_resolve(tenant, id, &resolution)
             .await?
             .map_err(|r| refused(id, r))
     }
@@ -235,9 +304,15 @@ impl<'a, S: ReviewStore + LabelStore + RulesAdmin + DecisionStore> ReviewService
             let Some(source) = list_field(meta.kind) else {
                 return Err(invalid(
                     field,
-                    format!("list \"{name}\" holds values no transaction field gives"),
+                    format!("list \"{name}\" is not a card (customer_id), email or ip list"),
                 ));
             };
+            if meta.entries >= MAX_LIST_ENTRIES as u64 {
+                return Err(invalid(
+                    field,
+                    format!("list \"{name}\" is full ({MAX_LIST_ENTRIES} entries)"),
+                ));
+            }
             let Some(value) = inputs.get(source).and_then(|v| v.as_str()) else {
                 return Err(invalid(
                     field,
