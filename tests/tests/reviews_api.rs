@@ -203,7 +203,12 @@ async fn of_two_analysts_claiming_at_once_one_holds_it_and_the_other_gets_409() 
     );
     let mut statuses = [x.status, y.status];
     statuses.sort();
-    assert!(statuses == [200, 409] || statuses == [200, 200], "{} / {}", x.body, y.body);
+    assert!(
+        statuses == [200, 409] || statuses == [200, 200],
+        "{} / {}",
+        x.body,
+        y.body
+    );
     if statuses == [200, 200] {
         assert_eq!(x.body["resolution"], y.body["resolution"], "one resolution");
     }
@@ -509,13 +514,22 @@ async fn a_refused_resolve_writes_no_label_and_no_list_entry() {
     let (acme, key) = reviewing_tenant(&api, "acme").await;
     for (name, kind) in [("blocked_cards", "customer_id"), ("terminals", "terminal_id")] {
         let body = json!({"name": name, "kind": kind});
-        assert_eq!(call(&api, "create-list", "/v1/lists", &key, Some(body)).await.status, 201);
+        assert_eq!(
+            call(&api, "create-list", "/v1/lists", &key, Some(body)).await.status,
+            201
+        );
     }
     score(&api, &key, json!({"id": "tx-1"})).await;
     assert_eq!(claim(&api, &key, "tx-1").await.status, 200);
     let block = json!({"outcome": "block", "label": "fraud", "add_to_list": ["blocked_cards"]});
     // Only card, email and ip lists take a resolution's entry.
-    let r = resolve(&api, &key, "tx-1", json!({"outcome": "block", "label": "fraud", "add_to_list": ["terminals"]})).await;
+    let r = resolve(
+        &api,
+        &key,
+        "tx-1",
+        json!({"outcome": "block", "label": "fraud", "add_to_list": ["terminals"]}),
+    )
+    .await;
     r.assert_problem(400, "validation");
     assert_eq!(r.fields(), ["add_to_list[0]"]);
     // Adding to a list needs lists:write too.
@@ -542,9 +556,20 @@ async fn a_refused_resolve_writes_no_label_and_no_list_entry() {
     let decision_before = api.stack.raw_item(&decision_key).await;
     let review_before = api.stack.raw_item(&review_key).await;
     resolve(&api, &key, "tx-1", block).await.assert_problem(409, "conflict");
-    assert_eq!(api.stack.raw_item(&decision_key).await, decision_before, "no label written");
-    assert_eq!(api.stack.raw_item(&review_key).await, review_before, "the item is as it was");
-    assert!(list_values(&api, &key, "blocked_cards").await.is_empty(), "no entry added");
+    assert_eq!(
+        api.stack.raw_item(&decision_key).await,
+        decision_before,
+        "no label written"
+    );
+    assert_eq!(
+        api.stack.raw_item(&review_key).await,
+        review_before,
+        "the item is as it was"
+    );
+    assert!(
+        list_values(&api, &key, "blocked_cards").await.is_empty(),
+        "no entry added"
+    );
 
     // A transaction that occurs later than now cannot be labelled yet: a clear 409.
     let ahead = Timestamp::from_unix(Timestamp::now().unix() + 3600).unwrap();
@@ -565,7 +590,10 @@ async fn a_resolution_cut_short_is_completed_once_by_the_next_resolve() {
     let api = ApiStack::new().await;
     let (acme, key) = reviewing_tenant(&api, "acme").await;
     let body = json!({"name": "blocked_cards", "kind": "customer_id"});
-    assert_eq!(call(&api, "create-list", "/v1/lists", &key, Some(body)).await.status, 201);
+    assert_eq!(
+        call(&api, "create-list", "/v1/lists", &key, Some(body)).await.status,
+        201
+    );
     let bob = api.key(&acme, "reviews:read,reviews:write,lists:write", None).await;
     for id in ["tx-1", "tx-2"] {
         score(&api, &key, json!({"id": id})).await;
@@ -591,7 +619,10 @@ async fn a_resolution_cut_short_is_completed_once_by_the_next_resolve() {
             .unwrap();
     }
     let r = review(&api, &bob, "tx-1").await;
-    assert_eq!((&r.body["status"], &r.body["resolution_pending"]), (&json!("open"), &json!(true)));
+    assert_eq!(
+        (&r.body["status"], &r.body["resolution_pending"]),
+        (&json!("open"), &json!(true))
+    );
     // Nobody else claims it meanwhile.
     claim(&api, &bob, "tx-1").await.assert_problem(409, "conflict");
     // The author's retry, whatever its body, completes the recorded resolution.
@@ -599,7 +630,10 @@ async fn a_resolution_cut_short_is_completed_once_by_the_next_resolve() {
     assert_eq!(done.status, 200, "{}", done.body);
     let res = &done.body["resolution"];
     assert_eq!((&res["outcome"], &res["label"]), (&json!("block"), &json!("fraud")));
-    assert_eq!(res["lists_added"], json!([{"list": "blocked_cards", "value": "cust_4961"}]));
+    assert_eq!(
+        res["lists_added"],
+        json!([{"list": "blocked_cards", "value": "cust_4961"}])
+    );
     let t = call(&api, "get-transaction", "/v1/transactions/tx-1", &key, None).await;
     assert_eq!(t.body["label"]["value"], "fraud", "{}", t.body);
     // Another analyst's resolve completes tx-2 as its author recorded it, then is told so.
@@ -617,4 +651,89 @@ async fn a_resolution_cut_short_is_completed_once_by_the_next_resolve() {
     let page = queue(&api, &key, "status=resolved").await;
     assert_eq!(ids(&page).len(), 2);
     assert!(page.body["items"][0].get("history").is_none(), "{}", page.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_stored_review_items_neither_block_a_decision_nor_a_claim() {
+    let api = ApiStack::new().await;
+    let (acme, key) = reviewing_tenant(&api, "acme").await;
+    // A REVIEW item without its DECISION (written by hand, or left by a bug).
+    let orphan = Keys::new(&acme).review(&TransactionId::parse("tx-orphan").unwrap());
+    api.stack
+        .dynamodb
+        .put_item()
+        .table_name(&api.stack.table)
+        .item("pk", AttributeValue::S(orphan.pk.clone()))
+        .item("sk", AttributeValue::S(orphan.sk.clone()))
+        .item("status", AttributeValue::S("resolved".into()))
+        .send()
+        .await
+        .unwrap();
+    let r = api.send(&post_tx(&key, json!({"id": "tx-orphan"}))).await;
+    assert_eq!((r.status, &r.body["decision"]), (200, &json!("review")), "{}", r.body);
+    let item = review(&api, &key, "tx-orphan").await;
+    assert_eq!(item.body["status"], "open", "the orphan was replaced: {}", item.body);
+    assert_eq!(actions(&item), [("opened".to_string(), None)]);
+
+    // A claim holder without an expiry is no claim: another key may take the item.
+    assert_eq!(claim(&api, &key, "tx-orphan").await.status, 200);
+    api.stack
+        .dynamodb
+        .update_item()
+        .table_name(&api.stack.table)
+        .key("pk", AttributeValue::S(orphan.pk.clone()))
+        .key("sk", AttributeValue::S(orphan.sk.clone()))
+        .update_expression("REMOVE claim_expires_at")
+        .send()
+        .await
+        .unwrap();
+    let bob = api.key(&acme, "reviews:read,reviews:write", None).await;
+    let taken = claim(&api, &bob, "tx-orphan").await;
+    assert_eq!(taken.status, 200, "{}", taken.body);
+    assert_eq!(taken.body["claim"]["holder"], bob.key_id());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_card_already_on_the_list_keeps_its_entry_and_is_reported_as_present() {
+    let api = ApiStack::new().await;
+    let (_, key) = reviewing_tenant(&api, "acme").await;
+    let body = json!({"name": "blocked_cards", "kind": "customer_id"});
+    assert_eq!(
+        call(&api, "create-list", "/v1/lists", &key, Some(body)).await.status,
+        201
+    );
+    let by_hand = json!({"entries": [{"value": "cust_4961", "expires_at": "2030-01-01T00:00:00Z", "note": "by hand"}]});
+    let r = call(
+        &api,
+        "add-entries",
+        "/v1/lists/blocked_cards/entries",
+        &key,
+        Some(by_hand),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let meta = call(&api, "get-list", "/v1/lists/blocked_cards", &key, None).await;
+    score(&api, &key, json!({"id": "tx-1"})).await;
+    assert_eq!(claim(&api, &key, "tx-1").await.status, 200);
+    let done = resolve(
+        &api,
+        &key,
+        "tx-1",
+        json!({"outcome": "block", "label": "fraud", "add_to_list": ["blocked_cards"]}),
+    )
+    .await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert_eq!(done.body["resolution"]["lists_added"], json!([]));
+    assert_eq!(
+        done.body["lists_already_present"],
+        json!([{"list": "blocked_cards", "value": "cust_4961"}])
+    );
+    let entries = call(&api, "list-entries", "/v1/lists/blocked_cards/entries", &key, None).await;
+    let e = &entries.body["items"][0];
+    assert_eq!(
+        (&e["note"], &e["expires_at"]),
+        (&json!("by hand"), &json!("2030-01-01T00:00:00Z"))
+    );
+    let after = call(&api, "get-list", "/v1/lists/blocked_cards", &key, None).await;
+    assert_eq!(after.body["version"], meta.body["version"], "no version bump");
 }

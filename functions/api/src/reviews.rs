@@ -12,7 +12,7 @@ use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 use verdict::app::reviews::{lease_secs, ReviewError, ReviewService};
 use verdict::domain::auth::{Principal, Scope};
-use verdict::domain::review::{Resolution, ResolveRequest, Review, ReviewEvent, ReviewSort, ReviewStatus};
+use verdict::domain::review::{ListAdded, Resolution, ResolveRequest, Review, ReviewEvent, ReviewSort, ReviewStatus};
 use verdict::domain::{Timestamp, TransactionId};
 use verdict::ports::ModelBlobs;
 
@@ -70,6 +70,9 @@ pub struct ReviewView<'a> {
     /// On `GET /v1/reviews/{id}` and the changes' answers only, not on queue pages.
     #[serde(skip_serializing_if = "Option::is_none")]
     history: Option<&'a [ReviewEvent]>,
+    /// On a resolve's answer: entries it did not add, already on their list (left as they were).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lists_already_present: Option<&'a Vec<ListAdded>>,
 }
 
 impl<'a> ReviewView<'a> {
@@ -98,6 +101,7 @@ impl<'a> ReviewView<'a> {
             resolution: r.resolution.as_ref(),
             resolution_pending: r.pending.is_some(),
             history: Some(&r.history),
+            lists_already_present: None,
         }
     }
 }
@@ -239,5 +243,7 @@ pub async fn resolve<S: ApiStore, B: ModelBlobs>(
         p.require(Scope::ListsWrite)?;
     }
     let done = service(app).resolve(&p.tenant, &id, &p.key_id, request).await?;
-    Ok(one(&done, cx.request_id))
+    let mut view = ReviewView::new(&done.review, Timestamp::now());
+    view.lists_already_present = Some(&done.already_present).filter(|l| !l.is_empty());
+    Ok(ok(&view, cx.request_id))
 }

@@ -89,6 +89,14 @@ pub fn lease_secs(requested: Option<i64>) -> Result<i64, ReviewError> {
     }
 }
 
+/// A resolve's answer: the closed item, and the list entries it did not add because they were
+/// already there (left as they were; not in the stored `lists_added`).
+#[derive(Debug)]
+pub struct Resolved {
+    pub review: Review,
+    pub already_present: Vec<ListAdded>,
+}
+
 pub struct ReviewService<'a, S> {
     store: &'a S,
 }
@@ -144,7 +152,7 @@ impl<'a, S: ReviewStore + LabelStore + RulesAdmin + DecisionStore> ReviewService
         id: &TransactionId,
         key_id: &str,
         request: ResolveRequest,
-    ) -> Result<Review, ReviewError> {
+    ) -> Result<Resolved, ReviewError> {
         let now = Timestamp::now();
         let review = self.get(tenant, id).await?;
         // A resolution recorded before a crash is completed first, whoever asks.
@@ -208,16 +216,19 @@ impl<'a, S: ReviewStore + LabelStore + RulesAdmin + DecisionStore> ReviewService
             .begin_resolve(tenant, id, key_id, Timestamp::now(), &intent)
             .await?
             .map_err(|r| refused(id, r))?;
-        let pending = recorded
-            .pending
-            .ok_or_else(|| refused(id, ReviewRefusal::NotHeld))?;
+        let pending = recorded.pending.ok_or_else(|| refused(id, ReviewRefusal::NotHeld))?;
         // 3. and 4.
         self.complete(tenant, id, pending).await
     }
 
     /// Carries out a recorded resolution: the label, the list entries, the close. Each step is
     /// idempotent, so running it twice (a retry, two callers) changes nothing more.
-    async fn complete(&self, tenant: &TenantId, id: &TransactionId, pending: Resolution) -> Result<Review, ReviewError> {
+    async fn complete(
+        &self,
+        tenant: &TenantId,
+        id: &TransactionId,
+        pending: Resolution,
+    ) -> Result<Resolved, ReviewError> {
         let by = pending.resolved_by.as_str();
         if let Some(value) = match pending.label {
             ResolutionLabel::Fraud => Some(LabelValue::Fraud),
@@ -248,30 +259,46 @@ impl<'a, S: ReviewStore + LabelStore + RulesAdmin + DecisionStore> ReviewService
                     LabelError::Store(s) => ReviewError::Store(s),
                 })?;
         }
+        // Added only if absent: an entry already there keeps its expiry, note and author. One
+        // this resolution wrote before a crash (same author, same note) counts as added.
         let rules = RulesService::new(self.store);
-        for added in &pending.lists_added {
-            let name = ListName::parse(&added.list).map_err(|e| invalid("add_to_list", e.reason))?;
+        let note = format!("review of {id}");
+        let (mut added, mut already_present) = (Vec::new(), Vec::new());
+        for wanted in &pending.lists_added {
+            let name = ListName::parse(&wanted.list).map_err(|e| invalid("add_to_list", e.reason))?;
             let entry = ListEntry {
-                value: added.value.clone(),
+                value: wanted.value.clone(),
                 expires_at: None,
-                note: Some(format!("review of {id}")),
+                note: Some(note.clone()),
                 added_by: by.to_owned(),
                 added_at: pending.resolved_at,
             };
-            rules
-                .apply_entries(tenant, by, &name, vec![entry])
+            match rules
+                .add_entry_if_absent(tenant, by, &name, entry)
                 .await
-                .map_err(|e| rules_error(&name, e))?;
+                .map_err(|e| rules_error(&name, e))?
+            {
+                Some(there) if there.added_by != by || there.note.as_deref() != Some(note.as_str()) => {
+                    already_present.push(wanted.clone())
+                }
+                _ => added.push(wanted.clone()),
+            }
         }
         // Closed with a fresh clock: resolved_at is when it was closed.
         let resolution = Resolution {
             resolved_at: Timestamp::now(),
+            lists_added: added,
             ..pending
         };
-        self.store
+        let review = self
+            .store
             .finish_resolve(tenant, id, &resolution)
             .await?
-            .map_err(|r| refused(id, r))
+            .map_err(|r| refused(id, r))?;
+        Ok(Resolved {
+            review,
+            already_present,
+        })
     }
 
     /// The entry each named list gets: the transaction's value of the list kind's field.

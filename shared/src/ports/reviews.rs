@@ -22,7 +22,9 @@ pub enum ReviewRefusal {
     NotHeld,
     AlreadyResolved,
     /// Another key's resolution is recorded and not yet carried out.
-    Pending { by: String },
+    Pending {
+        by: String,
+    },
     /// The item's history holds [`crate::domain::review::MAX_HISTORY`] entries.
     HistoryFull,
 }

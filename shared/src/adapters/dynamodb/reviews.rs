@@ -55,11 +55,14 @@ fn resolution_value(r: &Resolution) -> AttributeValue {
     AttributeValue::M(m)
 }
 
-/// The Put that opens `review` (conditional: one item per transaction, ever).
+/// The Put that opens `review` (conditional: one item per transaction, ever). `over_orphan`:
+/// unconditional, to replace a REVIEW item left without its DECISION (the decision Put's own
+/// condition in the same transaction still makes it one item per decision).
 pub(super) fn review_put(
     store: &DynamoStore,
     tenant: &TenantId,
     review: &Review,
+    over_orphan: bool,
 ) -> Result<TransactWriteItem, StoreError> {
     let keys = Keys::new(tenant);
     let mut item = keys.review(&review.transaction_id).to_item();
@@ -79,7 +82,18 @@ pub(super) fn review_put(
     );
     item.insert(GSI2PK.into(), s(keys.review_queue_by_risk(review.status.as_str())));
     item.insert(GSI2SK.into(), s(risk_sort_key(review)));
-    Ok(TransactWriteItem::builder().put(store.put_if_absent(item)?).build())
+    let put = if over_orphan {
+        build(
+            "Put",
+            aws_sdk_dynamodb::types::Put::builder()
+                .table_name(&store.table)
+                .set_item(Some(item))
+                .build(),
+        )?
+    } else {
+        store.put_if_absent(item)?
+    };
+    Ok(TransactWriteItem::builder().put(put).build())
 }
 
 fn parse_event(v: &AttributeValue, key: &ItemKey) -> Option<ReviewEvent> {
@@ -170,9 +184,13 @@ struct ReviewCursor {
 
 enum Change<'a> {
     /// A free item (unclaimed, expired, or a claim without an expiry): appends `claimed`.
-    Take { until: i64 },
+    Take {
+        until: i64,
+    },
     /// The holder's live claim gets a new expiry; no history line.
-    Renew { until: i64 },
+    Renew {
+        until: i64,
+    },
     Release,
     /// Records the pending resolution (`resolving`).
     Begin(&'a Resolution),
@@ -395,7 +413,10 @@ impl ReviewStore for DynamoStore {
         now: Timestamp,
         until: i64,
     ) -> Result<ReviewChange, StoreError> {
-        if let Some(r) = self.change_review(tenant, id, holder, now, Change::Take { until }).await? {
+        if let Some(r) = self
+            .change_review(tenant, id, holder, now, Change::Take { until })
+            .await?
+        {
             return Ok(Ok(r));
         }
         // Not free: the holder's own live claim is renewed, anything else says why.
@@ -406,7 +427,10 @@ impl ReviewStore for DynamoStore {
                 && r.live_claim(now.unix()).is_some_and(|c| c.holder == holder)
         });
         if mine {
-            if let Some(r) = self.change_review(tenant, id, holder, now, Change::Renew { until }).await? {
+            if let Some(r) = self
+                .change_review(tenant, id, holder, now, Change::Renew { until })
+                .await?
+            {
                 return Ok(Ok(r));
             }
         }
@@ -435,15 +459,17 @@ impl ReviewStore for DynamoStore {
         now: Timestamp,
         intent: &Resolution,
     ) -> Result<ReviewChange, StoreError> {
-        if let Some(r) = self.change_review(tenant, id, holder, now, Change::Begin(intent)).await? {
+        if let Some(r) = self
+            .change_review(tenant, id, holder, now, Change::Begin(intent))
+            .await?
+        {
             return Ok(Ok(r));
         }
         let current = self.review(tenant, id).await?;
         match current {
             // The caller's own, recorded before a crash: completed as recorded.
             Some(r)
-                if r.status == ReviewStatus::Open
-                    && r.pending.as_ref().is_some_and(|p| p.resolved_by == holder) =>
+                if r.status == ReviewStatus::Open && r.pending.as_ref().is_some_and(|p| p.resolved_by == holder) =>
             {
                 Ok(Ok(r))
             }
@@ -459,14 +485,16 @@ impl ReviewStore for DynamoStore {
     ) -> Result<ReviewChange, StoreError> {
         let by = resolution.resolved_by.as_str();
         let now = resolution.resolved_at;
-        if let Some(r) = self.change_review(tenant, id, by, now, Change::Finish(resolution)).await? {
+        if let Some(r) = self
+            .change_review(tenant, id, by, now, Change::Finish(resolution))
+            .await?
+        {
             return Ok(Ok(r));
         }
         match self.review(tenant, id).await? {
             // Closed already by the same key's completion: idempotent.
             Some(r)
-                if r.status == ReviewStatus::Resolved
-                    && r.resolution.as_ref().is_some_and(|d| d.resolved_by == by) =>
+                if r.status == ReviewStatus::Resolved && r.resolution.as_ref().is_some_and(|d| d.resolved_by == by) =>
             {
                 Ok(Ok(r))
             }

@@ -227,7 +227,13 @@ pub async fn review_rules<S: DecisionStore + ReviewStore>(store: &S) {
         ..resolution.clone()
     };
     let retry = store
-        .begin_resolve(&acme, &id("r-1"), "vk_b", Timestamp::from_unix(t + 5000).unwrap(), &other_body)
+        .begin_resolve(
+            &acme,
+            &id("r-1"),
+            "vk_b",
+            Timestamp::from_unix(t + 5000).unwrap(),
+            &other_body,
+        )
         .await
         .unwrap()
         .unwrap();
@@ -243,11 +249,17 @@ pub async fn review_rules<S: DecisionStore + ReviewStore>(store: &S) {
         store.claim(&acme, &id("r-1"), "vk_b", now, t + 1000).await.unwrap(),
         pending_refusal
     );
-    assert_eq!(store.release(&acme, &id("r-1"), "vk_b", now).await.unwrap(), pending_refusal);
+    assert_eq!(
+        store.release(&acme, &id("r-1"), "vk_b", now).await.unwrap(),
+        pending_refusal
+    );
     let mut as_a = resolution.clone();
     as_a.resolved_by = "vk_a".into();
     assert_eq!(
-        store.begin_resolve(&acme, &id("r-1"), "vk_a", now, &as_a).await.unwrap(),
+        store
+            .begin_resolve(&acme, &id("r-1"), "vk_a", now, &as_a)
+            .await
+            .unwrap(),
         pending_refusal
     );
     assert_eq!(
@@ -307,7 +319,15 @@ pub async fn review_rules<S: DecisionStore + ReviewStore>(store: &S) {
     // Cursors: tied to the tenant, status and sort; by position, so an item resolved between
     // pages makes the next page skip nothing.
     for i in 4..=7 {
-        commit(store, &acme, &format!("r-{i}"), Decision::Review, 40, &format!("2018-08-01T10:00:0{i}Z")).await;
+        commit(
+            store,
+            &acme,
+            &format!("r-{i}"),
+            Decision::Review,
+            40,
+            &format!("2018-08-01T10:00:0{i}Z"),
+        )
+        .await;
     }
     let first = store
         .reviews(&acme, ReviewStatus::Open, ReviewSort::Oldest, 2, None)
@@ -330,13 +350,21 @@ pub async fn review_rules<S: DecisionStore + ReviewStore>(store: &S) {
     }
     // r-2 and r-3 (the first page) leave the open queue; the second page is still r-4, r-5.
     for rid in ["r-2", "r-3"] {
-        store.claim(&acme, &id(rid), "vk_b", now, t + 900).await.unwrap().unwrap();
+        store
+            .claim(&acme, &id(rid), "vk_b", now, t + 900)
+            .await
+            .unwrap()
+            .unwrap();
         store
             .begin_resolve(&acme, &id(rid), "vk_b", now, &resolution)
             .await
             .unwrap()
             .unwrap();
-        store.finish_resolve(&acme, &id(rid), &resolution).await.unwrap().unwrap();
+        store
+            .finish_resolve(&acme, &id(rid), &resolution)
+            .await
+            .unwrap()
+            .unwrap();
     }
     let second = store
         .reviews(&acme, ReviewStatus::Open, ReviewSort::Oldest, 2, Some(&cursor))
@@ -347,7 +375,11 @@ pub async fn review_rules<S: DecisionStore + ReviewStore>(store: &S) {
     // History is capped: past MAX_HISTORY a claim is refused; the renewal needs no line.
     let mut n = 1; // the opening
     while n < MAX_HISTORY {
-        store.claim(&acme, &id("r-6"), "vk_a", now, t + 900).await.unwrap().unwrap();
+        store
+            .claim(&acme, &id("r-6"), "vk_a", now, t + 900)
+            .await
+            .unwrap()
+            .unwrap();
         n += 1;
         if n == MAX_HISTORY {
             break;
@@ -357,14 +389,29 @@ pub async fn review_rules<S: DecisionStore + ReviewStore>(store: &S) {
     }
     let full = store.review(&acme, &id("r-6")).await.unwrap().unwrap();
     assert_eq!(full.history.len(), MAX_HISTORY);
-    assert!(store.claim(&acme, &id("r-6"), "vk_a", now, t + 1000).await.unwrap().is_ok(), "a renewal");
+    assert!(
+        store
+            .claim(&acme, &id("r-6"), "vk_a", now, t + 1000)
+            .await
+            .unwrap()
+            .is_ok(),
+        "a renewal"
+    );
     assert_eq!(
         store.release(&acme, &id("r-6"), "vk_a", now).await.unwrap(),
         Err(ReviewRefusal::HistoryFull)
     );
     let mut r = resolution.clone();
     r.resolved_by = "vk_a".into();
-    store.begin_resolve(&acme, &id("r-6"), "vk_a", now, &r).await.unwrap().unwrap();
+    store
+        .begin_resolve(&acme, &id("r-6"), "vk_a", now, &r)
+        .await
+        .unwrap()
+        .unwrap();
     let closed = store.finish_resolve(&acme, &id("r-6"), &r).await.unwrap().unwrap();
-    assert_eq!(closed.history.len(), MAX_HISTORY + 1, "the resolution always gets its line");
+    assert_eq!(
+        closed.history.len(),
+        MAX_HISTORY + 1,
+        "the resolution always gets its line"
+    );
 }

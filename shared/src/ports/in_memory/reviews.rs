@@ -94,7 +94,13 @@ fn cursor_of(tenant: &TenantId, status: ReviewStatus, sort: ReviewSort, last: &(
         ReviewSort::Oldest => "oldest",
         ReviewSort::Risk => "risk",
     };
-    format!("rev#{tenant}#{}#{sort}#{}#{}#{}", status.as_str(), last.0, last.1.to_rfc3339(), last.2)
+    format!(
+        "rev#{tenant}#{}#{sort}#{}#{}#{}",
+        status.as_str(),
+        last.0,
+        last.1.to_rfc3339(),
+        last.2
+    )
 }
 
 fn parse_cursor(
