@@ -376,6 +376,220 @@ fn rules_error(name: &ListName, e: RulesError) -> ReviewError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::decision::Decision;
+    use crate::domain::features::transaction_delta;
+    use crate::domain::review::Outcome;
+    use crate::domain::rules::ListKind;
+    use crate::ports::contract::decisions;
+    use crate::ports::in_memory::{block_on as run, InMemoryDecisions};
+    use crate::ports::labels::LabelTarget;
+    use crate::ports::reviews::ReviewStore;
+    use crate::ports::{AggregateWritePlan, DecisionCommit};
+
+    fn acme() -> TenantId {
+        TenantId::parse("acme").unwrap()
+    }
+
+    /// A `review` decision of `id` (customer `c-rev`) occurring at `at`, known to the labels too.
+    fn review_decision(store: &InMemoryDecisions, id: &str, at: &str) -> TransactionId {
+        let t = decisions::tx(id, at, 1_000, "c-rev");
+        let mut record = decisions::record(&t, &format!("fp-{id}"));
+        record.decision = Decision::Review;
+        record.inputs = serde_json::json!({"id": id, "customer_id": "c-rev", "terminal_id": "t-1"}).into();
+        let c = DecisionCommit {
+            record: &record,
+            transaction: &t,
+            idempotency_key: None,
+            delta: transaction_delta(&t),
+            aggregates: AggregateWritePlan::NONE,
+        };
+        run(store.commit(&acme(), &c)).unwrap();
+        store.labels.add_decision(
+            &acme(),
+            &t.id,
+            LabelTarget {
+                occurred_at: t.occurred_at,
+                customer_id: t.customer_id.clone(),
+                terminal_id: Some(t.terminal_id.clone()),
+                label: None,
+            },
+        );
+        t.id
+    }
+
+    fn lists(store: &InMemoryDecisions) {
+        let rules = RulesService::new(store);
+        for (name, kind) in [("cards", ListKind::CustomerId), ("terms", ListKind::TerminalId)] {
+            run(rules.create_list(&acme(), "k", ListName::parse(name).unwrap(), kind, String::new())).unwrap();
+        }
+    }
+
+    fn body(outcome: Outcome, label: ResolutionLabel, add: &[&str]) -> ResolveRequest {
+        ResolveRequest {
+            outcome,
+            label,
+            note: None,
+            add_to_list: add.iter().map(|n| ListName::parse(n).unwrap()).collect(),
+        }
+    }
+
+    fn label_of(store: &InMemoryDecisions, id: &TransactionId) -> Option<LabelValue> {
+        let mut t = run(store.label_targets(&acme(), std::slice::from_ref(id))).unwrap();
+        t.remove(id).unwrap().label.map(|l| l.value)
+    }
+
+    fn cards(store: &InMemoryDecisions) -> (u64, u64) {
+        let meta = run(RulesService::new(store).list(&acme(), &ListName::parse("cards").unwrap())).unwrap();
+        (meta.entries, meta.version)
+    }
+
+    #[test]
+    fn a_refused_resolve_writes_no_label_no_entry_and_no_intent() {
+        let store = InMemoryDecisions::default();
+        lists(&store);
+        let s = ReviewService::new(&store);
+        let id = review_decision(&store, "r-1", "2018-08-01T10:00:00Z");
+        run(s.claim(&acme(), &id, "vk_a", 900)).unwrap();
+        let fraud_to_cards = || body(Outcome::Block, ResolutionLabel::Fraud, &["cards"]);
+        // A terminal list is not offered.
+        match run(s.resolve(
+            &acme(),
+            &id,
+            "vk_a",
+            body(Outcome::Block, ResolutionLabel::Fraud, &["cards", "terms"]),
+        )) {
+            Err(ReviewError::Invalid { field, reason }) => assert_eq!(field, "add_to_list[1]", "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        // The lease ran out before the resolve: 409, and nothing written (before: the label and
+        // the entry were written first).
+        store.expire_claim(&acme(), &id, 0);
+        assert!(matches!(
+            run(s.resolve(&acme(), &id, "vk_a", fraud_to_cards())),
+            Err(ReviewError::Conflict(_))
+        ));
+        assert_eq!(label_of(&store, &id), None, "no label");
+        assert_eq!(cards(&store), (0, 0), "no entry, no version");
+        let item = run(store.review(&acme(), &id)).unwrap().unwrap();
+        assert!(item.pending.is_none() && item.status == ReviewStatus::Open);
+
+        // A transaction that occurs after now cannot take the label yet: not a 400 on `label`.
+        let ahead = review_decision(&store, "r-2", "2999-01-01T00:00:00Z");
+        run(s.claim(&acme(), &ahead, "vk_a", 900)).unwrap();
+        assert!(matches!(
+            run(s.resolve(&acme(), &ahead, "vk_a", fraud_to_cards())),
+            Err(ReviewError::NotApplicable(_))
+        ));
+        assert!(run(store.review(&acme(), &ahead)).unwrap().unwrap().pending.is_none());
+        assert_eq!(cards(&store), (0, 0));
+    }
+
+    #[test]
+    fn a_full_list_is_refused_before_the_label_is_written() {
+        use crate::domain::rules::AuditEntry;
+        use crate::ports::rules::RulesAdmin;
+        let store = InMemoryDecisions::default();
+        lists(&store);
+        let s = ReviewService::new(&store);
+        let id = review_decision(&store, "r-1", "2018-08-01T10:00:00Z");
+        run(s.claim(&acme(), &id, "vk_a", 900)).unwrap();
+        let now = Timestamp::now();
+        let full: Vec<ListEntry> = (0..MAX_LIST_ENTRIES)
+            .map(|i| ListEntry {
+                value: format!("c-{i}"),
+                expires_at: None,
+                note: None,
+                added_by: "k".into(),
+                added_at: now,
+            })
+            .collect();
+        let audit = AuditEntry {
+            at: now,
+            actor: "k".into(),
+            action: "list.entries.add".into(),
+            target: "list:cards".into(),
+            detail: String::new(),
+        };
+        run(store.add_list_entries(&acme(), &ListName::parse("cards").unwrap(), &full, &audit)).unwrap();
+        // Before the fence, the label was written and then the list's cap refused the entry.
+        match run(s.resolve(
+            &acme(),
+            &id,
+            "vk_a",
+            body(Outcome::Block, ResolutionLabel::Fraud, &["cards"]),
+        )) {
+            Err(ReviewError::Invalid { field, .. }) => assert_eq!(field, "add_to_list[0]"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(label_of(&store, &id), None, "no label");
+        assert!(run(store.review(&acme(), &id)).unwrap().unwrap().pending.is_none());
+    }
+
+    #[test]
+    fn a_recorded_resolution_is_completed_once_as_recorded() {
+        let store = InMemoryDecisions::default();
+        lists(&store);
+        let s = ReviewService::new(&store);
+        let id = review_decision(&store, "r-1", "2018-08-01T10:00:00Z");
+        run(s.claim(&acme(), &id, "vk_a", 900)).unwrap();
+        // The intent was recorded, then the function died.
+        let intent = Resolution {
+            outcome: Outcome::Block,
+            label: ResolutionLabel::Fraud,
+            note: None,
+            resolved_by: "vk_a".into(),
+            resolved_at: Timestamp::now(),
+            lists_added: vec![ListAdded {
+                list: "cards".into(),
+                value: "c-rev".into(),
+            }],
+        };
+        run(store.begin_resolve(&acme(), &id, "vk_a", Timestamp::now(), &intent))
+            .unwrap()
+            .unwrap();
+        assert!(matches!(
+            run(s.claim(&acme(), &id, "vk_b", 900)),
+            Err(ReviewError::Conflict(_))
+        ));
+        // The author's retry, with another body, completes what was recorded.
+        let done = run(s.resolve(
+            &acme(),
+            &id,
+            "vk_a",
+            body(Outcome::Approve, ResolutionLabel::Legit, &[]),
+        ))
+        .unwrap();
+        let r = done.review.resolution.expect("resolved");
+        assert_eq!((r.outcome, r.label), (Outcome::Block, ResolutionLabel::Fraud));
+        assert_eq!(r.lists_added, intent.lists_added);
+        assert!(r.resolved_at >= intent.resolved_at, "closed on a fresh clock");
+        assert_eq!(label_of(&store, &id), Some(LabelValue::Fraud));
+        let after = cards(&store);
+        assert_eq!(after, (1, 1));
+        // Resolving again: 409, and nothing moves.
+        assert!(matches!(
+            run(s.resolve(
+                &acme(),
+                &id,
+                "vk_a",
+                body(Outcome::Block, ResolutionLabel::Fraud, &["cards"])
+            )),
+            Err(ReviewError::Conflict(_))
+        ));
+        assert_eq!(cards(&store), after);
+    }
+
+    #[test]
+    fn renewing_a_claim_adds_no_history_line() {
+        let store = InMemoryDecisions::default();
+        let s = ReviewService::new(&store);
+        let id = review_decision(&store, "r-1", "2018-08-01T10:00:00Z");
+        for _ in 0..5 {
+            run(s.claim(&acme(), &id, "vk_a", 900)).unwrap();
+        }
+        let item = run(s.get(&acme(), &id)).unwrap();
+        assert_eq!(item.history.len(), 2, "opened, claimed");
+    }
 
     #[test]
     fn a_lease_defaults_to_fifteen_minutes_and_is_bounded() {
