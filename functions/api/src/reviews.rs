@@ -53,26 +53,87 @@ struct ClaimView<'a> {
     expires_at: String,
 }
 
+#[derive(Serialize)]
+struct ListAddedView<'a> {
+    list: &'a str,
+    value: &'a str,
+}
+
+impl<'a> ListAddedView<'a> {
+    fn all(l: &'a [ListAdded]) -> Vec<Self> {
+        l.iter()
+            .map(|l| ListAddedView {
+                list: &l.list,
+                value: &l.value,
+            })
+            .collect()
+    }
+}
+
+/// `Review.resolution` of openapi.yaml.
+#[derive(Serialize)]
+struct ResolutionView<'a> {
+    outcome: &'static str,
+    label: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<&'a str>,
+    resolved_by: &'a str,
+    resolved_at: String,
+    lists_added: Vec<ListAddedView<'a>>,
+}
+
+impl<'a> ResolutionView<'a> {
+    fn new(r: &'a Resolution) -> Self {
+        ResolutionView {
+            outcome: r.outcome.as_str(),
+            label: r.label.as_str(),
+            note: r.note.as_deref(),
+            resolved_by: &r.resolved_by,
+            resolved_at: r.resolved_at.to_rfc3339(),
+            lists_added: ListAddedView::all(&r.lists_added),
+        }
+    }
+}
+
+/// `Review.history[]` of openapi.yaml.
+#[derive(Serialize)]
+struct EventView<'a> {
+    action: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    by: Option<&'a str>,
+    at: String,
+}
+
 /// `Review` of openapi.yaml.
 #[derive(Serialize)]
 pub struct ReviewView<'a> {
     transaction_id: &'a str,
-    status: ReviewStatus,
+    status: &'static str,
     opened_at: String,
     risk_score: u8,
     /// Until resolution (or now, while open).
     seconds_in_queue: i64,
     claim: Option<ClaimView<'a>>,
-    resolution: Option<&'a Resolution>,
+    resolution: Option<ResolutionView<'a>>,
     /// A resolution is recorded and being carried out (a retry of resolve completes it).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     resolution_pending: bool,
     /// On `GET /v1/reviews/{id}` and the changes' answers only, not on queue pages.
     #[serde(skip_serializing_if = "Option::is_none")]
-    history: Option<&'a [ReviewEvent]>,
+    history: Option<Vec<EventView<'a>>>,
     /// On a resolve's answer: entries it did not add, already on their list (left as they were).
     #[serde(skip_serializing_if = "Option::is_none")]
-    lists_already_present: Option<&'a Vec<ListAdded>>,
+    lists_already_present: Option<Vec<ListAddedView<'a>>>,
+}
+
+impl<'a> EventView<'a> {
+    fn new(e: &'a ReviewEvent) -> Self {
+        EventView {
+            action: e.action.as_str(),
+            by: e.by.as_deref(),
+            at: e.at.to_rfc3339(),
+        }
+    }
 }
 
 impl<'a> ReviewView<'a> {
@@ -87,7 +148,7 @@ impl<'a> ReviewView<'a> {
     fn new(r: &'a Review, now: Timestamp) -> Self {
         ReviewView {
             transaction_id: r.transaction_id.as_str(),
-            status: r.status,
+            status: r.status.as_str(),
             opened_at: r.opened_at.to_rfc3339(),
             risk_score: r.risk_score,
             seconds_in_queue: r.seconds_in_queue(now),
@@ -98,9 +159,9 @@ impl<'a> ReviewView<'a> {
                     expires_at: Timestamp::from_unix(c.expires_at).ok()?.to_rfc3339(),
                 })
             }),
-            resolution: r.resolution.as_ref(),
+            resolution: r.resolution.as_ref().map(ResolutionView::new),
             resolution_pending: r.pending.is_some(),
-            history: Some(&r.history),
+            history: Some(r.history.iter().map(EventView::new).collect()),
             lists_already_present: None,
         }
     }
@@ -244,6 +305,6 @@ pub async fn resolve<S: ApiStore, B: ModelBlobs>(
     }
     let done = service(app).resolve(&p.tenant, &id, &p.key_id, request).await?;
     let mut view = ReviewView::new(&done.review, Timestamp::now());
-    view.lists_already_present = Some(&done.already_present).filter(|l| !l.is_empty());
+    view.lists_already_present = Some(ListAddedView::all(&done.already_present)).filter(|l| !l.is_empty());
     Ok(ok(&view, cx.request_id))
 }
