@@ -262,3 +262,31 @@ async fn refused_labels_name_the_field_and_store_nothing() {
     assert_eq!(counters(&api.stack, &acme).await, counts_before);
     assert!(!item_before.contains_key("label"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_decision_that_cannot_take_a_label_is_a_409_not_a_400() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let api = ApiStack::new().await;
+    let acme = TenantId::parse("acme").unwrap();
+    let t = &transactions()[0];
+    verdict_integration::seed_decision(&api.stack.store, &acme, t).await;
+    let key = api.key(&acme, "labels:write", None).await;
+    // A decision stored without its terminal (an old or damaged item).
+    let decision = Keys::new(&acme).decision(&t.id);
+    api.stack
+        .dynamodb
+        .update_item()
+        .table_name(&api.stack.table)
+        .key("pk", AttributeValue::S(decision.pk.clone()))
+        .key("sk", AttributeValue::S(decision.sk.clone()))
+        .update_expression("REMOVE terminal_id, inputs.terminal_id")
+        .send()
+        .await
+        .unwrap();
+    let before = api.stack.raw_item(&decision).await;
+    let good = json!({"label": "fraud", "source": "chargeback", "labelled_at": "2018-08-10T00:00:00Z"});
+    let r = api.send(&label_event("tx-1", &good).bearer(&key)).await;
+    r.assert_problem(409, "label-not-applicable");
+    assert!(r.body.get("errors").is_none(), "no field is blamed: {}", r.body);
+    assert_eq!(api.stack.raw_item(&decision).await, before);
+}

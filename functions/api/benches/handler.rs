@@ -185,7 +185,7 @@ impl ReviewStore for MemoryStore {
     ) -> Result<ReviewChange, StoreError> {
         self.rules.release(t, id, h, now).await
     }
-    async fn resolve(
+    async fn begin_resolve(
         &self,
         t: &TenantId,
         id: &TransactionId,
@@ -193,7 +193,15 @@ impl ReviewStore for MemoryStore {
         now: Timestamp,
         r: &Resolution,
     ) -> Result<ReviewChange, StoreError> {
-        self.rules.resolve(t, id, h, now, r).await
+        self.rules.begin_resolve(t, id, h, now, r).await
+    }
+    async fn finish_resolve(
+        &self,
+        t: &TenantId,
+        id: &TransactionId,
+        r: &Resolution,
+    ) -> Result<ReviewChange, StoreError> {
+        self.rules.finish_resolve(t, id, r).await
     }
 }
 
@@ -273,6 +281,9 @@ impl RulesAdmin for MemoryStore {
         a: &AuditEntry,
     ) -> Result<ListChange, StoreError> {
         self.rules.remove_list_entries(t, n, v, a).await
+    }
+    async fn list_entry(&self, t: &TenantId, n: &ListName, v: &str) -> Result<Option<ListEntry>, StoreError> {
+        self.rules.list_entry(t, n, v).await
     }
     async fn list_entries(
         &self,

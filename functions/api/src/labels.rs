@@ -24,6 +24,7 @@ impl From<LabelError> for ApiError {
         match e {
             LabelError::NotFound(id) => ApiError::NotFound(format!("No transaction \"{id}\".")),
             LabelError::Invalid { field, reason } => ApiError::field(field, reason),
+            LabelError::NotApplicable(why) => ApiError::LabelNotApplicable(format!("Transaction {why}.")),
             LabelError::Busy(id) => ApiError::Unavailable(format!("transaction {id}: its label kept changing; retry")),
             LabelError::Store(s) => s.into(),
         }

@@ -12,7 +12,7 @@ use lambda_http::{Body, Request, Response};
 use verdict::app::models::{Activated, ActivationError, ModelActivation};
 use verdict::domain::auth::{Principal, Scope};
 use verdict::domain::registry::ModelStatus;
-use verdict::ports::{ActiveModel, ModelBlobs, StoreError};
+use verdict::ports::{ActiveModel, ModelBlobs};
 
 /// Names the fallback model's uploader in views: it came with the deployment.
 const FALLBACK_UPLOADER: &str = "deployment (VERDICT_MODEL_PATH)";
@@ -111,11 +111,7 @@ pub async fn list<S: ApiStore, B: ModelBlobs>(
     };
     let page = models(app)
         .page(&principal.tenant, params.limit, params.cursor.as_deref())
-        .await
-        .map_err(|e| match e {
-            StoreError::BadCursor => ApiError::field("cursor", "was not issued for this query"),
-            e => e.into(),
-        })?;
+        .await?;
     let view = PageView {
         items: page
             .items

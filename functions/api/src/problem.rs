@@ -35,6 +35,9 @@ pub enum ApiError {
     IdempotencyConflict(String),
     /// 409: model state does not allow it (including "no model to score with").
     Conflict(String),
+    /// 409: the stored transaction does not take the label (it occurs later than the label's
+    /// time, or its stored data does not allow it). Not the request's fault, so not a 400.
+    LabelNotApplicable(String),
     /// 413
     PayloadTooLarge { size: usize, limit: usize },
     /// 415: what the Content-Type was (`None` when absent).
@@ -68,7 +71,9 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::IdempotencyConflict(_) | ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::IdempotencyConflict(_) | ApiError::Conflict(_) | ApiError::LabelNotApplicable(_) => {
+                StatusCode::CONFLICT
+            }
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -89,6 +94,7 @@ impl ApiError {
                 "Idempotency key reused with a different request",
             ),
             ApiError::Conflict(_) => ("conflict", "Conflict"),
+            ApiError::LabelNotApplicable(_) => ("label-not-applicable", "Label not applicable"),
             ApiError::PayloadTooLarge { .. } => ("payload-too-large", "Payload too large"),
             ApiError::UnsupportedMediaType(_) => ("unsupported-media-type", "Unsupported media type"),
             ApiError::Internal(_) => ("internal", "Internal error"),
@@ -109,7 +115,7 @@ impl ApiError {
             ApiError::IdempotencyConflict(id) => {
                 format!("Transaction \"{id}\" was already scored with a different body.")
             }
-            ApiError::Conflict(detail) => detail.clone(),
+            ApiError::Conflict(detail) | ApiError::LabelNotApplicable(detail) => detail.clone(),
             ApiError::PayloadTooLarge { size, limit } => format!("The body is {size} bytes; the limit is {limit}."),
             ApiError::UnsupportedMediaType(Some(ct)) => {
                 format!("Content-Type \"{ct}\" is not supported; send application/json.")
@@ -203,8 +209,10 @@ impl From<AuthError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        // A bad cursor is the caller's; the routes that take one map it to their field first.
-        if e.is_retryable() {
+        // A bad cursor is the caller's: the one place it becomes a 400 naming `cursor`.
+        if matches!(e, StoreError::BadCursor) {
+            ApiError::field("cursor", "was not issued for this query")
+        } else if e.is_retryable() {
             ApiError::Unavailable(e.to_string())
         } else {
             ApiError::Internal(e.to_string())
@@ -312,6 +320,7 @@ mod tests {
             ApiError::NotFound("x".into()),
             ApiError::IdempotencyConflict("x".into()),
             ApiError::Conflict("x".into()),
+            ApiError::LabelNotApplicable("x".into()),
             ApiError::PayloadTooLarge { size: 2, limit: 1 },
             ApiError::UnsupportedMediaType(None),
             ApiError::Internal("x".into()),

@@ -12,9 +12,9 @@ use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 use verdict::app::reviews::{lease_secs, ReviewError, ReviewService};
 use verdict::domain::auth::{Principal, Scope};
-use verdict::domain::review::{Resolution, ResolveRequest, Review, ReviewEvent, ReviewSort, ReviewStatus};
+use verdict::domain::review::{ListAdded, Resolution, ResolveRequest, Review, ReviewEvent, ReviewSort, ReviewStatus};
 use verdict::domain::{Timestamp, TransactionId};
-use verdict::ports::{ModelBlobs, StoreError};
+use verdict::ports::ModelBlobs;
 
 /// A resolve body: a note of at most 1,000 characters and at most 5 list names.
 const MAX_REVIEW_BODY_BYTES: usize = 8 * 1024;
@@ -25,7 +25,7 @@ impl From<ReviewError> for ApiError {
             ReviewError::NotFound(what) => ApiError::NotFound(what),
             ReviewError::Conflict(why) => ApiError::Conflict(why),
             ReviewError::Invalid { field, reason } => ApiError::field(&field, reason),
-            ReviewError::Store(StoreError::BadCursor) => ApiError::field("cursor", "was not issued for this query"),
+            ReviewError::NotApplicable(why) => ApiError::LabelNotApplicable(why),
             ReviewError::Store(s) => s.into(),
         }
     }
@@ -53,35 +53,116 @@ struct ClaimView<'a> {
     expires_at: String,
 }
 
+#[derive(Serialize)]
+struct ListAddedView<'a> {
+    list: &'a str,
+    value: &'a str,
+}
+
+impl<'a> ListAddedView<'a> {
+    fn all(l: &'a [ListAdded]) -> Vec<Self> {
+        l.iter()
+            .map(|l| ListAddedView {
+                list: &l.list,
+                value: &l.value,
+            })
+            .collect()
+    }
+}
+
+/// `Review.resolution` of openapi.yaml.
+#[derive(Serialize)]
+struct ResolutionView<'a> {
+    outcome: &'static str,
+    label: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<&'a str>,
+    resolved_by: &'a str,
+    resolved_at: String,
+    lists_added: Vec<ListAddedView<'a>>,
+}
+
+impl<'a> ResolutionView<'a> {
+    fn new(r: &'a Resolution) -> Self {
+        ResolutionView {
+            outcome: r.outcome.as_str(),
+            label: r.label.as_str(),
+            note: r.note.as_deref(),
+            resolved_by: &r.resolved_by,
+            resolved_at: r.resolved_at.to_rfc3339(),
+            lists_added: ListAddedView::all(&r.lists_added),
+        }
+    }
+}
+
+/// `Review.history[]` of openapi.yaml.
+#[derive(Serialize)]
+struct EventView<'a> {
+    action: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    by: Option<&'a str>,
+    at: String,
+}
+
 /// `Review` of openapi.yaml.
 #[derive(Serialize)]
 pub struct ReviewView<'a> {
     transaction_id: &'a str,
-    status: ReviewStatus,
+    status: &'static str,
     opened_at: String,
     risk_score: u8,
     /// Until resolution (or now, while open).
     seconds_in_queue: i64,
     claim: Option<ClaimView<'a>>,
-    resolution: Option<&'a Resolution>,
-    history: &'a [ReviewEvent],
+    resolution: Option<ResolutionView<'a>>,
+    /// A resolution is recorded and being carried out (a retry of resolve completes it).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    resolution_pending: bool,
+    /// On `GET /v1/reviews/{id}` and the changes' answers only, not on queue pages.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    history: Option<Vec<EventView<'a>>>,
+    /// On a resolve's answer: entries it did not add, already on their list (left as they were).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lists_already_present: Option<Vec<ListAddedView<'a>>>,
+}
+
+impl<'a> EventView<'a> {
+    fn new(e: &'a ReviewEvent) -> Self {
+        EventView {
+            action: e.action.as_str(),
+            by: e.by.as_deref(),
+            at: e.at.to_rfc3339(),
+        }
+    }
 }
 
 impl<'a> ReviewView<'a> {
+    /// A queue page's row: no history.
+    fn row(r: &'a Review, now: Timestamp) -> Self {
+        ReviewView {
+            history: None,
+            ..Self::new(r, now)
+        }
+    }
+
     fn new(r: &'a Review, now: Timestamp) -> Self {
         ReviewView {
             transaction_id: r.transaction_id.as_str(),
-            status: r.status,
+            status: r.status.as_str(),
             opened_at: r.opened_at.to_rfc3339(),
             risk_score: r.risk_score,
             seconds_in_queue: r.seconds_in_queue(now),
-            // An expired claim is no claim.
-            claim: r.live_claim(now.unix()).map(|c| ClaimView {
-                holder: &c.holder,
-                expires_at: Timestamp::from_unix(c.expires_at).map_or_else(|_| String::new(), |t| t.to_rfc3339()),
+            // An expired claim is no claim; one whose expiry is no instant is left out.
+            claim: r.live_claim(now.unix()).and_then(|c| {
+                Some(ClaimView {
+                    holder: &c.holder,
+                    expires_at: Timestamp::from_unix(c.expires_at).ok()?.to_rfc3339(),
+                })
             }),
-            resolution: r.resolution.as_ref(),
-            history: &r.history,
+            resolution: r.resolution.as_ref().map(ResolutionView::new),
+            resolution_pending: r.pending.is_some(),
+            history: Some(r.history.iter().map(EventView::new).collect()),
+            lists_already_present: None,
         }
     }
 }
@@ -121,7 +202,7 @@ pub async fn list<S: ApiStore, B: ModelBlobs>(
     let now = Timestamp::now();
     Ok(ok(
         &PageView {
-            items: found.items.iter().map(|r| ReviewView::new(r, now)).collect(),
+            items: found.items.iter().map(|r| ReviewView::row(r, now)).collect(),
             next_cursor: found.next_cursor,
         },
         cx.request_id,
@@ -218,6 +299,12 @@ pub async fn resolve<S: ApiStore, B: ModelBlobs>(
     let id = review_id(raw_id)?;
     let request = ResolveRequest::parse_json(body)
         .map_err(|errors| ApiError::Validation(errors.into_iter().map(|(f, m)| field_error(&f, m)).collect()))?;
+    // Adding to a block list is a list change: it needs the lists' scope too.
+    if !request.add_to_list.is_empty() {
+        p.require(Scope::ListsWrite)?;
+    }
     let done = service(app).resolve(&p.tenant, &id, &p.key_id, request).await?;
-    Ok(one(&done, cx.request_id))
+    let mut view = ReviewView::new(&done.review, Timestamp::now());
+    view.lists_already_present = Some(ListAddedView::all(&done.already_present)).filter(|l| !l.is_empty());
+    Ok(ok(&view, cx.request_id))
 }

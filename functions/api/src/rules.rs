@@ -16,7 +16,7 @@ use verdict::domain::auth::{Principal, Scope};
 use verdict::domain::rules::{ListKind, RuleSpec};
 use verdict::domain::{ListName, RuleId};
 use verdict::ports::rules::ListChange;
-use verdict::ports::{ModelBlobs, StoreError};
+use verdict::ports::ModelBlobs;
 
 /// Rule and ruleset bodies: a ruleset names at most 200 rule ids.
 const MAX_RULE_BODY_BYTES: usize = 16 * 1024;
@@ -55,20 +55,6 @@ fn page_params(cx: &Ctx<'_>) -> Result<PageParams, ApiError> {
     match PageParams::parse(&cx.query(), &mut errors) {
         Some(p) if errors.is_empty() => Ok(p),
         _ => Err(ApiError::Validation(errors)),
-    }
-}
-
-fn bad_cursor(e: StoreError) -> ApiError {
-    match e {
-        StoreError::BadCursor => ApiError::field("cursor", "was not issued for this query"),
-        e => e.into(),
-    }
-}
-
-fn bad_cursor_rules(e: RulesError) -> ApiError {
-    match e {
-        RulesError::Store(s) => bad_cursor(s),
-        e => e.into(),
     }
 }
 
@@ -142,8 +128,7 @@ pub async fn list<S: ApiStore, B: ModelBlobs>(
     let params = page_params(cx)?;
     let page = service(app)
         .rules(&p.tenant, params.limit, params.cursor.as_deref())
-        .await
-        .map_err(bad_cursor)?;
+        .await?;
     Ok(ok(
         &PageView {
             items: page.items,
@@ -208,8 +193,7 @@ pub async fn list_rulesets<S: ApiStore, B: ModelBlobs>(
     let params = page_params(cx)?;
     let page = service(app)
         .rulesets(&p.tenant, params.limit, params.cursor.as_deref())
-        .await
-        .map_err(bad_cursor)?;
+        .await?;
     Ok(ok(
         &PageView {
             items: page.items,
@@ -389,8 +373,7 @@ pub async fn entries<S: ApiStore, B: ModelBlobs>(
     let params = page_params(cx)?;
     let page = service(app)
         .entries(&p.tenant, &name, params.limit, params.cursor.as_deref())
-        .await
-        .map_err(bad_cursor_rules)?;
+        .await?;
     Ok(ok(
         &PageView {
             items: page.items,
@@ -483,8 +466,7 @@ pub async fn audit<S: ApiStore, B: ModelBlobs>(
     let params = page_params(cx)?;
     let page = service(app)
         .audit_trail(&p.tenant, params.limit, params.cursor.as_deref())
-        .await
-        .map_err(bad_cursor)?;
+        .await?;
     Ok(ok(
         &PageView {
             items: page.items,

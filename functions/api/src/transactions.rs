@@ -13,7 +13,7 @@ use verdict::domain::auth::Scope;
 use verdict::domain::decision::IdempotencyKey;
 use verdict::domain::decision::{FieldError, ScoreRequest};
 use verdict::domain::{CustomerId, TransactionId};
-use verdict::ports::{ModelBlobs, StoreError};
+use verdict::ports::ModelBlobs;
 
 /// The contract's body limit (16 KiB).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -118,11 +118,7 @@ pub async fn list<S: ApiStore, B: ModelBlobs>(
         .scorer
         .store
         .decisions_for_customer(&principal.tenant, &customer, page.limit, page.cursor.as_deref())
-        .await
-        .map_err(|e| match e {
-            StoreError::BadCursor => ApiError::field("cursor", "was not issued for this query"),
-            e => e.into(),
-        })?;
+        .await?;
     let view = PageView {
         items: page.items.iter().map(StoredDecisionView::new).collect(),
         next_cursor: page.next_cursor,

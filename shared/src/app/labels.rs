@@ -358,6 +358,12 @@ enum RowResult {
         field: Option<&'static str>,
         reason: String,
     },
+    /// The stored data does not take the label (no terminal_id, a counter that is not a
+    /// number): a file reports it like a bad row; the API does not blame the request.
+    NotApplicable {
+        field: Option<&'static str>,
+        reason: String,
+    },
     /// The label kept changing under concurrent writers for [`LABEL_ATTEMPTS`] tries.
     Stuck,
 }
@@ -491,7 +497,7 @@ where
                             ),
                         ));
                     }
-                    RowResult::Invalid { field, reason } => {
+                    RowResult::Invalid { field, reason } | RowResult::NotApplicable { field, reason } => {
                         counts.rejected += 1;
                         report.push((line, report_line(line, Some(&id), field, &reason)));
                     }
@@ -826,7 +832,7 @@ async fn apply_label<S: LabelStore>(
         });
     }
     let Some(terminal) = target.terminal_id.clone() else {
-        return Ok(RowResult::Invalid {
+        return Ok(RowResult::NotApplicable {
             field: Some("transaction_id"),
             reason: "the stored decision has no terminal_id, so its fraud counts cannot be kept".into(),
         });
@@ -872,7 +878,7 @@ async fn apply_label<S: LabelStore>(
             // Whatever the retry (a fraud counter that is not a number): report the row, and
             // let the rest of the file apply.
             LabelWriteOutcome::Refused => {
-                return Ok(RowResult::Invalid {
+                return Ok(RowResult::NotApplicable {
                     field: None,
                     reason: "the store refused to move this transaction's fraud counters; the label was not applied"
                         .into(),
@@ -924,6 +930,9 @@ pub enum LabelError {
     NotFound(String),
     #[error("{field}: {reason}")]
     Invalid { field: &'static str, reason: String },
+    /// The stored transaction does not take the label (its stored data does not allow it).
+    #[error("transaction {0}")]
+    NotApplicable(String),
     /// The label kept changing under concurrent writers; retry.
     #[error("transaction {0}: its label kept changing")]
     Busy(String),
@@ -976,6 +985,7 @@ pub async fn label_transaction<S: LabelStore>(
                 reason,
             })
         }
+        RowResult::NotApplicable { reason, .. } => return Err(LabelError::NotApplicable(format!("{id}: {reason}"))),
         RowResult::Stuck => return Err(LabelError::Busy(id.to_string())),
     };
     Ok(Labelled {

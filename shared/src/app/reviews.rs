@@ -4,24 +4,29 @@
 //! [`crate::app::labels::label_transaction`] (the labels API's path, shared with label files),
 //! list entries through [`RulesService`] ([`check_entry`] and [`RulesService::apply_entries`]).
 //!
-//! Resolving, in an order that a retry after a crash completes without duplicating anything and
-//! where a refusal changes nothing:
-//! 1. read the item: it must be open and claimed by the caller, unexpired (else 409);
-//! 2. check every list entry (the list exists, its kind has a transaction field, the
-//!    transaction has a value, the value parses) before writing anything (else 400);
-//! 3. write the label (a repeat is `unchanged`: nothing moves);
-//! 4. add the list entries (a value already there is updated, never duplicated);
-//! 5. close the item with one conditional update (open, held by the caller): of two racing
-//!    resolutions one wins, the other is a 409.
+//! Resolving is fenced, so a refusal writes nothing and a retry completes without duplicating:
+//! 1. read the item; check every list entry (the list exists, its kind is card, email or IP,
+//!    it has room, the transaction has a value that parses) and that the label can apply (the
+//!    transaction exists and has occurred): any refusal here writes nothing;
+//! 2. record the intent on the item (`resolving`) with one conditional update: open, held by
+//!    the caller unexpired, no other resolution pending. From here no claim, release or other
+//!    resolution gets in (409);
+//! 3. write the label (labels path) and add the list entries (rules service), as recorded;
+//! 4. close the item, conditioned on the pending resolution being this one.
+//!
+//! A crash after 2 is completed by the next resolve of the item: the author's retry returns the
+//! resolved item; anyone else's completes the recorded resolution (as its author's) and is then
+//! told the item is resolved (409). Steps 3 and 4 are idempotent (the same label again is
+//! `unchanged`; the close of an item already closed by the same key returns it).
 
 use crate::app::labels::{label_transaction, LabelError};
 use crate::app::rules::{check_entry, EntryInput, RulesError, RulesService};
 use crate::domain::labels::{LabelRequest, LabelRow, LabelValue};
 use crate::domain::review::{
     list_field, ListAdded, Resolution, ResolutionLabel, ResolveRequest, Review, ReviewSort, ReviewStatus,
-    DEFAULT_LEASE_SECS, MAX_LEASE_SECS,
+    DEFAULT_LEASE_SECS, MAX_HISTORY, MAX_LEASE_SECS,
 };
-use crate::domain::rules::ListEntry;
+use crate::domain::rules::{ListEntry, MAX_LIST_ENTRIES};
 use crate::domain::{ListName, TenantId, Timestamp, TransactionId};
 use crate::ports::labels::LabelStore;
 use crate::ports::reviews::{ReviewRefusal, ReviewStore};
@@ -37,6 +42,10 @@ pub enum ReviewError {
     Conflict(String),
     #[error("{field}: {reason}")]
     Invalid { field: String, reason: String },
+    /// The stored transaction does not take the label (it occurs later, or its stored data does
+    /// not allow it): not the request's fault, so not a 400.
+    #[error("{0}")]
+    NotApplicable(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -52,6 +61,12 @@ fn refused(id: &TransactionId, r: ReviewRefusal) -> ReviewError {
             "You do not hold an unexpired claim on the review of \"{id}\"; claim it first."
         )),
         ReviewRefusal::AlreadyResolved => ReviewError::Conflict(format!("The review of \"{id}\" is already resolved.")),
+        ReviewRefusal::Pending { by } => ReviewError::Conflict(format!(
+            "A resolution of the review of \"{id}\" by {by} is being carried out; resolve it again to complete it."
+        )),
+        ReviewRefusal::HistoryFull => ReviewError::Conflict(format!(
+            "The review of \"{id}\" has {MAX_HISTORY} history entries, the most it keeps; resolve it."
+        )),
     }
 }
 
@@ -72,6 +87,14 @@ pub fn lease_secs(requested: Option<i64>) -> Result<i64, ReviewError> {
             format!("must be between 1 and {MAX_LEASE_SECS}"),
         )),
     }
+}
+
+/// A resolve's answer: the closed item, and the list entries it did not add because they were
+/// already there (left as they were; not in the stored `lists_added`).
+#[derive(Debug)]
+pub struct Resolved {
+    pub review: Review,
+    pub already_present: Vec<ListAdded>,
 }
 
 pub struct ReviewService<'a, S> {
@@ -129,10 +152,19 @@ impl<'a, S: ReviewStore + LabelStore + RulesAdmin + DecisionStore> ReviewService
         id: &TransactionId,
         key_id: &str,
         request: ResolveRequest,
-    ) -> Result<Review, ReviewError> {
+    ) -> Result<Resolved, ReviewError> {
         let now = Timestamp::now();
-        // 1. Open and ours, before anything is written.
         let review = self.get(tenant, id).await?;
+        // A resolution recorded before a crash is completed first, whoever asks.
+        if let Some(pending) = review.pending {
+            let mine = pending.resolved_by == key_id;
+            let done = self.complete(tenant, id, pending).await?;
+            return if mine {
+                Ok(done)
+            } else {
+                Err(refused(id, ReviewRefusal::AlreadyResolved))
+            };
+        }
         if review.status == ReviewStatus::Resolved {
             return Err(refused(id, ReviewRefusal::AlreadyResolved));
         }
@@ -149,10 +181,56 @@ impl<'a, S: ReviewStore + LabelStore + RulesAdmin + DecisionStore> ReviewService
             }
             None => return Err(refused(id, ReviewRefusal::NotHeld)),
         }
-        // 2. Every list entry checked.
+        // 1. Everything that could refuse, before anything is written.
+        if request.label != ResolutionLabel::None || !request.add_to_list.is_empty() {
+            let decision = self
+                .store
+                .decision(tenant, id)
+                .await?
+                .ok_or_else(|| ReviewError::NotFound(format!("No transaction \"{id}\".")))?;
+            if request.label != ResolutionLabel::None && decision.occurred_at > now {
+                return Err(ReviewError::NotApplicable(format!(
+                    "Transaction \"{id}\" occurs at {}, after now: it cannot be labelled yet; resolve it then.",
+                    decision.occurred_at
+                )));
+            }
+        }
         let entries = self.list_entries(tenant, id, key_id, &request.add_to_list, now).await?;
-        // 3. The label, through the labels path.
-        if let Some(value) = match request.label {
+        // 2. The intent, fenced by the claim.
+        let intent = Resolution {
+            outcome: request.outcome,
+            label: request.label,
+            note: request.note,
+            resolved_by: key_id.to_owned(),
+            resolved_at: now,
+            lists_added: entries
+                .iter()
+                .map(|(name, e)| ListAdded {
+                    list: name.to_string(),
+                    value: e.value.clone(),
+                })
+                .collect(),
+        };
+        let recorded = self
+            .store
+            .begin_resolve(tenant, id, key_id, Timestamp::now(), &intent)
+            .await?
+            .map_err(|r| refused(id, r))?;
+        let pending = recorded.pending.ok_or_else(|| refused(id, ReviewRefusal::NotHeld))?;
+        // 3. and 4.
+        self.complete(tenant, id, pending).await
+    }
+
+    /// Carries out a recorded resolution: the label, the list entries, the close. Each step is
+    /// idempotent, so running it twice (a retry, two callers) changes nothing more.
+    async fn complete(
+        &self,
+        tenant: &TenantId,
+        id: &TransactionId,
+        pending: Resolution,
+    ) -> Result<Resolved, ReviewError> {
+        let by = pending.resolved_by.as_str();
+        if let Some(value) = match pending.label {
             ResolutionLabel::Fraud => Some(LabelValue::Fraud),
             ResolutionLabel::Legit => Some(LabelValue::Legit),
             ResolutionLabel::None => None,
@@ -161,48 +239,66 @@ impl<'a, S: ReviewStore + LabelStore + RulesAdmin + DecisionStore> ReviewService
                 row: LabelRow {
                     transaction_id: id.clone(),
                     label: value,
-                    source: format!("review:{key_id}"),
-                    labelled_at: now,
+                    source: format!("review:{by}"),
+                    // The recorded time, so a retry writes the same label.
+                    labelled_at: pending.resolved_at,
                 },
-                note: request.note.clone(),
+                note: pending.note.clone(),
             };
-            label_transaction(self.store, tenant, key_id, &label)
+            label_transaction(self.store, tenant, by, &label)
                 .await
                 .map_err(|e| match e {
                     LabelError::NotFound(id) => ReviewError::NotFound(format!("No transaction \"{id}\".")),
-                    LabelError::Invalid { reason, .. } => invalid("label", reason),
+                    LabelError::Invalid { reason, .. } => {
+                        ReviewError::NotApplicable(format!("The label cannot be applied to \"{id}\": {reason}"))
+                    }
+                    LabelError::NotApplicable(why) => ReviewError::NotApplicable(format!("Transaction {why}.")),
                     LabelError::Busy(id) => ReviewError::Store(StoreError::Unavailable(format!(
                         "transaction {id}: its label kept changing"
                     ))),
                     LabelError::Store(s) => ReviewError::Store(s),
                 })?;
         }
-        // 4. The list entries, through the rules service.
+        // Added only if absent: an entry already there keeps its expiry, note and author. One
+        // this resolution wrote before a crash (same author, same note) counts as added.
         let rules = RulesService::new(self.store);
-        let mut lists_added = Vec::with_capacity(entries.len());
-        for (name, entry) in entries {
-            lists_added.push(ListAdded {
-                list: name.to_string(),
-                value: entry.value.clone(),
-            });
-            rules
-                .apply_entries(tenant, key_id, &name, vec![entry])
+        let note = format!("review of {id}");
+        let (mut added, mut already_present) = (Vec::new(), Vec::new());
+        for wanted in &pending.lists_added {
+            let name = ListName::parse(&wanted.list).map_err(|e| invalid("add_to_list", e.reason))?;
+            let entry = ListEntry {
+                value: wanted.value.clone(),
+                expires_at: None,
+                note: Some(note.clone()),
+                added_by: by.to_owned(),
+                added_at: pending.resolved_at,
+            };
+            match rules
+                .add_entry_if_absent(tenant, by, &name, entry)
                 .await
-                .map_err(|e| rules_error(&name, e))?;
+                .map_err(|e| rules_error(&name, e))?
+            {
+                Some(there) if there.added_by != by || there.note.as_deref() != Some(note.as_str()) => {
+                    already_present.push(wanted.clone())
+                }
+                _ => added.push(wanted.clone()),
+            }
         }
-        // 5. Close it, conditionally.
+        // Closed with a fresh clock: resolved_at is when it was closed.
         let resolution = Resolution {
-            outcome: request.outcome,
-            label: request.label,
-            note: request.note,
-            resolved_by: key_id.to_owned(),
-            resolved_at: now,
-            lists_added,
+            resolved_at: Timestamp::now(),
+            lists_added: added,
+            ..pending
         };
-        self.store
-            .resolve(tenant, id, key_id, now, &resolution)
+        let review = self
+            .store
+            .finish_resolve(tenant, id, &resolution)
             .await?
-            .map_err(|r| refused(id, r))
+            .map_err(|r| refused(id, r))?;
+        Ok(Resolved {
+            review,
+            already_present,
+        })
     }
 
     /// The entry each named list gets: the transaction's value of the list kind's field.
@@ -235,9 +331,15 @@ impl<'a, S: ReviewStore + LabelStore + RulesAdmin + DecisionStore> ReviewService
             let Some(source) = list_field(meta.kind) else {
                 return Err(invalid(
                     field,
-                    format!("list \"{name}\" holds values no transaction field gives"),
+                    format!("list \"{name}\" is not a card (customer_id), email or ip list"),
                 ));
             };
+            if meta.entries >= MAX_LIST_ENTRIES as u64 {
+                return Err(invalid(
+                    field,
+                    format!("list \"{name}\" is full ({MAX_LIST_ENTRIES} entries)"),
+                ));
+            }
             let Some(value) = inputs.get(source).and_then(|v| v.as_str()) else {
                 return Err(invalid(
                     field,
@@ -274,6 +376,220 @@ fn rules_error(name: &ListName, e: RulesError) -> ReviewError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::decision::Decision;
+    use crate::domain::features::transaction_delta;
+    use crate::domain::review::Outcome;
+    use crate::domain::rules::ListKind;
+    use crate::ports::contract::decisions;
+    use crate::ports::in_memory::{block_on as run, InMemoryDecisions};
+    use crate::ports::labels::LabelTarget;
+    use crate::ports::reviews::ReviewStore;
+    use crate::ports::{AggregateWritePlan, DecisionCommit};
+
+    fn acme() -> TenantId {
+        TenantId::parse("acme").unwrap()
+    }
+
+    /// A `review` decision of `id` (customer `c-rev`) occurring at `at`, known to the labels too.
+    fn review_decision(store: &InMemoryDecisions, id: &str, at: &str) -> TransactionId {
+        let t = decisions::tx(id, at, 1_000, "c-rev");
+        let mut record = decisions::record(&t, &format!("fp-{id}"));
+        record.decision = Decision::Review;
+        record.inputs = serde_json::json!({"id": id, "customer_id": "c-rev", "terminal_id": "t-1"}).into();
+        let c = DecisionCommit {
+            record: &record,
+            transaction: &t,
+            idempotency_key: None,
+            delta: transaction_delta(&t),
+            aggregates: AggregateWritePlan::NONE,
+        };
+        run(store.commit(&acme(), &c)).unwrap();
+        store.labels.add_decision(
+            &acme(),
+            &t.id,
+            LabelTarget {
+                occurred_at: t.occurred_at,
+                customer_id: t.customer_id.clone(),
+                terminal_id: Some(t.terminal_id.clone()),
+                label: None,
+            },
+        );
+        t.id
+    }
+
+    fn lists(store: &InMemoryDecisions) {
+        let rules = RulesService::new(store);
+        for (name, kind) in [("cards", ListKind::CustomerId), ("terms", ListKind::TerminalId)] {
+            run(rules.create_list(&acme(), "k", ListName::parse(name).unwrap(), kind, String::new())).unwrap();
+        }
+    }
+
+    fn body(outcome: Outcome, label: ResolutionLabel, add: &[&str]) -> ResolveRequest {
+        ResolveRequest {
+            outcome,
+            label,
+            note: None,
+            add_to_list: add.iter().map(|n| ListName::parse(n).unwrap()).collect(),
+        }
+    }
+
+    fn label_of(store: &InMemoryDecisions, id: &TransactionId) -> Option<LabelValue> {
+        let mut t = run(store.label_targets(&acme(), std::slice::from_ref(id))).unwrap();
+        t.remove(id).unwrap().label.map(|l| l.value)
+    }
+
+    fn cards(store: &InMemoryDecisions) -> (u64, u64) {
+        let meta = run(RulesService::new(store).list(&acme(), &ListName::parse("cards").unwrap())).unwrap();
+        (meta.entries, meta.version)
+    }
+
+    #[test]
+    fn a_refused_resolve_writes_no_label_no_entry_and_no_intent() {
+        let store = InMemoryDecisions::default();
+        lists(&store);
+        let s = ReviewService::new(&store);
+        let id = review_decision(&store, "r-1", "2018-08-01T10:00:00Z");
+        run(s.claim(&acme(), &id, "vk_a", 900)).unwrap();
+        let fraud_to_cards = || body(Outcome::Block, ResolutionLabel::Fraud, &["cards"]);
+        // A terminal list is not offered.
+        match run(s.resolve(
+            &acme(),
+            &id,
+            "vk_a",
+            body(Outcome::Block, ResolutionLabel::Fraud, &["cards", "terms"]),
+        )) {
+            Err(ReviewError::Invalid { field, reason }) => assert_eq!(field, "add_to_list[1]", "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        // The lease ran out before the resolve: 409, and nothing written (before: the label and
+        // the entry were written first).
+        store.expire_claim(&acme(), &id, 0);
+        assert!(matches!(
+            run(s.resolve(&acme(), &id, "vk_a", fraud_to_cards())),
+            Err(ReviewError::Conflict(_))
+        ));
+        assert_eq!(label_of(&store, &id), None, "no label");
+        assert_eq!(cards(&store), (0, 0), "no entry, no version");
+        let item = run(store.review(&acme(), &id)).unwrap().unwrap();
+        assert!(item.pending.is_none() && item.status == ReviewStatus::Open);
+
+        // A transaction that occurs after now cannot take the label yet: not a 400 on `label`.
+        let ahead = review_decision(&store, "r-2", "2999-01-01T00:00:00Z");
+        run(s.claim(&acme(), &ahead, "vk_a", 900)).unwrap();
+        assert!(matches!(
+            run(s.resolve(&acme(), &ahead, "vk_a", fraud_to_cards())),
+            Err(ReviewError::NotApplicable(_))
+        ));
+        assert!(run(store.review(&acme(), &ahead)).unwrap().unwrap().pending.is_none());
+        assert_eq!(cards(&store), (0, 0));
+    }
+
+    #[test]
+    fn a_full_list_is_refused_before_the_label_is_written() {
+        use crate::domain::rules::AuditEntry;
+        use crate::ports::rules::RulesAdmin;
+        let store = InMemoryDecisions::default();
+        lists(&store);
+        let s = ReviewService::new(&store);
+        let id = review_decision(&store, "r-1", "2018-08-01T10:00:00Z");
+        run(s.claim(&acme(), &id, "vk_a", 900)).unwrap();
+        let now = Timestamp::now();
+        let full: Vec<ListEntry> = (0..MAX_LIST_ENTRIES)
+            .map(|i| ListEntry {
+                value: format!("c-{i}"),
+                expires_at: None,
+                note: None,
+                added_by: "k".into(),
+                added_at: now,
+            })
+            .collect();
+        let audit = AuditEntry {
+            at: now,
+            actor: "k".into(),
+            action: "list.entries.add".into(),
+            target: "list:cards".into(),
+            detail: String::new(),
+        };
+        run(store.add_list_entries(&acme(), &ListName::parse("cards").unwrap(), &full, &audit)).unwrap();
+        // Before the fence, the label was written and then the list's cap refused the entry.
+        match run(s.resolve(
+            &acme(),
+            &id,
+            "vk_a",
+            body(Outcome::Block, ResolutionLabel::Fraud, &["cards"]),
+        )) {
+            Err(ReviewError::Invalid { field, .. }) => assert_eq!(field, "add_to_list[0]"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(label_of(&store, &id), None, "no label");
+        assert!(run(store.review(&acme(), &id)).unwrap().unwrap().pending.is_none());
+    }
+
+    #[test]
+    fn a_recorded_resolution_is_completed_once_as_recorded() {
+        let store = InMemoryDecisions::default();
+        lists(&store);
+        let s = ReviewService::new(&store);
+        let id = review_decision(&store, "r-1", "2018-08-01T10:00:00Z");
+        run(s.claim(&acme(), &id, "vk_a", 900)).unwrap();
+        // The intent was recorded, then the function died.
+        let intent = Resolution {
+            outcome: Outcome::Block,
+            label: ResolutionLabel::Fraud,
+            note: None,
+            resolved_by: "vk_a".into(),
+            resolved_at: Timestamp::now(),
+            lists_added: vec![ListAdded {
+                list: "cards".into(),
+                value: "c-rev".into(),
+            }],
+        };
+        run(store.begin_resolve(&acme(), &id, "vk_a", Timestamp::now(), &intent))
+            .unwrap()
+            .unwrap();
+        assert!(matches!(
+            run(s.claim(&acme(), &id, "vk_b", 900)),
+            Err(ReviewError::Conflict(_))
+        ));
+        // The author's retry, with another body, completes what was recorded.
+        let done = run(s.resolve(
+            &acme(),
+            &id,
+            "vk_a",
+            body(Outcome::Approve, ResolutionLabel::Legit, &[]),
+        ))
+        .unwrap();
+        let r = done.review.resolution.expect("resolved");
+        assert_eq!((r.outcome, r.label), (Outcome::Block, ResolutionLabel::Fraud));
+        assert_eq!(r.lists_added, intent.lists_added);
+        assert!(r.resolved_at >= intent.resolved_at, "closed on a fresh clock");
+        assert_eq!(label_of(&store, &id), Some(LabelValue::Fraud));
+        let after = cards(&store);
+        assert_eq!(after, (1, 1));
+        // Resolving again: 409, and nothing moves.
+        assert!(matches!(
+            run(s.resolve(
+                &acme(),
+                &id,
+                "vk_a",
+                body(Outcome::Block, ResolutionLabel::Fraud, &["cards"])
+            )),
+            Err(ReviewError::Conflict(_))
+        ));
+        assert_eq!(cards(&store), after);
+    }
+
+    #[test]
+    fn renewing_a_claim_adds_no_history_line() {
+        let store = InMemoryDecisions::default();
+        let s = ReviewService::new(&store);
+        let id = review_decision(&store, "r-1", "2018-08-01T10:00:00Z");
+        for _ in 0..5 {
+            run(s.claim(&acme(), &id, "vk_a", 900)).unwrap();
+        }
+        let item = run(s.get(&acme(), &id)).unwrap();
+        assert_eq!(item.history.len(), 2, "opened, claimed");
+    }
 
     #[test]
     fn a_lease_defaults_to_fifteen_minutes_and_is_bounded() {

@@ -584,6 +584,24 @@ impl<'a, S: RulesAdmin> RulesService<'a, S> {
         }
     }
 
+    /// Adds one entry checked by [`check_entry`] only if its value is absent: an entry already
+    /// there keeps its expiry, note and author, nothing is written (no version bump, no audit
+    /// entry), and it is returned. A concurrent add of the same value between the look-up and the
+    /// write is updated by [`Self::apply_entries`] as usual.
+    pub async fn add_entry_if_absent(
+        &self,
+        tenant: &TenantId,
+        actor: &str,
+        name: &ListName,
+        entry: ListEntry,
+    ) -> Result<Option<ListEntry>, RulesError> {
+        if let Some(there) = self.store.list_entry(tenant, name, &entry.value).await? {
+            return Ok(Some(there));
+        }
+        self.apply_entries(tenant, actor, name, vec![entry]).await?;
+        Ok(None)
+    }
+
     /// Removes values (parsed as the list's kind, so `A@B.COM` removes `a@b.com`).
     pub async fn remove_entries(
         &self,
@@ -749,6 +767,34 @@ mod tests {
             .into_iter()
             .map(|a| a.action)
             .collect()
+    }
+
+    #[test]
+    fn an_entry_added_if_absent_leaves_an_existing_one_and_its_version_alone() {
+        let store = InMemoryDecisions::default();
+        let s = RulesService::new(&store);
+        let name = ListName::parse("cards").unwrap();
+        run(s.create_list(&acme(), "k", name.clone(), ListKind::CustomerId, String::new())).unwrap();
+        let input = EntryInput {
+            value: "c-1".into(),
+            expires_at: Some(Timestamp::parse("t", "2030-01-01T00:00:00Z").unwrap()),
+            note: Some("by hand".into()),
+        };
+        run(s.add_entries(&acme(), "k", &name, vec![input])).unwrap();
+        let version = run(s.list(&acme(), &name)).unwrap().version;
+        let audits = audit_actions(&store).len();
+        let review = check_entry(ListKind::CustomerId, entry("c-1"), "vk_r", Timestamp::now()).unwrap();
+        let there = run(s.add_entry_if_absent(&acme(), "vk_r", &name, review))
+            .unwrap()
+            .expect("present");
+        assert_eq!((there.added_by.as_str(), there.note.as_deref()), ("k", Some("by hand")));
+        let stored = run(store.list_entry(&acme(), &name, "c-1")).unwrap().unwrap();
+        assert_eq!(stored, there, "kept its expiry, note and author");
+        assert_eq!(run(s.list(&acme(), &name)).unwrap().version, version, "no version bump");
+        assert_eq!(audit_actions(&store).len(), audits, "no audit entry");
+        let new = check_entry(ListKind::CustomerId, entry("c-2"), "vk_r", Timestamp::now()).unwrap();
+        assert_eq!(run(s.add_entry_if_absent(&acme(), "vk_r", &name, new)).unwrap(), None);
+        assert_eq!(run(s.list(&acme(), &name)).unwrap().entries, 2);
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! its history. Storage is `ports::reviews`; the service is `app::reviews`.
 
 use crate::domain::decision::{Decision, DecisionRecord};
+/// One note length for labels and resolutions (a resolution's note becomes the label's).
+pub use crate::domain::labels::MAX_NOTE_LEN;
 use crate::domain::rules::ListKind;
 use crate::domain::{ListName, Timestamp, TransactionId};
 use serde::Serialize;
@@ -10,9 +12,12 @@ use serde_json::Value;
 
 /// A claim lasts this long unless the request asks otherwise.
 pub const DEFAULT_LEASE_SECS: i64 = 15 * 60;
-/// The longest claim one request may take (a re-claim by the holder renews it).
+/// The longest claim one request may take (a re-claim by the holder renews it). Kept short: the
+/// holder is an API key id, and a revoked key's claim lasts until it expires.
 pub const MAX_LEASE_SECS: i64 = 4 * 3600;
-pub const MAX_NOTE_LEN: usize = 1000;
+/// History entries beyond which a claim or release is refused (the item must stay far below
+/// DynamoDB's 400 KB); a resolution always appends its line.
+pub const MAX_HISTORY: usize = 200;
 /// Lists one resolution may add to.
 pub const MAX_LISTS_PER_RESOLUTION: usize = 5;
 
@@ -184,6 +189,9 @@ pub struct Review {
     pub risk_score: u8,
     pub claim: Option<ReviewClaim>,
     pub resolution: Option<Resolution>,
+    /// A resolution recorded but not yet carried out (its label and list entries may be
+    /// written or not): the fence that makes resolving retry-safe. Stored as `resolving`.
+    pub pending: Option<Resolution>,
     pub history: Vec<ReviewEvent>,
 }
 
@@ -197,6 +205,7 @@ impl Review {
             risk_score: record.risk_score,
             claim: None,
             resolution: None,
+            pending: None,
             history: vec![ReviewEvent {
                 action: ReviewAction::Opened,
                 by: None,
@@ -217,15 +226,14 @@ impl Review {
     }
 }
 
-/// The transaction field a list of `kind` is filled from, if any.
+/// The transaction field a resolution fills a list of `kind` from: only the card (customer id),
+/// email and IP lists; blocking a whole terminal or country from one review is not offered.
 pub fn list_field(kind: ListKind) -> Option<&'static str> {
     Some(match kind {
         ListKind::CustomerId => "customer_id",
-        ListKind::TerminalId => "terminal_id",
         ListKind::Email => "email",
         ListKind::Ip => "ip",
-        ListKind::Country => "country",
-        ListKind::Bin | ListKind::String => return None,
+        ListKind::TerminalId | ListKind::Country | ListKind::Bin | ListKind::String => return None,
     })
 }
 
@@ -356,5 +364,7 @@ mod tests {
         assert_eq!(list_field(ListKind::Email), Some("email"));
         assert_eq!(list_field(ListKind::Ip), Some("ip"));
         assert_eq!(list_field(ListKind::Bin), None);
+        assert_eq!(list_field(ListKind::TerminalId), None);
+        assert_eq!(list_field(ListKind::Country), None);
     }
 }

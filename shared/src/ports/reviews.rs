@@ -21,6 +21,12 @@ pub enum ReviewRefusal {
     /// The caller holds no unexpired claim (release, resolve).
     NotHeld,
     AlreadyResolved,
+    /// Another key's resolution is recorded and not yet carried out.
+    Pending {
+        by: String,
+    },
+    /// The item's history holds [`crate::domain::review::MAX_HISTORY`] entries.
+    HistoryFull,
 }
 
 pub type ReviewChange = Result<Review, ReviewRefusal>;
@@ -44,7 +50,9 @@ pub trait ReviewStore: Send + Sync {
     ) -> impl Future<Output = Result<Page<Review>, StoreError>> + Send;
 
     /// Claims an open item for `holder` until `until`, if nobody else holds it at `now` (an
-    /// expired claim is free; the holder's own claim is renewed). Appends `claimed` to history.
+    /// expired claim, or one without an expiry, is free) and no resolution is pending. Taking it
+    /// appends `claimed` to history (refused past [`crate::domain::review::MAX_HISTORY`]); the
+    /// holder's re-claim of a live claim only moves the expiry and appends nothing.
     fn claim(
         &self,
         tenant: &TenantId,
@@ -54,7 +62,7 @@ pub trait ReviewStore: Send + Sync {
         until: i64,
     ) -> impl Future<Output = Result<ReviewChange, StoreError>> + Send;
 
-    /// Drops `holder`'s unexpired claim. Appends `released`.
+    /// Drops `holder`'s unexpired claim. Appends `released` (refused past the history cap).
     fn release(
         &self,
         tenant: &TenantId,
@@ -63,14 +71,28 @@ pub trait ReviewStore: Send + Sync {
         now: Timestamp,
     ) -> impl Future<Output = Result<ReviewChange, StoreError>> + Send;
 
-    /// Closes an open item `holder` holds unexpired at `now`, with `resolution`. Appends
-    /// `resolved` and moves the item to the resolved queue.
-    fn resolve(
+    /// Records `intent` (by `holder`) as the item's pending resolution, if it is open, `holder`
+    /// holds it unexpired at `now` and no resolution is pending. If `holder`'s own is already
+    /// pending (a retry after a crash), nothing is written and the item is returned with the
+    /// stored one, which the caller completes. Another key's pending one is
+    /// [`ReviewRefusal::Pending`].
+    fn begin_resolve(
         &self,
         tenant: &TenantId,
         id: &TransactionId,
         holder: &str,
         now: Timestamp,
+        intent: &Resolution,
+    ) -> impl Future<Output = Result<ReviewChange, StoreError>> + Send;
+
+    /// Closes an item whose pending resolution is `resolution.resolved_by`'s: status resolved,
+    /// `resolution` stored, the pending one and the claim removed, `resolved` appended, the item
+    /// moved to the resolved queue. Idempotent: an item already resolved by the same key is
+    /// returned as it is.
+    fn finish_resolve(
+        &self,
+        tenant: &TenantId,
+        id: &TransactionId,
         resolution: &Resolution,
     ) -> impl Future<Output = Result<ReviewChange, StoreError>> + Send;
 }

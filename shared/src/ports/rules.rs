@@ -181,6 +181,14 @@ pub trait RulesAdmin: RulesRead {
         audit: &AuditEntry,
     ) -> impl Future<Output = Result<ListChange, StoreError>> + Send;
 
+    /// One entry by its (normalised) value; `None` if absent or the list does not exist.
+    fn list_entry(
+        &self,
+        tenant: &TenantId,
+        name: &ListName,
+        value: &str,
+    ) -> impl Future<Output = Result<Option<ListEntry>, StoreError>> + Send;
+
     /// In value order.
     fn list_entries(
         &self,

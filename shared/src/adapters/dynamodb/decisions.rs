@@ -122,7 +122,7 @@ impl DynamoStore {
         }
         // Last, so the Puts' positions above stay as `commit` reads them.
         if let Some(review) = c.review() {
-            items.push(super::reviews::review_put(self, tenant, &review)?);
+            items.push(super::reviews::review_put(self, tenant, &review, false)?);
         }
         Ok(items)
     }
@@ -273,8 +273,27 @@ impl DecisionStore for DynamoStore {
         let items = self.commit_items(tenant, commit)?;
         // The decision Put comes first, then the idempotency Put if any, then the aggregates.
         let puts = 1 + commit.idempotency_key.is_some() as usize;
+        let failed = |c: &String| c == "ConditionalCheckFailed";
         match self.transact(items, "TransactWriteItems (decision)").await? {
             Transacted::Written => Ok(CommitOutcome::Committed),
+            // The review Put (last) failed while the decision's did not: a REVIEW item without
+            // its DECISION (an orphan). Never decided, so it is replaced, as the fake does.
+            Transacted::ConditionFailed(codes)
+                if commit.review().is_some()
+                    && codes.last().is_some_and(failed)
+                    && !codes.iter().take(puts).any(failed) =>
+            {
+                tracing::warn!(tenant = %tenant, id = %commit.record.id, "review item without its decision: replaced");
+                let review = commit.review().expect("checked above");
+                let mut items = self.commit_items(tenant, commit)?;
+                items.pop();
+                items.push(super::reviews::review_put(self, tenant, &review, true)?);
+                match self.transact(items, "TransactWriteItems (decision)").await? {
+                    Transacted::Written => Ok(CommitOutcome::Committed),
+                    Transacted::ConditionFailed(_) => Ok(CommitOutcome::AlreadyDecided),
+                    Transacted::Refused(codes) => Err(refused(&codes)),
+                }
+            }
             Transacted::ConditionFailed(codes) if codes.iter().take(puts).all(|c| c != "ConditionalCheckFailed") => {
                 // Only a repair's guard failed: a concurrent decision repaired the counter
                 // first, so it reads as a number now and a plain ADD serves.

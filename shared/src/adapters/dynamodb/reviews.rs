@@ -5,7 +5,7 @@
 use super::*;
 use crate::domain::review::{
     ListAdded, Outcome, Resolution, ResolutionLabel, Review, ReviewAction, ReviewClaim, ReviewEvent, ReviewSort,
-    ReviewStatus,
+    ReviewStatus, MAX_HISTORY,
 };
 use crate::ports::reviews::{ReviewChange, ReviewRefusal, ReviewStore};
 
@@ -55,11 +55,14 @@ fn resolution_value(r: &Resolution) -> AttributeValue {
     AttributeValue::M(m)
 }
 
-/// The Put that opens `review` (conditional: one item per transaction, ever).
+/// The Put that opens `review` (conditional: one item per transaction, ever). `over_orphan`:
+/// unconditional, to replace a REVIEW item left without its DECISION (the decision Put's own
+/// condition in the same transaction still makes it one item per decision).
 pub(super) fn review_put(
     store: &DynamoStore,
     tenant: &TenantId,
     review: &Review,
+    over_orphan: bool,
 ) -> Result<TransactWriteItem, StoreError> {
     let keys = Keys::new(tenant);
     let mut item = keys.review(&review.transaction_id).to_item();
@@ -79,7 +82,18 @@ pub(super) fn review_put(
     );
     item.insert(GSI2PK.into(), s(keys.review_queue_by_risk(review.status.as_str())));
     item.insert(GSI2SK.into(), s(risk_sort_key(review)));
-    Ok(TransactWriteItem::builder().put(store.put_if_absent(item)?).build())
+    let put = if over_orphan {
+        build(
+            "Put",
+            aws_sdk_dynamodb::types::Put::builder()
+                .table_name(&store.table)
+                .set_item(Some(item))
+                .build(),
+        )?
+    } else {
+        store.put_if_absent(item)?
+    };
+    Ok(TransactWriteItem::builder().put(put).build())
 }
 
 fn parse_event(v: &AttributeValue, key: &ItemKey) -> Option<ReviewEvent> {
@@ -137,6 +151,11 @@ pub(super) fn parse_review(item: &Item, key: &ItemKey) -> Result<Review, StoreEr
         None | Some(AttributeValue::Null(_)) => None,
         Some(_) => return Err(corrupt(key, "resolution is not a map")),
     };
+    let pending = match item.get("resolving") {
+        Some(AttributeValue::M(m)) => Some(parse_resolution(m, key)?),
+        None | Some(AttributeValue::Null(_)) => None,
+        Some(_) => return Err(corrupt(key, "resolving is not a map")),
+    };
     let history = match item.get("history") {
         Some(AttributeValue::L(l)) => l.iter().filter_map(|v| parse_event(v, key)).collect(),
         _ => Vec::new(),
@@ -149,6 +168,7 @@ pub(super) fn parse_review(item: &Item, key: &ItemKey) -> Result<Review, StoreEr
         risk_score: risk.clamp(0, 100) as u8,
         claim,
         resolution,
+        pending,
         history,
     })
 }
@@ -163,12 +183,47 @@ struct ReviewCursor {
 }
 
 enum Change<'a> {
-    Claim { until: i64 },
+    /// A free item (unclaimed, expired, or a claim without an expiry): appends `claimed`.
+    Take {
+        until: i64,
+    },
+    /// The holder's live claim gets a new expiry; no history line.
+    Renew {
+        until: i64,
+    },
     Release,
-    Resolve(&'a Resolution),
+    /// Records the pending resolution (`resolving`).
+    Begin(&'a Resolution),
+    /// Closes the item whose pending resolution is this key's.
+    Finish(&'a Resolution),
+}
+
+/// Why a change was refused, from the item as it is now.
+fn refusal(item: Option<Review>, holder: &str, now: i64) -> ReviewRefusal {
+    let Some(r) = item else {
+        return ReviewRefusal::Missing;
+    };
+    if r.status == ReviewStatus::Resolved {
+        return ReviewRefusal::AlreadyResolved;
+    }
+    if let Some(p) = &r.pending {
+        return ReviewRefusal::Pending {
+            by: p.resolved_by.clone(),
+        };
+    }
+    match r.live_claim(now) {
+        Some(c) if c.holder != holder => ReviewRefusal::HeldByOther {
+            holder: c.holder.clone(),
+            expires_at: c.expires_at,
+        },
+        Some(_) if r.history.len() >= MAX_HISTORY => ReviewRefusal::HistoryFull,
+        None if r.history.len() >= MAX_HISTORY => ReviewRefusal::HistoryFull,
+        _ => ReviewRefusal::NotHeld,
+    }
 }
 
 impl DynamoStore {
+    /// One conditional UpdateItem; `None` when its condition failed (nothing written).
     async fn change_review(
         &self,
         tenant: &TenantId,
@@ -176,13 +231,13 @@ impl DynamoStore {
         holder: &str,
         now: Timestamp,
         change: Change<'_>,
-    ) -> Result<ReviewChange, StoreError> {
+    ) -> Result<Option<Review>, StoreError> {
         let keys = Keys::new(tenant);
         let key = keys.review(id);
         let (action, at) = match &change {
-            Change::Claim { .. } => (ReviewAction::Claimed, now),
+            Change::Finish(r) => (ReviewAction::Resolved, r.resolved_at),
             Change::Release => (ReviewAction::Released, now),
-            Change::Resolve(r) => (ReviewAction::Resolved, r.resolved_at),
+            _ => (ReviewAction::Claimed, now),
         };
         let event = ReviewEvent {
             action,
@@ -195,62 +250,70 @@ impl DynamoStore {
             .table_name(&self.table)
             .set_key(Some(key.to_item()))
             .expression_attribute_names("#status", "status")
-            .expression_attribute_names("#holder", "claim_holder")
-            .expression_attribute_names("#until", "claim_expires_at")
-            .expression_attribute_names("#history", "history")
+            .expression_attribute_names("#resolving", "resolving")
             .expression_attribute_values(":open", s(ReviewStatus::Open.as_str()))
-            .expression_attribute_values(":me", s(holder))
-            .expression_attribute_values(":now", n(now.unix()))
-            .expression_attribute_values(":event", AttributeValue::L(vec![event_value(&event)]))
-            .expression_attribute_values(":none", AttributeValue::L(Vec::new()))
             .return_values(ReturnValue::AllNew);
         let append = "#history = list_append(if_not_exists(#history, :none), :event)";
-        let held = "attribute_exists(pk) AND #status = :open AND #holder = :me AND #until > :now";
+        let with_history = |req: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder| {
+            req.expression_attribute_names("#history", "history")
+                .expression_attribute_values(":event", AttributeValue::L(vec![event_value(&event)]))
+                .expression_attribute_values(":none", AttributeValue::L(Vec::new()))
+        };
+        let with_claim = |req: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder| {
+            req.expression_attribute_names("#holder", "claim_holder")
+                .expression_attribute_names("#until", "claim_expires_at")
+                .expression_attribute_values(":me", s(holder))
+                .expression_attribute_values(":now", n(now.unix()))
+        };
+        // Below the cap, so the item stays far from 400 KB.
+        let room = "(attribute_not_exists(#history) OR size(#history) < :max)";
+        let free = "attribute_exists(pk) AND #status = :open AND attribute_not_exists(#resolving)";
+        let held = "#holder = :me AND #until > :now";
         req = match change {
-            Change::Claim { until } => req
+            Change::Take { until } => with_claim(with_history(req))
                 .update_expression(format!("SET #holder = :me, #until = :until, {append}"))
                 .expression_attribute_values(":until", n(until))
-                .condition_expression(
-                    "attribute_exists(pk) AND #status = :open AND \
-                     (attribute_not_exists(#holder) OR #until <= :now OR #holder = :me)",
-                ),
-            Change::Release => req
+                .expression_attribute_values(":max", n(MAX_HISTORY))
+                .condition_expression(format!(
+                    "{free} AND {room} AND \
+                     (attribute_not_exists(#holder) OR attribute_not_exists(#until) OR #until <= :now)"
+                )),
+            Change::Renew { until } => with_claim(req)
+                .update_expression("SET #until = :until")
+                .expression_attribute_values(":until", n(until))
+                .condition_expression(format!("{free} AND {held}")),
+            Change::Release => with_claim(with_history(req))
                 .update_expression(format!("SET {append} REMOVE #holder, #until"))
-                .condition_expression(held),
-            Change::Resolve(r) => req
+                .expression_attribute_values(":max", n(MAX_HISTORY))
+                .condition_expression(format!("{free} AND {held} AND {room}")),
+            Change::Begin(r) => with_claim(req)
+                .update_expression("SET #resolving = :pending")
+                .expression_attribute_values(":pending", resolution_value(r))
+                .condition_expression(format!("{free} AND {held}")),
+            Change::Finish(r) => with_history(req)
                 .update_expression(format!(
                     "SET #status = :resolved, #resolution = :resolution, #g1 = :g1, #g2 = :g2, {append} \
-                     REMOVE #holder, #until"
+                     REMOVE #holder, #until, #resolving"
                 ))
+                .expression_attribute_names("#holder", "claim_holder")
+                .expression_attribute_names("#until", "claim_expires_at")
                 .expression_attribute_names("#resolution", "resolution")
+                .expression_attribute_names("#by", "resolved_by")
                 .expression_attribute_names("#g1", GSI1PK)
                 .expression_attribute_names("#g2", GSI2PK)
+                .expression_attribute_values(":by", s(&r.resolved_by))
                 .expression_attribute_values(":resolved", s(ReviewStatus::Resolved.as_str()))
                 .expression_attribute_values(":resolution", resolution_value(r))
                 .expression_attribute_values(":g1", s(keys.review_queue(ReviewStatus::Resolved.as_str())))
                 .expression_attribute_values(":g2", s(keys.review_queue_by_risk(ReviewStatus::Resolved.as_str())))
-                .condition_expression(held),
+                .condition_expression("#status = :open AND #resolving.#by = :by"),
         };
         match req.send().await {
             Ok(out) => {
                 let item = out.attributes.unwrap_or_default();
-                Ok(Ok(parse_review(&item, &key)?))
+                Ok(Some(parse_review(&item, &key)?))
             }
-            Err(e) if is_conditional_check_failed(&e) => {
-                // Nothing was written: say why, from the item as it is now.
-                let refusal = match self.get(&key).await?.map(|i| parse_review(&i, &key)).transpose()? {
-                    None => ReviewRefusal::Missing,
-                    Some(r) if r.status == ReviewStatus::Resolved => ReviewRefusal::AlreadyResolved,
-                    Some(r) => match r.live_claim(now.unix()) {
-                        Some(c) if c.holder != holder => ReviewRefusal::HeldByOther {
-                            holder: c.holder.clone(),
-                            expires_at: c.expires_at,
-                        },
-                        _ => ReviewRefusal::NotHeld,
-                    },
-                };
-                Ok(Err(refusal))
-            }
+            Err(e) if is_conditional_check_failed(&e) => Ok(None),
             Err(e) => Err(sdk_error("UpdateItem (review)", e)),
         }
     }
@@ -350,8 +413,29 @@ impl ReviewStore for DynamoStore {
         now: Timestamp,
         until: i64,
     ) -> Result<ReviewChange, StoreError> {
-        self.change_review(tenant, id, holder, now, Change::Claim { until })
-            .await
+        if let Some(r) = self
+            .change_review(tenant, id, holder, now, Change::Take { until })
+            .await?
+        {
+            return Ok(Ok(r));
+        }
+        // Not free: the holder's own live claim is renewed, anything else says why.
+        let current = self.review(tenant, id).await?;
+        let mine = current.as_ref().is_some_and(|r| {
+            r.status == ReviewStatus::Open
+                && r.pending.is_none()
+                && r.live_claim(now.unix()).is_some_and(|c| c.holder == holder)
+        });
+        if mine {
+            if let Some(r) = self
+                .change_review(tenant, id, holder, now, Change::Renew { until })
+                .await?
+            {
+                return Ok(Ok(r));
+            }
+        }
+        let current = if mine { self.review(tenant, id).await? } else { current };
+        Ok(Err(refusal(current, holder, now.unix())))
     }
 
     async fn release(
@@ -361,18 +445,61 @@ impl ReviewStore for DynamoStore {
         holder: &str,
         now: Timestamp,
     ) -> Result<ReviewChange, StoreError> {
-        self.change_review(tenant, id, holder, now, Change::Release).await
+        match self.change_review(tenant, id, holder, now, Change::Release).await? {
+            Some(r) => Ok(Ok(r)),
+            None => Ok(Err(refusal(self.review(tenant, id).await?, holder, now.unix()))),
+        }
     }
 
-    async fn resolve(
+    async fn begin_resolve(
         &self,
         tenant: &TenantId,
         id: &TransactionId,
         holder: &str,
         now: Timestamp,
+        intent: &Resolution,
+    ) -> Result<ReviewChange, StoreError> {
+        if let Some(r) = self
+            .change_review(tenant, id, holder, now, Change::Begin(intent))
+            .await?
+        {
+            return Ok(Ok(r));
+        }
+        let current = self.review(tenant, id).await?;
+        match current {
+            // The caller's own, recorded before a crash: completed as recorded.
+            Some(r)
+                if r.status == ReviewStatus::Open && r.pending.as_ref().is_some_and(|p| p.resolved_by == holder) =>
+            {
+                Ok(Ok(r))
+            }
+            other => Ok(Err(refusal(other, holder, now.unix()))),
+        }
+    }
+
+    async fn finish_resolve(
+        &self,
+        tenant: &TenantId,
+        id: &TransactionId,
         resolution: &Resolution,
     ) -> Result<ReviewChange, StoreError> {
-        self.change_review(tenant, id, holder, now, Change::Resolve(resolution))
-            .await
+        let by = resolution.resolved_by.as_str();
+        let now = resolution.resolved_at;
+        if let Some(r) = self
+            .change_review(tenant, id, by, now, Change::Finish(resolution))
+            .await?
+        {
+            return Ok(Ok(r));
+        }
+        match self.review(tenant, id).await? {
+            // Closed already by the same key's completion: idempotent.
+            Some(r)
+                if r.status == ReviewStatus::Resolved && r.resolution.as_ref().is_some_and(|d| d.resolved_by == by) =>
+            {
+                Ok(Ok(r))
+            }
+            Some(r) if r.status == ReviewStatus::Open && r.pending.is_none() => Ok(Err(ReviewRefusal::NotHeld)),
+            other => Ok(Err(refusal(other, by, now.unix()))),
+        }
     }
 }

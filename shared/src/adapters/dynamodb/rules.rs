@@ -1039,6 +1039,19 @@ impl RulesAdmin for DynamoStore {
         Ok(change)
     }
 
+    async fn list_entry(
+        &self,
+        tenant: &TenantId,
+        name: &ListName,
+        value: &str,
+    ) -> Result<Option<ListEntry>, StoreError> {
+        if value.is_empty() || value.len() > MAX_VALUE_BYTES {
+            return Ok(None);
+        }
+        let key = Keys::new(tenant).list_entry(name, value);
+        self.get(&key).await?.map(|item| parse_entry(&item, &key)).transpose()
+    }
+
     async fn list_entries(
         &self,
         tenant: &TenantId,

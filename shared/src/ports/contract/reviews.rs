@@ -6,7 +6,9 @@
 
 use crate::domain::decision::Decision;
 use crate::domain::features::transaction_delta;
-use crate::domain::review::{ListAdded, Outcome, Resolution, ResolutionLabel, ReviewAction, ReviewSort, ReviewStatus};
+use crate::domain::review::{
+    ListAdded, Outcome, Resolution, ResolutionLabel, ReviewAction, ReviewSort, ReviewStatus, MAX_HISTORY,
+};
 use crate::domain::{TenantId, Timestamp, TransactionId};
 use crate::ports::contract::decisions;
 use crate::ports::reviews::{ReviewRefusal, ReviewStore};
@@ -176,7 +178,7 @@ pub async fn review_rules<S: DecisionStore + ReviewStore>(store: &S) {
         .unwrap()
         .unwrap();
 
-    // Resolving needs an unexpired claim; twice is refused; the item moves queues.
+    // Resolving: the intent is recorded (fenced by an unexpired claim), then closed.
     let resolution = Resolution {
         outcome: Outcome::Block,
         label: ResolutionLabel::Fraud,
@@ -190,7 +192,7 @@ pub async fn review_rules<S: DecisionStore + ReviewStore>(store: &S) {
     };
     assert_eq!(
         store
-            .resolve(&acme, &id("r-1"), "vk_a", now, &resolution)
+            .begin_resolve(&acme, &id("r-1"), "vk_a", now, &resolution)
             .await
             .unwrap(),
         Err(ReviewRefusal::HeldByOther {
@@ -200,23 +202,87 @@ pub async fn review_rules<S: DecisionStore + ReviewStore>(store: &S) {
     );
     assert_eq!(
         store
-            .resolve(&acme, &id("r-2"), "vk_b", now, &resolution)
+            .begin_resolve(&acme, &id("r-2"), "vk_b", now, &resolution)
             .await
             .unwrap(),
         Err(ReviewRefusal::NotHeld),
         "never claimed"
     );
+    assert_eq!(
+        store.finish_resolve(&acme, &id("r-2"), &resolution).await.unwrap(),
+        Err(ReviewRefusal::NotHeld),
+        "nothing pending"
+    );
+    let pending = store
+        .begin_resolve(&acme, &id("r-1"), "vk_b", now, &resolution)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(pending.status, ReviewStatus::Open);
+    assert_eq!(pending.pending.as_ref(), Some(&resolution));
+    // While it is pending: the author's retry gets the recorded one back (even with another
+    // body, and after the lease ran out); nobody claims, releases or records another.
+    let other_body = Resolution {
+        label: ResolutionLabel::Legit,
+        ..resolution.clone()
+    };
+    let retry = store
+        .begin_resolve(
+            &acme,
+            &id("r-1"),
+            "vk_b",
+            Timestamp::from_unix(t + 5000).unwrap(),
+            &other_body,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(retry.pending.as_ref(), Some(&resolution), "the recorded one stays");
+    let pending_refusal = Err(ReviewRefusal::Pending { by: "vk_b".into() });
+    let later = Timestamp::from_unix(t + 5000).unwrap();
+    assert_eq!(
+        store.claim(&acme, &id("r-1"), "vk_a", later, t + 6000).await.unwrap(),
+        pending_refusal,
+        "an expired lease does not free an item with a pending resolution"
+    );
+    assert_eq!(
+        store.claim(&acme, &id("r-1"), "vk_b", now, t + 1000).await.unwrap(),
+        pending_refusal
+    );
+    assert_eq!(
+        store.release(&acme, &id("r-1"), "vk_b", now).await.unwrap(),
+        pending_refusal
+    );
+    let mut as_a = resolution.clone();
+    as_a.resolved_by = "vk_a".into();
+    assert_eq!(
+        store
+            .begin_resolve(&acme, &id("r-1"), "vk_a", now, &as_a)
+            .await
+            .unwrap(),
+        pending_refusal
+    );
+    assert_eq!(
+        store.finish_resolve(&acme, &id("r-1"), &as_a).await.unwrap(),
+        pending_refusal,
+        "only the pending one closes it"
+    );
     let done = store
-        .resolve(&acme, &id("r-1"), "vk_b", now, &resolution)
+        .finish_resolve(&acme, &id("r-1"), &resolution)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(done.status, ReviewStatus::Resolved);
     assert_eq!(done.resolution.as_ref(), Some(&resolution));
-    assert!(done.claim.is_none());
+    assert!(done.claim.is_none() && done.pending.is_none());
+    assert_eq!(
+        store.finish_resolve(&acme, &id("r-1"), &resolution).await.unwrap(),
+        Ok(done.clone()),
+        "closing again is idempotent and appends nothing"
+    );
     assert_eq!(
         store
-            .resolve(&acme, &id("r-1"), "vk_b", now, &resolution)
+            .begin_resolve(&acme, &id("r-1"), "vk_b", now, &resolution)
             .await
             .unwrap(),
         Err(ReviewRefusal::AlreadyResolved)
@@ -232,7 +298,7 @@ pub async fn review_rules<S: DecisionStore + ReviewStore>(store: &S) {
         actions,
         [
             (ReviewAction::Opened, None),
-            (ReviewAction::Claimed, Some("vk_a")),
+            // The renewal by vk_a appended nothing.
             (ReviewAction::Claimed, Some("vk_a")),
             (ReviewAction::Released, Some("vk_a")),
             (ReviewAction::Claimed, Some("vk_b")),
@@ -249,4 +315,103 @@ pub async fn review_rules<S: DecisionStore + ReviewStore>(store: &S) {
         .await
         .unwrap();
     assert_eq!(ids(&resolved), ["r-1"]);
+
+    // Cursors: tied to the tenant, status and sort; by position, so an item resolved between
+    // pages makes the next page skip nothing.
+    for i in 4..=7 {
+        commit(
+            store,
+            &acme,
+            &format!("r-{i}"),
+            Decision::Review,
+            40,
+            &format!("2018-08-01T10:00:0{i}Z"),
+        )
+        .await;
+    }
+    let first = store
+        .reviews(&acme, ReviewStatus::Open, ReviewSort::Oldest, 2, None)
+        .await
+        .unwrap();
+    assert_eq!(ids(&first), ["r-2", "r-3"]);
+    let cursor = first.next_cursor.expect("more");
+    for (tenant, status, sort) in [
+        (&acme, ReviewStatus::Open, ReviewSort::Risk),
+        (&acme, ReviewStatus::Resolved, ReviewSort::Oldest),
+        (&beta, ReviewStatus::Open, ReviewSort::Oldest),
+    ] {
+        assert!(
+            matches!(
+                store.reviews(tenant, status, sort, 2, Some(&cursor)).await,
+                Err(crate::ports::StoreError::BadCursor)
+            ),
+            "{tenant} {status:?} {sort:?}"
+        );
+    }
+    // r-2 and r-3 (the first page) leave the open queue; the second page is still r-4, r-5.
+    for rid in ["r-2", "r-3"] {
+        store
+            .claim(&acme, &id(rid), "vk_b", now, t + 900)
+            .await
+            .unwrap()
+            .unwrap();
+        store
+            .begin_resolve(&acme, &id(rid), "vk_b", now, &resolution)
+            .await
+            .unwrap()
+            .unwrap();
+        store
+            .finish_resolve(&acme, &id(rid), &resolution)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let second = store
+        .reviews(&acme, ReviewStatus::Open, ReviewSort::Oldest, 2, Some(&cursor))
+        .await
+        .unwrap();
+    assert_eq!(ids(&second), ["r-4", "r-5"]);
+
+    // History is capped: past MAX_HISTORY a claim is refused; the renewal needs no line.
+    let mut n = 1; // the opening
+    while n < MAX_HISTORY {
+        store
+            .claim(&acme, &id("r-6"), "vk_a", now, t + 900)
+            .await
+            .unwrap()
+            .unwrap();
+        n += 1;
+        if n == MAX_HISTORY {
+            break;
+        }
+        store.release(&acme, &id("r-6"), "vk_a", now).await.unwrap().unwrap();
+        n += 1;
+    }
+    let full = store.review(&acme, &id("r-6")).await.unwrap().unwrap();
+    assert_eq!(full.history.len(), MAX_HISTORY);
+    assert!(
+        store
+            .claim(&acme, &id("r-6"), "vk_a", now, t + 1000)
+            .await
+            .unwrap()
+            .is_ok(),
+        "a renewal"
+    );
+    assert_eq!(
+        store.release(&acme, &id("r-6"), "vk_a", now).await.unwrap(),
+        Err(ReviewRefusal::HistoryFull)
+    );
+    let mut r = resolution.clone();
+    r.resolved_by = "vk_a".into();
+    store
+        .begin_resolve(&acme, &id("r-6"), "vk_a", now, &r)
+        .await
+        .unwrap()
+        .unwrap();
+    let closed = store.finish_resolve(&acme, &id("r-6"), &r).await.unwrap().unwrap();
+    assert_eq!(
+        closed.history.len(),
+        MAX_HISTORY + 1,
+        "the resolution always gets its line"
+    );
 }

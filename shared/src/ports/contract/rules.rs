@@ -403,6 +403,11 @@ pub async fn rules_contract<S: RulesAdmin + DecisionStore>(
     assert_eq!(pointers(store, tenant).await.lists.get(&odd), Some(&2));
     let contents = store.list_contents(tenant, &odd).await.unwrap().expect("the list");
     assert_eq!(values(&contents.entries), ["A#1", "B:3", "a#1", "b/2:x"], "byte order");
+    // One entry by value: exact bytes; absent, or on a list that does not exist, is None.
+    let one = store.list_entry(tenant, &odd, "A#1").await.unwrap().expect("A#1");
+    assert_eq!(one.note.as_deref(), Some("now with a note"));
+    assert_eq!(store.list_entry(tenant, &odd, "a#2").await.unwrap(), None);
+    assert_eq!(store.list_entry(tenant, &list("nope"), "A#1").await.unwrap(), None);
     assert_eq!(
         contents.entries[0], retried[0],
         "the new expiry and note replace the old"

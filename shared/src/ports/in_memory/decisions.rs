@@ -44,6 +44,9 @@ pub(super) struct State {
 #[derive(Default)]
 pub struct InMemoryDecisions {
     state: Mutex<State>,
+    /// Labels and fraud counters, for services that need both (the review service): its
+    /// decisions are added with [`InMemoryLabels::add_decision`], apart from the commits here.
+    pub labels: super::InMemoryLabels,
 }
 
 impl InMemoryDecisions {

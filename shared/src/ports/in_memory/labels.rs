@@ -233,3 +233,32 @@ impl LabelReading for InlineReading {
         MemoryChunks(chunks)
     }
 }
+
+/// The labels half of [`super::InMemoryDecisions`], delegated to its [`InMemoryLabels`].
+impl LabelStore for super::InMemoryDecisions {
+    async fn label_targets(
+        &self,
+        tenant: &TenantId,
+        ids: &[TransactionId],
+    ) -> Result<HashMap<TransactionId, LabelTarget>, StoreError> {
+        self.labels.label_targets(tenant, ids).await
+    }
+
+    async fn newest_days(
+        &self,
+        tenant: &TenantId,
+        customers: &[CustomerId],
+        terminals: &[TerminalId],
+    ) -> Result<NewestDays, StoreError> {
+        self.labels.newest_days(tenant, customers, terminals).await
+    }
+
+    async fn write_label(
+        &self,
+        tenant: &TenantId,
+        id: &TransactionId,
+        write: &LabelWrite<'_>,
+    ) -> Result<LabelWriteOutcome, StoreError> {
+        self.labels.write_label(tenant, id, write).await
+    }
+}

@@ -435,6 +435,19 @@ impl RulesAdmin for InMemoryDecisions {
         Ok(change)
     }
 
+    async fn list_entry(
+        &self,
+        tenant: &TenantId,
+        name: &ListName,
+        value: &str,
+    ) -> Result<Option<ListEntry>, StoreError> {
+        let s = self.state();
+        Ok(s.rules
+            .lists
+            .get(&(tenant.clone(), name.clone()))
+            .and_then(|(_, stored)| stored.get(value).cloned()))
+    }
+
     async fn list_entries(
         &self,
         tenant: &TenantId,
