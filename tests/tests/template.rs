@@ -583,7 +583,10 @@ fn the_events_mapping_reports_item_failures_and_passes_the_published_items() {
         .find_map(|l| l.strip_prefix("STREAM_FILTER='")?.strip_suffix('\''))
         .expect("scripts/lib.sh sets STREAM_FILTER");
     let local: serde_json::Value = serde_json::from_str(local).unwrap();
-    assert_eq!(local, pattern, "scripts/lib.sh's STREAM_FILTER is the template's FilterCriteria");
+    assert_eq!(
+        local, pattern,
+        "scripts/lib.sh's STREAM_FILTER is the template's FilterCriteria"
+    );
     let view = text(at(
         &t,
         &[

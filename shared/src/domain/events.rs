@@ -7,6 +7,7 @@
 use crate::domain::decision::DecisionRecord;
 use crate::domain::labels::StoredLabel;
 use crate::domain::registry::ModelPointer;
+use crate::domain::review::Resolution;
 use crate::domain::{TenantId, Timestamp, TransactionId};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
@@ -66,18 +67,6 @@ impl EventKind {
     }
 }
 
-/// A resolved review, as far as the event tells it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReviewResolution {
-    pub outcome: String,
-    pub label: String,
-    pub note: Option<String>,
-    pub resolved_by: String,
-    pub resolved_at: String,
-    /// `(list, value)` pairs added to block lists by the resolution.
-    pub lists_added: Vec<(String, String)>,
-}
-
 /// A committed change that is published. The stream adapter decodes these from item images.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
@@ -97,7 +86,7 @@ pub enum Change {
     ReviewResolution {
         tenant: TenantId,
         transaction_id: TransactionId,
-        resolution: ReviewResolution,
+        resolution: Resolution,
     },
     /// The active-model pointer changed.
     ModelActivation { tenant: TenantId, pointer: ModelPointer },
@@ -203,7 +192,7 @@ impl Change {
                 transaction_id,
                 resolution,
                 ..
-            } => stable_id(&[kind, t, transaction_id.as_str(), &resolution.resolved_at]),
+            } => stable_id(&[kind, t, transaction_id.as_str(), &resolution.resolved_at.to_rfc3339()]),
             Change::ModelActivation { pointer, .. } => stable_id(&[
                 kind,
                 t,
@@ -266,19 +255,19 @@ impl Change {
                 ..
             } => {
                 detail.insert("transaction_id".into(), transaction_id.as_str().into());
-                detail.insert("outcome".into(), resolution.outcome.clone().into());
-                detail.insert("label".into(), resolution.label.clone().into());
+                detail.insert("outcome".into(), resolution.outcome.as_str().into());
+                detail.insert("label".into(), resolution.label.as_str().into());
                 if let Some(n) = &resolution.note {
                     detail.insert("note".into(), n.clone().into());
                 }
                 detail.insert("resolved_by".into(), resolution.resolved_by.clone().into());
-                detail.insert("resolved_at".into(), resolution.resolved_at.clone().into());
+                detail.insert("resolved_at".into(), resolution.resolved_at.to_rfc3339().into());
                 detail.insert(
                     "lists_added".into(),
                     resolution
                         .lists_added
                         .iter()
-                        .map(|(list, value)| json!({"list": list, "value": value}))
+                        .map(|e| json!({"list": e.list, "value": e.value}))
                         .collect(),
                 );
             }

@@ -104,7 +104,7 @@ fn parse_event(v: &AttributeValue, key: &ItemKey) -> Option<ReviewEvent> {
     Some(ReviewEvent { action, by, at })
 }
 
-fn parse_resolution(m: &Item, key: &ItemKey) -> Result<Resolution, StoreError> {
+pub(super) fn parse_resolution(m: &Item, key: &ItemKey) -> Result<Resolution, StoreError> {
     let bad = |what: &str, r: String| corrupt(key, format!("resolution.{what}: {r}"));
     let mut lists_added = Vec::new();
     if let Some(AttributeValue::L(l)) = m.get("lists_added") {

@@ -4,7 +4,7 @@
 //! service), never an error that would block the shard.
 
 use super::*;
-use crate::domain::events::{Change, RecordContent, ReviewResolution, StreamRecord};
+use crate::domain::events::{Change, RecordContent, StreamRecord};
 use aws_lambda_events::event::dynamodb::EventRecord;
 
 /// The sort keys of the items whose changes can be published: the event source mapping's
@@ -131,25 +131,11 @@ fn review_change(
     let Some(AttributeValue::M(r)) = new.get("resolution") else {
         return Err(corrupt(key, "resolved without a resolution map"));
     };
-    let mut lists_added = Vec::new();
-    if let Some(AttributeValue::L(entries)) = r.get("lists_added") {
-        for e in entries {
-            if let AttributeValue::M(m) = e {
-                lists_added.push((get_s(m, "list", key)?.to_owned(), get_s(m, "value", key)?.to_owned()));
-            }
-        }
-    }
+    // The reviews adapter's own reading of the map: the event says what GET /v1/reviews/{id} says.
     Ok(Some(Change::ReviewResolution {
         tenant: tenant.clone(),
         transaction_id: id,
-        resolution: ReviewResolution {
-            outcome: get_s(r, "outcome", key)?.to_owned(),
-            label: get_s_opt(r, "label", key)?.unwrap_or("none").to_owned(),
-            note: get_s_opt(r, "note", key)?.map(str::to_owned),
-            resolved_by: get_s(r, "resolved_by", key)?.to_owned(),
-            resolved_at: get_s(r, "resolved_at", key)?.to_owned(),
-            lists_added,
-        },
+        resolution: super::reviews::parse_resolution(r, key)?,
     }))
 }
 
@@ -249,6 +235,7 @@ mod tests {
         let open = item(&[&key[..], &[("status", sv("open"))]].concat());
         let resolution = AttributeValue::M(item(&[
             ("outcome", sv("approve")),
+            ("label", sv("none")),
             ("resolved_by", sv("vk_1")),
             ("resolved_at", sv("2026-01-01T00:00:00Z")),
         ]));
@@ -257,7 +244,7 @@ mod tests {
         let change = decode_images("MODIFY", None, Some(open), Some(resolved.clone()));
         assert_eq!(kind(&change), "review-resolution");
         if let RecordContent::Publish(Change::ReviewResolution { resolution, .. }) = change {
-            assert_eq!(resolution.label, "none", "no label given reads as none");
+            assert_eq!(resolution.label.as_str(), "none");
         }
         assert_eq!(
             kind(&decode_images("MODIFY", None, Some(resolved.clone()), Some(resolved))),
