@@ -396,13 +396,17 @@ for line in open(path):
     # At-least-once delivery: one event per committed change means one per event_id.
     if (e.get("source"), d.get("transaction_id")) in want:
         seen[(e["source"], d["transaction_id"], d.get("event_id"))] += 1
-kinds = {(s, t) for s, t, _ in seen}
-if kinds == want or left <= 0:
+ids = Counter((s, t) for s, t, _ in seen)
+if set(ids) == want or left <= 0:
     for (s, t, _), n in sorted(seen.items()):
         print(f"    {s} {t}: received {n}x", file=sys.stderr)
-    missing = want - kinds
+    missing = want - set(ids)
     if missing:
         sys.exit(f"error: no event for {sorted(missing)} within the wait")
+    # Each of these is one committed change: a second event id would be an invented event.
+    twice = sorted(k for k, n in ids.items() if n > 1)
+    if twice:
+        sys.exit(f"error: more than one event id for {twice}")
     sys.exit(0)
 sys.exit(2)
 PY
