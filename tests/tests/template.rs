@@ -654,6 +654,42 @@ fn the_events_function_has_an_iterator_age_alarm() {
     );
 }
 
+/// The events alarms (a stuck stream, records given up into StreamFailuresQueue) notify the
+/// optional AlarmTopicArn, and nobody when it is empty.
+#[test]
+fn the_events_alarms_notify_the_alarm_topic_when_set() {
+    let (text_, t) = template();
+    let topic = at(&t, &["Parameters", "AlarmTopicArn"]).expect("an AlarmTopicArn parameter");
+    assert_eq!(text(at(topic, &["Default"])).as_deref(), Some(""), "optional");
+    assert!(text_.contains("HasAlarmTopic: !Not [!Equals [!Ref AlarmTopicArn, '']]"));
+    let failures = at(&t, &["Resources", "StreamFailuresAlarm", "Properties"]).expect("a StreamFailuresQueue alarm");
+    assert_eq!(text(at(failures, &["Namespace"])).as_deref(), Some("AWS/SQS"));
+    assert_eq!(
+        text(at(failures, &["MetricName"])).as_deref(),
+        Some("ApproximateNumberOfMessagesVisible")
+    );
+    let dims = serde_yaml::to_string(at(failures, &["Dimensions"]).unwrap()).unwrap();
+    assert!(
+        dims.contains("QueueName") && dims.contains("StreamFailuresQueue.QueueName"),
+        "{dims}"
+    );
+    assert_eq!(text(at(failures, &["Threshold"])).as_deref(), Some("0"));
+    assert_eq!(
+        text(at(failures, &["ComparisonOperator"])).as_deref(),
+        Some("GreaterThanThreshold")
+    );
+    for alarm in ["EventsIteratorAgeAlarm", "StreamFailuresAlarm"] {
+        // `!If [HasAlarmTopic, [!Ref AlarmTopicArn], !Ref AWS::NoValue]`: the topic when set.
+        let actions = at(&t, &["Resources", alarm, "Properties", "AlarmActions"]).expect(alarm);
+        let branches = list(Some(actions));
+        assert_eq!(text(branches.first()).as_deref(), Some("HasAlarmTopic"), "{alarm}");
+        let when_set = serde_yaml::to_string(branches.get(1).expect(alarm)).unwrap();
+        assert!(when_set.contains("AlarmTopicArn"), "{alarm}: {when_set}");
+        let otherwise = serde_yaml::to_string(branches.get(2).expect(alarm)).unwrap();
+        assert!(otherwise.contains("AWS::NoValue"), "{alarm}: {otherwise}");
+    }
+}
+
 /// The archive's Glue tables: a partition key is never also a data column (Athena refuses
 /// duplicates), and days are projected up to tomorrow (transactions may be dated 24 h ahead).
 #[test]

@@ -6,11 +6,15 @@
 //! - The entries the bus refuses for now (throttled, an internal failure, no answer for them)
 //!   are sent again together, after a short jittered wait, up to [`Publisher::entry_attempts`]
 //!   sends in all, never with the entries already published beside them.
-//! - An entry refused for good (one of [`crate::ports::events::PERMANENT_ENTRY_CODES`]) is
-//!   logged, counted and skipped, like an unreadable record: it can never block the shard. A
-//!   call refused whole for good is split into single entries, so only an entry refused as
-//!   invalid alone is skipped; a refusal that is no entry's fault (access denied, no such bus)
-//!   fails the record, and the shard waits (IteratorAge alarm) until it is fixed.
+//! - An entry refused for its content (one of [`crate::ports::events::PERMANENT_ENTRY_CODES`])
+//!   is logged, counted and skipped, like an unreadable record: it can never block the shard.
+//!   An entry refused for the permissions (`NotAuthorized…`, `AccessDenied…`) fails its record:
+//!   the shard waits (alarmed) until they are fixed, rather than every event being dropped.
+//! - A call refused whole for good is split into single entries, so only an entry refused as
+//!   invalid alone is skipped, and only if another entry of the split got through (a malformed
+//!   bus name refuses them all; a lone entry has nothing to compare with): otherwise, as for a
+//!   refusal that is no entry's fault (access denied, no such bus), the record fails there and
+//!   nothing after it is sent.
 //! - If an entry still fails (or a whole call does, for now), that record and every record
 //!   after it in the batch are reported as failed, and nothing after it is sent: Lambda retries
 //!   the shard from the lowest reported sequence number, so the order of the shard is kept and
@@ -24,7 +28,9 @@
 
 use crate::app::archive::Archiver;
 use crate::domain::events::{Event, RecordContent, StreamRecord};
-use crate::ports::events::{entry_size, EntryOutcome, EventBus, MAX_ENTRIES_PER_CALL, MAX_REQUEST_BYTES};
+use crate::ports::events::{
+    entry_size, EntryOutcome, EventBus, INVALID_CALL_CODE, MAX_ENTRIES_PER_CALL, MAX_REQUEST_BYTES,
+};
 use crate::ports::objects::Objects;
 use crate::ports::Sleep;
 use std::time::Duration;
@@ -67,6 +73,9 @@ enum Sent<'e> {
     Failed(usize),
     /// The whole call was refused for good.
     Refused(Pending<'e>),
+    /// A one-entry call refused as invalid: the entry's fault or the call's, which only the
+    /// other entries of its split can tell.
+    Invalid(&'e (usize, Event)),
 }
 
 impl<'a, B: EventBus, S: Sleep> Publisher<'a, B, S> {
@@ -135,16 +144,31 @@ impl<'a, B: EventBus, S: Sleep> Publisher<'a, B, S> {
         match self.attempts(call, report).await {
             Sent::Done => None,
             Sent::Failed(i) => Some(i),
+            // A lone entry refused as invalid: nothing shows it is the entry, not the bus name.
+            Sent::Invalid(p) => Some(p.0),
             // Refused whole: each entry alone, so only the one the bus cannot take is lost.
             Sent::Refused(pending) => {
-                let mut first_failed = None;
+                let (mut published, mut invalid, mut first_failed) = (false, Vec::new(), None);
                 for p in pending {
                     match self.attempts(vec![p], report).await {
-                        Sent::Done => {}
-                        Sent::Failed(i) => first_failed = first_failed.or(Some(i)),
+                        Sent::Done => published = true,
+                        Sent::Invalid(p) => invalid.push(p),
+                        Sent::Failed(i) => first_failed = Some(i),
                         // Not the entry's fault (access denied, no such bus): block until fixed.
-                        Sent::Refused(_) => first_failed = first_failed.or(Some(p.0)),
+                        Sent::Refused(_) => first_failed = Some(p.0),
                     }
+                    // Nothing after a failed record is sent: the retry starts there, in order.
+                    if first_failed.is_some() {
+                        break;
+                    }
+                }
+                if !published {
+                    // No entry of the split got through: the call, not the entries, is at fault.
+                    return invalid.first().map(|p| p.0).into_iter().chain(first_failed).min();
+                }
+                for p in invalid {
+                    report.refused += 1;
+                    tracing::error!(event_id = %p.1.event_id, "event refused as invalid by the bus: skipped");
                 }
                 first_failed
             }
@@ -154,6 +178,7 @@ impl<'a, B: EventBus, S: Sleep> Publisher<'a, B, S> {
     /// Sends `pending`, then the entries refused for now again, together.
     async fn attempts<'e>(&self, mut pending: Pending<'e>, report: &mut PublishReport) -> Sent<'e> {
         let attempts = self.entry_attempts.max(1);
+        let alone = pending.len() == 1;
         for attempt in 1..=attempts {
             if attempt > 1 {
                 self.sleep.sleep(backoff(attempt)).await;
@@ -161,10 +186,18 @@ impl<'a, B: EventBus, S: Sleep> Publisher<'a, B, S> {
             let batch: Vec<Event> = pending.iter().map(|(_, e)| e.clone()).collect();
             match self.bus.put_events(&batch).await {
                 Ok(outcomes) => {
-                    let mut still = Vec::new();
+                    let (mut still, mut blocked) = (Vec::new(), None);
                     for (n, p) in pending.iter().enumerate() {
                         match outcomes.get(n) {
                             Some(EntryOutcome::Published) => report.published += 1,
+                            Some(EntryOutcome::Failed { code, .. }) if alone && code == INVALID_CALL_CODE => {
+                                return Sent::Invalid(p);
+                            }
+                            Some(outcome @ EntryOutcome::Failed { code, message }) if outcome.is_blocking() => {
+                                tracing::error!(event_id = %p.1.event_id, code = %code, message = %message,
+                                    "event refused by the bus for its permissions: the shard waits until fixed");
+                                blocked = blocked.or(Some(p.0));
+                            }
                             Some(outcome @ EntryOutcome::Failed { code, message }) if outcome.is_permanent() => {
                                 report.refused += 1;
                                 tracing::error!(event_id = %p.1.event_id, code = %code, message = %message,
@@ -180,6 +213,9 @@ impl<'a, B: EventBus, S: Sleep> Publisher<'a, B, S> {
                                 still.push(*p);
                             }
                         }
+                    }
+                    if let Some(i) = blocked {
+                        return Sent::Failed(still.iter().map(|(i, _)| *i).chain([i]).min().unwrap_or(i));
                     }
                     pending = still;
                 }
@@ -430,6 +466,63 @@ mod tests {
         assert_eq!(report.refused, 0);
         let all: Vec<String> = recs.iter().map(|r| r.sequence_number.clone()).collect();
         assert_eq!(report.failed, all);
+    }
+
+    #[test]
+    fn an_entry_refused_for_its_permissions_fails_its_record_and_is_not_skipped() {
+        for code in [
+            "NotAuthorizedForSourceException",
+            "NotAuthorizedForDetailTypeException",
+            "AccessDeniedException",
+        ] {
+            let bus = InMemoryBus::default();
+            let recs = records(4);
+            bus.refuse_entry(&id_of(&recs[1]), usize::MAX, code);
+            let report = block_on(Publisher::new(&bus, &Waits::default()).publish(&recs));
+            assert_eq!(report.refused, 0, "{code}: not skipped");
+            let want: Vec<String> = recs[1..].iter().map(|r| r.sequence_number.clone()).collect();
+            assert_eq!(report.failed, want, "{code}: its record and what follows fail");
+            assert_eq!(bus.calls().len(), 1, "{code}: not sent again, nothing after it sent");
+        }
+    }
+
+    #[test]
+    fn a_call_refused_whole_for_no_entry_s_fault_stops_at_the_first_single_entry_call() {
+        let bus = InMemoryBus::default();
+        let recs = records(15);
+        bus.deny_calls();
+        let report = block_on(Publisher::new(&bus, &Waits::default()).publish(&recs));
+        assert_eq!(report.failed.len(), 15);
+        // The whole call, then the first entry alone; nothing after it is tried.
+        assert_eq!(
+            bus.calls(),
+            vec![recs[..10].iter().map(id_of).collect(), vec![id_of(&recs[0])]]
+        );
+    }
+
+    #[test]
+    fn a_split_whose_entries_are_all_refused_as_invalid_fails_and_skips_nothing() {
+        // As a malformed bus name would: every call refused as invalid, alone or not.
+        let bus = InMemoryBus::default();
+        let recs = records(3);
+        for r in &recs {
+            bus.reject_calls_with(&id_of(r));
+        }
+        let report = block_on(Publisher::new(&bus, &Waits::default()).publish(&recs));
+        assert_eq!(report.refused, 0);
+        let all: Vec<String> = recs.iter().map(|r| r.sequence_number.clone()).collect();
+        assert_eq!(report.failed, all);
+    }
+
+    #[test]
+    fn a_lone_entry_refused_whole_as_invalid_fails_its_record() {
+        // One entry, nothing to compare with: the bus name may be the fault.
+        let bus = InMemoryBus::default();
+        let recs = records(1);
+        bus.reject_calls_with(&id_of(&recs[0]));
+        let report = block_on(Publisher::new(&bus, &Waits::default()).publish(&recs));
+        assert_eq!(report.refused, 0);
+        assert_eq!(report.failed, vec![recs[0].sequence_number.clone()]);
     }
 
     #[test]

@@ -20,20 +20,22 @@ pub fn entry_size(event: &Event) -> usize {
     14 + event.kind.source().len() + event.kind.detail_type().len() + event.detail.to_string().len()
 }
 
-/// Entry error codes no later attempt can get past: the entry itself or the permissions are
-/// wrong. Such an entry is logged, counted and skipped, like an unreadable record.
-pub const PERMANENT_ENTRY_CODES: &[&str] = &[
-    "MalformedDetail",
-    "InvalidArgument",
-    "NotAuthorizedForDetailType",
-    "NotAuthorizedForSourceException",
-    "ValidationException",
-];
+/// Entry error codes of the entry's own content: no later attempt can get past them. Such an
+/// entry is logged, counted and skipped, like an unreadable record.
+pub const PERMANENT_ENTRY_CODES: &[&str] = &["MalformedDetail", "InvalidArgument", "ValidationException"];
 
-/// The error code of a whole call refused as invalid. Refused with one entry only, it is that
-/// entry's refusal: the bus reports it as the entry's [`EntryOutcome::Failed`] (permanent), so
-/// the publisher can split a refused call and skip only the entry at fault. Any other whole-call
-/// refusal (access denied, no such bus) stays an error and blocks the shard until it is fixed.
+/// Prefixes of entry error codes that say the permissions are wrong
+/// (`NotAuthorizedForSourceException`, `NotAuthorizedForDetailTypeException`,
+/// `AccessDeniedException`): no entry's fault, so the record fails and the shard waits
+/// (alarmed) until they are fixed, rather than every event being dropped.
+pub const BLOCKING_ENTRY_CODE_PREFIXES: &[&str] = &["NotAuthorized", "AccessDenied"];
+
+/// The error code of a whole call refused as invalid. Refused with one entry only, the bus
+/// reports it as that entry's [`EntryOutcome::Failed`], so the publisher can split a refused
+/// call and skip only the entry at fault; whether it was the entry's fault or the call's (a
+/// malformed bus name refuses every entry) only the other entries of the split can tell. Any
+/// other whole-call refusal (access denied, no such bus) stays an error and blocks the shard
+/// until it is fixed.
 pub const INVALID_CALL_CODE: &str = "ValidationException";
 
 /// What the bus answered for one entry, in the order of the entries sent.
@@ -41,7 +43,8 @@ pub const INVALID_CALL_CODE: &str = "ValidationException";
 pub enum EntryOutcome {
     Published,
     /// The bus refused this entry alone: throttled or an internal failure (it may be sent
-    /// again), or one of [`PERMANENT_ENTRY_CODES`] (it never will be accepted).
+    /// again), one of [`PERMANENT_ENTRY_CODES`] (it never will be accepted), or a permission
+    /// problem ([`BLOCKING_ENTRY_CODE_PREFIXES`]).
     Failed {
         code: String,
         message: String,
@@ -52,6 +55,12 @@ impl EntryOutcome {
     /// A refusal that sending again cannot change.
     pub fn is_permanent(&self) -> bool {
         matches!(self, EntryOutcome::Failed { code, .. } if PERMANENT_ENTRY_CODES.contains(&code.as_str()))
+    }
+
+    /// A refusal for the permissions, not the entry: only fixing them gets it published.
+    pub fn is_blocking(&self) -> bool {
+        matches!(self, EntryOutcome::Failed { code, .. }
+            if BLOCKING_ENTRY_CODE_PREFIXES.iter().any(|p| code.starts_with(p)))
     }
 }
 
