@@ -124,6 +124,9 @@ pub struct ReviewView<'a> {
     /// On a resolve's answer: entries it did not add, already on their list (left as they were).
     #[serde(skip_serializing_if = "Option::is_none")]
     lists_already_present: Option<Vec<ListAddedView<'a>>>,
+    /// On a resolve's answer: entries it could not add, their list deleted or full since the check.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lists_skipped: Option<Vec<ListAddedView<'a>>>,
 }
 
 impl<'a> EventView<'a> {
@@ -163,6 +166,7 @@ impl<'a> ReviewView<'a> {
             resolution_pending: r.pending.is_some(),
             history: Some(r.history.iter().map(EventView::new).collect()),
             lists_already_present: None,
+            lists_skipped: None,
         }
     }
 }
@@ -306,5 +310,6 @@ pub async fn resolve<S: ApiStore, B: ModelBlobs>(
     let done = service(app).resolve(&p.tenant, &id, &p.key_id, request).await?;
     let mut view = ReviewView::new(&done.review, Timestamp::now());
     view.lists_already_present = Some(ListAddedView::all(&done.already_present)).filter(|l| !l.is_empty());
+    view.lists_skipped = Some(ListAddedView::all(&done.skipped)).filter(|l| !l.is_empty());
     Ok(ok(&view, cx.request_id))
 }

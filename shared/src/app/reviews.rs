@@ -19,7 +19,7 @@
 //! told the item is resolved (409). Steps 3 and 4 are idempotent (the same label again is
 //! `unchanged`; the close of an item already closed by the same key returns it).
 
-use crate::app::labels::{label_transaction, LabelError};
+use crate::app::labels::{label_transaction, LabelError, LabelOutcome};
 use crate::app::rules::{check_entry, EntryInput, RulesError, RulesService};
 use crate::domain::labels::{LabelRequest, LabelRow, LabelValue};
 use crate::domain::review::{
@@ -89,12 +89,14 @@ pub fn lease_secs(requested: Option<i64>) -> Result<i64, ReviewError> {
     }
 }
 
-/// A resolve's answer: the closed item, and the list entries it did not add because they were
-/// already there (left as they were; not in the stored `lists_added`).
+/// A resolve's answer: the closed item, the list entries it did not add because they were
+/// already there (left as they were; not in the stored `lists_added`), and those it could not
+/// add because their list was deleted or filled up after the check (neither stored).
 #[derive(Debug)]
 pub struct Resolved {
     pub review: Review,
     pub already_present: Vec<ListAdded>,
+    pub skipped: Vec<ListAdded>,
 }
 
 pub struct ReviewService<'a, S> {
@@ -195,6 +197,9 @@ impl<'a, S: ReviewStore + LabelStore + RulesAdmin + DecisionStore> ReviewService
                 )));
             }
         }
+        if let Some(value) = label_value(request.label) {
+            self.label_can_apply(tenant, id, value, now).await?;
+        }
         let entries = self.list_entries(tenant, id, key_id, &request.add_to_list, now).await?;
         // 2. The intent, fenced by the claim.
         let intent = Resolution {
@@ -227,14 +232,10 @@ impl<'a, S: ReviewStore + LabelStore + RulesAdmin + DecisionStore> ReviewService
         &self,
         tenant: &TenantId,
         id: &TransactionId,
-        pending: Resolution,
+        mut pending: Resolution,
     ) -> Result<Resolved, ReviewError> {
         let by = pending.resolved_by.as_str();
-        if let Some(value) = match pending.label {
-            ResolutionLabel::Fraud => Some(LabelValue::Fraud),
-            ResolutionLabel::Legit => Some(LabelValue::Legit),
-            ResolutionLabel::None => None,
-        } {
+        if let Some(value) = label_value(pending.label) {
             let label = LabelRequest {
                 row: LabelRow {
                     transaction_id: id.clone(),
@@ -245,25 +246,32 @@ impl<'a, S: ReviewStore + LabelStore + RulesAdmin + DecisionStore> ReviewService
                 },
                 note: pending.note.clone(),
             };
-            label_transaction(self.store, tenant, by, &label)
-                .await
-                .map_err(|e| match e {
-                    LabelError::NotFound(id) => ReviewError::NotFound(format!("No transaction \"{id}\".")),
-                    LabelError::Invalid { reason, .. } => {
-                        ReviewError::NotApplicable(format!("The label cannot be applied to \"{id}\": {reason}"))
-                    }
-                    LabelError::NotApplicable(why) => ReviewError::NotApplicable(format!("Transaction {why}.")),
-                    LabelError::Busy(id) => ReviewError::Store(StoreError::Unavailable(format!(
+            // Checked before the intent was recorded; if it no longer applies (superseded, or
+            // the transaction changed since), the item still closes, its label recorded as
+            // none: a recorded resolution must never block the item for good.
+            let lost = match label_transaction(self.store, tenant, by, &label).await {
+                Ok(done) if done.outcome == LabelOutcome::Superseded => Some("superseded by a newer label".to_owned()),
+                Ok(_) => None,
+                Err(LabelError::NotFound(_)) => Some("the transaction is gone".to_owned()),
+                Err(LabelError::Invalid { reason, .. }) => Some(reason),
+                Err(LabelError::NotApplicable(why)) => Some(why),
+                Err(LabelError::Busy(id)) => {
+                    return Err(ReviewError::Store(StoreError::Unavailable(format!(
                         "transaction {id}: its label kept changing"
-                    ))),
-                    LabelError::Store(s) => ReviewError::Store(s),
-                })?;
+                    ))))
+                }
+                Err(LabelError::Store(s)) => return Err(ReviewError::Store(s)),
+            };
+            if let Some(why) = lost {
+                tracing::warn!(transaction = %id, by, reason = %why, "review resolution: label not applied; closed with label none");
+                pending.label = ResolutionLabel::None;
+            }
         }
         // Added only if absent: an entry already there keeps its expiry, note and author. One
         // this resolution wrote before a crash (same author, same note) counts as added.
         let rules = RulesService::new(self.store);
         let note = format!("review of {id}");
-        let (mut added, mut already_present) = (Vec::new(), Vec::new());
+        let (mut added, mut already_present, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
         for wanted in &pending.lists_added {
             let name = ListName::parse(&wanted.list).map_err(|e| invalid("add_to_list", e.reason))?;
             let entry = ListEntry {
@@ -273,11 +281,17 @@ impl<'a, S: ReviewStore + LabelStore + RulesAdmin + DecisionStore> ReviewService
                 added_by: by.to_owned(),
                 added_at: pending.resolved_at,
             };
-            match rules
-                .add_entry_if_absent(tenant, by, &name, entry)
-                .await
-                .map_err(|e| rules_error(&name, e))?
-            {
+            let there = match rules.add_entry_if_absent(tenant, by, &name, entry).await {
+                Ok(there) => there,
+                // Deleted or filled since the check: reported, not failing the close.
+                Err(RulesError::NotFound(_) | RulesError::Invalid(_)) => {
+                    tracing::warn!(transaction = %id, list = %name, "review resolution: list gone or full; entry skipped");
+                    skipped.push(wanted.clone());
+                    continue;
+                }
+                Err(e) => return Err(rules_error(&name, e)),
+            };
+            match there {
                 Some(there) if there.added_by != by || there.note.as_deref() != Some(note.as_str()) => {
                     already_present.push(wanted.clone())
                 }
@@ -298,7 +312,42 @@ impl<'a, S: ReviewStore + LabelStore + RulesAdmin + DecisionStore> ReviewService
         Ok(Resolved {
             review,
             already_present,
+            skipped,
         })
+    }
+
+    /// Refuses a label that would not apply: a decision stored without its terminal, or a
+    /// different label dated after `now` (ours would be superseded).
+    async fn label_can_apply(
+        &self,
+        tenant: &TenantId,
+        id: &TransactionId,
+        value: LabelValue,
+        now: Timestamp,
+    ) -> Result<(), ReviewError> {
+        let Some(target) = self
+            .store
+            .label_targets(tenant, std::slice::from_ref(id))
+            .await?
+            .remove(id)
+        else {
+            return Err(ReviewError::NotFound(format!("No transaction \"{id}\".")));
+        };
+        if target.terminal_id.is_none() {
+            return Err(ReviewError::NotApplicable(format!(
+                "Transaction \"{id}\" was stored without its terminal_id: it cannot be labelled."
+            )));
+        }
+        match target.label {
+            Some(l) if l.value != value && l.labelled_at > now => Err(ReviewError::Conflict(format!(
+                "Transaction \"{id}\" has a newer label ({}, labelled at {} by {}); it would supersede this \
+                 resolution's label: resolve with label none, or after that time.",
+                l.value.as_str(),
+                l.labelled_at,
+                l.source
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// The entry each named list gets: the transaction's value of the list kind's field.
@@ -358,6 +407,14 @@ impl<'a, S: ReviewStore + LabelStore + RulesAdmin + DecisionStore> ReviewService
             out.push((name.clone(), entry));
         }
         Ok(out)
+    }
+}
+
+fn label_value(label: ResolutionLabel) -> Option<LabelValue> {
+    match label {
+        ResolutionLabel::Fraud => Some(LabelValue::Fraud),
+        ResolutionLabel::Legit => Some(LabelValue::Legit),
+        ResolutionLabel::None => None,
     }
 }
 
@@ -577,6 +634,107 @@ mod tests {
             Err(ReviewError::Conflict(_))
         ));
         assert_eq!(cards(&store), after);
+    }
+
+    /// The intent vk_a recorded on `id` (claimed), as if the function then died.
+    fn recorded(store: &InMemoryDecisions, id: &TransactionId, label: ResolutionLabel, list: &str) -> Resolution {
+        let intent = Resolution {
+            outcome: Outcome::Block,
+            label,
+            note: None,
+            resolved_by: "vk_a".into(),
+            resolved_at: Timestamp::now(),
+            lists_added: vec![ListAdded {
+                list: list.into(),
+                value: "c-rev".into(),
+            }],
+        };
+        run(store.begin_resolve(&acme(), id, "vk_a", Timestamp::now(), &intent))
+            .unwrap()
+            .unwrap();
+        intent
+    }
+
+    /// Another labeller's `value`, dated an hour ahead of now.
+    fn newer_label(store: &InMemoryDecisions, id: &TransactionId, value: LabelValue) {
+        let at = Timestamp::from_unix(Timestamp::now().unix() + 3600).unwrap();
+        let label = LabelRequest {
+            row: LabelRow {
+                transaction_id: id.clone(),
+                label: value,
+                source: "analyst".into(),
+                labelled_at: at,
+            },
+            note: None,
+        };
+        run(label_transaction(store, &acme(), "vk_x", &label)).unwrap();
+    }
+
+    #[test]
+    fn a_list_gone_since_the_check_is_skipped_and_the_item_closes() {
+        let store = InMemoryDecisions::default();
+        lists(&store);
+        let s = ReviewService::new(&store);
+        let id = review_decision(&store, "r-1", "2018-08-01T10:00:00Z");
+        run(s.claim(&acme(), &id, "vk_a", 900)).unwrap();
+        // Checked when it existed; no list "gone" by the completion.
+        recorded(&store, &id, ResolutionLabel::Fraud, "gone");
+        let done = run(s.resolve(&acme(), &id, "vk_a", body(Outcome::Block, ResolutionLabel::Fraud, &[]))).unwrap();
+        assert_eq!(done.review.status, ReviewStatus::Resolved);
+        assert!(done.review.pending.is_none());
+        let r = done.review.resolution.expect("resolved");
+        assert!(r.lists_added.is_empty(), "nothing was added");
+        assert_eq!(
+            done.skipped,
+            vec![ListAdded {
+                list: "gone".into(),
+                value: "c-rev".into()
+            }]
+        );
+        assert_eq!(label_of(&store, &id), Some(LabelValue::Fraud));
+    }
+
+    #[test]
+    fn a_label_superseded_at_completion_closes_the_item_with_label_none() {
+        let store = InMemoryDecisions::default();
+        lists(&store);
+        let s = ReviewService::new(&store);
+        let id = review_decision(&store, "r-1", "2018-08-01T10:00:00Z");
+        run(s.claim(&acme(), &id, "vk_a", 900)).unwrap();
+        recorded(&store, &id, ResolutionLabel::Fraud, "cards");
+        newer_label(&store, &id, LabelValue::Legit);
+        let done = run(s.resolve(&acme(), &id, "vk_a", body(Outcome::Block, ResolutionLabel::Fraud, &[]))).unwrap();
+        assert_eq!(done.review.status, ReviewStatus::Resolved);
+        let r = done.review.resolution.expect("resolved");
+        assert_eq!(
+            r.label,
+            ResolutionLabel::None,
+            "the label it did not write is not recorded"
+        );
+        assert_eq!(label_of(&store, &id), Some(LabelValue::Legit), "the newer label stays");
+        assert_eq!(cards(&store).0, 1, "the entries are still added");
+    }
+
+    #[test]
+    fn a_label_a_newer_one_would_supersede_is_refused_before_anything_is_written() {
+        let store = InMemoryDecisions::default();
+        lists(&store);
+        let s = ReviewService::new(&store);
+        let id = review_decision(&store, "r-1", "2018-08-01T10:00:00Z");
+        run(s.claim(&acme(), &id, "vk_a", 900)).unwrap();
+        newer_label(&store, &id, LabelValue::Legit);
+        match run(s.resolve(
+            &acme(),
+            &id,
+            "vk_a",
+            body(Outcome::Block, ResolutionLabel::Fraud, &["cards"]),
+        )) {
+            Err(ReviewError::Conflict(why)) => assert!(why.contains("newer label (legit"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        let item = run(store.review(&acme(), &id)).unwrap().unwrap();
+        assert!(item.pending.is_none() && item.status == ReviewStatus::Open);
+        assert_eq!(cards(&store).0, 0);
     }
 
     #[test]

@@ -285,7 +285,22 @@ impl DecisionStore for DynamoStore {
             {
                 tracing::warn!(tenant = %tenant, id = %commit.record.id, "review item without its decision: replaced");
                 let review = commit.review().expect("checked above");
-                let mut items = self.commit_items(tenant, commit)?;
+                // A repair guard that failed in the same cancelled transaction (a concurrent
+                // decision repaired the counter) would fail the retry again, and this never
+                // committed decision would read as AlreadyDecided: retry with plain ADDs then.
+                let repairs_failed = codes
+                    .get(puts..codes.len().saturating_sub(1))
+                    .is_some_and(|guards| guards.iter().any(failed));
+                let plan = commit.aggregates.without_repairs();
+                let retried = if repairs_failed {
+                    DecisionCommit {
+                        aggregates: &plan,
+                        ..*commit
+                    }
+                } else {
+                    DecisionCommit { ..*commit }
+                };
+                let mut items = self.commit_items(tenant, &retried)?;
                 items.pop();
                 items.push(super::reviews::review_put(self, tenant, &review, true)?);
                 match self.transact(items, "TransactWriteItems (decision)").await? {

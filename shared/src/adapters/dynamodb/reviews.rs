@@ -187,6 +187,11 @@ enum Change<'a> {
     Take {
         until: i64,
     },
+    /// A free item whose history is at the cap: taken without a history line, so a full
+    /// history never locks the item.
+    TakeAtCap {
+        until: i64,
+    },
     /// The holder's live claim gets a new expiry; no history line.
     Renew {
         until: i64,
@@ -276,6 +281,15 @@ impl DynamoStore {
                 .expression_attribute_values(":max", n(MAX_HISTORY))
                 .condition_expression(format!(
                     "{free} AND {room} AND \
+                     (attribute_not_exists(#holder) OR attribute_not_exists(#until) OR #until <= :now)"
+                )),
+            Change::TakeAtCap { until } => with_claim(req)
+                .update_expression("SET #holder = :me, #until = :until")
+                .expression_attribute_names("#history", "history")
+                .expression_attribute_values(":until", n(until))
+                .expression_attribute_values(":max", n(MAX_HISTORY))
+                .condition_expression(format!(
+                    "{free} AND size(#history) >= :max AND \
                      (attribute_not_exists(#holder) OR attribute_not_exists(#until) OR #until <= :now)"
                 )),
             Change::Renew { until } => with_claim(req)
@@ -435,7 +449,19 @@ impl ReviewStore for DynamoStore {
             }
         }
         let current = if mine { self.review(tenant, id).await? } else { current };
-        Ok(Err(refusal(current, holder, now.unix())))
+        let refused = refusal(current, holder, now.unix());
+        if refused == ReviewRefusal::HistoryFull {
+            // Free but at the cap: taken without the history line (conditioned on both, so a
+            // change in between is refused as it is now).
+            if let Some(r) = self
+                .change_review(tenant, id, holder, now, Change::TakeAtCap { until })
+                .await?
+            {
+                return Ok(Ok(r));
+            }
+            return Ok(Err(refusal(self.review(tenant, id).await?, holder, now.unix())));
+        }
+        Ok(Err(refused))
     }
 
     async fn release(

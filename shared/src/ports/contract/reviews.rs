@@ -401,10 +401,24 @@ pub async fn review_rules<S: DecisionStore + ReviewStore>(store: &S) {
         store.release(&acme, &id("r-6"), "vk_a", now).await.unwrap(),
         Err(ReviewRefusal::HistoryFull)
     );
-    let mut r = resolution.clone();
-    r.resolved_by = "vk_a".into();
+    // At the cap a free item is still taken (without a line), or it would be locked for good:
+    // vk_a's claim lapses (renewed into the past) and vk_b takes the item.
     store
-        .begin_resolve(&acme, &id("r-6"), "vk_a", now, &r)
+        .claim(&acme, &id("r-6"), "vk_a", now, t - 1)
+        .await
+        .unwrap()
+        .unwrap();
+    let taken = store
+        .claim(&acme, &id("r-6"), "vk_b", now, t + 900)
+        .await
+        .unwrap()
+        .expect("a free item at the history cap is claimable");
+    assert_eq!(taken.claim.as_ref().map(|c| c.holder.as_str()), Some("vk_b"));
+    assert_eq!(taken.history.len(), MAX_HISTORY, "taken without a history line");
+    let mut r = resolution.clone();
+    r.resolved_by = "vk_b".into();
+    store
+        .begin_resolve(&acme, &id("r-6"), "vk_b", now, &r)
         .await
         .unwrap()
         .unwrap();

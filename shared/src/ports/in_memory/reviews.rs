@@ -185,6 +185,9 @@ impl ReviewStore for InMemoryDecisions {
                         expires_at: c.expires_at,
                     })
                 }
+                // A free item is taken even at the history cap, without its line: a full
+                // history must not lock the item for good.
+                None if r.history.len() >= MAX_HISTORY => {}
                 None => append(r, ReviewAction::Claimed, holder, now)?,
             }
             r.claim = Some(ReviewClaim {
