@@ -585,7 +585,7 @@ async fn a_refused_resolve_writes_no_label_and_no_list_entry() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resolution_cut_short_is_completed_once_by_the_next_resolve() {
-    use verdict::domain::review::{ListAdded, Outcome, Resolution, ResolutionLabel};
+    use verdict::domain::review::{LabelStatus, ListAdded, Outcome, Resolution, ResolutionLabel};
     use verdict::ports::reviews::ReviewStore;
     let api = ApiStack::new().await;
     let (acme, key) = reviewing_tenant(&api, "acme").await;
@@ -602,6 +602,7 @@ async fn a_resolution_cut_short_is_completed_once_by_the_next_resolve() {
         let intent = Resolution {
             outcome: Outcome::Block,
             label: ResolutionLabel::Fraud,
+            label_status: LabelStatus::Applied,
             note: Some("stolen".into()),
             resolved_by: key.key_id(),
             resolved_at: Timestamp::now(),

@@ -75,6 +75,7 @@ impl<'a> ListAddedView<'a> {
 struct ResolutionView<'a> {
     outcome: &'static str,
     label: &'static str,
+    label_status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     note: Option<&'a str>,
     resolved_by: &'a str,
@@ -87,6 +88,7 @@ impl<'a> ResolutionView<'a> {
         ResolutionView {
             outcome: r.outcome.as_str(),
             label: r.label.as_str(),
+            label_status: r.label_status.as_str(),
             note: r.note.as_deref(),
             resolved_by: &r.resolved_by,
             resolved_at: r.resolved_at.to_rfc3339(),

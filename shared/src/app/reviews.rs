@@ -23,7 +23,7 @@ use crate::app::labels::{label_transaction, LabelError, LabelOutcome};
 use crate::app::rules::{check_entry, EntryInput, RulesError, RulesService};
 use crate::domain::labels::{LabelRequest, LabelRow, LabelValue};
 use crate::domain::review::{
-    list_field, ListAdded, Resolution, ResolutionLabel, ResolveRequest, Review, ReviewSort, ReviewStatus,
+    list_field, LabelStatus, ListAdded, Resolution, ResolutionLabel, ResolveRequest, Review, ReviewSort, ReviewStatus,
     DEFAULT_LEASE_SECS, MAX_HISTORY, MAX_LEASE_SECS,
 };
 use crate::domain::rules::{ListEntry, MAX_LIST_ENTRIES};
@@ -205,6 +205,7 @@ impl<'a, S: ReviewStore + LabelStore + RulesAdmin + DecisionStore> ReviewService
         let intent = Resolution {
             outcome: request.outcome,
             label: request.label,
+            label_status: LabelStatus::Applied,
             note: request.note,
             resolved_by: key_id.to_owned(),
             resolved_at: now,
@@ -247,14 +248,20 @@ impl<'a, S: ReviewStore + LabelStore + RulesAdmin + DecisionStore> ReviewService
                 note: pending.note.clone(),
             };
             // Checked before the intent was recorded; if it no longer applies (superseded, or
-            // the transaction changed since), the item still closes, its label recorded as
-            // none: a recorded resolution must never block the item for good.
-            let lost = match label_transaction(self.store, tenant, by, &label).await {
-                Ok(done) if done.outcome == LabelOutcome::Superseded => Some("superseded by a newer label".to_owned()),
-                Ok(_) => None,
-                Err(LabelError::NotFound(_)) => Some("the transaction is gone".to_owned()),
-                Err(LabelError::Invalid { reason, .. }) => Some(reason),
-                Err(LabelError::NotApplicable(why)) => Some(why),
+            // the transaction changed since), the item still closes: a recorded resolution must
+            // never block the item for good. The analyst's label stays recorded (on a retry it
+            // may have been written, and its event published, before a newer one superseded
+            // it); `label_status` says what the label step found.
+            let found = match label_transaction(self.store, tenant, by, &label).await {
+                Ok(done) if done.outcome == LabelOutcome::Superseded => {
+                    (LabelStatus::Superseded, Some("superseded by a newer label".to_owned()))
+                }
+                Ok(_) => (LabelStatus::Applied, None),
+                Err(LabelError::NotFound(_)) => {
+                    (LabelStatus::NotApplicable, Some("the transaction is gone".to_owned()))
+                }
+                Err(LabelError::Invalid { reason, .. }) => (LabelStatus::NotApplicable, Some(reason)),
+                Err(LabelError::NotApplicable(why)) => (LabelStatus::NotApplicable, Some(why)),
                 Err(LabelError::Busy(id)) => {
                     return Err(ReviewError::Store(StoreError::Unavailable(format!(
                         "transaction {id}: its label kept changing"
@@ -262,10 +269,10 @@ impl<'a, S: ReviewStore + LabelStore + RulesAdmin + DecisionStore> ReviewService
                 }
                 Err(LabelError::Store(s)) => return Err(ReviewError::Store(s)),
             };
-            if let Some(why) = lost {
-                tracing::warn!(transaction = %id, by, reason = %why, "review resolution: label not applied; closed with label none");
-                pending.label = ResolutionLabel::None;
+            if let (status, Some(why)) = &found {
+                tracing::warn!(transaction = %id, by, reason = %why, status = status.as_str(), "review resolution: label not in force; closed anyway");
             }
+            pending.label_status = found.0;
         }
         // Added only if absent: an entry already there keeps its expiry, note and author. One
         // this resolution wrote before a crash (same author, same note) counts as added.
@@ -593,6 +600,7 @@ mod tests {
         let intent = Resolution {
             outcome: Outcome::Block,
             label: ResolutionLabel::Fraud,
+            label_status: LabelStatus::Applied,
             note: None,
             resolved_by: "vk_a".into(),
             resolved_at: Timestamp::now(),
@@ -641,6 +649,7 @@ mod tests {
         let intent = Resolution {
             outcome: Outcome::Block,
             label,
+            label_status: LabelStatus::Applied,
             note: None,
             resolved_by: "vk_a".into(),
             resolved_at: Timestamp::now(),
@@ -695,7 +704,7 @@ mod tests {
     }
 
     #[test]
-    fn a_label_superseded_at_completion_closes_the_item_with_label_none() {
+    fn a_label_superseded_at_completion_closes_the_item_keeping_the_label_marked_superseded() {
         let store = InMemoryDecisions::default();
         lists(&store);
         let s = ReviewService::new(&store);
@@ -706,11 +715,8 @@ mod tests {
         let done = run(s.resolve(&acme(), &id, "vk_a", body(Outcome::Block, ResolutionLabel::Fraud, &[]))).unwrap();
         assert_eq!(done.review.status, ReviewStatus::Resolved);
         let r = done.review.resolution.expect("resolved");
-        assert_eq!(
-            r.label,
-            ResolutionLabel::None,
-            "the label it did not write is not recorded"
-        );
+        assert_eq!(r.label, ResolutionLabel::Fraud, "the analyst's label is kept");
+        assert_eq!(r.label_status, LabelStatus::Superseded, "and marked not in force");
         assert_eq!(label_of(&store, &id), Some(LabelValue::Legit), "the newer label stays");
         assert_eq!(cards(&store).0, 1, "the entries are still added");
     }

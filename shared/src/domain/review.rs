@@ -114,6 +114,38 @@ impl ResolutionLabel {
     }
 }
 
+/// What the label step found when the resolution was carried out. The analyst's label stays in
+/// `Resolution.label` either way; this says whether it is the one in force at close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LabelStatus {
+    /// Written (or already there), or `label` is `none`.
+    Applied,
+    /// A newer label is in force (ours may have been written before it, on an earlier try).
+    Superseded,
+    /// The transaction could not be labelled (gone, or no longer labellable).
+    NotApplicable,
+}
+
+impl LabelStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            LabelStatus::Applied => "applied",
+            LabelStatus::Superseded => "superseded",
+            LabelStatus::NotApplicable => "not_applicable",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        match raw {
+            "applied" => Ok(LabelStatus::Applied),
+            "superseded" => Ok(LabelStatus::Superseded),
+            "not_applicable" => Ok(LabelStatus::NotApplicable),
+            _ => Err(format!("{raw:?} is not applied, superseded or not_applicable")),
+        }
+    }
+}
+
 /// One list entry a resolution added.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ListAdded {
@@ -125,6 +157,7 @@ pub struct ListAdded {
 pub struct Resolution {
     pub outcome: Outcome,
     pub label: ResolutionLabel,
+    pub label_status: LabelStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
     /// The API key id that resolved.

@@ -4,8 +4,8 @@
 
 use super::*;
 use crate::domain::review::{
-    ListAdded, Outcome, Resolution, ResolutionLabel, Review, ReviewAction, ReviewClaim, ReviewEvent, ReviewSort,
-    ReviewStatus, MAX_HISTORY,
+    LabelStatus, ListAdded, Outcome, Resolution, ResolutionLabel, Review, ReviewAction, ReviewClaim, ReviewEvent,
+    ReviewSort, ReviewStatus, MAX_HISTORY,
 };
 use crate::ports::reviews::{ReviewChange, ReviewRefusal, ReviewStore};
 
@@ -32,6 +32,7 @@ fn resolution_value(r: &Resolution) -> AttributeValue {
     let mut m = HashMap::from([
         ("outcome".to_owned(), s(r.outcome.as_str())),
         ("label".to_owned(), s(r.label.as_str())),
+        ("label_status".to_owned(), s(r.label_status.as_str())),
         ("resolved_by".to_owned(), s(&r.resolved_by)),
         ("resolved_at".to_owned(), s(r.resolved_at.to_rfc3339())),
         (
@@ -125,6 +126,14 @@ pub(super) fn parse_resolution(m: &Item, key: &ItemKey) -> Result<Resolution, St
     Ok(Resolution {
         outcome: Outcome::parse(get_s(m, "outcome", key)?).map_err(|r| bad("outcome", r))?,
         label: ResolutionLabel::parse(get_s(m, "label", key)?).map_err(|r| bad("label", r))?,
+        // Absent on resolutions stored before it existed; unreadable is not worth failing reads.
+        label_status: match m.get("label_status").and_then(|v| v.as_s().ok()) {
+            None => LabelStatus::Applied,
+            Some(raw) => LabelStatus::parse(raw).unwrap_or_else(|r| {
+                tracing::warn!(key = %key, reason = %r, "review resolution: unreadable label_status read as applied");
+                LabelStatus::Applied
+            }),
+        },
         note: get_s_opt(m, "note", key)?.map(str::to_owned),
         resolved_by: get_s(m, "resolved_by", key)?.to_owned(),
         resolved_at: get_timestamp(m, "resolved_at", key)?,

@@ -7,7 +7,7 @@
 use crate::domain::decision::Decision;
 use crate::domain::features::transaction_delta;
 use crate::domain::review::{
-    ListAdded, Outcome, Resolution, ResolutionLabel, ReviewAction, ReviewSort, ReviewStatus, MAX_HISTORY,
+    LabelStatus, ListAdded, Outcome, Resolution, ResolutionLabel, ReviewAction, ReviewSort, ReviewStatus, MAX_HISTORY,
 };
 use crate::domain::{TenantId, Timestamp, TransactionId};
 use crate::ports::contract::decisions;
@@ -182,6 +182,7 @@ pub async fn review_rules<S: DecisionStore + ReviewStore>(store: &S) {
     let resolution = Resolution {
         outcome: Outcome::Block,
         label: ResolutionLabel::Fraud,
+        label_status: LabelStatus::Applied,
         note: Some("stolen card".into()),
         resolved_by: "vk_b".into(),
         resolved_at: now,
@@ -267,13 +268,14 @@ pub async fn review_rules<S: DecisionStore + ReviewStore>(store: &S) {
         pending_refusal,
         "only the pending one closes it"
     );
-    let done = store
-        .finish_resolve(&acme, &id("r-1"), &resolution)
-        .await
-        .unwrap()
-        .unwrap();
+    // Closed with what completion found (differs from the intent): stored as given.
+    let closed = Resolution {
+        label_status: LabelStatus::Superseded,
+        ..resolution.clone()
+    };
+    let done = store.finish_resolve(&acme, &id("r-1"), &closed).await.unwrap().unwrap();
     assert_eq!(done.status, ReviewStatus::Resolved);
-    assert_eq!(done.resolution.as_ref(), Some(&resolution));
+    assert_eq!(done.resolution.as_ref(), Some(&closed));
     assert!(done.claim.is_none() && done.pending.is_none());
     assert_eq!(
         store.finish_resolve(&acme, &id("r-1"), &resolution).await.unwrap(),
