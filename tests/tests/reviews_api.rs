@@ -738,3 +738,40 @@ async fn a_card_already_on_the_list_keeps_its_entry_and_is_reported_as_present()
     let after = call(&api, "get-list", "/v1/lists/blocked_cards", &key, None).await;
     assert_eq!(after.body["version"], meta.body["version"], "no version bump");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_free_item_at_the_history_cap_with_an_unreadable_line_is_still_claimed() {
+    let api = ApiStack::new().await;
+    let (acme, key) = reviewing_tenant(&api, "acme").await;
+    score(&api, &key, json!({"id": "tx-cap"})).await;
+    // 200 stored lines, one unreadable: the parsed history is one short of the cap.
+    let line = |action: &str| {
+        AttributeValue::M(
+            [
+                ("action".to_owned(), AttributeValue::S(action.into())),
+                ("by".to_owned(), AttributeValue::S("vk_old".into())),
+                ("at".to_owned(), AttributeValue::S("2026-12-01T10:00:00Z".into())),
+            ]
+            .into_iter()
+            .collect(),
+        )
+    };
+    let mut history = vec![AttributeValue::S("junk".into())];
+    history.extend((1..200).map(|i| line(if i % 2 == 1 { "claimed" } else { "released" })));
+    let item = Keys::new(&acme).review(&TransactionId::parse("tx-cap").unwrap());
+    api.stack
+        .dynamodb
+        .update_item()
+        .table_name(&api.stack.table)
+        .key("pk", AttributeValue::S(item.pk.clone()))
+        .key("sk", AttributeValue::S(item.sk.clone()))
+        .update_expression("SET history = :h")
+        .expression_attribute_values(":h", AttributeValue::L(history))
+        .send()
+        .await
+        .unwrap();
+    let taken = claim(&api, &key, "tx-cap").await;
+    assert_eq!(taken.status, 200, "{}", taken.body);
+    assert_eq!(taken.body["claim"]["holder"], key.key_id());
+    assert_eq!(actions(&taken).len(), 199, "taken without a line");
+}

@@ -458,10 +458,13 @@ impl ReviewStore for DynamoStore {
             }
         }
         let current = if mine { self.review(tenant, id).await? } else { current };
-        let refused = refusal(current, holder, now.unix());
-        if refused == ReviewRefusal::HistoryFull {
-            // Free but at the cap: taken without the history line (conditioned on both, so a
-            // change in between is refused as it is now).
+        // Reads as free but the Take failed: most likely at the cap (the parsed length can be
+        // short of the stored one when unreadable lines were dropped), so try without the
+        // history line and let its condition decide (a change in between is refused as it is now).
+        let free = current.as_ref().is_some_and(|r| {
+            r.status == ReviewStatus::Open && r.pending.is_none() && r.live_claim(now.unix()).is_none()
+        });
+        if free {
             if let Some(r) = self
                 .change_review(tenant, id, holder, now, Change::TakeAtCap { until })
                 .await?
@@ -470,7 +473,7 @@ impl ReviewStore for DynamoStore {
             }
             return Ok(Err(refusal(self.review(tenant, id).await?, holder, now.unix())));
         }
-        Ok(Err(refused))
+        Ok(Err(refusal(current, holder, now.unix())))
     }
 
     async fn release(
