@@ -216,6 +216,7 @@ async fn of_two_analysts_claiming_at_once_one_holds_it_and_the_other_gets_409() 
     assert_eq!(r.body["status"], "resolved");
     assert_eq!(r.body["resolution"]["resolved_by"], winner.key_id());
     assert_eq!(r.body["resolution"]["label"], "none");
+    assert_eq!(r.body["resolution"]["label_status"], "applied");
     let history: Vec<String> = actions(&r).into_iter().map(|(a, _)| a).collect();
     // The holder's renewal added no line.
     assert_eq!(history, ["opened", "claimed", "resolved"]);
