@@ -666,7 +666,7 @@ fn the_events_alarms_notify_the_alarm_topic_when_set() {
     assert_eq!(text(at(failures, &["Namespace"])).as_deref(), Some("AWS/SQS"));
     assert_eq!(
         text(at(failures, &["MetricName"])).as_deref(),
-        Some("ApproximateNumberOfMessagesVisible")
+        Some("NumberOfMessagesSent")
     );
     let dims = serde_yaml::to_string(at(failures, &["Dimensions"]).unwrap()).unwrap();
     assert!(

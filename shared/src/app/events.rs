@@ -7,7 +7,8 @@
 //!   are sent again together, after a short jittered wait, up to [`Publisher::entry_attempts`]
 //!   sends in all, never with the entries already published beside them.
 //! - An entry refused for its content (one of [`crate::ports::events::PERMANENT_ENTRY_CODES`])
-//!   is logged, counted and skipped, like an unreadable record: it can never block the shard.
+//!   is logged, counted and skipped, like an unreadable record, so it does not block the shard
+//!   (except a lone entry refused as invalid, below).
 //!   An entry refused for the permissions (`NotAuthorized…`, `AccessDenied…`) fails its record:
 //!   the shard waits (alarmed) until they are fixed, rather than every event being dropped.
 //! - A call refused whole for good is split into single entries, so only an entry refused as
@@ -482,7 +483,8 @@ mod tests {
             assert_eq!(report.refused, 0, "{code}: not skipped");
             let want: Vec<String> = recs[1..].iter().map(|r| r.sequence_number.clone()).collect();
             assert_eq!(report.failed, want, "{code}: its record and what follows fail");
-            assert_eq!(bus.calls().len(), 1, "{code}: not sent again, nothing after it sent");
+            // Entries after it went out in the same call; they are reported and sent again in order.
+            assert_eq!(bus.calls().len(), 1, "{code}: no call after the refusal");
         }
     }
 

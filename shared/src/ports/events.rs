@@ -21,7 +21,9 @@ pub fn entry_size(event: &Event) -> usize {
 }
 
 /// Entry error codes of the entry's own content: no later attempt can get past them. Such an
-/// entry is logged, counted and skipped, like an unreadable record.
+/// entry is logged, counted and skipped, like an unreadable record; only a lone entry refused
+/// whole as invalid ([`INVALID_CALL_CODE`]) fails its record instead, since a bad bus name
+/// would refuse it just the same.
 pub const PERMANENT_ENTRY_CODES: &[&str] = &["MalformedDetail", "InvalidArgument", "ValidationException"];
 
 /// Prefixes of entry error codes that say the permissions are wrong
