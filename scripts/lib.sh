@@ -15,6 +15,9 @@ MOTO_PORT="${MOTO_PORT:-5010}"
 API_PORT="${API_PORT:-9000}"
 TENANT="${VERDICT_TENANT:-demo}"
 TABLE_NAME="${TABLE_NAME:-verdict-local}"
+# The api seals page cursors with this secret and refuses to start without one; a fresh one per
+# run (cursors of an earlier run then are a 400, as after a key rotation on AWS).
+VERDICT_CURSOR_KEY="${VERDICT_CURSOR_KEY:-$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')}"
 MODEL_BUCKET="${MODEL_BUCKET:-verdict-models-local}"
 DATA_BUCKET="${DATA_BUCKET:-verdict-data-local}"
 # The bus functions/events publishes to, and the SQS queue a rule copies every event into, so
@@ -264,6 +267,7 @@ start_watch() {
         --env-var "MODEL_BUCKET=$MODEL_BUCKET" \
         --env-var "DATA_BUCKET=$DATA_BUCKET" \
         --env-var "EVENT_BUS_NAME=$EVENT_BUS_NAME" \
+        --env-var "VERDICT_CURSOR_KEY=$VERDICT_CURSOR_KEY" \
         --env-var "AWS_ENDPOINT_URL=$MOTO_URL" \
         --env-var "RUST_LOG=${RUST_LOG:-info}" \
         --concurrency "${WATCH_CONCURRENCY:-1}" \

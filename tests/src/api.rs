@@ -52,6 +52,24 @@ pub fn trained_model() -> &'static Model {
     })
 }
 
+/// This test process's cursor secret, as `VERDICT_CURSOR_KEY` would hold it: random per run,
+/// shared by every [`ApiStack`] (and the watch-served api) of the run, as by the containers of
+/// one deployment.
+pub fn cursor_secret() -> &'static str {
+    static SECRET: OnceLock<String> = OnceLock::new();
+    SECRET.get_or_init(|| {
+        let bytes: [u8; 32] = rand::random();
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    })
+}
+
+/// An app over `stack` as `main` builds it: the run's cursor key.
+pub fn app_over(stack: &Stack) -> TestApp {
+    let mut app = ::api::App::new(stack.store.clone(), stack.blobs.clone(), None);
+    app.cursors = ::api::CursorCodec::from_secret(cursor_secret()).expect("a 64-character secret");
+    app
+}
+
 /// The stack plus the real app over its adapters.
 pub struct ApiStack {
     pub stack: Stack,
@@ -61,7 +79,7 @@ pub struct ApiStack {
 impl ApiStack {
     pub async fn new() -> ApiStack {
         let stack = Stack::new().await;
-        let app = ::api::App::new(stack.store.clone(), stack.blobs.clone(), None);
+        let app = app_over(&stack);
         ApiStack { stack, app }
     }
 

@@ -200,6 +200,7 @@ impl Watch {
             format!("TABLE_NAME={table}"),
             format!("MODEL_BUCKET={bucket}"),
             format!("AWS_ENDPOINT_URL={}", endpoint()),
+            format!("VERDICT_CURSOR_KEY={}", verdict_integration::api::cursor_secret()),
             "RUST_LOG=info".to_owned(),
         ] {
             cmd.arg("--env-var").arg(var);

@@ -3,7 +3,7 @@
 use crate::problem::ApiError;
 use lambda_http::http::{header, HeaderMap};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use verdict::domain::auth::{now_epoch, ApiKey, AuthError, KeyHash, KeyRecord, Principal, Scope};
 use verdict::ports::DecisionStore;
@@ -36,26 +36,29 @@ pub struct KeyCache {
 }
 
 impl KeyCache {
+    /// A panic while the lock was held leaves whole entries behind (each change is one
+    /// insert or remove): go on with them rather than losing the cache for the container's life.
+    fn entries(&self) -> MutexGuard<'_, HashMap<KeyHash, (Instant, KeyRecord)>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn get(&self, hash: &KeyHash) -> Option<KeyRecord> {
-        let entries = self.entries.lock().ok()?;
+        let entries = self.entries();
         let (at, rec) = entries.get(hash)?;
         (at.elapsed() < KEY_CACHE_TTL).then(|| rec.clone())
     }
 
     fn put(&self, hash: KeyHash, rec: KeyRecord) {
-        if let Ok(mut entries) = self.entries.lock() {
-            if entries.len() >= KEY_CACHE_MAX {
-                entries.clear();
-            }
-            entries.insert(hash, (Instant::now(), rec));
+        let mut entries = self.entries();
+        if entries.len() >= KEY_CACHE_MAX {
+            entries.clear();
         }
+        entries.insert(hash, (Instant::now(), rec));
     }
 
     /// Forgets a key the store has just refused.
     pub fn evict(&self, hash: &KeyHash) {
-        if let Ok(mut entries) = self.entries.lock() {
-            entries.remove(hash);
-        }
+        self.entries().remove(hash);
     }
 
     /// The principal for `hash`, from the cache when fresh, else from the store.
@@ -91,6 +94,29 @@ pub async fn fresh_principal<S: DecisionStore>(store: &S, hash: &KeyHash, scope:
 mod tests {
     use super::*;
     use lambda_http::http::HeaderValue;
+
+    #[test]
+    fn a_panic_holding_the_key_cache_lock_does_not_disable_the_cache() {
+        let cache = KeyCache::default();
+        let key = ApiKey::generate();
+        let rec = KeyRecord {
+            key_id: key.key_id(),
+            tenant: verdict::domain::TenantId::parse("acme").unwrap(),
+            scopes: [Scope::ModelsRead].into(),
+            created_at: now_epoch(),
+            expires_at: None,
+            revoked_at: None,
+        };
+        let poisoned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _held = cache.entries.lock().unwrap();
+            panic!("a panic while the lock is held");
+        }));
+        assert!(poisoned.is_err() && cache.entries.is_poisoned());
+        cache.put(key.hash(), rec.clone());
+        assert_eq!(cache.get(&key.hash()).map(|r| r.key_id), Some(rec.key_id));
+        cache.evict(&key.hash());
+        assert!(cache.get(&key.hash()).is_none());
+    }
 
     #[test]
     fn bearer_header_is_parsed_or_refused_without_echoing_it() {

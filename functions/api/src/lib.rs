@@ -5,6 +5,7 @@
 
 mod auth;
 mod backtests;
+mod cursor;
 mod labels;
 mod meta;
 mod models;
@@ -20,6 +21,7 @@ mod views;
 
 pub use auth::KEY_CACHE_TTL;
 pub use backtests::{BacktestQueue, S3Backtests};
+pub use cursor::{CursorCodec, CursorKeyError, MAX_CURSOR_LEN};
 pub use meta::{openapi_json, OPENAPI_YAML};
 pub use problem::{ApiError, TYPE_405};
 pub use request::{DEFAULT_LIMIT, MAX_LIMIT};
@@ -28,7 +30,9 @@ pub use transactions::MAX_BODY_BYTES;
 
 use crate::request::Ctx;
 use crate::routes::Route;
+use futures_util::FutureExt;
 use lambda_http::{Body, Request, Response};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
 use verdict::app::scoring::Scorer;
@@ -44,8 +48,16 @@ pub struct App<S, B> {
     /// inline is a 503, and `GET /v1/backtests/{id}` finds nothing.
     pub backtests: Option<Arc<dyn BacktestQueue>>,
     keys: auth::KeyCache,
+    /// Seals and opens page cursors. [`App::new`] gives a random key (cursors then live as long
+    /// as this App); `main` sets the deployment's key from `VERDICT_CURSOR_KEY`.
+    pub cursors: CursorCodec,
     /// When this container started serving; the fallback model's activation time.
     started_at: Timestamp,
+    /// Tests only (never in a release build, and set by no request): called at the start of
+    /// every route, to inject a panic through the real handler.
+    #[cfg(debug_assertions)]
+    #[doc(hidden)]
+    pub panic_probe: Option<fn(&Request)>,
 }
 
 impl<S: ApiStore, B: ModelBlobs> App<S, B> {
@@ -54,15 +66,30 @@ impl<S: ApiStore, B: ModelBlobs> App<S, B> {
             scorer: Scorer::new(store, blobs, fallback),
             backtests: None,
             keys: auth::KeyCache::default(),
+            cursors: CursorCodec::ephemeral(),
             started_at: Timestamp::now(),
+            #[cfg(debug_assertions)]
+            panic_probe: None,
         }
     }
 }
 
 /// Answers one request. Every failure is a problem response; one log line per request.
+///
+/// A panic inside a route is caught here (the release profile unwinds): it answers the
+/// `internal` problem with the request id, and the container, its key, model and policy
+/// caches (whose locks recover from poisoning) go on serving the next request.
 pub async fn handle<S: ApiStore, B: ModelBlobs>(app: &App<S, B>, req: Request) -> Response<Body> {
     let cx = Ctx::new(&req, Instant::now());
-    let response = match dispatch(app, &req, &cx).await {
+    let outcome = match AssertUnwindSafe(dispatch(app, &req, &cx)).catch_unwind().await {
+        Ok(outcome) => outcome,
+        Err(payload) => {
+            // The message and where, never the request body; `main`'s panic hook logged the
+            // location already.
+            Err(ApiError::Internal(format!("panicked: {}", panic_message(&*payload))))
+        }
+    };
+    let response = match outcome {
         Ok(r) => r,
         Err(e) => {
             match &e {
@@ -88,47 +115,61 @@ pub async fn handle<S: ApiStore, B: ModelBlobs>(app: &App<S, B>, req: Request) -
     response
 }
 
+/// A panic's message (`panic!`'s text), cut to 200 characters for the log.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    let message = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("");
+    message.chars().take(200).collect()
+}
+
 async fn dispatch<S: ApiStore, B: ModelBlobs>(
     app: &App<S, B>,
     req: &Request,
     cx: &Ctx<'_>,
 ) -> Result<Response<Body>, ApiError> {
+    #[cfg(debug_assertions)]
+    if let Some(probe) = app.panic_probe {
+        probe(req);
+    }
     match routes::route(req.method(), cx.path)? {
         Route::Health => Ok(meta::health(cx.request_id)),
         Route::OpenApi => meta::openapi(cx.request_id),
         Route::ScoreTransaction => transactions::score(app, req, cx).await,
-        Route::GetTransaction(id) => transactions::get(app, req, cx, id).await,
+        Route::GetTransaction(id) => transactions::get(app, req, cx, &id).await,
         Route::ListTransactions => transactions::list(app, req, cx).await,
-        Route::LabelTransaction(id) => labels::label(app, req, cx, id).await,
+        Route::LabelTransaction(id) => labels::label(app, req, cx, &id).await,
         Route::ActiveModel => models::active(app, req, cx).await,
-        Route::GetModel(id) => models::get(app, req, cx, id).await,
+        Route::GetModel(id) => models::get(app, req, cx, &id).await,
         Route::ListModels => models::list(app, req, cx).await,
-        Route::ActivateModel(id) => models::activate(app, req, cx, id).await,
+        Route::ActivateModel(id) => models::activate(app, req, cx, &id).await,
         Route::RollbackModel => models::rollback(app, req, cx).await,
         Route::ValidateRule => rules::validate(app, req, cx).await,
         Route::SaveRule => rules::save(app, req, cx).await,
         Route::ListRules => rules::list(app, req, cx).await,
-        Route::GetRule(id) => rules::get(app, req, cx, id).await,
+        Route::GetRule(id) => rules::get(app, req, cx, &id).await,
         Route::CreateRuleset => rules::create_ruleset(app, req, cx).await,
         Route::ListRulesets => rules::list_rulesets(app, req, cx).await,
         Route::ActiveRuleset => rules::active(app, req, cx).await,
         Route::RollbackRuleset => rules::rollback(app, req, cx).await,
-        Route::GetRuleset(v) => rules::get_ruleset(app, req, cx, v).await,
-        Route::PublishRuleset(v) => rules::publish(app, req, cx, v).await,
-        Route::ActivateRuleset(v) => rules::activate(app, req, cx, v).await,
-        Route::BacktestRuleset(v) => rules::backtest(app, req, cx, v).await,
-        Route::GetBacktest(id) => rules::get_backtest(app, req, cx, id).await,
+        Route::GetRuleset(v) => rules::get_ruleset(app, req, cx, &v).await,
+        Route::PublishRuleset(v) => rules::publish(app, req, cx, &v).await,
+        Route::ActivateRuleset(v) => rules::activate(app, req, cx, &v).await,
+        Route::BacktestRuleset(v) => rules::backtest(app, req, cx, &v).await,
+        Route::GetBacktest(id) => rules::get_backtest(app, req, cx, &id).await,
         Route::CreateList => rules::create_list(app, req, cx).await,
         Route::ListLists => rules::lists(app, req, cx).await,
-        Route::GetList(name) => rules::get_list(app, req, cx, name).await,
-        Route::ListEntries(name) => rules::entries(app, req, cx, name).await,
-        Route::AddEntries(name) => rules::add_entries(app, req, cx, name).await,
-        Route::RemoveEntries(name) => rules::remove_entries(app, req, cx, name).await,
+        Route::GetList(name) => rules::get_list(app, req, cx, &name).await,
+        Route::ListEntries(name) => rules::entries(app, req, cx, &name).await,
+        Route::AddEntries(name) => rules::add_entries(app, req, cx, &name).await,
+        Route::RemoveEntries(name) => rules::remove_entries(app, req, cx, &name).await,
         Route::Audit => rules::audit(app, req, cx).await,
         Route::ListReviews => reviews::list(app, req, cx).await,
-        Route::GetReview(id) => reviews::get(app, req, cx, id).await,
-        Route::ClaimReview(id) => reviews::claim(app, req, cx, id).await,
-        Route::ReleaseReview(id) => reviews::release(app, req, cx, id).await,
-        Route::ResolveReview(id) => reviews::resolve(app, req, cx, id).await,
+        Route::GetReview(id) => reviews::get(app, req, cx, &id).await,
+        Route::ClaimReview(id) => reviews::claim(app, req, cx, &id).await,
+        Route::ReleaseReview(id) => reviews::release(app, req, cx, &id).await,
+        Route::ResolveReview(id) => reviews::resolve(app, req, cx, &id).await,
     }
 }

@@ -4,10 +4,12 @@
 //! results; all three set by template.yaml; without `DATA_BUCKET` no backtest runs as a job), optional
 //! `VERDICT_MODEL_PATH` (a local model artifact serving tenants without an activation pointer),
 //! `VERDICT_MODEL_CACHE_MB` (the loaded models' budget in MiB of artifact; default a quarter of
-//! `AWS_LAMBDA_FUNCTION_MEMORY_SIZE`, else 64), `RUST_LOG` (log filter, default `info`), and the
+//! `AWS_LAMBDA_FUNCTION_MEMORY_SIZE`, else 64), `VERDICT_CURSOR_KEY` (required: the secret page
+//! cursors are sealed with, at least 32 characters, the same in every container; template.yaml
+//! resolves it from Secrets Manager), `RUST_LOG` (log filter, default `info`), and the
 //! usual AWS variables (`AWS_ENDPOINT_URL` for moto).
 
-use api::{App, S3Backtests};
+use api::{App, CursorCodec, S3Backtests};
 use lambda_http::{service_fn, Request};
 use std::convert::Infallible;
 use std::process::ExitCode;
@@ -24,6 +26,12 @@ use verdict::domain::model::Model;
 async fn main() -> ExitCode {
     let started = Instant::now();
     init_logging();
+    // A panic unwinds to `api::handle`, which answers it; this logs where, as one JSON line
+    // (the default hook writes plain text). Never the request: only the location and message.
+    std::panic::set_hook(Box::new(|info| {
+        let message = api::panic_message(info.payload());
+        tracing::error!(location = info.location().map(|l| l.to_string()), message, "panic");
+    }));
     let app = match build().await {
         Ok(app) => app,
         Err(e) => {
@@ -63,6 +71,12 @@ async fn build() -> Result<App<DynamoStore, S3Blobs>, String> {
         env("VERDICT_MODEL_CACHE_MB").as_deref(),
     )
     .map_err(|e| format!("VERDICT_MODEL_CACHE_MB: {e}"))?;
+    // Required: with a per-container key a cursor would not open on the next container.
+    let cursor_secret = required_env(
+        "VERDICT_CURSOR_KEY",
+        "the secret page cursors are sealed with (template.yaml resolves it from Secrets Manager)",
+    )?;
+    let cursors = CursorCodec::from_secret(&cursor_secret).map_err(|e| format!("VERDICT_CURSOR_KEY: {e}"))?;
     let config = aws_config_from_env().await;
     let store = DynamoStore::new(dynamodb_client(&config), table);
     // Within the api's 10 s: a stuck model fetch becomes a 503, not a Lambda timeout.
@@ -81,6 +95,7 @@ async fn build() -> Result<App<DynamoStore, S3Blobs>, String> {
     };
     let mut app = App::new(store, blobs, fallback);
     app.backtests = backtests;
+    app.cursors = cursors;
     app.scorer.models = ModelCache::with_budget(cache_budget);
     Ok(app)
 }

@@ -2,6 +2,7 @@
 //! [`ModelActivation`], and maps the answer to HTTP.
 
 use crate::auth::{bearer_hash, fresh_principal};
+use crate::cursor::Listing;
 use crate::problem::ApiError;
 use crate::request::{Ctx, PageParams};
 use crate::response::ok;
@@ -109,8 +110,14 @@ pub async fn list<S: ApiStore, B: ModelBlobs>(
     let Some(params) = PageParams::parse(&cx.query(), &mut errors).filter(|_| errors.is_empty()) else {
         return Err(ApiError::Validation(errors));
     };
+    let listing = Listing {
+        tenant: &principal.tenant,
+        kind: "models",
+        scope: &[],
+    };
+    let position = app.cursors.open(&listing, params.cursor.as_deref())?;
     let page = models(app)
-        .page(&principal.tenant, params.limit, params.cursor.as_deref())
+        .page(&principal.tenant, params.limit, position.as_deref())
         .await?;
     let view = PageView {
         items: page
@@ -118,7 +125,7 @@ pub async fn list<S: ApiStore, B: ModelBlobs>(
             .iter()
             .map(|l| ModelView::registered(&l.entry, l.status))
             .collect(),
-        next_cursor: page.next_cursor,
+        next_cursor: app.cursors.seal(&listing, page.next_cursor),
     };
     Ok(ok(&view, cx.request_id))
 }

@@ -211,7 +211,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         // A bad cursor is the caller's: the one place it becomes a 400 naming `cursor`.
         if matches!(e, StoreError::BadCursor) {
-            ApiError::field("cursor", "was not issued for this query")
+            crate::cursor::bad_cursor()
         } else if e.is_retryable() {
             ApiError::Unavailable(e.to_string())
         } else {

@@ -10,7 +10,7 @@ use verdict::domain::decision::FieldError;
 
 pub const DEFAULT_LIMIT: usize = 20;
 pub const MAX_LIMIT: usize = 100;
-const MAX_CURSOR_LEN: usize = 2048;
+use crate::cursor::MAX_CURSOR_LEN;
 
 pub struct Ctx<'r> {
     /// API Gateway's `requestContext.requestId` (else the Lambda invocation's).

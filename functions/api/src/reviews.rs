@@ -2,6 +2,7 @@
 //! and maps the answer to HTTP.
 
 use crate::auth::{bearer_hash, fresh_principal};
+use crate::cursor::Listing;
 use crate::problem::ApiError;
 use crate::request::{check_json, field_error, Ctx, PageParams};
 use crate::response::ok;
@@ -202,14 +203,26 @@ pub async fn list<S: ApiStore, B: ModelBlobs>(
     let (Some(status), Some(sort), Some(page), true) = (status, sort, page, errors.is_empty()) else {
         return Err(ApiError::Validation(errors));
     };
+    let listing = Listing {
+        tenant: &p.tenant,
+        kind: "reviews",
+        scope: &[
+            status.as_str(),
+            match sort {
+                ReviewSort::Oldest => "oldest",
+                ReviewSort::Risk => "risk",
+            },
+        ],
+    };
+    let position = app.cursors.open(&listing, page.cursor.as_deref())?;
     let found = service(app)
-        .queue(&p.tenant, status, sort, page.limit, page.cursor.as_deref())
+        .queue(&p.tenant, status, sort, page.limit, position.as_deref())
         .await?;
     let now = Timestamp::now();
     Ok(ok(
         &PageView {
             items: found.items.iter().map(|r| ReviewView::row(r, now)).collect(),
-            next_cursor: found.next_cursor,
+            next_cursor: app.cursors.seal(&listing, found.next_cursor),
         },
         cx.request_id,
     ))

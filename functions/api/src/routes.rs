@@ -3,46 +3,47 @@
 
 use crate::problem::ApiError;
 use lambda_http::http::Method;
+use std::borrow::Cow;
 
 /// Prefix `cargo lambda watch` serves the function under.
 const WATCH_PREFIX: &str = "/lambda-url/api";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route<'p> {
     ScoreTransaction,
     ListTransactions,
-    GetTransaction(&'p str),
-    LabelTransaction(&'p str),
+    GetTransaction(Cow<'p, str>),
+    LabelTransaction(Cow<'p, str>),
     ListModels,
     ActiveModel,
-    GetModel(&'p str),
-    ActivateModel(&'p str),
+    GetModel(Cow<'p, str>),
+    ActivateModel(Cow<'p, str>),
     RollbackModel,
     ValidateRule,
     SaveRule,
     ListRules,
-    GetRule(&'p str),
+    GetRule(Cow<'p, str>),
     CreateRuleset,
     ListRulesets,
     ActiveRuleset,
     RollbackRuleset,
-    GetRuleset(&'p str),
-    PublishRuleset(&'p str),
-    ActivateRuleset(&'p str),
-    BacktestRuleset(&'p str),
-    GetBacktest(&'p str),
+    GetRuleset(Cow<'p, str>),
+    PublishRuleset(Cow<'p, str>),
+    ActivateRuleset(Cow<'p, str>),
+    BacktestRuleset(Cow<'p, str>),
+    GetBacktest(Cow<'p, str>),
     CreateList,
     ListLists,
-    GetList(&'p str),
-    ListEntries(&'p str),
-    AddEntries(&'p str),
-    RemoveEntries(&'p str),
+    GetList(Cow<'p, str>),
+    ListEntries(Cow<'p, str>),
+    AddEntries(Cow<'p, str>),
+    RemoveEntries(Cow<'p, str>),
     Audit,
     ListReviews,
-    GetReview(&'p str),
-    ClaimReview(&'p str),
-    ReleaseReview(&'p str),
-    ResolveReview(&'p str),
+    GetReview(Cow<'p, str>),
+    ClaimReview(Cow<'p, str>),
+    ReleaseReview(Cow<'p, str>),
+    ResolveReview(Cow<'p, str>),
     Health,
     OpenApi,
 }
@@ -57,8 +58,71 @@ pub fn normalise(path: &str) -> &str {
 }
 
 /// Matches a path (already normalised) and method. An unknown path is 404; a known path with
-/// another method is 405 with the methods it allows.
+/// another method is 405 with the methods it allows. Path parameters are percent-decoded once
+/// (see [`decode_param`]); a bad one is a 400 naming the parameter.
 pub fn route<'p>(method: &Method, path: &'p str) -> Result<Route<'p>, ApiError> {
+    let route = match_route(method, path)?;
+    Ok(match route {
+        Route::GetTransaction(id) => Route::GetTransaction(decode_param("id", id)?),
+        Route::LabelTransaction(id) => Route::LabelTransaction(decode_param("id", id)?),
+        Route::GetModel(id) => Route::GetModel(decode_param("id", id)?),
+        Route::ActivateModel(id) => Route::ActivateModel(decode_param("id", id)?),
+        Route::GetRule(id) => Route::GetRule(decode_param("id", id)?),
+        Route::GetRuleset(v) => Route::GetRuleset(decode_param("version", v)?),
+        Route::PublishRuleset(v) => Route::PublishRuleset(decode_param("version", v)?),
+        Route::ActivateRuleset(v) => Route::ActivateRuleset(decode_param("version", v)?),
+        Route::BacktestRuleset(v) => Route::BacktestRuleset(decode_param("version", v)?),
+        Route::GetBacktest(id) => Route::GetBacktest(decode_param("id", id)?),
+        Route::GetList(name) => Route::GetList(decode_param("name", name)?),
+        Route::ListEntries(name) => Route::ListEntries(decode_param("name", name)?),
+        Route::AddEntries(name) => Route::AddEntries(decode_param("name", name)?),
+        Route::RemoveEntries(name) => Route::RemoveEntries(decode_param("name", name)?),
+        Route::GetReview(id) => Route::GetReview(decode_param("id", id)?),
+        Route::ClaimReview(id) => Route::ClaimReview(decode_param("id", id)?),
+        Route::ReleaseReview(id) => Route::ReleaseReview(decode_param("id", id)?),
+        Route::ResolveReview(id) => Route::ResolveReview(decode_param("id", id)?),
+        other => other,
+    })
+}
+
+/// One path parameter, percent-decoded exactly once (RFC 3986: `%3A` is `:`; `%253A` is the
+/// three characters `%3A`, which the id rules then refuse). A `%` not followed by two hex
+/// digits, bytes that are not UTF-8, or a decoded value holding `/`, a control character (NUL
+/// included) or being `.`/`..` is a 400 naming the parameter, before any id rule or storage
+/// key sees it.
+pub fn decode_param<'p>(name: &str, raw: Cow<'p, str>) -> Result<Cow<'p, str>, ApiError> {
+    let bad = |why: &str| ApiError::field(name, why.to_owned());
+    let decoded: Cow<'p, str> = if raw.contains('%') {
+        let bytes = raw.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'%' {
+                let hex = |b: u8| (b as char).to_digit(16);
+                match (
+                    bytes.get(i + 1).copied().and_then(hex),
+                    bytes.get(i + 2).copied().and_then(hex),
+                ) {
+                    (Some(h), Some(l)) => out.push((h * 16 + l) as u8),
+                    _ => return Err(bad("has a '%' that is not followed by two hex digits")),
+                }
+                i += 3;
+            } else {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+        Cow::Owned(String::from_utf8(out).map_err(|_| bad("is not UTF-8 once percent-decoded"))?)
+    } else {
+        raw
+    };
+    if decoded.contains('/') || decoded.chars().any(char::is_control) || matches!(&*decoded, "." | "..") {
+        return Err(bad("must not contain '/', control characters, or be '.' or '..'"));
+    }
+    Ok(decoded)
+}
+
+fn match_route<'p>(method: &Method, path: &'p str) -> Result<Route<'p>, ApiError> {
     let Some(rest) = path.strip_prefix("/v1/") else {
         return Err(not_found(path));
     };
@@ -68,39 +132,39 @@ pub fn route<'p>(method: &Method, path: &'p str) -> Result<Route<'p>, ApiError> 
     let (route, allow) = match segments.as_slice() {
         ["transactions"] if post => (Some(Route::ScoreTransaction), ""),
         ["transactions"] => (get.then_some(Route::ListTransactions), "GET, POST"),
-        ["transactions", id] => (get.then_some(Route::GetTransaction(id)), "GET"),
-        ["transactions", id, "label"] => (post.then_some(Route::LabelTransaction(id)), "POST"),
+        ["transactions", id] => (get.then_some(Route::GetTransaction(Cow::Borrowed(*id))), "GET"),
+        ["transactions", id, "label"] => (post.then_some(Route::LabelTransaction(Cow::Borrowed(*id))), "POST"),
         ["models"] => (get.then_some(Route::ListModels), "GET"),
         // Static segments win over `{id}`, as in API Gateway.
         ["models", "active"] => (get.then_some(Route::ActiveModel), "GET"),
         ["models", "rollback"] => (post.then_some(Route::RollbackModel), "POST"),
-        ["models", id] => (get.then_some(Route::GetModel(id)), "GET"),
-        ["models", id, "activate"] => (post.then_some(Route::ActivateModel(id)), "POST"),
+        ["models", id] => (get.then_some(Route::GetModel(Cow::Borrowed(*id))), "GET"),
+        ["models", id, "activate"] => (post.then_some(Route::ActivateModel(Cow::Borrowed(*id))), "POST"),
         ["rules"] if post => (Some(Route::SaveRule), ""),
         ["rules"] => (get.then_some(Route::ListRules), "GET, POST"),
         ["rules", "validate"] => (post.then_some(Route::ValidateRule), "POST"),
-        ["rules", id] => (get.then_some(Route::GetRule(id)), "GET"),
+        ["rules", id] => (get.then_some(Route::GetRule(Cow::Borrowed(*id))), "GET"),
         ["rulesets"] if post => (Some(Route::CreateRuleset), ""),
         ["rulesets"] => (get.then_some(Route::ListRulesets), "GET, POST"),
         ["rulesets", "active"] => (get.then_some(Route::ActiveRuleset), "GET"),
         ["rulesets", "rollback"] => (post.then_some(Route::RollbackRuleset), "POST"),
-        ["rulesets", v] => (get.then_some(Route::GetRuleset(v)), "GET"),
-        ["rulesets", v, "publish"] => (post.then_some(Route::PublishRuleset(v)), "POST"),
-        ["rulesets", v, "activate"] => (post.then_some(Route::ActivateRuleset(v)), "POST"),
-        ["rulesets", v, "backtest"] => (post.then_some(Route::BacktestRuleset(v)), "POST"),
-        ["backtests", id] => (get.then_some(Route::GetBacktest(id)), "GET"),
+        ["rulesets", v] => (get.then_some(Route::GetRuleset(Cow::Borrowed(*v))), "GET"),
+        ["rulesets", v, "publish"] => (post.then_some(Route::PublishRuleset(Cow::Borrowed(*v))), "POST"),
+        ["rulesets", v, "activate"] => (post.then_some(Route::ActivateRuleset(Cow::Borrowed(*v))), "POST"),
+        ["rulesets", v, "backtest"] => (post.then_some(Route::BacktestRuleset(Cow::Borrowed(*v))), "POST"),
+        ["backtests", id] => (get.then_some(Route::GetBacktest(Cow::Borrowed(*id))), "GET"),
         ["lists"] if post => (Some(Route::CreateList), ""),
         ["lists"] => (get.then_some(Route::ListLists), "GET, POST"),
-        ["lists", name] => (get.then_some(Route::GetList(name)), "GET"),
-        ["lists", name, "entries"] if post => (Some(Route::AddEntries(name)), ""),
-        ["lists", name, "entries"] => (get.then_some(Route::ListEntries(name)), "GET, POST"),
-        ["lists", name, "entries", "remove"] => (post.then_some(Route::RemoveEntries(name)), "POST"),
+        ["lists", name] => (get.then_some(Route::GetList(Cow::Borrowed(*name))), "GET"),
+        ["lists", name, "entries"] if post => (Some(Route::AddEntries(Cow::Borrowed(*name))), ""),
+        ["lists", name, "entries"] => (get.then_some(Route::ListEntries(Cow::Borrowed(*name))), "GET, POST"),
+        ["lists", name, "entries", "remove"] => (post.then_some(Route::RemoveEntries(Cow::Borrowed(*name))), "POST"),
         ["audit"] => (get.then_some(Route::Audit), "GET"),
         ["reviews"] => (get.then_some(Route::ListReviews), "GET"),
-        ["reviews", id] => (get.then_some(Route::GetReview(id)), "GET"),
-        ["reviews", id, "claim"] => (post.then_some(Route::ClaimReview(id)), "POST"),
-        ["reviews", id, "release"] => (post.then_some(Route::ReleaseReview(id)), "POST"),
-        ["reviews", id, "resolve"] => (post.then_some(Route::ResolveReview(id)), "POST"),
+        ["reviews", id] => (get.then_some(Route::GetReview(Cow::Borrowed(*id))), "GET"),
+        ["reviews", id, "claim"] => (post.then_some(Route::ClaimReview(Cow::Borrowed(*id))), "POST"),
+        ["reviews", id, "release"] => (post.then_some(Route::ReleaseReview(Cow::Borrowed(*id))), "POST"),
+        ["reviews", id, "resolve"] => (post.then_some(Route::ResolveReview(Cow::Borrowed(*id))), "POST"),
         ["health"] => (get.then_some(Route::Health), "GET"),
         ["openapi.json"] => (get.then_some(Route::OpenApi), "GET"),
         _ => return Err(not_found(path)),
@@ -126,52 +190,70 @@ mod tests {
     fn routes_every_contract_path() {
         assert_eq!(ok(Method::POST, "/v1/transactions"), Route::ScoreTransaction);
         assert_eq!(ok(Method::GET, "/v1/transactions"), Route::ListTransactions);
-        assert_eq!(ok(Method::GET, "/v1/transactions/tx-1"), Route::GetTransaction("tx-1"));
+        assert_eq!(
+            ok(Method::GET, "/v1/transactions/tx-1"),
+            Route::GetTransaction("tx-1".into())
+        );
         assert_eq!(
             ok(Method::POST, "/v1/transactions/tx-1/label"),
-            Route::LabelTransaction("tx-1")
+            Route::LabelTransaction("tx-1".into())
         );
         assert_eq!(ok(Method::GET, "/v1/models"), Route::ListModels);
         assert_eq!(ok(Method::GET, "/v1/models/active"), Route::ActiveModel);
         assert_eq!(ok(Method::POST, "/v1/models/rollback"), Route::RollbackModel);
         assert_eq!(
             ok(Method::GET, "/v1/models/0123456789abcdef"),
-            Route::GetModel("0123456789abcdef")
+            Route::GetModel("0123456789abcdef".into())
         );
-        assert_eq!(ok(Method::POST, "/v1/models/ab/activate"), Route::ActivateModel("ab"));
+        assert_eq!(
+            ok(Method::POST, "/v1/models/ab/activate"),
+            Route::ActivateModel("ab".into())
+        );
         assert_eq!(ok(Method::POST, "/v1/rules/validate"), Route::ValidateRule);
         assert_eq!(ok(Method::POST, "/v1/rules"), Route::SaveRule);
         assert_eq!(ok(Method::GET, "/v1/rules"), Route::ListRules);
-        assert_eq!(ok(Method::GET, "/v1/rules/r1"), Route::GetRule("r1"));
+        assert_eq!(ok(Method::GET, "/v1/rules/r1"), Route::GetRule("r1".into()));
         assert_eq!(ok(Method::POST, "/v1/rulesets"), Route::CreateRuleset);
         assert_eq!(ok(Method::GET, "/v1/rulesets"), Route::ListRulesets);
         assert_eq!(ok(Method::GET, "/v1/rulesets/active"), Route::ActiveRuleset);
         assert_eq!(ok(Method::POST, "/v1/rulesets/rollback"), Route::RollbackRuleset);
-        assert_eq!(ok(Method::GET, "/v1/rulesets/3"), Route::GetRuleset("3"));
-        assert_eq!(ok(Method::POST, "/v1/rulesets/3/publish"), Route::PublishRuleset("3"));
-        assert_eq!(ok(Method::POST, "/v1/rulesets/3/activate"), Route::ActivateRuleset("3"));
-        assert_eq!(ok(Method::POST, "/v1/rulesets/3/backtest"), Route::BacktestRuleset("3"));
-        assert_eq!(ok(Method::GET, "/v1/backtests/bt1"), Route::GetBacktest("bt1"));
+        assert_eq!(ok(Method::GET, "/v1/rulesets/3"), Route::GetRuleset("3".into()));
+        assert_eq!(
+            ok(Method::POST, "/v1/rulesets/3/publish"),
+            Route::PublishRuleset("3".into())
+        );
+        assert_eq!(
+            ok(Method::POST, "/v1/rulesets/3/activate"),
+            Route::ActivateRuleset("3".into())
+        );
+        assert_eq!(
+            ok(Method::POST, "/v1/rulesets/3/backtest"),
+            Route::BacktestRuleset("3".into())
+        );
+        assert_eq!(ok(Method::GET, "/v1/backtests/bt1"), Route::GetBacktest("bt1".into()));
         assert_eq!(ok(Method::POST, "/v1/lists"), Route::CreateList);
         assert_eq!(ok(Method::GET, "/v1/lists"), Route::ListLists);
-        assert_eq!(ok(Method::GET, "/v1/lists/l"), Route::GetList("l"));
-        assert_eq!(ok(Method::GET, "/v1/lists/l/entries"), Route::ListEntries("l"));
-        assert_eq!(ok(Method::POST, "/v1/lists/l/entries"), Route::AddEntries("l"));
+        assert_eq!(ok(Method::GET, "/v1/lists/l"), Route::GetList("l".into()));
+        assert_eq!(ok(Method::GET, "/v1/lists/l/entries"), Route::ListEntries("l".into()));
+        assert_eq!(ok(Method::POST, "/v1/lists/l/entries"), Route::AddEntries("l".into()));
         assert_eq!(
             ok(Method::POST, "/v1/lists/l/entries/remove"),
-            Route::RemoveEntries("l")
+            Route::RemoveEntries("l".into())
         );
         assert_eq!(ok(Method::GET, "/v1/audit"), Route::Audit);
         assert_eq!(ok(Method::GET, "/v1/reviews"), Route::ListReviews);
-        assert_eq!(ok(Method::GET, "/v1/reviews/tx-1"), Route::GetReview("tx-1"));
-        assert_eq!(ok(Method::POST, "/v1/reviews/tx-1/claim"), Route::ClaimReview("tx-1"));
+        assert_eq!(ok(Method::GET, "/v1/reviews/tx-1"), Route::GetReview("tx-1".into()));
+        assert_eq!(
+            ok(Method::POST, "/v1/reviews/tx-1/claim"),
+            Route::ClaimReview("tx-1".into())
+        );
         assert_eq!(
             ok(Method::POST, "/v1/reviews/tx-1/release"),
-            Route::ReleaseReview("tx-1")
+            Route::ReleaseReview("tx-1".into())
         );
         assert_eq!(
             ok(Method::POST, "/v1/reviews/tx-1/resolve"),
-            Route::ResolveReview("tx-1")
+            Route::ResolveReview("tx-1".into())
         );
         assert_eq!(ok(Method::GET, "/v1/health"), Route::Health);
         assert_eq!(ok(Method::GET, "/v1/openapi.json"), Route::OpenApi);
@@ -203,6 +285,53 @@ mod tests {
         assert_eq!(allow(Method::GET, "/v1/models/rollback"), "POST");
         assert_eq!(allow(Method::POST, "/v1/health"), "GET");
         assert_eq!(allow(Method::PUT, "/v1/openapi.json"), "GET");
+    }
+
+    #[test]
+    fn path_parameters_are_percent_decoded_once_and_bad_ones_are_400s_naming_them() {
+        assert_eq!(
+            ok(Method::GET, "/v1/transactions/a%3Ab"),
+            Route::GetTransaction("a:b".into())
+        );
+        assert_eq!(
+            ok(Method::GET, "/v1/transactions/a%3ab"),
+            Route::GetTransaction("a:b".into())
+        );
+        // Once: `%253A` is `%3A`, left for the id rules to refuse.
+        assert_eq!(
+            ok(Method::GET, "/v1/transactions/a%253A"),
+            Route::GetTransaction("a%3A".into())
+        );
+        assert_eq!(
+            ok(Method::POST, "/v1/lists/l%5F1/entries"),
+            Route::AddEntries("l_1".into())
+        );
+        assert_eq!(ok(Method::GET, "/v1/rulesets/%33"), Route::GetRuleset("3".into()));
+        let field = |m: Method, p: &str| match route(&m, p) {
+            Err(ApiError::Validation(e)) => e[0].field.clone(),
+            other => panic!("{m} {p}: {other:?}"),
+        };
+        for p in [
+            "/v1/transactions/a%2Fb",
+            "/v1/transactions/a%00b",
+            "/v1/transactions/%2E%2E",
+            "/v1/transactions/%2e",
+            "/v1/transactions/a%",
+            "/v1/transactions/a%4",
+            "/v1/transactions/a%zz",
+            "/v1/transactions/%FF%FE",
+            "/v1/transactions/a%0Ab",
+        ] {
+            assert_eq!(field(Method::GET, p), "id", "{p}");
+        }
+        assert_eq!(field(Method::GET, "/v1/lists/a%2F..%2Fb"), "name");
+        assert_eq!(field(Method::POST, "/v1/rulesets/%2F/publish"), "version");
+        assert_eq!(field(Method::POST, "/v1/reviews/%00/claim"), "id");
+        // The method is checked first: a wrong method on a bad id is still a 405.
+        assert!(matches!(
+            route(&Method::DELETE, "/v1/transactions/a%zz"),
+            Err(ApiError::MethodNotAllowed { .. })
+        ));
     }
 
     #[test]

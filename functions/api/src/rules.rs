@@ -2,6 +2,7 @@
 //! calls [`RulesService`] and maps the answer to HTTP.
 
 use crate::auth::{bearer_hash, fresh_principal};
+use crate::cursor::Listing;
 use crate::problem::ApiError;
 use crate::request::{field_error, json_body, optional_json_body, Ctx, PageParams};
 use crate::response::{json_response, ok, JSON};
@@ -126,13 +127,17 @@ pub async fn list<S: ApiStore, B: ModelBlobs>(
 ) -> Result<Response<Body>, ApiError> {
     let p = principal(app, req, Scope::RulesRead).await?;
     let params = page_params(cx)?;
-    let page = service(app)
-        .rules(&p.tenant, params.limit, params.cursor.as_deref())
-        .await?;
+    let listing = Listing {
+        tenant: &p.tenant,
+        kind: "rules",
+        scope: &[],
+    };
+    let position = app.cursors.open(&listing, params.cursor.as_deref())?;
+    let page = service(app).rules(&p.tenant, params.limit, position.as_deref()).await?;
     Ok(ok(
         &PageView {
             items: page.items,
-            next_cursor: page.next_cursor,
+            next_cursor: app.cursors.seal(&listing, page.next_cursor),
         },
         cx.request_id,
     ))
@@ -191,13 +196,19 @@ pub async fn list_rulesets<S: ApiStore, B: ModelBlobs>(
 ) -> Result<Response<Body>, ApiError> {
     let p = principal(app, req, Scope::RulesRead).await?;
     let params = page_params(cx)?;
+    let listing = Listing {
+        tenant: &p.tenant,
+        kind: "rulesets",
+        scope: &[],
+    };
+    let position = app.cursors.open(&listing, params.cursor.as_deref())?;
     let page = service(app)
-        .rulesets(&p.tenant, params.limit, params.cursor.as_deref())
+        .rulesets(&p.tenant, params.limit, position.as_deref())
         .await?;
     Ok(ok(
         &PageView {
             items: page.items,
-            next_cursor: page.next_cursor,
+            next_cursor: app.cursors.seal(&listing, page.next_cursor),
         },
         cx.request_id,
     ))
@@ -371,13 +382,19 @@ pub async fn entries<S: ApiStore, B: ModelBlobs>(
     let p = principal(app, req, Scope::RulesRead).await?;
     let name = list_name(raw_name)?;
     let params = page_params(cx)?;
+    let listing = Listing {
+        tenant: &p.tenant,
+        kind: "entries",
+        scope: &[name.as_str()],
+    };
+    let position = app.cursors.open(&listing, params.cursor.as_deref())?;
     let page = service(app)
-        .entries(&p.tenant, &name, params.limit, params.cursor.as_deref())
+        .entries(&p.tenant, &name, params.limit, position.as_deref())
         .await?;
     Ok(ok(
         &PageView {
             items: page.items,
-            next_cursor: page.next_cursor,
+            next_cursor: app.cursors.seal(&listing, page.next_cursor),
         },
         cx.request_id,
     ))
@@ -464,13 +481,19 @@ pub async fn audit<S: ApiStore, B: ModelBlobs>(
 ) -> Result<Response<Body>, ApiError> {
     let p = principal(app, req, Scope::RulesRead).await?;
     let params = page_params(cx)?;
+    let listing = Listing {
+        tenant: &p.tenant,
+        kind: "audit",
+        scope: &[],
+    };
+    let position = app.cursors.open(&listing, params.cursor.as_deref())?;
     let page = service(app)
-        .audit_trail(&p.tenant, params.limit, params.cursor.as_deref())
+        .audit_trail(&p.tenant, params.limit, position.as_deref())
         .await?;
     Ok(ok(
         &PageView {
             items: page.items,
-            next_cursor: page.next_cursor,
+            next_cursor: app.cursors.seal(&listing, page.next_cursor),
         },
         cx.request_id,
     ))

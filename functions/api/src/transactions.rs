@@ -1,6 +1,7 @@
 //! `/v1/transactions`: score one, read one, list a customer's.
 
 use crate::auth::{bearer_hash, fresh_principal};
+use crate::cursor::Listing;
 use crate::problem::ApiError;
 use crate::request::{check_json, field_error, Ctx, PageParams};
 use crate::response::ok;
@@ -114,14 +115,20 @@ pub async fn list<S: ApiStore, B: ModelBlobs>(
     let (Some(customer), Some(page), true) = (customer, page, errors.is_empty()) else {
         return Err(ApiError::Validation(errors));
     };
+    let listing = Listing {
+        tenant: &principal.tenant,
+        kind: "transactions",
+        scope: &[customer.as_str()],
+    };
+    let position = app.cursors.open(&listing, page.cursor.as_deref())?;
     let page = app
         .scorer
         .store
-        .decisions_for_customer(&principal.tenant, &customer, page.limit, page.cursor.as_deref())
+        .decisions_for_customer(&principal.tenant, &customer, page.limit, position.as_deref())
         .await?;
     let view = PageView {
         items: page.items.iter().map(StoredDecisionView::new).collect(),
-        next_cursor: page.next_cursor,
+        next_cursor: app.cursors.seal(&listing, page.next_cursor),
     };
     Ok(ok(&view, cx.request_id))
 }
