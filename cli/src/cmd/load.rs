@@ -24,7 +24,8 @@ pub const MAX_COUNT: usize = 10_000;
 const MAX_TRANSPORT_ERRORS: usize = 5;
 /// Failed responses shown in full (the rest are counted).
 const SHOWN_FAILURES: usize = 5;
-/// The most clients one run starts.
+/// The most clients one run starts: well under the ~100 simultaneous connections past which
+/// `cargo lambda watch` 1.9.2 stops answering for good (README, "Run it locally").
 pub const MAX_CONCURRENCY: usize = 64;
 
 #[derive(clap::Args)]
@@ -47,8 +48,9 @@ pub struct Args {
     /// Timeout of one request, in seconds
     #[arg(long, value_name = "S", default_value_t = 30)]
     timeout: u64,
-    /// Clients sending at once, each one request at a time (at most 64); serve the api with
-    /// as many instances (`cargo lambda watch --concurrency N`) to measure more than one
+    /// Clients sending at once, each one request at a time (at most 64: `cargo lambda watch`
+    /// 1.9.2 hangs past about 100 simultaneous connections); serve the api with as many
+    /// instances (`cargo lambda watch --concurrency N`) to measure more than one
     #[arg(long, value_name = "N", default_value_t = 1)]
     concurrency: usize,
 }

@@ -29,7 +29,7 @@ pub enum ApiError {
     Forbidden(Scope),
     /// 404: no such resource for this tenant, or no such route.
     NotFound(String),
-    /// 405: a known path with another method. Not in the contract's table (see `TYPE_405`).
+    /// 405: a known path with another method, with `Allow`.
     MethodNotAllowed { allow: &'static str },
     /// 409: idempotency key or transaction id reused with another body.
     IdempotencyConflict(String),
@@ -53,7 +53,7 @@ pub enum ApiError {
 /// `Retry-After` on a 503, in seconds: long enough for a throttle or a busy item to clear.
 pub const RETRY_AFTER_SECONDS: u32 = 1;
 
-/// The contract lists no 405; this follows its naming so clients can still match on `type`.
+/// The 405 problem's `type` (the contract's `components/responses/MethodNotAllowed`).
 pub const TYPE_405: &str = "https://verdict.dev/problems/method-not-allowed";
 
 impl ApiError {
@@ -306,7 +306,7 @@ mod tests {
     }
 
     /// Every kind's type, title and status is a row of openapi.yaml's "Errors" table and has a
-    /// problem schema there (405 excepted, see `TYPE_405`).
+    /// problem schema there.
     #[test]
     fn every_problem_kind_is_in_the_contract() {
         let contract = crate::OPENAPI_YAML;
@@ -318,6 +318,7 @@ mod tests {
             },
             ApiError::Forbidden(Scope::ModelsRead),
             ApiError::NotFound("x".into()),
+            ApiError::MethodNotAllowed { allow: "GET" },
             ApiError::IdempotencyConflict("x".into()),
             ApiError::Conflict("x".into()),
             ApiError::LabelNotApplicable("x".into()),
