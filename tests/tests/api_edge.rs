@@ -189,12 +189,15 @@ async fn a_base64_body_is_decoded_and_one_that_is_not_utf8_json_is_a_400_naming_
     assert!(stored.is_none(), "nothing stored for a refused body");
 }
 
+// The probe exists only in builds with debug assertions (never a release build).
+#[cfg(debug_assertions)]
 fn panic_on_probe_header(req: &lambda_http::Request) {
     if req.headers().contains_key("x-test-panic") {
         panic!("probe: a bug in a route");
     }
 }
 
+#[cfg(debug_assertions)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_in_a_route_answers_a_500_with_the_request_id_and_the_container_serves_on() {
     let api = ApiStack::new().await;
