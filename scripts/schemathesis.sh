@@ -105,8 +105,10 @@ for cred in "${CREDENTIALS[@]}"; do
     # command each, headers unsanitised so a case can be replayed) is kept in the log; the key in
     # it is replaced, so the log holds no secret.
     set +e
-    SCHEMATHESIS_HOOKS="$ROOT/scripts/schemathesis_hooks.py" \
-        timeout --signal=TERM --kill-after=30 "$MAX_SECONDS" "$VENV/bin/schemathesis" "${args[@]}" 2>&1 |
+    # From $LOCAL: schemathesis keeps a cache (.schemathesis/) in its working directory, which
+    # inside the checkout would be a change that watch and git see.
+    (cd "$LOCAL" && SCHEMATHESIS_HOOKS="$ROOT/scripts/schemathesis_hooks.py" \
+        timeout --signal=TERM --kill-after=30 "$MAX_SECONDS" "$VENV/bin/schemathesis" "${args[@]}") 2>&1 |
         sed -u "s#$(cat "$key_file")#<key-$cred>#g" | tee "$LOCAL/schemathesis-$cred.log"
     rc=${PIPESTATUS[0]}
     set -e
