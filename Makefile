@@ -4,7 +4,20 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CARGO ?= cargo
 
-.PHONY: test unit venv dev demo events bench handbook fmt clean upload one-build
+.PHONY: test unit venv tools dev demo events bench handbook fmt clean upload one-build schemathesis stack-stop-test
+
+# Checkers that are not Python libraries of the stack, in .tools/ (git-ignored), each pinned and
+# installed once, only when missing (the stamps name the version, so a new pin reinstalls).
+TOOLS := .tools
+# cargo-deny from crates.io, compiled here (no prebuilt binary is fetched): ~5 min on 2 cores, with
+# the crate's fat LTO switched off for the build (a checker, not a hot path), once per clone.
+CARGO_DENY_VERSION := 0.20.2
+CARGO_DENY := $(TOOLS)/bin/cargo-deny
+CARGO_DENY_STAMP := $(TOOLS)/.cargo-deny-$(CARGO_DENY_VERSION)
+# checkov pins boto3==1.35.49, networkx<2.7 and packaging<24, which would downgrade what moto and
+# cfn-lint run on in .venv: it gets a venv of its own, pinned in requirements-checkov.txt.
+CHECKOV_VENV := $(TOOLS)/checkov
+CHECKOV := $(CHECKOV_VENV)/bin/checkov
 
 # The local stack's tools (moto, cargo-lambda with its ziglang, cfn-lint), pinned in
 # requirements-dev.txt. The stamp is only touched once pip succeeded, so a failed install is
@@ -17,6 +30,21 @@ $(VENV)/.installed: requirements-dev.txt
 	touch $@
 
 venv: $(VENV)/.installed
+
+# Not in CARGO_TARGET_DIR: cargo install builds in a temporary directory, not the workspace's target.
+$(CARGO_DENY_STAMP):
+	env -u CARGO_TARGET_DIR CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+		$(CARGO) install --locked --root $(TOOLS) cargo-deny --version $(CARGO_DENY_VERSION)
+	@$(CARGO_DENY) --version | grep -qx 'cargo-deny $(CARGO_DENY_VERSION)'
+	touch $@
+
+$(CHECKOV_VENV)/.installed: requirements-checkov.txt
+	@python3 -m venv $(CHECKOV_VENV) || { echo "error: python3 -m venv failed; on Debian/Ubuntu: apt-get install python3-venv" >&2; exit 1; }
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	@$(CHECKOV) --version >/dev/null
+	touch $@
+
+tools: $(CARGO_DENY_STAMP) $(CHECKOV_VENV)/.installed
 
 ## dev: the whole stack locally (moto + cargo lambda watch), with a model, a key and curl commands.
 dev: venv
@@ -38,13 +66,30 @@ upload: venv
 		$(if $(MANIFEST),--manifest "$(MANIFEST)")
 
 ## test: everything CI runs, from a clean clone.
-test: venv
+test: venv tools
 	$(CARGO) check -p verdict --no-default-features --locked
 	@! $(CARGO) tree -p verdict --no-default-features -e normal --prefix none --locked | grep -E '^(aws-|tokio |serde_dynamo )' \
 		|| { echo "error: the domain and services (verdict without the aws feature) depend on the AWS SDK or tokio" >&2; exit 1; }
 	@$(MAKE) --no-print-directory one-build
+	@# Supply chain (deny.toml): licenses, bans, sources. Advisories need the RustSec database from
+	@# GitHub, which this machine cannot reach; .github/workflows/ci.yml runs `cargo deny check`.
+	$(CARGO_DENY) check licenses bans sources
+	@# Infrastructure: every check passes or is skipped in template.yaml with its reason.
+	$(CHECKOV) -f template.yaml --framework cloudformation --quiet --compact --skip-download
 	$(CARGO) test --workspace --locked
 	$(VENV)/bin/cfn-lint template.yaml
+	bash scripts/stack_stop_test.sh
+	@# >>> schemathesis: disabled until the fixes for its failures (issue 13, helpers A, B and C) are
+	@# >>> merged; then delete this note and the `#` of the next line (`make schemathesis` alone runs it).
+	@# $(MAKE) --no-print-directory schemathesis
+
+## stack-stop-test: `make dev` and `make demo` stopped by SIGTERM to their process group leave nothing running.
+stack-stop-test: venv
+	bash scripts/stack_stop_test.sh
+
+## schemathesis: the contract (openapi.yaml) against the local stack, with a full-scope key, another tenant's and an expired one.
+schemathesis: venv
+	bash scripts/schemathesis.sh
 
 # One build: the builds below reuse the artifacts of `cargo test --workspace` only while cargo
 # resolves every dependency to the same features in each (workspace-hack/Cargo.toml pins them).
@@ -85,4 +130,4 @@ handbook:
 	$(CARGO) run --release --locked -p verdict-cli -- handbook
 
 clean:
-	rm -rf $(VENV) target
+	rm -rf $(VENV) $(TOOLS) target

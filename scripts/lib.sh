@@ -9,7 +9,11 @@
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
 # Git-ignored (so neither committed nor watched by `cargo lambda watch`, which honours .gitignore).
-LOCAL="$ROOT/.local"
+# The simulation and its model are cached here; the run's state (logs, the key, events) goes to
+# VERDICT_LOCAL_DIR, by default the same, so a second stack (the tests' scripts/stack_stop_test.sh
+# and scripts/schemathesis.sh, on other ports) never writes over a running `make dev`'s files.
+CACHE="$ROOT/.local"
+LOCAL="${VERDICT_LOCAL_DIR:-$CACHE}"
 
 MOTO_PORT="${MOTO_PORT:-5010}"
 API_PORT="${API_PORT:-9000}"
@@ -36,8 +40,8 @@ SIM_TERMINALS="${SIM_TERMINALS:-10000}"
 SIM_DAYS="${SIM_DAYS:-60}"
 SIM_START="2018-04-01"
 TRAIN_START="2018-05-01" # 30 days in, so the 30-day windows are full; test traffic is the last days
-SIM_FILE="$LOCAL/sim-${SIM_CUSTOMERS}c-${SIM_TERMINALS}t-${SIM_DAYS}d.ndjson"
-MODEL_FILE="$LOCAL/model-${SIM_CUSTOMERS}c-${SIM_TERMINALS}t-${SIM_DAYS}d.vmodel"
+SIM_FILE="$CACHE/sim-${SIM_CUSTOMERS}c-${SIM_TERMINALS}t-${SIM_DAYS}d.ndjson"
+MODEL_FILE="$CACHE/model-${SIM_CUSTOMERS}c-${SIM_TERMINALS}t-${SIM_DAYS}d.vmodel"
 KEY_FILE="$LOCAL/api-key"
 # The simulation's last DEMO_COUNT transactions are what `make demo` scores (`verdict load
 # --count`); everything before them is loaded into the aggregates first (load_history).
@@ -158,8 +162,12 @@ stop_group() {
 }
 
 stop_stack() {
-    # Once only, whether reached by a signal or by the normal exit.
-    trap - EXIT INT TERM
+    # Once only, whether reached by a signal or by the normal exit, and never cut short: a
+    # supervisor or CI timeout signals the whole process group, and GNU make forwards the TERM it
+    # gets to this script again, so a second INT or TERM arrives while stopping. Ignored from here
+    # on (the caller's trap exits with the first signal's status afterwards).
+    trap '' INT TERM
+    trap - EXIT
     stop_group "$POLLER_PID" "the stream poller"
     POLLER_PID=""
     stop_group "$WATCH_PID" "cargo lambda watch"
@@ -212,19 +220,19 @@ start_moto() {
 # with the same sizes (they are deterministic: fixed seed).
 make_model() {
     if [[ -s "$SIM_FILE" && -s "$MODEL_FILE" ]]; then
-        say "reusing $(basename "$SIM_FILE") and $(basename "$MODEL_FILE") from .local/"
+        say "reusing $(basename "$SIM_FILE") and $(basename "$MODEL_FILE") from $CACHE/"
         return 0
     fi
     say "simulating $SIM_DAYS days of $SIM_CUSTOMERS customers"
     # Written under another name first, so an interrupted run never leaves a partial file to reuse.
     local partial
-    partial="$LOCAL/partial-$(basename "$SIM_FILE")"
+    partial="$CACHE/partial-$(basename "$SIM_FILE")"
     "$VERDICT" simulate --customers "$SIM_CUSTOMERS" --terminals "$SIM_TERMINALS" --days "$SIM_DAYS" \
         --start "$SIM_START" --out "$partial"
     mv "$partial" "$SIM_FILE"
     say "training a model on the 7 days from $TRAIN_START"
-    "$VERDICT" train --data "$SIM_FILE" --train-start "$TRAIN_START" --out "$LOCAL/partial-model.vmodel"
-    mv "$LOCAL/partial-model.vmodel" "$MODEL_FILE"
+    "$VERDICT" train --data "$SIM_FILE" --train-start "$TRAIN_START" --out "$CACHE/partial-$(basename "$MODEL_FILE")"
+    mv "$CACHE/partial-$(basename "$MODEL_FILE")" "$MODEL_FILE"
 }
 
 bootstrap() {
@@ -314,7 +322,7 @@ wait_ready() {
 # Everything up to a running, answering api.
 setup_stack() {
     check_tools
-    mkdir -p "$LOCAL"
+    mkdir -p "$CACHE" "$LOCAL"
     use_local_aws
     on_exit_stop_stack
     build
