@@ -145,7 +145,8 @@ impl LabelRequest {
     /// Parses the JSON body `{label, source, labelled_at, note}` for transaction `id`, naming
     /// every bad field at once (`(field, reason)` pairs).
     pub fn parse_json(id: &TransactionId, body: &[u8]) -> Result<LabelRequest, Vec<(&'static str, String)>> {
-        let v: Value = serde_json::from_slice(body).map_err(|e| vec![("body", format!("is not valid JSON: {e}"))])?;
+        // A duplicate key is named by its path in the message; this parser's fields are static.
+        let v = crate::domain::json::parse_strict(body).map_err(|e| vec![("body", e.to_string())])?;
         let Value::Object(o) = v else {
             return Err(vec![("body", "must be a JSON object".into())]);
         };
