@@ -558,9 +558,16 @@ impl ScoreRequest {
             }
         }
         for k in row.rest.keys() {
-            errors.push(FieldError {
-                field: k.chars().take(64).collect(),
-                message: "is not a known field (put free-form data in metadata)".into(),
+            // An error always names a field: the empty name is the body's problem.
+            errors.push(match k.is_empty() {
+                true => FieldError {
+                    field: "body".into(),
+                    message: "has a field with an empty name".into(),
+                },
+                false => FieldError {
+                    field: k.chars().take(64).collect(),
+                    message: "is not a known field (put free-form data in metadata)".into(),
+                },
             });
         }
         in_field_order(&mut errors);
@@ -920,6 +927,14 @@ mod tests {
         for v in [json!("v".repeat(MAX_METADATA_VALUE_CHARS + 1)), json!("a\0b"), json!(5)] {
             assert_eq!(fields_of(with("metadata", json!({ "k": v }))), ["metadata.k"]);
         }
+    }
+
+    #[test]
+    fn an_unknown_field_with_an_empty_name_is_named_as_the_body() {
+        // Found by the property test: the 400 named the field "".
+        let errors = ScoreRequest::parse_json(GOOD.replacen('{', r#"{"":null,"#, 1).as_bytes()).unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].field, "body");
     }
 
     #[test]

@@ -216,9 +216,17 @@ pub struct Timestamp(OffsetDateTime);
 /// window and retention, and keep the epoch-day buckets and the storage keys' years positive.
 pub const MIN_OCCURRED_AT_UNIX: i64 = 946_684_800;
 pub const MIN_OCCURRED_AT: &str = "2000-01-01T00:00:00Z";
+const MAX_TIMESTAMP_BYTES: usize = 64;
 
 impl Timestamp {
     pub fn parse(field: &'static str, raw: &str) -> Result<Self, DomainError> {
+        // The contract's maxLength: RFC 3339 needs 35 at most with nanoseconds.
+        if raw.len() > MAX_TIMESTAMP_BYTES {
+            return Err(DomainError::new(
+                field,
+                format!("{} is longer than {MAX_TIMESTAMP_BYTES} characters", shown(raw)),
+            ));
+        }
         let t = OffsetDateTime::parse(raw, &Rfc3339)
             .map_err(|e| DomainError::new(field, format!("{} is not an RFC 3339 timestamp ({e})", shown(raw))))?;
         // `to_offset` panics when the UTC instant leaves the time crate's range (year 10000).
