@@ -529,9 +529,18 @@ impl ScoreRequest {
                 message: e.message,
             }]
         })?;
-        if !value.is_object() {
+        let Some(object) = value.as_object() else {
             return Err(body_error("must be a JSON object".into()));
-        }
+        };
+        // serde reads `null` as an absent optional field; the contract has no nullable field.
+        let nulls: Vec<FieldError> = ["ip", "device_id", "email", "country", "metadata"]
+            .into_iter()
+            .filter(|f| object.get(*f).is_some_and(Value::is_null))
+            .map(|f| FieldError {
+                field: f.into(),
+                message: "must not be null (leave the field out)".into(),
+            })
+            .collect();
         // Cannot fail on an object: every field is a loose `Value`.
         let row: JsonTransaction = serde_json::from_value(value).map_err(|e| body_error(e.to_string()))?;
         let parsed = row.parse();
@@ -539,6 +548,7 @@ impl ScoreRequest {
             Ok(_) => Vec::new(),
             Err(e) => e.clone(),
         };
+        errors.extend(nulls);
         // Aggregates keep a ring of days ending at the newest transaction: a far-future date would
         // push a customer's and a terminal's real days out of it. Checked whatever else is wrong, so
         // a bad body names every bad field at once.
@@ -926,6 +936,13 @@ mod tests {
         );
         for v in [json!("v".repeat(MAX_METADATA_VALUE_CHARS + 1)), json!("a\0b"), json!(5)] {
             assert_eq!(fields_of(with("metadata", json!({ "k": v }))), ["metadata.k"]);
+        }
+    }
+
+    #[test]
+    fn a_null_optional_field_is_refused_in_a_body() {
+        for field in ["ip", "device_id", "email", "country", "metadata"] {
+            assert_eq!(fields_of(with(field, Value::Null)), [field]);
         }
     }
 
