@@ -65,9 +65,9 @@ pub(super) fn parse_decision(mut item: Item, key: &ItemKey) -> Result<DecisionRe
 /// Reads tolerantly what earlier versions let through, so one odd item is never a 5xx for
 /// every later GET, history page or replay: a time that does not parse (the epoch-number
 /// fallback once written for a year outside 0000..=9999, or any other text) is read as the
-/// number's instant where it is one, else as the item's other time; `inputs` that is not a map,
-/// or whose metadata has a key the checks now refuse (the empty key), loses that part. Each
-/// repair is logged; the item itself is left as stored.
+/// number's instant where it is one, else as the item's other time (in `inputs` too); `inputs`
+/// that is not a map reads as empty (within a map it is kept loose, as stored). Each repair is
+/// logged; the item itself is left as stored.
 fn neutralise_odd_fields(item: &mut Item, key: &ItemKey) {
     let time_of = |v: Option<&AttributeValue>| -> Option<Timestamp> {
         let raw = match v? {
@@ -96,19 +96,13 @@ fn neutralise_odd_fields(item: &mut Item, key: &ItemKey) {
     let occurred_at = item_time(item, "occurred_at");
     match item.get_mut("inputs") {
         Some(AttributeValue::M(inputs)) => {
-            if let Some(AttributeValue::M(metadata)) = inputs.get_mut("metadata") {
-                let before = metadata.len();
-                metadata.retain(|k, v| !k.is_empty() && matches!(v, AttributeValue::S(_)));
-                if metadata.len() != before {
-                    tracing::warn!(key = %key, dropped = before - metadata.len(), "decision metadata with an empty key or a non-string value: left out");
-                }
-            }
             let odd_time = match inputs.get("occurred_at") {
                 Some(AttributeValue::S(at)) => Timestamp::parse("t", at).is_err(),
                 Some(_) => true,
                 None => false,
             };
             if odd_time {
+                tracing::warn!(key = %key, value = ?inputs.get("occurred_at"), "decision inputs.occurred_at unreadable: read as occurred_at");
                 inputs.insert("occurred_at".into(), AttributeValue::S(occurred_at));
             }
         }
