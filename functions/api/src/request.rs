@@ -131,7 +131,7 @@ pub fn optional_json_body<T: serde::de::DeserializeOwned + Default>(
     json_body(req, limit)
 }
 
-/// A JSON body of type `T` (its fields checked by serde), at most `limit` bytes.
+/// A JSON body of type `T` (its fields checked by serde), at most `limit` bytes, read strictly.
 pub fn json_body<T: serde::de::DeserializeOwned>(req: &Request, limit: usize) -> Result<T, ApiError> {
     let body: &[u8] = req.body().as_ref();
     check_json(req.headers())?;
@@ -141,14 +141,13 @@ pub fn json_body<T: serde::de::DeserializeOwned>(req: &Request, limit: usize) ->
             limit,
         });
     }
-    serde_json::from_slice(body).map_err(|e| {
-        let message = if e.is_data() {
-            e.to_string()
-        } else {
-            format!("is not valid JSON: {e}")
-        };
-        ApiError::field("body", message)
-    })
+    strict_json(body).and_then(|v| serde_json::from_value(v).map_err(|e| ApiError::field("body", e.to_string())))
+}
+
+/// A body through the domain's one strict reader: a duplicate key (named by its path) or a body
+/// nested too deep is a 400, as any syntax error.
+pub fn strict_json(body: &[u8]) -> Result<serde_json::Value, ApiError> {
+    verdict::domain::json::parse_strict(body).map_err(|e| ApiError::field(&e.path, e.message))
 }
 
 #[cfg(test)]

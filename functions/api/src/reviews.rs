@@ -260,8 +260,7 @@ pub async fn claim<S: ApiStore, B: ModelBlobs>(
                 limit: MAX_REVIEW_BODY_BYTES,
             });
         }
-        let v: serde_json::Value =
-            serde_json::from_slice(body).map_err(|e| ApiError::field("body", format!("is not valid JSON: {e}")))?;
+        let v = crate::request::strict_json(body)?;
         let Some(o) = v.as_object() else {
             return Err(ApiError::field("body", "must be a JSON object"));
         };

@@ -74,9 +74,70 @@ pub struct RequestExtras {
     pub metadata: BTreeMap<String, String>,
 }
 
-pub const MAX_METADATA_KEYS: usize = 20;
-pub const MAX_METADATA_KEY_BYTES: usize = 64;
-pub const MAX_FREE_TEXT: usize = 256;
+/// The contract's limits on the optional fields (openapi.yaml `TransactionInput`), Stripe's for
+/// metadata. Lengths count characters, as JSON Schema's `maxLength` does.
+pub const MAX_METADATA_KEYS: usize = 50;
+pub const MAX_METADATA_KEY_CHARS: usize = 40;
+pub const MAX_METADATA_VALUE_CHARS: usize = 500;
+pub const MAX_EMAIL_CHARS: usize = 254;
+pub const MAX_IP_CHARS: usize = 45;
+
+/// A metadata key: 1 to 40 of `A-Z a-z 0-9 - _ . :` (it becomes a stored attribute name, and
+/// `#` and the empty name are what storage refuses or mangles).
+fn check_metadata_key(key: &str) -> Result<(), String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':');
+    if key.is_empty() || key.chars().count() > MAX_METADATA_KEY_CHARS || !key.chars().all(allowed) {
+        return Err(format!(
+            "keys are 1 to {MAX_METADATA_KEY_CHARS} characters from A-Z a-z 0-9 - _ . :"
+        ));
+    }
+    Ok(())
+}
+
+/// Free text (a metadata value): at most `max` characters, none a control character.
+fn check_text(value: &str, max: usize) -> Result<(), String> {
+    if value.chars().count() > max {
+        return Err(format!("must be at most {max} characters"));
+    }
+    if value.chars().any(char::is_control) {
+        return Err("must not contain control characters".into());
+    }
+    Ok(())
+}
+
+/// An IPv4 address in dotted-decimal or an IPv6 address (RFC 4291 text, no zone).
+fn check_ip(value: &str) -> Result<(), String> {
+    if value.len() <= MAX_IP_CHARS && value.parse::<std::net::IpAddr>().is_ok() {
+        Ok(())
+    } else {
+        Err("is not an IPv4 or IPv6 address".into())
+    }
+}
+
+/// An address `local@domain`, checked for syntax only (the contract's pattern): a dot-atom
+/// local part (RFC 5322) and a domain of at least two LDH labels (RFC 1035), 254 characters at
+/// most.
+fn check_email(value: &str) -> Result<(), String> {
+    const ATEXT: &str = "!#$%&'*+/=?^_`{|}~-";
+    let atom = |a: &str| !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || ATEXT.contains(c));
+    let label = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    let ok = value.len() <= MAX_EMAIL_CHARS
+        && value.split_once('@').is_some_and(|(local, domain)| {
+            local.split('.').all(atom) && domain.split('.').count() >= 2 && domain.split('.').all(label)
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "is not an e-mail address (local@domain, at most {MAX_EMAIL_CHARS} characters)"
+        ))
+    }
+}
 
 impl RequestExtras {
     pub const NONE: RequestExtras = RequestExtras {
@@ -105,18 +166,26 @@ impl RequestExtras {
         }
     }
 
-    /// Sets an optional text field after checking it; an error names the field.
+    /// Sets an optional text field after checking it against the contract; an error names the
+    /// field.
     pub fn set_text(&mut self, name: &'static str, value: &str) -> Result<(), FieldError> {
         let err = |message: String| FieldError {
             field: name.into(),
             message,
         };
-        if value.len() > MAX_FREE_TEXT {
-            return Err(err(format!("must be at most {MAX_FREE_TEXT} bytes")));
+        match name {
+            "ip" => check_ip(value),
+            "email" => check_email(value),
+            "device_id" => crate::domain::parse_id("device_id", value)
+                .map(drop)
+                .map_err(|e| e.reason),
+            "country" if value.len() != 2 || !value.bytes().all(|b| b.is_ascii_uppercase()) => Err(format!(
+                "{:?} is not an ISO 3166 alpha-2 code",
+                value.chars().take(8).collect::<String>()
+            )),
+            _ => Ok(()),
         }
-        if name == "country" && (value.len() != 2 || !value.bytes().all(|b| b.is_ascii_uppercase())) {
-            return Err(err(format!("{value:?} is not an ISO 3166 alpha-2 code")));
-        }
+        .map_err(err)?;
         let slot = self
             .text_mut(name)
             .ok_or_else(|| err("is not an optional field".into()))?;
@@ -124,14 +193,18 @@ impl RequestExtras {
         Ok(())
     }
 
-    /// Adds a metadata entry after checking it; an error names `metadata.<key>`.
+    /// Adds a metadata entry after checking it; an error names `metadata.<key>` (the key cut to
+    /// its limit), or `metadata` for one key too many.
     pub fn add_metadata(&mut self, key: &str, value: &str) -> Result<(), FieldError> {
-        if key.len() > MAX_METADATA_KEY_BYTES || value.len() > MAX_FREE_TEXT {
-            return Err(FieldError {
-                field: format!("metadata.{key}"),
-                message: format!("keys are at most {MAX_METADATA_KEY_BYTES} bytes and values at most {MAX_FREE_TEXT}"),
-            });
-        }
+        let named = |message: String| FieldError {
+            field: format!(
+                "metadata.{}",
+                key.chars().take(MAX_METADATA_KEY_CHARS).collect::<String>()
+            ),
+            message,
+        };
+        check_metadata_key(key).map_err(named)?;
+        check_text(value, MAX_METADATA_VALUE_CHARS).map_err(named)?;
         if self.metadata.len() >= MAX_METADATA_KEYS && !self.metadata.contains_key(key) {
             return Err(FieldError {
                 field: "metadata".into(),
@@ -227,7 +300,7 @@ impl TransactionFields<'_> {
         let id = self.id.and_then(|s| take(TransactionId::parse(s), errors));
         let occurred_at = self
             .occurred_at
-            .and_then(|s| take(Timestamp::parse("occurred_at", s), errors));
+            .and_then(|s| take(Timestamp::parse_occurred_at(s), errors));
         let currency = self.currency.and_then(|s| take(Currency::parse(s), errors));
         let customer_id = self.customer_id.and_then(|s| take(CustomerId::parse(s), errors));
         let terminal_id = self.terminal_id.and_then(|s| take(TerminalId::parse(s), errors));
@@ -255,7 +328,8 @@ impl TransactionFields<'_> {
 }
 
 /// A JSON transaction as read: every field kept loose, so a wrong type is reported against its
-/// field's name. Duplicate keys are refused by serde.
+/// field's name. A body is read by [`crate::domain::json::parse_strict`] first, which refuses
+/// duplicate keys anywhere.
 #[derive(Deserialize)]
 pub struct JsonTransaction {
     id: Option<Value>,
@@ -283,6 +357,22 @@ pub fn json_kind(v: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
+    }
+}
+
+/// A JSON number as minor units: an integer, or a float with no fraction (`6916.0` is an
+/// integer to JSON Schema), within what an f64 holds exactly (the range check is [`Money::new`]'s).
+fn json_amount(n: &serde_json::Number) -> Result<i64, String> {
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    if let Some(a) = n.as_i64() {
+        return Ok(a);
+    }
+    let too_large = || format!("{n} is larger than {} minor units", crate::domain::MAX_AMOUNT_MINOR);
+    match n.as_f64() {
+        _ if n.is_u64() => Err(too_large()),
+        Some(f) if f.fract() == 0.0 && f.abs() < EXACT => Ok(f as i64),
+        Some(f) if f.fract() == 0.0 && f > 0.0 => Err(too_large()),
+        _ => Err(format!("{n} is not an integer number of minor units")),
     }
 }
 
@@ -314,20 +404,7 @@ impl JsonTransaction {
         let customer_id = string("customer_id", &self.customer_id, &mut errors);
         let terminal_id = string("terminal_id", &self.terminal_id, &mut errors);
         let amount = match &self.amount {
-            Some(Value::Number(n)) => match n.as_i64() {
-                Some(a) => Some(a),
-                None if n.is_u64() => {
-                    errors.push(field_error("amount", "is too large".into()));
-                    None
-                }
-                None => {
-                    errors.push(field_error(
-                        "amount",
-                        format!("{n} is not an integer number of minor units"),
-                    ));
-                    None
-                }
-            },
+            Some(Value::Number(n)) => json_amount(n).map_err(|m| errors.push(field_error("amount", m))).ok(),
             None => {
                 errors.push(field_error("amount", "is missing".into()));
                 None
@@ -386,7 +463,10 @@ impl JsonTransaction {
                                 }
                             }
                             other => errors.push(field_error(
-                                &format!("metadata.{k}"),
+                                &format!(
+                                    "metadata.{}",
+                                    k.chars().take(MAX_METADATA_KEY_CHARS).collect::<String>()
+                                ),
                                 format!("must be a string, found {}", json_kind(other)),
                             )),
                         }
@@ -443,27 +523,37 @@ impl ScoreRequest {
                 message,
             }]
         };
-        let first = body.iter().find(|b| !b.is_ascii_whitespace());
-        if first.is_some() && first != Some(&b'{') && serde_json::from_slice::<Value>(body).is_ok() {
-            return Err(body_error("must be a JSON object".into()));
-        }
-        let row: JsonTransaction = serde_json::from_slice(body).map_err(|e| {
-            body_error(if e.is_data() {
-                e.to_string()
-            } else {
-                format!("is not valid JSON: {e}")
-            })
+        let value = crate::domain::json::parse_strict(body).map_err(|e| {
+            vec![FieldError {
+                field: e.path,
+                message: e.message,
+            }]
         })?;
+        let Some(object) = value.as_object() else {
+            return Err(body_error("must be a JSON object".into()));
+        };
+        // serde reads `null` as an absent optional field; the contract has no nullable field.
+        let nulls: Vec<FieldError> = ["ip", "device_id", "email", "country", "metadata"]
+            .into_iter()
+            .filter(|f| object.get(*f).is_some_and(Value::is_null))
+            .map(|f| FieldError {
+                field: f.into(),
+                message: "must not be null (leave the field out)".into(),
+            })
+            .collect();
+        // Cannot fail on an object: every field is a loose `Value`.
+        let row: JsonTransaction = serde_json::from_value(value).map_err(|e| body_error(e.to_string()))?;
         let parsed = row.parse();
         let mut errors = match &parsed {
             Ok(_) => Vec::new(),
             Err(e) => e.clone(),
         };
+        errors.extend(nulls);
         // Aggregates keep a ring of days ending at the newest transaction: a far-future date would
         // push a customer's and a terminal's real days out of it. Checked whatever else is wrong, so
         // a bad body names every bad field at once.
         let occurred_at = match &row.occurred_at {
-            Some(Value::String(s)) => Timestamp::parse("occurred_at", s).ok(),
+            Some(Value::String(s)) => Timestamp::parse_occurred_at(s).ok(),
             _ => None,
         };
         if let Some(at) = occurred_at {
@@ -478,9 +568,16 @@ impl ScoreRequest {
             }
         }
         for k in row.rest.keys() {
-            errors.push(FieldError {
-                field: k.clone(),
-                message: "is not a known field (put free-form data in metadata)".into(),
+            // An error always names a field: the empty name is the body's problem.
+            errors.push(match k.is_empty() {
+                true => FieldError {
+                    field: "body".into(),
+                    message: "has a field with an empty name".into(),
+                },
+                false => FieldError {
+                    field: k.chars().take(64).collect(),
+                    message: "is not a known field (put free-form data in metadata)".into(),
+                },
             });
         }
         in_field_order(&mut errors);
@@ -750,6 +847,163 @@ mod tests {
         );
     }
 
+    fn with(field: &str, value: Value) -> Result<ScoreRequest, Vec<FieldError>> {
+        let mut body: Value = serde_json::from_str(GOOD).unwrap();
+        body[field] = value;
+        ScoreRequest::parse_json(body.to_string().as_bytes())
+    }
+
+    fn fields_of(r: Result<ScoreRequest, Vec<FieldError>>) -> Vec<String> {
+        r.map(|_| Vec::new())
+            .unwrap_or_else(|e| e.into_iter().map(|e| e.field).collect())
+    }
+
+    #[test]
+    fn optional_fields_are_checked_against_the_contract_and_named() {
+        use serde_json::json;
+        for ip in ["203.0.113.42", "::1", "2001:db8::8a2e:370:7334", "::ffff:192.0.2.1"] {
+            assert!(with("ip", json!(ip)).is_ok(), "{ip}");
+        }
+        for ip in [
+            "hello",
+            "256.1.1.1",
+            "01.2.3.4",
+            "1.2.3",
+            "fe80::1%eth0",
+            "",
+            &"1".repeat(200),
+        ] {
+            assert_eq!(fields_of(with("ip", json!(ip))), ["ip"], "{ip}");
+        }
+        for email in [
+            "jane.doe@example.com",
+            "a+b_c!#$%&'*/=?^`{|}~-@x-y.example.co",
+            "Bad@Example.com",
+        ] {
+            assert!(with("email", json!(email)).is_ok(), "{email}");
+        }
+        let long_local = format!("{}@example.com", "a".repeat(250));
+        for email in [
+            "not-an-email",
+            "a@b",
+            "@example.com",
+            "a@@b.com",
+            "a b@c.com",
+            "a..b@c.com",
+            ".a@c.com",
+            "a@-c.com",
+            "a@c..com",
+            "a@c.com\0",
+            &long_local,
+        ] {
+            assert_eq!(fields_of(with("email", json!(email))), ["email"], "{email}");
+        }
+        assert!(with("device_id", json!("dev_9f8e7d:2")).is_ok());
+        for d in ["a b#c", "", &"d".repeat(129), "dev\0"] {
+            assert_eq!(fields_of(with("device_id", json!(d))), ["device_id"], "{d}");
+        }
+        assert_eq!(fields_of(with("country", json!("fr"))), ["country"]);
+    }
+
+    #[test]
+    fn metadata_keys_values_and_count_are_bounded() {
+        use serde_json::json;
+        let ok: serde_json::Map<String, Value> = (0..MAX_METADATA_KEYS)
+            .map(|i| (format!("k{i}"), json!("v".repeat(MAX_METADATA_VALUE_CHARS))))
+            .collect();
+        assert!(with("metadata", Value::Object(ok.clone())).is_ok());
+        let mut too_many = ok;
+        too_many.insert("one_more".into(), json!("v"));
+        assert_eq!(fields_of(with("metadata", Value::Object(too_many))), ["metadata"]);
+        assert!(
+            with("metadata", json!({"k": "é".repeat(MAX_METADATA_VALUE_CHARS)})).is_ok(),
+            "counts characters"
+        );
+        assert!(with("metadata", json!({"a.b-c_d:e": "x"})).is_ok());
+        for (key, field) in [
+            ("", "metadata."),
+            ("a#b", "metadata.a#b"),
+            ("a b", "metadata.a b"),
+            ("k\\u0000", "metadata.k\0"),
+        ] {
+            let body = GOOD.replace(r#""order":"42""#, &format!(r#""{key}":"v""#));
+            assert_eq!(fields_of(ScoreRequest::parse_json(body.as_bytes())), [field], "{key:?}");
+        }
+        let long_key = "k".repeat(MAX_METADATA_KEY_CHARS + 1);
+        assert_eq!(
+            fields_of(with("metadata", json!({ long_key.clone(): "v" }))),
+            [format!("metadata.{}", &long_key[..MAX_METADATA_KEY_CHARS])]
+        );
+        for v in [json!("v".repeat(MAX_METADATA_VALUE_CHARS + 1)), json!("a\0b"), json!(5)] {
+            assert_eq!(fields_of(with("metadata", json!({ "k": v }))), ["metadata.k"]);
+        }
+    }
+
+    #[test]
+    fn a_null_optional_field_is_refused_in_a_body() {
+        for field in ["ip", "device_id", "email", "country", "metadata"] {
+            assert_eq!(fields_of(with(field, Value::Null)), [field]);
+        }
+    }
+
+    #[test]
+    fn an_unknown_field_with_an_empty_name_is_named_as_the_body() {
+        // Found by the property test: the 400 named the field "".
+        let errors = ScoreRequest::parse_json(GOOD.replacen('{', r#"{"":null,"#, 1).as_bytes()).unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].field, "body");
+    }
+
+    #[test]
+    fn amounts_are_integers_up_to_the_contracts_maximum_written_either_way() {
+        let amount =
+            |raw: &str| ScoreRequest::parse_json(GOOD.replace("12345", raw).as_bytes()).map(|r| r.inputs.amount);
+        assert_eq!(amount("6916.0").unwrap(), 6916);
+        assert_eq!(amount("6.916e3").unwrap(), 6916);
+        assert_eq!(amount("-0").unwrap(), 0);
+        assert_eq!(amount("-0.0").unwrap(), 0);
+        assert_eq!(amount("1000000000000000").unwrap(), crate::domain::MAX_AMOUNT_MINOR);
+        assert_eq!(amount("1e15").unwrap(), crate::domain::MAX_AMOUNT_MINOR);
+        for bad in [
+            "6916.5",
+            "1000000000000001",
+            "1e18",
+            "1e19",
+            "18446744073709551616",
+            "1e300",
+            "-1",
+            "-1.0",
+        ] {
+            let e = amount(bad).unwrap_err();
+            assert_eq!((e.len(), e[0].field.as_str()), (1, "amount"), "{bad}: {e:?}");
+        }
+        assert!(amount("1e19").unwrap_err()[0].message.contains("larger than"));
+        assert_eq!(
+            amount("1e400").unwrap_err()[0].field,
+            "body",
+            "serde_json refuses it as JSON"
+        );
+    }
+
+    #[test]
+    fn occurred_at_outside_the_accepted_range_is_named() {
+        use serde_json::json;
+        for at in [
+            "0000-01-01T00:00:00+00:01",
+            "9999-12-31T23:59:59-00:01",
+            "1999-12-31T23:59:59Z",
+            "0001-01-01T00:00:00Z",
+        ] {
+            let e = with("occurred_at", json!(at)).unwrap_err();
+            assert_eq!(
+                e.iter().map(|e| e.field.as_str()).collect::<Vec<_>>(),
+                ["occurred_at"],
+                "{at}: {e:?}"
+            );
+        }
+        assert!(with("occurred_at", json!("2000-01-01T00:00:00Z")).is_ok());
+    }
+
     #[test]
     fn risk_score_is_the_score_in_percent() {
         assert_eq!(risk_score(0.876), 88);
@@ -840,8 +1094,16 @@ mod tests {
     fn duplicate_keys_are_refused_and_a_future_date_is_named_beside_other_errors() {
         let dup = GOOD.replace(r#""id":"tx-1","#, r#""id":"tx-1","id":"tx-2","#);
         let e = ScoreRequest::parse_json(dup.as_bytes()).unwrap_err();
-        assert_eq!(e[0].field, "body");
-        assert!(e[0].message.contains("duplicate field `id`"), "{e:?}");
+        assert_eq!(e[0].field, "id");
+        assert!(e[0].message.contains("more than once"), "{e:?}");
+        // serde alone kept the last of a repeated metadata or unknown key.
+        for (from, to, field) in [
+            (r#"{"order":"42"}"#, r#"{"order":"42","order":"43"}"#, "metadata.order"),
+            (r#""id":"tx-1","#, r#""id":"tx-1","x":1,"x":2,"#, "x"),
+        ] {
+            let e = ScoreRequest::parse_json(GOOD.replace(from, to).as_bytes()).unwrap_err();
+            assert_eq!((e.len(), e[0].field.as_str()), (1, field), "{e:?}");
+        }
         let ahead = Timestamp::from_unix(Timestamp::now().unix() + 3 * 86_400).unwrap();
         let body = GOOD
             .replace("2018-08-08T10:00:00Z", &ahead.to_rfc3339())

@@ -145,7 +145,11 @@ impl LabelRequest {
     /// Parses the JSON body `{label, source, labelled_at, note}` for transaction `id`, naming
     /// every bad field at once (`(field, reason)` pairs).
     pub fn parse_json(id: &TransactionId, body: &[u8]) -> Result<LabelRequest, Vec<(&'static str, String)>> {
-        let v: Value = serde_json::from_slice(body).map_err(|e| vec![("body", format!("is not valid JSON: {e}"))])?;
+        // This parser's fields are static names: a duplicate key's path goes in the message.
+        let v = crate::domain::json::parse_strict(body).map_err(|e| match e.path.as_str() {
+            "body" => vec![("body", e.message)],
+            path => vec![("body", format!("{path} {}", e.message))],
+        })?;
         let Value::Object(o) = v else {
             return Err(vec![("body", "must be a JSON object".into())]);
         };

@@ -12,6 +12,7 @@ pub mod decision;
 pub mod events;
 pub mod features;
 pub mod io;
+pub mod json;
 pub mod labels;
 pub mod list_upload;
 pub mod metrics;
@@ -49,7 +50,7 @@ impl DomainError {
 
 const MAX_ID_LEN: usize = 128;
 
-fn parse_id(field: &'static str, raw: &str) -> Result<String, DomainError> {
+pub(crate) fn parse_id(field: &'static str, raw: &str) -> Result<String, DomainError> {
     if raw.is_empty() {
         return Err(DomainError::new(field, "must not be empty"));
     }
@@ -174,6 +175,10 @@ impl fmt::Display for Currency {
     }
 }
 
+/// The largest amount, in minor units (10^15, the contract's `maximum`): it keeps every
+/// aggregate sum far from i64 overflow.
+pub const MAX_AMOUNT_MINOR: i64 = 1_000_000_000_000_000;
+
 /// An amount in integer minor units of its currency. Never a float in storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Money {
@@ -186,9 +191,11 @@ impl Money {
         if minor < 0 {
             return Err(DomainError::new("amount", "must not be negative"));
         }
-        // Keeps every aggregate sum far from i64 overflow.
-        if minor > 1_000_000_000_000_000 {
-            return Err(DomainError::new("amount", "is larger than 10^15 minor units"));
+        if minor > MAX_AMOUNT_MINOR {
+            return Err(DomainError::new(
+                "amount",
+                format!("is larger than {MAX_AMOUNT_MINOR} minor units"),
+            ));
         }
         Ok(Self { minor, currency })
     }
@@ -199,21 +206,57 @@ impl Money {
     }
 }
 
-/// A UTC instant, written as RFC 3339.
+/// A UTC instant, written as RFC 3339: its UTC year is always 0000..=9999, so it always formats
+/// (a value outside that range is refused when parsed or built, never stored).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(OffsetDateTime);
 
+/// The earliest `occurred_at` a transaction may carry: 2000-01-01T00:00:00Z. Older dates are no
+/// card payment anyone scores today; they would only land in aggregate days far outside every
+/// window and retention, and keep the epoch-day buckets and the storage keys' years positive.
+pub const MIN_OCCURRED_AT_UNIX: i64 = 946_684_800;
+pub const MIN_OCCURRED_AT: &str = "2000-01-01T00:00:00Z";
+const MAX_TIMESTAMP_BYTES: usize = 64;
+
 impl Timestamp {
     pub fn parse(field: &'static str, raw: &str) -> Result<Self, DomainError> {
-        OffsetDateTime::parse(raw, &Rfc3339)
-            .map(|t| Timestamp(t.to_offset(UtcOffset::UTC)))
-            .map_err(|e| DomainError::new(field, format!("{raw:?} is not an RFC 3339 timestamp ({e})")))
+        // The contract's maxLength: RFC 3339 needs 35 at most with nanoseconds.
+        if raw.len() > MAX_TIMESTAMP_BYTES {
+            return Err(DomainError::new(
+                field,
+                format!("{} is longer than {MAX_TIMESTAMP_BYTES} characters", shown(raw)),
+            ));
+        }
+        let t = OffsetDateTime::parse(raw, &Rfc3339)
+            .map_err(|e| DomainError::new(field, format!("{} is not an RFC 3339 timestamp ({e})", shown(raw))))?;
+        // `to_offset` panics when the UTC instant leaves the time crate's range (year 10000).
+        t.checked_to_offset(UtcOffset::UTC)
+            .and_then(Self::checked)
+            .ok_or_else(|| DomainError::new(field, format!("{} is outside years 0000 to 9999 in UTC", shown(raw))))
+    }
+
+    /// A transaction's `occurred_at`: [`Timestamp::parse`], and not before [`MIN_OCCURRED_AT`].
+    pub fn parse_occurred_at(raw: &str) -> Result<Self, DomainError> {
+        let t = Self::parse("occurred_at", raw)?;
+        if t.unix() < MIN_OCCURRED_AT_UNIX {
+            return Err(DomainError::new(
+                "occurred_at",
+                format!("{} is before {MIN_OCCURRED_AT}, the earliest accepted", shown(raw)),
+            ));
+        }
+        Ok(t)
     }
 
     pub fn from_unix(seconds: i64) -> Result<Self, DomainError> {
         OffsetDateTime::from_unix_timestamp(seconds)
-            .map(Timestamp)
-            .map_err(|e| DomainError::new("occurred_at", e.to_string()))
+            .ok()
+            .and_then(Self::checked)
+            .ok_or_else(|| DomainError::new("occurred_at", format!("{seconds} is outside years 0000 to 9999")))
+    }
+
+    /// Only UTC instants whose year has four digits: the one place that guarantees formatting.
+    fn checked(t: OffsetDateTime) -> Option<Self> {
+        (0..=9999).contains(&t.year()).then_some(Timestamp(t))
     }
 
     pub fn now() -> Self {
@@ -234,8 +277,18 @@ impl Timestamp {
     }
 
     pub fn to_rfc3339(&self) -> String {
-        // Formatting a UTC OffsetDateTime as RFC 3339 cannot fail for years 0..=9999.
+        // Cannot fail: every Timestamp is UTC with a year in 0..=9999 (see `checked`).
         self.0.format(&Rfc3339).unwrap_or_else(|_| self.unix().to_string())
+    }
+}
+
+/// A raw input as an error shows it: quoted, at most 64 characters.
+fn shown(raw: &str) -> String {
+    let cut: String = raw.chars().take(64).collect();
+    if cut.len() < raw.len() {
+        format!("{cut:?}…")
+    } else {
+        format!("{cut:?}")
     }
 }
 
@@ -368,5 +421,38 @@ mod tests {
         assert_eq!(t.to_rfc3339(), "2018-04-01T00:00:00Z");
         assert_eq!(t.epoch_day(), 17622);
         assert!(Timestamp::parse("occurred_at", "yesterday").is_err());
+    }
+
+    #[test]
+    fn timestamps_outside_four_digit_utc_years_are_field_errors_not_panics() {
+        // UTC year 10000: `to_offset` panicked here.
+        let e = Timestamp::parse("occurred_at", "9999-12-31T23:59:59-00:01").unwrap_err();
+        assert_eq!(e.field, "occurred_at");
+        assert!(e.reason.contains("outside years 0000 to 9999"), "{e}");
+        // UTC year -1: it parsed, and formatted as an epoch number the reader refused.
+        assert!(Timestamp::parse("occurred_at", "0000-01-01T00:00:00+00:01").is_err());
+        assert!(Timestamp::from_unix(i64::MAX).is_err());
+        assert!(Timestamp::from_unix(-62_167_219_260).is_err());
+        let edge = Timestamp::parse("t", "9999-12-31T23:59:59Z").unwrap();
+        assert_eq!(edge.to_rfc3339(), "9999-12-31T23:59:59Z");
+        assert_eq!(
+            Timestamp::parse("t", "0000-01-01T00:00:00Z").unwrap().to_rfc3339(),
+            "0000-01-01T00:00:00Z"
+        );
+    }
+
+    #[test]
+    fn an_occurred_at_before_2000_is_refused_naming_the_bound() {
+        let e = Timestamp::parse_occurred_at("1999-12-31T23:59:59Z").unwrap_err();
+        assert_eq!(e.field, "occurred_at");
+        assert!(e.reason.contains(MIN_OCCURRED_AT), "{e}");
+        assert!(Timestamp::parse_occurred_at("0000-01-01T00:00:00+00:01").is_err());
+        assert_eq!(
+            Timestamp::parse_occurred_at(MIN_OCCURRED_AT).unwrap().unix(),
+            MIN_OCCURRED_AT_UNIX
+        );
+        // The long raw value is cut in the message.
+        let long = format!("2018{}", "9".repeat(10_000));
+        assert!(Timestamp::parse("occurred_at", &long).unwrap_err().reason.len() < 300);
     }
 }

@@ -284,8 +284,7 @@ type Problems = Vec<(String, String)>;
 impl ResolveRequest {
     /// `{outcome, label, note, add_to_list: [list name, …]}`; every bad field named at once.
     pub fn parse_json(body: &[u8]) -> Result<ResolveRequest, Problems> {
-        let v: Value =
-            serde_json::from_slice(body).map_err(|e| vec![("body".to_owned(), format!("is not valid JSON: {e}"))])?;
+        let v = crate::domain::json::parse_strict(body).map_err(|e| vec![(e.path, e.message)])?;
         let Value::Object(o) = v else {
             return Err(vec![("body".into(), "must be a JSON object".into())]);
         };

@@ -53,12 +53,70 @@ impl Cursor {
     }
 }
 
-pub(super) fn parse_decision(item: Item, key: &ItemKey) -> Result<DecisionRecord, StoreError> {
+pub(super) fn parse_decision(mut item: Item, key: &ItemKey) -> Result<DecisionRecord, StoreError> {
     let label = parse_label(&item, key)?;
+    neutralise_odd_fields(&mut item, key);
     let mut record: DecisionRecord =
         serde_dynamo::aws_sdk_dynamodb_1::from_item(item).map_err(|e| corrupt(key, e.to_string()))?;
     record.label = label;
     Ok(record)
+}
+
+/// Reads tolerantly what earlier versions let through, so one odd item is never a 5xx for
+/// every later GET, history page or replay: a time that does not parse (the epoch-number
+/// fallback once written for a year outside 0000..=9999, or any other text) is read as the
+/// number's instant where it is one, else as the item's other time (in `inputs` too); `inputs`
+/// that is not a map reads as empty (within a map it is kept loose, as stored). Each repair is
+/// logged; the item itself is left as stored.
+fn neutralise_odd_fields(item: &mut Item, key: &ItemKey) {
+    let time_of = |v: Option<&AttributeValue>| -> Option<Timestamp> {
+        let raw = match v? {
+            AttributeValue::S(s) => s.as_str(),
+            AttributeValue::N(n) => n.as_str(),
+            _ => return None,
+        };
+        Timestamp::parse("t", raw)
+            .ok()
+            .or_else(|| raw.parse::<i64>().ok().and_then(|n| Timestamp::from_unix(n).ok()))
+    };
+    let occurred = time_of(item.get("occurred_at"));
+    let created = time_of(item.get("created_at"));
+    for (name, own, other) in [("occurred_at", occurred, created), ("created_at", created, occurred)] {
+        let is_rfc3339 = matches!(item.get(name), Some(AttributeValue::S(s)) if Timestamp::parse("t", s).is_ok());
+        if is_rfc3339 {
+            continue;
+        }
+        // Neither readable: the epoch, so the record still reads and the odd value is visible.
+        let repaired = own
+            .or(other)
+            .unwrap_or_else(|| Timestamp::from_unix(0).expect("the epoch"));
+        tracing::warn!(key = %key, attribute = name, value = ?item.get(name), read_as = %repaired, "decision time unreadable: read as another");
+        item.insert(name.to_owned(), AttributeValue::S(repaired.to_rfc3339()));
+    }
+    let occurred_at = item_time(item, "occurred_at");
+    match item.get_mut("inputs") {
+        Some(AttributeValue::M(inputs)) => {
+            let odd_time = match inputs.get("occurred_at") {
+                Some(AttributeValue::S(at)) => Timestamp::parse("t", at).is_err(),
+                Some(_) => true,
+                None => false,
+            };
+            if odd_time {
+                tracing::warn!(key = %key, value = ?inputs.get("occurred_at"), "decision inputs.occurred_at unreadable: read as occurred_at");
+                inputs.insert("occurred_at".into(), AttributeValue::S(occurred_at));
+            }
+        }
+        None => {}
+        Some(other) => {
+            tracing::warn!(key = %key, value = ?other, "decision inputs are not a map: read as empty");
+            item.insert("inputs".into(), AttributeValue::M(HashMap::new()));
+        }
+    }
+}
+
+/// An item's time attribute, once [`neutralise_odd_fields`] made it RFC 3339.
+fn item_time(item: &Item, name: &str) -> String {
+    item.get(name).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default()
 }
 
 impl DynamoStore {
