@@ -211,7 +211,7 @@ async fn api_key(store: &DynamoStore) -> (ApiKey, Principal) {
         revoked_at: None,
     };
     store.put_key(&api.hash(), &rec).await.unwrap();
-    let principal = rec.authenticate(1_700_000_001).unwrap();
+    let principal = rec.authenticate(&api.hash(), 1_700_000_001).unwrap();
     (api, principal)
 }
 
@@ -378,7 +378,7 @@ async fn corrupted_models_are_rejected_moved_aside_and_the_serving_model_keeps_s
     let (api, principal) = api_key(store).await;
     let scorer = Scorer::new(store.clone(), env.st.blobs.clone(), None);
     let baseline = scorer
-        .score(&principal, &api.hash(), &request("tx-0"), None, &Origin::now("test"))
+        .score(&principal, &request("tx-0"), None, &Origin::now("test"))
         .await
         .unwrap();
     assert_eq!(baseline.record.model.version, serving);

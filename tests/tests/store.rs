@@ -116,7 +116,7 @@ async fn snapshot_reads_every_item_in_one_batch() {
 
     let snap = st
         .store
-        .load_for_scoring(&acme, &api.hash(), &t, Some(&idem))
+        .load_for_scoring(&acme, Some(&api.hash()), &t, Some(&idem))
         .await
         .unwrap();
     assert_eq!(
@@ -151,7 +151,7 @@ async fn snapshot_reads_every_item_in_one_batch() {
     let other = tx("tx-2", "2018-08-08T11:00:00Z", 500, "c-2", "t-2");
     let snap = st
         .store
-        .load_for_scoring(&acme, &api.hash(), &other, None)
+        .load_for_scoring(&acme, Some(&api.hash()), &other, None)
         .await
         .unwrap();
     assert_eq!(st.calls.take(), ["BatchGetItem"]);
@@ -319,7 +319,7 @@ async fn tenants_are_isolated() {
     st.store.put_key(&api_b.hash(), &key_record(&b, &api_b)).await.unwrap();
     let snap = st
         .store
-        .load_for_scoring(&b, &api_b.hash(), &tb, Some(&idem))
+        .load_for_scoring(&b, Some(&api_b.hash()), &tb, Some(&idem))
         .await
         .unwrap();
     assert!(snap.existing.is_none() && snap.idempotency.is_none());
@@ -504,11 +504,11 @@ async fn api_keys_are_stored_by_hash_looked_up_and_revoked() {
             ..rec
         }
     );
-    assert_eq!(stored.authenticate(1_800_000_001), Err(AuthError::Revoked));
-    assert!(stored.authenticate(1_799_999_999).is_ok());
+    assert_eq!(stored.authenticate(&api.hash(), 1_800_000_001), Err(AuthError::Revoked));
+    assert!(stored.authenticate(&api.hash(), 1_799_999_999).is_ok());
     // The scoring batch re-reads the key, so a revocation holds on the next request.
     let t = tx("tx-1", "2018-08-08T10:00:00Z", 1, "c", "t");
-    let snap = st.store.load_for_scoring(&acme, &api.hash(), &t, None).await.unwrap();
+    let snap = st.store.load_for_scoring(&acme, Some(&api.hash()), &t, None).await.unwrap();
     assert_eq!(snap.key.unwrap().revoked_at, Some(1_800_000_000));
 }
 
@@ -700,7 +700,7 @@ async fn corrupt_decisions_are_reported_by_key_not_panicked_on() {
 
     let err = st
         .store
-        .load_for_scoring(&acme, &api.hash(), &t, None)
+        .load_for_scoring(&acme, Some(&api.hash()), &t, None)
         .await
         .unwrap_err();
     assert!(
@@ -738,7 +738,7 @@ async fn the_scorer_reads_once_writes_once_and_replays() {
     let api = ApiKey::generate();
     let key = key_record(&acme, &api);
     st.store.put_key(&api.hash(), &key).await.unwrap();
-    let principal: Principal = key.authenticate(1_700_000_001).unwrap();
+    let principal: Principal = key.authenticate(&api.hash(), 1_700_000_001).unwrap();
     st.calls.take();
 
     let scorer = Scorer::new(st.store.clone(), st.blobs.clone(), None);
@@ -746,7 +746,7 @@ async fn the_scorer_reads_once_writes_once_and_replays() {
         "customer_id":"c-1","terminal_id":"t-1"}"#;
     let request = ScoreRequest::parse_json(body).unwrap();
     let first = scorer
-        .score(&principal, &api.hash(), &request, None, &Origin::now("test"))
+        .score(&principal, &request, None, &Origin::now("test"))
         .await
         .unwrap();
     assert!(!first.replay);
@@ -763,7 +763,7 @@ async fn the_scorer_reads_once_writes_once_and_replays() {
     );
 
     let again = scorer
-        .score(&principal, &api.hash(), &request, None, &Origin::now("test"))
+        .score(&principal, &request, None, &Origin::now("test"))
         .await
         .unwrap();
     assert!(again.replay);
@@ -773,7 +773,7 @@ async fn the_scorer_reads_once_writes_once_and_replays() {
     let changed =
         ScoreRequest::parse_json(&String::from_utf8_lossy(body).replace("50000", "50001").into_bytes()).unwrap();
     let err = scorer
-        .score(&principal, &api.hash(), &changed, None, &Origin::now("test"))
+        .score(&principal, &changed, None, &Origin::now("test"))
         .await
         .unwrap_err();
     assert!(

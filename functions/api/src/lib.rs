@@ -31,19 +31,23 @@ use crate::routes::Route;
 use lambda_http::{Body, Request, Response};
 use std::sync::Arc;
 use std::time::Instant;
+use verdict::adapters::HttpJwks;
+use verdict::app::oidc::TokenVerifier;
 use verdict::app::scoring::Scorer;
 use verdict::domain::model::Model;
 use verdict::domain::Timestamp;
 use verdict::ports::ModelBlobs;
 
 /// Per-container state, built once in `main`: the scorer (store, blobs, model cache, fallback
-/// model), the API-key cache and the backtest jobs.
+/// model), the API-key cache, the OIDC token caches and the backtest jobs.
 pub struct App<S, B> {
     pub scorer: Scorer<S, B>,
     /// Backtest requests and results (the data bucket). `None`: a window too large to answer
     /// inline is a 503, and `GET /v1/backtests/{id}` finds nothing.
     pub backtests: Option<Arc<dyn BacktestQueue>>,
     keys: auth::KeyCache,
+    /// OIDC bearer tokens: the issuer and JWKS caches (HTTPS fetches, built on first use).
+    pub tokens: TokenVerifier,
     /// When this container started serving; the fallback model's activation time.
     started_at: Timestamp,
 }
@@ -54,6 +58,7 @@ impl<S: ApiStore, B: ModelBlobs> App<S, B> {
             scorer: Scorer::new(store, blobs, fallback),
             backtests: None,
             keys: auth::KeyCache::default(),
+            tokens: TokenVerifier::new(Arc::new(HttpJwks::default())),
             started_at: Timestamp::now(),
         }
     }

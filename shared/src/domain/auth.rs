@@ -166,16 +166,24 @@ pub enum AuthError {
     Expired,
     #[error("the API key has been revoked")]
     Revoked,
-    #[error("the API key lacks the {0} scope")]
+    #[error("the credential lacks the {0} scope")]
     MissingScope(Scope),
+    /// A bearer JWT that does not verify (see `domain::oidc`).
+    #[error("invalid token: {0}")]
+    Token(crate::domain::oidc::TokenError),
 }
 
 /// The caller, once authenticated: the tenant comes from here and nowhere else.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     pub tenant: TenantId,
+    /// The actor recorded on labels, reviews and audit entries: the API key's id (`vk_…`), or
+    /// `oidc:<sub>` for a token.
     pub key_id: String,
     pub scopes: BTreeSet<Scope>,
+    /// The API key's hash: a decision re-reads its item so a revocation stops it at once.
+    /// `None` for an OIDC token, which has no item (it is short-lived instead).
+    pub api_key: Option<KeyHash>,
 }
 
 impl Principal {
@@ -189,8 +197,8 @@ impl Principal {
 }
 
 impl KeyRecord {
-    /// Checks a looked-up record at `now` (epoch seconds).
-    pub fn authenticate(&self, now: i64) -> Result<Principal, AuthError> {
+    /// Checks the record looked up under `hash` at `now` (epoch seconds).
+    pub fn authenticate(&self, hash: &KeyHash, now: i64) -> Result<Principal, AuthError> {
         if self.revoked_at.is_some_and(|t| t <= now) {
             return Err(AuthError::Revoked);
         }
@@ -201,6 +209,7 @@ impl KeyRecord {
             tenant: self.tenant.clone(),
             key_id: self.key_id.clone(),
             scopes: self.scopes.clone(),
+            api_key: Some(hash.clone()),
         })
     }
 }
@@ -258,6 +267,7 @@ mod tests {
 
     #[test]
     fn refuses_expired_revoked_and_missing_scope() {
+        let h = KeyHash("0".repeat(64));
         let rec = KeyRecord {
             key_id: "vk_x".into(),
             tenant: TenantId::parse("acme").unwrap(),
@@ -266,19 +276,19 @@ mod tests {
             expires_at: Some(100),
             revoked_at: None,
         };
-        let p = rec.authenticate(99).unwrap();
+        let p = rec.authenticate(&h, 99).unwrap();
         assert_eq!(p.tenant.as_str(), "acme");
         assert!(p.require(Scope::TransactionsRead).is_ok());
         assert_eq!(
             p.require(Scope::TransactionsWrite),
             Err(AuthError::MissingScope(Scope::TransactionsWrite))
         );
-        assert_eq!(rec.authenticate(100), Err(AuthError::Expired));
+        assert_eq!(rec.authenticate(&h, 100), Err(AuthError::Expired));
         let revoked = KeyRecord {
             revoked_at: Some(50),
             ..rec
         };
-        assert_eq!(revoked.authenticate(60), Err(AuthError::Revoked));
+        assert_eq!(revoked.authenticate(&h, 60), Err(AuthError::Revoked));
     }
 
     #[test]
