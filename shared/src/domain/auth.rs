@@ -230,13 +230,11 @@ pub fn parse_ttl(raw: &str) -> Result<Option<i64>, DomainError> {
         'm' => 60,
         _ => return Err(bad("does not end in a unit d, h or m")),
     };
-    let n: i64 = num.parse().map_err(|_| {
-        if !num.is_empty() && num.bytes().all(|b| b.is_ascii_digit()) {
-            bad("is too long")
-        } else {
-            bad("is not a whole number and a unit")
-        }
-    })?;
+    // Digits only: `str::parse` would also take a sign (`+5d`, `-5d`).
+    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad("is not a whole number and a unit"));
+    }
+    let n: i64 = num.parse().map_err(|_| bad("is too long"))?;
     if n <= 0 {
         return Err(bad("must be positive"));
     }
@@ -311,6 +309,8 @@ mod tests {
             "9223372036854775807d",
             "0d",
             "-5d",
+            "+5d",
+            " 5d",
             "d",
         ] {
             let e = parse_ttl(raw).expect_err(raw);
@@ -323,5 +323,40 @@ mod tests {
             Some(106_751_991_167_300 * 86_400)
         );
         assert!(parse_ttl("106751991167301d").is_err());
+    }
+
+    /// Every string of up to four characters over an alphabet of digits, units, signs, spaces
+    /// and multi-byte characters, and every count of each unit around the overflow: a value or
+    /// an error naming the field, never a panic, and a value only for `<positive digits><unit>`.
+    #[test]
+    fn parse_ttl_never_panics_exhaustively() {
+        let alphabet = ['0', '1', '9', 'd', 'h', 'm', 'y', '-', '+', ' ', '.', 'é', '٣', '\u{0}', 'n'];
+        let mut inputs = vec![String::new()];
+        let mut frontier = vec![String::new()];
+        for _ in 0..4 {
+            frontier = frontier
+                .iter()
+                .flat_map(|p| alphabet.iter().map(move |c| format!("{p}{c}")))
+                .collect();
+            inputs.extend(frontier.iter().cloned());
+        }
+        for unit in ["d", "h", "m"] {
+            for digits in 1..=25 {
+                inputs.push(format!("{}{unit}", "9".repeat(digits)));
+            }
+        }
+        inputs.extend(["never".into(), "Never".into(), "neverd".into()]);
+        for raw in &inputs {
+            match parse_ttl(raw) {
+                Ok(None) => assert_eq!(raw, "never"),
+                Ok(Some(secs)) => {
+                    assert!(secs > 0, "{raw}");
+                    let (num, unit) = raw.split_at(raw.len() - 1);
+                    assert!(matches!(unit, "d" | "h" | "m") && num.bytes().all(|b| b.is_ascii_digit()), "{raw}");
+                }
+                Err(e) => assert_eq!(e.field, "expires-in", "{raw}"),
+            }
+        }
+        assert!(inputs.len() > 50_000);
     }
 }

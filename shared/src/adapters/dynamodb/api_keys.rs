@@ -51,6 +51,15 @@ pub(super) fn parse_key_record(item: &Item, key: &ItemKey) -> Result<KeyRecord, 
     })
 }
 
+/// The new key of a rotation; its tenant and scopes are the old key's.
+#[derive(Debug, Clone)]
+pub struct NewKey<'a> {
+    pub hash: &'a KeyHash,
+    pub key_id: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+}
+
 /// A key rotated by [`DynamoStore::rotate_key`]: the old record as it now stands, and the new one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rotated {
@@ -122,35 +131,46 @@ impl DynamoStore {
         }
     }
 
-    /// Rotates a tenant's key: stores `new` (same tenant and scopes, made by the caller) and
-    /// sets the old key's expiry to `not_after`, or keeps it when it is sooner: a rotation never
-    /// extends a key. One transaction; refused (NotFound) if the old key is revoked, another
-    /// tenant's, or changed since it was read.
-    pub async fn rotate_key(
-        &self,
-        tenant: &TenantId,
-        key_id: &str,
-        new_hash: &KeyHash,
-        new: &KeyRecord,
-        not_after: i64,
-    ) -> Result<Rotated, StoreError> {
-        let not_found = || StoreError::NotFound(format!("API key {key_id}"));
-        if key_id.is_empty() || key_id.len() > 200 || new.tenant != *tenant {
-            return Err(not_found());
+    /// The tenant's key with this id, read through its key-id entry.
+    async fn key_item_by_id(&self, tenant: &TenantId, key_id: &str) -> Result<Option<(ItemKey, KeyRecord)>, StoreError> {
+        if key_id.is_empty() || key_id.len() > 200 {
+            return Ok(None);
         }
         let index_key = Keys::new(tenant).key_id(key_id);
         let Some(index) = self.get(&index_key).await? else {
-            return Err(not_found());
+            return Ok(None);
         };
         let hash = KeyHash(get_s(&index, "hash", &index_key)?.to_owned());
         let key = api_key(&hash).ok_or_else(|| corrupt(&index_key, "hash is not a SHA-256 hex digest"))?;
         let Some(item) = self.get(&key).await? else {
+            return Ok(None);
+        };
+        let rec = parse_key_record(&item, &key)?;
+        Ok((rec.tenant == *tenant).then_some((key, rec)))
+    }
+
+    /// Rotates a tenant's key: stores a new key with the old one's tenant and scopes, and sets
+    /// the old key's expiry to `not_after`, or keeps it when it is sooner: a rotation never
+    /// extends a key. One transaction; NotFound if the old key is missing, revoked, another
+    /// tenant's, or changed since it was read.
+    pub async fn rotate_key(&self, tenant: &TenantId, key_id: &str, new: NewKey<'_>, not_after: i64) -> Result<Rotated, StoreError> {
+        let not_found = || StoreError::NotFound(format!("API key {key_id}"));
+        let Some((key, old)) = self.key_item_by_id(tenant, key_id).await? else {
             return Err(not_found());
         };
-        let old = parse_key_record(&item, &key)?;
-        if old.tenant != *tenant || old.revoked_at.is_some() {
+        if old.revoked_at.is_some() {
             return Err(not_found());
         }
+        let index_key = Keys::new(tenant).key_id(key_id);
+        let new_rec = KeyRecord {
+            key_id: new.key_id,
+            tenant: old.tenant.clone(),
+            scopes: old.scopes.clone(),
+            created_at: new.created_at,
+            expires_at: new.expires_at,
+            revoked_at: None,
+        };
+        let new_hash = new.hash;
         let expires = old.expires_at.map_or(not_after, |t| t.min(not_after));
         let mut values = HashMap::from([(":t".to_owned(), s(tenant.as_str())), (":exp".to_owned(), n(expires))]);
         // Conditional on the expiry read, so a concurrent rotation cannot be undone.
@@ -186,7 +206,7 @@ impl DynamoStore {
                 .expression_attribute_values(":exp", n(expires))
                 .build(),
         )?;
-        let mut items = self.new_key_puts(new_hash, new)?.to_vec();
+        let mut items = self.new_key_puts(new_hash, &new_rec)?.to_vec();
         items.push(TransactWriteItem::builder().update(old_update).build());
         items.push(TransactWriteItem::builder().update(index_update).build());
         match self.transact(items, "TransactWriteItems (rotate key)").await? {
@@ -195,7 +215,7 @@ impl DynamoStore {
                     expires_at: Some(expires),
                     ..old
                 },
-                new: new.clone(),
+                new: new_rec,
             }),
             Transacted::ConditionFailed(_) => Err(not_found()),
             Transacted::Refused(codes) => Err(StoreError::Rejected(format!("rotate key: {codes:?}"))),

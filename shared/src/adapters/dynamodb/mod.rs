@@ -45,7 +45,7 @@ mod tenant_config;
 
 pub use aggregates::*;
 use api_keys::*;
-pub use api_keys::Rotated;
+pub use api_keys::{NewKey, Rotated};
 use codec::*;
 use decisions::*;
 pub use jobs::*;
