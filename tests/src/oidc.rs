@@ -86,7 +86,11 @@ impl SigningKey {
 pub fn forged_none(kid: &str, claims: &Value) -> String {
     use base64::Engine;
     let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
-    format!("{}.{}.", b64(&json!({"alg": "none", "kid": kid, "typ": "JWT"})), b64(claims))
+    format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none", "kid": kid, "typ": "JWT"})),
+        b64(claims)
+    )
 }
 
 pub fn forged_hs256(public: &SigningKey, claims: &Value) -> String {

@@ -278,7 +278,6 @@ async fn fifty_concurrent_duplicates_make_one_decision_and_count_once() {
     );
 }
 
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_authenticated_route_refuses_every_bad_credential() {
     let api = ApiStack::new().await;

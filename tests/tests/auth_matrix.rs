@@ -95,7 +95,11 @@ async fn rs256_and_es256_tokens_score_read_and_act_as_their_subject() {
     let r = o.send(&post, &rs).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["id"], id);
-    assert_eq!(o.jwks.hits(), 1, "the JWKS was fetched once and then served from the cache");
+    assert_eq!(
+        o.jwks.hits(),
+        1,
+        "the JWKS was fetched once and then served from the cache"
+    );
 
     // The actor a token records is `oidc:<sub>`.
     let label = Event::load("label-transaction").path(&format!("/v1/transactions/{id}/label"));
@@ -116,38 +120,83 @@ async fn every_bad_token_is_a_401_naming_why_and_stores_nothing() {
     let stranger = SigningKey::ec("ec-1");
     let cases: Vec<(&str, String, &str)> = vec![
         ("expired", o.rsa.sign(&o.with("exp", json!(now - 120))), "expired"),
-        ("not yet valid", o.rsa.sign(&o.with("nbf", json!(now + 600))), "not valid yet"),
-        ("issued in the future", o.ec.sign(&o.with("iat", json!(now + 600))), "not valid yet"),
-        ("wrong issuer", o.rsa.sign(&o.with("iss", json!("https://evil.example/"))), "issuer"),
-        ("wrong audience", o.rsa.sign(&o.with("aud", json!("another-api"))), "audience"),
-        ("no audience", {
-            let mut c = o.all();
-            c.as_object_mut().unwrap().remove("aud");
-            o.rsa.sign(&c)
-        }, "audience"),
-        ("unknown kid", SigningKey::rsa("rsa-unknown").sign(&o.all()), "no usable key"),
+        (
+            "not yet valid",
+            o.rsa.sign(&o.with("nbf", json!(now + 600))),
+            "not valid yet",
+        ),
+        (
+            "issued in the future",
+            o.ec.sign(&o.with("iat", json!(now + 600))),
+            "not valid yet",
+        ),
+        (
+            "wrong issuer",
+            o.rsa.sign(&o.with("iss", json!("https://evil.example/"))),
+            "issuer",
+        ),
+        (
+            "wrong audience",
+            o.rsa.sign(&o.with("aud", json!("another-api"))),
+            "audience",
+        ),
+        (
+            "no audience",
+            {
+                let mut c = o.all();
+                c.as_object_mut().unwrap().remove("aud");
+                o.rsa.sign(&c)
+            },
+            "audience",
+        ),
+        (
+            "unknown kid",
+            SigningKey::rsa("rsa-unknown").sign(&o.all()),
+            "no usable key",
+        ),
         ("known kid, other key", stranger.sign(&o.all()), "signature"),
         ("alg none", forged_none("rsa-1", &o.all()), "algorithm"),
         ("HS256 with the public key", forged_hs256(&o.rsa, &o.all()), "algorithm"),
-        ("too long-lived", o.rsa.sign(&o.with("exp", json!(now - 5 + 3_601))), "longer"),
+        (
+            "too long-lived",
+            {
+                // Relative to the token's own iat, so a second ticking over cannot make it fit.
+                let mut c = o.all();
+                c["exp"] = json!(c["iat"].as_i64().unwrap() + 3_601);
+                o.rsa.sign(&c)
+            },
+            "longer",
+        ),
         ("other tenant", o.rsa.sign(&o.with("tenant", json!("globex"))), "tenant"),
-        ("no tenant", {
-            let mut c = o.all();
-            c.as_object_mut().unwrap().remove("tenant");
-            o.rsa.sign(&c)
-        }, "tenant"),
-        ("no iat", {
-            let mut c = o.all();
-            c.as_object_mut().unwrap().remove("iat");
-            o.rsa.sign(&c)
-        }, "iat"),
-        ("tampered payload", {
-            let t = o.rsa.sign(&o.all());
-            let other = o.rsa.sign(&o.with("sub", json!("mallory")));
-            let p: Vec<&str> = t.split('.').collect();
-            let q: Vec<&str> = other.split('.').collect();
-            format!("{}.{}.{}", p[0], q[1], p[2])
-        }, "signature"),
+        (
+            "no tenant",
+            {
+                let mut c = o.all();
+                c.as_object_mut().unwrap().remove("tenant");
+                o.rsa.sign(&c)
+            },
+            "tenant",
+        ),
+        (
+            "no iat",
+            {
+                let mut c = o.all();
+                c.as_object_mut().unwrap().remove("iat");
+                o.rsa.sign(&c)
+            },
+            "iat",
+        ),
+        (
+            "tampered payload",
+            {
+                let t = o.rsa.sign(&o.all());
+                let other = o.rsa.sign(&o.with("sub", json!("mallory")));
+                let p: Vec<&str> = t.split('.').collect();
+                let q: Vec<&str> = other.split('.').collect();
+                format!("{}.{}.{}", p[0], q[1], p[2])
+            },
+            "signature",
+        ),
     ];
     let post = Event::load("post-transaction");
     let models = Event::load("get-active-model");
@@ -160,7 +209,10 @@ async fn every_bad_token_is_a_401_naming_why_and_stores_nothing() {
                 r.header("www-authenticate").unwrap().contains("invalid_token"),
                 "{name}"
             );
-            assert!(!r.body.to_string().contains(token.as_str()), "{name}: the token is echoed");
+            assert!(
+                !r.body.to_string().contains(token.as_str()),
+                "{name}: the token is echoed"
+            );
         }
     }
     let get = Event::load("get-transaction");
@@ -227,7 +279,10 @@ async fn an_issuer_that_is_down_is_a_503_with_retry_after_never_a_500() {
     assert_eq!(response.headers()["retry-after"], "1");
     let body: Value = serde_json::from_slice(response.body().as_ref()).unwrap();
     assert_eq!(body["type"], "https://verdict.dev/problems/unavailable", "{body}");
-    assert!(!body.to_string().contains("127.0.0.1"), "the JWKS address is logged, not sent: {body}");
+    assert!(
+        !body.to_string().contains("127.0.0.1"),
+        "the JWKS address is logged, not sent: {body}"
+    );
 }
 
 /// Another tenant's credential, key or token, never reads or writes acme's data.
@@ -285,7 +340,11 @@ async fn every_route_answers_tokens_exactly() {
     let valid = o.ec.sign(&o.all());
     for (name, scope) in AUTHENTICATED {
         let event = Event::load(name);
-        for (token, why) in [(&expired, "expired"), (&wrong_aud, "audience"), (&other_tenant, "tenant")] {
+        for (token, why) in [
+            (&expired, "expired"),
+            (&wrong_aud, "audience"),
+            (&other_tenant, "tenant"),
+        ] {
             let r = o.send(&event, token).await;
             r.assert_problem(401, "unauthenticated");
             assert!(detail(&r).contains(why), "{name}: {}", r.body);

@@ -508,7 +508,11 @@ async fn api_keys_are_stored_by_hash_looked_up_and_revoked() {
     assert!(stored.authenticate(&api.hash(), 1_799_999_999).is_ok());
     // The scoring batch re-reads the key, so a revocation holds on the next request.
     let t = tx("tx-1", "2018-08-08T10:00:00Z", 1, "c", "t");
-    let snap = st.store.load_for_scoring(&acme, Some(&api.hash()), &t, None).await.unwrap();
+    let snap = st
+        .store
+        .load_for_scoring(&acme, Some(&api.hash()), &t, None)
+        .await
+        .unwrap();
     assert_eq!(snap.key.unwrap().revoked_at, Some(1_800_000_000));
 }
 
@@ -788,4 +792,148 @@ async fn the_scorer_reads_once_writes_once_and_replays() {
         .unwrap()
         .window(day, day);
     assert_eq!((c.count, c.amount_minor), (1, 50_000));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_are_listed_per_tenant_and_a_rotation_never_extends_the_old_key() {
+    use verdict::adapters::dynamodb::NewKey;
+    let st = Stack::new().await;
+    let (acme, globex) = (tenant("acme"), tenant("globex"));
+    let a1 = ApiKey::generate();
+    let r1 = KeyRecord {
+        created_at: 1_700_000_000,
+        expires_at: Some(1_700_100_000),
+        ..key_record(&acme, &a1)
+    };
+    st.store.put_key(&a1.hash(), &r1).await.unwrap();
+    let a2 = ApiKey::generate();
+    let r2 = KeyRecord {
+        created_at: 1_700_000_100,
+        expires_at: None,
+        ..key_record(&acme, &a2)
+    };
+    st.store.put_key(&a2.hash(), &r2).await.unwrap();
+    let g = ApiKey::generate();
+    st.store.put_key(&g.hash(), &key_record(&globex, &g)).await.unwrap();
+
+    let listed = st.store.list_keys(&acme).await.unwrap();
+    assert_eq!(
+        listed,
+        vec![r1.clone(), r2.clone()],
+        "acme's keys, oldest first, nobody else's"
+    );
+    assert_eq!(st.store.list_keys(&globex).await.unwrap().len(), 1);
+
+    // Rotating r1 (expiring at 1_700_100_000) with a grace ending later keeps its expiry.
+    let n1 = ApiKey::generate();
+    let new = NewKey {
+        hash: &n1.hash(),
+        key_id: n1.key_id(),
+        created_at: 1_700_000_200,
+        expires_at: Some(1_800_000_000),
+    };
+    let rotated = st
+        .store
+        .rotate_key(&acme, &r1.key_id, new, 1_750_000_000)
+        .await
+        .unwrap();
+    assert_eq!(rotated.old.expires_at, Some(1_700_100_000), "never extended");
+    assert_eq!((&rotated.new.tenant, &rotated.new.scopes), (&acme, &r1.scopes));
+    assert_eq!(st.store.key(&n1.hash()).await.unwrap(), Some(rotated.new.clone()));
+    // Rotating r2 (no expiry) sets it to the end of the grace.
+    let n2 = ApiKey::generate();
+    let new = NewKey {
+        hash: &n2.hash(),
+        key_id: n2.key_id(),
+        created_at: 1_700_000_300,
+        expires_at: None,
+    };
+    let rotated = st
+        .store
+        .rotate_key(&acme, &r2.key_id, new, 1_700_086_400)
+        .await
+        .unwrap();
+    assert_eq!(rotated.old.expires_at, Some(1_700_086_400));
+    assert_eq!(
+        st.store.key(&a2.hash()).await.unwrap().unwrap().expires_at,
+        Some(1_700_086_400)
+    );
+    assert_eq!(st.store.list_keys(&acme).await.unwrap().len(), 4);
+
+    // Another tenant's, a revoked or an unknown key is not rotated, and nothing is written.
+    let n3 = ApiKey::generate();
+    let h3 = n3.hash();
+    let mk = || NewKey {
+        hash: &h3,
+        key_id: n3.key_id(),
+        created_at: 1,
+        expires_at: None,
+    };
+    assert!(matches!(
+        st.store.rotate_key(&globex, &r1.key_id, mk(), 2).await,
+        Err(StoreError::NotFound(_))
+    ));
+    st.store.revoke_key(&acme, &r2.key_id, 1_700_000_400).await.unwrap();
+    assert!(matches!(
+        st.store.rotate_key(&acme, &r2.key_id, mk(), 2).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        st.store.rotate_key(&acme, "vk_000000000000", mk(), 2).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(st.store.key(&h3).await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_issuer_serves_one_tenant_and_is_listed_and_removed_by_it() {
+    use verdict::domain::oidc::IssuerConfig;
+    use verdict::ports::oidc::IssuerStore;
+    let st = Stack::new().await;
+    let (acme, globex) = (tenant("acme"), tenant("globex"));
+    let c = IssuerConfig::new(
+        "https://idp.example/acme",
+        "https://idp.example/jwks",
+        "verdict",
+        acme.clone(),
+        Some("org"),
+        Some("permissions"),
+        Some(900),
+        Some(30),
+    )
+    .unwrap();
+    assert!(st.store.put_issuer(&c, 1_700_000_000).await.unwrap());
+    let taken = IssuerConfig {
+        tenant: globex.clone(),
+        ..c.clone()
+    };
+    assert!(
+        !st.store.put_issuer(&taken, 1_700_000_001).await.unwrap(),
+        "one issuer, one tenant"
+    );
+    assert_eq!(st.store.issuer(&c.issuer).await.unwrap(), Some(c.clone()));
+    assert_eq!(st.store.issuer("https://idp.example/other").await.unwrap(), None);
+    assert_eq!(st.store.list_issuers(&acme).await.unwrap(), vec![c.clone()]);
+    assert!(st.store.list_issuers(&globex).await.unwrap().is_empty());
+    assert!(
+        !st.store.remove_issuer(&globex, &c.issuer).await.unwrap(),
+        "not globex's"
+    );
+    assert!(st.store.remove_issuer(&acme, &c.issuer).await.unwrap());
+    assert_eq!(st.store.issuer(&c.issuer).await.unwrap(), None);
+
+    // An item edited into something the checks refuse is no issuer, never a 5xx.
+    assert!(st.store.put_issuer(&c, 1_700_000_002).await.unwrap());
+    let key = verdict::adapters::dynamodb::issuer(&c.issuer);
+    st.dynamodb
+        .update_item()
+        .table_name(&st.table)
+        .key("pk", AttributeValue::S(key.pk.clone()))
+        .key("sk", AttributeValue::S(key.sk.clone()))
+        .update_expression("SET jwks_url = :u")
+        .expression_attribute_values(":u", AttributeValue::S("http://evil.example/jwks".into()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(st.store.issuer(&c.issuer).await.unwrap(), None);
 }

@@ -166,7 +166,10 @@ fn list(a: ListArgs) -> anyhow::Result<()> {
 }
 
 fn list_header() -> String {
-    format!("{:<16} {:<8} {:<21} {:<21} {:<21} SCOPES", "KEY ID", "STATE", "CREATED", "EXPIRES", "REVOKED")
+    format!(
+        "{:<16} {:<8} {:<21} {:<21} {:<21} SCOPES",
+        "KEY ID", "STATE", "CREATED", "EXPIRES", "REVOKED"
+    )
 }
 
 /// One listed key: never the key, never its hash.
@@ -326,7 +329,10 @@ mod tests {
         };
         let line = list_line(&rec, 1_800_000_050);
         assert!(line.starts_with("vk_0123456789ab  active "), "{line}");
-        assert!(line.contains("2027-01-15T08:00:00Z") && line.ends_with("transactions:read,reviews:write"), "{line}");
+        assert!(
+            line.contains("2027-01-15T08:00:00Z") && line.ends_with("transactions:read,reviews:write"),
+            "{line}"
+        );
         assert!(list_line(&rec, 1_800_000_100).contains(" expired "));
         let revoked = KeyRecord {
             revoked_at: Some(1_800_000_010),

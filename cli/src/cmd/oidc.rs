@@ -198,7 +198,9 @@ mod tests {
     #[test]
     fn bad_settings_name_their_flag() {
         assert!(config_of(&args("https://idp.example/jwks", 3600)).is_ok());
-        let e = config_of(&args("http://idp.example/jwks", 3600)).unwrap_err().to_string();
+        let e = config_of(&args("http://idp.example/jwks", 3600))
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("--jwks-url: "), "{e}");
         let e = config_of(&args("https://idp.example/jwks", 0)).unwrap_err().to_string();
         assert!(e.starts_with("--max-lifetime: "), "{e}");

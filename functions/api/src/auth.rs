@@ -161,7 +161,10 @@ mod tests {
         );
         assert!(matches!(bearer(&h), Ok(Bearer::Key(k)) if k == key.hash()));
         let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln";
-        h.insert(header::AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {jwt}")).unwrap());
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {jwt}")).unwrap(),
+        );
         assert!(matches!(bearer(&h), Ok(Bearer::Token(t)) if t == jwt));
         for bad in [
             "Basic dXNlcjpwYXNz",

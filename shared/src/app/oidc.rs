@@ -337,7 +337,10 @@ mod tests {
         let t = a.sign(claims());
         assert!(err(run(v.principal(&store, &t, Scope::TransactionsRead, NOW))).starts_with("jwks:"));
         // Not a JWKS, or too large: also the issuer's fault, not the token's.
-        for doc in ["<html>", &format!("{{\"keys\":[],\"x\":\"{}\"}}", "a".repeat(MAX_JWKS_BYTES))] {
+        for doc in [
+            "<html>",
+            &format!("{{\"keys\":[],\"x\":\"{}\"}}", "a".repeat(MAX_JWKS_BYTES)),
+        ] {
             assert!(parse_jwks("u", doc.as_bytes()).is_err());
         }
         let (store, jwks, v) = setup();

@@ -345,8 +345,8 @@ pub fn decide(
 
 #[cfg(test)]
 mod tests {
-    use crate::domain::auth::KeyHash;
     use super::*;
+    use crate::domain::auth::KeyHash;
     use crate::domain::auth::{ApiKey, KeyRecord, Scope};
     use crate::domain::decision::Decision;
     use crate::domain::model::stump_artifact;
@@ -476,9 +476,7 @@ mod tests {
 
     impl Fixture {
         fn score(&self, r: &ScoreRequest, idem: Option<&IdempotencyKey>) -> Result<Scored, ScoreError> {
-            run(self
-                .scorer
-                .score(&self.principal, r, idem, &Origin::now("req-1")))
+            run(self.scorer.score(&self.principal, r, idem, &Origin::now("req-1")))
         }
 
         fn customer_count(&self) -> u64 {
@@ -606,9 +604,7 @@ mod tests {
             tenant: TenantId::parse("globex").unwrap(),
             ..f.principal.clone()
         };
-        let r = run(f
-            .scorer
-            .score(&other, &body("tx-1", 500), None, &Origin::now("r")));
+        let r = run(f.scorer.score(&other, &body("tx-1", 500), None, &Origin::now("r")));
         assert!(matches!(r, Err(ScoreError::Auth(_))));
         let mut rec = run(f.scorer.store.key(&f.key)).unwrap().unwrap();
         rec.revoked_at = Some(1);

@@ -330,7 +330,9 @@ mod tests {
     /// an error naming the field, never a panic, and a value only for `<positive digits><unit>`.
     #[test]
     fn parse_ttl_never_panics_exhaustively() {
-        let alphabet = ['0', '1', '9', 'd', 'h', 'm', 'y', '-', '+', ' ', '.', 'é', '٣', '\u{0}', 'n'];
+        let alphabet = [
+            '0', '1', '9', 'd', 'h', 'm', 'y', '-', '+', ' ', '.', 'é', '٣', '\u{0}', 'n',
+        ];
         let mut inputs = vec![String::new()];
         let mut frontier = vec![String::new()];
         for _ in 0..4 {
@@ -352,7 +354,10 @@ mod tests {
                 Ok(Some(secs)) => {
                     assert!(secs > 0, "{raw}");
                     let (num, unit) = raw.split_at(raw.len() - 1);
-                    assert!(matches!(unit, "d" | "h" | "m") && num.bytes().all(|b| b.is_ascii_digit()), "{raw}");
+                    assert!(
+                        matches!(unit, "d" | "h" | "m") && num.bytes().all(|b| b.is_ascii_digit()),
+                        "{raw}"
+                    );
                 }
                 Err(e) => assert_eq!(e.field, "expires-in", "{raw}"),
             }

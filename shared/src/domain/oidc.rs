@@ -113,8 +113,12 @@ fn bad(field: &'static str, why: impl Into<String>) -> DomainError {
 /// A claim name: short, visible ASCII.
 fn claim_name(field: &'static str, raw: &str) -> Result<String, DomainError> {
     let ok = !raw.is_empty() && raw.len() <= 64 && raw.bytes().all(|b| b.is_ascii_graphic());
-    ok.then(|| raw.to_owned())
-        .ok_or_else(|| bad(field, format!("{raw:?} is not a claim name (1-64 visible ASCII characters)")))
+    ok.then(|| raw.to_owned()).ok_or_else(|| {
+        bad(
+            field,
+            format!("{raw:?} is not a claim name (1-64 visible ASCII characters)"),
+        )
+    })
 }
 
 /// Checks a JWKS address: https anywhere, plain http only on the loopback host (tests).
@@ -154,11 +158,17 @@ impl IssuerConfig {
         leeway_secs: Option<i64>,
     ) -> Result<IssuerConfig, DomainError> {
         if issuer.is_empty() || issuer.len() > 1024 || issuer.chars().any(char::is_control) {
-            return Err(bad("issuer", format!("{issuer:?} is not an issuer (1-1024 characters)")));
+            return Err(bad(
+                "issuer",
+                format!("{issuer:?} is not an issuer (1-1024 characters)"),
+            ));
         }
         check_jwks_url(jwks_url)?;
         if audience.is_empty() || audience.len() > 1024 || audience.chars().any(char::is_control) {
-            return Err(bad("audience", format!("{audience:?} is not an audience (1-1024 characters)")));
+            return Err(bad(
+                "audience",
+                format!("{audience:?} is not an audience (1-1024 characters)"),
+            ));
         }
         let max_lifetime_secs = max_lifetime_secs.unwrap_or(DEFAULT_MAX_LIFETIME_SECS);
         if !(1..=MAX_MAX_LIFETIME_SECS).contains(&max_lifetime_secs) {
@@ -169,7 +179,10 @@ impl IssuerConfig {
         }
         let leeway_secs = leeway_secs.unwrap_or(DEFAULT_LEEWAY_SECS);
         if !(0..=MAX_LEEWAY_SECS).contains(&leeway_secs) {
-            return Err(bad("leeway", format!("{leeway_secs} s is outside 0..={MAX_LEEWAY_SECS} s")));
+            return Err(bad(
+                "leeway",
+                format!("{leeway_secs} s is outside 0..={MAX_LEEWAY_SECS} s"),
+            ));
         }
         Ok(IssuerConfig {
             issuer: issuer.to_owned(),
@@ -447,11 +460,18 @@ mod tests {
         }
         let t = format!("{}.{body}.sig", segment(json!({"alg": "RS256"})));
         assert_eq!(inspect(&t), Err(TokenError::NoKeyId));
-        let t = format!("{}.{}.sig", segment(json!({"alg": "ES256", "kid": "k"})), segment(json!({})));
+        let t = format!(
+            "{}.{}.sig",
+            segment(json!({"alg": "ES256", "kid": "k"})),
+            segment(json!({}))
+        );
         assert_eq!(inspect(&t), Err(TokenError::Claim("iss")));
         let t = format!("{}.{body}.sig", segment(json!({"alg": "ES256", "kid": "k"})));
         let u = inspect(&t).unwrap();
-        assert_eq!((u.issuer.as_str(), u.kid.as_str(), u.alg), ("https://idp.example/", "k", Algorithm::ES256));
+        assert_eq!(
+            (u.issuer.as_str(), u.kid.as_str(), u.alg),
+            ("https://idp.example/", "k", Algorithm::ES256)
+        );
     }
 
     #[test]
@@ -478,10 +498,7 @@ mod tests {
         assert_eq!(with("nbf", json!(now + 61)), Err(TokenError::NotYetValid));
         assert!(with("nbf", json!(now + 59)).is_ok());
         assert_eq!(with("iat", json!(now + 61)), Err(TokenError::NotYetValid));
-        assert_eq!(
-            with("iat", json!(now + 600 - 3_601)),
-            Err(TokenError::TooLongLived)
-        );
+        assert_eq!(with("iat", json!(now + 600 - 3_601)), Err(TokenError::TooLongLived));
         assert_eq!(with("exp", json!("soon")), Err(TokenError::Claim("exp")));
         assert_eq!(with("exp", json!(1.5e9)), Err(TokenError::Claim("exp")));
         assert_eq!(with("tenant", json!("globex")), Err(TokenError::OtherTenant));

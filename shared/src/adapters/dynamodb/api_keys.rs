@@ -132,7 +132,11 @@ impl DynamoStore {
     }
 
     /// The tenant's key with this id, read through its key-id entry.
-    async fn key_item_by_id(&self, tenant: &TenantId, key_id: &str) -> Result<Option<(ItemKey, KeyRecord)>, StoreError> {
+    async fn key_item_by_id(
+        &self,
+        tenant: &TenantId,
+        key_id: &str,
+    ) -> Result<Option<(ItemKey, KeyRecord)>, StoreError> {
         if key_id.is_empty() || key_id.len() > 200 {
             return Ok(None);
         }
@@ -153,7 +157,13 @@ impl DynamoStore {
     /// the old key's expiry to `not_after`, or keeps it when it is sooner: a rotation never
     /// extends a key. One transaction; NotFound if the old key is missing, revoked, another
     /// tenant's, or changed since it was read.
-    pub async fn rotate_key(&self, tenant: &TenantId, key_id: &str, new: NewKey<'_>, not_after: i64) -> Result<Rotated, StoreError> {
+    pub async fn rotate_key(
+        &self,
+        tenant: &TenantId,
+        key_id: &str,
+        new: NewKey<'_>,
+        not_after: i64,
+    ) -> Result<Rotated, StoreError> {
         let not_found = || StoreError::NotFound(format!("API key {key_id}"));
         let Some((key, old)) = self.key_item_by_id(tenant, key_id).await? else {
             return Err(not_found());

@@ -21,8 +21,7 @@ fn issuer_item(c: &IssuerConfig, created_at: i64) -> Item {
     item
 }
 
-/// Re-checked on read: a hand-edited item that no longer passes is unreadable (a 401 for its
-/// tokens, logged), never a looser issuer.
+/// Re-checked on read: a hand-edited item that no longer passes is unreadable, never a looser issuer.
 fn parse_issuer(item: &Item, key: &ItemKey) -> Result<IssuerConfig, StoreError> {
     let tenant = TenantId::parse(get_s(item, "tenant", key)?).map_err(|e| corrupt(key, e.to_string()))?;
     IssuerConfig::new(
@@ -94,8 +93,15 @@ impl IssuerStore for DynamoStore {
         let key = issuer(iss);
         match self.get(&key).await? {
             None => Ok(None),
-            // The hash matched; the stored `iss` must too.
-            Some(item) => Ok(Some(parse_issuer(&item, &key)?).filter(|c| c.issuer == iss)),
+            // The hash matched; the stored `iss` must too. An item gone odd refuses its tokens
+            // (logged), never a 5xx for every one of them.
+            Some(item) => match parse_issuer(&item, &key) {
+                Ok(c) => Ok((c.issuer == iss).then_some(c)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "unreadable OIDC issuer item: its tokens are refused");
+                    Ok(None)
+                }
+            },
         }
     }
 }

@@ -282,7 +282,10 @@ pub fn api_key(hash: &KeyHash) -> Option<ItemKey> {
 /// known, and the item names the one tenant the issuer may authenticate.
 pub fn issuer(iss: &str) -> ItemKey {
     use sha2::Digest;
-    ItemKey::new(format!("ISSUER#{}", hex::encode(sha2::Sha256::digest(iss.as_bytes()))), "ISSUER")
+    ItemKey::new(
+        format!("ISSUER#{}", hex::encode(sha2::Sha256::digest(iss.as_bytes()))),
+        "ISSUER",
+    )
 }
 
 /// The `gsi1` and `gsi2` sort key of a decision: [`history_time`], then the id.

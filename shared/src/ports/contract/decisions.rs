@@ -183,7 +183,10 @@ pub async fn decision_store<S: DecisionStore>(store: &S, seed: &impl Seed) {
     );
     assert_eq!(store.decision(&acme, &t9.id).await.unwrap(), None);
     assert_eq!(store.decision(&acme, &t1.id).await.unwrap(), Some(r1.clone()));
-    let snap = store.load_for_scoring(&acme, Some(&key.hash()), &t1, None).await.unwrap();
+    let snap = store
+        .load_for_scoring(&acme, Some(&key.hash()), &t1, None)
+        .await
+        .unwrap();
     assert_eq!(snap.customer, expected, "a refused commit adds nothing");
 
     // History: newest first, paged without gaps or repeats, only this customer's.
