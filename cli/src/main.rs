@@ -33,8 +33,10 @@ enum Command {
     Score(cmd::score::Args),
     /// Replay a ruleset over a labelled transaction file: per-rule hits, precision, recall, mix
     Backtest(cmd::backtest::Args),
-    /// Create or revoke API keys (stored as hashes in the table)
+    /// Create, list, rotate or revoke API keys (stored as hashes in the table)
     Keys(cmd::keys::Args),
+    /// Add, list or remove the OIDC issuers whose bearer JWTs the api accepts
+    Oidc(cmd::oidc::Args),
     /// Show or change how many items a tenant's customer and terminal aggregates are split over
     Shards(cmd::shards::Args),
     /// Create the table and buckets if missing; optionally upload and activate a tenant's model
@@ -57,6 +59,7 @@ fn main() {
         Command::Score(a) => cmd::score::run(a),
         Command::Backtest(a) => cmd::backtest::run(a),
         Command::Keys(a) => cmd::keys::run(a),
+        Command::Oidc(a) => cmd::oidc::run(a),
         Command::Shards(a) => cmd::shards::run(a),
         Command::Bootstrap(a) => cmd::bootstrap::run(a),
         Command::History(a) => cmd::history::run(a),

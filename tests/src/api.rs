@@ -23,6 +23,44 @@ pub const PLACEHOLDER_AUTH: &str = "Bearer vk_test_REPLACE_ME";
 pub const ALL_SCOPES: &str =
     "transactions:write,transactions:read,models:read,models:write,rules:read,rules:write,lists:write,labels:write,reviews:read,reviews:write";
 
+/// Every route that needs a credential (a sample event of events/api/), with the scope it needs.
+pub const AUTHENTICATED: [(&str, &str); 34] = [
+    ("post-transaction", "transactions:write"),
+    ("get-transaction", "transactions:read"),
+    ("label-transaction", "labels:write"),
+    ("list-transactions", "transactions:read"),
+    ("get-active-model", "models:read"),
+    ("list-models", "models:read"),
+    ("get-model", "models:read"),
+    ("activate-model", "models:write"),
+    ("rollback-model", "models:write"),
+    ("validate-rule", "rules:read"),
+    ("save-rule", "rules:write"),
+    ("list-rules", "rules:read"),
+    ("get-rule", "rules:read"),
+    ("create-ruleset", "rules:write"),
+    ("list-rulesets", "rules:read"),
+    ("get-active-ruleset", "rules:read"),
+    ("rollback-ruleset", "rules:write"),
+    ("get-ruleset", "rules:read"),
+    ("publish-ruleset", "rules:write"),
+    ("activate-ruleset", "rules:write"),
+    ("backtest-ruleset", "rules:read"),
+    ("get-backtest", "rules:read"),
+    ("create-list", "lists:write"),
+    ("list-lists", "rules:read"),
+    ("get-list", "rules:read"),
+    ("list-entries", "rules:read"),
+    ("add-entries", "lists:write"),
+    ("remove-entries", "lists:write"),
+    ("list-audit", "rules:read"),
+    ("list-reviews", "reviews:read"),
+    ("get-review", "reviews:read"),
+    ("claim-review", "reviews:write"),
+    ("release-review", "reviews:write"),
+    ("resolve-review", "reviews:write"),
+];
+
 /// A small real model: a month of a small simulated population, 40 shallow trees. Trained once
 /// per test binary (about a second).
 pub fn trained_model() -> &'static Model {

@@ -14,6 +14,7 @@
 pub mod api;
 pub mod events;
 pub mod faults;
+pub mod oidc;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;

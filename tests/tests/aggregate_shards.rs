@@ -40,7 +40,7 @@ async fn key(st: &Stack, tenant: &TenantId) -> KeyHash {
 
 /// One decision as the api makes it: read, then commit on what the read planned.
 async fn decide(store: &DynamoStore, tenant: &TenantId, key: &KeyHash, t: &Transaction) -> ScoringSnapshot {
-    let snap = store.load_for_scoring(tenant, key, t, None).await.unwrap();
+    let snap = store.load_for_scoring(tenant, Some(key), t, None).await.unwrap();
     let r = record(t, "fp");
     let commit = DecisionCommit {
         record: &r,
@@ -125,7 +125,7 @@ async fn a_busy_terminal_spreads_over_its_shards_and_every_read_sums_them() {
     assert_eq!(agg.window(day, day).amount_minor, (0..40).map(|i| 100 + i).sum::<i64>());
     let snap = st
         .store
-        .load_for_scoring(&tenant, &key, &at_terminal(99, "t-big"), None)
+        .load_for_scoring(&tenant, Some(&key), &at_terminal(99, "t-big"), None)
         .await
         .unwrap();
     assert_eq!(snap.terminal, agg);
@@ -177,7 +177,7 @@ async fn a_container_with_an_older_layout_reads_the_shards_a_raise_added_once_th
 
     st.calls.take();
     let snap = a
-        .load_for_scoring(&tenant, &key, &at_terminal(40, "t-1"), None)
+        .load_for_scoring(&tenant, Some(&key), &at_terminal(40, "t-1"), None)
         .await
         .unwrap();
     assert_eq!(snap.terminal.window(day, day).count, 30);
@@ -187,7 +187,7 @@ async fn a_container_with_an_older_layout_reads_the_shards_a_raise_added_once_th
         "the layout change costs one more read"
     );
     let snap = a
-        .load_for_scoring(&tenant, &key, &at_terminal(41, "t-1"), None)
+        .load_for_scoring(&tenant, Some(&key), &at_terminal(41, "t-1"), None)
         .await
         .unwrap();
     assert_eq!(snap.terminal.window(day, day).count, 30);
@@ -326,7 +326,7 @@ async fn a_repair_that_a_concurrent_decision_made_first_is_not_made_twice() {
     };
     put(AttributeValue::S("three".into())).await.unwrap();
     // This decision reads the counter as unreadable and plans to reset it...
-    let snap = st.store.load_for_scoring(&tenant, &key, &t, None).await.unwrap();
+    let snap = st.store.load_for_scoring(&tenant, Some(&key), &t, None).await.unwrap();
     // ...but another decision repairs it and counts first.
     put(AttributeValue::N("5".into())).await.unwrap();
     let r = record(&t, "fp");

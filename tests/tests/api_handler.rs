@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use verdict::domain::auth::{now_epoch, ApiKey};
 use verdict::domain::{CustomerId, TenantId, Timestamp};
-use verdict_integration::api::{trained_model, ApiStack, Event, Reply, ALL_SCOPES, PLACEHOLDER_AUTH};
+use verdict_integration::api::{trained_model, ApiStack, Event, Reply, ALL_SCOPES, AUTHENTICATED, PLACEHOLDER_AUTH};
 
 const SAMPLE_ID: &str = "tx_2018-08-08_000123";
 const SAMPLE_CUSTOMER: &str = "cust_4961";
@@ -277,44 +277,6 @@ async fn fifty_concurrent_duplicates_make_one_decision_and_count_once() {
         1
     );
 }
-
-/// Every route that needs a key, with the scope it needs.
-const AUTHENTICATED: [(&str, &str); 34] = [
-    ("post-transaction", "transactions:write"),
-    ("get-transaction", "transactions:read"),
-    ("label-transaction", "labels:write"),
-    ("list-transactions", "transactions:read"),
-    ("get-active-model", "models:read"),
-    ("list-models", "models:read"),
-    ("get-model", "models:read"),
-    ("activate-model", "models:write"),
-    ("rollback-model", "models:write"),
-    ("validate-rule", "rules:read"),
-    ("save-rule", "rules:write"),
-    ("list-rules", "rules:read"),
-    ("get-rule", "rules:read"),
-    ("create-ruleset", "rules:write"),
-    ("list-rulesets", "rules:read"),
-    ("get-active-ruleset", "rules:read"),
-    ("rollback-ruleset", "rules:write"),
-    ("get-ruleset", "rules:read"),
-    ("publish-ruleset", "rules:write"),
-    ("activate-ruleset", "rules:write"),
-    ("backtest-ruleset", "rules:read"),
-    ("get-backtest", "rules:read"),
-    ("create-list", "lists:write"),
-    ("list-lists", "rules:read"),
-    ("get-list", "rules:read"),
-    ("list-entries", "rules:read"),
-    ("add-entries", "lists:write"),
-    ("remove-entries", "lists:write"),
-    ("list-audit", "rules:read"),
-    ("list-reviews", "reviews:read"),
-    ("get-review", "reviews:read"),
-    ("claim-review", "reviews:write"),
-    ("release-review", "reviews:write"),
-    ("resolve-review", "reviews:write"),
-];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_authenticated_route_refuses_every_bad_credential() {

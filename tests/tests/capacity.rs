@@ -114,7 +114,11 @@ async fn one_decision_costs_what_its_item_sizes_say() {
     }
     for t in &history {
         let r = record(t, "fp");
-        let snap = st.store.load_for_scoring(&tenant, &api.hash(), t, None).await.unwrap();
+        let snap = st
+            .store
+            .load_for_scoring(&tenant, Some(&api.hash()), t, None)
+            .await
+            .unwrap();
         let commit = DecisionCommit {
             record: &r,
             transaction: t,
@@ -183,7 +187,7 @@ async fn one_decision_costs_what_its_item_sizes_say() {
 
     let snap = st
         .store
-        .load_for_scoring(&tenant, &api.hash(), &t, Some(&idem))
+        .load_for_scoring(&tenant, Some(&api.hash()), &t, Some(&idem))
         .await
         .unwrap();
     let r = record(&t, "fp");

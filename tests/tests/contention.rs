@@ -77,7 +77,7 @@ async fn run(proxy: &Proxy, shards: u8) -> Run {
                     &format!("cust-{c}-{i}"),
                 );
                 t.terminal_id = TerminalId::parse("merchant-1").unwrap();
-                let snap = store.load_for_scoring(&tenant, &key, &t, None).await.unwrap();
+                let snap = store.load_for_scoring(&tenant, Some(&key), &t, None).await.unwrap();
                 let r = record(&t, "fp");
                 let commit = DecisionCommit {
                     record: &r,

@@ -117,13 +117,13 @@ async fn the_scoring_read_brings_the_rules_pointers_in_its_one_batch_get() {
     let t = tx("tx-1", "2018-08-08T10:00:00Z", 1_000, "c-1");
     // A first read may learn the shard layout; the steady state is what counts.
     st.store
-        .load_for_scoring(&tenant, &ApiKey::generate().hash(), &t, None)
+        .load_for_scoring(&tenant, Some(&ApiKey::generate().hash()), &t, None)
         .await
         .unwrap();
     st.calls.take();
     let snap = st
         .store
-        .load_for_scoring(&tenant, &ApiKey::generate().hash(), &t, None)
+        .load_for_scoring(&tenant, Some(&ApiKey::generate().hash()), &t, None)
         .await
         .unwrap();
     assert_eq!(st.calls.take(), ["BatchGetItem"], "no request for the rules");
@@ -177,7 +177,7 @@ async fn unreadable_pointers_in_the_config_read_as_none_and_a_move_from_none_rep
     let t = tx("tx-1", "2018-08-08T10:00:00Z", 1_000, "c-1");
     let snap = st
         .store
-        .load_for_scoring(&tenant, &ApiKey::generate().hash(), &t, None)
+        .load_for_scoring(&tenant, Some(&ApiKey::generate().hash()), &t, None)
         .await
         .expect("odd pointers never fail the decision");
     assert_eq!(snap.rules.active_ruleset, None);
@@ -210,7 +210,7 @@ async fn unreadable_pointers_in_the_config_read_as_none_and_a_move_from_none_rep
     assert_eq!((c.added, c.version, c.entries), (1, 2, 2));
     let snap = st
         .store
-        .load_for_scoring(&tenant, &ApiKey::generate().hash(), &t, None)
+        .load_for_scoring(&tenant, Some(&ApiKey::generate().hash()), &t, None)
         .await
         .unwrap();
     assert_eq!(snap.rules.lists.into_iter().collect::<Vec<_>>(), [(blocked, 2)]);

@@ -211,7 +211,7 @@ async fn api_key(store: &DynamoStore) -> (ApiKey, Principal) {
         revoked_at: None,
     };
     store.put_key(&api.hash(), &rec).await.unwrap();
-    let principal = rec.authenticate(1_700_000_001).unwrap();
+    let principal = rec.authenticate(&api.hash(), 1_700_000_001).unwrap();
     (api, principal)
 }
 
@@ -239,16 +239,10 @@ async fn a_lightgbm_model_from_python_is_imported_activated_and_scores_like_pyth
     let (old, status, _, _) = accepted(&first);
     let old = old.to_owned();
     assert_eq!(status, ModelStatus::Active);
-    let (api, principal) = api_key(store).await;
+    let (_key, principal) = api_key(store).await;
     let scorer = Scorer::new(store.clone(), st.blobs.clone(), None);
     let before = scorer
-        .score(
-            &principal,
-            &api.hash(),
-            &request("tx-before"),
-            None,
-            &Origin::now("test"),
-        )
+        .score(&principal, &request("tx-before"), None, &Origin::now("test"))
         .await
         .unwrap();
     assert_eq!(before.record.model.version, old);
@@ -338,13 +332,7 @@ async fn a_lightgbm_model_from_python_is_imported_activated_and_scores_like_pyth
 
     // The same scorer (no restart) now decides with the imported model, as Python would score.
     let after = scorer
-        .score(
-            &principal,
-            &api.hash(),
-            &request("tx-after"),
-            None,
-            &Origin::now("test"),
-        )
+        .score(&principal, &request("tx-after"), None, &Origin::now("test"))
         .await
         .unwrap();
     assert_eq!(after.record.model.version, version);
@@ -375,10 +363,10 @@ async fn corrupted_models_are_rejected_moved_aside_and_the_serving_model_keeps_s
         }
         _ => unreachable!(),
     }
-    let (api, principal) = api_key(store).await;
+    let (_key, principal) = api_key(store).await;
     let scorer = Scorer::new(store.clone(), env.st.blobs.clone(), None);
     let baseline = scorer
-        .score(&principal, &api.hash(), &request("tx-0"), None, &Origin::now("test"))
+        .score(&principal, &request("tx-0"), None, &Origin::now("test"))
         .await
         .unwrap();
     assert_eq!(baseline.record.model.version, serving);
@@ -466,13 +454,7 @@ async fn corrupted_models_are_rejected_moved_aside_and_the_serving_model_keeps_s
             (serving.as_str(), serving_key.as_str())
         );
         let d = scorer
-            .score(
-                &principal,
-                &api.hash(),
-                &request(&format!("tx-{name}")),
-                None,
-                &Origin::now("test"),
-            )
+            .score(&principal, &request(&format!("tx-{name}")), None, &Origin::now("test"))
             .await
             .unwrap();
         assert_eq!(d.record.model.version, serving);

@@ -116,7 +116,7 @@ async fn snapshot_reads_every_item_in_one_batch() {
 
     let snap = st
         .store
-        .load_for_scoring(&acme, &api.hash(), &t, Some(&idem))
+        .load_for_scoring(&acme, Some(&api.hash()), &t, Some(&idem))
         .await
         .unwrap();
     assert_eq!(
@@ -151,7 +151,7 @@ async fn snapshot_reads_every_item_in_one_batch() {
     let other = tx("tx-2", "2018-08-08T11:00:00Z", 500, "c-2", "t-2");
     let snap = st
         .store
-        .load_for_scoring(&acme, &api.hash(), &other, None)
+        .load_for_scoring(&acme, Some(&api.hash()), &other, None)
         .await
         .unwrap();
     assert_eq!(st.calls.take(), ["BatchGetItem"]);
@@ -319,7 +319,7 @@ async fn tenants_are_isolated() {
     st.store.put_key(&api_b.hash(), &key_record(&b, &api_b)).await.unwrap();
     let snap = st
         .store
-        .load_for_scoring(&b, &api_b.hash(), &tb, Some(&idem))
+        .load_for_scoring(&b, Some(&api_b.hash()), &tb, Some(&idem))
         .await
         .unwrap();
     assert!(snap.existing.is_none() && snap.idempotency.is_none());
@@ -504,11 +504,15 @@ async fn api_keys_are_stored_by_hash_looked_up_and_revoked() {
             ..rec
         }
     );
-    assert_eq!(stored.authenticate(1_800_000_001), Err(AuthError::Revoked));
-    assert!(stored.authenticate(1_799_999_999).is_ok());
+    assert_eq!(stored.authenticate(&api.hash(), 1_800_000_001), Err(AuthError::Revoked));
+    assert!(stored.authenticate(&api.hash(), 1_799_999_999).is_ok());
     // The scoring batch re-reads the key, so a revocation holds on the next request.
     let t = tx("tx-1", "2018-08-08T10:00:00Z", 1, "c", "t");
-    let snap = st.store.load_for_scoring(&acme, &api.hash(), &t, None).await.unwrap();
+    let snap = st
+        .store
+        .load_for_scoring(&acme, Some(&api.hash()), &t, None)
+        .await
+        .unwrap();
     assert_eq!(snap.key.unwrap().revoked_at, Some(1_800_000_000));
 }
 
@@ -700,7 +704,7 @@ async fn corrupt_decisions_are_reported_by_key_not_panicked_on() {
 
     let err = st
         .store
-        .load_for_scoring(&acme, &api.hash(), &t, None)
+        .load_for_scoring(&acme, Some(&api.hash()), &t, None)
         .await
         .unwrap_err();
     assert!(
@@ -738,7 +742,7 @@ async fn the_scorer_reads_once_writes_once_and_replays() {
     let api = ApiKey::generate();
     let key = key_record(&acme, &api);
     st.store.put_key(&api.hash(), &key).await.unwrap();
-    let principal: Principal = key.authenticate(1_700_000_001).unwrap();
+    let principal: Principal = key.authenticate(&api.hash(), 1_700_000_001).unwrap();
     st.calls.take();
 
     let scorer = Scorer::new(st.store.clone(), st.blobs.clone(), None);
@@ -746,7 +750,7 @@ async fn the_scorer_reads_once_writes_once_and_replays() {
         "customer_id":"c-1","terminal_id":"t-1"}"#;
     let request = ScoreRequest::parse_json(body).unwrap();
     let first = scorer
-        .score(&principal, &api.hash(), &request, None, &Origin::now("test"))
+        .score(&principal, &request, None, &Origin::now("test"))
         .await
         .unwrap();
     assert!(!first.replay);
@@ -763,7 +767,7 @@ async fn the_scorer_reads_once_writes_once_and_replays() {
     );
 
     let again = scorer
-        .score(&principal, &api.hash(), &request, None, &Origin::now("test"))
+        .score(&principal, &request, None, &Origin::now("test"))
         .await
         .unwrap();
     assert!(again.replay);
@@ -773,7 +777,7 @@ async fn the_scorer_reads_once_writes_once_and_replays() {
     let changed =
         ScoreRequest::parse_json(&String::from_utf8_lossy(body).replace("50000", "50001").into_bytes()).unwrap();
     let err = scorer
-        .score(&principal, &api.hash(), &changed, None, &Origin::now("test"))
+        .score(&principal, &changed, None, &Origin::now("test"))
         .await
         .unwrap_err();
     assert!(
@@ -788,4 +792,148 @@ async fn the_scorer_reads_once_writes_once_and_replays() {
         .unwrap()
         .window(day, day);
     assert_eq!((c.count, c.amount_minor), (1, 50_000));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_are_listed_per_tenant_and_a_rotation_never_extends_the_old_key() {
+    use verdict::adapters::dynamodb::NewKey;
+    let st = Stack::new().await;
+    let (acme, globex) = (tenant("acme"), tenant("globex"));
+    let a1 = ApiKey::generate();
+    let r1 = KeyRecord {
+        created_at: 1_700_000_000,
+        expires_at: Some(1_700_100_000),
+        ..key_record(&acme, &a1)
+    };
+    st.store.put_key(&a1.hash(), &r1).await.unwrap();
+    let a2 = ApiKey::generate();
+    let r2 = KeyRecord {
+        created_at: 1_700_000_100,
+        expires_at: None,
+        ..key_record(&acme, &a2)
+    };
+    st.store.put_key(&a2.hash(), &r2).await.unwrap();
+    let g = ApiKey::generate();
+    st.store.put_key(&g.hash(), &key_record(&globex, &g)).await.unwrap();
+
+    let listed = st.store.list_keys(&acme).await.unwrap();
+    assert_eq!(
+        listed,
+        vec![r1.clone(), r2.clone()],
+        "acme's keys, oldest first, nobody else's"
+    );
+    assert_eq!(st.store.list_keys(&globex).await.unwrap().len(), 1);
+
+    // Rotating r1 (expiring at 1_700_100_000) with a grace ending later keeps its expiry.
+    let n1 = ApiKey::generate();
+    let new = NewKey {
+        hash: &n1.hash(),
+        key_id: n1.key_id(),
+        created_at: 1_700_000_200,
+        expires_at: Some(1_800_000_000),
+    };
+    let rotated = st
+        .store
+        .rotate_key(&acme, &r1.key_id, new, 1_750_000_000)
+        .await
+        .unwrap();
+    assert_eq!(rotated.old.expires_at, Some(1_700_100_000), "never extended");
+    assert_eq!((&rotated.new.tenant, &rotated.new.scopes), (&acme, &r1.scopes));
+    assert_eq!(st.store.key(&n1.hash()).await.unwrap(), Some(rotated.new.clone()));
+    // Rotating r2 (no expiry) sets it to the end of the grace.
+    let n2 = ApiKey::generate();
+    let new = NewKey {
+        hash: &n2.hash(),
+        key_id: n2.key_id(),
+        created_at: 1_700_000_300,
+        expires_at: None,
+    };
+    let rotated = st
+        .store
+        .rotate_key(&acme, &r2.key_id, new, 1_700_086_400)
+        .await
+        .unwrap();
+    assert_eq!(rotated.old.expires_at, Some(1_700_086_400));
+    assert_eq!(
+        st.store.key(&a2.hash()).await.unwrap().unwrap().expires_at,
+        Some(1_700_086_400)
+    );
+    assert_eq!(st.store.list_keys(&acme).await.unwrap().len(), 4);
+
+    // Another tenant's, a revoked or an unknown key is not rotated, and nothing is written.
+    let n3 = ApiKey::generate();
+    let h3 = n3.hash();
+    let mk = || NewKey {
+        hash: &h3,
+        key_id: n3.key_id(),
+        created_at: 1,
+        expires_at: None,
+    };
+    assert!(matches!(
+        st.store.rotate_key(&globex, &r1.key_id, mk(), 2).await,
+        Err(StoreError::NotFound(_))
+    ));
+    st.store.revoke_key(&acme, &r2.key_id, 1_700_000_400).await.unwrap();
+    assert!(matches!(
+        st.store.rotate_key(&acme, &r2.key_id, mk(), 2).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        st.store.rotate_key(&acme, "vk_000000000000", mk(), 2).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(st.store.key(&h3).await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_issuer_serves_one_tenant_and_is_listed_and_removed_by_it() {
+    use verdict::domain::oidc::IssuerConfig;
+    use verdict::ports::oidc::IssuerStore;
+    let st = Stack::new().await;
+    let (acme, globex) = (tenant("acme"), tenant("globex"));
+    let c = IssuerConfig::new(
+        "https://idp.example/acme",
+        "https://idp.example/jwks",
+        "verdict",
+        acme.clone(),
+        Some("org"),
+        Some("permissions"),
+        Some(900),
+        Some(30),
+    )
+    .unwrap();
+    assert!(st.store.put_issuer(&c, 1_700_000_000).await.unwrap());
+    let taken = IssuerConfig {
+        tenant: globex.clone(),
+        ..c.clone()
+    };
+    assert!(
+        !st.store.put_issuer(&taken, 1_700_000_001).await.unwrap(),
+        "one issuer, one tenant"
+    );
+    assert_eq!(st.store.issuer(&c.issuer).await.unwrap(), Some(c.clone()));
+    assert_eq!(st.store.issuer("https://idp.example/other").await.unwrap(), None);
+    assert_eq!(st.store.list_issuers(&acme).await.unwrap(), vec![c.clone()]);
+    assert!(st.store.list_issuers(&globex).await.unwrap().is_empty());
+    assert!(
+        !st.store.remove_issuer(&globex, &c.issuer).await.unwrap(),
+        "not globex's"
+    );
+    assert!(st.store.remove_issuer(&acme, &c.issuer).await.unwrap());
+    assert_eq!(st.store.issuer(&c.issuer).await.unwrap(), None);
+
+    // An item edited into something the checks refuse is no issuer, never a 5xx.
+    assert!(st.store.put_issuer(&c, 1_700_000_002).await.unwrap());
+    let key = verdict::adapters::dynamodb::issuer(&c.issuer);
+    st.dynamodb
+        .update_item()
+        .table_name(&st.table)
+        .key("pk", AttributeValue::S(key.pk.clone()))
+        .key("sk", AttributeValue::S(key.sk.clone()))
+        .update_expression("SET jwks_url = :u")
+        .expression_attribute_values(":u", AttributeValue::S("http://evil.example/jwks".into()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(st.store.issuer(&c.issuer).await.unwrap(), None);
 }

@@ -8,6 +8,7 @@ pub mod history;
 pub mod import;
 pub mod keys;
 pub mod load;
+pub mod oidc;
 pub mod pipeline;
 pub mod progress;
 pub mod score;

@@ -43,6 +43,12 @@ struct MemoryStore {
     pointers: RulesPointers,
 }
 
+impl verdict::ports::oidc::IssuerStore for MemoryStore {
+    async fn issuer(&self, _: &str) -> Result<Option<verdict::domain::oidc::IssuerConfig>, StoreError> {
+        Ok(None)
+    }
+}
+
 impl DecisionStore for MemoryStore {
     async fn key(&self, _: &KeyHash) -> Result<Option<KeyRecord>, StoreError> {
         Ok(Some(self.key.clone()))
@@ -50,7 +56,7 @@ impl DecisionStore for MemoryStore {
     async fn load_for_scoring(
         &self,
         _: &TenantId,
-        _: &KeyHash,
+        _: Option<&KeyHash>,
         _: &Transaction,
         _: Option<&IdempotencyKey>,
     ) -> Result<ScoringSnapshot, StoreError> {

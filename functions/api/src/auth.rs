@@ -1,32 +1,87 @@
-//! Bearer API keys: parsing the header, the per-container key cache, and the fresh lookup.
+//! Bearer credentials: API keys (the per-container key cache, and the fresh lookup) and OIDC
+//! JWTs (verified by `verdict::app::oidc`), told apart by their shape.
 
 use crate::problem::ApiError;
+use crate::store::ApiStore;
+use crate::App;
 use lambda_http::http::{header, HeaderMap};
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+use verdict::app::oidc::TokenAuthError;
 use verdict::domain::auth::{now_epoch, ApiKey, AuthError, KeyHash, KeyRecord, Principal, Scope};
-use verdict::ports::DecisionStore;
+use verdict::domain::oidc::looks_like_jwt;
+use verdict::ports::{DecisionStore, ModelBlobs};
 
 /// How long a looked-up key is trusted to name its tenant (docs/dynamodb.md, "Caching").
 pub const KEY_CACHE_TTL: Duration = Duration::from_secs(60);
 /// A container serves few keys; past this the cache starts over rather than grow.
 const KEY_CACHE_MAX: usize = 1024;
 
-/// The hash of the bearer key. The key itself is dropped here and never logged.
-pub fn bearer_hash(headers: &HeaderMap) -> Result<KeyHash, ApiError> {
+/// A bearer credential: an API key (only its hash is kept) or a JWT.
+pub enum Bearer {
+    Key(KeyHash),
+    Token(String),
+}
+
+impl std::fmt::Debug for Bearer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Bearer::Key(_) => "Bearer::Key(<hash>)",
+            Bearer::Token(_) => "Bearer::Token(<redacted>)",
+        })
+    }
+}
+
+/// Reads `Authorization: Bearer …`. An API key (`vk_…`) is hashed and dropped here; a value of
+/// a JWT's shape is a token. Neither is ever logged or echoed.
+pub fn bearer(headers: &HeaderMap) -> Result<Bearer, ApiError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Err(AuthError::Missing.into());
     };
-    let key = value
-        .to_str()
-        .ok()
-        .and_then(ApiKey::from_bearer)
-        .ok_or(ApiError::Unauthenticated {
-            detail: "The Authorization header is not \"Bearer <API key>\".",
-            missing: false,
-        })?;
-    Ok(key.hash())
+    let malformed = || ApiError::Unauthenticated {
+        detail: "The Authorization header is not \"Bearer <API key or OIDC token>\".",
+        missing: false,
+    };
+    let raw = value.to_str().map_err(|_| malformed())?;
+    if let Some(key) = ApiKey::from_bearer(raw) {
+        return Ok(Bearer::Key(key.hash()));
+    }
+    let token = raw
+        .strip_prefix("Bearer ")
+        .or_else(|| raw.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|t| looks_like_jwt(t))
+        .ok_or_else(malformed)?;
+    Ok(Bearer::Token(token.to_owned()))
+}
+
+/// The principal of the request's credential, read now (routes that do not score): an API key
+/// from the store, a token verified against its issuer's keys.
+pub async fn principal<S: ApiStore, B: ModelBlobs>(
+    app: &App<S, B>,
+    headers: &HeaderMap,
+    scope: Scope,
+) -> Result<Principal, ApiError> {
+    match bearer(headers)? {
+        Bearer::Key(hash) => fresh_principal(&app.scorer.store, &hash, scope).await,
+        Bearer::Token(token) => token_principal(app, &token, scope).await,
+    }
+}
+
+pub async fn token_principal<S: ApiStore, B: ModelBlobs>(
+    app: &App<S, B>,
+    token: &str,
+    scope: Scope,
+) -> Result<Principal, ApiError> {
+    app.tokens
+        .principal(&app.scorer.store, token, scope, now_epoch())
+        .await
+        .map_err(|e| match e {
+            TokenAuthError::Auth(e) => e.into(),
+            TokenAuthError::Store(e) => e.into(),
+            TokenAuthError::Jwks(e) => ApiError::Unavailable(e.to_string()),
+        })
 }
 
 /// `KeyHash → KeyRecord`, for at most [`KEY_CACHE_TTL`]. Only successful lookups are cached.
@@ -76,7 +131,7 @@ impl KeyCache {
                 rec
             }
         };
-        let principal = rec.authenticate(now_epoch()).inspect_err(|_| self.evict(hash))?;
+        let principal = rec.authenticate(hash, now_epoch()).inspect_err(|_| self.evict(hash))?;
         principal.require(scope)?;
         Ok(principal)
     }
@@ -85,7 +140,7 @@ impl KeyCache {
 /// The principal for `hash`, read from the store now (routes that do not score).
 pub async fn fresh_principal<S: DecisionStore>(store: &S, hash: &KeyHash, scope: Scope) -> Result<Principal, ApiError> {
     let rec = store.key(hash).await?.ok_or(AuthError::Invalid)?;
-    let principal = rec.authenticate(now_epoch())?;
+    let principal = rec.authenticate(hash, now_epoch())?;
     principal.require(scope)?;
     Ok(principal)
 }
@@ -122,7 +177,7 @@ mod tests {
     fn bearer_header_is_parsed_or_refused_without_echoing_it() {
         let mut h = HeaderMap::new();
         assert!(matches!(
-            bearer_hash(&h),
+            bearer(&h),
             Err(ApiError::Unauthenticated { missing: true, .. })
         ));
         let key = ApiKey::generate();
@@ -130,14 +185,32 @@ mod tests {
             header::AUTHORIZATION,
             HeaderValue::from_str(&format!("Bearer {}", key.expose())).unwrap(),
         );
-        assert_eq!(bearer_hash(&h).unwrap(), key.hash());
-        for bad in ["Basic dXNlcjpwYXNz", "Bearer", "Bearer sk_live_123", "vk_abc"] {
+        assert!(matches!(bearer(&h), Ok(Bearer::Key(k)) if k == key.hash()));
+        let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln";
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {jwt}")).unwrap(),
+        );
+        assert!(matches!(bearer(&h), Ok(Bearer::Token(t)) if t == jwt));
+        for bad in [
+            "Basic dXNlcjpwYXNz",
+            "Bearer",
+            "Bearer sk_live_123",
+            "vk_abc",
+            "Bearer eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0",
+            "Basic eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln",
+        ] {
             h.insert(header::AUTHORIZATION, HeaderValue::from_static(bad));
-            match bearer_hash(&h) {
+            match bearer(&h) {
                 Err(e @ ApiError::Unauthenticated { missing: false, .. }) => {
                     let body = e.to_response("/", "r").into_body();
                     let body = String::from_utf8_lossy(body.as_ref()).into_owned();
-                    assert!(!body.contains("dXNlcjpwYXNz") && !body.contains("sk_live") && !body.contains("vk_abc"));
+                    assert!(
+                        !body.contains("dXNlcjpwYXNz")
+                            && !body.contains("sk_live")
+                            && !body.contains("vk_abc")
+                            && !body.contains("eyJzdWIiOiJ4In0")
+                    );
                 }
                 other => panic!("{bad}: {other:?}"),
             }

@@ -1,7 +1,7 @@
 //! `POST /v1/transactions/{id}/label`: one label through the same code as label files
 //! ([`verdict::app::labels::label_transaction`]).
 
-use crate::auth::{bearer_hash, fresh_principal};
+use crate::auth;
 use crate::problem::ApiError;
 use crate::request::{check_json, field_error, Ctx};
 use crate::response::ok;
@@ -46,7 +46,7 @@ pub async fn label<S: ApiStore, B: ModelBlobs>(
     cx: &Ctx<'_>,
     raw_id: &str,
 ) -> Result<Response<Body>, ApiError> {
-    let p = fresh_principal(&app.scorer.store, &bearer_hash(req.headers())?, Scope::LabelsWrite).await?;
+    let p = auth::principal(app, req.headers(), Scope::LabelsWrite).await?;
     check_json(req.headers())?;
     let body: &[u8] = req.body().as_ref();
     if body.len() > MAX_LABEL_BODY_BYTES {

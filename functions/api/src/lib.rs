@@ -35,13 +35,15 @@ use lambda_http::{Body, Request, Response};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
+use verdict::adapters::HttpJwks;
+use verdict::app::oidc::TokenVerifier;
 use verdict::app::scoring::Scorer;
 use verdict::domain::model::Model;
 use verdict::domain::Timestamp;
 use verdict::ports::ModelBlobs;
 
 /// Per-container state, built once in `main`: the scorer (store, blobs, model cache, fallback
-/// model), the API-key cache and the backtest jobs.
+/// model), the API-key cache, the OIDC token caches and the backtest jobs.
 pub struct App<S, B> {
     pub scorer: Scorer<S, B>,
     /// Backtest requests and results (the data bucket). `None`: a window too large to answer
@@ -51,6 +53,8 @@ pub struct App<S, B> {
     /// Seals and opens page cursors. [`App::new`] gives a random key (cursors then live as long
     /// as this App); `main` sets the deployment's key from `VERDICT_CURSOR_KEY`.
     pub cursors: CursorCodec,
+    /// OIDC bearer tokens: the issuer and JWKS caches (HTTPS fetches, built on first use).
+    pub tokens: TokenVerifier,
     /// When this container started serving; the fallback model's activation time.
     started_at: Timestamp,
     /// Tests only (never in a release build, and set by no request): called at the start of
@@ -67,6 +71,7 @@ impl<S: ApiStore, B: ModelBlobs> App<S, B> {
             backtests: None,
             keys: auth::KeyCache::default(),
             cursors: CursorCodec::ephemeral(),
+            tokens: TokenVerifier::new(Arc::new(HttpJwks::default())),
             started_at: Timestamp::now(),
             #[cfg(debug_assertions)]
             panic_probe: None,

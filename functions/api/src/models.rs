@@ -1,7 +1,7 @@
 //! `/v1/models…`: which model serves, and the registry entries. Each route parses, calls
 //! [`ModelActivation`], and maps the answer to HTTP.
 
-use crate::auth::{bearer_hash, fresh_principal};
+use crate::auth;
 use crate::cursor::Listing;
 use crate::problem::ApiError;
 use crate::request::{Ctx, PageParams};
@@ -23,7 +23,7 @@ async fn principal<S: ApiStore, B: ModelBlobs>(
     req: &Request,
     scope: Scope,
 ) -> Result<Principal, ApiError> {
-    fresh_principal(&app.scorer.store, &bearer_hash(req.headers())?, scope).await
+    auth::principal(app, req.headers(), scope).await
 }
 
 /// The service over the scorer's store, blobs and model cache.

@@ -22,7 +22,7 @@ pub enum ApiError {
     Validation(Vec<FieldError>),
     /// 400: problems in a rule, ruleset or list entry, with the rule and the position.
     RuleProblems(Vec<RuleProblem>),
-    /// 401: missing, malformed, unknown, expired or revoked key. `missing` only picks the
+    /// 401: missing, malformed, unknown, expired or revoked key, or a token that does not verify. `missing` only picks the
     /// `WWW-Authenticate` challenge; the body differs in `detail` alone.
     Unauthenticated { detail: &'static str, missing: bool },
     /// 403: valid key without the route's scope.
@@ -196,13 +196,14 @@ impl From<AuthError> for ApiError {
         let unauthenticated = |detail| ApiError::Unauthenticated { detail, missing: false };
         match e {
             AuthError::Missing => ApiError::Unauthenticated {
-                detail: "Send an API key as \"Authorization: Bearer <key>\".",
+                detail: "Send an API key or an OIDC token as \"Authorization: Bearer <credential>\".",
                 missing: true,
             },
             AuthError::Invalid => unauthenticated("The API key is not valid."),
             AuthError::Expired => unauthenticated("The API key has expired."),
             AuthError::Revoked => unauthenticated("The API key has been revoked."),
             AuthError::MissingScope(scope) => ApiError::Forbidden(scope),
+            AuthError::Token(e) => unauthenticated(e.detail()),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! `/v1/reviews…`: the review queue. Each route authenticates, parses, calls [`ReviewService`]
 //! and maps the answer to HTTP.
 
-use crate::auth::{bearer_hash, fresh_principal};
+use crate::auth;
 use crate::cursor::Listing;
 use crate::problem::ApiError;
 use crate::request::{check_json, field_error, Ctx, PageParams};
@@ -37,7 +37,7 @@ async fn principal<S: ApiStore, B: ModelBlobs>(
     req: &Request,
     scope: Scope,
 ) -> Result<Principal, ApiError> {
-    fresh_principal(&app.scorer.store, &bearer_hash(req.headers())?, scope).await
+    auth::principal(app, req.headers(), scope).await
 }
 
 fn service<S: ApiStore, B>(app: &App<S, B>) -> ReviewService<'_, S> {

@@ -1,7 +1,7 @@
 //! `/v1/rules…`, `/v1/rulesets…`, `/v1/lists…` and `/v1/audit`: each route authenticates, parses,
 //! calls [`RulesService`] and maps the answer to HTTP.
 
-use crate::auth::{bearer_hash, fresh_principal};
+use crate::auth;
 use crate::cursor::Listing;
 use crate::problem::ApiError;
 use crate::request::{field_error, json_body, optional_json_body, Ctx, PageParams};
@@ -29,7 +29,7 @@ async fn principal<S: ApiStore, B: ModelBlobs>(
     req: &Request,
     scope: Scope,
 ) -> Result<Principal, ApiError> {
-    fresh_principal(&app.scorer.store, &bearer_hash(req.headers())?, scope).await
+    auth::principal(app, req.headers(), scope).await
 }
 
 fn service<S: ApiStore, B>(app: &App<S, B>) -> RulesService<'_, S> {

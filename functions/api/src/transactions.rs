@@ -1,6 +1,6 @@
 //! `/v1/transactions`: score one, read one, list a customer's.
 
-use crate::auth::{bearer_hash, fresh_principal};
+use crate::auth;
 use crate::cursor::Listing;
 use crate::problem::ApiError;
 use crate::request::{check_json, field_error, Ctx, PageParams};
@@ -26,11 +26,16 @@ pub async fn score<S: ApiStore, B: ModelBlobs>(
     req: &Request,
     cx: &Ctx<'_>,
 ) -> Result<Response<Body>, ApiError> {
-    let hash = bearer_hash(req.headers())?;
-    let principal = app
-        .keys
-        .principal(&app.scorer.store, &hash, Scope::TransactionsWrite)
-        .await?;
+    // An API key's record comes from the container's cache (the decision's batch re-reads it);
+    // a token is verified here and has no item to re-read.
+    let principal = match auth::bearer(req.headers())? {
+        auth::Bearer::Key(hash) => {
+            app.keys
+                .principal(&app.scorer.store, &hash, Scope::TransactionsWrite)
+                .await?
+        }
+        auth::Bearer::Token(token) => auth::token_principal(app, &token, Scope::TransactionsWrite).await?,
+    };
     check_json(req.headers())?;
     let body: &[u8] = req.body().as_ref();
     if body.len() > MAX_BODY_BYTES {
@@ -67,12 +72,12 @@ pub async fn score<S: ApiStore, B: ModelBlobs>(
     };
     let scored = app
         .scorer
-        .score(&principal, &hash, &request, idempotency_key.as_ref(), &origin)
+        .score(&principal, &request, idempotency_key.as_ref(), &origin)
         .await
         .inspect_err(|e| {
             // The store refused the key (revoked or expired since it was cached).
-            if matches!(e, ScoreError::Auth(_)) {
-                app.keys.evict(&hash);
+            if let (ScoreError::Auth(_), Some(hash)) = (e, &principal.api_key) {
+                app.keys.evict(hash);
             }
         })?;
     Ok(ok(&DecisionView::new(&scored.record, scored.replay), cx.request_id))
@@ -85,7 +90,7 @@ pub async fn get<S: ApiStore, B: ModelBlobs>(
     cx: &Ctx<'_>,
     raw_id: &str,
 ) -> Result<Response<Body>, ApiError> {
-    let principal = fresh_principal(&app.scorer.store, &bearer_hash(req.headers())?, Scope::TransactionsRead).await?;
+    let principal = auth::principal(app, req.headers(), Scope::TransactionsRead).await?;
     let id = TransactionId::parse(raw_id).map_err(|e| ApiError::field("id", e.reason))?;
     match app.scorer.store.decision(&principal.tenant, &id).await? {
         Some(record) => Ok(ok(&StoredDecisionView::new(&record), cx.request_id)),
@@ -99,7 +104,7 @@ pub async fn list<S: ApiStore, B: ModelBlobs>(
     req: &Request,
     cx: &Ctx<'_>,
 ) -> Result<Response<Body>, ApiError> {
-    let principal = fresh_principal(&app.scorer.store, &bearer_hash(req.headers())?, Scope::TransactionsRead).await?;
+    let principal = auth::principal(app, req.headers(), Scope::TransactionsRead).await?;
     let query = cx.query();
     let mut errors = Vec::new();
     let customer = match query.first("customer") {

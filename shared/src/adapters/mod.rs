@@ -10,6 +10,7 @@
 pub mod batch;
 pub mod dynamodb;
 pub mod eventbridge;
+pub mod jwks;
 pub mod label_reading;
 pub mod lambda;
 pub mod runtime;
@@ -27,6 +28,7 @@ use std::time::Duration;
 pub use batch::TokioScoring;
 pub use dynamodb::{DynamoStore, TableSpec, TABLE};
 pub use eventbridge::EventBridgeBus;
+pub use jwks::HttpJwks;
 pub use lambda::LambdaReinvoker;
 pub use runtime::TokioSleep;
 pub use s3::{ObjectStore, S3Blobs};

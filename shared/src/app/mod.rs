@@ -9,6 +9,7 @@ pub mod events;
 pub mod labels;
 pub mod list_import;
 pub mod models;
+pub mod oidc;
 pub mod policy_cache;
 pub mod reviews;
 pub mod rules;

@@ -5,7 +5,7 @@
 //! first stored decision.
 
 use crate::app::policy_cache::{PolicyCache, RulesUnavailable, TenantRules};
-use crate::domain::auth::{AuthError, KeyHash, Principal};
+use crate::domain::auth::{AuthError, Principal};
 use crate::domain::decision::{
     features_map, risk_score, DecisionInputs, DecisionRecord, IdempotencyKey, ModelRef, ScoreRequest,
 };
@@ -217,7 +217,6 @@ impl<S: DecisionStore + RulesRead, B: ModelBlobs> Scorer<S, B> {
     pub async fn score(
         &self,
         principal: &Principal,
-        key: &KeyHash,
         request: &ScoreRequest,
         idempotency_key: Option<&IdempotencyKey>,
         origin: &Origin<'_>,
@@ -225,12 +224,17 @@ impl<S: DecisionStore + RulesRead, B: ModelBlobs> Scorer<S, B> {
         let tenant = &principal.tenant;
         let tx = request.inputs.transaction();
         let fingerprint = request.fingerprint();
+        let key = principal.api_key.as_ref();
         let snap = self.store.load_for_scoring(tenant, key, &tx, idempotency_key).await?;
-        match &snap.key {
-            Some(k) if k.tenant == *tenant => {
-                k.authenticate(crate::domain::auth::now_epoch())?;
+        // An API key is re-read in the same batch, so a revocation stops it at once. A token
+        // has no item: it was verified at the edge and lives minutes (domain::oidc).
+        if let Some(hash) = key {
+            match &snap.key {
+                Some(k) if k.tenant == *tenant => {
+                    k.authenticate(hash, crate::domain::auth::now_epoch())?;
+                }
+                _ => return Err(AuthError::Invalid.into()),
             }
-            _ => return Err(AuthError::Invalid.into()),
         }
         if let Some(replay) = replay_of(&snap, &fingerprint, request)? {
             return Ok(replay);
@@ -342,6 +346,7 @@ pub fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::auth::KeyHash;
     use crate::domain::auth::{ApiKey, KeyRecord, Scope};
     use crate::domain::decision::Decision;
     use crate::domain::model::stump_artifact;
@@ -452,7 +457,7 @@ mod tests {
         };
         let store = InMemoryDecisions::default();
         store.put_key(&api_key.hash(), rec.clone());
-        let principal = rec.authenticate(1).unwrap();
+        let principal = rec.authenticate(&api_key.hash(), 1).unwrap();
         Fixture {
             scorer: Scorer::new(store, InMemoryBlobs::default(), Some(Arc::new(stump()))),
             principal,
@@ -471,9 +476,7 @@ mod tests {
 
     impl Fixture {
         fn score(&self, r: &ScoreRequest, idem: Option<&IdempotencyKey>) -> Result<Scored, ScoreError> {
-            run(self
-                .scorer
-                .score(&self.principal, &self.key, r, idem, &Origin::now("req-1")))
+            run(self.scorer.score(&self.principal, r, idem, &Origin::now("req-1")))
         }
 
         fn customer_count(&self) -> u64 {
@@ -575,15 +578,33 @@ mod tests {
     }
 
     #[test]
+    fn a_token_principal_scores_without_any_key_item() {
+        let f = fixture();
+        let token = Principal {
+            key_id: "oidc:alice".into(),
+            api_key: None,
+            ..f.principal.clone()
+        };
+        let r = run(f.scorer.score(&token, &body("tx-1", 500), None, &Origin::now("r"))).unwrap();
+        assert!(!r.replay);
+        assert_eq!(f.scorer.store.decision_count(), 1);
+        // The same principal naming a key hash the store does not hold is refused.
+        let forged = Principal {
+            api_key: Some(KeyHash("f".repeat(64))),
+            ..token
+        };
+        let r = run(f.scorer.score(&forged, &body("tx-2", 500), None, &Origin::now("r")));
+        assert!(matches!(r, Err(ScoreError::Auth(_))));
+    }
+
+    #[test]
     fn a_key_of_another_tenant_or_revoked_is_refused_before_anything_is_written() {
         let f = fixture();
         let other = Principal {
             tenant: TenantId::parse("globex").unwrap(),
             ..f.principal.clone()
         };
-        let r = run(f
-            .scorer
-            .score(&other, &f.key, &body("tx-1", 500), None, &Origin::now("r")));
+        let r = run(f.scorer.score(&other, &body("tx-1", 500), None, &Origin::now("r")));
         assert!(matches!(r, Err(ScoreError::Auth(_))));
         let mut rec = run(f.scorer.store.key(&f.key)).unwrap().unwrap();
         rec.revoked_at = Some(1);

@@ -166,16 +166,24 @@ pub enum AuthError {
     Expired,
     #[error("the API key has been revoked")]
     Revoked,
-    #[error("the API key lacks the {0} scope")]
+    #[error("the credential lacks the {0} scope")]
     MissingScope(Scope),
+    /// A bearer JWT that does not verify (see `domain::oidc`).
+    #[error("invalid token: {0}")]
+    Token(crate::domain::oidc::TokenError),
 }
 
 /// The caller, once authenticated: the tenant comes from here and nowhere else.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     pub tenant: TenantId,
+    /// The actor recorded on labels, reviews and audit entries: the API key's id (`vk_…`), or
+    /// `oidc:<sub>` for a token.
     pub key_id: String,
     pub scopes: BTreeSet<Scope>,
+    /// The API key's hash: a decision re-reads its item so a revocation stops it at once.
+    /// `None` for an OIDC token, which has no item (it is short-lived instead).
+    pub api_key: Option<KeyHash>,
 }
 
 impl Principal {
@@ -189,8 +197,8 @@ impl Principal {
 }
 
 impl KeyRecord {
-    /// Checks a looked-up record at `now` (epoch seconds).
-    pub fn authenticate(&self, now: i64) -> Result<Principal, AuthError> {
+    /// Checks the record looked up under `hash` at `now` (epoch seconds).
+    pub fn authenticate(&self, hash: &KeyHash, now: i64) -> Result<Principal, AuthError> {
         if self.revoked_at.is_some_and(|t| t <= now) {
             return Err(AuthError::Revoked);
         }
@@ -201,6 +209,7 @@ impl KeyRecord {
             tenant: self.tenant.clone(),
             key_id: self.key_id.clone(),
             scopes: self.scopes.clone(),
+            api_key: Some(hash.clone()),
         })
     }
 }
@@ -221,13 +230,11 @@ pub fn parse_ttl(raw: &str) -> Result<Option<i64>, DomainError> {
         'm' => 60,
         _ => return Err(bad("does not end in a unit d, h or m")),
     };
-    let n: i64 = num.parse().map_err(|_| {
-        if !num.is_empty() && num.bytes().all(|b| b.is_ascii_digit()) {
-            bad("is too long")
-        } else {
-            bad("is not a whole number and a unit")
-        }
-    })?;
+    // Digits only: `str::parse` would also take a sign (`+5d`, `-5d`).
+    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad("is not a whole number and a unit"));
+    }
+    let n: i64 = num.parse().map_err(|_| bad("is too long"))?;
     if n <= 0 {
         return Err(bad("must be positive"));
     }
@@ -258,6 +265,7 @@ mod tests {
 
     #[test]
     fn refuses_expired_revoked_and_missing_scope() {
+        let h = KeyHash("0".repeat(64));
         let rec = KeyRecord {
             key_id: "vk_x".into(),
             tenant: TenantId::parse("acme").unwrap(),
@@ -266,19 +274,19 @@ mod tests {
             expires_at: Some(100),
             revoked_at: None,
         };
-        let p = rec.authenticate(99).unwrap();
+        let p = rec.authenticate(&h, 99).unwrap();
         assert_eq!(p.tenant.as_str(), "acme");
         assert!(p.require(Scope::TransactionsRead).is_ok());
         assert_eq!(
             p.require(Scope::TransactionsWrite),
             Err(AuthError::MissingScope(Scope::TransactionsWrite))
         );
-        assert_eq!(rec.authenticate(100), Err(AuthError::Expired));
+        assert_eq!(rec.authenticate(&h, 100), Err(AuthError::Expired));
         let revoked = KeyRecord {
             revoked_at: Some(50),
             ..rec
         };
-        assert_eq!(revoked.authenticate(60), Err(AuthError::Revoked));
+        assert_eq!(revoked.authenticate(&h, 60), Err(AuthError::Revoked));
     }
 
     #[test]
@@ -301,6 +309,8 @@ mod tests {
             "9223372036854775807d",
             "0d",
             "-5d",
+            "+5d",
+            " 5d",
             "d",
         ] {
             let e = parse_ttl(raw).expect_err(raw);
@@ -313,5 +323,45 @@ mod tests {
             Some(106_751_991_167_300 * 86_400)
         );
         assert!(parse_ttl("106751991167301d").is_err());
+    }
+
+    /// Every string of up to four characters over an alphabet of digits, units, signs, spaces
+    /// and multi-byte characters, and every count of each unit around the overflow: a value or
+    /// an error naming the field, never a panic, and a value only for `<positive digits><unit>`.
+    #[test]
+    fn parse_ttl_never_panics_exhaustively() {
+        let alphabet = [
+            '0', '1', '9', 'd', 'h', 'm', 'y', '-', '+', ' ', '.', 'é', '٣', '\u{0}', 'n',
+        ];
+        let mut inputs = vec![String::new()];
+        let mut frontier = vec![String::new()];
+        for _ in 0..4 {
+            frontier = frontier
+                .iter()
+                .flat_map(|p| alphabet.iter().map(move |c| format!("{p}{c}")))
+                .collect();
+            inputs.extend(frontier.iter().cloned());
+        }
+        for unit in ["d", "h", "m"] {
+            for digits in 1..=25 {
+                inputs.push(format!("{}{unit}", "9".repeat(digits)));
+            }
+        }
+        inputs.extend(["never".into(), "Never".into(), "neverd".into()]);
+        for raw in &inputs {
+            match parse_ttl(raw) {
+                Ok(None) => assert_eq!(raw, "never"),
+                Ok(Some(secs)) => {
+                    assert!(secs > 0, "{raw}");
+                    let (num, unit) = raw.split_at(raw.len() - 1);
+                    assert!(
+                        matches!(unit, "d" | "h" | "m") && num.bytes().all(|b| b.is_ascii_digit()),
+                        "{raw}"
+                    );
+                }
+                Err(e) => assert_eq!(e.field, "expires-in", "{raw}"),
+            }
+        }
+        assert!(inputs.len() > 50_000);
     }
 }

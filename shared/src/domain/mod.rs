@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod model;
 pub mod model_upload;
 pub mod objects;
+pub mod oidc;
 pub mod pipeline;
 pub mod policy;
 pub mod registry;

@@ -5,6 +5,7 @@ pub mod events;
 pub mod jobs;
 pub mod labels;
 pub mod objects;
+pub mod oidc;
 pub mod reinvoke;
 pub mod reviews;
 pub mod rules;
@@ -170,10 +171,11 @@ pub struct Page<T> {
 pub trait DecisionStore: Send + Sync {
     fn key(&self, hash: &KeyHash) -> impl Future<Output = Result<Option<KeyRecord>, StoreError>> + Send;
 
+    /// `key`: the API key to re-read in the same batch (`None` for a token principal).
     fn load_for_scoring(
         &self,
         tenant: &TenantId,
-        key: &KeyHash,
+        key: Option<&KeyHash>,
         tx: &Transaction,
         idempotency_key: Option<&IdempotencyKey>,
     ) -> impl Future<Output = Result<ScoringSnapshot, StoreError>> + Send;

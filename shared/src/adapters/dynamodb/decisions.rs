@@ -221,13 +221,15 @@ impl DecisionStore for DynamoStore {
     async fn load_for_scoring(
         &self,
         tenant: &TenantId,
-        key: &KeyHash,
+        key: Option<&KeyHash>,
         tx: &crate::domain::Transaction,
         idempotency_key: Option<&IdempotencyKey>,
     ) -> Result<ScoringSnapshot, StoreError> {
-        let Some(api) = api_key(key) else {
+        let api = match key.map(api_key) {
+            None => None,
+            Some(Some(api)) => Some(api),
             // Not a hash any key could have: nothing to authenticate.
-            return Ok(ScoringSnapshot::default());
+            Some(None) => return Ok(ScoringSnapshot::default()),
         };
         let keys = Keys::new(tenant);
         let customer = Entity::Customer(&tx.customer_id);
@@ -244,7 +246,8 @@ impl DecisionStore for DynamoStore {
         let config = keys.config();
         let active = keys.active_model();
         let idem = idempotency_key.map(|k| keys.idempotency(k));
-        let mut wanted = vec![&api, &decision, &config, &active];
+        let mut wanted = vec![&decision, &config, &active];
+        wanted.extend(api.as_ref());
         wanted.extend(idem.as_ref());
         wanted.extend(aggregate_keys.iter());
 
@@ -285,8 +288,8 @@ impl DecisionStore for DynamoStore {
             customer: c_write,
             terminal: t_write,
         };
-        if let Some(item) = found.remove(&api) {
-            snap.key = Some(parse_key_record(&item, &api)?);
+        if let Some((api, item)) = api.as_ref().and_then(|k| Some((k, found.remove(k)?))) {
+            snap.key = Some(parse_key_record(&item, api)?);
         }
         if let Some(item) = found.remove(&decision) {
             snap.existing = Some(parse_decision(item, &decision)?);

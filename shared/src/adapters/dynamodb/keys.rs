@@ -128,6 +128,16 @@ impl<'t> Keys<'t> {
         ItemKey::new(self.scoped("KEYID", key_id), "KEYID")
     }
 
+    /// The `gsi1` partition listing a tenant's API keys (`verdict keys list`), oldest first.
+    pub fn api_keys(&self) -> String {
+        format!("T#{}#KEYS", self.tenant)
+    }
+
+    /// The `gsi1` partition listing a tenant's OIDC issuers (`verdict oidc list`).
+    pub fn issuers(&self) -> String {
+        format!("T#{}#ISSUERS", self.tenant)
+    }
+
     pub fn config(&self) -> ItemKey {
         ItemKey::new(format!("T#{}", self.tenant), "CONFIG")
     }
@@ -265,6 +275,17 @@ pub fn api_key(hash: &KeyHash) -> Option<ItemKey> {
     let h = &hash.0;
     let ok = h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     ok.then(|| ItemKey::new(format!("KEY#{h}"), "KEY"))
+}
+
+/// An OIDC issuer's item, by the SHA-256 of its `iss` (any string, so never in a key as is).
+/// Not tenant-scoped, like [`api_key`]: a token is looked up by its issuer before its tenant is
+/// known, and the item names the one tenant the issuer may authenticate.
+pub fn issuer(iss: &str) -> ItemKey {
+    use sha2::Digest;
+    ItemKey::new(
+        format!("ISSUER#{}", hex::encode(sha2::Sha256::digest(iss.as_bytes()))),
+        "ISSUER",
+    )
 }
 
 /// The `gsi1` and `gsi2` sort key of a decision: [`history_time`], then the id.

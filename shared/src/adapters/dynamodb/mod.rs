@@ -32,6 +32,7 @@ mod api_keys;
 mod codec;
 mod decisions;
 mod imports;
+mod issuers;
 mod jobs;
 mod keys;
 mod labels;
@@ -44,6 +45,7 @@ mod tenant_config;
 
 pub use aggregates::*;
 use api_keys::*;
+pub use api_keys::{NewKey, Rotated};
 use codec::*;
 use decisions::*;
 pub use jobs::*;

@@ -27,7 +27,7 @@ pub async fn aggregate_reads<S: AggregateReads + DecisionStore>(store: &S) {
     }
     // Any well-formed hash: the adapter reads nothing for one no key could have.
     let snap = store
-        .load_for_scoring(&acme, &KeyHash("0".repeat(64)), &seen, None)
+        .load_for_scoring(&acme, Some(&KeyHash("0".repeat(64))), &seen, None)
         .await
         .unwrap();
     assert_ne!(snap.customer, EntityAggregate::default(), "c-1 has history");
@@ -98,7 +98,7 @@ pub async fn aggregate_seeding<S: AggregateSeeding + AggregateReads + DecisionSt
 
     // A decision reads the seeded history and adds to it.
     let snap = store
-        .load_for_scoring(&acme, &KeyHash("0".repeat(64)), &t, None)
+        .load_for_scoring(&acme, Some(&KeyHash("0".repeat(64))), &t, None)
         .await
         .unwrap();
     assert_eq!(snap.customer, customer);

@@ -132,7 +132,7 @@ pub async fn decision_store<S: DecisionStore>(store: &S, seed: &impl Seed) {
     let t1 = tx("tx-1", "2018-08-08T10:00:00Z", 12_345, "c-1");
     let idem = IdempotencyKey::parse("order-1").unwrap();
     let snap = store
-        .load_for_scoring(&acme, &key.hash(), &t1, Some(&idem))
+        .load_for_scoring(&acme, Some(&key.hash()), &t1, Some(&idem))
         .await
         .unwrap();
     assert_eq!(snap.key, Some(rec.clone()));
@@ -147,7 +147,7 @@ pub async fn decision_store<S: DecisionStore>(store: &S, seed: &impl Seed) {
         CommitOutcome::Committed
     );
     let snap = store
-        .load_for_scoring(&acme, &key.hash(), &t1, Some(&idem))
+        .load_for_scoring(&acme, Some(&key.hash()), &t1, Some(&idem))
         .await
         .unwrap();
     assert_eq!(
@@ -183,7 +183,10 @@ pub async fn decision_store<S: DecisionStore>(store: &S, seed: &impl Seed) {
     );
     assert_eq!(store.decision(&acme, &t9.id).await.unwrap(), None);
     assert_eq!(store.decision(&acme, &t1.id).await.unwrap(), Some(r1.clone()));
-    let snap = store.load_for_scoring(&acme, &key.hash(), &t1, None).await.unwrap();
+    let snap = store
+        .load_for_scoring(&acme, Some(&key.hash()), &t1, None)
+        .await
+        .unwrap();
     assert_eq!(snap.customer, expected, "a refused commit adds nothing");
 
     // History: newest first, paged without gaps or repeats, only this customer's.
@@ -227,7 +230,7 @@ pub async fn decision_store<S: DecisionStore>(store: &S, seed: &impl Seed) {
 
     // Another tenant sees none of it.
     let snap = store
-        .load_for_scoring(&globex, &key.hash(), &t1, Some(&idem))
+        .load_for_scoring(&globex, Some(&key.hash()), &t1, Some(&idem))
         .await
         .unwrap();
     assert!(snap.existing.is_none() && snap.idempotency.is_none() && snap.thresholds.is_none());

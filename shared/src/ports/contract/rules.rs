@@ -175,7 +175,7 @@ where
 async fn pointers<S: DecisionStore>(store: &S, tenant: &TenantId) -> RulesPointers {
     let t = tx("tx-rules", "2018-08-08T10:00:00Z", 1_000, "c-1");
     store
-        .load_for_scoring(tenant, &ApiKey::generate().hash(), &t, None)
+        .load_for_scoring(tenant, Some(&ApiKey::generate().hash()), &t, None)
         .await
         .expect("load_for_scoring")
         .rules

@@ -187,14 +187,14 @@ impl DecisionStore for InMemoryDecisions {
     async fn load_for_scoring(
         &self,
         tenant: &TenantId,
-        key: &KeyHash,
+        key: Option<&KeyHash>,
         tx: &Transaction,
         idempotency_key: Option<&IdempotencyKey>,
     ) -> Result<ScoringSnapshot, StoreError> {
         let s = self.state();
         let scoped = |k: &str| (tenant.clone(), k.to_owned());
         Ok(ScoringSnapshot {
-            key: s.keys.get(&key.0).cloned(),
+            key: key.and_then(|k| s.keys.get(&k.0).cloned()),
             customer: s
                 .customers
                 .get(&scoped(tx.customer_id.as_str()))
