@@ -189,7 +189,10 @@ async fn a_job_backtest_gives_the_inline_report_once_and_only_to_its_tenant() {
     get(&api, &key, "bt1533723306000a4e1c7b2d9f06e3a")
         .await
         .assert_problem(404, "not-found");
-    get(&api, &key, "..%2Fx").await.assert_problem(404, "not-found");
+    // Percent-decoded once at the edge: `../x` breaks the id rules, a 400 naming the id.
+    let reply = get(&api, &key, "..%2Fx").await;
+    reply.assert_problem(400, "validation");
+    assert_eq!(reply.fields(), vec!["id".to_string()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
