@@ -1,22 +1,27 @@
-# Verdict: the commands the README names. Everything installs into the repo (.venv), pinned.
+# Verdict: the commands the README names. The stack's tools install into the repo (.venv), the
+# checkers into a per-user cache (TOOLS_CACHE), all pinned.
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 CARGO ?= cargo
 
-.PHONY: test unit venv tools dev demo events bench handbook fmt clean upload one-build schemathesis stack-stop-test
+.PHONY: test unit venv tools dev demo events bench handbook fmt clean upload one-build schemathesis stack-stop-test deny-check
 
-# Checkers that are not Python libraries of the stack, in .tools/ (git-ignored), each pinned and
-# installed once, only when missing (the stamps name the version, so a new pin reinstalls).
-TOOLS := .tools
-# cargo-deny from crates.io, compiled here (no prebuilt binary is fetched): ~5 min on 2 cores, with
-# the crate's fat LTO switched off for the build (a checker, not a hot path), once per clone.
+# Checkers that are not Python libraries of the stack, pinned, installed once per user (not per
+# clone) under a cache directory named by what decides them: a new pin installs beside the old one,
+# and a fresh clone of the same pins reuses them.
+TOOLS_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/verdict-tools
+# cargo-deny from crates.io, compiled here (no prebuilt binary is fetched), --locked to its own lock
+# file: ~5 min on 2 cores, with the crate's fat LTO switched off for the build (a checker, not a hot
+# path), once per user and version.
 CARGO_DENY_VERSION := 0.20.2
-CARGO_DENY := $(TOOLS)/bin/cargo-deny
-CARGO_DENY_STAMP := $(TOOLS)/.cargo-deny-$(CARGO_DENY_VERSION)
+CARGO_DENY_ROOT := $(TOOLS_CACHE)/cargo-deny-$(CARGO_DENY_VERSION)
+CARGO_DENY := $(CARGO_DENY_ROOT)/bin/cargo-deny
 # checkov pins boto3==1.35.49, networkx<2.7 and packaging<24, which would downgrade what moto and
-# cfn-lint run on in .venv: it gets a venv of its own, pinned in requirements-checkov.txt.
-CHECKOV_VENV := $(TOOLS)/checkov
+# cfn-lint run on in .venv: it gets a venv of its own, every package pinned in
+# requirements-checkov.txt, named by that file's hash.
+CHECKOV_HASH := $(shell sha256sum requirements-checkov.txt | cut -c1-16)
+CHECKOV_VENV := $(TOOLS_CACHE)/checkov-$(CHECKOV_HASH)
 CHECKOV := $(CHECKOV_VENV)/bin/checkov
 
 # The local stack's tools (moto, cargo-lambda with its ziglang, cfn-lint), pinned in
@@ -32,19 +37,30 @@ $(VENV)/.installed: requirements-dev.txt
 venv: $(VENV)/.installed
 
 # Not in CARGO_TARGET_DIR: cargo install builds in a temporary directory, not the workspace's target.
-$(CARGO_DENY_STAMP):
+# Installed into a temporary root that is renamed into place only once it works, so an interrupted
+# install (or two clones installing at once) never leaves a half-made cargo-deny that looks done.
+$(CARGO_DENY):
+	@mkdir -p $(TOOLS_CACHE)
+	rm -rf $(CARGO_DENY_ROOT).tmp.$$PPID
 	env -u CARGO_TARGET_DIR CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
-		$(CARGO) install --locked --root $(TOOLS) cargo-deny --version $(CARGO_DENY_VERSION)
-	@$(CARGO_DENY) --version | grep -qx 'cargo-deny $(CARGO_DENY_VERSION)'
-	touch $@
+		$(CARGO) install --locked --root $(CARGO_DENY_ROOT).tmp.$$PPID cargo-deny --version $(CARGO_DENY_VERSION)
+	@$(CARGO_DENY_ROOT).tmp.$$PPID/bin/cargo-deny --version | grep -qx 'cargo-deny $(CARGO_DENY_VERSION)'
+	@mv -T $(CARGO_DENY_ROOT).tmp.$$PPID $(CARGO_DENY_ROOT) 2>/dev/null || rm -rf $(CARGO_DENY_ROOT).tmp.$$PPID
+	@test -x $@
 
+# The stamp is only touched once pip succeeded, so a failed install is retried by the next make.
 $(CHECKOV_VENV)/.installed: requirements-checkov.txt
+	@mkdir -p $(TOOLS_CACHE)
 	@python3 -m venv $(CHECKOV_VENV) || { echo "error: python3 -m venv failed; on Debian/Ubuntu: apt-get install python3-venv" >&2; exit 1; }
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
 	@$(CHECKOV) --version >/dev/null
 	touch $@
 
-tools: $(CARGO_DENY_STAMP) $(CHECKOV_VENV)/.installed
+tools: $(CARGO_DENY) $(CHECKOV_VENV)/.installed
+
+## deny-check: every cargo-deny check, advisories included (they fetch the RustSec database from GitHub; CI runs this).
+deny-check: $(CARGO_DENY)
+	$(CARGO_DENY) check
 
 ## dev: the whole stack locally (moto + cargo lambda watch), with a model, a key and curl commands.
 dev: venv
@@ -129,5 +145,6 @@ bench:
 handbook:
 	$(CARGO) run --release --locked -p verdict-cli -- handbook
 
+# The per-user tool cache ($(TOOLS_CACHE)) is shared by every clone and is not removed here.
 clean:
-	rm -rf $(VENV) $(TOOLS) target
+	rm -rf $(VENV) target
