@@ -158,10 +158,18 @@ async fn a_bad_percent_encoding_is_a_401_before_a_400_for_callers_without_a_genu
     let api = ApiStack::new().await;
     let (tenant, key) = api.tenant("acme-paths-auth").await;
     let expired = api
-        .key(&tenant, "transactions:read", Some(verdict::domain::auth::now_epoch() - 10))
+        .key(
+            &tenant,
+            "transactions:read",
+            Some(verdict::domain::auth::now_epoch() - 10),
+        )
         .await;
     let unknown = ApiKey::generate();
-    for path in ["/v1/transactions/order%G1", "/v1/transactions/order%2F1", "/v1/rulesets/%zz"] {
+    for path in [
+        "/v1/transactions/order%G1",
+        "/v1/transactions/order%2F1",
+        "/v1/rulesets/%zz",
+    ] {
         let base = Event::load("get-transaction").path(path);
         for (who, event) in [
             ("no credential", base.clone().without_header("authorization")),
@@ -179,7 +187,11 @@ async fn a_bad_percent_encoding_is_a_401_before_a_400_for_callers_without_a_genu
     }
     // 404 and 405 still need no credential.
     let r = api
-        .send(&Event::load("get-transaction").path("/v1/nowhere").without_header("authorization"))
+        .send(
+            &Event::load("get-transaction")
+                .path("/v1/nowhere")
+                .without_header("authorization"),
+        )
         .await;
     assert_eq!(r.status, 404, "{}", r.body);
 }
@@ -248,8 +260,7 @@ async fn a_panic_holding_the_key_cache_lock_answers_a_500_with_the_request_id_an
     // Warm the key and model caches first.
     assert_eq!(send(&app, &post_tx(&key, json!({"id": "before"}))).await.status, 200);
 
-    let event = post_tx(&doomed, json!({"id": "during"}))
-        .request_id("rid-panic-1");
+    let event = post_tx(&doomed, json!({"id": "during"})).request_id("rid-panic-1");
     let (parts, body) = ::api::handle(&app, event.request()).await.into_parts();
     let body: Value = serde_json::from_slice(body.as_ref()).expect("a problem body");
     assert_eq!(parts.status, 500, "{body}");
