@@ -103,9 +103,8 @@ pub fn cursor_secret() -> &'static str {
 
 /// An app over `stack` as `main` builds it: the run's cursor key.
 pub fn app_over(stack: &Stack) -> TestApp {
-    let mut app = ::api::App::new(stack.store.clone(), stack.blobs.clone(), None);
-    app.cursors = ::api::CursorCodec::from_secret(cursor_secret()).expect("a 64-character secret");
-    app
+    ::api::App::new(stack.store.clone(), stack.blobs.clone(), None)
+        .with_cursor_key(::api::CursorCodec::from_secret(cursor_secret()).expect("a 64-character secret"))
 }
 
 /// The stack plus the real app over its adapters.

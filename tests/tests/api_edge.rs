@@ -1,5 +1,5 @@
 //! The edge through the real handler (docs/security.md, "The edge"): sealed page cursors,
-//! percent-encoded path ids, base64 (non-UTF-8) bodies, and a panic inside a route.
+//! percent-encoded path ids, base64 (non-UTF-8) bodies, and a panic inside the key cache's critical section.
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
@@ -151,6 +151,51 @@ async fn a_percent_encoded_id_reads_back_and_bad_encodings_are_400s_naming_the_p
     assert_eq!(r.status, 404, "{}", r.body);
 }
 
+/// The path is parsed before a route authenticates; a caller without a genuine credential is
+/// told 401, never how its path parameter was malformed (a 400).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_percent_encoding_is_a_401_before_a_400_for_callers_without_a_genuine_credential() {
+    let api = ApiStack::new().await;
+    let (tenant, key) = api.tenant("acme-paths-auth").await;
+    let expired = api
+        .key(
+            &tenant,
+            "transactions:read",
+            Some(verdict::domain::auth::now_epoch() - 10),
+        )
+        .await;
+    let unknown = ApiKey::generate();
+    for path in [
+        "/v1/transactions/order%G1",
+        "/v1/transactions/order%2F1",
+        "/v1/rulesets/%zz",
+    ] {
+        let base = Event::load("get-transaction").path(path);
+        for (who, event) in [
+            ("no credential", base.clone().without_header("authorization")),
+            ("malformed", base.clone().header("authorization", "Basic dXNlcjpwYXNz")),
+            ("unknown key", base.clone().bearer(&unknown)),
+            ("expired key", base.clone().bearer(&expired)),
+        ] {
+            let r = api.send(&event).await;
+            r.assert_problem(401, "unauthenticated");
+            assert!(!r.body.to_string().contains("percent"), "{path} {who}: {}", r.body);
+        }
+        // A genuine key gets the 400 naming the parameter.
+        let r = api.send(&base.bearer(&key)).await;
+        r.assert_problem(400, "validation");
+    }
+    // 404 and 405 still need no credential.
+    let r = api
+        .send(
+            &Event::load("get-transaction")
+                .path("/v1/nowhere")
+                .without_header("authorization"),
+        )
+        .await;
+    assert_eq!(r.status, 404, "{}", r.body);
+}
+
 /// API Gateway delivers a body that is not UTF-8 base64-encoded with `isBase64Encoded: true`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_base64_body_is_decoded_and_one_that_is_not_utf8_json_is_a_400_naming_body() {
@@ -189,27 +234,33 @@ async fn a_base64_body_is_decoded_and_one_that_is_not_utf8_json_is_a_400_naming_
     assert!(stored.is_none(), "nothing stored for a refused body");
 }
 
-// The probe exists only in builds with debug assertions (never a release build).
+// The probe exists only in builds with debug assertions (never a release build). It is called
+// while the key cache's lock is held; it panics for one key only.
 #[cfg(debug_assertions)]
-fn panic_on_probe_header(req: &lambda_http::Request) {
-    if req.headers().contains_key("x-test-panic") {
-        panic!("probe: a bug in a route");
+static PANICKING_KEY: std::sync::OnceLock<verdict::domain::auth::KeyHash> = std::sync::OnceLock::new();
+
+#[cfg(debug_assertions)]
+fn panic_for_one_key(hash: &verdict::domain::auth::KeyHash) {
+    if PANICKING_KEY.get() == Some(hash) {
+        panic!("probe: a bug while the key cache is locked");
     }
 }
 
+/// The panic poisons the key cache's mutex: with a cache that did not recover (`lock().unwrap()`)
+/// every later scoring request of the container would be a 500.
 #[cfg(debug_assertions)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_panic_in_a_route_answers_a_500_with_the_request_id_and_the_container_serves_on() {
+async fn a_panic_holding_the_key_cache_lock_answers_a_500_with_the_request_id_and_the_caches_serve_on() {
     let api = ApiStack::new().await;
-    let (_, key) = api.tenant("acme-panic").await;
+    let (tenant, key) = api.tenant("acme-panic").await;
+    let doomed = api.key(&tenant, "transactions:write", None).await;
+    PANICKING_KEY.set(doomed.hash()).expect("set once");
     let mut app: TestApp = app_over(&api.stack);
-    app.panic_probe = Some(panic_on_probe_header);
+    app.set_key_cache_probe(panic_for_one_key);
     // Warm the key and model caches first.
     assert_eq!(send(&app, &post_tx(&key, json!({"id": "before"}))).await.status, 200);
 
-    let event = post_tx(&key, json!({"id": "during"}))
-        .header("x-test-panic", "1")
-        .request_id("rid-panic-1");
+    let event = post_tx(&doomed, json!({"id": "during"})).request_id("rid-panic-1");
     let (parts, body) = ::api::handle(&app, event.request()).await.into_parts();
     let body: Value = serde_json::from_slice(body.as_ref()).expect("a problem body");
     assert_eq!(parts.status, 500, "{body}");
@@ -222,7 +273,8 @@ async fn a_panic_in_a_route_answers_a_500_with_the_request_id_and_the_container_
         "the panic's message is logged, not sent: {body}"
     );
 
-    // The same container goes on: scoring (model cache, key cache) and reads answer.
+    // The same container goes on: scoring through the poisoned key cache (and the model
+    // cache) and reads answer.
     let r = send(&app, &post_tx(&key, json!({"id": "after"}))).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let r = send(

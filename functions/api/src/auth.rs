@@ -84,10 +84,33 @@ pub async fn token_principal<S: ApiStore, B: ModelBlobs>(
         })
 }
 
+/// Whether the request's credential is genuine, whatever its scopes: so that a 401 wins over a
+/// 400 found before a route authenticates (a path parameter that does not percent-decode).
+/// The route then authenticates again with its own scope.
+pub async fn authenticated<S: ApiStore, B: ModelBlobs>(app: &App<S, B>, headers: &HeaderMap) -> Result<(), ApiError> {
+    match bearer(headers)? {
+        Bearer::Key(hash) => {
+            let rec = app.scorer.store.key(&hash).await?.ok_or(AuthError::Invalid)?;
+            rec.authenticate(&hash, now_epoch())?;
+            Ok(())
+        }
+        // The verifier checks one scope last, after the signature and claims: lacking it
+        // still means the token is genuine.
+        Bearer::Token(token) => match token_principal(app, &token, Scope::ModelsRead).await {
+            Ok(_) | Err(ApiError::Forbidden(_)) => Ok(()),
+            Err(e) => Err(e),
+        },
+    }
+}
+
 /// `KeyHash → KeyRecord`, for at most [`KEY_CACHE_TTL`]. Only successful lookups are cached.
 #[derive(Default)]
 pub struct KeyCache {
     entries: Mutex<HashMap<KeyHash, (Instant, KeyRecord)>>,
+    /// Tests only (never in a release build, set by no request): called with the key's hash
+    /// while the lock is held, so a test can panic inside the critical section.
+    #[cfg(debug_assertions)]
+    pub(crate) probe: Option<fn(&KeyHash)>,
 }
 
 impl KeyCache {
@@ -99,6 +122,10 @@ impl KeyCache {
 
     fn get(&self, hash: &KeyHash) -> Option<KeyRecord> {
         let entries = self.entries();
+        #[cfg(debug_assertions)]
+        if let Some(probe) = self.probe {
+            probe(hash);
+        }
         let (at, rec) = entries.get(hash)?;
         (at.elapsed() < KEY_CACHE_TTL).then(|| rec.clone())
     }

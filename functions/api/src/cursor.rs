@@ -100,27 +100,30 @@ impl CursorCodec {
 
     /// Seals a store's next-page position for `at`. A position too long to seal within
     /// [`MAX_CURSOR_LEN`] (never the case for the stores' positions) or a failed random source
-    /// is logged and ends the listing there rather than failing the page.
-    pub fn seal(&self, at: &Listing<'_>, position: Option<String>) -> Option<String> {
-        let position = position?;
+    /// is an internal error (a 500): answering `next_cursor: null` would silently end the
+    /// listing at this page.
+    pub fn seal(&self, at: &Listing<'_>, position: Option<String>) -> Result<Option<String>, ApiError> {
+        let Some(position) = position else { return Ok(None) };
         if position.len() > MAX_POSITION {
-            tracing::error!(len = position.len(), kind = at.kind, "a page position too long to seal");
-            return None;
+            return Err(ApiError::Internal(format!(
+                "a {} page position of {} bytes is too long to seal",
+                at.kind,
+                position.len()
+            )));
         }
         let mut nonce = [0u8; NONCE_LEN];
-        if self.rng.fill(&mut nonce).is_err() {
-            tracing::error!("no randomness for a cursor nonce");
-            return None;
-        }
+        self.rng
+            .fill(&mut nonce)
+            .map_err(|_| ApiError::Internal("no randomness for a cursor nonce".into()))?;
         let mut buf = position.into_bytes();
         self.key
             .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(at.aad()), &mut buf)
-            .ok()?;
+            .map_err(|_| ApiError::Internal("sealing a cursor failed".into()))?;
         let mut wire = Vec::with_capacity(1 + NONCE_LEN + buf.len());
         wire.push(VERSION);
         wire.extend_from_slice(&nonce);
         wire.extend_from_slice(&buf);
-        Some(URL_SAFE_NO_PAD.encode(wire))
+        Ok(Some(URL_SAFE_NO_PAD.encode(wire)))
     }
 
     /// Opens a `cursor` sent back for `at`: the store's position, or a 400 naming `cursor` for
@@ -168,6 +171,7 @@ mod tests {
         let position = r#"{"pk":"T#acme#D#tx-1","sk":"D"}"#.to_owned();
         let sealed = codec
             .seal(&at(&acme, "transactions", &["c1"]), Some(position.clone()))
+            .unwrap()
             .unwrap();
         assert!(
             !sealed.contains("acme")
@@ -190,7 +194,7 @@ mod tests {
         assert!(refused(&codec, at(&acme, "transactions", &["c", "1"]), &sealed));
         // Two seals of one position differ (random nonce).
         assert_ne!(
-            codec.seal(&at(&acme, "transactions", &["c1"]), Some(position)),
+            codec.seal(&at(&acme, "transactions", &["c1"]), Some(position)).unwrap(),
             Some(sealed)
         );
     }
@@ -204,7 +208,7 @@ mod tests {
             kind: "rules",
             scope: &[],
         };
-        let sealed = codec.seal(&l, Some("rules/1|r1".into())).unwrap();
+        let sealed = codec.seal(&l, Some("rules/1|r1".into())).unwrap().unwrap();
         let mut flipped = URL_SAFE_NO_PAD.decode(&sealed).unwrap();
         let last = flipped.len() - 1;
         flipped[last] ^= 1;
@@ -229,7 +233,7 @@ mod tests {
     }
 
     #[test]
-    fn the_longest_position_sealed_fits_the_cursor_limit_and_a_longer_one_ends_the_listing() {
+    fn the_longest_position_sealed_fits_the_cursor_limit_and_a_longer_one_is_an_internal_error() {
         let codec = CursorCodec::ephemeral();
         let acme = tenant("acme");
         let l = Listing {
@@ -237,11 +241,19 @@ mod tests {
             kind: "audit",
             scope: &[],
         };
-        let longest = codec.seal(&l, Some("x".repeat(MAX_POSITION))).unwrap();
+        let longest = codec.seal(&l, Some("x".repeat(MAX_POSITION))).unwrap().unwrap();
         assert!(longest.len() <= MAX_CURSOR_LEN, "{}", longest.len());
         assert_eq!(codec.open(&l, Some(&longest)).unwrap().unwrap().len(), MAX_POSITION);
-        assert_eq!(codec.seal(&l, Some("x".repeat(MAX_POSITION + 1))), None);
-        assert_eq!(codec.seal(&l, None), None);
+        // Not `Ok(None)` (a silently ended listing): a 500 problem.
+        let too_long = codec.seal(&l, Some("x".repeat(MAX_POSITION + 1)));
+        assert!(
+            matches!(&too_long, Err(ApiError::Internal(cause)) if cause.contains("too long")),
+            "{too_long:?}"
+        );
+        let r = too_long.unwrap_err().to_response("/v1/audit", "rid-seal");
+        assert_eq!(r.status(), 500);
+        assert_eq!(r.headers()["content-type"], "application/problem+json");
+        assert_eq!(codec.seal(&l, None).unwrap(), None);
     }
 
     #[test]
@@ -251,5 +263,23 @@ mod tests {
             Some(CursorKeyError::TooShort(5))
         );
         assert!(CursorCodec::from_secret(&"k".repeat(MIN_SECRET_LEN)).is_ok());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config { cases: 512, ..Default::default() })]
+        /// No string, base64url-shaped or not, panics the decoder or opens without the key.
+        #[test]
+        fn open_never_panics_and_never_opens_what_it_did_not_seal(
+            raw in proptest::prop_oneof![".{0,64}", "[A-Za-z0-9_-]{0,2100}", "AQ[A-Za-z0-9_-]{38,200}"],
+        ) {
+            let codec = CursorCodec::from_secret(&"p".repeat(40)).unwrap();
+            let acme = tenant("acme");
+            let l = Listing { tenant: &acme, kind: "transactions", scope: &["c1"] };
+            let opened = codec.open(&l, Some(&raw));
+            proptest::prop_assert!(
+                matches!(&opened, Err(ApiError::Validation(e)) if e[0].field == "cursor"),
+                "{raw:?}: {opened:?}"
+            );
+        }
     }
 }

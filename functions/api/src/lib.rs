@@ -50,18 +50,24 @@ pub struct App<S, B> {
     /// inline is a 503, and `GET /v1/backtests/{id}` finds nothing.
     pub backtests: Option<Arc<dyn BacktestQueue>>,
     keys: auth::KeyCache,
-    /// Seals and opens page cursors. [`App::new`] gives a random key (cursors then live as long
-    /// as this App); `main` sets the deployment's key from `VERDICT_CURSOR_KEY`.
-    pub cursors: CursorCodec,
+    /// Seals and opens page cursors. Private: [`App::new`] gives a random key, and only
+    /// [`App::with_cursor_key`] replaces it.
+    cursors: CursorCodec,
     /// OIDC bearer tokens: the issuer and JWKS caches (HTTPS fetches, built on first use).
     pub tokens: TokenVerifier,
     /// When this container started serving; the fallback model's activation time.
     started_at: Timestamp,
-    /// Tests only (never in a release build, and set by no request): called at the start of
-    /// every route, to inject a panic through the real handler.
-    #[cfg(debug_assertions)]
+}
+
+#[cfg(debug_assertions)]
+impl<S, B> App<S, B> {
+    /// Tests only (never in a release build): `probe` is called with the key's hash while the
+    /// key cache's lock is held, so a test can panic inside that critical section and show the
+    /// cache recovers from the poisoned lock.
     #[doc(hidden)]
-    pub panic_probe: Option<fn(&Request)>,
+    pub fn set_key_cache_probe(&mut self, probe: fn(&verdict::domain::auth::KeyHash)) {
+        self.keys.probe = Some(probe);
+    }
 }
 
 impl<S: ApiStore, B: ModelBlobs> App<S, B> {
@@ -73,9 +79,19 @@ impl<S: ApiStore, B: ModelBlobs> App<S, B> {
             cursors: CursorCodec::ephemeral(),
             tokens: TokenVerifier::new(Arc::new(HttpJwks::default())),
             started_at: Timestamp::now(),
-            #[cfg(debug_assertions)]
-            panic_probe: None,
         }
+    }
+}
+
+impl<S, B> App<S, B> {
+    /// The deployment's cursor key, which `main` sets from `VERDICT_CURSOR_KEY` (and refuses to
+    /// start without). [`App::new`]'s default is a random key, so that an App built in-process
+    /// (tests, benchmarks) needs no secret; its cursors then open only on that App, which on
+    /// Lambda would mean a cursor from one container is a 400 on the next. Besides `main`, only
+    /// the test harness calls this, to model two containers of one deployment.
+    pub fn with_cursor_key(mut self, cursors: CursorCodec) -> Self {
+        self.cursors = cursors;
+        self
     }
 }
 
@@ -135,11 +151,17 @@ async fn dispatch<S: ApiStore, B: ModelBlobs>(
     req: &Request,
     cx: &Ctx<'_>,
 ) -> Result<Response<Body>, ApiError> {
-    #[cfg(debug_assertions)]
-    if let Some(probe) = app.panic_probe {
-        probe(req);
-    }
-    match routes::route(req.method(), cx.path)? {
+    let route = match routes::route(req.method(), cx.path) {
+        Ok(route) => route,
+        // A bad path parameter is found before the route authenticates: an unauthenticated
+        // caller is told 401, not how its path was malformed. 404 and 405 need no credential.
+        Err(e @ ApiError::Validation(_)) => {
+            auth::authenticated(app, req.headers()).await?;
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    };
+    match route {
         Route::Health => Ok(meta::health(cx.request_id)),
         Route::OpenApi => meta::openapi(cx.request_id),
         Route::ScoreTransaction => transactions::score(app, req, cx).await,

@@ -93,9 +93,8 @@ async fn build() -> Result<App<DynamoStore, S3Blobs>, String> {
             None
         }
     };
-    let mut app = App::new(store, blobs, fallback);
+    let mut app = App::new(store, blobs, fallback).with_cursor_key(cursors);
     app.backtests = backtests;
-    app.cursors = cursors;
     app.scorer.models = ModelCache::with_budget(cache_budget);
     Ok(app)
 }

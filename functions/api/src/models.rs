@@ -125,7 +125,7 @@ pub async fn list<S: ApiStore, B: ModelBlobs>(
             .iter()
             .map(|l| ModelView::registered(&l.entry, l.status))
             .collect(),
-        next_cursor: app.cursors.seal(&listing, page.next_cursor),
+        next_cursor: app.cursors.seal(&listing, page.next_cursor)?,
     };
     Ok(ok(&view, cx.request_id))
 }

@@ -222,7 +222,7 @@ pub async fn list<S: ApiStore, B: ModelBlobs>(
     Ok(ok(
         &PageView {
             items: found.items.iter().map(|r| ReviewView::row(r, now)).collect(),
-            next_cursor: app.cursors.seal(&listing, found.next_cursor),
+            next_cursor: app.cursors.seal(&listing, found.next_cursor)?,
         },
         cx.request_id,
     ))

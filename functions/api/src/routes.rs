@@ -341,4 +341,20 @@ mod tests {
         assert_eq!(normalise("/lambda-url/apix/v1/health"), "/lambda-url/apix/v1/health");
         assert_eq!(normalise("/v1/health"), "/v1/health");
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config { cases: 1024, ..Default::default() })]
+        /// Any string (and `%`-heavy ones) decodes or is a 400 naming the parameter; what
+        /// decodes holds no `/` or control character.
+        #[test]
+        fn decode_param_never_panics_on_any_string(
+            raw in proptest::prop_oneof![".{0,64}", "(%[0-9A-Fa-fGz]{0,2}|[a-z:./])*"],
+        ) {
+            match decode_param("id", Cow::Borrowed(&raw)) {
+                Ok(v) => proptest::prop_assert!(!v.contains('/') && !v.chars().any(char::is_control)),
+                Err(ApiError::Validation(e)) => proptest::prop_assert_eq!(&e[0].field, "id"),
+                Err(other) => proptest::prop_assert!(false, "{raw:?}: {other:?}"),
+            }
+        }
+    }
 }

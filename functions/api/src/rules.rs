@@ -137,7 +137,7 @@ pub async fn list<S: ApiStore, B: ModelBlobs>(
     Ok(ok(
         &PageView {
             items: page.items,
-            next_cursor: app.cursors.seal(&listing, page.next_cursor),
+            next_cursor: app.cursors.seal(&listing, page.next_cursor)?,
         },
         cx.request_id,
     ))
@@ -208,7 +208,7 @@ pub async fn list_rulesets<S: ApiStore, B: ModelBlobs>(
     Ok(ok(
         &PageView {
             items: page.items,
-            next_cursor: app.cursors.seal(&listing, page.next_cursor),
+            next_cursor: app.cursors.seal(&listing, page.next_cursor)?,
         },
         cx.request_id,
     ))
@@ -394,7 +394,7 @@ pub async fn entries<S: ApiStore, B: ModelBlobs>(
     Ok(ok(
         &PageView {
             items: page.items,
-            next_cursor: app.cursors.seal(&listing, page.next_cursor),
+            next_cursor: app.cursors.seal(&listing, page.next_cursor)?,
         },
         cx.request_id,
     ))
@@ -493,7 +493,7 @@ pub async fn audit<S: ApiStore, B: ModelBlobs>(
     Ok(ok(
         &PageView {
             items: page.items,
-            next_cursor: app.cursors.seal(&listing, page.next_cursor),
+            next_cursor: app.cursors.seal(&listing, page.next_cursor)?,
         },
         cx.request_id,
     ))

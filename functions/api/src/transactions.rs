@@ -133,7 +133,7 @@ pub async fn list<S: ApiStore, B: ModelBlobs>(
         .await?;
     let view = PageView {
         items: page.items.iter().map(StoredDecisionView::new).collect(),
-        next_cursor: app.cursors.seal(&listing, page.next_cursor),
+        next_cursor: app.cursors.seal(&listing, page.next_cursor)?,
     };
     Ok(ok(&view, cx.request_id))
 }

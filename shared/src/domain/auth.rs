@@ -158,7 +158,7 @@ pub struct KeyRecord {
 /// Why a request is not allowed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
-    #[error("missing credential: send Authorization: Bearer <api key>")]
+    #[error("missing credential: send an API key or an OIDC token as Authorization: Bearer <credential>")]
     Missing,
     #[error("invalid credential")]
     Invalid,
