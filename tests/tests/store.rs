@@ -873,6 +873,18 @@ async fn keys_are_listed_per_tenant_and_a_rotation_never_extends_the_old_key() {
         st.store.rotate_key(&globex, &r1.key_id, mk(), 2).await,
         Err(StoreError::NotFound(_))
     ));
+    // An expired key is not rotated: r1 expires at 1_700_100_000.
+    let late = NewKey {
+        hash: &h3,
+        key_id: n3.key_id(),
+        created_at: 1_700_100_000,
+        expires_at: None,
+    };
+    assert!(matches!(
+        st.store.rotate_key(&acme, &r1.key_id, late, 1_800_000_000).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(st.store.key(&h3).await.unwrap(), None, "nothing written");
     st.store.revoke_key(&acme, &r2.key_id, 1_700_000_400).await.unwrap();
     assert!(matches!(
         st.store.rotate_key(&acme, &r2.key_id, mk(), 2).await,

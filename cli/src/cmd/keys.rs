@@ -229,7 +229,7 @@ fn rotate(a: RotateArgs) -> anyhow::Result<()> {
         let Rotated { old, new } = match store.rotate_key(&tenant, &a.key_id, new, not_after).await {
             Ok(r) => r,
             Err(StoreError::NotFound(_)) => anyhow::bail!(
-                "tenant {tenant} has no active API key {:?} in table {} (revoked keys are not rotated)",
+                "tenant {tenant} has no active API key {:?} in table {} (revoked or expired keys are not rotated)",
                 a.key_id,
                 a.table
             ),

@@ -5,8 +5,9 @@
 use super::aws::{bad, block_on, parse_tenant, store_error, Aws};
 use anyhow::Context;
 use verdict::adapters::DynamoStore;
+use verdict::app::oidc::loopback_http_allowed;
 use verdict::domain::auth::now_epoch;
-use verdict::domain::oidc::IssuerConfig;
+use verdict::domain::oidc::{check_jwks_url, IssuerConfig};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -32,7 +33,8 @@ struct AddArgs {
     /// The issuer, exactly as tokens carry it in `iss`
     #[arg(long, value_name = "URL")]
     issuer: String,
-    /// The issuer's JWKS (https; plain http only on 127.0.0.1 or localhost)
+    /// The issuer's JWKS (https to a public host; plain http to the loopback host only with
+    /// VERDICT_OIDC_ALLOW_LOOPBACK_HTTP=1, for tests)
     #[arg(long, value_name = "URL")]
     jwks_url: String,
     /// The `aud` tokens must carry
@@ -86,6 +88,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
 
 fn config_of(a: &AddArgs) -> anyhow::Result<IssuerConfig> {
     let tenant = parse_tenant(&a.tenant)?;
+    // What the api will fetch, checked now: loopback http only with the test setting.
+    check_jwks_url(&a.jwks_url, loopback_http_allowed()).map_err(|e| bad("--jwks-url", e))?;
     IssuerConfig::new(
         &a.issuer,
         &a.jwks_url,
@@ -199,6 +203,19 @@ mod tests {
     fn bad_settings_name_their_flag() {
         assert!(config_of(&args("https://idp.example/jwks", 3600)).is_ok());
         let e = config_of(&args("http://idp.example/jwks", 3600))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("--jwks-url: "), "{e}");
+        // Loopback http is the test harness's opt-in, named in the refusal; this process has not set it.
+        assert!(!loopback_http_allowed());
+        let e = config_of(&args("http://127.0.0.1:9/jwks", 3600))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("--jwks-url: ") && e.contains("VERDICT_OIDC_ALLOW_LOOPBACK_HTTP=1"),
+            "{e}"
+        );
+        let e = config_of(&args("https://169.254.169.254/jwks", 3600))
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("--jwks-url: "), "{e}");

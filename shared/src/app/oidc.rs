@@ -6,10 +6,14 @@
 //!   is not in them refetches, at most once per issuer per [`TokenVerifier::min_refresh`]: inside
 //!   that window an unknown `kid` is a 401 without any fetch, so forged kids cannot make the
 //!   container hammer the issuer.
-//! - Both caches are bounded in entries; past the bound they start over.
+//! - A fetch that fails is answered (503) for the rest of the window; earlier keys keep serving.
+//! - An unknown `iss` is remembered for [`UNKNOWN_ISSUER_TTL`].
+//! - Every cache is bounded in entries; past the bound the oldest entry is evicted.
 
 use crate::domain::auth::{AuthError, Principal, Scope};
-use crate::domain::oidc::{check_jwks_url, inspect, key_fits, verify, IssuerConfig, TokenError};
+use crate::domain::oidc::{
+    check_jwks_url, inspect, key_fits, verify, IssuerConfig, TokenError, ALLOW_LOOPBACK_HTTP_ENV,
+};
 use crate::ports::oidc::{IssuerStore, JwksFetchError, JwksSource};
 use crate::ports::StoreError;
 use jsonwebtoken::jwk::Jwk;
@@ -25,6 +29,9 @@ pub const MAX_JWKS_BYTES: usize = 64 * 1024;
 /// Keys read from one JWKS at most.
 pub const MAX_JWKS_KEYS: usize = 64;
 const MAX_CACHED: usize = 64;
+/// An unknown `iss` is remembered this long, for at most this many issuers.
+pub const UNKNOWN_ISSUER_TTL: Duration = Duration::from_secs(60);
+const MAX_UNKNOWN_ISSUERS: usize = 256;
 
 /// Why a token gives no principal.
 #[derive(Debug, thiserror::Error)]
@@ -45,15 +52,38 @@ impl From<TokenError> for TokenAuthError {
 }
 
 struct JwksEntry {
+    /// The last keys fetched (empty before the first success), served stale while refreshes fail.
     keys: Arc<Vec<Jwk>>,
     fetched: Option<Instant>,
     attempted: Instant,
+    /// Why the last fetch failed, answered (503) inside the refresh window.
+    error: Option<JwksFetchError>,
+}
+
+/// Inserts `key`, first evicting the entry with the oldest time when the map is full: clearing
+/// it instead would forget every issuer's refresh limit at once.
+fn insert_bounded<V>(m: &mut HashMap<String, V>, key: &str, value: V, max: usize, at: impl Fn(&V) -> Instant) {
+    if m.len() >= max && !m.contains_key(key) {
+        if let Some(oldest) = m.iter().min_by_key(|(_, v)| at(v)).map(|(k, _)| k.clone()) {
+            m.remove(&oldest);
+        }
+    }
+    m.insert(key.to_owned(), value);
+}
+
+/// Whether plain http to the loopback host may be fetched: only when the operator (or the test
+/// harness) sets [`ALLOW_LOOPBACK_HTTP_ENV`]` = 1`. In a Lambda, 127.0.0.1:9001 is the Runtime
+/// API, so the deployed function never allows it (template.yaml does not set it).
+pub fn loopback_http_allowed() -> bool {
+    std::env::var(ALLOW_LOOPBACK_HTTP_ENV).is_ok_and(|v| v == "1")
 }
 
 pub struct TokenVerifier {
     source: Arc<dyn JwksSource>,
     issuers: Mutex<HashMap<String, (Instant, IssuerConfig)>>,
     jwks: Mutex<HashMap<String, JwksEntry>>,
+    /// Issuers not configured, by when that was read.
+    unknown: Mutex<HashMap<String, Instant>>,
     /// At most one JWKS fetch per issuer this often (tests shorten it).
     pub min_refresh: Duration,
 }
@@ -91,6 +121,7 @@ impl TokenVerifier {
             source,
             issuers: Mutex::default(),
             jwks: Mutex::default(),
+            unknown: Mutex::default(),
             min_refresh: DEFAULT_MIN_REFRESH,
         }
     }
@@ -101,66 +132,112 @@ impl TokenVerifier {
                 return Ok(c);
             }
         }
-        let config = store.issuer(iss).await?.ok_or(TokenError::UnknownIssuer)?;
-        if let Ok(mut m) = self.issuers.lock() {
-            if m.len() >= MAX_CACHED {
-                m.clear();
+        // A recently unknown `iss` is refused without a GetItem (random issuers cost nothing, and
+        // an unreadable issuer item is read, and its warning logged, once per window).
+        if let Some(at) = self.unknown.lock().ok().and_then(|m| m.get(iss).copied()) {
+            if at.elapsed() < UNKNOWN_ISSUER_TTL {
+                return Err(TokenError::UnknownIssuer.into());
             }
-            m.insert(iss.to_owned(), (Instant::now(), config.clone()));
+        }
+        let Some(config) = store.issuer(iss).await? else {
+            if let Ok(mut m) = self.unknown.lock() {
+                insert_bounded(&mut m, iss, Instant::now(), MAX_UNKNOWN_ISSUERS, |at| *at);
+            }
+            return Err(TokenError::UnknownIssuer.into());
+        };
+        if let Ok(mut m) = self.issuers.lock() {
+            insert_bounded(&mut m, iss, (Instant::now(), config.clone()), MAX_CACHED, |(at, _)| *at);
+        }
+        if let Ok(mut m) = self.unknown.lock() {
+            m.remove(iss);
         }
         Ok(config)
     }
 
     /// The key `kid` of the JWKS at `url`, fetching it when absent or stale, within the rate.
+    ///
+    /// An outage of the issuer is never the token's fault: after a failed fetch, the requests
+    /// inside the refresh window answer that fetch's error (a 503) rather than "unknown key", and
+    /// keys fetched earlier keep being served, stale, until a refresh succeeds.
     async fn key(&self, url: &str, kid: &str, alg: jsonwebtoken::Algorithm) -> Result<Jwk, TokenAuthError> {
         let find = |keys: &[Jwk]| {
             keys.iter()
                 .find(|k| k.common.key_id.as_deref() == Some(kid) && key_fits(k, alg))
                 .cloned()
         };
-        let (cached, may_fetch) = {
+        let (keys, fresh, may_fetch, last_error) = {
             let m = self.jwks.lock().map_err(|_| TokenError::UnknownKey)?;
             match m.get(url) {
-                None => (None, true),
-                Some(e) => {
-                    let fresh = e.fetched.is_some_and(|t| t.elapsed() < JWKS_MAX_AGE);
-                    let keys = fresh.then(|| e.keys.clone());
-                    (keys, e.attempted.elapsed() >= self.min_refresh)
-                }
+                None => (Arc::default(), false, true, None),
+                Some(e) => (
+                    e.keys.clone(),
+                    e.fetched.is_some_and(|t| t.elapsed() < JWKS_MAX_AGE),
+                    e.attempted.elapsed() >= self.min_refresh,
+                    e.error.clone().or_else(|| {
+                        // Never fetched and no error yet: the first fetch is still in flight.
+                        e.fetched.is_none().then(|| JwksFetchError {
+                            url: url.to_owned(),
+                            reason: "the issuer's keys are being fetched".to_owned(),
+                        })
+                    }),
+                ),
             }
         };
-        if let Some(k) = cached.as_deref().and_then(|keys| find(keys)) {
-            return Ok(k);
+        if fresh || !may_fetch {
+            if let Some(k) = find(&keys) {
+                return Ok(k);
+            }
         }
         if !may_fetch {
-            return Err(TokenError::UnknownKey.into());
+            return Err(last_error.map_or(TokenError::UnknownKey.into(), TokenAuthError::Jwks));
         }
         // The attempt counts before the fetch, so concurrent requests do not all fetch.
-        self.record(url, None, Instant::now());
-        check_jwks_url(url).map_err(|e| JwksFetchError {
-            url: url.to_owned(),
-            reason: e.reason,
-        })?;
-        let bytes = self.source.fetch(url).await?;
-        let keys = Arc::new(parse_jwks(url, &bytes)?);
-        self.record(url, Some(keys.clone()), Instant::now());
-        find(&keys).ok_or_else(|| TokenError::UnknownKey.into())
+        self.record(url, Instant::now(), None);
+        let fetched = match check_jwks_url(url, loopback_http_allowed()) {
+            Err(e) => Err(JwksFetchError {
+                url: url.to_owned(),
+                reason: e.reason,
+            }),
+            Ok(()) => match self.source.fetch(url).await {
+                Ok(bytes) => parse_jwks(url, &bytes).map(Arc::new),
+                Err(e) => Err(e),
+            },
+        };
+        match fetched {
+            Ok(new) => {
+                self.record(url, Instant::now(), Some(Ok(new.clone())));
+                find(&new).ok_or_else(|| TokenError::UnknownKey.into())
+            }
+            Err(e) => {
+                self.record(url, Instant::now(), Some(Err(e.clone())));
+                // A failed refresh keeps the keys it had: they were the issuer's a moment ago.
+                find(&keys).ok_or(TokenAuthError::Jwks(e))
+            }
+        }
     }
 
-    fn record(&self, url: &str, keys: Option<Arc<Vec<Jwk>>>, now: Instant) {
+    /// Notes a fetch attempt at `now` and, once it is done, its outcome.
+    fn record(&self, url: &str, now: Instant, outcome: Option<Result<Arc<Vec<Jwk>>, JwksFetchError>>) {
         let Ok(mut m) = self.jwks.lock() else { return };
-        if m.len() >= MAX_CACHED && !m.contains_key(url) {
-            m.clear();
+        if !m.contains_key(url) {
+            let e = JwksEntry {
+                keys: Arc::default(),
+                fetched: None,
+                attempted: now,
+                error: None,
+            };
+            insert_bounded(&mut m, url, e, MAX_CACHED, |e| e.attempted);
         }
-        let e = m.entry(url.to_owned()).or_insert_with(|| JwksEntry {
-            keys: Arc::default(),
-            fetched: None,
-            attempted: now,
-        });
+        let Some(e) = m.get_mut(url) else { return };
         e.attempted = now;
-        if let Some(keys) = keys {
-            e.keys = keys;
-            e.fetched = Some(now);
+        match outcome {
+            None => {}
+            Some(Ok(keys)) => {
+                e.keys = keys;
+                e.fetched = Some(now);
+                e.error = None;
+            }
+            Some(Err(err)) => e.error = Some(err),
         }
     }
 
@@ -192,9 +269,11 @@ mod tests {
     use std::pin::Pin;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    struct Issuers(IssuerConfig);
+    /// One configured issuer; counts the lookups.
+    struct Issuers(IssuerConfig, AtomicUsize);
     impl IssuerStore for Issuers {
         async fn issuer(&self, iss: &str) -> Result<Option<IssuerConfig>, StoreError> {
+            self.1.fetch_add(1, Ordering::SeqCst);
             Ok((iss == self.0.issuer).then(|| self.0.clone()))
         }
     }
@@ -268,7 +347,7 @@ mod tests {
             fetches: AtomicUsize::new(0),
         });
         let v = TokenVerifier::new(jwks.clone());
-        (Issuers(c), jwks, v)
+        (Issuers(c, AtomicUsize::new(0)), jwks, v)
     }
 
     fn claims() -> serde_json::Value {
@@ -309,7 +388,8 @@ mod tests {
         let t = a.sign(claims());
         for _ in 0..3 {
             let p = run(v.principal(&store, &t, Scope::TransactionsRead, NOW)).unwrap();
-            assert_eq!((p.key_id.as_str(), p.tenant.as_str()), ("oidc:alice", "acme"));
+            assert_eq!(p.key_id, crate::domain::oidc::actor("https://idp.example/", "alice"));
+            assert_eq!(p.tenant.as_str(), "acme");
         }
         assert_eq!(jwks.fetches.load(Ordering::SeqCst), 1, "cached after the first fetch");
 
@@ -367,5 +447,139 @@ mod tests {
         let keys = parse_jwks("u", doc.to_string().as_bytes()).unwrap();
         assert_eq!(keys.len(), 1);
         assert_eq!(keys[0].common.key_id.as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn an_issuer_outage_is_a_503_for_the_whole_refresh_window_never_an_unknown_key() {
+        let (store, jwks, v) = setup();
+        let a = Signer::new("a");
+        *jwks.doc.lock().unwrap() = Err("connection refused".into());
+        let t = a.sign(claims());
+        for i in 0..2 {
+            let r = err(run(v.principal(&store, &t, Scope::TransactionsRead, NOW)));
+            assert!(
+                r.starts_with("jwks:") && r.contains("connection refused"),
+                "request {i}: {r}"
+            );
+        }
+        assert_eq!(
+            jwks.fetches.load(Ordering::SeqCst),
+            1,
+            "the second request is inside the window"
+        );
+    }
+
+    #[test]
+    fn a_failed_refresh_keeps_serving_the_keys_it_had() {
+        let (store, jwks, mut v) = setup();
+        let a = Signer::new("a");
+        *jwks.doc.lock().unwrap() = Ok(jwks_of(&[&a]));
+        let t = a.sign(claims());
+        assert!(run(v.principal(&store, &t, Scope::TransactionsRead, NOW)).is_ok());
+        // The keys go stale and the issuer goes down: the refresh fails, the old key still verifies.
+        let long_ago = Instant::now()
+            .checked_sub(JWKS_MAX_AGE + Duration::from_secs(1))
+            .unwrap();
+        for e in v.jwks.lock().unwrap().values_mut() {
+            e.fetched = Some(long_ago);
+            e.attempted = long_ago;
+        }
+        *jwks.doc.lock().unwrap() = Err("connection refused".into());
+        v.min_refresh = Duration::ZERO;
+        assert!(run(v.principal(&store, &t, Scope::TransactionsRead, NOW)).is_ok());
+        assert_eq!(jwks.fetches.load(Ordering::SeqCst), 2, "a refresh was tried");
+        // A kid it never had is the outage's 503, not the token's 401.
+        let b = Signer::new("b");
+        let r = err(run(v.principal(
+            &store,
+            &b.sign(claims()),
+            Scope::TransactionsRead,
+            NOW,
+        )));
+        assert!(r.starts_with("jwks:"), "{r}");
+        // Inside the window too (no fetch), the old key verifies and the unknown kid is a 503.
+        v.min_refresh = Duration::from_secs(3600);
+        assert!(run(v.principal(&store, &t, Scope::TransactionsRead, NOW)).is_ok());
+        let r = err(run(v.principal(
+            &store,
+            &b.sign(claims()),
+            Scope::TransactionsRead,
+            NOW,
+        )));
+        assert!(r.starts_with("jwks:"), "{r}");
+        assert_eq!(jwks.fetches.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn a_full_jwks_cache_evicts_its_oldest_entry_and_keeps_the_others_refresh_limits() {
+        let (_, jwks, v) = setup();
+        let t0 = Instant::now();
+        for i in 0..MAX_CACHED {
+            v.record(
+                &format!("https://idp{i}.example/jwks"),
+                t0 + Duration::from_millis(i as u64),
+                None,
+            );
+        }
+        v.record("https://new.example/jwks", t0 + Duration::from_secs(1), None);
+        let m = v.jwks.lock().unwrap();
+        assert_eq!(m.len(), MAX_CACHED);
+        assert!(!m.contains_key("https://idp0.example/jwks"), "the oldest is evicted");
+        assert!(m.contains_key("https://idp1.example/jwks") && m.contains_key("https://new.example/jwks"));
+        drop(m);
+        // The survivors are still rate-limited: a kid they lack costs no fetch.
+        let a = Signer::new("a");
+        let mut c = IssuerConfig::new(
+            "https://idp1.example/",
+            "https://idp1.example/jwks",
+            "verdict",
+            TenantId::parse("acme").unwrap(),
+            None,
+            None,
+            None,
+            None,
+        )
+        .unwrap();
+        c.issuer = "https://idp.example/".into();
+        let store = Issuers(c, AtomicUsize::new(0));
+        let r = err(run(v.principal(
+            &store,
+            &a.sign(claims()),
+            Scope::TransactionsRead,
+            NOW,
+        )));
+        assert!(r.starts_with("jwks:"), "never fetched, attempt in the window: {r}");
+        assert_eq!(jwks.fetches.load(Ordering::SeqCst), 0);
+
+        let mut issuers = HashMap::new();
+        for i in 0..3 {
+            insert_bounded(&mut issuers, &i.to_string(), t0 + Duration::from_secs(i), 3, |t| *t);
+        }
+        insert_bounded(&mut issuers, "1", t0 + Duration::from_secs(9), 3, |t| *t);
+        assert_eq!(issuers.len(), 3, "replacing a present key evicts nothing");
+        insert_bounded(&mut issuers, "x", t0, 3, |t| *t);
+        let mut left: Vec<_> = issuers.keys().cloned().collect();
+        left.sort();
+        assert_eq!(left, ["1", "2", "x"]);
+    }
+
+    #[test]
+    fn an_unknown_issuer_is_looked_up_once_per_window() {
+        let (store, _, v) = setup();
+        let a = Signer::new("a");
+        let mut c = claims();
+        c["iss"] = json!("https://random.example/");
+        let t = a.sign(c);
+        for _ in 0..5 {
+            assert!(err(run(v.principal(&store, &t, Scope::TransactionsRead, NOW))).contains("issuer"));
+        }
+        assert_eq!(store.1.load(Ordering::SeqCst), 1);
+        // Bounded: many random issuers never hold more than MAX_UNKNOWN_ISSUERS entries.
+        for i in 0..MAX_UNKNOWN_ISSUERS + 10 {
+            let mut c = claims();
+            c["iss"] = json!(format!("https://r{i}.example/"));
+            let _ = run(v.principal(&store, &a.sign(c), Scope::TransactionsRead, NOW));
+        }
+        assert_eq!(v.unknown.lock().unwrap().len(), MAX_UNKNOWN_ISSUERS);
     }
 }

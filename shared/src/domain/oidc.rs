@@ -91,7 +91,7 @@ impl From<TokenError> for AuthError {
 pub struct IssuerConfig {
     /// The `iss` claim, exactly.
     pub issuer: String,
-    /// Where its signing keys are published (https, or http on 127.0.0.1/localhost for tests).
+    /// Where its signing keys are published (https, or http on the loopback host in tests).
     pub jwks_url: String,
     /// The `aud` the token must carry.
     pub audience: String,
@@ -121,8 +121,39 @@ fn claim_name(field: &'static str, raw: &str) -> Result<String, DomainError> {
     })
 }
 
-/// Checks a JWKS address: https anywhere, plain http only on the loopback host (tests).
-pub fn check_jwks_url(raw: &str) -> Result<(), DomainError> {
+/// The environment setting that allows plain http JWKS addresses on the loopback host (the test
+/// harness sets it to `1`; template.yaml never does: in a Lambda, 127.0.0.1:9001 is the Runtime API).
+pub const ALLOW_LOOPBACK_HTTP_ENV: &str = "VERDICT_OIDC_ALLOW_LOOPBACK_HTTP";
+
+/// Whether a literal IP may not be a JWKS host: loopback, private, link-local (the instance
+/// metadata service), unspecified, shared (100.64/10) or unique-local.
+fn internal_ip(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || (a == 100 && (64..128).contains(&b))
+        }
+        IpAddr::V6(v6) => {
+            let seg0 = v6.segments()[0];
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || (seg0 & 0xfe00) == 0xfc00
+                || (seg0 & 0xffc0) == 0xfe80
+                || v6.to_ipv4_mapped().is_some_and(|v4| internal_ip(v4.into()))
+        }
+    }
+}
+
+/// Checks a JWKS address: https to a public host; plain http only to the loopback host and only
+/// when `allow_loopback_http` (from [`ALLOW_LOOPBACK_HTTP_ENV`]). A literal internal IP is refused
+/// even over https; a DNS name is not resolved here, so one pointing inside is not caught.
+pub fn check_jwks_url(raw: &str, allow_loopback_http: bool) -> Result<(), DomainError> {
     let fail = |why: &str| bad("jwks-url", format!("{raw:?} {why}"));
     if raw.len() > 2048 || !raw.is_ascii() || raw.bytes().any(|b| b.is_ascii_control() || b == b' ') {
         return Err(fail("is not a URL"));
@@ -136,10 +167,19 @@ pub fn check_jwks_url(raw: &str) -> Result<(), DomainError> {
         Some(v6) => v6.split(']').next().unwrap_or_default(),
         None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
     };
+    let loopback = matches!(host, "127.0.0.1" | "localhost" | "::1");
+    let literal_ip = host.parse::<std::net::IpAddr>().ok();
     match scheme {
+        "https" if loopback || literal_ip.is_some_and(internal_ip) => Err(fail(
+            "names a loopback, private or link-local address (refused: the function must not fetch inside its network)",
+        )),
+        "https" if host.is_empty() => Err(fail("has no host")),
         "https" => Ok(()),
-        "http" if matches!(host, "127.0.0.1" | "localhost" | "::1") => Ok(()),
-        "http" => Err(fail("must be https (plain http only on 127.0.0.1 or localhost)")),
+        "http" if loopback && allow_loopback_http => Ok(()),
+        "http" if loopback => Err(fail(&format!(
+            "is plain http: allowed on the loopback host only when {ALLOW_LOOPBACK_HTTP_ENV}=1 (tests)"
+        ))),
+        "http" => Err(fail("must be https (plain http only on the loopback host, for tests)")),
         _ => Err(fail("must be an https URL")),
     }
 }
@@ -163,7 +203,9 @@ impl IssuerConfig {
                 format!("{issuer:?} is not an issuer (1-1024 characters)"),
             ));
         }
-        check_jwks_url(jwks_url)?;
+        // The shape only: whether loopback http may be fetched is decided where it is fetched
+        // (and where an issuer is added), from the environment.
+        check_jwks_url(jwks_url, true)?;
         if audience.is_empty() || audience.len() > 1024 || audience.chars().any(char::is_control) {
             return Err(bad(
                 "audience",
@@ -317,6 +359,25 @@ pub fn verify(
     check_claims(&data.claims, issuer, now)
 }
 
+/// The recorded actor of a token: `oidc:<first 8 hex of sha256(iss)>:<sub>`, so two issuers of
+/// one tenant that both mint `sub: alice` are two actors.
+pub fn actor(iss: &str, sub: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let h = hex::encode(Sha256::digest(iss.as_bytes()));
+    format!("oidc:{}:{sub}", &h[..8])
+}
+
+/// Unicode format characters (general category Cf) that can hide or reorder text in a log or
+/// a UI: soft hyphen, zero-width and joiners, bidi marks, embeddings, overrides and isolates,
+/// invisible operators, the BOM, interlinear annotations, tag characters.
+fn is_format_char(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{0600}'..='\u{0605}' | '\u{061C}' | '\u{06DD}' | '\u{070F}' | '\u{180E}'
+        | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}' | '\u{110BD}'
+        | '\u{1D173}'..='\u{1D17A}' | '\u{E0001}' | '\u{E0020}'..='\u{E007F}')
+}
+
 fn int_claim(claims: &Map<String, Value>, name: &'static str) -> Result<Option<i64>, TokenError> {
     match claims.get(name) {
         None => Ok(None),
@@ -353,7 +414,7 @@ fn check_claims(claims: &Map<String, Value>, issuer: &IssuerConfig, now: i64) ->
         Some(Value::String(s))
             if !s.is_empty()
                 && s.chars().count() <= MAX_SUBJECT_CHARS
-                && s.chars().all(|c| !c.is_control() && c != '#') =>
+                && s.chars().all(|c| !c.is_control() && !is_format_char(c) && c != '#') =>
         {
             s
         }
@@ -368,7 +429,7 @@ fn check_claims(claims: &Map<String, Value>, issuer: &IssuerConfig, now: i64) ->
     let scopes: BTreeSet<Scope> = raw.into_iter().filter_map(|s| Scope::parse(s).ok()).collect();
     Ok(Principal {
         tenant: issuer.tenant.clone(),
-        key_id: format!("oidc:{sub}"),
+        key_id: actor(&issuer.issuer, sub),
         scopes,
         api_key: None,
     })
@@ -398,14 +459,43 @@ mod tests {
     }
 
     #[test]
-    fn jwks_urls_are_https_or_loopback_http() {
+    fn jwks_urls_are_public_https_or_opted_in_loopback_http() {
+        for ok in ["http://127.0.0.1:9/jwks", "http://localhost/k", "http://[::1]:8/k"] {
+            check_jwks_url(ok, true).expect(ok);
+            let e = check_jwks_url(ok, false).unwrap_err();
+            assert!(e.reason.contains(ALLOW_LOOPBACK_HTTP_ENV), "{ok}: {}", e.reason);
+        }
         for ok in [
             "https://idp.example/jwks",
-            "http://127.0.0.1:9/jwks",
-            "http://localhost/k",
-            "http://[::1]:8/k",
+            "https://8.8.8.8/k",
+            "https://[2001:db8::1]/k",
         ] {
-            check_jwks_url(ok).expect(ok);
+            check_jwks_url(ok, false).expect(ok);
+        }
+        // Literal internal addresses, even over https and even with the test setting.
+        for internal in [
+            "https://127.0.0.1/k",
+            "https://localhost/k",
+            "https://10.0.0.1/k",
+            "https://172.16.3.4:443/k",
+            "https://192.168.1.1/k",
+            "https://169.254.169.254/latest/meta-data",
+            "https://100.64.0.1/k",
+            "https://0.0.0.0/k",
+            "https://[::1]/k",
+            "https://[fd00::1]/k",
+            "https://[fe80::1]/k",
+            "https://[::ffff:169.254.169.254]/k",
+            "http://169.254.169.254/k",
+            "http://10.0.0.1/k",
+        ] {
+            for allow in [false, true] {
+                assert_eq!(
+                    check_jwks_url(internal, allow).unwrap_err().field,
+                    "jwks-url",
+                    "{internal}"
+                );
+            }
         }
         for bad in [
             "http://idp.example/jwks",
@@ -417,7 +507,7 @@ mod tests {
             "",
             "https://a b/",
         ] {
-            assert_eq!(check_jwks_url(bad).unwrap_err().field, "jwks-url", "{bad}");
+            assert_eq!(check_jwks_url(bad, true).unwrap_err().field, "jwks-url", "{bad}");
         }
     }
 
@@ -481,7 +571,15 @@ mod tests {
         let base = json!({"sub": "alice", "tenant": "acme", "iat": now - 10, "exp": now + 600,
                           "scope": "transactions:read openid reviews:write"});
         let p = check_claims(&claims(base.clone()), &c, now).unwrap();
-        assert_eq!(p.key_id, "oidc:alice");
+        assert_eq!(p.key_id, actor("https://idp.example/", "alice"));
+        assert!(p.key_id.starts_with("oidc:") && p.key_id.ends_with(":alice") && p.key_id.len() == 19);
+        let mut other = issuer();
+        other.issuer = "https://other.example/".into();
+        let q = check_claims(&claims(base.clone()), &other, now).unwrap();
+        assert_ne!(
+            q.key_id, p.key_id,
+            "the same sub from two issuers of one tenant is two actors"
+        );
         assert_eq!(p.api_key, None);
         assert_eq!(
             p.scopes,
@@ -504,6 +602,18 @@ mod tests {
         assert_eq!(with("tenant", json!("globex")), Err(TokenError::OtherTenant));
         assert_eq!(with("tenant", json!(["acme"])), Err(TokenError::Claim("tenant")));
         assert_eq!(with("sub", json!("a#b")), Err(TokenError::Claim("sub")));
+        for hidden in [
+            "al\u{200B}ice",
+            "\u{202E}ecila",
+            "a\u{2066}b",
+            "\u{FEFF}a",
+            "a\u{00AD}b",
+            "a\u{E0041}",
+            "a\nb",
+        ] {
+            assert_eq!(with("sub", json!(hidden)), Err(TokenError::Claim("sub")), "{hidden:?}");
+        }
+        assert!(with("sub", json!("zoë@example.com")).is_ok(), "visible Unicode is fine");
         assert_eq!(with("sub", json!("x".repeat(129))), Err(TokenError::Claim("sub")));
         let arr = with("scope", json!(["models:read", 7])).unwrap();
         assert_eq!(arr.scopes, BTreeSet::from([Scope::ModelsRead]));

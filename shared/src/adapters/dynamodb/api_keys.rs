@@ -155,7 +155,8 @@ impl DynamoStore {
 
     /// Rotates a tenant's key: stores a new key with the old one's tenant and scopes, and sets
     /// the old key's expiry to `not_after`, or keeps it when it is sooner: a rotation never
-    /// extends a key. One transaction; NotFound if the old key is missing, revoked, another
+    /// extends a key. One transaction; NotFound if the old key is missing, revoked, expired at
+    /// the new key's `created_at` (rotating it would mint a live key from a dead one), another
     /// tenant's, or changed since it was read.
     pub async fn rotate_key(
         &self,
@@ -168,7 +169,8 @@ impl DynamoStore {
         let Some((key, old)) = self.key_item_by_id(tenant, key_id).await? else {
             return Err(not_found());
         };
-        if old.revoked_at.is_some() {
+        let now = new.created_at;
+        if old.revoked_at.is_some() || old.expires_at.is_some_and(|t| t <= now) {
             return Err(not_found());
         }
         let index_key = Keys::new(tenant).key_id(key_id);
@@ -187,7 +189,8 @@ impl DynamoStore {
         let unchanged = match old.expires_at {
             Some(t) => {
                 values.insert(":old".into(), n(t));
-                "#exp = :old"
+                values.insert(":now".into(), n(now));
+                "#exp = :old AND #exp > :now"
             }
             None => "attribute_not_exists(#exp)",
         };
