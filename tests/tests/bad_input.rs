@@ -608,7 +608,7 @@ async fn decisions_stored_with_odd_fields_before_the_checks_still_read_and_repla
     let (acme, key) = api.tenant("acme").await;
     let ids = ["tx-epoch-time", "tx-odd-created", "tx-odd-metadata", "tx-odd-inputs"];
     let mut bodies = HashMap::new();
-    for id in ids {
+    for id in ids.into_iter().chain(["tx-unreadable"]) {
         let event = post_with(&key, id, json!({}));
         bodies.insert(id, event.clone());
         assert_eq!(answer(&api, &event).await.status, 200);
@@ -634,7 +634,23 @@ async fn decisions_stored_with_odd_fields_before_the_checks_still_read_and_repla
     )
     .await;
     set_attribute(&api, &acme, ids[3], "inputs", &[], s("not a map")).await;
+    // An item no reader can repair (its score is text): the history leaves it out, never a 500.
+    set_attribute(&api, &acme, "tx-unreadable", "score", &[], s("high")).await;
     assert_readable(&api, &key, &ids.map(str::to_owned)).await;
+    let r = answer(
+        &api,
+        &get(&key, "/v1/transactions", &format!("customer={CUSTOMER}&limit=100")),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let listed: Vec<&str> = r.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert!(!listed.contains(&"tx-unreadable"), "{listed:?}");
+    assert_eq!(listed.len(), ids.len(), "every readable decision listed: {listed:?}");
     let r = answer(&api, &get(&key, "/v1/transactions/tx-epoch-time", "")).await;
     // The epoch number names no time in 0000..=9999: read as the decision's created_at.
     assert_eq!(r.body["inputs"]["occurred_at"], r.body["created_at"], "{}", r.body);
@@ -653,6 +669,30 @@ async fn decisions_stored_with_odd_fields_before_the_checks_still_read_and_repla
         "kept loose, as stored: {}",
         r.body
     );
+    // Labelling each reads the decision's time tolerantly too (as the GET does): applied or a
+    // 409 `label-not-applicable`, never a 5xx. Labelled at the decision's (repaired) created_at,
+    // so the label never predates the time it is checked against.
+    for id in ids {
+        let at = answer(&api, &get(&key, &format!("/v1/transactions/{id}"), ""))
+            .await
+            .body["created_at"]
+            .clone();
+        let label = Event::load("label-transaction")
+            .bearer(&key)
+            .path(&format!("/v1/transactions/{id}/label"))
+            .json(&json!({"label": "fraud", "source": "chargeback", "labelled_at": at}));
+        let r = answer(&api, &label).await;
+        assert!(
+            r.status < 300
+                || (r.status == 409
+                    && r.body["type"]
+                        .as_str()
+                        .is_some_and(|t| t.ends_with("label-not-applicable"))),
+            "label of {id}: {} {}",
+            r.status,
+            r.body
+        );
+    }
     // A replay of each same POST answers the stored decision (or the conflict), never a 5xx.
     for id in ids {
         let r = answer(&api, &bodies[id]).await;

@@ -62,13 +62,12 @@ pub(super) fn parse_decision(mut item: Item, key: &ItemKey) -> Result<DecisionRe
     Ok(record)
 }
 
-/// Reads tolerantly what earlier versions let through, so one odd item is never a 5xx for
-/// every later GET, history page or replay: a time that does not parse (the epoch-number
-/// fallback once written for a year outside 0000..=9999, or any other text) is read as the
-/// number's instant where it is one, else as the item's other time (in `inputs` too); `inputs`
-/// that is not a map reads as empty (within a map it is kept loose, as stored). Each repair is
-/// logged; the item itself is left as stored.
-fn neutralise_odd_fields(item: &mut Item, key: &ItemKey) {
+/// A decision item's `occurred_at` and `created_at`, read tolerantly: the one read of stored
+/// decision times, for full reads and label targets alike. A time that does not parse (the
+/// epoch-number fallback once written for a year outside 0000..=9999, or any other text) reads
+/// as the number's instant where it is one, else as the item's other time, else the epoch (so
+/// the record still reads and the odd value is visible). Each repair is logged.
+pub(super) fn decision_times(item: &Item, key: &ItemKey) -> (Timestamp, Timestamp) {
     let time_of = |v: Option<&AttributeValue>| -> Option<Timestamp> {
         let raw = match v? {
             AttributeValue::S(s) => s.as_str(),
@@ -81,17 +80,38 @@ fn neutralise_odd_fields(item: &mut Item, key: &ItemKey) {
     };
     let occurred = time_of(item.get("occurred_at"));
     let created = time_of(item.get("created_at"));
-    for (name, own, other) in [("occurred_at", occurred, created), ("created_at", created, occurred)] {
-        let is_rfc3339 = matches!(item.get(name), Some(AttributeValue::S(s)) if Timestamp::parse("t", s).is_ok());
-        if is_rfc3339 {
-            continue;
+    let read = |name: &str, own: Option<Timestamp>, other: Option<Timestamp>| -> Timestamp {
+        let own_rfc3339 = if is_rfc3339(item.get(name)) { own } else { None };
+        own_rfc3339.unwrap_or_else(|| {
+            let repaired = own
+                .or(other)
+                .unwrap_or_else(|| Timestamp::from_unix(0).expect("the epoch"));
+            tracing::warn!(key = %key, attribute = name, value = ?item.get(name), read_as = %repaired, "decision time unreadable: read as another");
+            repaired
+        })
+    };
+    (
+        read("occurred_at", occurred, created),
+        read("created_at", created, occurred),
+    )
+}
+
+fn is_rfc3339(v: Option<&AttributeValue>) -> bool {
+    matches!(v, Some(AttributeValue::S(s)) if Timestamp::parse("t", s).is_ok())
+}
+
+/// Reads tolerantly what earlier versions let through, so one odd item is never a 5xx for
+/// every later GET, history page or replay: a time that does not parse (the epoch-number
+/// fallback once written for a year outside 0000..=9999, or any other text) is read as the
+/// number's instant where it is one, else as the item's other time (in `inputs` too); `inputs`
+/// that is not a map reads as empty (within a map it is kept loose, as stored). Each repair is
+/// logged; the item itself is left as stored.
+fn neutralise_odd_fields(item: &mut Item, key: &ItemKey) {
+    let (occurred, created) = decision_times(item, key);
+    for (name, at) in [("occurred_at", occurred), ("created_at", created)] {
+        if !is_rfc3339(item.get(name)) {
+            item.insert(name.to_owned(), AttributeValue::S(at.to_rfc3339()));
         }
-        // Neither readable: the epoch, so the record still reads and the odd value is visible.
-        let repaired = own
-            .or(other)
-            .unwrap_or_else(|| Timestamp::from_unix(0).expect("the epoch"));
-        tracing::warn!(key = %key, attribute = name, value = ?item.get(name), read_as = %repaired, "decision time unreadable: read as another");
-        item.insert(name.to_owned(), AttributeValue::S(repaired.to_rfc3339()));
     }
     let occurred_at = item_time(item, "occurred_at");
     match item.get_mut("inputs") {
@@ -440,7 +460,14 @@ impl DecisionStore for DynamoStore {
             if keys.decision_id(&key.pk).is_none() {
                 return Err(corrupt(&key, "not a decision of this tenant"));
             }
-            items.push(parse_decision(item, &key)?);
+            // One unreadable item is logged and skipped (as a backtest does), never a 500 for the
+            // whole history.
+            match parse_decision(item, &key) {
+                Ok(d) => items.push(d),
+                Err(e) => {
+                    tracing::warn!(key = %key, error = %e, "an unreadable decision skipped in a customer history")
+                }
+            }
         }
         Ok(Page { items, next_cursor })
     }

@@ -56,7 +56,7 @@ pub(super) fn parse_label_target(item: &Item, key: &ItemKey) -> Result<LabelTarg
         },
     };
     Ok(LabelTarget {
-        occurred_at: get_timestamp(item, "occurred_at", key)?,
+        occurred_at: super::decisions::decision_times(item, key).0,
         customer_id: CustomerId::parse(customer).map_err(|e| corrupt(key, e.to_string()))?,
         terminal_id: terminal
             .map(TerminalId::parse)

@@ -1049,7 +1049,10 @@ impl RulesAdmin for DynamoStore {
             return Ok(None);
         }
         let key = Keys::new(tenant).list_entry(name, value);
-        self.get(&key).await?.map(|item| parse_entry(&item, &key)).transpose()
+        // Tolerant like the listing: an entry stored unreadable (an odd expiry) is logged and
+        // reads as absent, so an add rewrites it, never a 500.
+        let found = self.get(&key).await?.map(|item| (key, item)).into_iter().collect();
+        Ok(Self::tolerant(found, "list entry", |item, key| parse_entry(&item, key)).pop())
     }
 
     async fn list_entries(
