@@ -156,7 +156,8 @@ proptest! {
         let strict = parse_strict(&body);
         let loose = serde_json::from_slice::<Value>(&body);
         match (&strict, &loose) {
-            (Ok(a), Ok(b)) => prop_assert_eq!(a, b),
+            // Equal once serde_json's fraction-free floats are read as the integers they are.
+            (Ok(a), Ok(b)) => prop_assert_eq!(a, &integral(b.clone())),
             (Err(e), Ok(_)) => prop_assert!(e.message.contains("more than once") || e.message.contains("deeper"), "{e}"),
             (Ok(_), Err(e)) => prop_assert!(false, "strict accepted what serde_json refuses: {e}"),
             (Err(_), Err(_)) => {}
@@ -271,4 +272,18 @@ fn the_fixtures_are_valid_models_so_mutations_start_from_real_input() {
         "{:?}",
         ScoreRequest::parse_json(GOOD.as_bytes())
     );
+}
+
+/// `v` with every float that has no fraction (and fits an i64) as that integer, as the strict
+/// reader reads it.
+fn integral(v: Value) -> Value {
+    match v {
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 9.223_372_036_854_775_808e18 => Value::from(f as i64),
+            _ => Value::Number(n),
+        },
+        Value::Array(a) => Value::Array(a.into_iter().map(integral).collect()),
+        Value::Object(o) => Value::Object(o.into_iter().map(|(k, v)| (k, integral(v))).collect()),
+        other => other,
+    }
 }

@@ -111,6 +111,11 @@ impl<'de> Visitor<'de> for Strict<'_> {
         Ok(Value::from(v))
     }
     fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Value, E> {
+        // JSON Schema's integer includes `14400.0`: a number with no fraction reads as that integer,
+        // so every integer field of every body accepts it (2^63 and beyond stay floats).
+        if v.fract() == 0.0 && v.abs() < 9.223_372_036_854_775_808e18 {
+            return Ok(Value::from(v as i64));
+        }
         serde_json::Number::from_f64(v)
             .map(Value::Number)
             .ok_or_else(|| E::custom("a number out of range"))
@@ -168,6 +173,20 @@ mod tests {
             serde_json::from_str::<Value>(text).unwrap()
         );
         assert_eq!(parse_strict(b"[]").unwrap(), json!([]));
+    }
+
+    #[test]
+    fn a_number_without_a_fraction_is_an_integer() {
+        let v = parse_strict(br#"{"a": 14400.0, "b": 1e3, "c": -2.0, "d": 1.5, "e": 1e300, "f": -0.0}"#).unwrap();
+        assert_eq!(v["a"], json!(14400));
+        assert!(v["a"].is_i64());
+        assert_eq!(v["b"], json!(1000));
+        assert_eq!(v["c"], json!(-2));
+        assert_eq!(v["d"], json!(1.5));
+        assert!(v["e"].is_f64(), "beyond i64 stays a float");
+        assert_eq!(v["f"], json!(0));
+        let lease: u32 = serde_json::from_value(v["a"].clone()).unwrap();
+        assert_eq!(lease, 14400);
     }
 
     #[test]
